@@ -1,0 +1,237 @@
+//! Configuration: flags, environment, TOML file, defaults, in that order of
+//! precedence. Every setting has a documented default, so `parasol serve`
+//! with nothing set starts a working server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::lifecycle::reconciler::ReconcilerConfig;
+use crate::providers::sim::SimConfig;
+
+/// Options shared by every command that opens the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded database and the admin key file.
+    #[arg(long, env = "PARASOL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "PARASOL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `postgres://...` for PostgreSQL, or a SQLite path or `sqlite://` URL.
+    #[arg(long, env = "PARASOL_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Options of `parasol serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "PARASOL_LISTEN")]
+    pub listen: Option<String>,
+    /// Mean boot delay of simulated machines, in seconds (0: immediate).
+    #[arg(long, env = "PARASOL_SIM_BOOT_SECONDS")]
+    pub sim_boot_seconds: Option<f64>,
+    /// Share of simulated launches that fail while booting (0 to 1).
+    #[arg(long, env = "PARASOL_SIM_FAILURE_RATE")]
+    pub sim_failure_rate: Option<f64>,
+    /// Share of simulated provider calls that fail transiently (0 to 1).
+    #[arg(long, env = "PARASOL_SIM_CALL_FAILURE_RATE")]
+    pub sim_call_failure_rate: Option<f64>,
+    /// Machines per type and region in every simulated cloud, replacing the
+    /// seeded capacities.
+    #[arg(long, env = "PARASOL_SIM_CAPACITY")]
+    pub sim_capacity: Option<i64>,
+    /// Longest pause between reconciler runs, in milliseconds.
+    #[arg(long, env = "PARASOL_RECONCILE_PERIOD_MS")]
+    pub reconcile_period_ms: Option<u64>,
+    /// How often active instances are checked with their provider, in seconds.
+    #[arg(long, env = "PARASOL_ACTIVE_CHECK_SECONDS")]
+    pub active_check_seconds: Option<u64>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "PARASOL_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Lets an admin key move the server's clock (`POST /admin/clock/advance`).
+    /// For tests only.
+    #[arg(long, env = "PARASOL_TEST_CLOCK")]
+    pub test_clock: bool,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_format: Option<String>,
+    pub pool_size: Option<u32>,
+    #[serde(default)]
+    pub sim: FileSim,
+    #[serde(default)]
+    pub reconciler: FileReconciler,
+}
+
+/// `[sim]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSim {
+    /// Force the sim on or off; by default it is on while no real provider
+    /// is configured.
+    pub enabled: Option<bool>,
+    pub seed: Option<u64>,
+    pub boot_seconds: Option<f64>,
+    pub failure_rate: Option<f64>,
+    pub call_failure_rate: Option<f64>,
+    pub capacity: Option<i64>,
+}
+
+/// `[reconciler]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReconciler {
+    pub period_ms: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub active_check_seconds: Option<u64>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub pool_size: u32,
+    pub log_format: LogFormat,
+    pub sim_enabled: bool,
+    pub sim: SimConfig,
+    pub reconciler: ReconcilerConfig,
+    pub test_clock: bool,
+}
+
+/// Default listen address: loopback only, so a first start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Reads the config file named by the flags, if any.
+pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The data directory: flag or env, then file, then the user's data dir.
+pub fn data_dir(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<PathBuf> {
+    if let Some(d) = args.data_dir.clone().or_else(|| file.data_dir.clone()) {
+        return Ok(d);
+    }
+    dirs::data_dir()
+        .map(|d| d.join("parasol"))
+        .context("no data directory could be determined; pass --data-dir")
+}
+
+/// The database URL: flag or env, then file, then SQLite in the data dir.
+pub fn database_url(args: &StoreArgs, file: &FileConfig, data_dir: &Path) -> String {
+    match args
+        .database_url
+        .clone()
+        .or_else(|| file.database_url.clone())
+    {
+        Some(u) if u.starts_with("postgres") || u.starts_with("sqlite:") => u,
+        Some(path) => format!("sqlite://{path}"),
+        None => format!("sqlite://{}", data_dir.join("parasol.db").display()),
+    }
+}
+
+/// Resolves the settings of `parasol serve`.
+pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let file = read_file(args.store.config.as_deref())?;
+    let data_dir = data_dir(&args.store, &file)?;
+    let database_url = database_url(&args.store, &file, &data_dir);
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    if listen.parse::<SocketAddr>().is_err() && !listen.contains(':') {
+        bail!("--listen must be an address such as 127.0.0.1:8080, got {listen:?}");
+    }
+    let log_format = match args
+        .log_format
+        .as_deref()
+        .or(file.log_format.as_deref())
+        .unwrap_or("text")
+    {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => bail!("--log-format must be text or json, got {other:?}"),
+    };
+    let defaults = SimConfig::default();
+    let sim = SimConfig {
+        seed: file.sim.seed.unwrap_or(defaults.seed),
+        boot_seconds: args
+            .sim_boot_seconds
+            .or(file.sim.boot_seconds)
+            .unwrap_or(defaults.boot_seconds),
+        failure_rate: args
+            .sim_failure_rate
+            .or(file.sim.failure_rate)
+            .unwrap_or(defaults.failure_rate),
+        call_failure_rate: args
+            .sim_call_failure_rate
+            .or(file.sim.call_failure_rate)
+            .unwrap_or(defaults.call_failure_rate),
+        capacity: args.sim_capacity.or(file.sim.capacity),
+    };
+    if !(sim.boot_seconds >= 0.0 && sim.boot_seconds.is_finite()) {
+        bail!("sim boot seconds must be zero or more");
+    }
+    for (name, rate) in [
+        ("failure rate", sim.failure_rate),
+        ("call failure rate", sim.call_failure_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            bail!("sim {name} must be between 0 and 1, got {rate}");
+        }
+    }
+    let mut reconciler = ReconcilerConfig::default();
+    if let Some(ms) = args.reconcile_period_ms.or(file.reconciler.period_ms) {
+        reconciler.period = Duration::from_millis(ms.max(10));
+        reconciler.poll = reconciler.period;
+    }
+    if let Some(s) = args
+        .active_check_seconds
+        .or(file.reconciler.active_check_seconds)
+    {
+        reconciler.active_check = Duration::from_secs(s.max(1));
+    }
+    if let Some(c) = file.reconciler.concurrency {
+        reconciler.concurrency = c.max(1);
+    }
+    Ok(Settings {
+        listen,
+        data_dir,
+        database_url,
+        pool_size: file.pool_size.unwrap_or(8),
+        log_format,
+        // No real provider exists yet, so the sim is on unless turned off.
+        sim_enabled: file.sim.enabled.unwrap_or(true),
+        sim,
+        reconciler,
+        test_clock: args.test_clock,
+    })
+}

@@ -1,0 +1,161 @@
+//! Parasol's own endpoints beside the Shadeform API: health, readiness,
+//! and (admin accounts only) control of the sim and of a test clock.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ok, path_id, AppRef, Body};
+use crate::error::ApiError;
+use crate::providers::sim::Sim;
+use crate::store::Account;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Response {
+    ok(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the store answers and the reconciler has run recently.
+pub async fn readyz(State(app): State<AppRef>) -> Response {
+    let store_ok = app.store.ping().await.is_ok();
+    let last = app.reconciler.stats.last_run_ms.load(Ordering::Relaxed);
+    let reconciler_ok = last > 0 && app.clock.now_ms() - last < 60_000;
+    let providers: serde_json::Map<String, serde_json::Value> = app
+        .catalog
+        .failures()
+        .into_iter()
+        .map(|(name, why)| (name.to_string(), json!({"available": false, "reason": why})))
+        .collect();
+    let ready = store_ok && reconciler_ok;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": store_ok,
+        "reconciler": reconciler_ok,
+        "unavailable_providers": providers,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn admin_sim(app: &AppRef, account: &Account) -> Result<std::sync::Arc<Sim>, ApiError> {
+    if !account.is_admin {
+        return Err(ApiError::forbidden("this endpoint needs an admin API key"));
+    }
+    app.sim
+        .clone()
+        .ok_or_else(|| ApiError::conflict("the sim provider is not enabled on this server"))
+}
+
+/// `GET /admin/sim/machines`: every machine the sim ever launched.
+pub async fn sim_machines(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let machines = sim
+        .machines()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(ok(json!({ "machines": machines })))
+}
+
+/// Body of the sim fault endpoints.
+#[derive(Deserialize, Default)]
+pub struct FailRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /admin/sim/machines/{id}/fail`: breaks a machine.
+pub async fn sim_fail(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let id = path_id(&id, "machine")?;
+    let req: FailRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        FailRequest::default()
+    } else {
+        super::parse_json(&body)?
+    };
+    let reason = req
+        .reason
+        .unwrap_or_else(|| "simulated hardware fault".to_string());
+    if !sim
+        .fail(id, &reason)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+    {
+        return Err(ApiError::not_found("running machine"));
+    }
+    nudge(&app, id).await?;
+    Ok(ok(json!({"id": id, "state": "failed"})))
+}
+
+/// `POST /admin/sim/machines/{id}/preempt`: reclaims a machine.
+pub async fn sim_preempt(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let id = path_id(&id, "machine")?;
+    if !sim
+        .preempt(id)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+    {
+        return Err(ApiError::not_found("running machine"));
+    }
+    nudge(&app, id).await?;
+    Ok(ok(json!({"id": id, "state": "preempted"})))
+}
+
+/// Makes the reconciler look at an instance now instead of at its next check.
+async fn nudge(app: &AppRef, id: uuid::Uuid) -> Result<(), ApiError> {
+    app.store.wake_instance(id, app.clock.now_ms()).await?;
+    app.notify.notify_one();
+    Ok(())
+}
+
+/// Body of `POST /admin/clock/advance`.
+#[derive(Deserialize)]
+pub struct AdvanceRequest {
+    pub seconds: i64,
+}
+
+/// `POST /admin/clock/advance`: moves a test server's clock forward.
+pub async fn advance_clock(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Body(req): Body<AdvanceRequest>,
+) -> Result<Response, ApiError> {
+    if !account.is_admin {
+        return Err(ApiError::forbidden("this endpoint needs an admin API key"));
+    }
+    if req.seconds < 0 {
+        return Err(ApiError::invalid_field(
+            "seconds",
+            "the clock only moves forward",
+        ));
+    }
+    if !app.clock.advance(req.seconds.saturating_mul(1000)) {
+        return Err(ApiError::conflict(
+            "this server's clock is not movable; start it with --test-clock",
+        ));
+    }
+    app.store.wake_all(app.clock.now_ms()).await?;
+    app.notify.notify_one();
+    Ok(ok(json!({"now": app.clock.now()})))
+}

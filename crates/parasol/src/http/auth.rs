@@ -1,0 +1,96 @@
+//! API keys: how they are made, stored and checked.
+//!
+//! A key is 160 random bits, shown once. The store keeps only its SHA-256;
+//! a high-entropy key needs no slow hash, and a lookup by hash is one
+//! indexed query. The hash found is compared again in constant time, and
+//! accounts already seen are cached by hash so a busy client does not cost a
+//! query per request. Keys are never logged.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppRef;
+use crate::error::ApiError;
+use crate::store::Account;
+
+/// Header carrying the key; header names are case-insensitive on the wire.
+pub const HEADER: &str = "x-api-key";
+
+/// A fresh random API key.
+pub fn new_api_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let body: String = (0..32)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("psl_{body}")
+}
+
+/// Hex SHA-256 of a key, as stored.
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Accounts by key hash, filled on first use.
+#[derive(Default)]
+pub struct KeyCache(RwLock<HashMap<String, Account>>);
+
+/// Middleware: resolves the key to an account and puts it in the request's
+/// extensions, or answers 401.
+pub async fn require_key(
+    State(app): State<AppRef>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(key) = req.headers().get(HEADER) else {
+        return Err(ApiError::unauthorized("missing X-API-KEY header"));
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the X-API-KEY header is not valid text"))?
+        .trim();
+    let hash = hash_key(key);
+    let cached = app.keys.0.read().expect("poisoned").get(&hash).cloned();
+    let account = match cached {
+        Some(a) => a,
+        None => {
+            let found = app.store.account_by_key_hash(&hash).await?;
+            let Some(a) =
+                found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes())))
+            else {
+                return Err(ApiError::unauthorized("the API key is not valid"));
+            };
+            app.keys
+                .0
+                .write()
+                .expect("poisoned")
+                .insert(hash, a.clone());
+            a
+        }
+    };
+    req.extensions_mut().insert(account);
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_hash_to_hex() {
+        let a = new_api_key();
+        assert_ne!(a, new_api_key());
+        assert!(a.starts_with("psl_") && a.len() == 36);
+        let h = hash_key(&a);
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, hash_key(&new_api_key()));
+    }
+}

@@ -1,0 +1,492 @@
+//! `/instances/*`: the catalog, and instances from create to delete.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Extension;
+use parasol_api::{
+    dollars, Confirmation, CreateRequest, CreateResponse, Instance, InstanceConfiguration,
+    InstanceTypesQuery, InstanceTypesResponse, InstancesResponse, RentalTerms, RentalType, Status,
+    UpdateRequest,
+};
+use uuid::Uuid;
+
+use super::{ok, path_id, AppRef, Body};
+use crate::error::ApiError;
+use crate::lifecycle::{begin_delete, cost};
+use crate::providers::catalog::has_room;
+use crate::providers::{Offer, RegionOffer};
+use crate::store::{Account, InstanceRecord, Internal, OfferKey};
+use crate::validate;
+
+/// `GET /instances/types`.
+pub async fn types(
+    State(app): State<AppRef>,
+    query: Result<Query<InstanceTypesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {e}")))?;
+    let num_gpus = q
+        .num_gpus
+        .as_deref()
+        .map(|n| {
+            n.trim().parse::<i64>().map_err(|_| {
+                ApiError::invalid_field(
+                    "num_gpus",
+                    format!("num_gpus must be a whole number, got {n:?}"),
+                )
+            })
+        })
+        .transpose()?;
+    let available = q
+        .available
+        .as_deref()
+        .map(|a| match a {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ApiError::invalid_field(
+                "available",
+                format!("available must be true or false, got {a:?}"),
+            )),
+        })
+        .transpose()?;
+    match q.sort.as_deref() {
+        None | Some("price") => {}
+        Some(s) => {
+            return Err(ApiError::invalid_field(
+                "sort",
+                format!("sort must be \"price\", got {s:?}"),
+            ))
+        }
+    }
+    let all = app.catalog.instance_types(&app.store).await?;
+    let mut out = Vec::new();
+    for t in all.iter() {
+        if q.cloud.as_deref().is_some_and(|c| c != t.cloud)
+            || num_gpus.is_some_and(|n| n != t.configuration.num_gpus)
+            || q.gpu_type
+                .as_deref()
+                .is_some_and(|g| !g.eq_ignore_ascii_case(&t.configuration.gpu_type))
+            || q.shade_instance_type
+                .as_deref()
+                .is_some_and(|s| s != t.shade_instance_type)
+        {
+            continue;
+        }
+        if q.region.is_none() && available.is_none() {
+            out.push(t.clone());
+            continue;
+        }
+        let mut t = t.clone();
+        t.availability.retain(|a| {
+            q.region.as_deref().is_none_or(|r| r == a.region)
+                && available.is_none_or(|v| v == a.available)
+        });
+        if !t.availability.is_empty() {
+            out.push(t);
+        }
+    }
+    if q.sort.is_some() {
+        out.sort_by_key(|t| t.hourly_price);
+    }
+    Ok(ok(InstanceTypesResponse {
+        instance_types: out,
+    }))
+}
+
+/// `GET /instances`.
+pub async fn list(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    let now = app.clock.now();
+    let instances = app
+        .store
+        .list_instances(account.id)
+        .await?
+        .iter()
+        .map(|r| render(r, now))
+        .collect();
+    Ok(ok(InstancesResponse { instances }))
+}
+
+/// `GET /instances/{id}/info`.
+pub async fn info(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rec = load(&app, &account, &id).await?;
+    Ok(ok(render(&rec, app.clock.now())))
+}
+
+/// The API view of a stored instance, with its cost as of `now`.
+pub fn render(rec: &InstanceRecord, now: chrono::DateTime<chrono::Utc>) -> Instance {
+    let mut i = rec.instance.clone();
+    i.cost_estimate = dollars(cost::instance_cents(rec, now));
+    i
+}
+
+async fn load(app: &AppRef, account: &Account, raw_id: &str) -> Result<InstanceRecord, ApiError> {
+    let id = path_id(raw_id, "instance")?;
+    app.store
+        .get_instance(account.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance"))
+}
+
+/// `POST /instances/create`.
+pub async fn create(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Body(req): Body<CreateRequest>,
+) -> Result<Response, ApiError> {
+    validate::name("name", &req.name)?;
+    let offer = find_offer(&app, &req.cloud, &req.shade_instance_type)?;
+    let region = find_region(&offer, &req.region)?;
+    if let Some(t) = &req.template_id {
+        return Err(ApiError::invalid_field(
+            "template_id",
+            format!("no template with id {t:?}"),
+        ));
+    }
+    if let Some(v) = req.volume_ids.as_ref().and_then(|v| v.first()) {
+        return Err(ApiError::invalid_field(
+            "volume_ids",
+            format!("no volume with id {v:?}"),
+        ));
+    }
+    let os = match &req.os {
+        None => offer
+            .configuration
+            .os_options
+            .first()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::invalid_field("os", "this instance type lists no operating system")
+            })?,
+        Some(os) if offer.configuration.os_options.contains(os) => os.clone(),
+        Some(os) => {
+            return Err(ApiError::invalid_field(
+                "os",
+                format!(
+                    "os {os:?} is not offered for {}; choose one of: {}",
+                    offer.shade_instance_type,
+                    offer.configuration.os_options.join(", ")
+                ),
+            ))
+        }
+    };
+    let rental_type = req.rental_type.unwrap_or_default();
+    let hourly_price = match rental_type {
+        RentalType::OnDemand => offer.hourly_price,
+        RentalType::Spot => {
+            if !req.shade_cloud {
+                return Err(ApiError::invalid_field(
+                    "rental_type",
+                    "spot instances require shade_cloud: true",
+                ));
+            }
+            region.spot_price.ok_or_else(|| {
+                ApiError::invalid_field(
+                    "rental_type",
+                    format!(
+                        "{} is not offered as spot in {}",
+                        offer.shade_instance_type, region.region
+                    ),
+                )
+            })?
+        }
+        RentalType::Commitment => {
+            return Err(ApiError::invalid_field(
+                "rental_type",
+                "rental_type must be on_demand or spot",
+            ))
+        }
+    };
+    if let Some(lc) = &req.launch_configuration {
+        validate::launch_configuration(lc)?;
+    }
+    validate::envs("envs", req.envs.as_deref().unwrap_or_default())?;
+    validate::tags("tags", req.tags.as_deref().unwrap_or_default())?;
+    if let Some(t) = &req.auto_delete {
+        validate::thresholds("auto_delete", t)?;
+    }
+    if let Some(t) = &req.alert {
+        validate::thresholds("alert", t)?;
+    }
+    let key = match req.ssh_key_id.as_deref() {
+        Some(raw) => {
+            let id = validate::uuid_field("ssh_key_id", raw)?;
+            Some(
+                app.store
+                    .get_ssh_key(account.id, id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::invalid_field("ssh_key_id", format!("no ssh key with id {id}"))
+                    })?,
+            )
+        }
+        None => app.store.default_ssh_key(account.id).await?,
+    };
+    let offer_key = OfferKey {
+        cloud: offer.cloud.clone(),
+        region: region.region.clone(),
+        shade_instance_type: offer.shade_instance_type.clone(),
+    };
+    let holding = app.store.holding_count(&offer_key).await?;
+    if !has_room(region.capacity, holding) {
+        return Err(ApiError::no_capacity(format!(
+            "{} has no {} capacity left in {}; see /instances/types for regions with availability",
+            offer.cloud, offer.shade_instance_type, region.region
+        )));
+    }
+
+    let now = app.clock.now();
+    let id = Uuid::new_v4();
+    let c = &offer.configuration;
+    let rec = InstanceRecord {
+        account_id: account.id,
+        cluster_id: None,
+        generation: 1,
+        wake_at: Some(now.timestamp_millis()),
+        instance: Instance {
+            id,
+            cloud: offer.cloud.clone(),
+            region: region.region.clone(),
+            shade_instance_type: offer.shade_instance_type.clone(),
+            cloud_instance_type: offer.cloud_instance_type.clone(),
+            cloud_assigned_id: String::new(),
+            shade_cloud: req.shade_cloud,
+            name: req.name.clone(),
+            configuration: InstanceConfiguration {
+                memory_in_gb: c.memory_in_gb,
+                storage_in_gb: c.storage_in_gb,
+                vcpus: c.vcpus,
+                num_gpus: c.num_gpus,
+                gpu_type: c.gpu_type.clone(),
+                interconnect: c.interconnect.clone(),
+                nvlink: c.nvlink,
+                vram_per_gpu_in_gb: c.vram_per_gpu_in_gb,
+                gpu_manufacturer: c.gpu_manufacturer.clone(),
+                os,
+            },
+            ip: None,
+            ssh_user: offer.ssh_user.clone(),
+            ssh_port: offer.ssh_port,
+            status: Status::Creating,
+            status_details: None,
+            cost_estimate: dollars(0),
+            hourly_price,
+            rental_terms: RentalTerms {
+                rental_type,
+                hourly_price: Some(dollars(hourly_price)),
+                ending_at: None,
+            },
+            volume_ids: req.volume_ids.clone().unwrap_or_default(),
+            ssh_key_id: key.as_ref().map(|k| k.id),
+            launch_configuration: req.launch_configuration.clone(),
+            auto_delete: req.auto_delete.clone(),
+            alert: req.alert.clone(),
+            volume_mount: req.volume_mount.clone(),
+            tags: req.tags.clone().unwrap_or_default(),
+            envs: req.envs.clone().unwrap_or_default(),
+            port_mappings: Vec::new(),
+            active_at: None,
+            created_at: now,
+            deleted_at: None,
+            boot_time: offer.boot_time,
+        },
+        internal: Internal {
+            ssh_public_key: key.map(|k| k.public_key),
+            ..Internal::default()
+        },
+    };
+    app.store.insert_instance(&rec).await?;
+    app.catalog.invalidate();
+    app.notify.notify_one();
+    tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
+        region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");
+    Ok(ok(CreateResponse { id }))
+}
+
+fn find_offer(app: &AppRef, cloud: &str, shade_instance_type: &str) -> Result<Offer, ApiError> {
+    let offers = app.catalog.offers();
+    let clouds: BTreeSet<&str> = offers.iter().map(|o| o.cloud.as_str()).collect();
+    if !clouds.contains(cloud) {
+        return Err(ApiError::invalid_field(
+            "cloud",
+            format!(
+                "unknown cloud {cloud:?}; known clouds: {}",
+                clouds.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    app.catalog.find(cloud, shade_instance_type).ok_or_else(|| {
+        ApiError::invalid_field(
+            "shade_instance_type",
+            format!("{cloud} has no instance type {shade_instance_type:?}; see /instances/types?cloud={cloud}"),
+        )
+    })
+}
+
+fn find_region<'a>(offer: &'a Offer, region: &str) -> Result<&'a RegionOffer, ApiError> {
+    offer
+        .regions
+        .iter()
+        .find(|r| r.region == region)
+        .ok_or_else(|| {
+            let regions: Vec<&str> = offer.regions.iter().map(|r| r.region.as_str()).collect();
+            ApiError::invalid_field(
+                "region",
+                format!(
+                    "{} is not available in region {region:?} of {}; it is available in: {}",
+                    offer.shade_instance_type,
+                    offer.cloud,
+                    regions.join(", ")
+                ),
+            )
+        })
+}
+
+/// Applies a change with a generation-checked write, re-reading and
+/// re-applying when another writer got there first.
+async fn modify<F>(
+    app: &AppRef,
+    account: &Account,
+    raw_id: &str,
+    mut change: F,
+) -> Result<InstanceRecord, ApiError>
+where
+    F: FnMut(&mut InstanceRecord) -> Result<bool, ApiError>,
+{
+    for _ in 0..16 {
+        let mut rec = load(app, account, raw_id).await?;
+        if !change(&mut rec)? {
+            return Ok(rec);
+        }
+        if app
+            .store
+            .update_instance(&mut rec, app.clock.now_ms())
+            .await?
+        {
+            app.notify.notify_one();
+            return Ok(rec);
+        }
+    }
+    Err(ApiError::conflict(
+        "the instance is changing too quickly; retry the request",
+    ))
+}
+
+/// `POST /instances/{id}/update`.
+pub async fn update(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    match &req.name {
+        Some(Some(n)) => validate::name("name", n)?,
+        Some(None) => {
+            return Err(ApiError::invalid_field(
+                "name",
+                "name cannot be removed, only changed",
+            ))
+        }
+        None => {}
+    }
+    if let Some(Some(t)) = &req.tags {
+        validate::tags("tags", t)?;
+    }
+    if let Some(Some(t)) = &req.auto_delete {
+        validate::thresholds("auto_delete", t)?;
+    }
+    if let Some(Some(t)) = &req.alert {
+        validate::thresholds("alert", t)?;
+    }
+    let now = app.clock.now_ms();
+    let rec = modify(&app, &account, &id, |rec| {
+        let i = &mut rec.instance;
+        if let Some(Some(n)) = &req.name {
+            i.name = n.clone();
+        }
+        if let Some(t) = &req.tags {
+            i.tags = t.clone().unwrap_or_default();
+        }
+        if let Some(a) = &req.auto_delete {
+            i.auto_delete = a.clone();
+        }
+        if let Some(a) = &req.alert {
+            i.alert = a.clone();
+        }
+        // Thresholds may now be due: let the reconciler look.
+        if i.status == Status::Active {
+            rec.wake_at = Some(now);
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(ok(Confirmation {
+        id: rec.instance.id,
+        status: rec.instance.status.to_string(),
+    }))
+}
+
+/// `POST /instances/{id}/delete`.
+pub async fn delete(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let now = app.clock.now();
+    let rec = modify(&app, &account, &id, |rec| {
+        if rec.cluster_id.is_some() {
+            return Err(ApiError::conflict(
+                "this instance is a node of a cluster; delete the cluster instead",
+            ));
+        }
+        if rec.instance.status == Status::Deleting {
+            return Ok(false);
+        }
+        let details = rec
+            .instance
+            .status_details
+            .take()
+            .filter(|_| rec.instance.status == Status::Error);
+        begin_delete(rec, now, details);
+        Ok(true)
+    })
+    .await?;
+    app.catalog.invalidate();
+    tracing::info!(instance = %rec.instance.id, "delete requested");
+    Ok(ok(Confirmation {
+        id: rec.instance.id,
+        status: rec.instance.status.to_string(),
+    }))
+}
+
+/// `POST /instances/{id}/restart`.
+pub async fn restart(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let now = app.clock.now_ms();
+    let rec = modify(&app, &account, &id, |rec| {
+        if rec.instance.status != Status::Active {
+            return Err(ApiError::conflict(format!(
+                "only an active instance can be restarted; this one is {}",
+                rec.instance.status
+            )));
+        }
+        rec.internal.restart_requested = true;
+        rec.wake_at = Some(now);
+        Ok(true)
+    })
+    .await?;
+    Ok(ok(Confirmation {
+        id: rec.instance.id,
+        status: rec.instance.status.to_string(),
+    }))
+}

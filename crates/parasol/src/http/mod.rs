@@ -1,0 +1,182 @@
+//! The HTTP API: routes, authentication, body parsing and the request log.
+//!
+//! Handlers validate, write the store, wake the reconciler and answer; they
+//! never call a provider. Every answer is JSON, errors included: unknown
+//! routes, wrong methods, oversized or malformed bodies all go through
+//! [`ApiError`].
+
+mod admin;
+mod auth;
+mod instances;
+mod sshkeys;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use auth::{hash_key, new_api_key, KeyCache};
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::lifecycle::reconciler::Reconciler;
+use crate::providers::catalog::Catalog;
+use crate::providers::sim::Sim;
+use crate::store::Store;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<Clock>,
+    /// Wakes the reconciler after a write.
+    pub notify: Arc<Notify>,
+    pub reconciler: Arc<Reconciler>,
+    /// The built-in sim, when it is enabled (admin endpoints drive it).
+    pub sim: Option<Arc<Sim>>,
+    pub keys: KeyCache,
+}
+
+/// Shared state handle.
+pub type AppRef = Arc<AppState>;
+
+/// The whole API.
+pub fn router(state: AppRef) -> Router {
+    let v1 = Router::new()
+        .route("/instances", get(instances::list))
+        .route("/instances/types", get(instances::types))
+        .route("/instances/create", post(instances::create))
+        .route("/instances/{id}/info", get(instances::info))
+        .route("/instances/{id}/update", post(instances::update))
+        .route("/instances/{id}/delete", post(instances::delete))
+        .route("/instances/{id}/restart", post(instances::restart))
+        .route("/sshkeys", get(sshkeys::list))
+        .route("/sshkeys/add", post(sshkeys::add))
+        .route("/sshkeys/{id}/info", get(sshkeys::info))
+        .route("/sshkeys/{id}/setdefault", post(sshkeys::set_default))
+        .route("/sshkeys/{id}/delete", post(sshkeys::delete));
+    let admin = Router::new()
+        .route("/sim/machines", get(admin::sim_machines))
+        .route("/sim/machines/{id}/fail", post(admin::sim_fail))
+        .route("/sim/machines/{id}/preempt", post(admin::sim_preempt))
+        .route("/clock/advance", post(admin::advance_clock));
+    let authed = Router::new()
+        .nest("/v1", v1)
+        .nest("/admin", admin)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .merge(authed)
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("method {method} is not allowed on this route"),
+        field: None,
+    }
+}
+
+/// Logs each request with its route template (never the key or the body).
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    tracing::info!(
+        %method,
+        route,
+        path,
+        status = res.status().as_u16(),
+        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    res
+}
+
+/// A JSON request body, parsed with errors that name the field at fault.
+///
+/// Bodies over [`BODY_LIMIT`] are refused with 413 before parsing; the
+/// `Content-Type` header is not required, since some clients omit it.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::too_large(BODY_LIMIT))?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Parses a JSON body into `T`, naming the failing field in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            "the request body is empty; expected a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("the request body is not valid JSON: {inner}")
+            }
+            _ if path == "." || path.is_empty() => format!("invalid request body: {inner}"),
+            _ => format!("invalid value for {path}: {inner}"),
+        };
+        let err = ApiError::invalid(msg);
+        if path == "." || path.is_empty() {
+            err
+        } else {
+            err.with_field(path)
+        }
+    })
+}
+
+/// An id from the path; anything that is not a uuid cannot name an object,
+/// so it answers 404 like an unknown id.
+pub fn path_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
+}
+
+/// JSON 200 answer.
+pub fn ok<T: serde::Serialize>(v: T) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+/// Unused-state helper so handlers can name the state type briefly.
+pub type St = State<AppRef>;

@@ -1,0 +1,25 @@
+//! Parasol: a self-hosted GPU cloud broker with a Shadeform-compatible API.
+//!
+//! The crate reads top-down along the path of a request:
+//! - [`http`]: the axum server, authentication, the JSON error policy and one
+//!   handler module per resource. Handlers validate and write the store; they
+//!   never call a provider.
+//! - [`store`]: the single source of truth (SQLite embedded, PostgreSQL for
+//!   scale-out), with migrations and conditional (generation-checked) writes.
+//! - [`lifecycle`]: the reconciler that owns every state transition, and the
+//!   one cost-accrual function.
+//! - [`providers`]: the `Provider` trait and its implementations (the `sim`
+//!   multi-cloud is built in).
+//! - [`server`]: configuration and the wiring that starts all of the above.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod lifecycle;
+pub mod providers;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+pub use parasol_api as api;

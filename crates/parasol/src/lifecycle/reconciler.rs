@@ -1,0 +1,386 @@
+//! The reconciler: the background task that owns every lifecycle transition.
+//!
+//! Each run takes no input: it asks the store which instances are due
+//! (`wake_at <= now`), and gives each one step: at most one provider call
+//! and one generation-checked write. A run that dies halfway is simply the
+//! next run's starting point; a step that loses a race to the API is dropped
+//! and the instance re-read next run. Errors do not retry inside a run: the
+//! step sets a backoff in `wake_at`, and a later run is the retry.
+//!
+//! The task wakes when the API writes (a `Notify`), when the earliest
+//! `wake_at` arrives, and at least every `period`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parasol_api::Status;
+use tokio::sync::{watch, Notify};
+
+use super::begin_delete;
+use crate::clock::Clock;
+use crate::providers::catalog::Catalog;
+use crate::providers::{LaunchRequest, MachineState, Provider, ProviderError};
+use crate::store::{InstanceRecord, Store, StoreResult};
+
+/// Reconciler settings.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Longest sleep between runs.
+    pub period: Duration,
+    /// Instances stepped concurrently within a run.
+    pub concurrency: usize,
+    /// Most instances taken per run.
+    pub batch: i64,
+    /// How often an active instance is checked with its provider.
+    pub active_check: Duration,
+    /// How often a booting or tearing-down machine is polled.
+    pub poll: Duration,
+    /// Transient launch failures tolerated before the instance errors.
+    pub max_launch_attempts: u32,
+    /// Longest a single provider call may take before it counts as a
+    /// transient failure.
+    pub call_timeout: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(1),
+            concurrency: 32,
+            batch: 512,
+            active_check: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            max_launch_attempts: 8,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters an endpoint can show.
+#[derive(Debug, Default)]
+pub struct ReconcilerStats {
+    pub runs: AtomicU64,
+    pub run_errors: AtomicU64,
+    pub steps: AtomicU64,
+    pub transitions: AtomicU64,
+    pub lost_races: AtomicU64,
+    pub provider_errors: AtomicU64,
+    /// Milliseconds since the epoch of the last finished run.
+    pub last_run_ms: std::sync::atomic::AtomicI64,
+}
+
+/// The lifecycle engine.
+pub struct Reconciler {
+    store: Store,
+    catalog: Arc<Catalog>,
+    clock: Arc<Clock>,
+    notify: Arc<Notify>,
+    cfg: ReconcilerConfig,
+    /// Counters for metrics and readiness.
+    pub stats: ReconcilerStats,
+}
+
+impl Reconciler {
+    /// A reconciler; start it with [`Reconciler::run`].
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        clock: Arc<Clock>,
+        notify: Arc<Notify>,
+        cfg: ReconcilerConfig,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            clock,
+            notify,
+            cfg,
+            stats: ReconcilerStats::default(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. A step in flight finishes first, so
+    /// a graceful stop never abandons a provider call halfway.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let sleep = match self.run_once().await {
+                Ok(taken) if taken as i64 >= self.cfg.batch => Duration::ZERO,
+                Ok(_) => self.until_next_wake().await,
+                Err(e) => {
+                    self.stats.run_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "reconciler run failed; retrying");
+                    self.cfg.period
+                }
+            };
+            if sleep.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn until_next_wake(&self) -> Duration {
+        match self.store.next_wake().await {
+            Ok(Some(at)) => {
+                let wait = (at - self.clock.now_ms()).max(0) as u64;
+                Duration::from_millis(wait).min(self.cfg.period)
+            }
+            _ => self.cfg.period,
+        }
+    }
+
+    /// One pass over every due instance; returns how many it took.
+    pub async fn run_once(&self) -> StoreResult<usize> {
+        let due = self
+            .store
+            .due_instances(self.clock.now_ms(), self.cfg.batch)
+            .await?;
+        let taken = due.len();
+        futures::stream::iter(due)
+            .for_each_concurrent(self.cfg.concurrency, |rec| async move {
+                let id = rec.instance.id;
+                if let Err(e) = self.step(rec).await {
+                    tracing::warn!(instance = %id, error = %e, "reconcile step failed");
+                }
+            })
+            .await;
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_run_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        Ok(taken)
+    }
+
+    async fn step(&self, mut rec: InstanceRecord) -> StoreResult<()> {
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        let before = rec.instance.status;
+        let Some(provider) = self
+            .catalog
+            .providers()
+            .for_cloud(&rec.instance.cloud)
+            .cloned()
+        else {
+            // The cloud's provider was configured away; keep the row and
+            // look again later rather than guess what the cloud holds.
+            tracing::warn!(instance = %rec.instance.id, cloud = %rec.instance.cloud, "no provider serves this cloud");
+            rec.wake_at = Some(self.clock.now_ms() + 60_000);
+            return self.write(rec, before).await;
+        };
+        match before {
+            Status::Creating => self.launch(&mut rec, provider.as_ref()).await,
+            Status::PendingProvider | Status::Pending => {
+                self.watch_boot(&mut rec, provider.as_ref()).await
+            }
+            Status::Active => self.watch_active(&mut rec, provider.as_ref()).await,
+            Status::Deleting | Status::Error => self.tear_down(&mut rec, provider.as_ref()).await,
+            Status::Deleted => rec.wake_at = None,
+        }
+        self.write(rec, before).await
+    }
+
+    async fn write(&self, mut rec: InstanceRecord, before: Status) -> StoreResult<()> {
+        let now = self.clock.now_ms();
+        if self.store.update_instance(&mut rec, now).await? {
+            if rec.instance.status != before {
+                self.stats.transitions.fetch_add(1, Ordering::Relaxed);
+                self.catalog.invalidate();
+                tracing::info!(
+                    instance = %rec.instance.id,
+                    from = %before,
+                    to = %rec.instance.status,
+                    details = rec.instance.status_details.as_deref().unwrap_or(""),
+                    "transition"
+                );
+            }
+        } else {
+            self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(instance = %rec.instance.id, "lost a race with another writer; will re-read");
+        }
+        Ok(())
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let res = match tokio::time::timeout(self.cfg.call_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Transient("provider call timed out".into())),
+        };
+        if res.is_err() {
+            self.stats.provider_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        res
+    }
+
+    async fn launch(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
+        let i = &rec.instance;
+        let req = LaunchRequest {
+            instance_id: i.id,
+            name: i.name.clone(),
+            cloud: i.cloud.clone(),
+            region: i.region.clone(),
+            shade_instance_type: i.shade_instance_type.clone(),
+            cloud_instance_type: i.cloud_instance_type.clone(),
+            os: i.configuration.os.clone(),
+            rental_type: i.rental_terms.rental_type,
+            ssh_public_key: rec.internal.ssh_public_key.clone(),
+            launch_configuration: i.launch_configuration.clone(),
+            envs: i.envs.clone(),
+        };
+        match self.call(provider.launch(&req)).await {
+            Ok(launched) => {
+                rec.instance.cloud_assigned_id = launched.cloud_assigned_id;
+                rec.instance.status = Status::PendingProvider;
+                rec.internal.attempts = 0;
+                rec.wake_at = Some(self.clock.now_ms());
+            }
+            Err(ProviderError::Transient(m))
+                if rec.internal.attempts + 1 < self.cfg.max_launch_attempts =>
+            {
+                self.back_off(rec, m)
+            }
+            Err(e) => self.fail(rec, launch_failure(&e)),
+        }
+    }
+
+    async fn watch_boot(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
+        match self.call(provider.describe(rec.instance.id)).await {
+            Ok(MachineState::Provisioning) => self.poll_again(rec),
+            Ok(MachineState::Booting) => {
+                rec.instance.status = Status::Pending;
+                self.poll_again(rec);
+            }
+            Ok(MachineState::Running {
+                ip,
+                ssh_port,
+                ssh_user,
+            }) => {
+                let now = self.clock.now();
+                rec.instance.status = Status::Active;
+                rec.instance.ip = Some(ip);
+                rec.instance.ssh_port = ssh_port;
+                rec.instance.ssh_user = ssh_user;
+                rec.instance.active_at = Some(now);
+                rec.instance.status_details = None;
+                rec.internal.attempts = 0;
+                rec.wake_at =
+                    Some(now.timestamp_millis() + self.cfg.active_check.as_millis() as i64);
+            }
+            Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
+            Ok(MachineState::Preempted) => {
+                begin_delete(rec, self.clock.now(), Some("preempted".into()))
+            }
+            Ok(MachineState::Terminating | MachineState::Gone) => self.fail(
+                rec,
+                "the provider lost the machine while it was booting".into(),
+            ),
+            Err(ProviderError::Transient(m)) => self.back_off(rec, m),
+            Err(e) => self.fail(rec, e.to_string()),
+        }
+    }
+
+    async fn watch_active(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
+        let now = self.clock.now();
+        if rec.internal.restart_requested {
+            match self.call(provider.restart(rec.instance.id)).await {
+                Ok(()) => {
+                    rec.internal.restart_requested = false;
+                    rec.internal.attempts = 0;
+                }
+                Err(ProviderError::Transient(m)) => return self.back_off(rec, m),
+                Err(e) => {
+                    // The machine is still there; report and stop trying.
+                    rec.internal.restart_requested = false;
+                    rec.instance.status_details = Some(format!("restart failed: {e}"));
+                }
+            }
+        }
+        match self.call(provider.describe(rec.instance.id)).await {
+            Ok(
+                MachineState::Running { .. } | MachineState::Booting | MachineState::Provisioning,
+            ) => {
+                rec.wake_at =
+                    Some(now.timestamp_millis() + self.cfg.active_check.as_millis() as i64);
+            }
+            Ok(MachineState::Preempted) => begin_delete(rec, now, Some("preempted".into())),
+            Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
+            Ok(MachineState::Terminating | MachineState::Gone) => {
+                self.fail(rec, "the provider no longer has the machine".into())
+            }
+            Err(ProviderError::Transient(m)) => self.back_off(rec, m),
+            Err(e) => {
+                tracing::warn!(instance = %rec.instance.id, error = %e, "describe failed");
+                self.back_off(rec, e.to_string());
+            }
+        }
+    }
+
+    /// `deleting` and `error`: terminate until the provider says gone. A
+    /// refusal is retried forever with backoff: giving up would leak a
+    /// machine that keeps billing.
+    async fn tear_down(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
+        if rec.internal.released {
+            rec.wake_at = None;
+            return;
+        }
+        match self.call(provider.terminate(rec.instance.id)).await {
+            Ok(MachineState::Gone) => {
+                rec.internal.released = true;
+                rec.internal.attempts = 0;
+                rec.wake_at = None;
+                if rec.instance.status == Status::Deleting {
+                    rec.instance.status = Status::Deleted;
+                    rec.instance.deleted_at = Some(self.clock.now());
+                }
+            }
+            Ok(_) => self.poll_again(rec),
+            Err(e) => {
+                let m = e.to_string();
+                self.back_off(rec, m)
+            }
+        }
+    }
+
+    fn poll_again(&self, rec: &mut InstanceRecord) {
+        rec.internal.attempts = 0;
+        rec.wake_at = Some(self.clock.now_ms() + self.cfg.poll.as_millis() as i64);
+    }
+
+    fn back_off(&self, rec: &mut InstanceRecord, message: String) {
+        rec.internal.attempts += 1;
+        let delay = (500i64 << rec.internal.attempts.min(7)).min(60_000);
+        tracing::debug!(instance = %rec.instance.id, attempts = rec.internal.attempts, error = %message, "provider call failed; backing off");
+        rec.internal.last_error = Some(message);
+        rec.wake_at = Some(self.clock.now_ms() + delay);
+    }
+
+    /// Into `error`: billing stops, and the next steps release the machine.
+    fn fail(&self, rec: &mut InstanceRecord, reason: String) {
+        let now = self.clock.now();
+        rec.instance.status = Status::Error;
+        rec.instance.status_details = Some(reason);
+        if rec.internal.billing_stopped_at.is_none() {
+            rec.internal.billing_stopped_at = Some(now);
+        }
+        rec.internal.attempts = 0;
+        rec.wake_at = Some(now.timestamp_millis());
+    }
+}
+
+fn launch_failure(e: &ProviderError) -> String {
+    match e {
+        ProviderError::Capacity(m) => format!("insufficient capacity: {m}"),
+        ProviderError::Permanent(m) => format!("launch refused: {m}"),
+        ProviderError::Transient(m) => format!("launch failed after repeated errors: {m}"),
+    }
+}

@@ -1,0 +1,165 @@
+//! Providers: where machines come from.
+//!
+//! One [`Provider`] trait, one module per provider. A provider lists what it
+//! offers, and launches, describes, restarts and terminates machines. Every
+//! call names the machine by Parasol's own instance id, chosen before the
+//! first call, so a retried launch never rents a second machine and a
+//! terminate can be repeated until the provider says the machine is gone.
+//! The API never sees a provider's own statuses: each adapter maps them onto
+//! [`MachineState`], which the reconciler maps onto the seven API states.
+
+pub mod catalog;
+pub mod sim;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parasol_api::{BootTime, Env, InstanceTypeConfiguration, LaunchConfiguration, RentalType};
+use uuid::Uuid;
+
+/// How much of an offer a region has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// The provider states a number of machines (the sim, hosts).
+    Slots(i64),
+    /// The provider only says yes or no (most clouds).
+    Available(bool),
+}
+
+/// One region in which an offer can be launched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionOffer {
+    pub region: String,
+    pub display_name: String,
+    pub capacity: Capacity,
+    /// Spot price in cents per hour, where spot is offered.
+    pub spot_price: Option<i64>,
+}
+
+/// An instance type a provider offers, with its regions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub cloud: String,
+    pub shade_instance_type: String,
+    pub cloud_instance_type: String,
+    pub configuration: InstanceTypeConfiguration,
+    /// On-demand cents per hour.
+    pub hourly_price: i64,
+    pub deployment_type: String,
+    pub boot_time: Option<BootTime>,
+    pub regions: Vec<RegionOffer>,
+    pub ssh_user: String,
+    pub ssh_port: i64,
+}
+
+/// Everything a provider needs to launch one machine.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    /// Parasol's id: the idempotency key of every call about this machine.
+    pub instance_id: Uuid,
+    pub name: String,
+    pub cloud: String,
+    pub region: String,
+    pub shade_instance_type: String,
+    pub cloud_instance_type: String,
+    pub os: String,
+    pub rental_type: RentalType,
+    pub ssh_public_key: Option<String>,
+    pub launch_configuration: Option<LaunchConfiguration>,
+    pub envs: Vec<Env>,
+}
+
+/// A provider's answer to a launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub cloud_assigned_id: String,
+}
+
+/// Where a machine is, in provider-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineState {
+    /// Accepted; not booted.
+    Provisioning,
+    /// Booted; not reachable yet.
+    Booting,
+    /// Reachable.
+    Running {
+        ip: String,
+        ssh_port: i64,
+        ssh_user: String,
+    },
+    /// Broke; the reason is for the user.
+    Failed { reason: String },
+    /// Reclaimed by the provider (spot).
+    Preempted,
+    /// Being torn down.
+    Terminating,
+    /// No machine exists (never launched, or fully terminated).
+    Gone,
+}
+
+/// Why a provider call failed, split by what the reconciler does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// No capacity for the type in the region: the instance ends in `error`.
+    #[error("insufficient capacity: {0}")]
+    Capacity(String),
+    /// Worth retrying later (timeouts, 5xx, rate limits).
+    #[error("transient provider error: {0}")]
+    Transient(String),
+    /// Retrying will not help: the instance ends in `error`.
+    #[error("provider refused: {0}")]
+    Permanent(String),
+}
+
+/// A source of machines.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Short name for logs and metrics (`sim`, `hosts`, `lambda`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Everything this provider offers now.
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError>;
+
+    /// Launches the machine for `req.instance_id`, or returns the one already
+    /// launched for it.
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError>;
+
+    /// Where the machine of `instance_id` is.
+    async fn describe(&self, instance_id: Uuid) -> Result<MachineState, ProviderError>;
+
+    /// Restarts a running machine.
+    async fn restart(&self, instance_id: Uuid) -> Result<(), ProviderError>;
+
+    /// Starts or continues tearing down; returns [`MachineState::Gone`] once
+    /// nothing is left. Safe to call for a machine that never existed.
+    async fn terminate(&self, instance_id: Uuid) -> Result<MachineState, ProviderError>;
+}
+
+/// The configured providers, and which one serves each cloud.
+#[derive(Clone, Default)]
+pub struct Providers {
+    all: Vec<Arc<dyn Provider>>,
+    by_cloud: HashMap<String, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// Registers a provider for the clouds it serves.
+    pub fn add(&mut self, provider: Arc<dyn Provider>, clouds: &[String]) {
+        for c in clouds {
+            self.by_cloud.insert(c.clone(), provider.clone());
+        }
+        self.all.push(provider);
+    }
+
+    /// The provider serving `cloud`.
+    pub fn for_cloud(&self, cloud: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_cloud.get(cloud)
+    }
+
+    /// Every provider.
+    pub fn all(&self) -> &[Arc<dyn Provider>] {
+        &self.all
+    }
+}

@@ -1,0 +1,394 @@
+//! `sim`: a deterministic simulated multi-cloud.
+//!
+//! The zero-config default, the test double for everything above the
+//! provider seam, and a product for people testing their own provisioning
+//! code. Machines live in the `sim_machines` table of the store, so they
+//! survive a restart and replicas share them; the table's primary key is
+//! Parasol's instance id, which is what makes a repeated launch return the
+//! machine already launched instead of renting a second one.
+//!
+//! Time drives the machine's progress: a machine launched at `t` with boot
+//! delay `d` is provisioning until `t + d/2`, booting until `t + d`, and
+//! running after. Delays and injected failures come from a seeded hash of the
+//! instance id, so a run is reproducible. Tests drive the rest explicitly
+//! through [`Sim::fail`] and [`Sim::preempt`] (exposed under `/admin/sim`).
+
+mod catalog;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError};
+use crate::clock::Clock;
+use crate::store::{OfferKey, Store};
+
+/// How the simulated clouds behave.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds capacities, boot delays and failures.
+    pub seed: u64,
+    /// Mean boot delay; each machine takes between half and one and a half
+    /// times this. Zero: machines run as soon as they are launched.
+    pub boot_seconds: f64,
+    /// Share of launches (0..=1) whose machine fails while booting.
+    pub failure_rate: f64,
+    /// Share of provider calls (0..=1) that fail with a transient error, to
+    /// exercise retries.
+    pub call_failure_rate: f64,
+    /// One capacity for every offer, replacing the seeded slot counts.
+    pub capacity: Option<i64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            boot_seconds: 20.0,
+            failure_rate: 0.0,
+            call_failure_rate: 0.0,
+            capacity: None,
+        }
+    }
+}
+
+/// One simulated machine, as `/admin/sim/machines` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SimMachine {
+    pub instance_id: Uuid,
+    pub cloud: String,
+    pub region: String,
+    pub shade_instance_type: String,
+    pub state: String,
+    pub launched_at: i64,
+    pub restarts: i64,
+}
+
+/// The simulated multi-cloud provider.
+pub struct Sim {
+    store: Store,
+    clock: Arc<Clock>,
+    cfg: SimConfig,
+    offers: Vec<Offer>,
+    slots: HashMap<OfferKey, i64>,
+}
+
+/// States in which a machine still occupies capacity.
+const OCCUPYING: &str = "('running','doomed','failed','preempted','terminating')";
+
+impl Sim {
+    /// A sim over the given store.
+    pub fn new(store: Store, clock: Arc<Clock>, cfg: SimConfig) -> Self {
+        let offers = catalog::offers(cfg.seed, cfg.capacity);
+        let mut slots = HashMap::new();
+        for o in &offers {
+            for r in &o.regions {
+                if let Capacity::Slots(n) = r.capacity {
+                    slots.insert(
+                        OfferKey {
+                            cloud: o.cloud.clone(),
+                            region: r.region.clone(),
+                            shade_instance_type: o.shade_instance_type.clone(),
+                        },
+                        n,
+                    );
+                }
+            }
+        }
+        Self {
+            store,
+            clock,
+            cfg,
+            offers,
+            slots,
+        }
+    }
+
+    /// The clouds the sim serves.
+    pub fn clouds() -> Vec<String> {
+        catalog::cloud_names()
+    }
+
+    /// Marks a machine failed, as if its hardware broke.
+    pub async fn fail(&self, instance_id: Uuid, reason: &str) -> Result<bool, ProviderError> {
+        self.set_state(instance_id, "failed", Some(reason)).await
+    }
+
+    /// Reclaims a machine, as a spot market would.
+    pub async fn preempt(&self, instance_id: Uuid) -> Result<bool, ProviderError> {
+        self.set_state(instance_id, "preempted", None).await
+    }
+
+    /// Every machine the sim has ever launched, oldest first.
+    pub async fn machines(&self) -> Result<Vec<SimMachine>, ProviderError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, cloud, region, shade_instance_type, state, launched_at, restarts
+             FROM sim_machines WHERE cloud <> '' ORDER BY launched_at, instance_id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(transient)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0).map_err(transient)?;
+                Ok(SimMachine {
+                    instance_id: Uuid::parse_str(&id)
+                        .map_err(|e| ProviderError::Permanent(e.to_string()))?,
+                    cloud: r.try_get(1).map_err(transient)?,
+                    region: r.try_get(2).map_err(transient)?,
+                    shade_instance_type: r.try_get(3).map_err(transient)?,
+                    state: r.try_get(4).map_err(transient)?,
+                    launched_at: r.try_get(5).map_err(transient)?,
+                    restarts: r.try_get(6).map_err(transient)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_state(
+        &self,
+        instance_id: Uuid,
+        state: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, ProviderError> {
+        let res = sqlx::query(
+            "UPDATE sim_machines SET state = $1, detail = $2, updated_at = $3
+             WHERE instance_id = $4 AND state IN ('running','doomed')",
+        )
+        .bind(state)
+        .bind(detail)
+        .bind(self.clock.now_ms())
+        .bind(instance_id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    /// A random transient failure, when configured to inject them.
+    fn injected_fault(&self, op: &str) -> Result<(), ProviderError> {
+        if self.cfg.call_failure_rate > 0.0 && rand::random::<f64>() < self.cfg.call_failure_rate {
+            return Err(ProviderError::Transient(format!("simulated {op} failure")));
+        }
+        Ok(())
+    }
+
+    fn unit(&self, id: Uuid, salt: &str) -> f64 {
+        (catalog::fnv(self.cfg.seed, &[&id.to_string(), salt]) % 1_000_000) as f64 / 1_000_000.0
+    }
+
+    fn boot_ms(&self, id: Uuid) -> i64 {
+        (self.cfg.boot_seconds * 1000.0 * (0.5 + self.unit(id, "boot"))).round() as i64
+    }
+
+    async fn row(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(String, i64, i64, Option<String>, Option<String>)>, ProviderError> {
+        let row = sqlx::query(
+            "SELECT state, launched_at, ready_at, ip, detail FROM sim_machines WHERE instance_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(transient)?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0).map_err(transient)?,
+                r.try_get(1).map_err(transient)?,
+                r.try_get(2).map_err(transient)?,
+                r.try_get(3).map_err(transient)?,
+                r.try_get(4).map_err(transient)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn finish_termination(&self, id: Uuid) -> Result<(), ProviderError> {
+        sqlx::query(
+            "UPDATE sim_machines SET state = 'terminated', updated_at = $1 WHERE instance_id = $2",
+        )
+        .bind(self.clock.now_ms())
+        .bind(id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(())
+    }
+}
+
+fn transient(e: sqlx::Error) -> ProviderError {
+    ProviderError::Transient(format!("sim inventory: {e}"))
+}
+
+fn ip_for(id: Uuid) -> String {
+    // 198.18.0.0/15 is reserved for benchmarking (RFC 2544): it looks like
+    // a public address but is never anyone's machine.
+    let h = catalog::fnv(0, &[&id.to_string(), "ip"]);
+    format!(
+        "198.{}.{}.{}",
+        18 + (h & 1),
+        (h >> 1) & 0xff,
+        1 + (h >> 9) % 254
+    )
+}
+
+#[async_trait]
+impl Provider for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        Ok(self.offers.clone())
+    }
+
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        self.injected_fault("launch")?;
+        let key = OfferKey {
+            cloud: req.cloud.clone(),
+            region: req.region.clone(),
+            shade_instance_type: req.shade_instance_type.clone(),
+        };
+        let Some(&slots) = self.slots.get(&key) else {
+            return Err(ProviderError::Permanent(format!(
+                "{} does not offer {} in {}",
+                req.cloud, req.shade_instance_type, req.region
+            )));
+        };
+        let id = req.instance_id;
+        let now = self.clock.now_ms();
+        let doomed = self.unit(id, "fail") < self.cfg.failure_rate;
+        // Capacity check and insert in one statement: two launches racing
+        // for the last slot cannot both get it.
+        sqlx::query(&format!(
+            "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
+                launched_at, ready_at, ip, detail, restarts, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6
+             WHERE (SELECT COUNT(*) FROM sim_machines WHERE cloud = $2 AND region = $3
+                    AND shade_instance_type = $4 AND state IN {OCCUPYING}) < $10
+             ON CONFLICT (instance_id) DO NOTHING"
+        ))
+        .bind(id.to_string())
+        .bind(&req.cloud)
+        .bind(&req.region)
+        .bind(&req.shade_instance_type)
+        .bind(if doomed { "doomed" } else { "running" })
+        .bind(now)
+        .bind(now + self.boot_ms(id))
+        .bind(ip_for(id))
+        .bind(doomed.then_some("simulated hardware fault during boot"))
+        .bind(slots)
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        match self.row(id).await? {
+            None => Err(ProviderError::Capacity(format!(
+                "{} has no {} left in {}",
+                req.cloud, req.shade_instance_type, req.region
+            ))),
+            Some((state, ..)) if state == "terminated" => Err(ProviderError::Permanent(
+                "the machine for this instance was already terminated".into(),
+            )),
+            Some(_) => Ok(Launched {
+                cloud_assigned_id: format!("{}-{}", req.cloud, &id.simple().to_string()[..12]),
+            }),
+        }
+    }
+
+    async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        self.injected_fault("describe")?;
+        let now = self.clock.now_ms();
+        let Some((state, launched, ready, ip, detail)) = self.row(id).await? else {
+            return Ok(MachineState::Gone);
+        };
+        Ok(match state.as_str() {
+            "terminated" => MachineState::Gone,
+            "terminating" if now >= ready => {
+                self.finish_termination(id).await?;
+                MachineState::Gone
+            }
+            "terminating" => MachineState::Terminating,
+            "failed" => MachineState::Failed {
+                reason: detail.unwrap_or_else(|| "machine failed".into()),
+            },
+            "preempted" => MachineState::Preempted,
+            "doomed" if now >= ready => {
+                self.set_state(id, "failed", detail.as_deref()).await?;
+                MachineState::Failed {
+                    reason: detail.unwrap_or_else(|| "machine failed".into()),
+                }
+            }
+            _ if now < launched + (ready - launched) / 2 => MachineState::Provisioning,
+            _ if now < ready => MachineState::Booting,
+            _ => MachineState::Running {
+                ip: ip.unwrap_or_else(|| ip_for(id)),
+                ssh_port: 22,
+                ssh_user: "shadeform".into(),
+            },
+        })
+    }
+
+    async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
+        self.injected_fault("restart")?;
+        let res = sqlx::query(
+            "UPDATE sim_machines SET restarts = restarts + 1, updated_at = $1
+             WHERE instance_id = $2 AND state = 'running'",
+        )
+        .bind(self.clock.now_ms())
+        .bind(id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        if res.rows_affected() == 0 {
+            return Err(ProviderError::Permanent(
+                "the machine is not running".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        self.injected_fault("terminate")?;
+        let now = self.clock.now_ms();
+        // Teardown takes a quarter of a boot, so `deleting` can be watched.
+        let teardown = self.boot_ms(id) / 4;
+        // A tombstone for a machine never launched: a launch still in flight
+        // for this id will find it and refuse, instead of leaking a machine.
+        sqlx::query(
+            "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
+                launched_at, ready_at, ip, detail, restarts, updated_at)
+             VALUES ($1, '', '', '', 'terminated', $2, $2, NULL, 'never launched', 0, $2)
+             ON CONFLICT (instance_id) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        sqlx::query(
+            "UPDATE sim_machines SET state = 'terminating', ready_at = $1, updated_at = $2
+             WHERE instance_id = $3 AND state NOT IN ('terminating','terminated')",
+        )
+        .bind(now + teardown)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        match self.row(id).await? {
+            Some((state, _, ready, _, _)) if state == "terminating" && now < ready => {
+                Ok(MachineState::Terminating)
+            }
+            Some((state, ..)) if state == "terminating" => {
+                self.finish_termination(id).await?;
+                Ok(MachineState::Gone)
+            }
+            _ => Ok(MachineState::Gone),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Wiring: opens the store, builds the providers, starts the reconciler and
+//! serves the API until a shutdown signal.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::{self, hash_key, new_api_key, AppState, KeyCache};
+use crate::lifecycle::reconciler::Reconciler;
+use crate::providers::catalog::Catalog;
+use crate::providers::sim::Sim;
+use crate::providers::Providers;
+use crate::store::{Store, StoreOptions};
+
+/// Name of the file in the data directory holding the first admin key.
+pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+
+/// How often provider catalogs are re-fetched.
+const CATALOG_REFRESH: Duration = Duration::from_secs(60);
+
+/// Opens the store, creating the data directory first.
+pub async fn open_store(data_dir: &Path, url: &str, pool_size: u32) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    Store::open(&StoreOptions {
+        url: url.to_string(),
+        max_connections: pool_size,
+    })
+    .await
+    .with_context(|| format!("opening the database at {}", redact_url(url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// On a fresh store, creates the admin account and prints its key once
+/// (`PARASOL_API_KEY` chooses it); the key is also written, mode 0600, to
+/// the data directory.
+pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyhow::Result<()> {
+    if store.count_accounts().await? > 0 {
+        return Ok(());
+    }
+    let key = std::env::var("PARASOL_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(new_api_key);
+    store
+        .create_account("admin", &hash_key(key.trim()), true, clock.now_ms())
+        .await?;
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    write_secret(&path, &format!("{}\n", key.trim()))?;
+    println!(
+        "Created the admin account. Its API key, shown only this once (also in {}):",
+        path.display()
+    );
+    println!("{}", key.trim());
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(
+        &settings.data_dir,
+        &settings.database_url,
+        settings.pool_size,
+    )
+    .await?;
+    let clock = Arc::new(if settings.test_clock {
+        Clock::movable()
+    } else {
+        Clock::system()
+    });
+    ensure_admin(&store, &settings.data_dir, &clock).await?;
+
+    let mut providers = Providers::default();
+    let sim = settings
+        .sim_enabled
+        .then(|| Arc::new(Sim::new(store.clone(), clock.clone(), settings.sim.clone())));
+    if let Some(sim) = &sim {
+        providers.add(sim.clone(), &Sim::clouds());
+        tracing::warn!(
+            clouds = Sim::clouds().len(),
+            boot_seconds = settings.sim.boot_seconds,
+            "capacity is SIMULATED: the sim provider is serving every cloud; no real machine will be rented"
+        );
+    }
+    let catalog = Arc::new(Catalog::new(providers));
+    catalog.refresh().await;
+
+    let notify = Arc::new(Notify::new());
+    let reconciler = Arc::new(Reconciler::new(
+        store.clone(),
+        catalog.clone(),
+        clock.clone(),
+        notify.clone(),
+        settings.reconciler.clone(),
+    ));
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        clock,
+        notify,
+        reconciler: reconciler.clone(),
+        sim,
+        keys: KeyCache::default(),
+    });
+
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to find an ephemeral port.
+    println!("parasol listening on http://{addr}");
+    std::io::stdout().flush().ok();
+    tracing::info!(%addr, database = %redact_url(&settings.database_url), "serving the API under /v1");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
+    let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
+
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: finishing in-flight reconciler steps");
+    stop_tx.send(true).ok();
+    reconciler_task.await.ok();
+    refresh_task.await.ok();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn refresh_catalog(catalog: Arc<Catalog>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CATALOG_REFRESH) => catalog.refresh().await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

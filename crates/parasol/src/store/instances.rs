@@ -1,0 +1,278 @@
+//! Instance rows: the API object as a JSON document, plus the columns that
+//! queries filter on, written only through generation-checked updates.
+
+use chrono::{DateTime, Utc};
+use parasol_api::{Instance, Status};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::accounts::parse_uuid;
+use super::{Store, StoreResult};
+
+/// Bookkeeping the reconciler keeps beside the API object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Internal {
+    /// When billing stopped (entering `deleting` or `error`).
+    #[serde(default)]
+    pub billing_stopped_at: Option<DateTime<Utc>>,
+    /// A restart was accepted and has not reached the provider yet.
+    #[serde(default)]
+    pub restart_requested: bool,
+    /// The provider confirmed it holds no machine for this instance.
+    #[serde(default)]
+    pub released: bool,
+    /// Consecutive failed provider calls, for backoff.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The public key installed on the machine, captured at create.
+    #[serde(default)]
+    pub ssh_public_key: Option<String>,
+    /// The last provider error, kept for the log and status details.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// One instance as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRecord {
+    pub account_id: Uuid,
+    pub cluster_id: Option<Uuid>,
+    /// Bumped by every write; a write names the generation it read.
+    pub generation: i64,
+    /// When the reconciler should next look at it; `None`: nothing to do.
+    pub wake_at: Option<i64>,
+    pub instance: Instance,
+    pub internal: Internal,
+}
+
+/// Identifies a catalog offer: a type in a region of a cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OfferKey {
+    pub cloud: String,
+    pub region: String,
+    pub shade_instance_type: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doc<'a> {
+    instance: std::borrow::Cow<'a, Instance>,
+    internal: std::borrow::Cow<'a, Internal>,
+}
+
+/// Statuses that hold (or may hold) a machine at the provider.
+pub(crate) const HOLDING: &str = "('creating','pending_provider','pending','active','deleting')";
+
+const COLUMNS: &str = "account_id, cluster_id, generation, wake_at, doc";
+
+impl Store {
+    /// Stores a new instance (generation 1).
+    pub async fn insert_instance(&self, rec: &InstanceRecord) -> StoreResult<()> {
+        let i = &rec.instance;
+        sqlx::query(
+            "INSERT INTO instances (id, account_id, cluster_id, cloud, region, shade_instance_type,
+                ssh_key_id, status, generation, wake_at, doc, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(i.id.to_string())
+        .bind(rec.account_id.to_string())
+        .bind(rec.cluster_id.map(|c| c.to_string()))
+        .bind(&i.cloud)
+        .bind(&i.region)
+        .bind(&i.shade_instance_type)
+        .bind(i.ssh_key_id.map(|k| k.to_string()))
+        .bind(i.status.as_str())
+        .bind(rec.generation)
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(i.created_at.timestamp_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Writes `rec` if nobody wrote it since it was read. On success the
+    /// record's generation is bumped; `false` means a lost race: re-read.
+    pub async fn update_instance(
+        &self,
+        rec: &mut InstanceRecord,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2, doc = $3,
+                updated_at = $4
+             WHERE id = $5 AND generation = $6",
+        )
+        .bind(rec.instance.status.as_str())
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(now_ms)
+        .bind(rec.instance.id.to_string())
+        .bind(rec.generation)
+        .execute(self.pool())
+        .await?;
+        if res.rows_affected() == 1 {
+            rec.generation += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// An account's instance, unless deleted.
+    pub async fn get_instance(
+        &self,
+        account: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<InstanceRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE id = $1 AND account_id = $2 AND status <> 'deleted'"
+        ))
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Any instance by id, whatever its account or status (reconciler).
+    pub async fn get_instance_any(&self, id: Uuid) -> StoreResult<Option<InstanceRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM instances WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// An account's instances that are not deleted, oldest first.
+    pub async fn list_instances(&self, account: Uuid) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND status <> 'deleted'
+             ORDER BY created_at, id"
+        ))
+        .bind(account.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Instances due for the reconciler, most overdue first.
+    pub async fn due_instances(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE wake_at IS NOT NULL AND wake_at <= $1
+             ORDER BY wake_at LIMIT $2"
+        ))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The earliest future wake-up, so the reconciler can sleep until then.
+    pub async fn next_wake(&self) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(wake_at) FROM instances WHERE wake_at IS NOT NULL")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// How many instances hold capacity in each offer.
+    pub async fn holding_counts(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT cloud, region, shade_instance_type, COUNT(*) FROM instances
+             WHERE status IN {HOLDING} GROUP BY cloud, region, shade_instance_type"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    OfferKey {
+                        cloud: r.try_get(0)?,
+                        region: r.try_get(1)?,
+                        shade_instance_type: r.try_get(2)?,
+                    },
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How many instances hold capacity in one offer.
+    pub async fn holding_count(&self, key: &OfferKey) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM instances WHERE cloud = $1 AND region = $2
+             AND shade_instance_type = $3 AND status IN {HOLDING}"
+        ))
+        .bind(&key.cloud)
+        .bind(&key.region)
+        .bind(&key.shade_instance_type)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Counts every instance by status (metrics, tests).
+    pub async fn count_instances_by_status(&self) -> StoreResult<Vec<(Status, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM instances GROUP BY status")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let s: String = r.try_get(0)?;
+            if let Some(st) = Status::parse(&s) {
+                out.push((st, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode(rec: &InstanceRecord) -> StoreResult<String> {
+    Ok(serde_json::to_string(&Doc {
+        instance: std::borrow::Cow::Borrowed(&rec.instance),
+        internal: std::borrow::Cow::Borrowed(&rec.internal),
+    })?)
+}
+
+fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
+    let account: String = r.try_get(0)?;
+    let cluster: Option<String> = r.try_get(1)?;
+    let doc: String = r.try_get(4)?;
+    let doc: Doc<'static> = serde_json::from_str(&doc)?;
+    Ok(InstanceRecord {
+        account_id: parse_uuid(&account)?,
+        cluster_id: cluster.as_deref().map(parse_uuid).transpose()?,
+        generation: r.try_get(2)?,
+        wake_at: r.try_get(3)?,
+        instance: doc.instance.into_owned(),
+        internal: doc.internal.into_owned(),
+    })
+}
+
+impl Store {
+    /// Brings an instance's next reconcile forward to `now_ms`.
+    ///
+    /// Only scheduling: no state changes, so no generation bump. A
+    /// concurrent reconciler write may push `wake_at` back out, in which
+    /// case the instance is looked at on its regular schedule instead.
+    pub async fn wake_instance(&self, id: Uuid, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE instances SET wake_at = $1 WHERE id = $2 AND status <> 'deleted'")
+            .bind(now_ms)
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Brings every scheduled reconcile forward to `now_ms` (after the test
+    /// clock jumps).
+    pub async fn wake_all(&self, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE instances SET wake_at = $1 WHERE wake_at IS NOT NULL AND wake_at > $1")
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -137,6 +137,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         keys: KeyCache::default(),
     });
 
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -151,7 +152,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("shutting down: finishing in-flight reconciler steps");
     stop_tx.send(true).ok();
@@ -171,25 +172,19 @@ async fn refresh_catalog(catalog: Arc<Catalog>, mut stop: watch::Receiver<bool>)
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives
+/// right after the "listening" line is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }
 
 #[cfg(test)]

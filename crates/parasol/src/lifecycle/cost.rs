@@ -81,6 +81,17 @@ mod tests {
     }
 
     #[test]
+    fn billing_stops_when_the_interval_is_closed() {
+        use crate::clock::from_millis;
+        let start = Some(from_millis(0));
+        let stop = Some(from_millis(1_800_000));
+        let later = from_millis(7_200_000);
+        assert_eq!(interval_cents(200, start, stop, later), 100);
+        assert_eq!(interval_cents(200, start, None, later), 400);
+        assert_eq!(interval_cents(200, None, None, later), 0);
+    }
+
+    #[test]
     fn huge_values_do_not_overflow() {
         assert_eq!(accrued_cents(i64::MAX, 0, i64::MAX), i64::MAX);
     }

@@ -329,25 +329,20 @@ impl Reconciler {
     /// refusal is retried forever with backoff: giving up would leak a
     /// machine that keeps billing.
     async fn tear_down(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
-        if rec.internal.released {
-            rec.wake_at = None;
-            return;
-        }
-        match self.call(provider.terminate(rec.instance.id)).await {
-            Ok(MachineState::Gone) => {
-                rec.internal.released = true;
-                rec.internal.attempts = 0;
-                rec.wake_at = None;
-                if rec.instance.status == Status::Deleting {
-                    rec.instance.status = Status::Deleted;
-                    rec.instance.deleted_at = Some(self.clock.now());
+        if !rec.internal.released {
+            match self.call(provider.terminate(rec.instance.id)).await {
+                Ok(MachineState::Gone) => {
+                    rec.internal.released = true;
+                    rec.internal.attempts = 0;
                 }
+                Ok(_) => return self.poll_again(rec),
+                Err(e) => return self.back_off(rec, e.to_string()),
             }
-            Ok(_) => self.poll_again(rec),
-            Err(e) => {
-                let m = e.to_string();
-                self.back_off(rec, m)
-            }
+        }
+        rec.wake_at = None;
+        if rec.instance.status == Status::Deleting {
+            rec.instance.status = Status::Deleted;
+            rec.instance.deleted_at = Some(self.clock.now());
         }
     }
 

@@ -1,0 +1,197 @@
+//! Validates response bodies against the Shadeform OpenAPI document.
+//!
+//! The document is loaded at test time from `shared/reference`, its
+//! component schemas are turned into one JSON Schema (draft 7) document, and
+//! each operation's 200 body is checked against the schema the document
+//! names for it. OpenAPI 3.0's `nullable` becomes a `null` alternative.
+//! Three fields are patched to be nullable: `ip`, `active_at` and
+//! `deleted_at` are null until they happen in the live API, and clients
+//! generated from the document patch them the same way.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use jsonschema::{Draft, Validator};
+use serde_json::{json, Value};
+
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/reference/shadeform-openapi.yaml"
+);
+
+/// Schemas patched to nullable (see the module doc).
+const NULLABLE_PATCHES: &[&str] = &["Ip", "ActiveAt", "DeletedAt"];
+
+struct Spec {
+    /// (method, path template) -> component schema of the 200 body.
+    responses: HashMap<(String, String), String>,
+    validators: HashMap<String, Validator>,
+    error: Validator,
+}
+
+fn spec() -> &'static Spec {
+    static SPEC_CELL: OnceLock<Spec> = OnceLock::new();
+    SPEC_CELL.get_or_init(load)
+}
+
+fn load() -> Spec {
+    let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("reading {SPEC}: {e}"));
+    let doc: Value = serde_yaml::from_str(&text).expect("the spec is valid YAML");
+    let mut schemas = doc["components"]["schemas"].clone();
+    for name in NULLABLE_PATCHES {
+        schemas[*name]["nullable"] = json!(true);
+    }
+    let definitions = convert(&schemas);
+    let mut responses = HashMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(r) =
+                op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            else {
+                continue;
+            };
+            let name = r.rsplit('/').next().unwrap().to_string();
+            responses.insert((method.to_uppercase(), path.clone()), name);
+        }
+    }
+    let mut validators = HashMap::new();
+    for name in responses.values() {
+        let root = json!({"definitions": definitions, "$ref": format!("#/definitions/{name}")});
+        let v = jsonschema::options()
+            .with_draft(Draft::Draft7)
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("schema {name}: {e}"));
+        validators.insert(name.clone(), v);
+    }
+    let error = jsonschema::options()
+        .with_draft(Draft::Draft7)
+        .build(&json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[a-z_]+$"},
+                    "message": {"type": "string", "minLength": 1},
+                    "field": {"type": "string"}
+                }
+            }}
+        }))
+        .unwrap();
+    Spec {
+        responses,
+        validators,
+        error,
+    }
+}
+
+/// OpenAPI 3.0 schema -> JSON Schema draft 7.
+fn convert(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, val) in map {
+                match k.as_str() {
+                    "$ref" => {
+                        let r = val
+                            .as_str()
+                            .unwrap()
+                            .replace("#/components/schemas/", "#/definitions/");
+                        out.insert(k.clone(), json!(r));
+                    }
+                    "nullable" | "example" | "x-speakeasy-name-override" => {}
+                    // `properties` maps names to schemas: convert the values only.
+                    "properties" => {
+                        let props = val
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .map(|(name, s)| (name.clone(), convert(s)))
+                            .collect();
+                        out.insert(k.clone(), Value::Object(props));
+                    }
+                    _ => {
+                        out.insert(k.clone(), convert(val));
+                    }
+                }
+            }
+            let obj = Value::Object(out);
+            if map.get("nullable") == Some(&json!(true)) {
+                json!({"anyOf": [obj, {"type": "null"}]})
+            } else {
+                obj
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(convert).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Turns a concrete path (`/instances/<uuid>/info`) into the document's
+/// template (`/instances/{id}/info`).
+fn template(path: &str) -> Option<(String, String)> {
+    let path = path.split('?').next().unwrap_or(path);
+    let path = path.strip_prefix("/v1")?;
+    let s = spec();
+    let segs: Vec<&str> = path.split('/').collect();
+    s.responses.keys().map(|(_, t)| t.clone()).find_map(|t| {
+        let tsegs: Vec<&str> = t.split('/').collect();
+        (tsegs.len() == segs.len()
+            && tsegs
+                .iter()
+                .zip(&segs)
+                .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}'))))
+        .then(|| (t.clone(), path.to_string()))
+    })
+}
+
+/// Panics unless `body` conforms: a 200 to the operation's schema, any
+/// other status to the error body.
+pub fn check(method: &str, path: &str, status: u16, body: &Value) {
+    let s = spec();
+    if status != 200 {
+        if let Err(e) = s.error.validate(body) {
+            panic!("{method} {path} -> {status}: error body does not conform: {e}\n{body}");
+        }
+        return;
+    }
+    let Some((tmpl, _)) = template(path) else {
+        return;
+    };
+    let Some(name) = s.responses.get(&(method.to_string(), tmpl.clone())) else {
+        return;
+    };
+    let v = &s.validators[name];
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    if !errors.is_empty() {
+        panic!(
+            "{method} {path}: response does not conform to {name}:\n{}\n{body:#}",
+            errors.join("\n")
+        );
+    }
+}
+
+/// How many operations the document defines response schemas for.
+pub fn operations_with_schemas() -> usize {
+    spec().responses.len()
+}
+
+#[test]
+fn the_validator_rejects_a_response_missing_required_fields() {
+    let result = std::panic::catch_unwind(|| {
+        check(
+            "GET",
+            "/v1/instances",
+            200,
+            &json!({"instances": [{"id": "x"}]}),
+        );
+    });
+    assert!(result.is_err());
+    check("GET", "/v1/instances", 200, &json!({"instances": []}));
+    assert!(operations_with_schemas() >= 15);
+}

@@ -1,0 +1,387 @@
+//! Starts the real `parasol` binary on an ephemeral port with its own data
+//! directory, and talks to it over real HTTP. Every response a test
+//! receives is checked against the Shadeform document (see
+//! `conformance`), so no test can forget to.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::conformance;
+
+/// The admin key every test server is started with.
+pub const ADMIN_KEY: &str = "psl_test_admin_key_0123456789abcdef";
+
+/// Path of the built binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_parasol")
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub boot_seconds: f64,
+    /// Sim capacity per offer; `None` keeps the seeded catalog capacities.
+    pub capacity: Option<i64>,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            boot_seconds: 0.0,
+            capacity: Some(1000),
+            extra_args: vec![],
+            env: vec![],
+        }
+    }
+}
+
+impl Opts {
+    /// Adds command-line arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    opts: Opts,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start(opts: Opts) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().to_path_buf();
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            opts,
+            stdout_lines: vec![],
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--sim-boot-seconds")
+            .arg(self.opts.boot_seconds.to_string())
+            .arg("--reconcile-period-ms")
+            .arg("100")
+            .args(
+                self.opts
+                    .capacity
+                    .map(|c| vec!["--sim-capacity".to_string(), c.to_string()])
+                    .unwrap_or_default(),
+            )
+            .args(&self.opts.extra_args)
+            .env("PARASOL_API_KEY", ADMIN_KEY)
+            .env("PARASOL_LOG", "warn,parasol=info")
+            .env_remove("PARASOL_CONFIG")
+            .env_remove("PARASOL_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file(&self.data_dir)));
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn parasol");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log()));
+            self.stdout_lines.push(line.clone());
+            if let Some(url) = line.strip_prefix("parasol listening on ") {
+                self.base = url.trim().to_string();
+                break;
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A client with the admin key.
+    pub fn admin(&self) -> Client {
+        self.client(ADMIN_KEY)
+    }
+
+    /// A client with any key.
+    pub fn client(&self, key: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+            key: Some(key.to_string()),
+        }
+    }
+
+    /// Creates an account with the CLI, as an operator would.
+    pub fn new_account(&self, name: &str) -> String {
+        let out = Command::new(binary())
+            .args(["accounts", "create", name, "--data-dir"])
+            .arg(&self.data_dir)
+            .env_remove("PARASOL_CONFIG")
+            .env_remove("PARASOL_DATABASE_URL")
+            .output()
+            .expect("run accounts create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response: status and JSON body (the content type is asserted on
+/// receipt).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {:#}",
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts an error with this status and code; returns the error object.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "{body:#}");
+        body["error"].clone()
+    }
+}
+
+/// An HTTP client bound to one server and key.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: Option<String>,
+}
+
+impl Client {
+    /// The same client without a key.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            key: None,
+            ..self.clone()
+        }
+    }
+
+    /// GET `path` (relative to the server root, such as `/v1/instances`).
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// POST raw bytes (with a JSON content type, as clients send).
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Resp {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// POST with no body at all.
+    pub async fn post_empty(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::POST, path, None).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Resp {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(k) = &self.key {
+            req = req.header("X-API-KEY", k);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = res.bytes().await.expect("body");
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{method} {path} -> {status}: body is not JSON: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(content_type, "application/json", "{method} {path}");
+        conformance::check(method.as_str(), path, status.as_u16(), &body);
+        Resp { status, body }
+    }
+
+    /// Adds an SSH key and returns its id.
+    pub async fn add_key(&self, name: &str) -> String {
+        let body = self
+            .post(
+                "/v1/sshkeys/add",
+                json!({"name": name, "public_key": public_key()}),
+            )
+            .await
+            .expect(200);
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates an instance of an available type and returns its id.
+    pub async fn create_instance(&self, name: &str) -> String {
+        let body = self
+            .post("/v1/instances/create", default_create(name))
+            .await
+            .expect(200);
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls an instance until `pred` holds on its info, or panics.
+    pub async fn wait_instance(&self, id: &str, what: &str, pred: impl Fn(&Resp) -> bool) -> Resp {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.get(&format!("/v1/instances/{id}/info")).await;
+            if pred(&r) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {id} never became {what}: {:#}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the instance has `status`.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_instance(id, status, |r| {
+            r.status == 200 && r.body["status"] == status
+        })
+        .await
+        .body
+    }
+
+    /// Polls until the instance answers 404 (deleted).
+    pub async fn wait_gone(&self, id: &str) {
+        self.wait_instance(id, "deleted", |r| r.status == 404).await;
+    }
+}
+
+/// A create body for a type the sim stocks with plenty of capacity in tests.
+pub fn default_create(name: &str) -> Value {
+    json!({
+        "cloud": "massedcompute",
+        "region": "us-central-1",
+        "shade_instance_type": "A6000",
+        "shade_cloud": true,
+        "name": name,
+    })
+}
+
+/// A real ed25519 public key (generated once per process with ssh-keygen
+/// would need the binary; this one is a fixed valid key).
+pub fn public_key() -> String {
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f parasol-test"
+        .to_string()
+}

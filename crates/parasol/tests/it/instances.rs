@@ -1,0 +1,336 @@
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{default_create, Opts, Server};
+
+#[tokio::test]
+async fn an_instance_goes_from_creating_to_active_and_from_deleting_to_deleted() {
+    let s = Server::start(Opts {
+        boot_seconds: 1.0,
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let key = c.add_key("me").await;
+    let id = c.create_instance("lifecycle").await;
+
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let active = loop {
+        let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+        seen.insert(info["status"].as_str().unwrap().to_string());
+        if info["status"] == "active" {
+            break info;
+        }
+        assert!(info["ip"].is_null(), "no ip before active: {info}");
+        assert!(Instant::now() < deadline, "never active: {info}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert!(
+        seen.contains("pending_provider") && seen.contains("pending"),
+        "{seen:?}"
+    );
+    assert!(active["ip"].as_str().unwrap().starts_with("198."));
+    assert!(active["active_at"].is_string());
+    assert!(active["deleted_at"].is_null());
+    assert_eq!(active["ssh_user"], "shadeform");
+    assert_eq!(active["ssh_port"], 22);
+    assert_eq!(active["ssh_key_id"], key.as_str());
+    assert_eq!(
+        active["configuration"]["os"],
+        "ubuntu22.04_cuda12.4_shade_os"
+    );
+    assert_eq!(active["rental_terms"]["rental_type"], "on_demand");
+    assert!(active["cloud_assigned_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("massedcompute-"));
+    assert!(active["cost_estimate"]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .is_ok());
+
+    let listed = c.get("/v1/instances").await.expect(200);
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 1);
+
+    let r = c
+        .post_empty(&format!("/v1/instances/{id}/restart"))
+        .await
+        .expect(200);
+    assert_eq!(r["status"], "active");
+    let r = c
+        .post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(r["status"], "deleting");
+    // Deleting instances are still listed.
+    let listed = c.get("/v1/instances").await.expect(200);
+    assert_eq!(listed["instances"][0]["status"], "deleting");
+    c.wait_gone(&id).await;
+    assert_eq!(
+        c.get("/v1/instances").await.expect(200)["instances"],
+        json!([])
+    );
+
+    // The machine was restarted once and is terminated now.
+    let machines = c.get("/admin/sim/machines").await.expect(200);
+    let m = &machines["machines"][0];
+    assert_eq!(m["instance_id"], id.as_str());
+    assert_eq!(m["state"], "terminated");
+    assert_eq!(m["restarts"], 1);
+}
+
+#[tokio::test]
+async fn types_honour_every_filter_and_sort_by_price() {
+    let s = Server::start(Opts::default());
+    let c = s.admin();
+    let all = c.get("/v1/instances/types").await.expect(200)["instance_types"].clone();
+    let all = all.as_array().unwrap();
+    assert!(all.len() > 50, "{}", all.len());
+    let clouds: BTreeSet<_> = all.iter().map(|t| t["cloud"].as_str().unwrap()).collect();
+    assert!(clouds.len() >= 8);
+
+    let types = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            c.get(&format!("/v1/instances/types?{q}")).await.expect(200)["instance_types"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    for t in types("cloud=lambdalabs").await {
+        assert_eq!(t["cloud"], "lambdalabs");
+    }
+    let h100 = types("gpu_type=H100&num_gpus=8").await;
+    assert!(!h100.is_empty());
+    for t in &h100 {
+        assert_eq!(t["configuration"]["gpu_type"], "H100");
+        assert_eq!(t["configuration"]["num_gpus"], 8);
+    }
+    for t in types("shade_instance_type=A6000").await {
+        assert_eq!(t["shade_instance_type"], "A6000");
+    }
+    let region = types("region=us-central-1").await;
+    assert!(!region.is_empty());
+    for t in &region {
+        for a in t["availability"].as_array().unwrap() {
+            assert_eq!(a["region"], "us-central-1");
+        }
+    }
+    let sorted = types("sort=price").await;
+    let prices: Vec<i64> = sorted
+        .iter()
+        .map(|t| t["hourly_price"].as_i64().unwrap())
+        .collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(prices.len(), all.len());
+
+    // Spot entries carry their own price; every entry names its rental type.
+    let spot: Vec<Value> = all
+        .iter()
+        .flat_map(|t| t["availability"].as_array().unwrap().clone())
+        .filter(|a| a["rental_type"] == "spot")
+        .collect();
+    assert!(!spot.is_empty());
+    for a in &spot {
+        assert!(a["hourly_price"].as_str().unwrap().contains('.'));
+    }
+
+    let e = c
+        .get("/v1/instances/types?num_gpus=eight")
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(e["field"], "num_gpus");
+    c.get("/v1/instances/types?sort=name")
+        .await
+        .expect_error(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn capacity_is_finite_and_the_catalog_says_so() {
+    let s = Server::start(Opts {
+        capacity: Some(2),
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let avail = |types: Value| {
+        types["instance_types"][0]["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["region"] == "us-central-1" && a["rental_type"] == "on_demand")
+            .unwrap()["available"]
+            .clone()
+    };
+    let q = "/v1/instances/types?cloud=massedcompute&shade_instance_type=A6000";
+    assert_eq!(avail(c.get(q).await.expect(200)), true);
+    let a = c.create_instance("one").await;
+    c.create_instance("two").await;
+    let e = c
+        .post("/v1/instances/create", default_create("three"))
+        .await
+        .expect_error(409, "insufficient_capacity");
+    assert!(e["message"].as_str().unwrap().contains("us-central-1"));
+    assert_eq!(avail(c.get(q).await.expect(200)), false);
+    let only_available = c.get(&format!("{q}&available=true")).await.expect(200);
+    for t in only_available["instance_types"].as_array().unwrap() {
+        for a in t["availability"].as_array().unwrap() {
+            assert_eq!(a["available"], true);
+        }
+    }
+    // Deleting frees the slot.
+    c.post_empty(&format!("/v1/instances/{a}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&a).await;
+    c.create_instance("three").await;
+}
+
+#[tokio::test]
+async fn update_replaces_given_fields_removes_nulls_and_keeps_the_rest() {
+    let s = Server::start(Opts::default());
+    let c = s.admin();
+    let mut body = default_create("before");
+    body["tags"] = json!(["a", "b"]);
+    body["alert"] = json!({"spend_threshold": "5.00"});
+    let id = c.post("/v1/instances/create", body).await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    c.post(
+        &format!("/v1/instances/{id}/update"),
+        json!({"name": "after"}),
+    )
+    .await
+    .expect(200);
+    let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+    assert_eq!(info["name"], "after");
+    assert_eq!(info["tags"], json!(["a", "b"]));
+    assert_eq!(info["alert"]["spend_threshold"], "5.00");
+
+    c.post(
+        &format!("/v1/instances/{id}/update"),
+        json!({"tags": null, "alert": null, "auto_delete": {"date_threshold": "2030-01-02T15:04:05Z"}}),
+    )
+    .await
+    .expect(200);
+    let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+    assert_eq!(info["name"], "after");
+    assert_eq!(info["tags"], json!([]));
+    assert!(info.get("alert").is_none());
+    assert_eq!(
+        info["auto_delete"]["date_threshold"],
+        "2030-01-02T15:04:05Z"
+    );
+
+    for (bad, field) in [
+        (json!({"name": ""}), "name"),
+        (json!({"name": null}), "name"),
+        (
+            json!({"auto_delete": {"date_threshold": "tomorrow"}}),
+            "auto_delete.date_threshold",
+        ),
+        (
+            json!({"alert": {"spend_threshold": "ten dollars"}}),
+            "alert.spend_threshold",
+        ),
+        (json!({"tags": "x"}), "tags"),
+    ] {
+        let e = c
+            .post(&format!("/v1/instances/{id}/update"), bad.clone())
+            .await
+            .expect_error(400, "invalid_request");
+        assert_eq!(e["field"], field, "{bad}: {e}");
+    }
+    // Refused updates changed nothing.
+    let after = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+    assert_eq!(after["name"], "after");
+    assert_eq!(after["auto_delete"], info["auto_delete"]);
+}
+
+#[tokio::test]
+async fn restart_is_refused_unless_active() {
+    let s = Server::start(Opts {
+        boot_seconds: 30.0,
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let id = c.create_instance("slow").await;
+    let e = c
+        .post_empty(&format!("/v1/instances/{id}/restart"))
+        .await
+        .expect_error(409, "conflict");
+    assert!(e["message"].as_str().unwrap().contains("active"));
+}
+
+#[tokio::test]
+async fn cost_accrues_from_active_at_at_the_hourly_price() {
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let c = s.admin();
+    let id = c.create_instance("billed").await;
+    let info = c.wait_status(&id, "active").await;
+    let price = info["hourly_price"].as_i64().unwrap();
+    c.post("/admin/clock/advance", json!({"seconds": 3600}))
+        .await
+        .expect(200);
+    let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+    let expected = format!("{}.{:02}", price / 100, price % 100);
+    assert_eq!(info["cost_estimate"], expected.as_str());
+    c.post("/admin/clock/advance", json!({"seconds": 1800}))
+        .await
+        .expect(200);
+    let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+    let half = price * 3 / 2;
+    assert_eq!(
+        info["cost_estimate"],
+        format!("{}.{:02}", half / 100, half % 100).as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_machine_that_fails_while_booting_puts_the_instance_in_error_and_is_released() {
+    let s = Server::start(Opts {
+        boot_seconds: 30.0,
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let id = c.create_instance("doomed").await;
+    c.wait_status(&id, "pending_provider").await;
+    c.post(
+        &format!("/admin/sim/machines/{id}/fail"),
+        json!({"reason": "GPU fell off the bus"}),
+    )
+    .await
+    .expect(200);
+    let info = c.wait_status(&id, "error").await;
+    assert_eq!(info["status_details"], "GPU fell off the bus");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = c.get("/admin/sim/machines").await.expect(200);
+        if m["machines"][0]["state"] == "terminated" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "machine of a failed instance not released: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An errored instance can still be deleted by its owner.
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let mut s = Server::start(Opts::default());
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    assert!(s.log().contains("stopped"));
+}

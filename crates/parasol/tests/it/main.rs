@@ -1,0 +1,10 @@
+//! Integration tests: the real server binary over real HTTP.
+
+mod conformance;
+mod harness;
+
+mod crash;
+mod errors;
+mod instances;
+mod sshkeys;
+mod tenancy;

@@ -7,11 +7,13 @@
 //! are ignored, `null` is accepted where a field is optional); response types
 //! always emit every field the document marks required.
 
+pub mod account;
 pub mod error;
 pub mod instance;
 pub mod sshkey;
 pub mod types;
 
+pub use account::AccountInfo;
 pub use error::{ErrorBody, ErrorDetail};
 pub use instance::*;
 pub use sshkey::*;

@@ -11,7 +11,9 @@
 //! - [`providers`]: the `Provider` trait and its implementations (the `sim`
 //!   multi-cloud is built in).
 //! - [`server`]: configuration and the wiring that starts all of the above.
+//! - [`cli`]: the client commands of the same binary, over the HTTP API.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -1,4 +1,5 @@
-//! The `parasol` binary: the server (`serve`) and the admin commands.
+//! The `parasol` binary: the server (`serve`), the admin commands, and the
+//! API client (`configure`, `instances`, `ssh-keys`, `ssh`, ...).
 
 use clap::{Parser, Subcommand};
 use parasol::config::{self, LogFormat, ServeArgs, StoreArgs};
@@ -23,6 +24,8 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    #[command(flatten)]
+    Client(parasol::cli::Command),
 }
 
 #[derive(Subcommand)]
@@ -54,6 +57,7 @@ fn init_logs(format: LogFormat) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Client(command) => return parasol::cli::run(command).await,
         Command::Serve(args) => match config::resolve(&args) {
             Ok(settings) => {
                 init_logs(settings.log_format);

@@ -5,6 +5,7 @@
 //! routes, wrong methods, oversized or malformed bodies all go through
 //! [`ApiError`].
 
+mod account;
 mod admin;
 mod auth;
 mod instances;
@@ -65,7 +66,8 @@ pub fn router(state: AppRef) -> Router {
         .route("/sshkeys/add", post(sshkeys::add))
         .route("/sshkeys/{id}/info", get(sshkeys::info))
         .route("/sshkeys/{id}/setdefault", post(sshkeys::set_default))
-        .route("/sshkeys/{id}/delete", post(sshkeys::delete));
+        .route("/sshkeys/{id}/delete", post(sshkeys::delete))
+        .route("/account", get(account::info));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))

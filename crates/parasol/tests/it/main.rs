@@ -3,6 +3,7 @@
 mod conformance;
 mod harness;
 
+mod cli;
 mod crash;
 mod errors;
 mod instances;

@@ -1,0 +1,102 @@
+//! The client half of the `parasol` binary: commands that talk to a Parasol
+//! server over its HTTP API, in the spirit of Shadeform's `shade` CLI.
+//!
+//! Every command reads its server and key from [`profile`] (the config
+//! file, overridden by `PARASOL_URL` / `PARASOL_API_KEY`), calls the API
+//! through [`client`] with the wire types of `parasol-api`, and prints
+//! either an aligned table ([`output`]) or, with `-o json`, the API's JSON
+//! exactly as received. Every failure is one line on stderr and exit
+//! status 1.
+
+pub mod client;
+pub mod instances;
+pub mod output;
+pub mod profile;
+pub mod sshkeys;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use client::{Api, CliError};
+use output::Format;
+
+/// Options every API command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Output: `table` (aligned, for people) or `json` (the API's JSON,
+    /// unchanged, for scripts).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// The client commands, flattened into the binary's top level.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Save the server URL and API key for later commands.
+    #[command(visible_alias = "login")]
+    Configure(profile::ConfigureArgs),
+    /// Show which server and account the CLI is using.
+    Whoami(Common),
+    /// Shop for GPU types, and create, inspect and delete instances.
+    Instances {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: instances::InstancesCommand,
+    },
+    /// Manage the SSH keys put on new instances.
+    #[command(name = "ssh-keys")]
+    SshKeys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: sshkeys::SshKeysCommand,
+    },
+    /// Open an SSH session to an active instance (by id or name).
+    Ssh(instances::SshArgs),
+}
+
+/// Runs a client command; errors become one line on stderr.
+pub async fn run(command: Command) -> ExitCode {
+    match dispatch(command).await {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, whatever the message embeds (parser errors span
+            // several), so scripts can show or grep it.
+            let line: Vec<&str> =
+                e.0.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+            eprintln!("parasol: {}", line.join(" "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Configure(args) => profile::configure(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Whoami(common) => {
+            let api = Api::from_profile()?;
+            profile::whoami(&api, common.output)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Instances { common, command } => {
+            let api = Api::from_profile()?;
+            instances::run(&api, common.output, command).await
+        }
+        Command::SshKeys { common, command } => {
+            let api = Api::from_profile()?;
+            sshkeys::run(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Ssh(args) => {
+            let api = Api::from_profile()?;
+            instances::ssh(&api, args).await
+        }
+    }
+}

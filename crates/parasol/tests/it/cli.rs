@@ -1,0 +1,700 @@
+//! The CLI: the built `parasol` binary run as a user would, against a live
+//! server, with its own config directory and no inherited settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{binary, public_key, Opts, Server, ADMIN_KEY};
+
+/// One CLI user: a config directory, and optionally a server and key in
+/// the environment.
+struct User {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What a command did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts a failure reported as exactly one line on stderr; returns it.
+    #[track_caller]
+    fn fails(self) -> String {
+        assert_ne!(self.code, 0, "expected a failure; stdout:\n{}", self.stdout);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
+        assert!(lines[0].starts_with("parasol: "), "{:?}", lines[0]);
+        lines[0].to_string()
+    }
+}
+
+impl User {
+    /// A user with nothing configured.
+    fn new() -> User {
+        User {
+            home: tempfile::tempdir().unwrap(),
+            env: vec![],
+        }
+    }
+
+    /// A user whose environment points at `s` with `key`.
+    fn env(s: &Server, key: &str) -> User {
+        let mut u = User::new();
+        u.env.push(("PARASOL_URL".into(), s.base.clone()));
+        u.env.push(("PARASOL_API_KEY".into(), key.into()));
+        u
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.home.path().join("config/parasol/config.toml")
+    }
+
+    /// `program` with this user's environment and nothing inherited.
+    fn program(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.program(binary());
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run_output(self.command(args).output().expect("run parasol"))
+    }
+}
+
+fn run_output(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Splits an aligned table into its header and rows of cells (cells are
+/// separated by two or more spaces).
+fn table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let split = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut lines = text.lines();
+    let header = split(lines.next().expect("a header line"));
+    (header, lines.map(split).collect())
+}
+
+fn write_key(dir: &Path) -> PathBuf {
+    let path = dir.join("id_ed25519.pub");
+    std::fs::write(&path, format!("{}\n", public_key())).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn configure_saves_url_and_key_owner_only_and_whoami_reports_the_account() {
+    let s = Server::start(Opts::default());
+    let u = User::new();
+    let none = u.run(&["whoami"]).fails();
+    assert!(none.contains("parasol configure"), "{none}");
+
+    // A wrong key is refused before anything is saved.
+    let bad = u
+        .run(&["configure", "--url", &s.base, "--api-key", "psl_wrong"])
+        .fails();
+    assert!(bad.contains("401"), "{bad}");
+    assert!(!u.config_file().exists());
+
+    let out = u
+        .run(&[
+            "login",
+            "--url",
+            &format!("{}/v1/", s.base),
+            "--api-key",
+            ADMIN_KEY,
+        ])
+        .ok();
+    assert!(out.contains("account admin"), "{out}");
+    let text = std::fs::read_to_string(u.config_file()).unwrap();
+    assert!(text.contains(ADMIN_KEY) && text.contains(&s.base), "{text}");
+    assert!(!text.contains("/v1"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(u.config_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let who = u.run(&["whoami"]).ok();
+    assert!(who.contains(&s.base), "{who}");
+    assert!(who.contains("admin"), "{who}");
+    assert!(
+        !who.contains(ADMIN_KEY),
+        "whoami must not print the key: {who}"
+    );
+    let json: Value = serde_json::from_str(&u.run(&["whoami", "-o", "json"]).ok()).unwrap();
+    assert_eq!(json["name"], "admin");
+    assert_eq!(json["is_admin"], true);
+
+    // The environment overrides the file: another account's key.
+    let key = s.new_account("alice");
+    let mut alice = User::new();
+    alice.home = u.home;
+    alice.env.push(("PARASOL_API_KEY".into(), key));
+    let json: Value = serde_json::from_str(&alice.run(&["whoami", "-o", "json"]).ok()).unwrap();
+    assert_eq!(json["name"], "alice");
+    assert_eq!(json["is_admin"], false);
+    let who = alice.run(&["whoami"]).ok();
+    assert!(who.contains("from PARASOL_API_KEY"), "{who}");
+}
+
+#[tokio::test]
+async fn instances_types_is_a_price_sorted_shopping_table_with_filters() {
+    let s = Server::start(Opts::default());
+    let u = User::env(&s, ADMIN_KEY);
+    let out = u
+        .run(&[
+            "instances",
+            "types",
+            "--gpu",
+            "h100",
+            "--num-gpus",
+            "8",
+            "--available",
+        ])
+        .ok();
+    assert!(!out.contains('\x1b'), "no colour when piped: {out:?}");
+    let (header, rows) = table(&out);
+    assert_eq!(
+        header,
+        ["CLOUD", "TYPE", "GPUS", "VRAM", "VCPUS", "RAM", "$/HR", "REGIONS"]
+    );
+    assert!(rows.len() >= 3, "{out}");
+    let prices: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r[2], "8x H100", "{r:?}");
+            assert!(r[3].ends_with(" GB") && r[5].ends_with(" GB"), "{r:?}");
+            assert!(!r[7].is_empty() && !r[7].contains("none"), "{r:?}");
+            r[6].strip_prefix('$').unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+
+    // The same query through the API: same types, same order.
+    let api = s
+        .admin()
+        .get("/v1/instances/types?gpu_type=h100&num_gpus=8&available=true&sort=price")
+        .await
+        .expect(200);
+    let api_types = api["instance_types"].as_array().unwrap();
+    assert_eq!(api_types.len(), rows.len());
+    for (t, r) in api_types.iter().zip(&rows) {
+        assert_eq!(t["cloud"], r[0].as_str());
+        assert_eq!(t["shade_instance_type"], r[1].as_str());
+    }
+    // -o json is the API's JSON, unchanged.
+    let json: Value = serde_json::from_str(
+        &u.run(&[
+            "instances",
+            "types",
+            "--gpu",
+            "h100",
+            "--num-gpus",
+            "8",
+            "--available",
+            "-o",
+            "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(json, api);
+
+    // Spot: only types with spot entries, priced at their spot price.
+    let out = u
+        .run(&["instances", "types", "--spot", "--cloud", "hyperstack"])
+        .ok();
+    let (_, rows) = table(&out);
+    assert!(!rows.is_empty(), "{out}");
+    let all = s
+        .admin()
+        .get("/v1/instances/types?cloud=hyperstack")
+        .await
+        .expect(200);
+    for r in &rows {
+        assert_eq!(r[0], "hyperstack");
+        let t = all["instance_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["shade_instance_type"] == r[1].as_str())
+            .unwrap();
+        let spot_min = t["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rental_type"] == "spot")
+            .map(|a| a["hourly_price"].as_str().unwrap().parse::<f64>().unwrap())
+            .fold(f64::MAX, f64::min);
+        let shown: f64 = r[6].strip_prefix('$').unwrap().parse().unwrap();
+        assert!((shown - spot_min).abs() < 0.001, "{r:?} vs {spot_min}");
+        assert!(shown * 100.0 < t["hourly_price"].as_f64().unwrap(), "{r:?}");
+    }
+    let bad = u.run(&["instances", "types", "--cloud", "nowhere"]).ok();
+    assert!(bad.contains("No instance types match"), "{bad}");
+}
+
+#[tokio::test]
+async fn ssh_keys_add_from_a_file_list_get_set_default_and_delete() {
+    let s = Server::start(Opts::default());
+    let u = User::env(&s, ADMIN_KEY);
+    assert!(u.run(&["ssh-keys", "list"]).ok().contains("No SSH keys"));
+    let path = write_key(u.home.path());
+    let out = u.run(&["ssh-keys", "add", path.to_str().unwrap()]).ok();
+    // Named after the key's comment.
+    assert!(out.contains("\"parasol-test\""), "{out}");
+    let first = out.trim().rsplit(' ').next().unwrap().to_string();
+    let second: Value = serde_json::from_str(
+        &u.run(&[
+            "ssh-keys",
+            "add",
+            path.to_str().unwrap(),
+            "--name",
+            "laptop",
+            "-o",
+            "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let second = second["id"].as_str().unwrap().to_string();
+
+    let (header, rows) = table(&u.run(&["ssh-keys", "list"]).ok());
+    assert_eq!(header, ["ID", "NAME", "DEFAULT", "KEY"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0][..3],
+        [first.clone(), "parasol-test".into(), "yes".into()]
+    );
+    assert_eq!(rows[1][..2], [second.clone(), "laptop".into()]);
+
+    let got: Value =
+        serde_json::from_str(&u.run(&["ssh-keys", "get", &first, "-o", "json"]).ok()).unwrap();
+    assert_eq!(got["public_key"], public_key());
+    assert!(u
+        .run(&["ssh-keys", "get", &second])
+        .ok()
+        .contains("default     no"));
+
+    u.run(&["ssh-keys", "set-default", &second]).ok();
+    let list: Value =
+        serde_json::from_str(&u.run(&["ssh-keys", "list", "-o", "json"]).ok()).unwrap();
+    let default: Vec<&Value> = list["ssh_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["is_default"] == true)
+        .collect();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0]["id"], second.as_str());
+
+    let line = u.run(&["ssh-keys", "delete", &second]).fails();
+    assert!(line.contains("409") && line.contains("default"), "{line}");
+    assert!(u
+        .run(&["ssh-keys", "delete", &first])
+        .ok()
+        .contains("deleted"));
+    let line = u.run(&["ssh-keys", "get", &first]).fails();
+    assert_eq!(line, "parasol: not found (404): ssh key not found");
+
+    let private = u.home.path().join("id_ed25519");
+    std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n").unwrap();
+    let line = u
+        .run(&["ssh-keys", "add", private.to_str().unwrap()])
+        .fails();
+    assert!(line.contains("private key"), "{line}");
+}
+
+#[tokio::test]
+async fn create_with_wait_reaches_active_prints_ssh_and_the_other_commands_work() {
+    let s = Server::start(Opts {
+        boot_seconds: 1.0,
+        ..Opts::default()
+    });
+    let mut u = User::env(&s, ADMIN_KEY);
+    let key_path = write_key(u.home.path());
+    u.run(&["ssh-keys", "add", key_path.to_str().unwrap()]).ok();
+    let started = Instant::now();
+    let r = u.run(&[
+        "instances",
+        "create",
+        "--cloud",
+        "massedcompute",
+        "--region",
+        "us-central-1",
+        "--type",
+        "A6000",
+        "--name",
+        "trainer",
+        "--tag",
+        "exp1",
+        "--wait",
+    ]);
+    let stderr = r.stderr.clone();
+    let out = r.ok();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(
+        out.contains("\"trainer\"") && out.contains("is active after"),
+        "{out}"
+    );
+    let ssh_line = out.lines().last().unwrap();
+    assert!(
+        ssh_line.starts_with("ssh -p 22 shadeform@198."),
+        "{ssh_line:?}"
+    );
+    // Not a terminal: plain progress lines, no spinner or colour codes.
+    assert!(
+        !stderr.contains('\x1b') && !out.contains('\x1b'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("trainer: pending"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("trainer: active"),
+        "{stderr}"
+    );
+
+    // list: table and the API's JSON.
+    let (header, rows) = table(&u.run(&["instances", "list"]).ok());
+    assert_eq!(
+        header,
+        ["ID", "NAME", "STATUS", "CLOUD", "REGION", "TYPE", "IP", "$/HR", "COST"]
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1..4], ["trainer", "active", "massedcompute"]);
+    let id = rows[0][0].clone();
+    let listed: Value =
+        serde_json::from_str(&u.run(&["instances", "list", "-o", "json"]).ok()).unwrap();
+    assert_eq!(listed["instances"][0]["id"], id.as_str());
+    assert_eq!(listed["instances"][0]["tags"][0], "exp1");
+
+    // get by name or id.
+    let by_name = u.run(&["instances", "get", "trainer"]).ok();
+    assert!(
+        by_name.contains(&id) && by_name.contains(ssh_line),
+        "{by_name}"
+    );
+    let by_id: Value =
+        serde_json::from_str(&u.run(&["instances", "get", &id, "-o", "json"]).ok()).unwrap();
+    assert_eq!(by_id["name"], "trainer");
+
+    // update, restart.
+    u.run(&[
+        "instances",
+        "update",
+        "trainer",
+        "--name",
+        "trainer2",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+    ])
+    .ok();
+    let after: Value =
+        serde_json::from_str(&u.run(&["instances", "get", &id, "-o", "json"]).ok()).unwrap();
+    assert_eq!(after["name"], "trainer2");
+    assert_eq!(after["tags"], serde_json::json!(["a", "b"]));
+    let line = u.run(&["instances", "update", "trainer2"]).fails();
+    assert!(line.contains("nothing to update"), "{line}");
+    assert!(u
+        .run(&["instances", "restart", "trainer2"])
+        .ok()
+        .contains("restarting"));
+
+    // ssh runs the real `ssh` found on PATH; a stand-in records its args.
+    let bin = u.home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = u.home.path().join("ssh-args");
+    let fake = bin.join("ssh");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" > {}\n", record.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let ip = after["ip"].as_str().unwrap();
+    let out = u
+        .command(&["ssh", "trainer2", "-i", "/keys/id", "--", "nvidia-smi"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().trim(),
+        format!("-i /keys/id -p 22 shadeform@{ip} nvidia-smi")
+    );
+    let printed = u.run(&["ssh", &id, "--print"]).ok();
+    assert_eq!(printed.trim(), format!("ssh -p 22 shadeform@{ip}"));
+
+    // delete --wait, then it is gone.
+    u.env.push(("NO_COLOR".into(), "1".into()));
+    let out = u.run(&["instances", "delete", "trainer2", "--wait"]).ok();
+    assert!(out.contains("is deleted"), "{out}");
+    let line = u.run(&["instances", "get", &id]).fails();
+    assert_eq!(line, "parasol: not found (404): instance not found");
+    let line = u.run(&["ssh", "trainer2"]).fails();
+    assert!(line.contains("no instance has the id or name"), "{line}");
+    assert!(u.run(&["instances", "list"]).ok().contains("No instances"));
+}
+
+#[tokio::test]
+async fn create_with_wait_exits_non_zero_with_the_reason_when_the_instance_fails() {
+    // Boots take a minute, so the machine is certainly still booting when
+    // the test breaks it.
+    let s = Server::start(Opts {
+        boot_seconds: 60.0,
+        ..Opts::default()
+    });
+    let u = User::env(&s, ADMIN_KEY);
+    let child = u
+        .command(&[
+            "instances",
+            "create",
+            "--cloud",
+            "massedcompute",
+            "--region",
+            "us-central-1",
+            "--type",
+            "A6000",
+            "--name",
+            "doomed",
+            "--wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = s.admin();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let list = c.get("/v1/instances").await.expect(200);
+        if let Some(i) = list["instances"].as_array().unwrap().first() {
+            if i["status"] != "creating" {
+                break i["id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "the instance never launched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.post(
+        &format!("/admin/sim/machines/{id}/fail"),
+        serde_json::json!({"reason": "GPU fell off the bus"}),
+    )
+    .await
+    .expect(200);
+    let r = run_output(child.wait_with_output().unwrap());
+    let stderr = r.stderr.clone();
+    assert_ne!(r.code, 0);
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("parasol: instance \"doomed\" ({id}) failed after"))
+            && last.ends_with("GPU fell off the bus"),
+        "{stderr}"
+    );
+    // Progress went to stderr as plain lines before the verdict.
+    assert!(stderr.starts_with("doomed: creating"), "{stderr}");
+}
+
+#[tokio::test]
+async fn create_with_wait_reports_a_sim_boot_failure() {
+    let s = Server::start(Opts::default().args(&["--sim-failure-rate", "1"]));
+    let u = User::env(&s, ADMIN_KEY);
+    let line = u.run(&[
+        "instances",
+        "create",
+        "--cloud",
+        "massedcompute",
+        "--region",
+        "us-central-1",
+        "--type",
+        "A6000",
+        "--name",
+        "unlucky",
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    assert_ne!(line.code, 0);
+    // With -o json the final info is still printed for scripts.
+    let info: Value = serde_json::from_str(&line.stdout).unwrap();
+    assert_eq!(info["status"], "error");
+    let reason = info["status_details"].as_str().unwrap();
+    assert!(line.stderr.trim_end().ends_with(reason), "{}", line.stderr);
+}
+
+#[tokio::test]
+async fn errors_are_one_clear_line_on_stderr_with_a_non_zero_exit() {
+    let s = Server::start(Opts::default());
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut down = User::new();
+    down.env
+        .push(("PARASOL_URL".into(), format!("http://127.0.0.1:{port}")));
+    down.env.push(("PARASOL_API_KEY".into(), ADMIN_KEY.into()));
+    let line = down.run(&["instances", "list"]).fails();
+    assert!(
+        line.starts_with(&format!(
+            "parasol: cannot reach the Parasol server at http://127.0.0.1:{port}"
+        )),
+        "{line}"
+    );
+
+    let line = User::env(&s, "psl_not_a_key")
+        .run(&["instances", "list"])
+        .fails();
+    assert!(line.contains("refused the API key (401)"), "{line}");
+    assert!(!line.contains("psl_not_a_key"), "{line}");
+
+    let u = User::env(&s, ADMIN_KEY);
+    let line = u
+        .run(&["instances", "get", "00000000-0000-0000-0000-000000000000"])
+        .fails();
+    assert_eq!(line, "parasol: not found (404): instance not found");
+    let line = u.run(&["instances", "delete", "nosuchname"]).fails();
+    assert!(
+        line.contains("no instance has the id or name \"nosuchname\""),
+        "{line}"
+    );
+
+    let create = |name: &str, region: &str| {
+        u.run(&[
+            "instances",
+            "create",
+            "--cloud",
+            "massedcompute",
+            "--region",
+            region,
+            "--type",
+            "A6000",
+            "--name",
+            name,
+        ])
+    };
+    let line = create("", "us-central-1").fails();
+    assert!(line.starts_with("parasol: invalid name (400): "), "{line}");
+    let line = create("ok", "mars-1").fails();
+    assert!(
+        line.starts_with("parasol: invalid region (400): "),
+        "{line}"
+    );
+    let line = u
+        .run(&[
+            "instances",
+            "create",
+            "--cloud",
+            "massedcompute",
+            "--region",
+            "us-central-1",
+            "--type",
+            "A6000",
+            "--name",
+            "x",
+            "--env",
+            "NOVALUE",
+        ])
+        .fails();
+    assert!(line.contains("--env"), "{line}");
+    let line = u.run(&["instances", "types", "--num-gpus", "0"]).ok();
+    assert!(line.contains("No instance types match"), "{line}");
+
+    let mut bad_url = User::new();
+    bad_url
+        .env
+        .push(("PARASOL_URL".into(), "localhost:8080".into()));
+    bad_url
+        .env
+        .push(("PARASOL_API_KEY".into(), ADMIN_KEY.into()));
+    let line = bad_url.run(&["whoami"]).fails();
+    assert!(line.contains("http://"), "{line}");
+
+    // A corrupt config file names itself.
+    let broken = User::new();
+    std::fs::create_dir_all(broken.config_file().parent().unwrap()).unwrap();
+    std::fs::write(broken.config_file(), "url = [").unwrap();
+    let line = broken.run(&["whoami"]).fails();
+    assert!(line.contains("config.toml"), "{line}");
+}
+
+#[tokio::test]
+async fn on_a_terminal_wait_draws_a_spinner_and_statuses_are_coloured() {
+    let s = Server::start(Opts {
+        boot_seconds: 1.5,
+        ..Opts::default()
+    });
+    let u = User::env(&s, ADMIN_KEY);
+    // `script` runs the command on a pseudo-terminal, as a shell would.
+    let under_tty = |args: &str| {
+        let out = u
+            .program("script")
+            .env("TERM", "xterm")
+            .args(["-qec", &format!("{} {args}", binary()), "/dev/null"])
+            .output()
+            .expect("run script");
+        run_output(out)
+    };
+    let r = under_tty(
+        "instances create --cloud massedcompute --region us-central-1 --type A6000 --name tty --wait",
+    );
+    let out = r.ok();
+    // The spinner redraws one line in place: carriage return, erase line,
+    // a braille frame, the name and the coloured status.
+    assert!(out.contains("\r\x1b[2K⠋ tty  \x1b[33m"), "{out:?}");
+    assert!(out.contains("is active after"), "{out:?}");
+    let list = under_tty("instances list").ok();
+    assert!(list.contains("\x1b[32mactive\x1b[0m"), "{list:?}");
+    assert!(list.contains("\x1b[1mSTATUS\x1b[0m"), "{list:?}");
+}

@@ -8,12 +8,14 @@
 //! always emit every field the document marks required.
 
 pub mod account;
+pub mod cluster;
 pub mod error;
 pub mod instance;
 pub mod sshkey;
 pub mod types;
 
 pub use account::AccountInfo;
+pub use cluster::*;
 pub use error::{ErrorBody, ErrorDetail};
 pub use instance::*;
 pub use sshkey::*;

@@ -156,27 +156,6 @@ pub async fn create(
             format!("no volume with id {v:?}"),
         ));
     }
-    let os = match &req.os {
-        None => offer
-            .configuration
-            .os_options
-            .first()
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::invalid_field("os", "this instance type lists no operating system")
-            })?,
-        Some(os) if offer.configuration.os_options.contains(os) => os.clone(),
-        Some(os) => {
-            return Err(ApiError::invalid_field(
-                "os",
-                format!(
-                    "os {os:?} is not offered for {}; choose one of: {}",
-                    offer.shade_instance_type,
-                    offer.configuration.os_options.join(", ")
-                ),
-            ))
-        }
-    };
     let rental_type = req.rental_type.unwrap_or_default();
     let hourly_price = match rental_type {
         RentalType::OnDemand => offer.hourly_price,
@@ -215,7 +194,93 @@ pub async fn create(
     if let Some(t) = &req.alert {
         validate::thresholds("alert", t)?;
     }
-    let key = match req.ssh_key_id.as_deref() {
+    let mut rec = new_instance(
+        &app,
+        &account,
+        NewInstance {
+            name: req.name.clone(),
+            offer: &offer,
+            region,
+            os: req.os.clone(),
+            ssh_key_id: req.ssh_key_id.clone(),
+            now: app.clock.now(),
+        },
+    )
+    .await?;
+    let offer_key = OfferKey {
+        cloud: offer.cloud.clone(),
+        region: region.region.clone(),
+        shade_instance_type: offer.shade_instance_type.clone(),
+    };
+    let holding = app.store.holding_count(&offer_key).await?;
+    if !has_room(region.capacity, holding) {
+        return Err(ApiError::no_capacity(format!(
+            "{} has no {} capacity left in {}; see /instances/types for regions with availability",
+            offer.cloud, offer.shade_instance_type, region.region
+        )));
+    }
+    let i = &mut rec.instance;
+    i.shade_cloud = req.shade_cloud;
+    i.hourly_price = hourly_price;
+    i.rental_terms = RentalTerms {
+        rental_type,
+        hourly_price: Some(dollars(hourly_price)),
+        ending_at: None,
+    };
+    i.volume_ids = req.volume_ids.clone().unwrap_or_default();
+    i.launch_configuration = req.launch_configuration.clone();
+    i.auto_delete = req.auto_delete.clone();
+    i.alert = req.alert.clone();
+    i.volume_mount = req.volume_mount.clone();
+    i.tags = req.tags.clone().unwrap_or_default();
+    i.envs = req.envs.clone().unwrap_or_default();
+    let id = i.id;
+    app.store.insert_instance(&rec).await?;
+    app.catalog.invalidate();
+    app.notify.notify_one();
+    tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
+        region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");
+    Ok(ok(CreateResponse { id }))
+}
+
+/// What every new instance needs, whether created alone or as a node.
+pub struct NewInstance<'a> {
+    pub name: String,
+    pub offer: &'a Offer,
+    pub region: &'a RegionOffer,
+    /// Default: the type's first OS option.
+    pub os: Option<String>,
+    /// Default: the account's default key, if it has one.
+    pub ssh_key_id: Option<String>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Builds a `creating` on-demand instance record, validating the OS and the
+/// SSH key; the caller adds the request's optional settings.
+pub async fn new_instance(
+    app: &AppRef,
+    account: &Account,
+    n: NewInstance<'_>,
+) -> Result<InstanceRecord, ApiError> {
+    let offer = n.offer;
+    let c = &offer.configuration;
+    let os = match &n.os {
+        None => c.os_options.first().cloned().ok_or_else(|| {
+            ApiError::invalid_field("os", "this instance type lists no operating system")
+        })?,
+        Some(os) if c.os_options.contains(os) => os.clone(),
+        Some(os) => {
+            return Err(ApiError::invalid_field(
+                "os",
+                format!(
+                    "os {os:?} is not offered for {}; choose one of: {}",
+                    offer.shade_instance_type,
+                    c.os_options.join(", ")
+                ),
+            ))
+        }
+    };
+    let key = match n.ssh_key_id.as_deref() {
         Some(raw) => {
             let id = validate::uuid_field("ssh_key_id", raw)?;
             Some(
@@ -229,36 +294,20 @@ pub async fn create(
         }
         None => app.store.default_ssh_key(account.id).await?,
     };
-    let offer_key = OfferKey {
-        cloud: offer.cloud.clone(),
-        region: region.region.clone(),
-        shade_instance_type: offer.shade_instance_type.clone(),
-    };
-    let holding = app.store.holding_count(&offer_key).await?;
-    if !has_room(region.capacity, holding) {
-        return Err(ApiError::no_capacity(format!(
-            "{} has no {} capacity left in {}; see /instances/types for regions with availability",
-            offer.cloud, offer.shade_instance_type, region.region
-        )));
-    }
-
-    let now = app.clock.now();
-    let id = Uuid::new_v4();
-    let c = &offer.configuration;
-    let rec = InstanceRecord {
+    Ok(InstanceRecord {
         account_id: account.id,
         cluster_id: None,
         generation: 1,
-        wake_at: Some(now.timestamp_millis()),
+        wake_at: Some(n.now.timestamp_millis()),
         instance: Instance {
-            id,
+            id: Uuid::new_v4(),
             cloud: offer.cloud.clone(),
-            region: region.region.clone(),
+            region: n.region.region.clone(),
             shade_instance_type: offer.shade_instance_type.clone(),
             cloud_instance_type: offer.cloud_instance_type.clone(),
             cloud_assigned_id: String::new(),
-            shade_cloud: req.shade_cloud,
-            name: req.name.clone(),
+            shade_cloud: true,
+            name: n.name,
             configuration: InstanceConfiguration {
                 memory_in_gb: c.memory_in_gb,
                 storage_in_gb: c.storage_in_gb,
@@ -277,23 +326,23 @@ pub async fn create(
             status: Status::Creating,
             status_details: None,
             cost_estimate: dollars(0),
-            hourly_price,
+            hourly_price: offer.hourly_price,
             rental_terms: RentalTerms {
-                rental_type,
-                hourly_price: Some(dollars(hourly_price)),
+                rental_type: RentalType::OnDemand,
+                hourly_price: Some(dollars(offer.hourly_price)),
                 ending_at: None,
             },
-            volume_ids: req.volume_ids.clone().unwrap_or_default(),
+            volume_ids: Vec::new(),
             ssh_key_id: key.as_ref().map(|k| k.id),
-            launch_configuration: req.launch_configuration.clone(),
-            auto_delete: req.auto_delete.clone(),
-            alert: req.alert.clone(),
-            volume_mount: req.volume_mount.clone(),
-            tags: req.tags.clone().unwrap_or_default(),
-            envs: req.envs.clone().unwrap_or_default(),
+            launch_configuration: None,
+            auto_delete: None,
+            alert: None,
+            volume_mount: None,
+            tags: Vec::new(),
+            envs: Vec::new(),
             port_mappings: Vec::new(),
             active_at: None,
-            created_at: now,
+            created_at: n.now,
             deleted_at: None,
             boot_time: offer.boot_time,
         },
@@ -301,13 +350,7 @@ pub async fn create(
             ssh_public_key: key.map(|k| k.public_key),
             ..Internal::default()
         },
-    };
-    app.store.insert_instance(&rec).await?;
-    app.catalog.invalidate();
-    app.notify.notify_one();
-    tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
-        region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");
-    Ok(ok(CreateResponse { id }))
+    })
 }
 
 fn find_offer(app: &AppRef, cloud: &str, shade_instance_type: &str) -> Result<Offer, ApiError> {

@@ -22,7 +22,7 @@ use super::begin_delete;
 use crate::clock::Clock;
 use crate::providers::catalog::Catalog;
 use crate::providers::{LaunchRequest, MachineState, Provider, ProviderError};
-use crate::store::{InstanceRecord, Store, StoreResult};
+use crate::store::{wall_ms, InstanceRecord, Store, StoreResult};
 
 /// Reconciler settings.
 #[derive(Debug, Clone)]
@@ -42,6 +42,9 @@ pub struct ReconcilerConfig {
     /// Longest a single provider call may take before it counts as a
     /// transient failure.
     pub call_timeout: Duration,
+    /// How long a claim on an instance holds: a replica that dies holding
+    /// it gives the instance up to other replicas after this long.
+    pub lease_timeout: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -54,6 +57,7 @@ impl Default for ReconcilerConfig {
             poll: Duration::from_secs(1),
             max_launch_attempts: 8,
             call_timeout: Duration::from_secs(30),
+            lease_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -73,11 +77,13 @@ pub struct ReconcilerStats {
 
 /// The lifecycle engine.
 pub struct Reconciler {
-    store: Store,
+    pub(super) store: Store,
     catalog: Arc<Catalog>,
-    clock: Arc<Clock>,
-    notify: Arc<Notify>,
-    cfg: ReconcilerConfig,
+    pub(super) clock: Arc<Clock>,
+    pub(super) notify: Arc<Notify>,
+    pub(super) cfg: ReconcilerConfig,
+    /// This process's lease owner id, new at every start.
+    pub replica: uuid::Uuid,
     /// Counters for metrics and readiness.
     pub stats: ReconcilerStats,
 }
@@ -97,6 +103,7 @@ impl Reconciler {
             clock,
             notify,
             cfg,
+            replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
         }
     }
@@ -129,7 +136,14 @@ impl Reconciler {
     }
 
     async fn until_next_wake(&self) -> Duration {
-        match self.store.next_wake().await {
+        let next = match (
+            self.store.next_wake().await,
+            self.store.next_cluster_wake().await,
+        ) {
+            (Ok(a), Ok(b)) => Ok(a.into_iter().chain(b).min()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match next {
             Ok(Some(at)) => {
                 let wait = (at - self.clock.now_ms()).max(0) as u64;
                 Duration::from_millis(wait).min(self.cfg.period)
@@ -140,16 +154,49 @@ impl Reconciler {
 
     /// One pass over every due instance; returns how many it took.
     pub async fn run_once(&self) -> StoreResult<usize> {
+        let lease = self.cfg.lease_timeout.as_millis() as i64;
+        let wall = wall_ms();
         let due = self
             .store
-            .due_instances(self.clock.now_ms(), self.cfg.batch)
+            .claim_due_instances(
+                self.replica,
+                self.clock.now_ms(),
+                wall,
+                wall + lease,
+                self.cfg.batch,
+            )
             .await?;
         let taken = due.len();
         futures::stream::iter(due)
             .for_each_concurrent(self.cfg.concurrency, |rec| async move {
                 let id = rec.instance.id;
+                // A claim that queued behind slow steps for half its lease
+                // is handed back rather than stepped, so that no step runs
+                // past its lease into another replica's.
+                if wall_ms() > wall + lease / 2 {
+                    self.store
+                        .release_instance_lease(id, self.replica)
+                        .await
+                        .ok();
+                    return;
+                }
                 if let Err(e) = self.step(rec).await {
                     tracing::warn!(instance = %id, error = %e, "reconcile step failed");
+                }
+            })
+            .await;
+        // Clusters after their nodes, so a run that moved the last node
+        // settles its cluster in the same pass.
+        let clusters = self
+            .store
+            .due_clusters(self.clock.now_ms(), self.cfg.batch)
+            .await?;
+        let taken = taken.max(clusters.len());
+        futures::stream::iter(clusters)
+            .for_each_concurrent(self.cfg.concurrency, |rec| async move {
+                let id = rec.cluster.id;
+                if let Err(e) = self.step_cluster(rec).await {
+                    tracing::warn!(cluster = %id, error = %e, "cluster step failed");
                 }
             })
             .await;
@@ -189,10 +236,17 @@ impl Reconciler {
 
     async fn write(&self, mut rec: InstanceRecord, before: Status) -> StoreResult<()> {
         let now = self.clock.now_ms();
-        if self.store.update_instance(&mut rec, now).await? {
+        if self
+            .store
+            .update_leased_instance(&mut rec, now, self.replica)
+            .await?
+        {
             if rec.instance.status != before {
                 self.stats.transitions.fetch_add(1, Ordering::Relaxed);
                 self.catalog.invalidate();
+                if let Some(cluster) = rec.cluster_id {
+                    self.store.wake_cluster(cluster, now).await?;
+                }
                 tracing::info!(
                     instance = %rec.instance.id,
                     from = %before,
@@ -203,6 +257,9 @@ impl Reconciler {
             }
         } else {
             self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
+            self.store
+                .release_instance_lease(rec.instance.id, self.replica)
+                .await?;
             tracing::debug!(instance = %rec.instance.id, "lost a race with another writer; will re-read");
         }
         Ok(())
@@ -210,9 +267,19 @@ impl Reconciler {
 
     async fn call<T>(
         &self,
+        provider: &dyn Provider,
+        operation: &'static str,
         fut: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        let res = match tokio::time::timeout(self.cfg.call_timeout, fut).await {
+        let start = std::time::Instant::now();
+        let timed = tokio::time::timeout(self.cfg.call_timeout, fut).await;
+        crate::metrics::global().observe_provider_call(
+            provider.name(),
+            operation,
+            crate::metrics::outcome(timed.as_ref().ok()),
+            start.elapsed(),
+        );
+        let res = match timed {
             Ok(r) => r,
             Err(_) => Err(ProviderError::Transient("provider call timed out".into())),
         };
@@ -236,11 +303,13 @@ impl Reconciler {
             ssh_public_key: rec.internal.ssh_public_key.clone(),
             launch_configuration: i.launch_configuration.clone(),
             envs: i.envs.clone(),
+            cluster_id: rec.cluster_id,
         };
-        match self.call(provider.launch(&req)).await {
+        match self.call(provider, "launch", provider.launch(&req)).await {
             Ok(launched) => {
                 rec.instance.cloud_assigned_id = launched.cloud_assigned_id;
                 rec.instance.status = Status::PendingProvider;
+                clear_retrying(rec);
                 rec.internal.attempts = 0;
                 rec.wake_at = Some(self.clock.now_ms());
             }
@@ -249,12 +318,22 @@ impl Reconciler {
             {
                 self.back_off(rec, m)
             }
-            Err(e) => self.fail(rec, launch_failure(&e)),
+            Err(e) => {
+                if let ProviderError::Capacity(_) = e {
+                    let i = &rec.instance;
+                    self.catalog
+                        .mark_unavailable(&i.cloud, &i.region, &i.shade_instance_type);
+                }
+                self.fail(rec, launch_failure(&e))
+            }
         }
     }
 
     async fn watch_boot(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
-        match self.call(provider.describe(rec.instance.id)).await {
+        match self
+            .call(provider, "describe", provider.describe(rec.instance.id))
+            .await
+        {
             Ok(MachineState::Provisioning) => self.poll_again(rec),
             Ok(MachineState::Booting) => {
                 rec.instance.status = Status::Pending;
@@ -292,7 +371,10 @@ impl Reconciler {
     async fn watch_active(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
         let now = self.clock.now();
         if rec.internal.restart_requested {
-            match self.call(provider.restart(rec.instance.id)).await {
+            match self
+                .call(provider, "restart", provider.restart(rec.instance.id))
+                .await
+            {
                 Ok(()) => {
                     rec.internal.restart_requested = false;
                     rec.internal.attempts = 0;
@@ -305,10 +387,14 @@ impl Reconciler {
                 }
             }
         }
-        match self.call(provider.describe(rec.instance.id)).await {
+        match self
+            .call(provider, "describe", provider.describe(rec.instance.id))
+            .await
+        {
             Ok(
                 MachineState::Running { .. } | MachineState::Booting | MachineState::Provisioning,
             ) => {
+                clear_retrying(rec);
                 rec.wake_at =
                     Some(now.timestamp_millis() + self.cfg.active_check.as_millis() as i64);
             }
@@ -330,10 +416,14 @@ impl Reconciler {
     /// machine that keeps billing.
     async fn tear_down(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
         if !rec.internal.released {
-            match self.call(provider.terminate(rec.instance.id)).await {
+            match self
+                .call(provider, "terminate", provider.terminate(rec.instance.id))
+                .await
+            {
                 Ok(MachineState::Gone) => {
                     rec.internal.released = true;
                     rec.internal.attempts = 0;
+                    clear_retrying(rec);
                 }
                 Ok(_) => return self.poll_again(rec),
                 Err(e) => return self.back_off(rec, e.to_string()),
@@ -355,6 +445,11 @@ impl Reconciler {
         rec.internal.attempts += 1;
         let delay = (500i64 << rec.internal.attempts.min(7)).min(60_000);
         tracing::debug!(instance = %rec.instance.id, attempts = rec.internal.attempts, error = %message, "provider call failed; backing off");
+        // The user sees why the instance is stuck, not only that it is;
+        // an `error` keeps the reason it failed.
+        if rec.instance.status != Status::Error {
+            rec.instance.status_details = Some(format!("{RETRYING}{message}"));
+        }
         rec.internal.last_error = Some(message);
         rec.wake_at = Some(self.clock.now_ms() + delay);
     }
@@ -369,6 +464,21 @@ impl Reconciler {
         }
         rec.internal.attempts = 0;
         rec.wake_at = Some(now.timestamp_millis());
+    }
+}
+
+/// Prefix of the status_details a backoff writes; cleared once a call
+/// succeeds again.
+const RETRYING: &str = "retrying: ";
+
+fn clear_retrying(rec: &mut InstanceRecord) {
+    if rec
+        .instance
+        .status_details
+        .as_deref()
+        .is_some_and(|d| d.starts_with(RETRYING))
+    {
+        rec.instance.status_details = None;
     }
 }
 

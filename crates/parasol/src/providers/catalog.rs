@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use parasol_api::{dollars, Availability, InstanceType, RentalType};
+use parasol_api::{
+    dollars, Availability, ClusterAvailability, ClusterType, InstanceType, RentalType,
+};
 
-use super::{Capacity, Offer, Providers};
+use super::{Capacity, ClusterOffer, Offer, Providers};
 use crate::store::{OfferKey, Store, StoreResult};
 
 /// How long a rendered catalog may be served without a re-count.
@@ -23,8 +25,9 @@ const RENDER_TTL: Duration = Duration::from_secs(1);
 pub struct Catalog {
     providers: Providers,
     offers: RwLock<Arc<Vec<Offer>>>,
+    clusters: RwLock<Arc<Vec<ClusterOffer>>>,
     /// The last good offers of each provider.
-    by_provider: Mutex<HashMap<&'static str, Vec<Offer>>>,
+    by_provider: Mutex<HashMap<&'static str, (Vec<Offer>, Vec<ClusterOffer>)>>,
     rendered: Mutex<Option<(Instant, Arc<Vec<InstanceType>>)>>,
     /// Why a provider's last refresh failed, for `/readyz` and the log.
     failures: Mutex<HashMap<&'static str, String>>,
@@ -36,6 +39,7 @@ impl Catalog {
         Self {
             providers,
             offers: RwLock::new(Arc::new(Vec::new())),
+            clusters: RwLock::new(Arc::new(Vec::new())),
             by_provider: Mutex::new(HashMap::new()),
             rendered: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
@@ -51,11 +55,16 @@ impl Catalog {
     /// previous offers, so one broken cloud does not empty the catalog.
     pub async fn refresh(&self) {
         let mut next = Vec::new();
+        let mut next_clusters = Vec::new();
         for p in self.providers.all() {
-            let offers = match p.offers().await {
-                Ok(offers) => {
+            let fetched = match p.offers().await {
+                Ok(offers) => p.cluster_offers().await.map(|c| (offers, c)),
+                Err(e) => Err(e),
+            };
+            let (offers, clusters) = match fetched {
+                Ok(both) => {
                     self.failures.lock().expect("poisoned").remove(p.name());
-                    offers
+                    both
                 }
                 Err(e) => {
                     tracing::warn!(provider = p.name(), error = %e, "catalog refresh failed; keeping previous offers");
@@ -74,10 +83,12 @@ impl Catalog {
             self.by_provider
                 .lock()
                 .expect("poisoned")
-                .insert(p.name(), offers.clone());
+                .insert(p.name(), (offers.clone(), clusters.clone()));
             next.extend(offers);
+            next_clusters.extend(clusters);
         }
         *self.offers.write().expect("poisoned") = Arc::new(next);
+        *self.clusters.write().expect("poisoned") = Arc::new(next_clusters);
         self.invalidate();
     }
 
@@ -91,12 +102,77 @@ impl Catalog {
         self.offers.read().expect("poisoned").clone()
     }
 
+    /// The current cluster offers.
+    pub fn cluster_offers(&self) -> Arc<Vec<ClusterOffer>> {
+        self.clusters.read().expect("poisoned").clone()
+    }
+
+    /// Every cluster shape with its availability: one entry per node type,
+    /// node count and region, as `/clusters/types` lists them.
+    pub async fn cluster_types(&self, store: &Store) -> StoreResult<Vec<ClusterType>> {
+        let holding: HashMap<OfferKey, i64> =
+            store.holding_cluster_nodes().await?.into_iter().collect();
+        let types = self.offers();
+        let mut out = Vec::new();
+        for c in self.cluster_offers().iter() {
+            let Some(node) = types
+                .iter()
+                .find(|o| o.cloud == c.cloud && o.shade_instance_type == c.shade_instance_type)
+            else {
+                continue;
+            };
+            let node_type = render(std::slice::from_ref(node), &HashMap::new()).remove(0);
+            for r in &c.regions {
+                let key = OfferKey {
+                    cloud: c.cloud.clone(),
+                    region: r.region.clone(),
+                    shade_instance_type: c.shade_instance_type.clone(),
+                };
+                let used = holding.get(&key).copied().unwrap_or(0);
+                for &n in &c.node_counts {
+                    out.push(ClusterType {
+                        cloud: c.cloud.clone(),
+                        num_instances: n,
+                        availability: ClusterAvailability {
+                            region: r.region.clone(),
+                            display_name: r.display_name.clone(),
+                            available: has_room_for(r.capacity, used, n),
+                        },
+                        cluster_type: node_type.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The offer of `shade_instance_type` in `cloud`.
     pub fn find(&self, cloud: &str, shade_instance_type: &str) -> Option<Offer> {
         self.offers()
             .iter()
             .find(|o| o.cloud == cloud && o.shade_instance_type == shade_instance_type)
             .cloned()
+    }
+
+    /// Marks a region of an offer unavailable until the next refresh, after
+    /// its cloud refused a launch there for capacity. Offers whose capacity
+    /// is a count of slots are left alone: the store counts those.
+    pub fn mark_unavailable(&self, cloud: &str, region: &str, shade_instance_type: &str) {
+        let mut offers = self.offers.write().expect("poisoned");
+        let mut next = offers.as_ref().clone();
+        for o in next
+            .iter_mut()
+            .filter(|o| o.cloud == cloud && o.shade_instance_type == shade_instance_type)
+        {
+            for r in o.regions.iter_mut().filter(|r| r.region == region) {
+                if let Capacity::Available(_) = r.capacity {
+                    r.capacity = Capacity::Available(false);
+                }
+            }
+        }
+        *offers = Arc::new(next);
+        drop(offers);
+        self.invalidate();
     }
 
     /// Drops the rendered list, after a write that changes availability.
@@ -120,8 +196,13 @@ impl Catalog {
 
 /// Whether a region of an offer has room for one more machine.
 pub fn has_room(capacity: Capacity, holding: i64) -> bool {
+    has_room_for(capacity, holding, 1)
+}
+
+/// Whether a region of an offer has room for `wanted` more machines.
+pub fn has_room_for(capacity: Capacity, holding: i64, wanted: i64) -> bool {
     match capacity {
-        Capacity::Slots(n) => holding < n,
+        Capacity::Slots(n) => holding + wanted <= n,
         Capacity::Available(b) => b,
     }
 }

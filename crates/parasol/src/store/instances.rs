@@ -63,32 +63,12 @@ struct Doc<'a> {
 /// Statuses that hold (or may hold) a machine at the provider.
 pub(crate) const HOLDING: &str = "('creating','pending_provider','pending','active','deleting')";
 
-const COLUMNS: &str = "account_id, cluster_id, generation, wake_at, doc";
+pub(super) const COLUMNS: &str = "account_id, cluster_id, generation, wake_at, doc";
 
 impl Store {
     /// Stores a new instance (generation 1).
     pub async fn insert_instance(&self, rec: &InstanceRecord) -> StoreResult<()> {
-        let i = &rec.instance;
-        sqlx::query(
-            "INSERT INTO instances (id, account_id, cluster_id, cloud, region, shade_instance_type,
-                ssh_key_id, status, generation, wake_at, doc, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-        )
-        .bind(i.id.to_string())
-        .bind(rec.account_id.to_string())
-        .bind(rec.cluster_id.map(|c| c.to_string()))
-        .bind(&i.cloud)
-        .bind(&i.region)
-        .bind(&i.shade_instance_type)
-        .bind(i.ssh_key_id.map(|k| k.to_string()))
-        .bind(i.status.as_str())
-        .bind(rec.generation)
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(i.created_at.timestamp_millis())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        insert_instance_with(self.pool(), rec).await
     }
 
     /// Writes `rec` if nobody wrote it since it was read. On success the
@@ -169,20 +149,23 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// The earliest future wake-up, so the reconciler can sleep until then.
+    /// The earliest wake-up no replica is working on, so the reconciler
+    /// can sleep until then (a leased row is another replica's business).
     pub async fn next_wake(&self) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(wake_at) FROM instances WHERE wake_at IS NOT NULL")
-                .fetch_one(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(wake_at) FROM instances WHERE wake_at IS NOT NULL AND lease_owner IS NULL",
         )
+        .fetch_one(self.pool())
+        .await?)
     }
 
-    /// How many instances hold capacity in each offer.
+    /// How many instances hold single-machine capacity in each offer
+    /// (cluster nodes come from a pool of their own).
     pub async fn holding_counts(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
         let rows = sqlx::query(&format!(
             "SELECT cloud, region, shade_instance_type, COUNT(*) FROM instances
-             WHERE status IN {HOLDING} GROUP BY cloud, region, shade_instance_type"
+             WHERE status IN {HOLDING} AND cluster_id IS NULL
+             GROUP BY cloud, region, shade_instance_type"
         ))
         .fetch_all(self.pool())
         .await?;
@@ -204,13 +187,49 @@ impl Store {
     pub async fn holding_count(&self, key: &OfferKey) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM instances WHERE cloud = $1 AND region = $2
-             AND shade_instance_type = $3 AND status IN {HOLDING}"
+             AND shade_instance_type = $3 AND status IN {HOLDING} AND cluster_id IS NULL"
         ))
         .bind(&key.cloud)
         .bind(&key.region)
         .bind(&key.shade_instance_type)
         .fetch_one(self.pool())
         .await?)
+    }
+
+    /// How many cluster nodes hold cluster capacity in each offer.
+    pub async fn holding_cluster_nodes(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT cloud, region, shade_instance_type, COUNT(*) FROM instances
+             WHERE status IN {HOLDING} AND cluster_id IS NOT NULL
+             GROUP BY cloud, region, shade_instance_type"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    OfferKey {
+                        cloud: r.try_get(0)?,
+                        region: r.try_get(1)?,
+                        shade_instance_type: r.try_get(2)?,
+                    },
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The nodes of a cluster, in node order.
+    pub async fn cluster_nodes(&self, cluster: Uuid) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE cluster_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(cluster.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        let mut nodes: Vec<InstanceRecord> = rows.iter().map(decode).collect::<StoreResult<_>>()?;
+        nodes.sort_by_key(|n| node_number(&n.instance.name));
+        Ok(nodes)
     }
 
     /// Counts every instance by status (metrics, tests).
@@ -229,14 +248,51 @@ impl Store {
     }
 }
 
-fn encode(rec: &InstanceRecord) -> StoreResult<String> {
+/// Inserts an instance row through any executor (the pool, or a
+/// transaction that also writes its cluster).
+pub(super) async fn insert_instance_with<'e, E>(exec: E, rec: &InstanceRecord) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let i = &rec.instance;
+    sqlx::query(
+        "INSERT INTO instances (id, account_id, cluster_id, cloud, region, shade_instance_type,
+            ssh_key_id, status, generation, wake_at, doc, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+    )
+    .bind(i.id.to_string())
+    .bind(rec.account_id.to_string())
+    .bind(rec.cluster_id.map(|c| c.to_string()))
+    .bind(&i.cloud)
+    .bind(&i.region)
+    .bind(&i.shade_instance_type)
+    .bind(i.ssh_key_id.map(|k| k.to_string()))
+    .bind(i.status.as_str())
+    .bind(rec.generation)
+    .bind(rec.wake_at)
+    .bind(encode(rec)?)
+    .bind(i.created_at.timestamp_millis())
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// `<cluster>-node-<n>` -> n, so node 10 sorts after node 9.
+fn node_number(name: &str) -> u64 {
+    name.rsplit("-node-")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+pub(super) fn encode(rec: &InstanceRecord) -> StoreResult<String> {
     Ok(serde_json::to_string(&Doc {
         instance: std::borrow::Cow::Borrowed(&rec.instance),
         internal: std::borrow::Cow::Borrowed(&rec.internal),
     })?)
 }
 
-fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
+pub(super) fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
     let account: String = r.try_get(0)?;
     let cluster: Option<String> = r.try_get(1)?;
     let doc: String = r.try_get(4)?;

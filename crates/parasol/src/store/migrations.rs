@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 
-use super::Store;
+use super::{Backend, Store};
 
 /// The migrations, oldest first. Never edit a released step: append one.
 const STEPS: &[&[&str]] = &[&[
@@ -59,19 +59,101 @@ const STEPS: &[&[&str]] = &[&[
         updated_at BIGINT NOT NULL
     )",
     "CREATE INDEX sim_machines_offer ON sim_machines (cloud, region, shade_instance_type, state)",
+], &[
+    // Clusters: the API object as a document; nodes are instances rows
+    // pointing here through instances.cluster_id.
+    "CREATE TABLE clusters (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        wake_at BIGINT,
+        doc TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX clusters_account ON clusters (account_id, status, created_at)",
+    "CREATE INDEX clusters_wake ON clusters (wake_at)",
+    "CREATE INDEX instances_cluster ON instances (cluster_id)",
+    // Cluster nodes draw on a separate pool of sim capacity.
+    "ALTER TABLE sim_machines ADD COLUMN pool TEXT NOT NULL DEFAULT 'single'",
+], &[
+    // Reconciler leases (store/leases.rs): which replica is stepping a row,
+    // and until when its claim holds if it dies.
+    "ALTER TABLE instances ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE instances ADD COLUMN lease_until BIGINT",
+    "ALTER TABLE clusters ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE clusters ADD COLUMN lease_until BIGINT",
+], &[
+    // The hosts provider: which operator host each instance holds. Both
+    // keys are unique, so a retried launch finds its host again and two
+    // instances can never hold one host.
+    "CREATE TABLE host_allocations (
+        instance_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        boot_id TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
 ]];
 
 /// The schema version this binary writes.
 pub const CURRENT: i64 = STEPS.len() as i64;
 
+/// Key of the PostgreSQL advisory lock that serialises migrations ("psl").
+const MIGRATION_LOCK: i64 = 0x70_73_6c;
+
 pub(super) async fn apply(store: &Store) -> anyhow::Result<()> {
-    let pool = store.pool();
+    // One transaction for the check and every step. Replicas starting
+    // together on a fresh database queue on it: the first migrates, the
+    // others then find nothing left to do. PostgreSQL: an advisory lock
+    // held until commit (DDL is transactional there). SQLite: BEGIN
+    // IMMEDIATE takes the write lock up front.
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .context("connecting to migrate")?;
+    let begin = match store.backend() {
+        Backend::Postgres => "BEGIN",
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+    };
+    sqlx::query(begin)
+        .execute(&mut *conn)
+        .await
+        .context("starting the migration transaction")?;
+    match migrate(&mut conn, store.backend()).await {
+        Ok(()) => {
+            sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .context("committing migrations")?;
+            Ok(())
+        }
+        Err(e) => {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
+            Err(e)
+        }
+    }
+}
+
+async fn migrate(conn: &mut sqlx::AnyConnection, backend: Backend) -> anyhow::Result<()> {
+    if backend == Backend::Postgres {
+        // The function returns void, which the Any driver cannot decode;
+        // selecting a constant beside it keeps the result decodable.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS migration_lock")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await
+            .context("taking the migration lock")?;
+    }
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .context("creating schema_version")?;
     let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .context("reading schema_version")?;
     let version = version.unwrap_or(0);
@@ -84,18 +166,16 @@ pub(super) async fn apply(store: &Store) -> anyhow::Result<()> {
     }
     for (i, step) in STEPS.iter().enumerate().skip(version as usize) {
         let target = i as i64 + 1;
-        let mut tx = pool.begin().await?;
         for stmt in step.iter() {
             sqlx::query(stmt)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .with_context(|| format!("migration {target}"))?;
         }
         sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
             .bind(target)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
         tracing::info!(version = target, "applied migration");
     }
     Ok(())

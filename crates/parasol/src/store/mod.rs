@@ -12,12 +12,16 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+mod clusters;
 mod instances;
+mod leases;
 mod migrations;
 mod sshkeys;
 
 pub use accounts::Account;
+pub use clusters::{ClusterInternal, ClusterRecord};
 pub use instances::{InstanceRecord, Internal, OfferKey};
+pub use leases::wall_ms;
 pub use sshkeys::DeleteKeyOutcome;
 
 use std::str::FromStr;
@@ -68,6 +72,12 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+/// Longest a query waits for a connection. While the database is down the
+/// pool keeps retrying the connect for this long, then the request fails
+/// with 503: short enough that clients see the outage instead of hanging,
+/// long enough to ride out a database restart or a brief overload.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -111,7 +121,7 @@ impl Store {
         let connect = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -8,7 +8,7 @@
 
 use parasol_api::{BootTime, InstanceTypeConfiguration};
 
-use crate::providers::{Capacity, Offer, RegionOffer};
+use crate::providers::{Capacity, ClusterOffer, Offer, RegionOffer};
 
 /// A GPU model and what one GPU of it comes with.
 pub(super) struct Gpu {
@@ -478,6 +478,47 @@ pub(super) fn offers(seed: u64, capacity: Option<i64>) -> Vec<Offer> {
     out
 }
 
+/// Where the sim sells multi-node clusters: 8-GPU NVLink nodes with a fast
+/// fabric between them, in the first region of a few clouds.
+const CLUSTERS: &[(&str, &[&str])] = &[
+    ("denvr", &["H100_sxm5x8", "A100_80Gx8", "H200x8"]),
+    ("lambdalabs", &["H100_sxm5x8", "B200x8"]),
+    ("crusoe", &["H200x8", "B200x8", "H100_sxm5x8"]),
+    ("datacrunch", &["H200x8", "B200x8"]),
+];
+
+/// Node counts every cluster shape comes in.
+const CLUSTER_SIZES: &[i64] = &[2, 4, 8, 16];
+
+/// Builds the cluster offers. Capacity is counted in nodes: enough for one
+/// 16-node cluster and some more, so both `available` verdicts occur as
+/// clusters are rented.
+pub(super) fn cluster_offers(seed: u64, capacity: Option<i64>) -> Vec<ClusterOffer> {
+    let mut out = Vec::new();
+    for (cloud, types) in CLUSTERS {
+        let Some(c) = CLOUDS.iter().find(|c| c.name == *cloud) else {
+            continue;
+        };
+        let (region, display) = c.regions[0];
+        for t in *types {
+            out.push(ClusterOffer {
+                cloud: cloud.to_string(),
+                shade_instance_type: t.to_string(),
+                node_counts: CLUSTER_SIZES.to_vec(),
+                regions: vec![RegionOffer {
+                    region: region.to_string(),
+                    display_name: display.to_string(),
+                    capacity: Capacity::Slots(capacity.unwrap_or_else(|| {
+                        16 + (fnv(seed, &[cloud, region, t, "cluster"]) % 17) as i64
+                    })),
+                    spot_price: None,
+                }],
+            });
+        }
+    }
+    out
+}
+
 /// Every cloud name the sim serves.
 pub(super) fn cloud_names() -> Vec<String> {
     CLOUDS.iter().map(|c| c.name.to_string()).collect()
@@ -518,6 +559,20 @@ mod tests {
             .iter()
             .any(|r| matches!(r.capacity, Capacity::Slots(n) if n > 0)));
         assert!(regions.iter().any(|r| r.spot_price.is_some()));
+    }
+
+    #[test]
+    fn every_cluster_shape_has_a_node_type_and_room_for_sixteen_nodes() {
+        let offers = offers(0, None);
+        for c in cluster_offers(0, None) {
+            let node = offers
+                .iter()
+                .find(|o| o.cloud == c.cloud && o.shade_instance_type == c.shade_instance_type)
+                .unwrap_or_else(|| panic!("{} {}", c.cloud, c.shade_instance_type));
+            assert_eq!(node.configuration.num_gpus, 8);
+            assert!(node.configuration.nvlink);
+            assert!(matches!(c.regions[0].capacity, Capacity::Slots(n) if n >= 16));
+        }
     }
 
     #[test]

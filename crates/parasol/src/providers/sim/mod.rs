@@ -23,7 +23,10 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError};
+use super::{
+    Capacity, ClusterOffer, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError,
+    RegionOffer,
+};
 use crate::clock::Clock;
 use crate::store::{OfferKey, Store};
 
@@ -74,7 +77,10 @@ pub struct Sim {
     clock: Arc<Clock>,
     cfg: SimConfig,
     offers: Vec<Offer>,
+    clusters: Vec<ClusterOffer>,
     slots: HashMap<OfferKey, i64>,
+    /// Node capacity of the cluster pools.
+    cluster_slots: HashMap<OfferKey, i64>,
 }
 
 /// States in which a machine still occupies capacity.
@@ -84,27 +90,25 @@ impl Sim {
     /// A sim over the given store.
     pub fn new(store: Store, clock: Arc<Clock>, cfg: SimConfig) -> Self {
         let offers = catalog::offers(cfg.seed, cfg.capacity);
-        let mut slots = HashMap::new();
-        for o in &offers {
-            for r in &o.regions {
-                if let Capacity::Slots(n) = r.capacity {
-                    slots.insert(
-                        OfferKey {
-                            cloud: o.cloud.clone(),
-                            region: r.region.clone(),
-                            shade_instance_type: o.shade_instance_type.clone(),
-                        },
-                        n,
-                    );
-                }
-            }
-        }
+        let slots = slot_map(offers.iter().flat_map(|o| {
+            o.regions
+                .iter()
+                .map(|r| (&o.cloud, &o.shade_instance_type, r))
+        }));
+        let clusters = catalog::cluster_offers(cfg.seed, cfg.capacity);
+        let cluster_slots = slot_map(clusters.iter().flat_map(|c| {
+            c.regions
+                .iter()
+                .map(|r| (&c.cloud, &c.shade_instance_type, r))
+        }));
         Self {
             store,
             clock,
             cfg,
             offers,
+            clusters,
             slots,
+            cluster_slots,
         }
     }
 
@@ -221,6 +225,24 @@ impl Sim {
     }
 }
 
+fn slot_map<'a>(
+    regions: impl Iterator<Item = (&'a String, &'a String, &'a RegionOffer)>,
+) -> HashMap<OfferKey, i64> {
+    regions
+        .filter_map(|(cloud, shade, r)| match r.capacity {
+            Capacity::Slots(n) => Some((
+                OfferKey {
+                    cloud: cloud.clone(),
+                    region: r.region.clone(),
+                    shade_instance_type: shade.clone(),
+                },
+                n,
+            )),
+            Capacity::Available(_) => None,
+        })
+        .collect()
+}
+
 fn transient(e: sqlx::Error) -> ProviderError {
     ProviderError::Transient(format!("sim inventory: {e}"))
 }
@@ -247,6 +269,10 @@ impl Provider for Sim {
         Ok(self.offers.clone())
     }
 
+    async fn cluster_offers(&self) -> Result<Vec<ClusterOffer>, ProviderError> {
+        Ok(self.clusters.clone())
+    }
+
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
         self.injected_fault("launch")?;
         let key = OfferKey {
@@ -254,7 +280,11 @@ impl Provider for Sim {
             region: req.region.clone(),
             shade_instance_type: req.shade_instance_type.clone(),
         };
-        let Some(&slots) = self.slots.get(&key) else {
+        let (pool, slots) = match req.cluster_id {
+            Some(_) => ("cluster", self.cluster_slots.get(&key)),
+            None => ("single", self.slots.get(&key)),
+        };
+        let Some(&slots) = slots else {
             return Err(ProviderError::Permanent(format!(
                 "{} does not offer {} in {}",
                 req.cloud, req.shade_instance_type, req.region
@@ -267,10 +297,10 @@ impl Provider for Sim {
         // for the last slot cannot both get it.
         sqlx::query(&format!(
             "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
-                launched_at, ready_at, ip, detail, restarts, updated_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6
+                launched_at, ready_at, ip, detail, restarts, updated_at, pool)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $11
              WHERE (SELECT COUNT(*) FROM sim_machines WHERE cloud = $2 AND region = $3
-                    AND shade_instance_type = $4 AND state IN {OCCUPYING}) < $10
+                    AND shade_instance_type = $4 AND pool = $11 AND state IN {OCCUPYING}) < $10
              ON CONFLICT (instance_id) DO NOTHING"
         ))
         .bind(id.to_string())
@@ -283,6 +313,7 @@ impl Provider for Sim {
         .bind(ip_for(id))
         .bind(doomed.then_some("simulated hardware fault during boot"))
         .bind(slots)
+        .bind(pool)
         .execute(self.store.pool())
         .await
         .map_err(transient)?;

@@ -1,0 +1,192 @@
+//! Cluster rows: the cluster's own fields as a JSON document (its nodes are
+//! instance rows pointing here), written only through generation-checked
+//! updates like instances.
+
+use parasol_api::{Cluster, Status};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::accounts::parse_uuid;
+use super::instances::insert_instance_with;
+use super::{InstanceRecord, Store, StoreResult};
+
+/// Bookkeeping beside the API object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterInternal {
+    /// When the cluster reached `deleted`; it is then hidden.
+    #[serde(default)]
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One cluster as stored. `cluster.instances` is empty in the store; the
+/// API fills it from the node rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRecord {
+    pub account_id: Uuid,
+    pub generation: i64,
+    pub wake_at: Option<i64>,
+    pub cluster: Cluster,
+    pub internal: ClusterInternal,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doc {
+    cluster: Cluster,
+    internal: ClusterInternal,
+}
+
+const COLUMNS: &str = "account_id, generation, wake_at, doc";
+
+impl Store {
+    /// Stores a cluster and all its nodes, or nothing.
+    pub async fn insert_cluster(
+        &self,
+        rec: &ClusterRecord,
+        nodes: &[InstanceRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(rec.cluster.id.to_string())
+        .bind(rec.account_id.to_string())
+        .bind(rec.cluster.status.as_str())
+        .bind(rec.generation)
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(rec.cluster.created_at.timestamp_millis())
+        .execute(&mut *tx)
+        .await?;
+        for node in nodes {
+            insert_instance_with(&mut *tx, node).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes `rec` if nobody wrote it since it was read; bumps its
+    /// generation on success.
+    pub async fn update_cluster(&self, rec: &mut ClusterRecord, now_ms: i64) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4
+             WHERE id = $5 AND generation = $6",
+        )
+        .bind(rec.cluster.status.as_str())
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(now_ms)
+        .bind(rec.cluster.id.to_string())
+        .bind(rec.generation)
+        .execute(self.pool())
+        .await?;
+        if res.rows_affected() == 1 {
+            rec.generation += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// An account's cluster, unless deleted.
+    pub async fn get_cluster(&self, account: Uuid, id: Uuid) -> StoreResult<Option<ClusterRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM clusters WHERE id = $1 AND account_id = $2 AND status <> 'deleted'"
+        ))
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Any cluster by id (reconciler).
+    pub async fn get_cluster_any(&self, id: Uuid) -> StoreResult<Option<ClusterRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clusters WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// An account's clusters that are not deleted, oldest first.
+    pub async fn list_clusters(&self, account: Uuid) -> StoreResult<Vec<ClusterRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM clusters WHERE account_id = $1 AND status <> 'deleted' ORDER BY created_at, id"
+        ))
+        .bind(account.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Clusters due for the reconciler.
+    pub async fn due_clusters(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ClusterRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM clusters WHERE wake_at IS NOT NULL AND wake_at <= $1 ORDER BY wake_at LIMIT $2"
+        ))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The earliest scheduled cluster reconcile.
+    pub async fn next_cluster_wake(&self) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(wake_at) FROM clusters WHERE wake_at IS NOT NULL")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Brings a cluster's next reconcile forward (scheduling only, like
+    /// [`Store::wake_instance`]).
+    pub async fn wake_cluster(&self, id: Uuid, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE clusters SET wake_at = $1 WHERE id = $2 AND status <> 'deleted'")
+            .bind(now_ms)
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Counts clusters by status (metrics, tests).
+    pub async fn count_clusters_by_status(&self) -> StoreResult<Vec<(Status, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM clusters GROUP BY status")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let s: String = r.try_get(0)?;
+            if let Some(st) = Status::parse(&s) {
+                out.push((st, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode(rec: &ClusterRecord) -> StoreResult<String> {
+    let mut cluster = rec.cluster.clone();
+    cluster.instances.clear();
+    Ok(serde_json::to_string(&Doc {
+        cluster,
+        internal: rec.internal.clone(),
+    })?)
+}
+
+fn decode(r: &sqlx::any::AnyRow) -> StoreResult<ClusterRecord> {
+    let account: String = r.try_get(0)?;
+    let doc: String = r.try_get(3)?;
+    let doc: Doc = serde_json::from_str(&doc)?;
+    Ok(ClusterRecord {
+        account_id: parse_uuid(&account)?,
+        generation: r.try_get(1)?,
+        wake_at: r.try_get(2)?,
+        cluster: doc.cluster,
+        internal: doc.internal,
+    })
+}

@@ -1,0 +1,160 @@
+//! Leases: how several replicas on one database share the reconciler's work.
+//!
+//! A replica takes due instances by *claiming* them: one statement marks
+//! each row with the replica's id and an expiry (`lease_owner`,
+//! `lease_until`) and returns it, so no two replicas ever hold the same row.
+//! The step's write is fenced by the lease (and, as every write, by the
+//! generation) and gives the lease back in the same statement. A replica
+//! that dies holding leases simply stops renewing nothing: its rows become
+//! claimable again once `lease_until` passes.
+//!
+//! Lease times are wall-clock milliseconds, not the (movable) test clock:
+//! a lease measures how long a process may be silent, not lifecycle time.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use super::instances::{decode, encode, COLUMNS};
+use super::{Backend, InstanceRecord, Store, StoreResult};
+
+/// Milliseconds since the epoch by the system clock, for lease expiry.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Claims up to `limit` instances due at `now_ms` (lifecycle clock) that
+    /// no live lease covers at `wall_now`, for `owner` until `lease_until`;
+    /// most overdue first.
+    pub async fn claim_due_instances(
+        &self,
+        owner: Uuid,
+        now_ms: i64,
+        wall_now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<InstanceRecord>> {
+        let sql = match self.backend() {
+            // SKIP LOCKED: replicas claiming at the same moment take
+            // disjoint rows instead of queueing on each other's row locks;
+            // a row another transaction changed meanwhile is re-checked
+            // against the WHERE clause before it is locked.
+            Backend::Postgres => format!(
+                "WITH due AS (
+                    SELECT id FROM instances
+                    WHERE wake_at IS NOT NULL AND wake_at <= $3
+                      AND (lease_until IS NULL OR lease_until < $4)
+                    ORDER BY wake_at LIMIT $5
+                    FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE instances SET lease_owner = $1, lease_until = $2
+                 FROM due WHERE instances.id = due.id
+                 RETURNING {}",
+                qualified("instances")
+            ),
+            // SQLite runs one writer at a time, so a single conditional
+            // UPDATE is already exclusive.
+            Backend::Sqlite => format!(
+                "UPDATE instances SET lease_owner = $1, lease_until = $2
+                 WHERE id IN (
+                    SELECT id FROM instances
+                    WHERE wake_at IS NOT NULL AND wake_at <= $3
+                      AND (lease_until IS NULL OR lease_until < $4)
+                    ORDER BY wake_at LIMIT $5
+                 )
+                 RETURNING {COLUMNS}"
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(owner.to_string())
+            .bind(lease_until)
+            .bind(now_ms)
+            .bind(wall_now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING promises no order.
+        out.sort_by_key(|r| r.wake_at);
+        Ok(out)
+    }
+
+    /// The reconciler's write: like [`Store::update_instance`], and also
+    /// only while `owner` still holds the lease, which it gives back.
+    /// `false`: another writer or replica got there first; re-read.
+    pub async fn update_leased_instance(
+        &self,
+        rec: &mut InstanceRecord,
+        now_ms: i64,
+        owner: Uuid,
+    ) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2, doc = $3,
+                updated_at = $4, lease_owner = NULL, lease_until = NULL
+             WHERE id = $5 AND generation = $6 AND lease_owner = $7",
+        )
+        .bind(rec.instance.status.as_str())
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(now_ms)
+        .bind(rec.instance.id.to_string())
+        .bind(rec.generation)
+        .bind(owner.to_string())
+        .execute(self.pool())
+        .await?;
+        if res.rows_affected() == 1 {
+            rec.generation += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// Gives a lease back without writing, so the row can be claimed at
+    /// once instead of after the lease expires.
+    pub async fn release_instance_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE instances SET lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Who holds a lease on each leased instance, and until when (tests,
+    /// operators).
+    pub async fn instance_leases(&self) -> StoreResult<Vec<(Uuid, Uuid, i64)>> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT id, lease_owner, lease_until FROM instances WHERE lease_owner IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    super::accounts::parse_uuid(&r.try_get::<String, _>(0)?)?,
+                    super::accounts::parse_uuid(&r.try_get::<String, _>(1)?)?,
+                    r.try_get(2)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The instance columns as `table.column`, for the PostgreSQL RETURNING
+/// list, where the CTE's `id` would otherwise be ambiguous.
+fn qualified(table: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -96,6 +96,18 @@ const STEPS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )",
+], &[
+    // Templates (store/templates.rs): the API object as a document. A
+    // public template is readable by every account, writable by its own.
+    "CREATE TABLE templates (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        public BIGINT NOT NULL,
+        doc TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX templates_account ON templates (account_id, created_at)",
 ]];
 
 /// The schema version this binary writes.

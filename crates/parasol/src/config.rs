@@ -75,6 +75,9 @@ pub struct FileConfig {
     pub sim: FileSim,
     #[serde(default)]
     pub reconciler: FileReconciler,
+    /// `[providers]`: the real clouds (see `providers::setup`).
+    #[serde(default)]
+    pub providers: crate::providers::setup::FileProviders,
 }
 
 /// `[sim]` in the TOML file.
@@ -116,6 +119,8 @@ pub struct Settings {
     pub pool_size: u32,
     pub log_format: LogFormat,
     pub sim_enabled: bool,
+    /// Real clouds enabled by their credentials.
+    pub clouds: crate::providers::setup::CloudSettings,
     pub sim: SimConfig,
     pub reconciler: ReconcilerConfig,
     pub test_clock: bool,
@@ -222,14 +227,17 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(c) = file.reconciler.concurrency {
         reconciler.concurrency = c.max(1);
     }
+    let clouds = crate::providers::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     Ok(Settings {
         listen,
         data_dir,
         database_url,
         pool_size: file.pool_size.unwrap_or(8),
         log_format,
-        // No real provider exists yet, so the sim is on unless turned off.
-        sim_enabled: file.sim.enabled.unwrap_or(true),
+        // The sim stands in for the clouds only while no real one is
+        // configured; `[sim] enabled` overrides either way.
+        sim_enabled: file.sim.enabled.unwrap_or(!clouds.any()),
+        clouds,
         sim,
         reconciler,
         test_clock: args.test_clock,

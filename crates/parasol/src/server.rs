@@ -116,6 +116,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             "capacity is SIMULATED: the sim provider is serving every cloud; no real machine will be rented"
         );
     }
+    settings.clouds.register(&mut providers);
     let catalog = Arc::new(Catalog::new(providers));
     catalog.refresh().await;
 
@@ -149,6 +150,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
+    let sweep_task = tokio::spawn(crate::providers::sweep::run(
+        catalog.providers().clone(),
+        store.clone(),
+        settings.clouds.sweep_interval,
+        stop_rx.clone(),
+    ));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     axum::serve(listener, http::router(state))
@@ -158,6 +165,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     stop_tx.send(true).ok();
     reconciler_task.await.ok();
     refresh_task.await.ok();
+    sweep_task.await.ok();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

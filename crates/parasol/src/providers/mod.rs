@@ -9,7 +9,13 @@
 //! [`MachineState`], which the reconciler maps onto the seven API states.
 
 pub mod catalog;
+pub mod cloud;
+pub mod hyperstack;
+pub mod lambda;
+pub mod setup;
 pub mod sim;
+pub mod sweep;
+pub mod verda;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,6 +141,13 @@ pub trait Provider: Send + Sync + 'static {
     /// Starts or continues tearing down; returns [`MachineState::Gone`] once
     /// nothing is left. Safe to call for a machine that never existed.
     async fn terminate(&self, instance_id: Uuid) -> Result<MachineState, ProviderError>;
+
+    /// Instance ids of the machines this provider holds under Parasol's
+    /// marker and is not already tearing down, for the orphan sweep. A
+    /// provider that keeps no machines outside the store lists none.
+    async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The configured providers, and which one serves each cloud.

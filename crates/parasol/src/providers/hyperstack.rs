@@ -1,0 +1,589 @@
+//! `hyperstack`: Hyperstack's Infrahub API v1.
+//!
+//! Every request carries the `api_key` header. Endpoints used (relative to
+//! the configured base URL, by default
+//! `https://infrahub-api.nexgencloud.com/v1`): `GET /core/flavors` (with
+//! `stock_available` per region), `GET /pricebook` (hourly price per GPU
+//! model), `GET|POST /core/environments`, `GET|POST /core/keypairs`,
+//! `GET|POST /core/virtual-machines`, `GET|DELETE
+//! /core/virtual-machines/{id}`, `GET /core/virtual-machines/{id}/hard-reboot`.
+//!
+//! Keypairs and machines live in an environment, and an environment in one
+//! region, so Parasol keeps one environment per region
+//! (`parasol-<region>`), created on first use. Machines are named
+//! `parasol-<instance id>`; a launch first looks for that name, so a
+//! retried launch adopts the machine an earlier attempt made.
+//!
+//! Hyperstack refuses to delete a machine that is still being created; that
+//! refusal is transient, so the reconciler keeps trying until the delete is
+//! accepted.
+//!
+//! Status mapping (Hyperstack `status` → [`MachineState`]):
+//!
+//! | Hyperstack                    | floating ip | MachineState   |
+//! |-------------------------------|-------------|----------------|
+//! | `CREATING`                    | any         | `Provisioning` |
+//! | `BUILD`                       | any         | `Booting`      |
+//! | `ACTIVE`                      | none        | `Booting`      |
+//! | `ACTIVE`                      | set         | `Running`      |
+//! | `ERROR`                       | any         | `Failed`       |
+//! | `DELETING`                    | any         | `Terminating`  |
+//! | `DELETED`                     | any         | `Gone`         |
+//! | anything else (`REBOOT`, `HARD_REBOOT`, `SHUTOFF`, ...) | any | `Booting` |
+//!
+//! A machine that `GET /core/virtual-machines/{id}` answers 404 for, or that
+//! the list no longer holds, is `Gone`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::cloud::{
+    cents, configuration, generic_failure, gpu_model, key_name, marker, parse, parse_marker,
+    shade_type, short, Failure, Http, Num, OffersCache, Secret,
+};
+use super::{
+    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+};
+
+/// The cloud name in the API.
+pub const CLOUD: &str = "hyperstack";
+/// The public API.
+pub const DEFAULT_URL: &str = "https://infrahub-api.nexgencloud.com/v1";
+/// The OS offered, and the Hyperstack image it launches.
+const OS: &str = "ubuntu22.04_cuda12.2_shade_os";
+const IMAGE: &str = "Ubuntu Server 22.04 LTS R535 CUDA 12.2";
+
+/// How to reach Hyperstack.
+#[derive(Debug, Clone)]
+pub struct HyperstackConfig {
+    pub api_key: Secret,
+    /// Base URL, up to and including `/v1`.
+    pub url: String,
+}
+
+/// The Hyperstack adapter.
+pub struct Hyperstack {
+    cfg: HyperstackConfig,
+    http: Http,
+    offers: OffersCache,
+    ids: StdMutex<HashMap<Uuid, String>>,
+    /// Environments known to exist.
+    envs: StdMutex<HashSet<String>>,
+    /// Keypairs known to exist, as (environment, name).
+    keys: StdMutex<HashSet<(String, String)>>,
+}
+
+#[derive(Deserialize)]
+struct Flavors {
+    data: Vec<FlavorGroup>,
+}
+
+#[derive(Deserialize)]
+struct FlavorGroup {
+    #[serde(default)]
+    flavors: Vec<Flavor>,
+}
+
+#[derive(Deserialize)]
+struct Flavor {
+    name: String,
+    region_name: String,
+    cpu: i64,
+    ram: Num,
+    #[serde(default)]
+    disk: i64,
+    #[serde(default)]
+    ephemeral: i64,
+    #[serde(default)]
+    gpu: String,
+    #[serde(default)]
+    gpu_count: i64,
+    #[serde(default)]
+    stock_available: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Pricebook {
+    List(Vec<Price>),
+    Wrapped { data: Vec<Price> },
+}
+
+#[derive(Deserialize)]
+struct Price {
+    name: String,
+    value: Num,
+}
+
+#[derive(Deserialize)]
+struct Environments {
+    #[serde(default)]
+    environments: Vec<Named>,
+}
+
+#[derive(Deserialize)]
+struct Keypairs {
+    #[serde(default)]
+    keypairs: Vec<Keypair>,
+}
+
+#[derive(Deserialize)]
+struct Keypair {
+    name: String,
+    #[serde(default)]
+    environment: Value,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct VmList {
+    #[serde(default)]
+    instances: Vec<Vm>,
+}
+
+#[derive(Deserialize)]
+struct VmOne {
+    instance: Vm,
+}
+
+#[derive(Deserialize, Clone)]
+struct Vm {
+    id: Value,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    floating_ip: Option<String>,
+}
+
+impl Vm {
+    fn id(&self) -> String {
+        match &self.id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error_reason: Option<String>,
+}
+
+impl Hyperstack {
+    /// An adapter; it calls nothing until asked.
+    pub fn new(cfg: HyperstackConfig) -> Self {
+        Self {
+            cfg,
+            http: Http::new(CLOUD),
+            offers: OffersCache::new(Duration::from_secs(20)),
+            ids: StdMutex::new(HashMap::new()),
+            envs: StdMutex::new(HashSet::new()),
+            keys: StdMutex::new(HashSet::new()),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .header("api_key", self.cfg.api_key.expose())
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        self.http
+            .send(|| {
+                let r = self.req(method.clone(), path);
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            })
+            .await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call(method, path, body).await?;
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse(CLOUD, &what, &text)
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        let flavors: Flavors = self.json(Method::GET, "/core/flavors", None).await?;
+        let prices = match self
+            .json::<Pricebook>(Method::GET, "/pricebook", None)
+            .await?
+        {
+            Pricebook::List(p) | Pricebook::Wrapped { data: p } => p,
+        };
+        let per_gpu: HashMap<String, f64> = prices
+            .into_iter()
+            .map(|p| (p.name, p.value.get()))
+            .collect();
+        // One offer per flavor name, with the regions that carry it.
+        let mut by_name: BTreeMap<String, Vec<Flavor>> = BTreeMap::new();
+        for f in flavors.data.into_iter().flat_map(|g| g.flavors) {
+            if f.gpu_count > 0 {
+                by_name.entry(f.name.clone()).or_default().push(f);
+            }
+        }
+        let mut out = Vec::new();
+        for (name, regions) in by_name {
+            let f = &regions[0];
+            let Some(gpu) = gpu_model(&f.gpu) else {
+                continue;
+            };
+            let Some(price) = per_gpu.get(&f.gpu) else {
+                tracing::debug!(flavor = %name, gpu = %f.gpu, "no price for this GPU in the pricebook; not offered");
+                continue;
+            };
+            out.push(Offer {
+                cloud: CLOUD.to_string(),
+                shade_instance_type: shade_type(&gpu, f.gpu_count),
+                cloud_instance_type: name.clone(),
+                configuration: configuration(
+                    &gpu,
+                    f.gpu_count,
+                    f.cpu,
+                    f.ram.get().round() as i64,
+                    f.disk + f.ephemeral,
+                    &[OS],
+                ),
+                hourly_price: cents(price * f.gpu_count as f64),
+                deployment_type: "vm".to_string(),
+                boot_time: None,
+                regions: regions
+                    .iter()
+                    .map(|r| RegionOffer {
+                        region: r.region_name.clone(),
+                        display_name: region_display(&r.region_name),
+                        capacity: Capacity::Available(r.stock_available),
+                        spot_price: None,
+                    })
+                    .collect(),
+                ssh_user: "ubuntu".to_string(),
+                ssh_port: 22,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
+        Ok(self
+            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
+            .await?
+            .instances)
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Vm>, ProviderError> {
+        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
+        if let Some(hid) = known {
+            let path = format!("/core/virtual-machines/{hid}");
+            let (status, text) = self.call(Method::GET, &path, None).await?;
+            if status == StatusCode::NOT_FOUND {
+                self.ids.lock().expect("poisoned").remove(&id);
+                return Ok(None);
+            }
+            let what = format!("GET {path}");
+            if !status.is_success() {
+                return Err(classify(&what, &Failure { status, body: text }));
+            }
+            return parse::<VmOne>(CLOUD, &what, &text).map(|v| Some(v.instance));
+        }
+        let name = marker(id);
+        let found = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|v| v.name == name)
+            .min_by_key(|v| v.status == "DELETED");
+        if let Some(v) = &found {
+            self.ids.lock().expect("poisoned").insert(id, v.id());
+        }
+        Ok(found)
+    }
+
+    async fn ensure_environment(&self, region: &str) -> Result<String, ProviderError> {
+        let name = format!("parasol-{}", region.to_ascii_lowercase());
+        if self.envs.lock().expect("poisoned").contains(&name) {
+            return Ok(name);
+        }
+        let existing: Environments = self.json(Method::GET, "/core/environments", None).await?;
+        if !existing.environments.iter().any(|e| e.name == name) {
+            let _: Value = self
+                .json(
+                    Method::POST,
+                    "/core/environments",
+                    Some(&json!({"name": name, "region": region})),
+                )
+                .await?;
+        }
+        self.envs.lock().expect("poisoned").insert(name.clone());
+        Ok(name)
+    }
+
+    async fn ensure_keypair(
+        &self,
+        environment: &str,
+        public_key: &str,
+    ) -> Result<String, ProviderError> {
+        let name = key_name(public_key);
+        let key = (environment.to_string(), name.clone());
+        if self.keys.lock().expect("poisoned").contains(&key) {
+            return Ok(name);
+        }
+        let existing: Keypairs = self.json(Method::GET, "/core/keypairs", None).await?;
+        let present = existing.keypairs.iter().any(|k| {
+            let env = match &k.environment {
+                Value::String(s) => s.as_str(),
+                Value::Object(o) => o.get("name").and_then(Value::as_str).unwrap_or(""),
+                _ => "",
+            };
+            k.name == name && env == environment
+        });
+        if !present {
+            let _: Value = self
+                .json(
+                    Method::POST,
+                    "/core/keypairs",
+                    Some(&json!({
+                        "name": name,
+                        "environment_name": environment,
+                        "public_key": public_key.trim(),
+                    })),
+                )
+                .await?;
+        }
+        self.keys.lock().expect("poisoned").insert(key);
+        Ok(name)
+    }
+}
+
+fn region_display(region: &str) -> String {
+    match region {
+        "CANADA-1" => "Canada, Montreal".to_string(),
+        "NORWAY-1" => "Norway, Oslo".to_string(),
+        "US-1" => "US, Minneapolis, MN".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn detail(f: &Failure) -> String {
+    match serde_json::from_str::<ErrorBody>(&f.body) {
+        Ok(e) if !e.message.is_empty() => match e.error_reason {
+            Some(r) if !r.is_empty() => format!("{} ({r})", e.message),
+            _ => e.message,
+        },
+        _ => short(&f.body),
+    }
+}
+
+fn classify(what: &str, f: &Failure) -> ProviderError {
+    let d = detail(f);
+    let lower = d.to_ascii_lowercase();
+    if f.status.is_client_error()
+        && !matches!(f.status.as_u16(), 401 | 403 | 429)
+        && (lower.contains("stock") || lower.contains("capacity"))
+    {
+        return ProviderError::Capacity(format!("{CLOUD}: {d}"));
+    }
+    generic_failure(CLOUD, what, f, &d)
+}
+
+fn state(v: &Vm) -> MachineState {
+    let ip = v.floating_ip.clone().filter(|s| !s.is_empty());
+    match (v.status.as_str(), ip) {
+        ("CREATING", _) => MachineState::Provisioning,
+        ("ACTIVE", Some(ip)) => MachineState::Running {
+            ip,
+            ssh_port: 22,
+            ssh_user: "ubuntu".to_string(),
+        },
+        ("ERROR", _) => MachineState::Failed {
+            reason: format!("{CLOUD} reported the machine in ERROR"),
+        },
+        ("DELETING", _) => MachineState::Terminating,
+        ("DELETED", _) => MachineState::Gone,
+        _ => MachineState::Booting,
+    }
+}
+
+#[async_trait]
+impl Provider for Hyperstack {
+    fn name(&self) -> &'static str {
+        "hyperstack"
+    }
+
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        self.offers.get(|| self.fetch_offers()).await
+    }
+
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        if let Some(v) = self.find(req.instance_id).await? {
+            if matches!(v.status.as_str(), "DELETING" | "DELETED") {
+                return Err(ProviderError::Permanent(
+                    "the machine for this instance was already deleted".into(),
+                ));
+            }
+            return Ok(Launched {
+                cloud_assigned_id: v.id(),
+            });
+        }
+        let Some(public_key) = req.ssh_public_key.as_deref() else {
+            return Err(ProviderError::Permanent(
+                "Hyperstack needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
+                    .into(),
+            ));
+        };
+        let env = self.ensure_environment(&req.region).await?;
+        let key = self.ensure_keypair(&env, public_key).await?;
+        let body = json!({
+            "name": marker(req.instance_id),
+            "environment_name": env,
+            "image_name": IMAGE,
+            "flavor_name": req.cloud_instance_type,
+            "key_name": key,
+            "count": 1,
+            "assign_floating_ip": true,
+        });
+        let created: VmList = match self
+            .json(Method::POST, "/core/virtual-machines", Some(&body))
+            .await
+        {
+            Ok(c) => c,
+            Err(e @ ProviderError::Capacity(_)) => {
+                self.offers.clear().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let vm = created.instances.into_iter().next().ok_or_else(|| {
+            ProviderError::Transient("Hyperstack accepted the create but listed no machine".into())
+        })?;
+        self.ids
+            .lock()
+            .expect("poisoned")
+            .insert(req.instance_id, vm.id());
+        Ok(Launched {
+            cloud_assigned_id: vm.id(),
+        })
+    }
+
+    async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        Ok(self
+            .find(id)
+            .await?
+            .map_or(MachineState::Gone, |v| state(&v)))
+    }
+
+    async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
+        let Some(v) = self.find(id).await? else {
+            return Err(ProviderError::Permanent(
+                "Hyperstack has no machine for this instance".into(),
+            ));
+        };
+        let _: Value = self
+            .json(
+                Method::GET,
+                &format!("/core/virtual-machines/{}/hard-reboot", v.id()),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        let Some(v) = self.find(id).await? else {
+            return Ok(MachineState::Gone);
+        };
+        match v.status.as_str() {
+            "DELETED" => return Ok(MachineState::Gone),
+            "DELETING" => return Ok(MachineState::Terminating),
+            _ => {}
+        }
+        let path = format!("/core/virtual-machines/{}", v.id());
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            self.ids.lock().expect("poisoned").remove(&id);
+            return Ok(MachineState::Gone);
+        }
+        if status.is_success() {
+            return Ok(MachineState::Terminating);
+        }
+        let f = Failure { status, body: text };
+        let booting = matches!(v.status.as_str(), "CREATING" | "BUILD");
+        if booting && status.is_client_error() && !matches!(status.as_u16(), 401 | 403) {
+            // Hyperstack will not delete a machine it is still creating;
+            // the next attempt, after the reconciler's backoff, will.
+            return Err(ProviderError::Transient(format!(
+                "{CLOUD} refused to delete the machine while it is {}: {}",
+                v.status,
+                detail(&f)
+            )));
+        }
+        Err(classify(&format!("DELETE {path}"), &f))
+    }
+
+    async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .filter(|v| !matches!(v.status.as_str(), "DELETING" | "DELETED"))
+            .filter_map(|v| parse_marker(&v.name))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_active_machine_without_a_floating_ip_is_still_booting() {
+        let vm = |status: &str, ip: Option<&str>| Vm {
+            id: json!(7),
+            name: String::new(),
+            status: status.into(),
+            floating_ip: ip.map(str::to_string),
+        };
+        assert_eq!(state(&vm("ACTIVE", None)), MachineState::Booting);
+        assert!(matches!(
+            state(&vm("ACTIVE", Some("1.2.3.4"))),
+            MachineState::Running { .. }
+        ));
+        assert_eq!(state(&vm("CREATING", None)), MachineState::Provisioning);
+        assert_eq!(vm("ACTIVE", None).id(), "7");
+    }
+}

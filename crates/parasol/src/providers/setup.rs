@@ -1,0 +1,282 @@
+//! Which real clouds are enabled, from the environment and the `[providers]`
+//! table of the config file, and their registration in [`Providers`].
+//!
+//! A cloud is enabled by its credentials; its URL defaults to the public
+//! API, so nothing but an explicit override ever points an adapter
+//! elsewhere (tests point them at fake servers this way).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use serde::Deserialize;
+
+use super::cloud::Secret;
+use super::hyperstack::{self, Hyperstack, HyperstackConfig};
+use super::lambda::{self, Lambda, LambdaConfig};
+use super::verda::{self, Verda, VerdaConfig};
+use super::Providers;
+
+/// Default period of the orphan sweep.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(300);
+
+/// `[providers]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProviders {
+    /// Seconds between orphan sweeps.
+    pub sweep_seconds: Option<u64>,
+    pub lambda: Option<FileLambda>,
+    pub verda: Option<FileVerda>,
+    pub hyperstack: Option<FileHyperstack>,
+}
+
+/// `[providers.lambda]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLambda {
+    pub api_key: Option<Secret>,
+    pub url: Option<String>,
+    /// Least milliseconds between launch requests (Lambda documents 12 s).
+    pub launch_interval_ms: Option<u64>,
+}
+
+/// `[providers.verda]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVerda {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub url: Option<String>,
+}
+
+/// `[providers.hyperstack]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHyperstack {
+    pub api_key: Option<Secret>,
+    pub url: Option<String>,
+}
+
+/// The real clouds to serve.
+#[derive(Debug, Clone)]
+pub struct CloudSettings {
+    pub lambda: Option<LambdaConfig>,
+    pub verda: Option<VerdaConfig>,
+    pub hyperstack: Option<HyperstackConfig>,
+    /// How often machines carrying Parasol's marker are checked against the
+    /// store.
+    pub sweep_interval: Duration,
+}
+
+impl CloudSettings {
+    /// Whether any real cloud is enabled.
+    pub fn any(&self) -> bool {
+        self.lambda.is_some() || self.verda.is_some() || self.hyperstack.is_some()
+    }
+
+    /// Registers every enabled cloud, after whatever `providers` holds, so
+    /// a real cloud serves its name even when the sim also simulates it.
+    pub fn register(&self, providers: &mut Providers) {
+        if let Some(c) = &self.lambda {
+            providers.add(
+                Arc::new(Lambda::new(c.clone())),
+                &[lambda::CLOUD.to_string()],
+            );
+            tracing::info!(cloud = lambda::CLOUD, url = %c.url, "Lambda Cloud enabled");
+        }
+        if let Some(c) = &self.verda {
+            providers.add(Arc::new(Verda::new(c.clone())), &[verda::CLOUD.to_string()]);
+            tracing::info!(cloud = verda::CLOUD, url = %c.url, "Verda enabled");
+        }
+        if let Some(c) = &self.hyperstack {
+            providers.add(
+                Arc::new(Hyperstack::new(c.clone())),
+                &[hyperstack::CLOUD.to_string()],
+            );
+            tracing::info!(cloud = hyperstack::CLOUD, url = %c.url, "Hyperstack enabled");
+        }
+    }
+}
+
+/// Resolves the clouds from `env` (the process environment in production)
+/// over the file's `[providers]`.
+pub fn resolve(
+    file: &FileProviders,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<CloudSettings> {
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let secret = |name: &str, file: Option<&Secret>| {
+        env(name)
+            .map(|v| Secret::new(v.trim()))
+            .or_else(|| file.cloned())
+            .filter(|s| !s.expose().trim().is_empty())
+    };
+    let url = |name: &str, file: Option<&String>, default: &str| -> anyhow::Result<String> {
+        let u = env(name)
+            .or_else(|| file.cloned())
+            .unwrap_or_else(|| default.to_string());
+        let u = u.trim().trim_end_matches('/').to_string();
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            bail!("{name} must be an http(s) URL, got {u:?}");
+        }
+        Ok(u)
+    };
+
+    let fl = file.lambda.as_ref();
+    let lambda = match secret(
+        "PARASOL_LAMBDA_API_KEY",
+        fl.and_then(|f| f.api_key.as_ref()),
+    ) {
+        Some(api_key) => {
+            let ms = match env("PARASOL_LAMBDA_LAUNCH_INTERVAL_MS") {
+                Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                    anyhow::anyhow!("PARASOL_LAMBDA_LAUNCH_INTERVAL_MS must be a whole number of milliseconds, got {v:?}")
+                })?),
+                None => fl.and_then(|f| f.launch_interval_ms),
+            };
+            Some(LambdaConfig {
+                api_key,
+                url: url(
+                    "PARASOL_LAMBDA_URL",
+                    fl.and_then(|f| f.url.as_ref()),
+                    lambda::DEFAULT_URL,
+                )?,
+                launch_interval: ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(lambda::DEFAULT_LAUNCH_INTERVAL),
+            })
+        }
+        None => None,
+    };
+
+    let fv = file.verda.as_ref();
+    let client_id = env("PARASOL_VERDA_CLIENT_ID")
+        .or_else(|| fv.and_then(|f| f.client_id.clone()))
+        .filter(|s| !s.trim().is_empty());
+    let client_secret = secret(
+        "PARASOL_VERDA_CLIENT_SECRET",
+        fv.and_then(|f| f.client_secret.as_ref()),
+    );
+    let verda = match (client_id, client_secret) {
+        (Some(client_id), Some(client_secret)) => Some(VerdaConfig {
+            client_id: client_id.trim().to_string(),
+            client_secret,
+            url: url(
+                "PARASOL_VERDA_URL",
+                fv.and_then(|f| f.url.as_ref()),
+                verda::DEFAULT_URL,
+            )?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            bail!("Verda needs a client secret too: set PARASOL_VERDA_CLIENT_SECRET or [providers.verda] client_secret")
+        }
+        (None, Some(_)) => {
+            bail!("Verda needs a client id too: set PARASOL_VERDA_CLIENT_ID or [providers.verda] client_id")
+        }
+    };
+
+    let fh = file.hyperstack.as_ref();
+    let hyperstack = match secret(
+        "PARASOL_HYPERSTACK_API_KEY",
+        fh.and_then(|f| f.api_key.as_ref()),
+    ) {
+        Some(api_key) => Some(HyperstackConfig {
+            api_key,
+            url: url(
+                "PARASOL_HYPERSTACK_URL",
+                fh.and_then(|f| f.url.as_ref()),
+                hyperstack::DEFAULT_URL,
+            )?,
+        }),
+        None => None,
+    };
+
+    let sweep_interval = match env("PARASOL_ORPHAN_SWEEP_SECONDS") {
+        Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!(
+                "PARASOL_ORPHAN_SWEEP_SECONDS must be a whole number of seconds, got {v:?}"
+            )
+        })?),
+        None => file
+            .sweep_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_SWEEP),
+    }
+    .max(Duration::from_secs(1));
+
+    Ok(CloudSettings {
+        lambda,
+        verda,
+        hyperstack,
+        sweep_interval,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn nothing_configured_enables_no_cloud() {
+        let c = resolve(&FileProviders::default(), env(&[])).unwrap();
+        assert!(!c.any());
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_urls_default_to_the_public_apis() {
+        let file: FileProviders = toml::from_str(
+            "[lambda]\napi_key = \"from-file\"\n[hyperstack]\napi_key = \"hs\"\nurl = \"http://127.0.0.1:9/v1/\"\n",
+        )
+        .unwrap();
+        let c = resolve(&file, env(&[("PARASOL_LAMBDA_API_KEY", "from-env")])).unwrap();
+        let l = c.lambda.unwrap();
+        assert_eq!(l.api_key.expose(), "from-env");
+        assert_eq!(l.url, lambda::DEFAULT_URL);
+        assert_eq!(l.launch_interval, lambda::DEFAULT_LAUNCH_INTERVAL);
+        assert_eq!(c.hyperstack.unwrap().url, "http://127.0.0.1:9/v1");
+        assert!(c.verda.is_none());
+    }
+
+    #[test]
+    fn half_a_verda_credential_is_an_error_and_secrets_never_print() {
+        let e = resolve(
+            &FileProviders::default(),
+            env(&[("PARASOL_VERDA_CLIENT_ID", "id")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("PARASOL_VERDA_CLIENT_SECRET"), "{e}");
+        let c = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_VERDA_CLIENT_ID", "id"),
+                ("PARASOL_VERDA_CLIENT_SECRET", "s3cr3t-value"),
+            ]),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_refused() {
+        let e = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_HYPERSTACK_API_KEY", "k"),
+                ("PARASOL_HYPERSTACK_URL", "localhost:1"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("PARASOL_HYPERSTACK_URL"), "{e}");
+    }
+}

@@ -1,0 +1,589 @@
+//! `datacrunch`: Verda (formerly DataCrunch) public API v1.
+//!
+//! Authentication is OAuth2 client credentials: `POST /oauth2/token` with
+//! the client id and secret gives a bearer token, kept until shortly before
+//! it expires and fetched again after a 401. Endpoints used (relative to the
+//! configured base URL, by default `https://api.verda.com/v1`):
+//! `GET /instance-types`, `GET /instance-availability`, `GET /locations`,
+//! `GET /instance-availability/{type}?location_code=..`, `GET|POST
+//! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
+//! and `restart`), `GET|POST /sshkeys`.
+//!
+//! Machines get the hostname `parasol-<instance id>` (and the same
+//! description); a launch first looks for it, so a retried launch adopts the
+//! machine an earlier attempt made.
+//!
+//! Status mapping (Verda `status` → [`MachineState`]):
+//!
+//! | Verda                                          | ip   | MachineState   |
+//! |------------------------------------------------|------|----------------|
+//! | `new`, `ordered`, `validating`, `provisioning` | any  | `Provisioning` |
+//! | `running`                                      | none | `Booting`      |
+//! | `running`                                      | set  | `Running`      |
+//! | `offline`, `unknown`, anything else            | any  | `Booting`      |
+//! | `deleting`                                     | any  | `Terminating`  |
+//! | `discontinued`, `notfound`                     | any  | `Gone`         |
+//! | `error`, `installation_failed`                 | any  | `Failed`       |
+//! | `no_capacity`                                  | any  | `Failed`       |
+//!
+//! A machine that `GET /instances/{id}` answers 404 for, or that the list no
+//! longer holds, is `Gone`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::cloud::{
+    cents, configuration, generic_failure, gpu_model, key_name, marker, parse, parse_marker,
+    shade_type, short, Failure, Http, Num, OffersCache, Secret,
+};
+use super::{
+    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+};
+
+/// The cloud name in the API (Shadeform still calls Verda `datacrunch`).
+pub const CLOUD: &str = "datacrunch";
+/// The public API.
+pub const DEFAULT_URL: &str = "https://api.verda.com/v1";
+/// The OS offered, and the Verda image it launches.
+const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+const IMAGE: &str = "ubuntu-22.04-cuda-12.4-docker";
+
+/// How to reach Verda.
+#[derive(Debug, Clone)]
+pub struct VerdaConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Base URL, up to and including `/v1`.
+    pub url: String,
+}
+
+/// The Verda adapter.
+pub struct Verda {
+    cfg: VerdaConfig,
+    http: Http,
+    token: Mutex<Option<(Secret, Instant)>>,
+    offers: OffersCache,
+    ids: StdMutex<HashMap<Uuid, String>>,
+    /// SSH key ids at Verda, by key name.
+    keys: StdMutex<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct Token {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct VType {
+    instance_type: String,
+    price_per_hour: Num,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    name: Option<String>,
+    cpu: Amount,
+    gpu: Gpu,
+    memory: Size,
+    #[serde(default)]
+    storage: Option<Size>,
+}
+
+#[derive(Deserialize)]
+struct Amount {
+    number_of_cores: i64,
+}
+
+#[derive(Deserialize)]
+struct Gpu {
+    #[serde(default)]
+    description: String,
+    number_of_gpus: i64,
+}
+
+#[derive(Deserialize)]
+struct Size {
+    #[serde(default)]
+    size_in_gigabytes: i64,
+}
+
+#[derive(Deserialize)]
+struct Availability {
+    location_code: String,
+    #[serde(default)]
+    availabilities: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    code: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize, Clone)]
+struct VInstance {
+    id: String,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct VKey {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl Verda {
+    /// An adapter; it calls nothing until asked.
+    pub fn new(cfg: VerdaConfig) -> Self {
+        Self {
+            cfg,
+            http: Http::new(CLOUD),
+            token: Mutex::new(None),
+            offers: OffersCache::new(Duration::from_secs(20)),
+            ids: StdMutex::new(HashMap::new()),
+            keys: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cfg.url.trim_end_matches('/'))
+    }
+
+    async fn token(&self) -> Result<Secret, ProviderError> {
+        let mut slot = self.token.lock().await;
+        if let Some((t, until)) = slot.as_ref() {
+            if Instant::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let body = json!({
+            "grant_type": "client_credentials",
+            "client_id": self.cfg.client_id,
+            "client_secret": self.cfg.client_secret.expose(),
+        });
+        let url = self.url("/oauth2/token");
+        let t: Token = self
+            .http
+            .json(
+                "POST /oauth2/token",
+                || self.http.client.post(&url).json(&body),
+                |f| match f.status.as_u16() {
+                    400 | 401 | 403 => ProviderError::Permanent(format!(
+                        "{CLOUD} refused the client credentials ({}: {}); check PARASOL_VERDA_CLIENT_ID and PARASOL_VERDA_CLIENT_SECRET",
+                        f.status.as_u16(),
+                        detail(f)
+                    )),
+                    _ => generic_failure(CLOUD, "POST /oauth2/token", f, &detail(f)),
+                },
+            )
+            .await?;
+        // Renew a minute early so a token never expires mid-call.
+        let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
+        let secret = Secret::new(t.access_token);
+        *slot = Some((secret.clone(), Instant::now() + life));
+        Ok(secret)
+    }
+
+    /// Sends an authenticated request; after a 401 the token is fetched
+    /// again once, since tokens can be revoked before they expire.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        let url = self.url(path);
+        for fresh in [false, true] {
+            let token = self.token().await?;
+            let (status, text) = self
+                .http
+                .send(|| {
+                    let r = self
+                        .http
+                        .client
+                        .request(method.clone(), &url)
+                        .bearer_auth(token.expose());
+                    match body {
+                        Some(b) => r.json(b),
+                        None => r,
+                    }
+                })
+                .await?;
+            if status == StatusCode::UNAUTHORIZED && !fresh {
+                *self.token.lock().await = None;
+                continue;
+            }
+            return Ok((status, text));
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call(method, path, body).await?;
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse(CLOUD, &what, &text)
+    }
+
+    /// A request whose success answer carries nothing Parasol needs (or a
+    /// bare id, returned as text).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<String, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call(method, path, Some(body)).await?;
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        Ok(text)
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        let types: Vec<VType> = self.json(Method::GET, "/instance-types", None).await?;
+        let avail: Vec<Availability> = self
+            .json(Method::GET, "/instance-availability", None)
+            .await?;
+        let locations: Vec<Location> = self.json(Method::GET, "/locations", None).await?;
+        let mut regions: BTreeMap<String, String> = locations
+            .into_iter()
+            .map(|l| {
+                let name = if l.name.is_empty() {
+                    l.code.clone()
+                } else {
+                    l.name
+                };
+                (l.code, name)
+            })
+            .collect();
+        let mut in_stock: HashSet<(String, String)> = HashSet::new();
+        for a in avail {
+            regions
+                .entry(a.location_code.clone())
+                .or_insert_with(|| a.location_code.clone());
+            for t in a.availabilities {
+                in_stock.insert((a.location_code.clone(), t));
+            }
+        }
+        let mut out = Vec::new();
+        for t in types {
+            let desc = if t.gpu.description.is_empty() {
+                t.name.clone().unwrap_or_else(|| t.description.clone())
+            } else {
+                t.gpu.description.clone()
+            };
+            let n = t.gpu.number_of_gpus;
+            let Some(gpu) = gpu_model(&desc).filter(|_| n > 0) else {
+                continue;
+            };
+            out.push(Offer {
+                cloud: CLOUD.to_string(),
+                shade_instance_type: shade_type(&gpu, n),
+                configuration: configuration(
+                    &gpu,
+                    n,
+                    t.cpu.number_of_cores,
+                    t.memory.size_in_gigabytes,
+                    t.storage.map_or(0, |s| s.size_in_gigabytes),
+                    &[OS],
+                ),
+                hourly_price: cents(t.price_per_hour.get()),
+                deployment_type: "vm".to_string(),
+                boot_time: None,
+                regions: regions
+                    .iter()
+                    .map(|(code, name)| RegionOffer {
+                        region: code.clone(),
+                        display_name: name.clone(),
+                        capacity: Capacity::Available(
+                            in_stock.contains(&(code.clone(), t.instance_type.clone())),
+                        ),
+                        spot_price: None,
+                    })
+                    .collect(),
+                cloud_instance_type: t.instance_type,
+                ssh_user: "root".to_string(),
+                ssh_port: 22,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<VInstance>, ProviderError> {
+        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
+        if let Some(vid) = known {
+            let path = format!("/instances/{vid}");
+            let (status, text) = self.call(Method::GET, &path, None).await?;
+            if status == StatusCode::NOT_FOUND {
+                self.ids.lock().expect("poisoned").remove(&id);
+                return Ok(None);
+            }
+            let what = format!("GET {path}");
+            if !status.is_success() {
+                return Err(classify(&what, &Failure { status, body: text }));
+            }
+            return parse(CLOUD, &what, &text).map(Some);
+        }
+        let name = marker(id);
+        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
+        let found = all
+            .into_iter()
+            .filter(|i| i.hostname.as_deref() == Some(name.as_str()))
+            .min_by_key(|i| gone(&i.status));
+        if let Some(i) = &found {
+            self.ids.lock().expect("poisoned").insert(id, i.id.clone());
+        }
+        Ok(found)
+    }
+
+    async fn ensure_key(&self, public_key: &str) -> Result<String, ProviderError> {
+        let name = key_name(public_key);
+        if let Some(id) = self.keys.lock().expect("poisoned").get(&name) {
+            return Ok(id.clone());
+        }
+        let existing: Vec<VKey> = self.json(Method::GET, "/sshkeys", None).await?;
+        let id = match existing.into_iter().find(|k| k.name == name) {
+            Some(k) => k.id,
+            None => bare_id(
+                &self
+                    .send(
+                        Method::POST,
+                        "/sshkeys",
+                        &json!({"name": name, "key": public_key.trim()}),
+                    )
+                    .await?,
+            )?,
+        };
+        self.keys.lock().expect("poisoned").insert(name, id.clone());
+        Ok(id)
+    }
+}
+
+/// Verda answers a create with the new id as plain text; accept a JSON
+/// string or an object with `id` too.
+fn bare_id(text: &str) -> Result<String, ProviderError> {
+    let t = text.trim();
+    let id = match serde_json::from_str::<Value>(t) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Object(o)) => o
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => t.to_string(),
+    };
+    if id.is_empty() || id.contains(char::is_whitespace) {
+        return Err(ProviderError::Transient(format!(
+            "{CLOUD} answered a create without an id: {}",
+            short(text)
+        )));
+    }
+    Ok(id)
+}
+
+fn gone(status: &str) -> bool {
+    matches!(status, "discontinued" | "notfound")
+}
+
+fn detail(f: &Failure) -> String {
+    match serde_json::from_str::<ErrorBody>(&f.body) {
+        Ok(e) if !e.code.is_empty() || !e.message.is_empty() => {
+            format!("{}: {}", e.code, e.message)
+        }
+        _ => short(&f.body),
+    }
+}
+
+fn classify(what: &str, f: &Failure) -> ProviderError {
+    let d = detail(f);
+    let lower = d.to_ascii_lowercase();
+    if f.status.is_client_error()
+        && f.status.as_u16() != 429
+        && (lower.contains("capacity")
+            || lower.contains("not enough resources")
+            || lower.contains("out of stock"))
+    {
+        return ProviderError::Capacity(format!("{CLOUD}: {d}"));
+    }
+    generic_failure(CLOUD, what, f, &d)
+}
+
+fn state(i: &VInstance) -> MachineState {
+    let ip = i.ip.clone().filter(|s| !s.is_empty());
+    match (i.status.as_str(), ip) {
+        ("new" | "ordered" | "validating" | "provisioning", _) => MachineState::Provisioning,
+        ("running", Some(ip)) => MachineState::Running {
+            ip,
+            ssh_port: 22,
+            ssh_user: "root".to_string(),
+        },
+        ("deleting", _) => MachineState::Terminating,
+        ("discontinued" | "notfound", _) => MachineState::Gone,
+        ("error" | "installation_failed", _) => MachineState::Failed {
+            reason: format!("{CLOUD} reported the machine as {}", i.status),
+        },
+        ("no_capacity", _) => MachineState::Failed {
+            reason: format!("insufficient capacity: {CLOUD} had no capacity for the machine"),
+        },
+        _ => MachineState::Booting,
+    }
+}
+
+#[async_trait]
+impl Provider for Verda {
+    fn name(&self) -> &'static str {
+        "verda"
+    }
+
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        self.offers.get(|| self.fetch_offers()).await
+    }
+
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        if let Some(i) = self.find(req.instance_id).await? {
+            if gone(&i.status) || i.status == "deleting" {
+                return Err(ProviderError::Permanent(
+                    "the machine for this instance was already deleted".into(),
+                ));
+            }
+            return Ok(Launched {
+                cloud_assigned_id: i.id,
+            });
+        }
+        let path = format!(
+            "/instance-availability/{}?location_code={}",
+            req.cloud_instance_type, req.region
+        );
+        let available: bool = self.json(Method::GET, &path, None).await?;
+        if !available {
+            self.offers.clear().await;
+            return Err(ProviderError::Capacity(format!(
+                "{CLOUD} has no {} available in {}",
+                req.cloud_instance_type, req.region
+            )));
+        }
+        let keys = match req.ssh_public_key.as_deref() {
+            Some(k) => vec![self.ensure_key(k).await?],
+            None => vec![],
+        };
+        let name = marker(req.instance_id);
+        let body = json!({
+            "instance_type": req.cloud_instance_type,
+            "image": IMAGE,
+            "ssh_key_ids": keys,
+            "location_code": req.region,
+            "hostname": name,
+            "description": name,
+            "is_spot": false,
+        });
+        let id = match self.send(Method::POST, "/instances", &body).await {
+            Ok(text) => bare_id(&text)?,
+            Err(e @ ProviderError::Capacity(_)) => {
+                self.offers.clear().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        self.ids
+            .lock()
+            .expect("poisoned")
+            .insert(req.instance_id, id.clone());
+        Ok(Launched {
+            cloud_assigned_id: id,
+        })
+    }
+
+    async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        Ok(self
+            .find(id)
+            .await?
+            .map_or(MachineState::Gone, |i| state(&i)))
+    }
+
+    async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
+        let Some(i) = self.find(id).await? else {
+            return Err(ProviderError::Permanent(
+                "Verda has no machine for this instance".into(),
+            ));
+        };
+        self.send(
+            Method::PUT,
+            "/instances",
+            &json!({"action": "restart", "id": i.id}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        let Some(i) = self.find(id).await? else {
+            return Ok(MachineState::Gone);
+        };
+        if gone(&i.status) {
+            return Ok(MachineState::Gone);
+        }
+        if i.status == "deleting" {
+            return Ok(MachineState::Terminating);
+        }
+        self.send(
+            Method::PUT,
+            "/instances",
+            &json!({"action": "delete", "id": i.id}),
+        )
+        .await?;
+        Ok(MachineState::Terminating)
+    }
+
+    async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
+        Ok(all
+            .iter()
+            .filter(|i| !gone(&i.status) && i.status != "deleting")
+            .filter_map(|i| i.hostname.as_deref().and_then(parse_marker))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_ids_are_read_from_text_json_strings_and_objects() {
+        assert_eq!(bare_id("abc-123\n").unwrap(), "abc-123");
+        assert_eq!(bare_id("\"abc-123\"").unwrap(), "abc-123");
+        assert_eq!(bare_id("{\"id\":\"abc-123\"}").unwrap(), "abc-123");
+        assert!(bare_id("").is_err());
+    }
+}

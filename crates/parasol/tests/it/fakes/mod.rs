@@ -1,0 +1,288 @@
+//! Fake clouds: HTTP servers inside the test process that answer the paths
+//! of each provider's public API with the shapes its documentation gives,
+//! record every request, and inject the faults a test asks for.
+//!
+//! Each fake is one `Cloud` behind a catch-all axum handler on
+//! `127.0.0.1:0`; the server under test reaches it only because the test
+//! sets `PARASOL_<CLOUD>_URL`.
+
+pub mod hyperstack;
+pub mod lambda;
+pub mod verda;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub at: Instant,
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    pub query: String,
+    /// Header names lower-case.
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body, `Null` when there was none.
+    pub body: Value,
+}
+
+impl Recorded {
+    /// `"POST /api/v1/instance-operations/launch"`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// An answer.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    /// A JSON answer.
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body: body.to_string(),
+            content_type: "application/json",
+            retry_after: None,
+        }
+    }
+
+    /// A plain-text answer.
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: body.into(),
+            content_type: "text/plain",
+            retry_after: None,
+        }
+    }
+}
+
+/// What a fake cloud does with a request.
+pub trait Cloud: Send + 'static {
+    /// Answers a request (already recorded).
+    fn handle(&mut self, req: &Recorded) -> Reply;
+    /// The body the cloud sends with a 429.
+    fn rate_limited(&self) -> Value;
+    /// The body the cloud sends with a 5xx.
+    fn server_error(&self) -> Value;
+}
+
+/// Faults every fake can inject, checked before the cloud sees a request.
+#[derive(Default)]
+pub struct Faults {
+    /// The next N requests (after the token endpoint) get 429 with
+    /// `Retry-After: 1`.
+    pub rate_limit_next: u32,
+    /// `"METHOD /path"` → how many of the next such requests get 500.
+    pub server_error: BTreeMap<String, u32>,
+    /// `"METHOD /path"` → how many of the next such requests are handled
+    /// (the cloud acts on them) but answered with 500 anyway, as when the
+    /// answer is lost.
+    pub lose_answer: BTreeMap<String, u32>,
+}
+
+/// A running fake.
+pub struct FakeServer<C> {
+    /// Root URL (`http://127.0.0.1:port`).
+    pub url: String,
+    pub cloud: Arc<Mutex<C>>,
+    pub faults: Arc<Mutex<Faults>>,
+    pub log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl<C: Cloud> FakeServer<C> {
+    /// Serves `cloud` on an ephemeral port until the test process exits.
+    pub async fn start(cloud: C) -> FakeServer<C> {
+        let cloud = Arc::new(Mutex::new(cloud));
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (c, f, l) = (cloud.clone(), faults.clone(), log.clone());
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (c, f, l) = (c.clone(), f.clone(), l.clone());
+                async move { answer(&c, &f, &l, method, uri, headers, body) }
+            },
+        );
+        // Its own thread and runtime: tests block their runtime while the
+        // server under test starts, and the server calls the fake then.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                    .unwrap();
+                axum::serve(listener, app).await.ok();
+            });
+        });
+        let url = rx.recv().unwrap();
+        FakeServer {
+            url,
+            cloud,
+            faults,
+            log,
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Requests whose `"METHOD /path"` equals `line`.
+    pub fn requests_to(&self, line: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.line() == line)
+            .collect()
+    }
+
+    /// Waits until `pred` holds on the request log.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Recorded]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if pred(&self.requests()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fake never saw {what}; requests: {:#?}",
+                self.requests()
+                    .iter()
+                    .map(Recorded::line)
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Changes the cloud.
+    pub fn with<R>(&self, f: impl FnOnce(&mut C) -> R) -> R {
+        f(&mut self.cloud.lock().unwrap())
+    }
+
+    /// Changes the faults.
+    pub fn faults<R>(&self, f: impl FnOnce(&mut Faults) -> R) -> R {
+        f(&mut self.faults.lock().unwrap())
+    }
+}
+
+fn answer<C: Cloud>(
+    cloud: &Mutex<C>,
+    faults: &Mutex<Faults>,
+    log: &Mutex<Vec<Recorded>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Recorded {
+        at: Instant::now(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect(),
+        body: if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        },
+    };
+    log.lock().unwrap().push(req.clone());
+    let line = req.line();
+    let reply = {
+        let mut f = faults.lock().unwrap();
+        let mut c = cloud.lock().unwrap();
+        if f.rate_limit_next > 0 && !line.ends_with("/oauth2/token") {
+            f.rate_limit_next -= 1;
+            Reply {
+                retry_after: Some(1),
+                ..Reply::json(429, c.rate_limited())
+            }
+        } else if take(&mut f.server_error, &line) {
+            Reply::json(500, c.server_error())
+        } else if take(&mut f.lose_answer, &line) {
+            c.handle(&req);
+            Reply::json(500, c.server_error())
+        } else {
+            c.handle(&req)
+        }
+    };
+    let mut res = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        [("content-type", reply.content_type)],
+        reply.body,
+    )
+        .into_response();
+    if let Some(s) = reply.retry_after {
+        res.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
+    }
+    res
+}
+
+fn take(map: &mut BTreeMap<String, u32>, line: &str) -> bool {
+    match map.get_mut(line) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How a fake machine progresses with time since its launch.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Until then the machine is still being created.
+    pub boot: Duration,
+    /// When the public ip appears (may be after `boot`: running, no ip).
+    pub ip_after: Duration,
+    /// How long a terminated machine stays listed as terminating.
+    pub teardown: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            boot: Duration::from_millis(300),
+            ip_after: Duration::from_millis(300),
+            teardown: Duration::from_millis(300),
+        }
+    }
+}
+
+/// A documentation-range address (RFC 5737) for machine `n`.
+pub fn ip(n: usize) -> String {
+    format!("203.0.113.{}", 10 + n % 200)
+}

@@ -1,0 +1,347 @@
+//! A fake Verda (DataCrunch) public API under `/v1`: OAuth2 client
+//! credentials at `/v1/oauth2/token`, bearer tokens, bare arrays as list
+//! answers, created ids as plain text, `PUT /instances` actions, and
+//! machines that go `ordered` → `provisioning` → `running` → `deleting` →
+//! gone.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{ip, Cloud, Recorded, Reply, Timing};
+
+/// The credentials the fake accepts.
+pub const CLIENT_ID: &str = "verda-client-id";
+pub const CLIENT_SECRET: &str = "verda-client-secret-0123";
+
+/// A machine at the fake.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub id: String,
+    pub hostname: String,
+    pub instance_type: String,
+    pub location: String,
+    pub ssh_key_ids: Vec<String>,
+    pub launched: Instant,
+    pub deleted: Option<Instant>,
+    pub restarts: u32,
+    pub n: usize,
+}
+
+/// The fake's state and knobs.
+#[derive(Default)]
+pub struct Verda {
+    pub machines: Vec<Machine>,
+    pub keys: Vec<(String, String, String)>,
+    pub tokens: Vec<String>,
+    pub timing: Timing,
+    /// `(type, location)` pairs out of stock.
+    pub no_capacity: Vec<(String, String)>,
+}
+
+impl Verda {
+    /// Puts a machine at the fake as if launched outside this server.
+    pub fn plant(&mut self, hostname: &str) -> String {
+        let n = self.machines.len();
+        let id = format!("a3b1c2d4-0000-4000-8000-{n:012}");
+        self.machines.push(Machine {
+            id: id.clone(),
+            hostname: hostname.into(),
+            instance_type: "1A6000.10V".into(),
+            location: "FIN-01".into(),
+            ssh_key_ids: vec![],
+            launched: Instant::now() - self.timing.boot - self.timing.ip_after,
+            deleted: None,
+            restarts: 0,
+            n,
+        });
+        id
+    }
+
+    /// Machines not gone yet.
+    pub fn live(&self) -> Vec<&Machine> {
+        self.machines
+            .iter()
+            .filter(|m| self.status(m).is_some())
+            .collect()
+    }
+
+    fn status(&self, m: &Machine) -> Option<&'static str> {
+        let age = m.launched.elapsed();
+        match m.deleted {
+            Some(t) if t.elapsed() >= self.timing.teardown => None,
+            Some(_) => Some("deleting"),
+            None if age < self.timing.boot / 2 => Some("ordered"),
+            None if age < self.timing.boot => Some("provisioning"),
+            None => Some("running"),
+        }
+    }
+
+    fn render(&self, m: &Machine) -> Option<Value> {
+        let status = self.status(m)?;
+        let ip =
+            (status == "running" && m.launched.elapsed() >= self.timing.ip_after).then(|| ip(m.n));
+        Some(json!({
+            "id": m.id,
+            "instance_type": m.instance_type,
+            "image": "ubuntu-22.04-cuda-12.4-docker",
+            "price_per_hour": 0.79,
+            "hostname": m.hostname,
+            "description": m.hostname,
+            "ip": ip,
+            "status": status,
+            "created_at": "2026-11-27T10:00:00.000Z",
+            "ssh_key_ids": m.ssh_key_ids,
+            "location": m.location,
+            "is_spot": false,
+        }))
+    }
+}
+
+fn err(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(status, json!({"code": code, "message": message}))
+}
+
+impl Cloud for Verda {
+    fn rate_limited(&self) -> Value {
+        json!({"code": "too_many_requests", "message": "Rate limit exceeded"})
+    }
+
+    fn server_error(&self) -> Value {
+        json!({"code": "internal_server_error", "message": "Something went wrong"})
+    }
+
+    fn handle(&mut self, req: &Recorded) -> Reply {
+        let Some(path) = req.path.strip_prefix("/v1") else {
+            return err(404, "not_found", "Not found");
+        };
+        if (req.method.as_str(), path) == ("POST", "/oauth2/token") {
+            let b = &req.body;
+            if b["grant_type"] != "client_credentials"
+                || b["client_id"] != CLIENT_ID
+                || b["client_secret"] != CLIENT_SECRET
+            {
+                return err(401, "unauthorized_request", "Invalid client credentials");
+            }
+            let token = format!("verda-token-{}", self.tokens.len());
+            self.tokens.push(token.clone());
+            return Reply::json(
+                200,
+                json!({
+                    "access_token": token,
+                    "refresh_token": "refresh",
+                    "scope": "cloud-api-v1",
+                    "token_type": "Bearer",
+                    "expires_in": 3600
+                }),
+            );
+        }
+        let auth = req.header("authorization").unwrap_or("");
+        if !self.tokens.iter().any(|t| auth == format!("Bearer {t}")) {
+            return err(
+                401,
+                "unauthorized_request",
+                "Access token is invalid or expired",
+            );
+        }
+        match (req.method.as_str(), path) {
+            ("GET", "/instance-types") => Reply::json(
+                200,
+                json!([
+                    {
+                        "id": "2e5e2b5c-6d3e-4c8b-9d44-1a2b3c4d5e6f",
+                        "instance_type": "1A6000.10V",
+                        "price_per_hour": "0.79",
+                        "spot_price": "0.29",
+                        "description": "Dedicated Hardware Instance",
+                        "cpu": {"description": "10 CPU", "number_of_cores": 10},
+                        "gpu": {"description": "1x RTX A6000 48GB", "number_of_gpus": 1},
+                        "memory": {"description": "60GB RAM", "size_in_gigabytes": 60},
+                        "gpu_memory": {"description": "48GB VRAM", "size_in_gigabytes": 48},
+                        "storage": {"description": "dynamic"},
+                        "model": "RTX A6000",
+                        "name": "RTX A6000 48GB",
+                        "currency": "usd"
+                    },
+                    {
+                        "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
+                        "instance_type": "8H100.80S.176V",
+                        "price_per_hour": 21.52,
+                        "spot_price": 8.0,
+                        "description": "Dedicated Hardware Instance",
+                        "cpu": {"description": "176 CPU", "number_of_cores": 176},
+                        "gpu": {"description": "8x H100 SXM5 80GB", "number_of_gpus": 8},
+                        "memory": {"description": "1480GB RAM", "size_in_gigabytes": 1480},
+                        "gpu_memory": {"description": "640GB VRAM", "size_in_gigabytes": 640},
+                        "storage": {"description": "dynamic"},
+                        "model": "H100",
+                        "name": "H100 SXM5 80GB",
+                        "currency": "usd"
+                    },
+                    {
+                        "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
+                        "instance_type": "CPU.4V.16G",
+                        "price_per_hour": "0.03",
+                        "description": "CPU Node",
+                        "cpu": {"description": "4 CPU", "number_of_cores": 4},
+                        "gpu": {"description": "", "number_of_gpus": 0},
+                        "memory": {"description": "16GB RAM", "size_in_gigabytes": 16},
+                        "gpu_memory": {"description": "", "size_in_gigabytes": 0},
+                        "storage": {"description": "dynamic"},
+                        "model": "CPU Node",
+                        "name": "CPU Node",
+                        "currency": "usd"
+                    }
+                ]),
+            ),
+            ("GET", "/instance-availability") => {
+                let fin: Vec<&str> = ["1A6000.10V", "CPU.4V.16G"]
+                    .into_iter()
+                    .filter(|t| {
+                        !self
+                            .no_capacity
+                            .iter()
+                            .any(|(nt, l)| nt == t && l == "FIN-01")
+                    })
+                    .collect();
+                Reply::json(
+                    200,
+                    json!([
+                        {"location_code": "FIN-01", "availabilities": fin},
+                        {"location_code": "ICE-01", "availabilities": ["8H100.80S.176V"]}
+                    ]),
+                )
+            }
+            ("GET", "/locations") => Reply::json(
+                200,
+                json!([
+                    {"code": "FIN-01", "name": "Finland 1", "country_code": "FI"},
+                    {"code": "ICE-01", "name": "Iceland 1", "country_code": "IS"}
+                ]),
+            ),
+            ("GET", p) if p.starts_with("/instance-availability/") => {
+                let ty = &p["/instance-availability/".len()..];
+                let loc = req
+                    .query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("location_code="))
+                    .unwrap_or("FIN-01");
+                let stocked = match loc {
+                    "FIN-01" => ty == "1A6000.10V" || ty == "CPU.4V.16G",
+                    "ICE-01" => ty == "8H100.80S.176V",
+                    _ => false,
+                };
+                let out = stocked && !self.no_capacity.iter().any(|(t, l)| t == ty && l == loc);
+                Reply::json(200, json!(out))
+            }
+            ("GET", "/instances") => {
+                let data: Vec<Value> = self
+                    .machines
+                    .iter()
+                    .filter_map(|m| self.render(m))
+                    .collect();
+                Reply::json(200, Value::Array(data))
+            }
+            ("GET", p) if p.starts_with("/instances/") => {
+                let id = &p["/instances/".len()..];
+                match self
+                    .machines
+                    .iter()
+                    .find(|m| m.id == id)
+                    .and_then(|m| self.render(m))
+                {
+                    Some(v) => Reply::json(200, v),
+                    None => err(404, "not_found", "Instance not found"),
+                }
+            }
+            ("POST", "/instances") => {
+                let b = &req.body;
+                let (Some(ty), Some(_image), Some(host)) = (
+                    b["instance_type"].as_str(),
+                    b["image"].as_str(),
+                    b["hostname"].as_str(),
+                ) else {
+                    return err(
+                        400,
+                        "invalid_request",
+                        "instance_type, image and hostname are required",
+                    );
+                };
+                let loc = b["location_code"].as_str().unwrap_or("FIN-01");
+                if self.no_capacity.iter().any(|(t, l)| t == ty && l == loc) {
+                    return err(
+                        400,
+                        "invalid_request",
+                        "Not enough resources available to deploy this instance",
+                    );
+                }
+                let n = self.machines.len();
+                let id = format!("a3b1c2d4-0000-4000-8000-{n:012}");
+                self.machines.push(Machine {
+                    id: id.clone(),
+                    hostname: host.into(),
+                    instance_type: ty.into(),
+                    location: loc.into(),
+                    ssh_key_ids: b["ssh_key_ids"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    launched: Instant::now(),
+                    deleted: None,
+                    restarts: 0,
+                    n,
+                });
+                Reply::text(202, id)
+            }
+            ("PUT", "/instances") => {
+                let b = &req.body;
+                let ids: Vec<String> = match &b["id"] {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                    _ => return err(400, "invalid_request", "id is required"),
+                };
+                let action = b["action"].as_str().unwrap_or("");
+                for id in ids {
+                    let Some(i) = self
+                        .machines
+                        .iter()
+                        .position(|m| m.id == id && m.deleted.is_none())
+                    else {
+                        return err(404, "not_found", "Instance not found");
+                    };
+                    match action {
+                        "delete" => self.machines[i].deleted = Some(Instant::now()),
+                        "restart" => self.machines[i].restarts += 1,
+                        _ => return err(400, "invalid_request", "Unknown action"),
+                    }
+                }
+                Reply::text(202, "")
+            }
+            ("GET", "/sshkeys") => {
+                let data: Vec<Value> = self
+                    .keys
+                    .iter()
+                    .map(|(id, name, k)| json!({"id": id, "name": name, "key": k}))
+                    .collect();
+                Reply::json(200, Value::Array(data))
+            }
+            ("POST", "/sshkeys") => {
+                let (Some(name), Some(k)) = (req.body["name"].as_str(), req.body["key"].as_str())
+                else {
+                    return err(400, "invalid_request", "name and key are required");
+                };
+                let id = format!("5c8e1f2a-0000-4000-8000-{:012}", self.keys.len());
+                self.keys.push((id.clone(), name.into(), k.into()));
+                Reply::text(201, id)
+            }
+            _ => err(404, "not_found", "Not found"),
+        }
+    }
+}

@@ -12,14 +12,18 @@ pub mod cluster;
 pub mod error;
 pub mod instance;
 pub mod sshkey;
+pub mod template;
 pub mod types;
+pub mod volume;
 
 pub use account::AccountInfo;
 pub use cluster::*;
 pub use error::{ErrorBody, ErrorDetail};
 pub use instance::*;
 pub use sshkey::*;
+pub use template::*;
 pub use types::*;
+pub use volume::*;
 
 use serde::{Deserialize, Deserializer};
 

@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Share of simulated provider calls that fail transiently (0 to 1).
     #[arg(long, env = "PARASOL_SIM_CALL_FAILURE_RATE")]
     pub sim_call_failure_rate: Option<f64>,
+    /// Chance (0 to 1) that a running spot machine is reclaimed at each
+    /// check of it.
+    #[arg(long, env = "PARASOL_SIM_PREEMPT_RATE")]
+    pub sim_preempt_rate: Option<f64>,
+    /// URL that receives a JSON POST when an alert threshold is crossed.
+    #[arg(long, env = "PARASOL_ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
     /// Machines per type and region in every simulated cloud, replacing the
     /// seeded capacities.
     #[arg(long, env = "PARASOL_SIM_CAPACITY")]
@@ -53,6 +60,14 @@ pub struct ServeArgs {
     /// How often active instances are checked with their provider, in seconds.
     #[arg(long, env = "PARASOL_ACTIVE_CHECK_SECONDS")]
     pub active_check_seconds: Option<u64>,
+    /// Database connections this process may hold (default 8).
+    #[arg(long, env = "PARASOL_POOL_SIZE")]
+    pub pool_size: Option<u32>,
+    /// How long a replica's claim on an instance holds unless renewed, in
+    /// milliseconds (default 15000): a replica that dies mid-step hands its
+    /// instances to the others after this long.
+    #[arg(long, env = "PARASOL_LEASE_TIMEOUT_MS")]
+    pub lease_timeout_ms: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PARASOL_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -78,6 +93,20 @@ pub struct FileConfig {
     /// `[providers]`: the real clouds (see `providers::setup`).
     #[serde(default)]
     pub providers: crate::providers::setup::FileProviders,
+    /// `[[hosts]]`: the operator's own servers (see `providers::hosts`).
+    #[serde(default)]
+    pub hosts: Vec<crate::providers::hosts::HostConfig>,
+    /// `[alerts]`: where alert notifications go.
+    #[serde(default)]
+    pub alerts: FileAlerts,
+}
+
+/// `[alerts]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAlerts {
+    /// Receives a JSON POST for every alert of every account.
+    pub webhook_url: Option<String>,
 }
 
 /// `[sim]` in the TOML file.
@@ -91,6 +120,7 @@ pub struct FileSim {
     pub boot_seconds: Option<f64>,
     pub failure_rate: Option<f64>,
     pub call_failure_rate: Option<f64>,
+    pub preempt_rate: Option<f64>,
     pub capacity: Option<i64>,
 }
 
@@ -101,6 +131,7 @@ pub struct FileReconciler {
     pub period_ms: Option<u64>,
     pub concurrency: Option<usize>,
     pub active_check_seconds: Option<u64>,
+    pub lease_timeout_ms: Option<u64>,
 }
 
 /// How logs are written.
@@ -121,9 +152,13 @@ pub struct Settings {
     pub sim_enabled: bool,
     /// Real clouds enabled by their credentials.
     pub clouds: crate::providers::setup::CloudSettings,
+    /// The operator's own servers.
+    pub hosts: Vec<crate::providers::hosts::HostConfig>,
     pub sim: SimConfig,
     pub reconciler: ReconcilerConfig,
     pub test_clock: bool,
+    /// Receives alert notifications; none: alerts are only recorded.
+    pub alert_webhook_url: Option<String>,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -200,6 +235,10 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             .sim_call_failure_rate
             .or(file.sim.call_failure_rate)
             .unwrap_or(defaults.call_failure_rate),
+        preempt_rate: args
+            .sim_preempt_rate
+            .or(file.sim.preempt_rate)
+            .unwrap_or(defaults.preempt_rate),
         capacity: args.sim_capacity.or(file.sim.capacity),
     };
     if !(sim.boot_seconds >= 0.0 && sim.boot_seconds.is_finite()) {
@@ -208,6 +247,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     for (name, rate) in [
         ("failure rate", sim.failure_rate),
         ("call failure rate", sim.call_failure_rate),
+        ("preempt rate", sim.preempt_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             bail!("sim {name} must be between 0 and 1, got {rate}");
@@ -227,19 +267,35 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(c) = file.reconciler.concurrency {
         reconciler.concurrency = c.max(1);
     }
+    if let Some(ms) = args.lease_timeout_ms.or(file.reconciler.lease_timeout_ms) {
+        if ms < 1000 {
+            bail!("--lease-timeout-ms must be at least 1000, got {ms}");
+        }
+        reconciler.lease_timeout = Duration::from_millis(ms);
+    }
+    let pool_size = args.pool_size.or(file.pool_size).unwrap_or(8);
+    if pool_size == 0 {
+        bail!("--pool-size must be at least 1");
+    }
     let clouds = crate::providers::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
+    crate::providers::hosts::validate(&file.hosts)?;
     Ok(Settings {
         listen,
         data_dir,
         database_url,
-        pool_size: file.pool_size.unwrap_or(8),
+        pool_size,
         log_format,
         // The sim stands in for the clouds only while no real one is
         // configured; `[sim] enabled` overrides either way.
-        sim_enabled: file.sim.enabled.unwrap_or(!clouds.any()),
+        sim_enabled: file
+            .sim
+            .enabled
+            .unwrap_or(!clouds.any() && file.hosts.is_empty()),
         clouds,
+        hosts: file.hosts,
         sim,
         reconciler,
         test_clock: args.test_clock,
+        alert_webhook_url: args.alert_webhook_url.clone().or(file.alerts.webhook_url),
     })
 }

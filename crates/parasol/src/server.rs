@@ -13,11 +13,13 @@ use tokio::sync::{watch, Notify};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::{self, hash_key, new_api_key, AppState, KeyCache};
+use crate::lifecycle::alerts::AlertSink;
 use crate::lifecycle::reconciler::Reconciler;
 use crate::providers::catalog::Catalog;
+use crate::providers::hosts::Hosts;
 use crate::providers::sim::Sim;
 use crate::providers::Providers;
-use crate::store::{Store, StoreOptions};
+use crate::store::{keep_leases, Backend, Store, StoreOptions};
 
 /// Name of the file in the data directory holding the first admin key.
 pub const ADMIN_KEY_FILE: &str = "admin-api-key";
@@ -60,9 +62,19 @@ pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyh
         .ok()
         .filter(|k| !k.trim().is_empty())
         .unwrap_or_else(new_api_key);
-    store
+    if let Err(e) = store
         .create_account("admin", &hash_key(key.trim()), true, clock.now_ms())
-        .await?;
+        .await
+    {
+        // Replicas starting together on a fresh database race here; the
+        // one that lost finds the winner's account (with the same key
+        // when PARASOL_API_KEY is set).
+        if store.count_accounts().await? > 0 {
+            tracing::info!("another replica created the admin account");
+            return Ok(());
+        }
+        return Err(e.into());
+    }
     let path = data_dir.join(ADMIN_KEY_FILE);
     write_secret(&path, &format!("{}\n", key.trim()))?;
     println!(
@@ -117,17 +129,36 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     settings.clouds.register(&mut providers);
+    let hosts = (!settings.hosts.is_empty()).then(|| {
+        Arc::new(Hosts::new(
+            store.clone(),
+            clock.clone(),
+            settings.hosts.clone(),
+        ))
+    });
+    if let Some(h) = &hosts {
+        let clouds = Hosts::clouds(&settings.hosts);
+        if let Some(c) = clouds.iter().find(|c| providers.for_cloud(c).is_some()) {
+            anyhow::bail!(
+                "[[hosts]] cloud {c:?} is already served by another provider; give the hosts a cloud name of their own"
+            );
+        }
+        providers.add(h.clone(), &clouds);
+    }
     let catalog = Arc::new(Catalog::new(providers));
     catalog.refresh().await;
 
     let notify = Arc::new(Notify::new());
-    let reconciler = Arc::new(Reconciler::new(
-        store.clone(),
-        catalog.clone(),
-        clock.clone(),
-        notify.clone(),
-        settings.reconciler.clone(),
-    ));
+    let reconciler = Arc::new(
+        Reconciler::new(
+            store.clone(),
+            catalog.clone(),
+            clock.clone(),
+            notify.clone(),
+            settings.reconciler.clone(),
+        )
+        .with_alerts(settings.alert_webhook_url.clone().map(AlertSink::start)),
+    );
     let state = Arc::new(AppState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -135,6 +166,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         notify,
         reconciler: reconciler.clone(),
         sim,
+        hosts,
         keys: KeyCache::default(),
     });
 
@@ -149,6 +181,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %redact_url(&settings.database_url), "serving the API under /v1");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    if store.backend() == Backend::Sqlite {
+        // The embedded file has one server process, so any lease in it is
+        // a previous run's: resume that work now, not when it expires.
+        store.clear_all_leases().await?;
+    }
+    let leases_task = tokio::spawn(keep_leases(
+        store.clone(),
+        reconciler.replica,
+        settings.reconciler.lease_timeout,
+        stop_rx.clone(),
+    ));
     let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
     let sweep_task = tokio::spawn(crate::providers::sweep::run(
         catalog.providers().clone(),
@@ -164,6 +207,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing in-flight reconciler steps");
     stop_tx.send(true).ok();
     reconciler_task.await.ok();
+    leases_task.await.ok();
     refresh_task.await.ok();
     sweep_task.await.ok();
     store.close().await;

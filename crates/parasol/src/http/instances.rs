@@ -139,23 +139,20 @@ async fn load(app: &AppRef, account: &Account, raw_id: &str) -> Result<InstanceR
 pub async fn create(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
-    Body(req): Body<CreateRequest>,
+    Body(mut req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
     validate::name("name", &req.name)?;
     let offer = find_offer(&app, &req.cloud, &req.shade_instance_type)?;
     let region = find_region(&offer, &req.region)?;
-    if let Some(t) = &req.template_id {
-        return Err(ApiError::invalid_field(
-            "template_id",
-            format!("no template with id {t:?}"),
-        ));
-    }
-    if let Some(v) = req.volume_ids.as_ref().and_then(|v| v.first()) {
-        return Err(ApiError::invalid_field(
-            "volume_ids",
-            format!("no volume with id {v:?}"),
-        ));
-    }
+    super::templates::apply_to_create(&app, &account, &mut req).await?;
+    let volumes = super::volumes::volumes_for_instance(
+        &app,
+        &account,
+        req.volume_ids.as_deref().unwrap_or_default(),
+        &offer.cloud,
+        &region.region,
+    )
+    .await?;
     let rental_type = req.rental_type.unwrap_or_default();
     let hourly_price = match rental_type {
         RentalType::OnDemand => offer.hourly_price,
@@ -235,7 +232,16 @@ pub async fn create(
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
     let id = i.id;
-    app.store.insert_instance(&rec).await?;
+    if !app
+        .store
+        .insert_instance_with_volumes(&rec, &volumes)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "the volume is already mounted by another live instance and does not support multi-mount",
+        )
+        .with_field("volume_ids"));
+    }
     app.catalog.invalidate();
     app.notify.notify_one();
     tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
@@ -462,6 +468,8 @@ pub async fn update(
         }
         if let Some(a) = &req.alert {
             i.alert = a.clone();
+            // New thresholds fire afresh.
+            rec.internal.alerts_fired.clear();
         }
         // Thresholds may now be due: let the reconciler look.
         if i.status == Status::Active {

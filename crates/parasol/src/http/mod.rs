@@ -8,8 +8,14 @@
 mod account;
 mod admin;
 mod auth;
+mod clusters;
+mod events;
+mod featured;
 mod instances;
+mod metrics;
 mod sshkeys;
+mod templates;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +52,8 @@ pub struct AppState {
     pub reconciler: Arc<Reconciler>,
     /// The built-in sim, when it is enabled (admin endpoints drive it).
     pub sim: Option<Arc<Sim>>,
+    /// The operator's own servers, when any are configured.
+    pub hosts: Option<Arc<crate::providers::hosts::Hosts>>,
     pub keys: KeyCache,
 }
 
@@ -62,17 +70,36 @@ pub fn router(state: AppRef) -> Router {
         .route("/instances/{id}/update", post(instances::update))
         .route("/instances/{id}/delete", post(instances::delete))
         .route("/instances/{id}/restart", post(instances::restart))
+        .route("/clusters", get(clusters::list))
+        .route("/clusters/types", get(clusters::types))
+        .route("/clusters/create", post(clusters::create))
+        .route("/clusters/{id}/info", get(clusters::info))
+        .route("/clusters/{id}/delete", post(clusters::delete))
+        .route("/events", get(events::list))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/types", get(volumes::types))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/{id}/info", get(volumes::info))
+        .route("/volumes/{id}/delete", post(volumes::delete))
         .route("/sshkeys", get(sshkeys::list))
         .route("/sshkeys/add", post(sshkeys::add))
         .route("/sshkeys/{id}/info", get(sshkeys::info))
         .route("/sshkeys/{id}/setdefault", post(sshkeys::set_default))
         .route("/sshkeys/{id}/delete", post(sshkeys::delete))
+        .route("/templates", get(templates::list))
+        .route("/templates/featured", get(templates::featured))
+        .route("/templates/save", post(templates::save))
+        .route("/templates/{id}/info", get(templates::info))
+        .route("/templates/{id}/update", post(templates::update))
+        .route("/templates/{id}/delete", post(templates::delete))
         .route("/account", get(account::info));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))
         .route("/sim/machines/{id}/preempt", post(admin::sim_preempt))
-        .route("/clock/advance", post(admin::advance_clock));
+        .route("/clock/advance", post(admin::advance_clock))
+        .route("/reconciler", get(admin::reconciler))
+        .route("/hosts", get(admin::hosts));
     let authed = Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin)
@@ -84,6 +111,7 @@ pub fn router(state: AppRef) -> Router {
         .merge(authed)
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
@@ -103,7 +131,10 @@ async fn method_not_allowed(method: Method) -> ApiError {
     }
 }
 
-/// Logs each request with its route template (never the key or the body).
+/// Logs each request with its route template, request id and account
+/// (never the key or the body), and counts it for `/metrics`. Everything
+/// logged while handling it carries the request id, which the answer
+/// echoes in `x-request-id`.
 async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
@@ -113,16 +144,50 @@ async fn log_request(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let path = req.uri().path().to_string();
-    let res = next.run(req).await;
+    let request_id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    let took = start.elapsed();
+    let status = res.status().as_u16();
+    crate::metrics::global().observe_request(method.as_str(), &route, status, took);
+    let account = res
+        .extensions()
+        .get::<auth::Caller>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
     tracing::info!(
         %method,
         route,
         path,
-        status = res.status().as_u16(),
-        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+        status,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        request_id,
+        account,
         "request"
     );
     res
+}
+
+/// Header carrying a request's id, both ways.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's request id when it is a sane token (so a proxy's id links
+/// both logs), else a fresh one. Anything else is replaced, never logged.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
 /// A JSON request body, parsed with errors that name the field at fault.

@@ -13,11 +13,34 @@ const MS_PER_HOUR: i128 = 3_600_000;
 /// for any price and duration that fit in an `i64`, and an interval that
 /// ends before it starts costs nothing.
 pub fn accrued_cents(hourly_cents: i64, from_ms: i64, to_ms: i64) -> i64 {
-    if to_ms <= from_ms || hourly_cents <= 0 {
+    accrued(i128::from(hourly_cents) * MICRO, from_ms, to_ms)
+}
+
+/// Millionths of a cent in a cent.
+const MICRO: i128 = 1_000_000;
+
+/// The accrual every figure goes through: a rate in millionths of a cent
+/// per hour (fine enough for storage priced in millionths of a dollar per
+/// GB-hour), integrated over `from_ms..to_ms` and rounded down to the cent.
+pub fn accrued(rate_microcents_per_hour: i128, from_ms: i64, to_ms: i64) -> i64 {
+    if to_ms <= from_ms || rate_microcents_per_hour <= 0 {
         return 0;
     }
-    let cents = i128::from(hourly_cents) * (i128::from(to_ms) - i128::from(from_ms)) / MS_PER_HOUR;
-    i64::try_from(cents).unwrap_or(i64::MAX)
+    let micro = rate_microcents_per_hour.saturating_mul(i128::from(to_ms) - i128::from(from_ms))
+        / MS_PER_HOUR;
+    i64::try_from(micro / MICRO).unwrap_or(i64::MAX)
+}
+
+/// A volume's cost from `created_ms` to `to_ms`: size times the price per
+/// GB-hour (in millionths of a dollar, that is 100 millionths of a cent).
+pub fn volume_cents(
+    size_gb: i64,
+    price_micros_per_gb_hour: i64,
+    created_ms: i64,
+    to_ms: i64,
+) -> i64 {
+    let rate = i128::from(size_gb) * i128::from(price_micros_per_gb_hour) * 100;
+    accrued(rate, created_ms, to_ms)
 }
 
 /// What a billed interval has cost by `now`: it starts at `started` (none:
@@ -89,6 +112,14 @@ mod tests {
         assert_eq!(interval_cents(200, start, stop, later), 100);
         assert_eq!(interval_cents(200, start, None, later), 400);
         assert_eq!(interval_cents(200, None, None, later), 0);
+    }
+
+    #[test]
+    fn volumes_accrue_size_times_price_exactly() {
+        // 1000 GB at $0.000137/GB-h for 10 h = $1.37.
+        assert_eq!(volume_cents(1000, 137, 0, 36_000_000), 137);
+        // 1 GB at $0.0001/GB-h for a day is 0.24 cents: nothing yet.
+        assert_eq!(volume_cents(1, 100, 0, 86_400_000), 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! the API and the reconciler race, one of them re-reads instead of
 //! overwriting the other.
 
+pub mod alerts;
 pub mod clusters;
 pub mod cost;
 pub mod reconciler;

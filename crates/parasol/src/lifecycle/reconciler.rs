@@ -18,7 +18,8 @@ use futures::StreamExt;
 use parasol_api::Status;
 use tokio::sync::{watch, Notify};
 
-use super::begin_delete;
+use super::alerts::{self, AlertSink};
+use super::{begin_delete, cost};
 use crate::clock::Clock;
 use crate::providers::catalog::Catalog;
 use crate::providers::{LaunchRequest, MachineState, Provider, ProviderError};
@@ -42,8 +43,9 @@ pub struct ReconcilerConfig {
     /// Longest a single provider call may take before it counts as a
     /// transient failure.
     pub call_timeout: Duration,
-    /// How long a claim on an instance holds: a replica that dies holding
-    /// it gives the instance up to other replicas after this long.
+    /// How long a claim on an instance holds unless renewed: a replica
+    /// renews its claims every third of this while it lives, and one that
+    /// dies gives its instances up to the others after this long.
     pub lease_timeout: Duration,
 }
 
@@ -57,7 +59,7 @@ impl Default for ReconcilerConfig {
             poll: Duration::from_secs(1),
             max_launch_attempts: 8,
             call_timeout: Duration::from_secs(30),
-            lease_timeout: Duration::from_secs(120),
+            lease_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -86,9 +88,17 @@ pub struct Reconciler {
     pub replica: uuid::Uuid,
     /// Counters for metrics and readiness.
     pub stats: ReconcilerStats,
+    /// Where alert notifications go, when a webhook is configured.
+    alerts: Option<AlertSink>,
 }
 
 impl Reconciler {
+    /// Sends alert notifications to `sink` as well as recording them.
+    pub fn with_alerts(mut self, sink: Option<AlertSink>) -> Self {
+        self.alerts = sink;
+        self
+    }
+
     /// A reconciler; start it with [`Reconciler::run`].
     pub fn new(
         store: Store,
@@ -105,6 +115,7 @@ impl Reconciler {
             cfg,
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
+            alerts: None,
         }
     }
 
@@ -170,16 +181,6 @@ impl Reconciler {
         futures::stream::iter(due)
             .for_each_concurrent(self.cfg.concurrency, |rec| async move {
                 let id = rec.instance.id;
-                // A claim that queued behind slow steps for half its lease
-                // is handed back rather than stepped, so that no step runs
-                // past its lease into another replica's.
-                if wall_ms() > wall + lease / 2 {
-                    self.store
-                        .release_instance_lease(id, self.replica)
-                        .await
-                        .ok();
-                    return;
-                }
                 if let Err(e) = self.step(rec).await {
                     tracing::warn!(instance = %id, error = %e, "reconcile step failed");
                 }
@@ -352,8 +353,7 @@ impl Reconciler {
                 rec.instance.active_at = Some(now);
                 rec.instance.status_details = None;
                 rec.internal.attempts = 0;
-                rec.wake_at =
-                    Some(now.timestamp_millis() + self.cfg.active_check.as_millis() as i64);
+                rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
             Ok(MachineState::Preempted) => {
@@ -370,6 +370,34 @@ impl Reconciler {
 
     async fn watch_active(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
         let now = self.clock.now();
+        let cents = cost::instance_cents(rec, now);
+        if let Some(reason) = alerts::auto_delete_due(rec, now.timestamp_millis(), cents) {
+            tracing::info!(instance = %rec.instance.id, reason, "auto-delete");
+            let kind = if reason.contains("date") {
+                "auto_delete.date_threshold"
+            } else {
+                "auto_delete.spend_threshold"
+            };
+            let message = format!("instance {} {reason}", rec.instance.name);
+            if let Err(e) = self
+                .store
+                .record_event(
+                    rec.account_id,
+                    Some(rec.instance.id),
+                    kind,
+                    &message,
+                    now.timestamp_millis(),
+                )
+                .await
+            {
+                tracing::warn!(instance = %rec.instance.id, error = %e, "could not record an auto-delete event");
+            }
+            return begin_delete(rec, now, Some(reason));
+        }
+        if self.fire_alerts(rec, cents).await.is_err() {
+            // Lost a race or the store failed: the next step looks again.
+            return;
+        }
         if rec.internal.restart_requested {
             match self
                 .call(provider, "restart", provider.restart(rec.instance.id))
@@ -395,8 +423,7 @@ impl Reconciler {
                 MachineState::Running { .. } | MachineState::Booting | MachineState::Provisioning,
             ) => {
                 clear_retrying(rec);
-                rec.wake_at =
-                    Some(now.timestamp_millis() + self.cfg.active_check.as_millis() as i64);
+                rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }
             Ok(MachineState::Preempted) => begin_delete(rec, now, Some("preempted".into())),
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
@@ -434,6 +461,56 @@ impl Reconciler {
             rec.instance.status = Status::Deleted;
             rec.instance.deleted_at = Some(self.clock.now());
         }
+    }
+
+    /// Fires each crossed alert threshold once: the fired mark is written
+    /// first (generation-checked), and only a successful write records the
+    /// event and queues the webhook, so a race can never fire twice.
+    async fn fire_alerts(&self, rec: &mut InstanceRecord, cents: i64) -> Result<(), ()> {
+        let now = self.clock.now();
+        let due = alerts::alerts_due(rec, now.timestamp_millis(), cents);
+        if due.is_empty() {
+            return Ok(());
+        }
+        for c in &due {
+            rec.internal.alerts_fired.push(c.kind.to_string());
+        }
+        match self
+            .store
+            .update_instance(rec, now.timestamp_millis())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(()),
+        }
+        for c in &due {
+            let kind = format!("alert.{}_threshold", c.kind);
+            if let Err(e) = self
+                .store
+                .record_event(
+                    rec.account_id,
+                    Some(rec.instance.id),
+                    &kind,
+                    &c.message,
+                    now.timestamp_millis(),
+                )
+                .await
+            {
+                tracing::warn!(instance = %rec.instance.id, error = %e, "could not record an alert event");
+            }
+            tracing::info!(instance = %rec.instance.id, kind, "alert fired");
+            if let Some(sink) = &self.alerts {
+                sink.send(alerts::notification(rec, c, cents, now));
+            }
+        }
+        Ok(())
+    }
+
+    /// When to look at an active instance next: its regular check, or its
+    /// next threshold if that comes first.
+    fn next_active_check(&self, rec: &InstanceRecord, now_ms: i64) -> i64 {
+        let check = now_ms + self.cfg.active_check.as_millis() as i64;
+        alerts::next_due_ms(rec).map_or(check, |t| t.min(check))
     }
 
     fn poll_again(&self, rec: &mut InstanceRecord) {

@@ -15,7 +15,7 @@ use parasol_api::{
     dollars, Availability, ClusterAvailability, ClusterType, InstanceType, RentalType,
 };
 
-use super::{Capacity, ClusterOffer, Offer, Providers};
+use super::{Capacity, ClusterOffer, Offer, Providers, VolumeOffer};
 use crate::store::{OfferKey, Store, StoreResult};
 
 /// How long a rendered catalog may be served without a re-count.
@@ -26,8 +26,9 @@ pub struct Catalog {
     providers: Providers,
     offers: RwLock<Arc<Vec<Offer>>>,
     clusters: RwLock<Arc<Vec<ClusterOffer>>>,
+    volumes: RwLock<Arc<Vec<VolumeOffer>>>,
     /// The last good offers of each provider.
-    by_provider: Mutex<HashMap<&'static str, (Vec<Offer>, Vec<ClusterOffer>)>>,
+    by_provider: Mutex<HashMap<&'static str, Fetched>>,
     rendered: Mutex<Option<(Instant, Arc<Vec<InstanceType>>)>>,
     /// Why a provider's last refresh failed, for `/readyz` and the log.
     failures: Mutex<HashMap<&'static str, String>>,
@@ -40,6 +41,7 @@ impl Catalog {
             providers,
             offers: RwLock::new(Arc::new(Vec::new())),
             clusters: RwLock::new(Arc::new(Vec::new())),
+            volumes: RwLock::new(Arc::new(Vec::new())),
             by_provider: Mutex::new(HashMap::new()),
             rendered: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
@@ -54,17 +56,12 @@ impl Catalog {
     /// Asks every provider for its offers. A provider that fails keeps its
     /// previous offers, so one broken cloud does not empty the catalog.
     pub async fn refresh(&self) {
-        let mut next = Vec::new();
-        let mut next_clusters = Vec::new();
+        let mut all = Fetched::default();
         for p in self.providers.all() {
-            let fetched = match p.offers().await {
-                Ok(offers) => p.cluster_offers().await.map(|c| (offers, c)),
-                Err(e) => Err(e),
-            };
-            let (offers, clusters) = match fetched {
-                Ok(both) => {
+            let fetched = match fetch(p.as_ref()).await {
+                Ok(f) => {
                     self.failures.lock().expect("poisoned").remove(p.name());
-                    both
+                    f
                 }
                 Err(e) => {
                     tracing::warn!(provider = p.name(), error = %e, "catalog refresh failed; keeping previous offers");
@@ -83,13 +80,20 @@ impl Catalog {
             self.by_provider
                 .lock()
                 .expect("poisoned")
-                .insert(p.name(), (offers.clone(), clusters.clone()));
-            next.extend(offers);
-            next_clusters.extend(clusters);
+                .insert(p.name(), fetched.clone());
+            all.offers.extend(fetched.offers);
+            all.clusters.extend(fetched.clusters);
+            all.volumes.extend(fetched.volumes);
         }
-        *self.offers.write().expect("poisoned") = Arc::new(next);
-        *self.clusters.write().expect("poisoned") = Arc::new(next_clusters);
+        *self.offers.write().expect("poisoned") = Arc::new(all.offers);
+        *self.clusters.write().expect("poisoned") = Arc::new(all.clusters);
+        *self.volumes.write().expect("poisoned") = Arc::new(all.volumes);
         self.invalidate();
+    }
+
+    /// The current volume offers.
+    pub fn volume_offers(&self) -> Arc<Vec<VolumeOffer>> {
+        self.volumes.read().expect("poisoned").clone()
     }
 
     /// Providers whose last refresh failed, with the reason.
@@ -192,6 +196,22 @@ impl Catalog {
         *self.rendered.lock().expect("poisoned") = Some((Instant::now(), list.clone()));
         Ok(list)
     }
+}
+
+/// Everything one provider offers.
+#[derive(Clone, Default)]
+struct Fetched {
+    offers: Vec<Offer>,
+    clusters: Vec<ClusterOffer>,
+    volumes: Vec<VolumeOffer>,
+}
+
+async fn fetch(p: &dyn super::Provider) -> Result<Fetched, super::ProviderError> {
+    Ok(Fetched {
+        offers: p.offers().await?,
+        clusters: p.cluster_offers().await?,
+        volumes: p.volume_offers().await?,
+    })
 }
 
 /// Whether a region of an offer has room for one more machine.

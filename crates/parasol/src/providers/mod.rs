@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod cloud;
+pub mod hosts;
 pub mod hyperstack;
 pub mod lambda;
 pub mod setup;
@@ -59,6 +60,32 @@ pub struct Offer {
     pub ssh_port: i64,
 }
 
+/// A multi-node shape a provider sells: nodes of one instance type, in
+/// counts it supports, in regions with an interconnect between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterOffer {
+    pub cloud: String,
+    /// The node type; an [`Offer`] of the same cloud describes it.
+    pub shade_instance_type: String,
+    /// Node counts that can be ordered.
+    pub node_counts: Vec<i64>,
+    /// Regions, with their capacity counted in nodes.
+    pub regions: Vec<RegionOffer>,
+}
+
+/// A kind of storage volume a provider sells in a region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeOffer {
+    pub cloud: String,
+    pub region: String,
+    pub supports_multi_mount: bool,
+    pub fixed_size: bool,
+    /// Millionths of a dollar per GB-hour.
+    pub price_micros_per_gb_hour: i64,
+    pub min_size_gb: i64,
+    pub max_size_gb: i64,
+}
+
 /// Everything a provider needs to launch one machine.
 #[derive(Debug, Clone)]
 pub struct LaunchRequest {
@@ -74,6 +101,9 @@ pub struct LaunchRequest {
     pub ssh_public_key: Option<String>,
     pub launch_configuration: Option<LaunchConfiguration>,
     pub envs: Vec<Env>,
+    /// Set for the nodes of a cluster: they come from the provider's
+    /// cluster capacity, not its single-machine capacity.
+    pub cluster_id: Option<Uuid>,
 }
 
 /// A provider's answer to a launch.
@@ -127,6 +157,16 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Everything this provider offers now.
     async fn offers(&self) -> Result<Vec<Offer>, ProviderError>;
+
+    /// The multi-node shapes this provider sells; most sell none.
+    async fn cluster_offers(&self) -> Result<Vec<ClusterOffer>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// The storage volumes this provider sells; most adapters sell none yet.
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        Ok(Vec::new())
+    }
 
     /// Launches the machine for `req.instance_id`, or returns the one already
     /// launched for it.

@@ -31,6 +31,9 @@ pub struct Internal {
     /// The last provider error, kept for the log and status details.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Alert thresholds already fired (`date`, `spend`), so each fires once.
+    #[serde(default)]
+    pub alerts_fired: Vec<String>,
 }
 
 /// One instance as stored.

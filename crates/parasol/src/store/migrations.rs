@@ -108,6 +108,42 @@ const STEPS: &[&[&str]] = &[&[
         updated_at BIGINT NOT NULL
     )",
     "CREATE INDEX templates_account ON templates (account_id, created_at)",
+], &[
+    // Volumes (store/volumes.rs). Which instance mounts a volume is not
+    // stored on the volume: it is derived from volume_mounts joined with
+    // the instances that still hold a machine, so it cannot go stale.
+    "CREATE TABLE volumes (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        cloud TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size_in_gb BIGINT NOT NULL,
+        fixed_size BIGINT NOT NULL,
+        multi_mount BIGINT NOT NULL,
+        price_micros BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        deleted_at BIGINT
+    )",
+    "CREATE INDEX volumes_account ON volumes (account_id, created_at)",
+    "CREATE TABLE volume_mounts (
+        volume_id TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        PRIMARY KEY (volume_id, instance_id)
+    )",
+    "CREATE INDEX volume_mounts_instance ON volume_mounts (instance_id)",
+    // Alerts and other notable events, per account.
+    "CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        instance_id TEXT,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX events_account ON events (account_id, created_at)",
+    // Spot machines can be reclaimed by the sim's preemption.
+    "ALTER TABLE sim_machines ADD COLUMN spot BIGINT NOT NULL DEFAULT 0",
 ]];
 
 /// The schema version this binary writes.

@@ -17,12 +17,16 @@ mod instances;
 mod leases;
 mod migrations;
 mod sshkeys;
+mod templates;
+mod volumes;
 
 pub use accounts::Account;
 pub use clusters::{ClusterInternal, ClusterRecord};
 pub use instances::{InstanceRecord, Internal, OfferKey};
-pub use leases::wall_ms;
+pub use leases::{keep_leases, wall_ms};
 pub use sshkeys::DeleteKeyOutcome;
+pub use templates::TemplateRecord;
+pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 use parasol_api::{BootTime, InstanceTypeConfiguration};
 
-use crate::providers::{Capacity, ClusterOffer, Offer, RegionOffer};
+use crate::providers::{Capacity, ClusterOffer, Offer, RegionOffer, VolumeOffer};
 
 /// A GPU model and what one GPU of it comes with.
 pub(super) struct Gpu {
@@ -513,6 +513,43 @@ pub(super) fn cluster_offers(seed: u64, capacity: Option<i64>) -> Vec<ClusterOff
                     })),
                     spot_price: None,
                 }],
+            });
+        }
+    }
+    out
+}
+
+/// Volume kinds per cloud: (multi-mount, fixed size, millionths of a dollar
+/// per GB-hour). Network filesystems (multi-mount, elastic) on the clouds
+/// that sell them, block volumes elsewhere; prices near public list prices
+/// of $0.07 to $0.20 per GB-month.
+const VOLUMES: &[(&str, bool, bool, i64)] = &[
+    ("lambdalabs", true, false, 274),
+    ("hyperstack", false, true, 110),
+    ("denvr", false, true, 137),
+    ("datacrunch", false, true, 137),
+    ("massedcompute", false, true, 96),
+    ("vultr", false, true, 137),
+    ("crusoe", true, false, 164),
+    ("paperspace", false, true, 400),
+];
+
+/// Builds the volume offers: every region of every cloud in [`VOLUMES`].
+pub(super) fn volume_offers() -> Vec<VolumeOffer> {
+    let mut out = Vec::new();
+    for (cloud, multi, fixed, price) in VOLUMES {
+        let Some(c) = CLOUDS.iter().find(|c| c.name == *cloud) else {
+            continue;
+        };
+        for (region, _) in c.regions {
+            out.push(VolumeOffer {
+                cloud: cloud.to_string(),
+                region: region.to_string(),
+                supports_multi_mount: *multi,
+                fixed_size: *fixed,
+                price_micros_per_gb_hour: *price,
+                min_size_gb: 1,
+                max_size_gb: 16_384,
             });
         }
     }

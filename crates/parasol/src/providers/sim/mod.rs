@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::{
     Capacity, ClusterOffer, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError,
-    RegionOffer,
+    RegionOffer, VolumeOffer,
 };
 use crate::clock::Clock;
 use crate::store::{OfferKey, Store};
@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// Share of provider calls (0..=1) that fail with a transient error, to
     /// exercise retries.
     pub call_failure_rate: f64,
+    /// Chance (0..=1) that a running spot machine is reclaimed each time
+    /// it is described.
+    pub preempt_rate: f64,
     /// One capacity for every offer, replacing the seeded slot counts.
     pub capacity: Option<i64>,
 }
@@ -54,6 +57,7 @@ impl Default for SimConfig {
             boot_seconds: 20.0,
             failure_rate: 0.0,
             call_failure_rate: 0.0,
+            preempt_rate: 0.0,
             capacity: None,
         }
     }
@@ -212,6 +216,24 @@ impl Sim {
         .transpose()
     }
 
+    /// Rolls the dice for a running machine: a spot machine is reclaimed
+    /// with probability `preempt_rate` at each look.
+    async fn reclaims_spot(&self, id: Uuid) -> Result<bool, ProviderError> {
+        if self.cfg.preempt_rate <= 0.0 || rand::random::<f64>() >= self.cfg.preempt_rate {
+            return Ok(false);
+        }
+        let res = sqlx::query(
+            "UPDATE sim_machines SET state = 'preempted', updated_at = $1
+             WHERE instance_id = $2 AND spot = 1 AND state = 'running'",
+        )
+        .bind(self.clock.now_ms())
+        .bind(id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(res.rows_affected() > 0)
+    }
+
     async fn finish_termination(&self, id: Uuid) -> Result<(), ProviderError> {
         sqlx::query(
             "UPDATE sim_machines SET state = 'terminated', updated_at = $1 WHERE instance_id = $2",
@@ -273,6 +295,10 @@ impl Provider for Sim {
         Ok(self.clusters.clone())
     }
 
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        Ok(catalog::volume_offers())
+    }
+
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
         self.injected_fault("launch")?;
         let key = OfferKey {
@@ -297,8 +323,8 @@ impl Provider for Sim {
         // for the last slot cannot both get it.
         sqlx::query(&format!(
             "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
-                launched_at, ready_at, ip, detail, restarts, updated_at, pool)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $11
+                launched_at, ready_at, ip, detail, restarts, updated_at, pool, spot)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $11, $12
              WHERE (SELECT COUNT(*) FROM sim_machines WHERE cloud = $2 AND region = $3
                     AND shade_instance_type = $4 AND pool = $11 AND state IN {OCCUPYING}) < $10
              ON CONFLICT (instance_id) DO NOTHING"
@@ -314,6 +340,7 @@ impl Provider for Sim {
         .bind(doomed.then_some("simulated hardware fault during boot"))
         .bind(slots)
         .bind(pool)
+        .bind(i64::from(req.rental_type == parasol_api::RentalType::Spot))
         .execute(self.store.pool())
         .await
         .map_err(transient)?;
@@ -356,6 +383,7 @@ impl Provider for Sim {
             }
             _ if now < launched + (ready - launched) / 2 => MachineState::Provisioning,
             _ if now < ready => MachineState::Booting,
+            _ if self.reclaims_spot(id).await? => MachineState::Preempted,
             _ => MachineState::Running {
                 ip: ip.unwrap_or_else(|| ip_for(id)),
                 ssh_port: 22,

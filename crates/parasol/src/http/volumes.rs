@@ -1,0 +1,212 @@
+//! `/volumes/*`: storage volumes, and the rules for mounting them.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Extension;
+use parasol_api::{
+    dollars, Confirmation, CreateVolumeRequest, CreateVolumeResponse, Volume, VolumeType,
+    VolumesResponse, VolumesTypesResponse,
+};
+use uuid::Uuid;
+
+use super::{ok, path_id, AppRef, Body};
+use crate::error::ApiError;
+use crate::lifecycle::cost;
+use crate::store::{Account, DeleteVolumeOutcome, VolumeRecord};
+use crate::validate;
+
+/// `GET /volumes/types`.
+pub async fn types(State(app): State<AppRef>) -> Response {
+    let volume_types = app
+        .catalog
+        .volume_offers()
+        .iter()
+        .map(|v| VolumeType {
+            cloud: v.cloud.clone(),
+            region: v.region.clone(),
+            supports_multi_mount: v.supports_multi_mount,
+            fixed_size: v.fixed_size,
+            price_per_gb_per_hour: micros_to_dollars(v.price_micros_per_gb_hour),
+        })
+        .collect();
+    ok(VolumesTypesResponse { volume_types })
+}
+
+/// Millionths of a dollar as a dollar string with six decimals.
+fn micros_to_dollars(micros: i64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// `GET /volumes`.
+pub async fn list(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    let now = app.clock.now_ms();
+    let volumes = app
+        .store
+        .list_volumes(account.id)
+        .await?
+        .iter()
+        .map(|v| render(v, now))
+        .collect();
+    Ok(ok(VolumesResponse { volumes }))
+}
+
+/// `GET /volumes/{id}/info`.
+pub async fn info(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id, "volume")?;
+    let v = app
+        .store
+        .get_volume(account.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("volume"))?;
+    Ok(ok(render(&v, app.clock.now_ms())))
+}
+
+fn render(v: &VolumeRecord, now_ms: i64) -> Volume {
+    Volume {
+        id: v.id,
+        cloud: v.cloud.clone(),
+        cloud_assigned_id: format!("{}-vol-{}", v.cloud, &v.id.simple().to_string()[..12]),
+        region: v.region.clone(),
+        name: v.name.clone(),
+        fixed_size: v.fixed_size,
+        size_in_gb: v.size_in_gb,
+        cost_estimate: dollars(cost::volume_cents(
+            v.size_in_gb,
+            v.price_micros,
+            v.created_at,
+            now_ms,
+        )),
+        supports_multi_mount: v.multi_mount,
+        mounted_by: v
+            .mounted_by
+            .first()
+            .map(Uuid::to_string)
+            .unwrap_or_default(),
+    }
+}
+
+/// `POST /volumes/create`.
+pub async fn create(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Body(req): Body<CreateVolumeRequest>,
+) -> Result<Response, ApiError> {
+    validate::name("name", &req.name)?;
+    let offers = app.catalog.volume_offers();
+    let of_cloud: Vec<_> = offers.iter().filter(|o| o.cloud == req.cloud).collect();
+    if of_cloud.is_empty() {
+        let mut clouds: Vec<&str> = offers.iter().map(|o| o.cloud.as_str()).collect();
+        clouds.dedup();
+        return Err(ApiError::invalid_field(
+            "cloud",
+            format!(
+                "cloud {:?} offers no volumes; volumes are offered by: {}",
+                req.cloud,
+                clouds.join(", ")
+            ),
+        ));
+    }
+    let Some(offer) = of_cloud.iter().find(|o| o.region == req.region) else {
+        let regions: Vec<&str> = of_cloud.iter().map(|o| o.region.as_str()).collect();
+        return Err(ApiError::invalid_field(
+            "region",
+            format!(
+                "{} offers no volumes in region {:?}; it does in: {}",
+                req.cloud,
+                req.region,
+                regions.join(", ")
+            ),
+        ));
+    };
+    if req.size_in_gb < offer.min_size_gb || req.size_in_gb > offer.max_size_gb {
+        return Err(ApiError::invalid_field(
+            "size_in_gb",
+            format!(
+                "size_in_gb must be from {} to {} for {} volumes in {}, got {}",
+                offer.min_size_gb, offer.max_size_gb, req.cloud, req.region, req.size_in_gb
+            ),
+        ));
+    }
+    let v = VolumeRecord {
+        id: Uuid::new_v4(),
+        account_id: account.id,
+        cloud: offer.cloud.clone(),
+        region: offer.region.clone(),
+        name: req.name.clone(),
+        size_in_gb: req.size_in_gb,
+        fixed_size: offer.fixed_size,
+        multi_mount: offer.supports_multi_mount,
+        price_micros: offer.price_micros_per_gb_hour,
+        created_at: app.clock.now_ms(),
+        mounted_by: Vec::new(),
+    };
+    app.store.insert_volume(&v).await?;
+    tracing::info!(volume = %v.id, account = %account.id, size_in_gb = v.size_in_gb, "volume created");
+    Ok(ok(CreateVolumeResponse { id: v.id }))
+}
+
+/// `POST /volumes/{id}/delete`.
+pub async fn delete(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id, "volume")?;
+    match app
+        .store
+        .delete_volume(account.id, id, app.clock.now_ms())
+        .await?
+    {
+        DeleteVolumeOutcome::Deleted => Ok(ok(Confirmation {
+            id,
+            status: "deleted".into(),
+        })),
+        DeleteVolumeOutcome::NotFound => Err(ApiError::not_found("volume")),
+        DeleteVolumeOutcome::Mounted => Err(ApiError::conflict(
+            "the volume is mounted by a live instance; delete the instance first",
+        )),
+    }
+}
+
+/// Checks the `volume_ids` of an instance create: at most one, the
+/// account's, in the instance's cloud and region. Whether it is free is
+/// decided when the instance is stored (see `Store::insert_instance_with_volumes`).
+pub async fn volumes_for_instance(
+    app: &AppRef,
+    account: &Account,
+    ids: &[String],
+    cloud: &str,
+    region: &str,
+) -> Result<Vec<VolumeRecord>, ApiError> {
+    if ids.len() > 1 {
+        return Err(ApiError::invalid_field(
+            "volume_ids",
+            "only one volume can be mounted per instance",
+        ));
+    }
+    let mut out = Vec::new();
+    for raw in ids {
+        let id = validate::uuid_field("volume_ids[0]", raw)?;
+        let v = app.store.get_volume(account.id, id).await?.ok_or_else(|| {
+            ApiError::invalid_field("volume_ids[0]", format!("no volume with id {id}"))
+        })?;
+        if v.cloud != cloud || v.region != region {
+            return Err(ApiError::invalid_field(
+                "volume_ids[0]",
+                format!(
+                    "volume {id} is in {} {}, but the instance is in {cloud} {region}; a volume mounts only in its own cloud and region",
+                    v.cloud, v.region
+                ),
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}

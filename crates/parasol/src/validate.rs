@@ -3,7 +3,9 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use parasol_api::{AutoDelete, Env, LaunchConfiguration, LaunchType};
+use std::net::IpAddr;
+
+use parasol_api::{AutoDelete, Env, LaunchConfiguration, LaunchType, UfwRule};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -125,6 +127,162 @@ pub fn tags(field: &str, tags: &[String]) -> Result<(), ApiError> {
         name(&format!("{field}[{i}]"), t)?;
     }
     Ok(())
+}
+
+/// Longest free-text description accepted (templates).
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// Free text such as a description: at most [`MAX_DESCRIPTION`]
+/// characters; line breaks and tabs are fine, other control characters not.
+pub fn description(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} is longer than {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Firewall rules (`networking.ufw_rules`), each checked by [`ufw_rule`].
+pub fn ufw_rules(field: &str, rules: &[UfwRule]) -> Result<(), ApiError> {
+    for (i, r) in rules.iter().enumerate() {
+        ufw_rule(&format!("{field}[{i}]"), r)?;
+    }
+    Ok(())
+}
+
+/// One firewall rule: `rule` is `allow` or `deny`; `from_ip` and `to_ip`
+/// are addresses or CIDR blocks of one family; `port` is a port or an
+/// inclusive range `a:b`; `proto` is `tcp` or `udp`. As in `ufw` itself, a
+/// port range needs a protocol.
+pub fn ufw_rule(field: &str, r: &UfwRule) -> Result<(), ApiError> {
+    let f = format!("{field}.rule");
+    match r.rule.as_deref() {
+        Some("allow" | "deny") => {}
+        None => {
+            return Err(ApiError::invalid_field(
+                &f,
+                format!("{f} is required: allow or deny"),
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                &f,
+                format!("{f} must be allow or deny, got {other:?}"),
+            ))
+        }
+    }
+    let from = r
+        .from_ip
+        .as_deref()
+        .map(|v| ip_or_cidr(&format!("{field}.from_ip"), v))
+        .transpose()?;
+    let to = r
+        .to_ip
+        .as_deref()
+        .map(|v| ip_or_cidr(&format!("{field}.to_ip"), v))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (from, to) {
+        if a.is_ipv4() != b.is_ipv4() {
+            let f = format!("{field}.to_ip");
+            return Err(ApiError::invalid_field(
+                &f,
+                format!("{f} must be of the same address family (IPv4 or IPv6) as from_ip"),
+            ));
+        }
+    }
+    let range = r
+        .port
+        .as_deref()
+        .map(|v| port_or_range(&format!("{field}.port"), v))
+        .transpose()?;
+    let f = format!("{field}.proto");
+    match r.proto.as_deref() {
+        Some("tcp" | "udp") => {}
+        None if range.is_some_and(|(a, b)| a != b) => {
+            return Err(ApiError::invalid_field(
+                &f,
+                format!("{f} is required for a port range: tcp or udp"),
+            ))
+        }
+        None => {}
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                &f,
+                format!("{f} must be tcp or udp, got {other:?}"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// An IPv4 or IPv6 address, or a CIDR block (`10.0.0.0/8`, `2001:db8::/32`)
+/// whose prefix length fits the family. Returns the address part.
+pub fn ip_or_cidr(field: &str, value: &str) -> Result<IpAddr, ApiError> {
+    let bad = || {
+        ApiError::invalid_field(
+            field,
+            format!(
+                "{field} must be an IPv4 or IPv6 address or CIDR block such as 192.168.1.0/24, got {value:?}"
+            ),
+        )
+    };
+    let (addr, prefix) = match value.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (value, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let digits_ok = !p.is_empty()
+            && p.len() <= 3
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p == "0" || !p.starts_with('0'));
+        if !digits_ok || p.parse::<u32>().map_err(|_| bad())? > max {
+            return Err(bad());
+        }
+    }
+    Ok(ip)
+}
+
+/// A port `"80"` or an inclusive range `"8000:8999"` (low end first), each
+/// end from 1 to 65535. Returns both ends (equal for a single port).
+pub fn port_or_range(field: &str, value: &str) -> Result<(u16, u16), ApiError> {
+    let bad = |why: &str| {
+        ApiError::invalid_field(
+            field,
+            format!("{field} must be a port from 1 to 65535 or a range such as 8000:8999 ({why}), got {value:?}"),
+        )
+    };
+    let one = |s: &str| -> Result<u16, ApiError> {
+        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("not a number"));
+        }
+        match s.parse::<u32>() {
+            Ok(n @ 1..=65535) => Ok(n as u16),
+            _ => Err(bad("out of range")),
+        }
+    };
+    match value.split_once(':') {
+        None => one(value).map(|p| (p, p)),
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if a > b {
+                return Err(bad("the low end comes first"));
+            }
+            Ok((a, b))
+        }
+    }
 }
 
 /// A launch configuration: exactly the sub-configuration its `type` names,
@@ -295,6 +453,100 @@ mod tests {
         for bad in ["", "-1", "1.234", "abc", "1.", ".5", "1e3", "1,00"] {
             assert!(dollars_to_cents("f", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_and_cidr_blocks_of_both_families_parse() {
+        for good in [
+            "10.0.0.1",
+            "0.0.0.0/0",
+            "192.168.1.0/24",
+            "10.1.2.3/32",
+            "::1",
+            "2001:db8::/32",
+            "::/0",
+            "fe80::1/128",
+        ] {
+            assert!(ip_or_cidr("f", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "any",
+            "10.0.0",
+            "256.1.1.1",
+            "10.0.0.1/33",
+            "10.0.0.1/",
+            "10.0.0.1/08",
+            "10.0.0.1/+8",
+            "2001:db8::/129",
+            "2001:db8::/1/2",
+            " 10.0.0.1",
+            "010.0.0.1",
+            "example.com",
+        ] {
+            assert!(ip_or_cidr("f", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_and_ranges_stay_within_one_to_65535_low_end_first() {
+        assert_eq!(port_or_range("f", "22").unwrap(), (22, 22));
+        assert_eq!(port_or_range("f", "8000:8999").unwrap(), (8000, 8999));
+        assert_eq!(port_or_range("f", "1:65535").unwrap(), (1, 65535));
+        assert_eq!(port_or_range("f", "80:80").unwrap(), (80, 80));
+        for bad in [
+            "",
+            "0",
+            "65536",
+            "-1",
+            "+80",
+            "80:",
+            ":80",
+            "9000:8000",
+            "80,443",
+            "http",
+            "1:2:3",
+            "999999",
+        ] {
+            assert!(port_or_range("f", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ufw_rules_name_the_field_at_fault() {
+        let rule = |r: &str| UfwRule {
+            rule: Some(r.into()),
+            ..UfwRule::default()
+        };
+        assert!(ufw_rule("r", &rule("allow")).is_ok());
+        assert!(ufw_rule("r", &rule("deny")).is_ok());
+        let field = |r: UfwRule| ufw_rule("r", &r).unwrap_err().field.unwrap();
+        assert_eq!(field(rule("reject")), "r.rule");
+        assert_eq!(field(UfwRule::default()), "r.rule");
+        let mixed = UfwRule {
+            from_ip: Some("10.0.0.0/8".into()),
+            to_ip: Some("::1".into()),
+            ..rule("allow")
+        };
+        assert_eq!(field(mixed), "r.to_ip");
+        let range = UfwRule {
+            port: Some("8000:8100".into()),
+            ..rule("allow")
+        };
+        assert_eq!(field(range.clone()), "r.proto");
+        assert!(ufw_rule(
+            "r",
+            &UfwRule {
+                proto: Some("udp".into()),
+                ..range
+            }
+        )
+        .is_ok());
+        let icmp = UfwRule {
+            proto: Some("icmp".into()),
+            ..rule("allow")
+        };
+        assert_eq!(field(icmp), "r.proto");
     }
 
     #[test]

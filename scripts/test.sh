@@ -1,6 +1,29 @@
 #!/usr/bin/env bash
 # The project's test command (see README.md): every unit and integration
-# test of the workspace, against real processes over real HTTP.
+# test of the workspace, against real processes over real HTTP, on both
+# database backends: the whole suite on SQLite, then the integration suite
+# again on PostgreSQL (each test on a fresh database). The scale-out tests
+# (replicas, database outage) need PostgreSQL and run in the second pass.
+#
+# PostgreSQL: PARASOL_TEST_PG_URL names an admin URL of a cluster the tests
+# may create databases in; when unset, a throwaway cluster is started here
+# (scripts/pg.sh; needs the Debian `postgresql` package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+if [[ -z "${PARASOL_TEST_PG_URL:-}" ]]; then
+  pgdir=$(mktemp -d)
+  chmod 755 "$pgdir"
+  PARASOL_TEST_PG_URL=$(bash scripts/pg.sh init "$pgdir/data")
+  export PARASOL_TEST_PG_URL
+  trap 'bash scripts/pg.sh stop "$pgdir/data" || true; rm -rf "$pgdir"' EXIT
+fi
+
+status=0
+echo "== tests on SQLite"
+PARASOL_TEST_BACKEND=sqlite cargo nextest run --workspace --locked --no-fail-fast \
+  -E 'not test(/^scaleout::/)' "$@" || status=1
+echo "== integration tests on PostgreSQL"
+PARASOL_TEST_BACKEND=postgres cargo nextest run -p parasol --test it --locked --no-fail-fast \
+  "$@" || status=1
+exit $status

@@ -159,3 +159,33 @@ pub async fn advance_clock(
     app.notify.notify_one();
     Ok(ok(json!({"now": app.clock.now()})))
 }
+
+/// `GET /admin/reconciler`: this replica's lease owner id and reconciler
+/// counters, and every lease currently held in the database (by any
+/// replica), so operators and tests can see who drives what.
+pub async fn reconciler(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    if !account.is_admin {
+        return Err(ApiError::forbidden("this endpoint needs an admin API key"));
+    }
+    let s = &app.reconciler.stats;
+    let leases: Vec<_> = app
+        .store
+        .instance_leases()
+        .await?
+        .into_iter()
+        .map(|(id, owner, until)| json!({"instance_id": id, "owner": owner, "until": until}))
+        .collect();
+    Ok(ok(json!({
+        "replica": app.reconciler.replica,
+        "runs": s.runs.load(Ordering::Relaxed),
+        "run_errors": s.run_errors.load(Ordering::Relaxed),
+        "steps": s.steps.load(Ordering::Relaxed),
+        "transitions": s.transitions.load(Ordering::Relaxed),
+        "lost_races": s.lost_races.load(Ordering::Relaxed),
+        "provider_errors": s.provider_errors.load(Ordering::Relaxed),
+        "leases": leases,
+    })))
+}

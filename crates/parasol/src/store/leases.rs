@@ -158,3 +158,51 @@ fn qualified(table: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+impl Store {
+    /// Pushes every lease `owner` holds out to `until`.
+    pub async fn renew_leases(&self, owner: Uuid, until: i64) -> StoreResult<u64> {
+        let res = sqlx::query("UPDATE instances SET lease_until = $1 WHERE lease_owner = $2")
+            .bind(until)
+            .bind(owner.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Drops every lease, whoever holds it. Only for a database no other
+    /// live process reconciles: an embedded SQLite file at server start,
+    /// so that a restart after a crash resumes at once.
+    pub async fn clear_all_leases(&self) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE instances SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner IS NOT NULL",
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// Renews `owner`'s leases every third of `timeout` until `stop` turns
+/// true, so that a step may take longer than the lease (a slow provider
+/// call) without another replica taking the instance, while a replica that
+/// dies stops renewing and loses its instances after at most `timeout`.
+pub async fn keep_leases(
+    store: Store,
+    owner: Uuid,
+    timeout: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = timeout / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let until = wall_ms() + timeout.as_millis() as i64;
+        if let Err(e) = store.renew_leases(owner, until).await {
+            tracing::warn!(error = %e, "could not renew reconciler leases");
+        }
+    }
+}

@@ -16,6 +16,9 @@ use crate::conformance;
 /// The admin key every test server is started with.
 pub const ADMIN_KEY: &str = "psl_test_admin_key_0123456789abcdef";
 
+/// `--lease-timeout-ms` of every test server.
+pub const LEASE_TIMEOUT_MS: u64 = 3000;
+
 /// Path of the built binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_parasol")
@@ -29,6 +32,9 @@ pub struct Opts {
     pub capacity: Option<i64>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A database to share with other servers (replicas); `None`: a fresh
+    /// one for this server, of the backend `PARASOL_TEST_BACKEND` names.
+    pub database_url: Option<String>,
 }
 
 impl Default for Opts {
@@ -38,6 +44,7 @@ impl Default for Opts {
             capacity: Some(1000),
             extra_args: vec![],
             env: vec![],
+            database_url: None,
         }
     }
 }
@@ -58,6 +65,10 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
     opts: Opts,
     pub stdout_lines: Vec<String>,
+    /// `--database-url` given to the server; `None`: SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// A database this server created and drops when done.
+    own_database: Option<String>,
 }
 
 impl Server {
@@ -65,6 +76,14 @@ impl Server {
     pub fn start(opts: Opts) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().to_path_buf();
+        let (database_url, own_database) = match (&opts.database_url, Backend::from_env()) {
+            (Some(url), _) => (Some(url.clone()), None),
+            (None, Backend::Sqlite) => (None, None),
+            (None, Backend::Postgres) => {
+                let (url, name) = fresh_pg_database();
+                (Some(url), Some(name))
+            }
+        };
         let mut s = Server {
             child: None,
             base: String::new(),
@@ -72,6 +91,8 @@ impl Server {
             _tmp: Some(tmp),
             opts,
             stdout_lines: vec![],
+            database_url,
+            own_database,
         };
         s.spawn();
         s
@@ -88,6 +109,10 @@ impl Server {
             .arg(self.opts.boot_seconds.to_string())
             .arg("--reconcile-period-ms")
             .arg("100")
+            // Short leases: a server killed by a test hands its in-flight
+            // work to its successor (or a replica) within seconds.
+            .arg("--lease-timeout-ms")
+            .arg(LEASE_TIMEOUT_MS.to_string())
             .args(
                 self.opts
                     .capacity
@@ -95,6 +120,11 @@ impl Server {
                     .unwrap_or_default(),
             )
             .args(&self.opts.extra_args)
+            .args(
+                self.database_url
+                    .iter()
+                    .flat_map(|u| ["--database-url".to_string(), u.clone()]),
+            )
             .env("PARASOL_API_KEY", ADMIN_KEY)
             .env("PARASOL_LOG", "warn,parasol=info")
             .env_remove("PARASOL_CONFIG")
@@ -185,6 +215,11 @@ impl Server {
         let out = Command::new(binary())
             .args(["accounts", "create", name, "--data-dir"])
             .arg(&self.data_dir)
+            .args(
+                self.database_url
+                    .iter()
+                    .flat_map(|u| ["--database-url".to_string(), u.clone()]),
+            )
             .env_remove("PARASOL_CONFIG")
             .env_remove("PARASOL_DATABASE_URL")
             .output()
@@ -209,7 +244,95 @@ fn log_file(dir: &Path) -> std::fs::File {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if let Some(name) = self.own_database.take() {
+            // Best effort: the cluster is a throwaway one anyway.
+            pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).ok();
+        }
     }
+}
+
+/// The database engine the suite runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `PARASOL_TEST_BACKEND`: `sqlite` (the default) or `postgres`.
+    pub fn from_env() -> Backend {
+        match std::env::var("PARASOL_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("sqlite") => Backend::Sqlite,
+            Ok("postgres") => Backend::Postgres,
+            Ok(other) => panic!("PARASOL_TEST_BACKEND must be sqlite or postgres, got {other:?}"),
+        }
+    }
+}
+
+/// The admin URL of the PostgreSQL cluster the tests may create databases
+/// in (`PARASOL_TEST_PG_URL`; `.ci/run` and `scripts/test.sh` start one).
+pub fn pg_admin_url() -> String {
+    std::env::var("PARASOL_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect(
+            "PARASOL_TEST_PG_URL is not set: this test needs PostgreSQL. Run scripts/test.sh \
+             (it starts a throwaway cluster), or start one with scripts/pg.sh init DIR PORT and \
+             export its URL",
+        )
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// Runs one statement on the admin database of the test cluster.
+pub fn pg_admin(sql: &str) -> Result<(), String> {
+    pg_exec(&pg_admin_url(), sql)
+}
+
+/// Runs one statement on a PostgreSQL database, from any thread (its own
+/// runtime, since callers may be inside a test's runtime).
+pub fn pg_exec(url: &str, sql: &str) -> Result<(), String> {
+    let url = url.to_string();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::postgres::PgConnection::connect(&url)
+                    .await
+                    .map_err(|e| format!("connecting to {url}: {e}"))?;
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                conn.close().await.ok();
+                Ok(())
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Creates an empty database on the test cluster; returns its URL and name.
+pub fn fresh_pg_database() -> (String, String) {
+    let name = format!("parasol_t_{}", uuid::Uuid::new_v4().simple());
+    pg_admin(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
+    (with_database(&pg_admin_url(), &name), name)
 }
 
 /// A response: status and JSON body (the content type is asserted on
@@ -384,4 +507,77 @@ pub fn default_create(name: &str) -> Value {
 pub fn public_key() -> String {
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f parasol-test"
         .to_string()
+}
+
+/// A PostgreSQL cluster of a test's own (from `scripts/pg.sh`), for tests
+/// that stop and start the database under a running server.
+pub struct PgCluster {
+    dir: PathBuf,
+    /// The `postgres` database of the cluster, as an admin.
+    pub url: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl PgCluster {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg.sh")
+    }
+
+    fn run(args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .args(args)
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh {args:?} failed (PostgreSQL's server binaries are needed: \
+             apt-get install postgresql): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Creates and starts a cluster on a free local port.
+    pub fn start() -> PgCluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // As root the cluster runs as `postgres`, which must reach it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let dir = tmp.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = Self::run(&["init", dir.to_str().unwrap(), &port.to_string()]);
+        PgCluster {
+            dir,
+            url,
+            _tmp: tmp,
+        }
+    }
+
+    /// Stops the database (fast shutdown: sessions are cut).
+    pub fn stop(&self) {
+        Self::run(&["stop", self.dir.to_str().unwrap()]);
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&self) {
+        Self::run(&["start", self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        Command::new("bash")
+            .arg(Self::script())
+            .args(["stop", self.dir.to_str().unwrap()])
+            .output()
+            .ok();
+    }
 }

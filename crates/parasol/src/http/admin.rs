@@ -189,3 +189,24 @@ pub async fn reconciler(
         "leases": leases,
     })))
 }
+
+/// `GET /admin/hosts`: every configured host of the hosts provider, whether
+/// it is reachable (and why not), the type it is sold as and the instance
+/// holding it.
+pub async fn hosts(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    if !account.is_admin {
+        return Err(ApiError::forbidden("this endpoint needs an admin API key"));
+    }
+    let hosts = app
+        .hosts
+        .clone()
+        .ok_or_else(|| ApiError::conflict("no [[hosts]] are configured on this server"))?;
+    let hosts = hosts
+        .statuses()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(ok(json!({ "hosts": hosts })))
+}

@@ -39,6 +39,11 @@ pub fn hash_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The account that made a request, left on its response for the request
+/// log (which runs outside authentication).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub uuid::Uuid);
+
 /// Accounts by key hash, filled on first use.
 #[derive(Default)]
 pub struct KeyCache(RwLock<HashMap<String, Account>>);
@@ -76,8 +81,11 @@ pub async fn require_key(
             a
         }
     };
+    let caller = Caller(account.id);
     req.extensions_mut().insert(account);
-    Ok(next.run(req).await)
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(caller);
+    Ok(res)
 }
 
 #[cfg(test)]

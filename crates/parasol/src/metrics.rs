@@ -1,0 +1,321 @@
+//! Prometheus metrics: a small registry of labelled counters and
+//! histograms, rendered in the text exposition format at `GET /metrics`.
+//!
+//! The registry is process-wide ([`global`]) so that any layer can count
+//! without threading a handle through every constructor: the request log
+//! counts requests, the reconciler counts provider calls. Gauges that
+//! describe stored state (instances by status) are not kept here at all;
+//! the scrape handler queries the store, so they can never drift from it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Label values, in the order of a family's label names.
+type Labels = Vec<String>;
+
+/// A counter family: one monotonically increasing count per label set.
+pub struct CounterFamily {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Labels, u64>>,
+}
+
+impl CounterFamily {
+    /// An empty family.
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Adds one to the counter of `labels`.
+    pub fn inc(&self, labels: &[&str]) {
+        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
+        let key = labels.iter().map(|s| s.to_string()).collect();
+        *self
+            .values
+            .lock()
+            .expect("poisoned")
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    /// The current count of `labels` (tests, readiness).
+    pub fn get(&self, labels: &[&str]) -> u64 {
+        let key: Labels = labels.iter().map(|s| s.to_string()).collect();
+        self.values
+            .lock()
+            .expect("poisoned")
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        header(out, self.name, self.help, "counter");
+        for (labels, v) in self.values.lock().expect("poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "{}{} {v}",
+                self.name,
+                label_set(self.labels, labels, None)
+            );
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative); the last slot is `+Inf`.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+/// A histogram family over [`LATENCY_BUCKETS`], in seconds.
+pub struct HistogramFamily {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Labels, Histogram>>,
+}
+
+impl HistogramFamily {
+    /// An empty family.
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, labels: &[&str], d: Duration) {
+        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
+        let secs = d.as_secs_f64();
+        let key = labels.iter().map(|s| s.to_string()).collect();
+        let mut values = self.values.lock().expect("poisoned");
+        let h = values.entry(key).or_default();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        h.buckets[slot] += 1;
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        header(out, self.name, self.help, "histogram");
+        for (labels, h) in self.values.lock().expect("poisoned").iter() {
+            let mut cumulative = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                cumulative += n;
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "+Inf".to_string());
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {cumulative}",
+                    self.name,
+                    label_set(self.labels, labels, Some(&le))
+                );
+            }
+            let set = label_set(self.labels, labels, None);
+            let _ = writeln!(out, "{}_sum{set} {}", self.name, h.sum);
+            let _ = writeln!(out, "{}_count{set} {}", self.name, h.count);
+        }
+    }
+}
+
+/// Every metric the process counts as it goes.
+pub struct Metrics {
+    /// Requests by method, route template and status.
+    pub http_requests: CounterFamily,
+    /// Request latency by method and route template.
+    pub http_duration: HistogramFamily,
+    /// Provider calls by provider, operation and outcome.
+    pub provider_calls: CounterFamily,
+    /// Provider call latency by provider and operation.
+    pub provider_duration: HistogramFamily,
+}
+
+impl Metrics {
+    const fn new() -> Self {
+        Self {
+            http_requests: CounterFamily::new(
+                "parasol_http_requests_total",
+                "HTTP requests answered, by method, route template and status.",
+                &["method", "route", "status"],
+            ),
+            http_duration: HistogramFamily::new(
+                "parasol_http_request_duration_seconds",
+                "Time to answer an HTTP request, by method and route template.",
+                &["method", "route"],
+            ),
+            provider_calls: CounterFamily::new(
+                "parasol_provider_calls_total",
+                "Provider calls made by the reconciler, by provider, operation and outcome (ok, capacity, transient, permanent, timeout).",
+                &["provider", "operation", "outcome"],
+            ),
+            provider_duration: HistogramFamily::new(
+                "parasol_provider_call_duration_seconds",
+                "Time a provider call took, by provider and operation.",
+                &["provider", "operation"],
+            ),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http_requests
+            .inc(&[method, route, &status.to_string()]);
+        self.http_duration.observe(&[method, route], took);
+    }
+
+    /// Counts one provider call.
+    pub fn observe_provider_call(
+        &self,
+        provider: &str,
+        operation: &str,
+        outcome: &str,
+        took: Duration,
+    ) {
+        self.provider_calls.inc(&[provider, operation, outcome]);
+        self.provider_duration.observe(&[provider, operation], took);
+    }
+
+    /// The families kept here, in the text format.
+    pub fn render(&self, out: &mut String) {
+        self.http_requests.render(out);
+        self.http_duration.render(out);
+        self.provider_calls.render(out);
+        self.provider_duration.render(out);
+    }
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide registry.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+/// The outcome label of a provider call: `None` when it timed out.
+pub fn outcome<T>(res: Option<&Result<T, crate::providers::ProviderError>>) -> &'static str {
+    use crate::providers::ProviderError;
+    match res {
+        None => "timeout",
+        Some(Ok(_)) => "ok",
+        Some(Err(ProviderError::Capacity(_))) => "capacity",
+        Some(Err(ProviderError::Transient(_))) => "transient",
+        Some(Err(ProviderError::Permanent(_))) => "permanent",
+    }
+}
+
+/// `# HELP` and `# TYPE` lines of a family.
+pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line of a gauge or counter computed at scrape time.
+pub fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
+    let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
+    let values: Vec<String> = labels.iter().map(|(_, v)| v.to_string()).collect();
+    let _ = writeln!(out, "{name}{} {value}", label_set(&names, &values, None));
+}
+
+/// `{a="x",b="y"}` (with `le` last for histogram buckets), or nothing.
+fn label_set(names: &[&str], values: &[String], le: Option<&str>) -> String {
+    if names.is_empty() && le.is_none() {
+        return String::new();
+    }
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    format!("{{{}}}", parts.join(","))
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_render_in_the_text_format() {
+        let m = Metrics::new();
+        m.observe_request("GET", "/v1/instances", 200, Duration::from_millis(3));
+        m.observe_request("GET", "/v1/instances", 200, Duration::from_millis(30));
+        m.observe_request("GET", "/v1/instances", 404, Duration::from_secs(20));
+        assert_eq!(m.http_requests.get(&["GET", "/v1/instances", "200"]), 2);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("# TYPE parasol_http_requests_total counter\n"));
+        assert!(out.contains(
+            "parasol_http_requests_total{method=\"GET\",route=\"/v1/instances\",status=\"200\"} 2\n"
+        ));
+        let bucket = |le: &str| {
+            format!("parasol_http_request_duration_seconds_bucket{{method=\"GET\",route=\"/v1/instances\",le=\"{le}\"}}")
+        };
+        // Buckets are cumulative: 3 ms and 30 ms are both under 50 ms;
+        // the 20 s request only shows in +Inf.
+        assert!(out.contains(&format!("{} 0\n", bucket("0.001"))));
+        assert!(out.contains(&format!("{} 1\n", bucket("0.005"))));
+        assert!(out.contains(&format!("{} 2\n", bucket("0.05"))));
+        assert!(out.contains(&format!("{} 2\n", bucket("10"))));
+        assert!(out.contains(&format!("{} 3\n", bucket("+Inf"))));
+        assert!(out.contains(
+            "parasol_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/instances\"} 3\n"
+        ));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            label_set(&["a"], &["x\"y\\z\nw".to_string()], None),
+            "{a=\"x\\\"y\\\\z\\nw\"}"
+        );
+        let mut out = String::new();
+        sample(&mut out, "g", &[], 3);
+        assert_eq!(out, "g 3\n");
+    }
+}

@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// Share of simulated provider calls that fail transiently (0 to 1).
     #[arg(long, env = "PARASOL_SIM_CALL_FAILURE_RATE")]
     pub sim_call_failure_rate: Option<f64>,
+    /// Share of simulated provider calls (0 to 1) that hang past the
+    /// provider call timeout instead of answering.
+    #[arg(long, env = "PARASOL_SIM_CALL_TIMEOUT_RATE")]
+    pub sim_call_timeout_rate: Option<f64>,
+    /// Longest a single provider call may take before it counts as a
+    /// transient failure, in milliseconds (default 30000).
+    #[arg(long, env = "PARASOL_PROVIDER_CALL_TIMEOUT_MS")]
+    pub provider_call_timeout_ms: Option<u64>,
     /// Chance (0 to 1) that a running spot machine is reclaimed at each
     /// check of it.
     #[arg(long, env = "PARASOL_SIM_PREEMPT_RATE")]
@@ -120,6 +128,7 @@ pub struct FileSim {
     pub boot_seconds: Option<f64>,
     pub failure_rate: Option<f64>,
     pub call_failure_rate: Option<f64>,
+    pub call_timeout_rate: Option<f64>,
     pub preempt_rate: Option<f64>,
     pub capacity: Option<i64>,
 }
@@ -132,6 +141,7 @@ pub struct FileReconciler {
     pub concurrency: Option<usize>,
     pub active_check_seconds: Option<u64>,
     pub lease_timeout_ms: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
 }
 
 /// How logs are written.
@@ -235,6 +245,11 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             .sim_call_failure_rate
             .or(file.sim.call_failure_rate)
             .unwrap_or(defaults.call_failure_rate),
+        call_timeout_rate: args
+            .sim_call_timeout_rate
+            .or(file.sim.call_timeout_rate)
+            .unwrap_or(defaults.call_timeout_rate),
+        hang: defaults.hang,
         preempt_rate: args
             .sim_preempt_rate
             .or(file.sim.preempt_rate)
@@ -247,13 +262,31 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     for (name, rate) in [
         ("failure rate", sim.failure_rate),
         ("call failure rate", sim.call_failure_rate),
+        ("call timeout rate", sim.call_timeout_rate),
         ("preempt rate", sim.preempt_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             bail!("sim {name} must be between 0 and 1, got {rate}");
         }
     }
+    if sim.call_failure_rate + sim.call_timeout_rate > 1.0 {
+        bail!("sim call failure rate and call timeout rate must add up to at most 1");
+    }
     let mut reconciler = ReconcilerConfig::default();
+    if let Some(ms) = args
+        .provider_call_timeout_ms
+        .or(file.reconciler.call_timeout_ms)
+    {
+        if ms < 10 {
+            bail!("--provider-call-timeout-ms must be at least 10, got {ms}");
+        }
+        reconciler.call_timeout = Duration::from_millis(ms);
+    }
+    // A hung sim call outlasts the timeout that is meant to cut it off.
+    let sim = SimConfig {
+        hang: reconciler.call_timeout * 2,
+        ..sim
+    };
     if let Some(ms) = args.reconcile_period_ms.or(file.reconciler.period_ms) {
         reconciler.period = Duration::from_millis(ms.max(10));
         reconciler.poll = reconciler.period;

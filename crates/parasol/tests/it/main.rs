@@ -13,6 +13,7 @@ mod instances;
 mod logs;
 mod metrics;
 mod providers;
+mod robustness;
 mod scaleout;
 mod sshkeys;
 mod templates;

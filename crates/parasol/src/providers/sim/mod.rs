@@ -43,6 +43,13 @@ pub struct SimConfig {
     /// Share of provider calls (0..=1) that fail with a transient error, to
     /// exercise retries.
     pub call_failure_rate: f64,
+    /// Share of provider calls (0..=1), besides the failing ones, that hang
+    /// for [`SimConfig::hang`] instead of answering, to exercise the
+    /// reconciler's call timeout. A hung launch or terminate has already
+    /// acted when it hangs: the answer is lost, not the request.
+    pub call_timeout_rate: f64,
+    /// How long a hung call hangs; longer than the caller's timeout.
+    pub hang: std::time::Duration,
     /// Chance (0..=1) that a running spot machine is reclaimed each time
     /// it is described.
     pub preempt_rate: f64,
@@ -57,6 +64,8 @@ impl Default for SimConfig {
             boot_seconds: 20.0,
             failure_rate: 0.0,
             call_failure_rate: 0.0,
+            call_timeout_rate: 0.0,
+            hang: std::time::Duration::from_secs(60),
             preempt_rate: 0.0,
             capacity: None,
         }
@@ -177,12 +186,23 @@ impl Sim {
         Ok(res.rows_affected() > 0)
     }
 
-    /// A random transient failure, when configured to inject them.
-    fn injected_fault(&self, op: &str) -> Result<(), ProviderError> {
-        if self.cfg.call_failure_rate > 0.0 && rand::random::<f64>() < self.cfg.call_failure_rate {
+    /// A random transient failure, when configured to inject them; `Ok(true)`
+    /// when this call is to hang instead (see [`SimConfig::call_timeout_rate`]).
+    fn injected_fault(&self, op: &str) -> Result<bool, ProviderError> {
+        let (fail, hang) = (self.cfg.call_failure_rate, self.cfg.call_timeout_rate);
+        if fail <= 0.0 && hang <= 0.0 {
+            return Ok(false);
+        }
+        let roll = rand::random::<f64>();
+        if roll < fail {
             return Err(ProviderError::Transient(format!("simulated {op} failure")));
         }
-        Ok(())
+        Ok(roll < fail + hang)
+    }
+
+    /// A call that never answers in time: its caller's timeout drops it.
+    async fn hang(&self) {
+        tokio::time::sleep(self.cfg.hang).await;
     }
 
     fn unit(&self, id: Uuid, salt: &str) -> f64 {
@@ -300,7 +320,7 @@ impl Provider for Sim {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        self.injected_fault("launch")?;
+        let hang = self.injected_fault("launch")?;
         let key = OfferKey {
             cloud: req.cloud.clone(),
             region: req.region.clone(),
@@ -344,6 +364,9 @@ impl Provider for Sim {
         .execute(self.store.pool())
         .await
         .map_err(transient)?;
+        if hang {
+            self.hang().await;
+        }
         match self.row(id).await? {
             None => Err(ProviderError::Capacity(format!(
                 "{} has no {} left in {}",
@@ -359,7 +382,9 @@ impl Provider for Sim {
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        self.injected_fault("describe")?;
+        if self.injected_fault("describe")? {
+            self.hang().await;
+        }
         let now = self.clock.now_ms();
         let Some((state, launched, ready, ip, detail)) = self.row(id).await? else {
             return Ok(MachineState::Gone);
@@ -393,7 +418,9 @@ impl Provider for Sim {
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        self.injected_fault("restart")?;
+        if self.injected_fault("restart")? {
+            self.hang().await;
+        }
         let res = sqlx::query(
             "UPDATE sim_machines SET restarts = restarts + 1, updated_at = $1
              WHERE instance_id = $2 AND state = 'running'",
@@ -412,7 +439,7 @@ impl Provider for Sim {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        self.injected_fault("terminate")?;
+        let hang = self.injected_fault("terminate")?;
         let now = self.clock.now_ms();
         // Teardown takes a quarter of a boot, so `deleting` can be watched.
         let teardown = self.boot_ms(id) / 4;
@@ -439,6 +466,9 @@ impl Provider for Sim {
         .execute(self.store.pool())
         .await
         .map_err(transient)?;
+        if hang {
+            self.hang().await;
+        }
         match self.row(id).await? {
             Some((state, _, ready, _, _)) if state == "terminating" && now < ready => {
                 Ok(MachineState::Terminating)

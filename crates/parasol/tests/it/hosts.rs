@@ -381,6 +381,26 @@ async fn a_renter_logs_into_the_host_with_their_own_key_until_the_instance_is_de
         .expect_error(409, "insufficient_capacity");
     assert!(err["message"].as_str().unwrap().contains(&shade), "{err}");
 
+    // A restart runs the launch configuration again, in a new process.
+    c.post_empty(&format!("/v1/instances/{id}/restart"))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let restarted_pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let pid = pid.trim();
+        if !pid.is_empty() && pid != script_pid {
+            break pid.to_string();
+        }
+        assert!(Instant::now() < deadline, "the script was not run again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!process_runs(&script_pid), "the first run still runs");
+    assert!(
+        process_runs(&restarted_pid),
+        "the second run is not running"
+    );
+
     c.post_empty(&format!("/v1/instances/{id}/delete"))
         .await
         .expect(200);
@@ -388,7 +408,7 @@ async fn a_renter_logs_into_the_host_with_their_own_key_until_the_instance_is_de
 
     let out = sshd.ssh(&user_key, "true");
     assert!(!out.status.success(), "the renter's key still logs in");
-    assert!(!process_runs(&script_pid), "the script still runs");
+    assert!(!process_runs(&restarted_pid), "the script still runs");
     assert_eq!(sshd.authorized_keys(), format!("{OPERATOR_LINE}\n"));
     assert!(
         !sshd.home().join(".parasol").exists(),

@@ -783,15 +783,69 @@ mod tests {
         assert!(validate(&[h]).unwrap_err().to_string().contains("user"));
     }
 
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&crate::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap()
+    }
+
+    fn request(instance_id: Uuid) -> LaunchRequest {
+        LaunchRequest {
+            instance_id,
+            name: "t".into(),
+            cloud: "hosts".into(),
+            region: "rack-1".into(),
+            shade_instance_type: "CPUx16".into(),
+            cloud_instance_type: "CPUx16".into(),
+            os: "ubuntu22.04".into(),
+            rental_type: parasol_api::RentalType::OnDemand,
+            ssh_public_key: None,
+            launch_configuration: None,
+            envs: Vec::new(),
+            cluster_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_launch_gets_its_host_again_and_no_host_serves_two_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = Hosts::new(
+            store(&dir).await,
+            Arc::new(Clock::system()),
+            vec![host("10.0.0.1"), host("10.0.0.2")],
+        );
+        {
+            let mut seen = hosts.inner.seen.lock().unwrap();
+            for s in seen.iter_mut() {
+                s.spec = Some(spec("none", 0, 16));
+                s.reachable = true;
+            }
+        }
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let first = hosts.inner.allocate(&request(a)).await.unwrap().id();
+        assert_eq!(first, "10.0.0.1:22");
+        assert_eq!(hosts.inner.allocate(&request(a)).await.unwrap().id(), first);
+        let second = hosts.inner.allocate(&request(b)).await.unwrap().id();
+        assert_eq!(second, "10.0.0.2:22");
+        match hosts.inner.allocate(&request(c)).await {
+            Err(ProviderError::Capacity(m)) => assert!(m.contains("CPUx16"), "{m}"),
+            other => panic!("a third instance got {:?}", other.map(|h| h.id())),
+        }
+        // Freed by terminate, a host serves the next instance.
+        hosts.inner.release(a).await.unwrap();
+        assert_eq!(hosts.inner.allocate(&request(c)).await.unwrap().id(), first);
+        let held = hosts.statuses().await.unwrap();
+        assert_eq!(held[0].instance_id, Some(c));
+        assert_eq!(held[1].instance_id, Some(b));
+    }
+
     #[tokio::test]
     async fn identical_hosts_pool_into_one_offer_with_a_slot_per_reachable_host() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::store::StoreOptions {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            max_connections: 1,
-        })
-        .await
-        .unwrap();
+        let store = store(&dir).await;
         let mut a = host("10.0.0.1");
         a.hourly_price = 200;
         let mut b = host("10.0.0.2");

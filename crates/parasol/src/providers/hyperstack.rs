@@ -78,6 +78,9 @@ pub struct Hyperstack {
     envs: StdMutex<HashSet<String>>,
     /// Keypairs known to exist, as (environment, name).
     keys: StdMutex<HashSet<(String, String)>>,
+    /// Serializes environment and keypair creation, so concurrent launches
+    /// into a new region create each once.
+    setup: tokio::sync::Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +198,7 @@ impl Hyperstack {
             ids: StdMutex::new(HashMap::new()),
             envs: StdMutex::new(HashSet::new()),
             keys: StdMutex::new(HashSet::new()),
+            setup: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -339,6 +343,7 @@ impl Hyperstack {
         if self.envs.lock().expect("poisoned").contains(&name) {
             return Ok(name);
         }
+        let _one = self.setup.lock().await;
         let existing: Environments = self.json(Method::GET, "/core/environments", None).await?;
         if !existing.environments.iter().any(|e| e.name == name) {
             let _: Value = self
@@ -363,6 +368,7 @@ impl Hyperstack {
         if self.keys.lock().expect("poisoned").contains(&key) {
             return Ok(name);
         }
+        let _one = self.setup.lock().await;
         let existing: Keypairs = self.json(Method::GET, "/core/keypairs", None).await?;
         let present = existing.keypairs.iter().any(|k| {
             let env = match &k.environment {

@@ -79,6 +79,9 @@ pub struct Lambda {
     ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key names known to exist at Lambda.
     keys: StdMutex<HashSet<String>>,
+    /// Serializes key registration, so two launches with the same new key
+    /// do not both try to add it.
+    key_setup: tokio::sync::Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +168,7 @@ impl Lambda {
             pacer,
             ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashSet::new()),
+            key_setup: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -307,14 +311,22 @@ impl Lambda {
         if self.keys.lock().expect("poisoned").contains(&name) {
             return Ok(name);
         }
+        let _one = self.key_setup.lock().await;
         let existing: Vec<LKey> = self.get("/ssh-keys").await?;
         if !existing.iter().any(|k| k.name == name) {
-            let _: serde_json::Value = self
+            let added: Result<serde_json::Value, _> = self
                 .post(
                     "/ssh-keys",
                     json!({"name": name, "public_key": public_key.trim()}),
                 )
-                .await?;
+                .await;
+            // Another replica may have added it meanwhile.
+            if let Err(e) = added {
+                let again: Vec<LKey> = self.get("/ssh-keys").await?;
+                if !again.iter().any(|k| k.name == name) {
+                    return Err(e);
+                }
+            }
         }
         self.keys.lock().expect("poisoned").insert(name.clone());
         Ok(name)

@@ -74,6 +74,9 @@ pub struct Verda {
     ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key ids at Verda, by key name.
     keys: StdMutex<HashMap<String, String>>,
+    /// Serializes key registration, so two launches with the same new key
+    /// do not both add it.
+    key_setup: Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +167,7 @@ impl Verda {
             offers: OffersCache::new(Duration::from_secs(20)),
             ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashMap::new()),
+            key_setup: Mutex::new(()),
         }
     }
 
@@ -372,6 +376,7 @@ impl Verda {
         if let Some(id) = self.keys.lock().expect("poisoned").get(&name) {
             return Ok(id.clone());
         }
+        let _one = self.key_setup.lock().await;
         let existing: Vec<VKey> = self.json(Method::GET, "/sshkeys", None).await?;
         let id = match existing.into_iter().find(|k| k.name == name) {
             Some(k) => k.id,

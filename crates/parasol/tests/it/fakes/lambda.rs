@@ -26,6 +26,7 @@ pub struct Machine {
 }
 
 /// The fake's state and knobs.
+#[derive(Default)]
 pub struct Lambda {
     pub machines: Vec<Machine>,
     pub keys: Vec<(String, String, String)>,
@@ -33,17 +34,6 @@ pub struct Lambda {
     /// `(type, region)` pairs whose launches fail for capacity even though
     /// the catalog lists them.
     pub no_capacity: Vec<(String, String)>,
-}
-
-impl Default for Lambda {
-    fn default() -> Self {
-        Self {
-            machines: vec![],
-            keys: vec![],
-            timing: Timing::default(),
-            no_capacity: vec![],
-        }
-    }
 }
 
 impl Lambda {

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod instances;
+pub mod more;
 pub mod output;
 pub mod profile;
 pub mod sshkeys;
@@ -53,6 +54,27 @@ pub enum Command {
         #[command(subcommand)]
         command: sshkeys::SshKeysCommand,
     },
+    /// Multi-node clusters.
+    Clusters {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: more::ClustersCommand,
+    },
+    /// Storage volumes.
+    Volumes {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: more::VolumesCommand,
+    },
+    /// Saved launch settings.
+    Templates {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: more::TemplatesCommand,
+    },
     /// Open an SSH session to an active instance (by id or name).
     Ssh(instances::SshArgs),
 }
@@ -91,6 +113,22 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::SshKeys { common, command } => {
             let api = Api::from_profile()?;
             sshkeys::run(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Clusters { common, command } => {
+            let api = Api::from_profile()?;
+            more::clusters(&api, common.output, command).await
+        }
+        Command::Volumes { common, command } => {
+            let api = Api::from_profile()?;
+            more::volumes(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Templates { common, command } => {
+            let api = Api::from_profile()?;
+            more::templates(&api, common.output, command)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }

@@ -38,6 +38,15 @@ pub async fn scrape(State(app): State<AppRef>) -> Response {
         );
     }
 
+    if let Ok(counts) = app.store.count_clusters_by_status().await {
+        by_status(
+            &mut out,
+            "parasol_clusters",
+            "Clusters in the store by status (deleted ones included).",
+            &counts,
+        );
+    }
+
     let s = &app.reconciler.stats;
     let task = [("task", "instances")];
     for (name, help, v) in [

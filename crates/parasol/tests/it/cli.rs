@@ -698,3 +698,120 @@ async fn on_a_terminal_wait_draws_a_spinner_and_statuses_are_coloured() {
     assert!(list.contains("\x1b[32mactive\x1b[0m"), "{list:?}");
     assert!(list.contains("\x1b[1mSTATUS\x1b[0m"), "{list:?}");
 }
+
+#[tokio::test]
+async fn clusters_volumes_and_templates_have_their_command_groups() {
+    let s = Server::start(Opts::default());
+    let u = User::env(&s, ADMIN_KEY);
+    let key_path = write_key(u.home.path());
+    u.run(&["ssh-keys", "add", key_path.to_str().unwrap()]).ok();
+
+    // Clusters: shop, create with --wait, list, get, delete.
+    let (header, rows) = table(&u.run(&["clusters", "types"]).ok());
+    assert_eq!(header[..3], ["CLOUD", "TYPE", "NODES"]);
+    assert!(!rows.is_empty());
+    let types: Value =
+        serde_json::from_str(&u.run(&["clusters", "types", "-o", "json"]).ok()).unwrap();
+    let pick = types["cluster_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["availability"]["available"] == true)
+        .expect("an available cluster shape")
+        .clone();
+    let nodes = pick["num_instances"].as_i64().unwrap().to_string();
+    let r = u.run(&[
+        "clusters",
+        "create",
+        "--cloud",
+        pick["cloud"].as_str().unwrap(),
+        "--region",
+        pick["availability"]["region"].as_str().unwrap(),
+        "--type",
+        pick["cluster_type"]["shade_instance_type"]
+            .as_str()
+            .unwrap(),
+        "--nodes",
+        &nodes,
+        "--name",
+        "ring",
+        "--wait",
+    ]);
+    let out = r.ok();
+    assert!(out.contains("Cluster \"ring\""), "{out}");
+    let ssh_lines = out.lines().filter(|l| l.starts_with("ssh -p ")).count();
+    assert_eq!(ssh_lines.to_string(), nodes, "{out}");
+    let (_, rows) = table(&u.run(&["clusters", "list"]).ok());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1..3], ["ring", "active"]);
+    let got = u.run(&["clusters", "get", "ring"]).ok();
+    assert!(got.contains("status    active"), "{got}");
+    u.run(&["clusters", "delete", "ring"]).ok();
+    let info: Value =
+        serde_json::from_str(&u.run(&["clusters", "list", "-o", "json"]).ok()).unwrap();
+    let st = info["clusters"][0]["status"].as_str().unwrap_or("deleted");
+    assert!(st == "deleting" || st == "deleted", "{info}");
+
+    // Volumes.
+    let vt: Value = serde_json::from_str(&u.run(&["volumes", "types", "-o", "json"]).ok()).unwrap();
+    let v = &vt["volume_types"][0];
+    let out = u
+        .run(&[
+            "volumes",
+            "create",
+            "--cloud",
+            v["cloud"].as_str().unwrap(),
+            "--region",
+            v["region"].as_str().unwrap(),
+            "--size",
+            "100",
+            "--name",
+            "data",
+        ])
+        .ok();
+    let vid = out.trim().rsplit(' ').next().unwrap().to_string();
+    let (_, rows) = table(&u.run(&["volumes", "list"]).ok());
+    assert_eq!(rows[0][..2], [vid.clone(), "data".into()]);
+    assert!(u.run(&["volumes", "get", &vid]).ok().contains("100 GB"));
+    u.run(&["volumes", "delete", &vid]).ok();
+    let line = u.run(&["volumes", "get", &vid]).fails();
+    assert!(line.contains("404"), "{line}");
+    let line = u
+        .run(&[
+            "volumes", "create", "--cloud", "nowhere", "--region", "x", "--size", "1", "--name",
+            "d",
+        ])
+        .fails();
+    assert!(line.starts_with("parasol: invalid cloud (400)"), "{line}");
+
+    // Templates.
+    let (_, featured) = table(&u.run(&["templates", "featured"]).ok());
+    assert!(!featured.is_empty());
+    let file = u.home.path().join("t.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "mine", "description": "first", "launch_configuration": {"type": "docker", "docker_configuration": {"image": "vllm/vllm-openai:latest"}}}"#,
+    )
+    .unwrap();
+    let out = u.run(&["templates", "save", file.to_str().unwrap()]).ok();
+    let tid = out.trim().rsplit(' ').next().unwrap().to_string();
+    let (_, rows) = table(&u.run(&["templates", "list"]).ok());
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == tid && r[3] == "vllm/vllm-openai:latest"),
+        "{rows:?}"
+    );
+    std::fs::write(&file, r#"{"name": "mine", "description": "second"}"#).unwrap();
+    u.run(&["templates", "update", &tid, file.to_str().unwrap()])
+        .ok();
+    let got: Value =
+        serde_json::from_str(&u.run(&["templates", "get", &tid, "-o", "json"]).ok()).unwrap();
+    assert_eq!(got["description"], "second");
+    u.run(&["templates", "delete", &tid]).ok();
+    assert!(u.run(&["templates", "get", &tid]).fails().contains("404"));
+    std::fs::write(&file, "{").unwrap();
+    let line = u
+        .run(&["templates", "save", file.to_str().unwrap()])
+        .fails();
+    assert!(line.contains("not a template body"), "{line}");
+}

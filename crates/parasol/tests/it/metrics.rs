@@ -49,6 +49,7 @@ async fn metrics_move_through_a_lifecycle() {
     assert!(before.contains("# TYPE parasol_http_requests_total counter\n"));
     assert!(before.contains("# TYPE parasol_http_request_duration_seconds histogram\n"));
     assert!(before.contains("parasol_store_up 1\n"));
+    assert!(before.contains("parasol_clusters{status=\"active\"} 0\n"));
 
     let id = c.create_instance("metered").await;
     c.wait_status(&id, "active").await;

@@ -14,10 +14,11 @@
 //! Hosts of the same cloud and type are one offer. Its configuration shows
 //! the smallest figure any of them has (so it never promises more than the
 //! host a renter gets), its OS options are the union, its price the highest
-//! `hourly_price` among them, and each region offers as many slots as it has
-//! reachable hosts of the type. An unreachable host stays listed, with no
-//! slot, so the catalog does not flicker; a host never reached is not listed
-//! until it is. `GET /admin/hosts` says why a host is not offered.
+//! `hourly_price` among them, and each region offers a slot per host of the
+//! type that is reachable or rented (the catalog subtracts the instances
+//! holding rented ones). A free host that stops answering stays listed, with
+//! no slot, so the catalog does not flicker; a host never reached is not
+//! listed until it is. `GET /admin/hosts` says why a host is not offered.
 //!
 //! Allocation is durable: the `host_allocations` table maps Parasol's
 //! instance id to the host, with the host as a unique key, so a retried
@@ -295,7 +296,11 @@ impl Inner {
         *self.last_round.lock().expect("poisoned") = Some(Instant::now());
     }
 
-    fn offers(&self) -> Vec<Offer> {
+    /// The offers, where `held` lists the hosts allocated to an instance.
+    /// A held host counts as a slot even while unreachable, because the
+    /// catalog subtracts the instance holding it; leaving it out as well
+    /// would hide a free host of the same type.
+    fn offers(&self, held: &[String]) -> Vec<Offer> {
         let seen = self.seen.lock().expect("poisoned").clone();
         // BTreeMap: a stable catalog order.
         let mut groups: BTreeMap<(String, String), Vec<Member>> = BTreeMap::new();
@@ -324,7 +329,7 @@ impl Inner {
                 }
                 let mut regions: Vec<RegionOffer> = Vec::new();
                 for (h, s, _) in &members {
-                    let slots = i64::from(s.reachable);
+                    let slots = i64::from(s.reachable || held.contains(&h.id()));
                     match regions.iter_mut().find(|r| r.region == h.region) {
                         Some(r) => {
                             if let Capacity::Slots(n) = &mut r.capacity {
@@ -568,7 +573,14 @@ impl Provider for Hosts {
             }
             Some(_) => {}
         }
-        Ok(self.inner.offers())
+        let held: Vec<String> = self
+            .inner
+            .allocations()
+            .await?
+            .into_iter()
+            .map(|(_, host)| host)
+            .collect();
+        Ok(self.inner.offers(&held))
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
@@ -869,7 +881,7 @@ mod tests {
             };
             seen[2] = Seen::default();
         }
-        let offers = hosts.inner.offers();
+        let offers = hosts.inner.offers(&[]);
         assert_eq!(offers.len(), 1, "the never-reached host is not listed");
         let o = &offers[0];
         assert_eq!(o.shade_instance_type, "H100x8");
@@ -878,5 +890,9 @@ mod tests {
         assert_eq!(o.regions.len(), 1);
         assert_eq!(o.regions[0].capacity, Capacity::Slots(1));
         assert_eq!(o.regions[0].display_name, "rack-1");
+        // Rented and then unreachable, a host still counts: the catalog
+        // subtracts its instance, and the other host stays available.
+        let offers = hosts.inner.offers(&["10.0.0.2:22".to_string()]);
+        assert_eq!(offers[0].regions[0].capacity, Capacity::Slots(2));
     }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 /// Not part of the Shadeform API; the CLI's `whoami` shows it, and a
 /// script can use it to check a key without side effects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountInfo {
     pub id: Uuid,
     pub name: String,

@@ -8,6 +8,7 @@ use crate::{Instance, InstanceType, Status};
 
 /// A cluster's region, with its human name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterRegionInfo {
     pub region: String,
     pub display_name: String,
@@ -15,6 +16,7 @@ pub struct ClusterRegionInfo {
 
 /// A multi-node cluster as `/clusters` returns it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cluster {
     pub id: Uuid,
     pub cloud: String,
@@ -37,12 +39,14 @@ pub struct Cluster {
 
 /// Body of `GET /clusters`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClustersResponse {
     pub clusters: Vec<Cluster>,
 }
 
 /// Whether a cluster shape is available in one region.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterAvailability {
     pub region: String,
     pub display_name: String,
@@ -51,6 +55,7 @@ pub struct ClusterAvailability {
 
 /// One entry of `/clusters/types`: a node type, a node count and a region.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterType {
     pub cloud: String,
     pub num_instances: i64,
@@ -61,12 +66,14 @@ pub struct ClusterType {
 
 /// Body of `GET /clusters/types`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterTypesResponse {
     pub cluster_types: Vec<ClusterType>,
 }
 
 /// Body of `POST /clusters/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateClusterRequest {
     pub name: String,
     pub cloud: String,

@@ -4,12 +4,14 @@ use serde::{Deserialize, Serialize};
 
 /// `{"error": {...}}`: the one shape of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for a program (`code`) and for a person (`message`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable snake_case identifier, such as `invalid_request` or `not_found`.
     pub code: String,

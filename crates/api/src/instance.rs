@@ -11,6 +11,7 @@ use crate::{BootTime, RentalType};
 
 /// The seven states every instance (and cluster) moves through.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Parasol's row exists; the provider has not been asked yet.
@@ -68,6 +69,7 @@ impl fmt::Display for Status {
 
 /// An environment variable. Its value is a secret as far as logs go.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Env {
     pub name: String,
     pub value: String,
@@ -81,6 +83,7 @@ impl fmt::Debug for Env {
 
 /// `-p host:container` for a docker launch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMappings {
     /// Wider than a port so that out-of-range values reach validation and get
     /// a message naming the field, not a generic type error.
@@ -90,6 +93,7 @@ pub struct PortMappings {
 
 /// `-v host:container` for a docker launch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeMounts {
     pub host_path: String,
     pub container_path: String,
@@ -97,6 +101,7 @@ pub struct VolumeMounts {
 
 /// Credentials for a private registry; never logged.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistryCredentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -115,6 +120,7 @@ impl fmt::Debug for RegistryCredentials {
 
 /// Run a container image once the machine is up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DockerConfiguration {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,12 +139,14 @@ pub struct DockerConfiguration {
 
 /// Run a base64-encoded script once the machine is up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScriptConfiguration {
     pub base64_script: String,
 }
 
 /// Which kind of launch configuration.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LaunchType {
     Docker,
@@ -147,6 +155,7 @@ pub enum LaunchType {
 
 /// What to run after the instance becomes active.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchConfiguration {
     #[serde(rename = "type")]
     pub kind: LaunchType,
@@ -158,6 +167,7 @@ pub struct LaunchConfiguration {
 
 /// Delete the instance automatically once a date or a spend is reached.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AutoDelete {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +182,7 @@ pub type Alert = AutoDelete;
 
 /// Settings for mounting volumes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeMount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<bool>,
@@ -179,6 +190,7 @@ pub struct VolumeMount {
 
 /// How the instance is rented.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RentalTerms {
     pub rental_type: RentalType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +200,7 @@ pub struct RentalTerms {
 
 /// A port the provider mapped on its own.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstancePortMappings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_port: Option<i64>,
@@ -197,6 +210,7 @@ pub struct InstancePortMappings {
 
 /// Hardware of a running instance; like the type's, with the chosen `os`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceConfiguration {
     pub memory_in_gb: i64,
     pub storage_in_gb: i64,
@@ -216,6 +230,7 @@ pub struct InstanceConfiguration {
 /// The info response is a superset of the list's `Instance` schema, and the
 /// spec allows extra properties, so one type serves both.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     pub id: Uuid,
     pub cloud: String,
@@ -266,12 +281,14 @@ pub struct Instance {
 
 /// Body of `GET /instances`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstancesResponse {
     pub instances: Vec<Instance>,
 }
 
 /// Body of `POST /instances/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRequest {
     pub cloud: String,
     pub region: String,
@@ -312,6 +329,7 @@ fn default_true() -> bool {
 
 /// Answer of the create endpoints: the new id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateResponse {
     pub id: Uuid,
 }
@@ -319,6 +337,7 @@ pub struct CreateResponse {
 /// Body of `POST /instances/{id}/update`. Each field: absent keeps the
 /// current value, `null` removes it, a value replaces it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRequest {
     #[serde(
         default,
@@ -349,6 +368,7 @@ pub struct UpdateRequest {
 /// The small JSON body of endpoints that only confirm (delete, restart,
 /// update, setdefault): real clients expect JSON on every 200.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Confirmation {
     pub id: Uuid,
     pub status: String,

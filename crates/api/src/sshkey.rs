@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 /// One SSH key of the account.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SshKey {
     pub id: Uuid,
     pub name: String,
@@ -15,12 +16,14 @@ pub struct SshKey {
 
 /// Body of `GET /sshkeys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SshKeysResponse {
     pub ssh_keys: Vec<SshKey>,
 }
 
 /// Body of `POST /sshkeys/add`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddSshKeyRequest {
     pub name: String,
     pub public_key: String,
@@ -28,6 +31,7 @@ pub struct AddSshKeyRequest {
 
 /// Answer of `POST /sshkeys/add`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddSshKeyResponse {
     pub id: Uuid,
 }

@@ -9,6 +9,7 @@ use crate::{Alert, AutoDelete, Env, LaunchConfiguration, VolumeMount};
 /// One firewall rule, in the terms of Ubuntu's `ufw`. Every field is
 /// optional on the wire; the server says which are needed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UfwRule {
     /// `allow` or `deny`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,6 +30,7 @@ pub struct UfwRule {
 
 /// Network settings of a template.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Networking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ufw_rules: Option<Vec<UfwRule>>,
@@ -37,6 +39,7 @@ pub struct Networking {
 /// A template as `/templates`, `/templates/featured` and
 /// `/templates/{id}/info` return it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub id: Uuid,
     pub name: String,
@@ -66,6 +69,7 @@ pub struct Template {
 
 /// Body of `GET /templates` and `GET /templates/featured`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplatesResponse {
     pub templates: Vec<Template>,
 }
@@ -73,6 +77,7 @@ pub struct TemplatesResponse {
 /// Body of `POST /templates/save` and of `POST /templates/{id}/update`,
 /// which replaces the whole template with it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateSaveRequest {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +103,7 @@ pub struct TemplateSaveRequest {
 
 /// Answer of `POST /templates/save`: the new id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateCreateResponse {
     pub id: Uuid,
 }

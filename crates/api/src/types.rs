@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// How an instance is rented.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RentalType {
     #[default]
@@ -26,6 +27,7 @@ impl RentalType {
 
 /// Hardware of an instance type, as `/instances/types` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceTypeConfiguration {
     pub memory_in_gb: i64,
     pub storage_in_gb: i64,
@@ -42,6 +44,7 @@ pub struct InstanceTypeConfiguration {
 
 /// Estimated boot time range of an instance type.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BootTime {
     pub min_boot_in_sec: i64,
     pub max_boot_in_sec: i64,
@@ -49,6 +52,7 @@ pub struct BootTime {
 
 /// One region's availability of an instance type for one rental type.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Availability {
     pub region: String,
     pub available: bool,
@@ -61,6 +65,7 @@ pub struct Availability {
 
 /// One entry of `/instances/types`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceType {
     pub cloud: String,
     pub shade_instance_type: String,
@@ -76,12 +81,14 @@ pub struct InstanceType {
 
 /// Body of `GET /instances/types`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceTypesResponse {
     pub instance_types: Vec<InstanceType>,
 }
 
 /// Query filters of `GET /instances/types`; all optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceTypesQuery {
     pub cloud: Option<String>,
     pub region: Option<String>,

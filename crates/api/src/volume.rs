@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 /// A storage volume.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Volume {
     pub id: Uuid,
     pub cloud: String,
@@ -23,12 +24,14 @@ pub struct Volume {
 
 /// Body of `GET /volumes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumesResponse {
     pub volumes: Vec<Volume>,
 }
 
 /// Body of `POST /volumes/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateVolumeRequest {
     pub cloud: String,
     pub region: String,
@@ -38,12 +41,14 @@ pub struct CreateVolumeRequest {
 
 /// Answer of `POST /volumes/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateVolumeResponse {
     pub id: Uuid,
 }
 
 /// One entry of `/volumes/types`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeType {
     pub cloud: String,
     pub region: String,
@@ -55,6 +60,7 @@ pub struct VolumeType {
 
 /// Body of `GET /volumes/types`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumesTypesResponse {
     pub volume_types: Vec<VolumeType>,
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod openapi;
 pub mod providers;
 pub mod server;
 pub mod store;

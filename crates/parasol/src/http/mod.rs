@@ -8,6 +8,7 @@
 mod account;
 mod admin;
 mod auth;
+mod docs;
 mod clusters;
 mod events;
 mod featured;
@@ -112,6 +113,8 @@ pub fn router(state: AppRef) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/v1/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))

@@ -12,6 +12,7 @@ mod hosts;
 mod instances;
 mod logs;
 mod metrics;
+mod openapi;
 mod providers;
 mod robustness;
 mod scaleout;

@@ -1,0 +1,518 @@
+//! Parasol's own OpenAPI 3 document, served at `/v1/openapi.json`.
+//!
+//! Every schema is derived from the wire types of `parasol-api` (their
+//! `utoipa::ToSchema` derives, behind that crate's `openapi` feature), so a
+//! field added to a type appears here without anyone touching this file.
+//! The operation table below says which type each operation takes and
+//! answers; the paths are Shadeform's, so a client generated from either
+//! document calls the same URLs.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use parasol_api as api;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApiBuilder, PathsBuilder,
+    Ref, RefOr, Required, ResponseBuilder, Schema, ServerBuilder, Type,
+};
+use utoipa::ToSchema;
+
+/// One operation: method, Shadeform path (relative to `/v1`), what it
+/// takes and what it answers.
+struct Op {
+    method: HttpMethod,
+    path: &'static str,
+    id: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    request: Option<Cow<'static, str>>,
+    response: Cow<'static, str>,
+    query: &'static [(&'static str, &'static str)],
+}
+
+fn name<T: ToSchema>() -> Cow<'static, str> {
+    T::name()
+}
+
+/// Query parameters of `GET /instances/types`.
+const TYPES_QUERY: &[(&str, &str)] = &[
+    ("cloud", "Only this cloud."),
+    ("region", "Only availability in this region."),
+    (
+        "num_gpus",
+        "Only types with this many GPUs (a whole number).",
+    ),
+    ("gpu_type", "Only this GPU type, case-insensitive."),
+    ("shade_instance_type", "Only this instance type."),
+    (
+        "available",
+        "`true`: only available entries; `false`: only unavailable ones.",
+    ),
+    ("sort", "`price`: cheapest first."),
+];
+
+/// Name of the schema of `GET /v1/events`, which has no wire type.
+const EVENTS: &str = "EventsResponse";
+
+fn ops() -> Vec<Op> {
+    use HttpMethod::{Get, Post};
+    let op = |method, path, id, tag, summary, request, response| Op {
+        method,
+        path,
+        id,
+        tag,
+        summary,
+        request,
+        response,
+        query: &[],
+    };
+    let confirm = name::<api::Confirmation>;
+    vec![
+        op(
+            Get,
+            "/instances",
+            "Instances",
+            "instances",
+            "List the account's instances (deleted ones are hidden).",
+            None,
+            name::<api::InstancesResponse>(),
+        ),
+        Op {
+            query: TYPES_QUERY,
+            ..op(
+                Get,
+                "/instances/types",
+                "InstancesTypes",
+                "instances",
+                "Instance types on offer, with availability by region.",
+                None,
+                name::<api::InstanceTypesResponse>(),
+            )
+        },
+        op(
+            Post,
+            "/instances/create",
+            "InstancesCreate",
+            "instances",
+            "Rent an instance; answers its id at once.",
+            Some(name::<api::CreateRequest>()),
+            name::<api::CreateResponse>(),
+        ),
+        op(
+            Get,
+            "/instances/{id}/info",
+            "InstancesInfo",
+            "instances",
+            "One instance.",
+            None,
+            name::<api::Instance>(),
+        ),
+        op(
+            Post,
+            "/instances/{id}/update",
+            "InstancesUpdate",
+            "instances",
+            "Change name, tags, auto-delete or alert; null removes a field.",
+            Some(name::<api::UpdateRequest>()),
+            confirm(),
+        ),
+        op(
+            Post,
+            "/instances/{id}/delete",
+            "InstancesDelete",
+            "instances",
+            "Delete an instance; billing stops at once.",
+            None,
+            confirm(),
+        ),
+        op(
+            Post,
+            "/instances/{id}/restart",
+            "InstancesRestart",
+            "instances",
+            "Restart an active instance.",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
+            "/clusters",
+            "Clusters",
+            "clusters",
+            "List the account's clusters.",
+            None,
+            name::<api::ClustersResponse>(),
+        ),
+        op(
+            Get,
+            "/clusters/types",
+            "ClustersTypes",
+            "clusters",
+            "Cluster shapes on offer.",
+            None,
+            name::<api::ClusterTypesResponse>(),
+        ),
+        op(
+            Post,
+            "/clusters/create",
+            "ClustersCreate",
+            "clusters",
+            "Rent a cluster: all nodes or none.",
+            Some(name::<api::CreateClusterRequest>()),
+            name::<api::CreateResponse>(),
+        ),
+        op(
+            Get,
+            "/clusters/{id}/info",
+            "ClustersInfo",
+            "clusters",
+            "One cluster with its nodes.",
+            None,
+            name::<api::Cluster>(),
+        ),
+        op(
+            Post,
+            "/clusters/{id}/delete",
+            "ClustersDelete",
+            "clusters",
+            "Delete a cluster and its nodes.",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
+            "/sshkeys",
+            "SshKeys",
+            "sshkeys",
+            "List the account's SSH keys.",
+            None,
+            name::<api::SshKeysResponse>(),
+        ),
+        op(
+            Post,
+            "/sshkeys/add",
+            "SshKeysAdd",
+            "sshkeys",
+            "Add an SSH public key; the first becomes the default.",
+            Some(name::<api::AddSshKeyRequest>()),
+            name::<api::AddSshKeyResponse>(),
+        ),
+        op(
+            Get,
+            "/sshkeys/{id}/info",
+            "SshKeysInfo",
+            "sshkeys",
+            "One SSH key.",
+            None,
+            name::<api::SshKey>(),
+        ),
+        op(
+            Post,
+            "/sshkeys/{id}/setdefault",
+            "SshKeysSetDefault",
+            "sshkeys",
+            "Make a key the default for new instances.",
+            None,
+            confirm(),
+        ),
+        op(
+            Post,
+            "/sshkeys/{id}/delete",
+            "SshKeysDelete",
+            "sshkeys",
+            "Delete a key that is neither the default nor in use.",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
+            "/volumes",
+            "Volumes",
+            "volumes",
+            "List the account's volumes.",
+            None,
+            name::<api::VolumesResponse>(),
+        ),
+        op(
+            Get,
+            "/volumes/types",
+            "VolumesTypes",
+            "volumes",
+            "Where volumes can be created, and their price.",
+            None,
+            name::<api::VolumesTypesResponse>(),
+        ),
+        op(
+            Post,
+            "/volumes/create",
+            "VolumesCreate",
+            "volumes",
+            "Create a volume.",
+            Some(name::<api::CreateVolumeRequest>()),
+            name::<api::CreateVolumeResponse>(),
+        ),
+        op(
+            Get,
+            "/volumes/{id}/info",
+            "VolumesInfo",
+            "volumes",
+            "One volume.",
+            None,
+            name::<api::Volume>(),
+        ),
+        op(
+            Post,
+            "/volumes/{id}/delete",
+            "VolumesDelete",
+            "volumes",
+            "Delete a volume that no instance mounts.",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
+            "/templates",
+            "Templates",
+            "templates",
+            "Templates the account can use: its own and public ones.",
+            None,
+            name::<api::TemplatesResponse>(),
+        ),
+        op(
+            Get,
+            "/templates/featured",
+            "TemplatesFeatured",
+            "templates",
+            "The featured templates Parasol ships.",
+            None,
+            name::<api::TemplatesResponse>(),
+        ),
+        op(
+            Post,
+            "/templates/save",
+            "TemplatesSave",
+            "templates",
+            "Save a template.",
+            Some(name::<api::TemplateSaveRequest>()),
+            name::<api::TemplateCreateResponse>(),
+        ),
+        op(
+            Get,
+            "/templates/{template_id}/info",
+            "TemplatesInfo",
+            "templates",
+            "One template.",
+            None,
+            name::<api::Template>(),
+        ),
+        op(
+            Post,
+            "/templates/{template_id}/update",
+            "TemplatesUpdate",
+            "templates",
+            "Replace a template's settings.",
+            Some(name::<api::TemplateSaveRequest>()),
+            confirm(),
+        ),
+        op(
+            Post,
+            "/templates/{template_id}/delete",
+            "TemplatesDelete",
+            "templates",
+            "Delete one of the account's templates.",
+            None,
+            confirm(),
+        ),
+        // Parasol's extensions.
+        op(
+            Get,
+            "/account",
+            "Account",
+            "parasol",
+            "Parasol extension: the account of the API key.",
+            None,
+            name::<api::AccountInfo>(),
+        ),
+        op(
+            Get,
+            "/events",
+            "Events",
+            "parasol",
+            "Parasol extension: what happened to the account's resources, oldest first.",
+            None,
+            Cow::Borrowed(EVENTS),
+        ),
+    ]
+}
+
+/// Adds `T`'s schema and every schema it references.
+fn collect<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
+    out.push((
+        T::name().into_owned(),
+        <T as utoipa::PartialSchema>::schema(),
+    ));
+    T::schemas(out);
+}
+
+fn schemas() -> Vec<(String, RefOr<Schema>)> {
+    let mut s = Vec::new();
+    collect::<api::InstancesResponse>(&mut s);
+    collect::<api::InstanceTypesResponse>(&mut s);
+    collect::<api::CreateRequest>(&mut s);
+    collect::<api::CreateResponse>(&mut s);
+    collect::<api::Instance>(&mut s);
+    collect::<api::UpdateRequest>(&mut s);
+    collect::<api::Confirmation>(&mut s);
+    collect::<api::ClustersResponse>(&mut s);
+    collect::<api::ClusterTypesResponse>(&mut s);
+    collect::<api::CreateClusterRequest>(&mut s);
+    collect::<api::Cluster>(&mut s);
+    collect::<api::SshKeysResponse>(&mut s);
+    collect::<api::AddSshKeyRequest>(&mut s);
+    collect::<api::AddSshKeyResponse>(&mut s);
+    collect::<api::SshKey>(&mut s);
+    collect::<api::VolumesResponse>(&mut s);
+    collect::<api::VolumesTypesResponse>(&mut s);
+    collect::<api::CreateVolumeRequest>(&mut s);
+    collect::<api::CreateVolumeResponse>(&mut s);
+    collect::<api::Volume>(&mut s);
+    collect::<api::TemplatesResponse>(&mut s);
+    collect::<api::TemplateSaveRequest>(&mut s);
+    collect::<api::TemplateCreateResponse>(&mut s);
+    collect::<api::Template>(&mut s);
+    collect::<api::AccountInfo>(&mut s);
+    collect::<api::ErrorBody>(&mut s);
+    // `Alert` is a type alias of `AutoDelete` in Rust; fields typed with it
+    // reference it by name.
+    s.push((
+        "Alert".into(),
+        <api::AutoDelete as utoipa::PartialSchema>::schema(),
+    ));
+    s.push((
+        EVENTS.into(),
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "`{\"events\": [{\"id\", \"instance_id\", \"kind\", \"message\", \"created_at\"}]}`",
+            ))
+            .into(),
+    ));
+    s
+}
+
+fn json_ref(name: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(name)))
+        .build()
+}
+
+fn build() -> serde_json::Value {
+    let mut paths = PathsBuilder::new();
+    for op in ops() {
+        let mut o = OperationBuilder::new()
+            .operation_id(Some(op.id))
+            .tag(op.tag)
+            .summary(Some(op.summary))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("Success.")
+                    .content("application/json", json_ref(&op.response)),
+            )
+            .response(
+                "default",
+                ResponseBuilder::new()
+                    .description(
+                        "An error: 400 invalid_request (with the field), 401, 403, 404, 409, 413, 503.",
+                    )
+                    .content("application/json", json_ref(&name::<api::ErrorBody>())),
+            );
+        if let Some(req) = &op.request {
+            o = o.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", json_ref(req))
+                    .build(),
+            ));
+        }
+        if let Some(start) = op.path.find('{') {
+            let end = op.path[start..].find('}').unwrap_or(0) + start;
+            o = o.parameter(
+                ParameterBuilder::new()
+                    .name(&op.path[start + 1..end])
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+            );
+        }
+        for (q, what) in op.query {
+            o = o.parameter(
+                ParameterBuilder::new()
+                    .name(*q)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(*what))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+            );
+        }
+        paths = paths.path(op.path, PathItem::new(op.method, o));
+    }
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas())
+        .security_scheme(
+            "ApiKeyAuth",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-KEY"))),
+        )
+        .build();
+    let doc = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Parasol API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Shadeform v1 compatible GPU cloud API, served by Parasol, with Parasol's extensions (tag `parasol`). Outside /v1: GET /healthz, /readyz and /metrics (no key), and the admin-only /admin/* endpoints.",
+                ))
+                .build(),
+        )
+        .servers(Some([ServerBuilder::new().url("/v1").build()]))
+        .paths(paths.build())
+        .components(Some(components))
+        .security(Some([SecurityRequirement::new(
+            "ApiKeyAuth",
+            Vec::<String>::new(),
+        )]))
+        .build();
+    serde_json::to_value(&doc).expect("the document serialises")
+}
+
+static DOC: LazyLock<serde_json::Value> = LazyLock::new(build);
+
+/// The document, built once.
+pub fn document() -> &'static serde_json::Value {
+    &DOC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_referenced_schema_is_defined() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referenced but not defined"
+            );
+        }
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+}

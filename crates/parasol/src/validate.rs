@@ -5,7 +5,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::net::IpAddr;
 
-use parasol_api::{AutoDelete, Env, LaunchConfiguration, LaunchType, UfwRule};
+use parasol_api::{
+    AddSshKeyRequest, AutoDelete, CreateRequest, Env, LaunchConfiguration, LaunchType, UfwRule,
+};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -405,6 +407,46 @@ pub fn public_key(field: &str, line: &str) -> Result<(), ApiError> {
         }
         _ => Ok(()),
     }
+}
+
+/// A `POST /instances/create` body, parsed and checked as far as is
+/// possible without a server: the HTTP layer's JSON parsing, then the name
+/// and every check of [`create_fields`]. What remains for the handler needs
+/// the catalog or the store (cloud, type, region, OS, key, volumes,
+/// template). The entry point of the fuzz target and of the parsing
+/// property tests, so both exercise exactly the server's code.
+pub fn create_request(bytes: &[u8]) -> Result<CreateRequest, ApiError> {
+    let req: CreateRequest = crate::http::parse_json(bytes)?;
+    name("name", &req.name)?;
+    create_fields(&req)?;
+    Ok(req)
+}
+
+/// The checks of a create request that need neither the catalog nor the
+/// store: launch configuration, environment, tags and thresholds. The
+/// handler runs them after a template has filled in its fields.
+pub fn create_fields(req: &CreateRequest) -> Result<(), ApiError> {
+    if let Some(lc) = &req.launch_configuration {
+        launch_configuration(lc)?;
+    }
+    envs("envs", req.envs.as_deref().unwrap_or_default())?;
+    tags("tags", req.tags.as_deref().unwrap_or_default())?;
+    if let Some(t) = &req.auto_delete {
+        thresholds("auto_delete", t)?;
+    }
+    if let Some(t) = &req.alert {
+        thresholds("alert", t)?;
+    }
+    Ok(())
+}
+
+/// A `POST /sshkeys/add` body, parsed and fully checked (the handler only
+/// stores it afterwards).
+pub fn ssh_key_request(bytes: &[u8]) -> Result<AddSshKeyRequest, ApiError> {
+    let req: AddSshKeyRequest = crate::http::parse_json(bytes)?;
+    name("name", &req.name)?;
+    public_key("public_key", &req.public_key)?;
+    Ok(req)
 }
 
 /// Reader of SSH wire-format length-prefixed strings.

@@ -180,17 +180,7 @@ pub async fn create(
             ))
         }
     };
-    if let Some(lc) = &req.launch_configuration {
-        validate::launch_configuration(lc)?;
-    }
-    validate::envs("envs", req.envs.as_deref().unwrap_or_default())?;
-    validate::tags("tags", req.tags.as_deref().unwrap_or_default())?;
-    if let Some(t) = &req.auto_delete {
-        validate::thresholds("auto_delete", t)?;
-    }
-    if let Some(t) = &req.alert {
-        validate::thresholds("alert", t)?;
-    }
+    validate::create_fields(&req)?;
     let mut rec = new_instance(
         &app,
         &account,

@@ -13,6 +13,7 @@ mod instances;
 mod logs;
 mod metrics;
 mod openapi;
+mod properties;
 mod providers;
 mod robustness;
 mod scaleout;

@@ -161,7 +161,7 @@ impl Reconciler {
         }
         if !self
             .store
-            .update_cluster(&mut rec, now.timestamp_millis())
+            .update_leased_cluster(&mut rec, now.timestamp_millis(), self.replica)
             .await?
         {
             tracing::debug!(cluster = %rec.cluster.id, "lost a race on a cluster; will re-read");

@@ -188,9 +188,16 @@ impl Reconciler {
             .await;
         // Clusters after their nodes, so a run that moved the last node
         // settles its cluster in the same pass.
+        let wall = wall_ms();
         let clusters = self
             .store
-            .due_clusters(self.clock.now_ms(), self.cfg.batch)
+            .claim_due_clusters(
+                self.replica,
+                self.clock.now_ms(),
+                wall,
+                wall + self.cfg.lease_timeout.as_millis() as i64,
+                self.cfg.batch,
+            )
             .await?;
         let taken = taken.max(clusters.len());
         futures::stream::iter(clusters)

@@ -89,6 +89,66 @@ impl Store {
         }
     }
 
+    /// Claims up to `limit` due clusters for `owner`, like
+    /// [`Store::claim_due_instances`]: no two replicas step one cluster.
+    pub async fn claim_due_clusters(
+        &self,
+        owner: Uuid,
+        now_ms: i64,
+        wall_now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        let sql = super::leases::claim_sql(self.backend(), "clusters", COLUMNS);
+        let rows = sqlx::query(&sql)
+            .bind(owner.to_string())
+            .bind(lease_until)
+            .bind(now_ms)
+            .bind(wall_now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        out.sort_by_key(|r| r.wake_at);
+        Ok(out)
+    }
+
+    /// The reconciler's cluster write: generation-checked, only while
+    /// `owner` holds the lease, which it gives back.
+    pub async fn update_leased_cluster(
+        &self,
+        rec: &mut ClusterRecord,
+        now_ms: i64,
+        owner: Uuid,
+    ) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4,
+                lease_owner = NULL, lease_until = NULL
+             WHERE id = $5 AND generation = $6 AND lease_owner = $7",
+        )
+        .bind(rec.cluster.status.as_str())
+        .bind(rec.wake_at)
+        .bind(encode(rec)?)
+        .bind(now_ms)
+        .bind(rec.cluster.id.to_string())
+        .bind(rec.generation)
+        .bind(owner.to_string())
+        .execute(self.pool())
+        .await?;
+        if res.rows_affected() == 1 {
+            rec.generation += 1;
+            Ok(true)
+        } else {
+            // Hand the lease back so the cluster is not stuck until expiry.
+            sqlx::query("UPDATE clusters SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+                .bind(rec.cluster.id.to_string())
+                .bind(owner.to_string())
+                .execute(self.pool())
+                .await?;
+            Ok(false)
+        }
+    }
+
     /// An account's cluster, unless deleted.
     pub async fn get_cluster(&self, account: Uuid, id: Uuid) -> StoreResult<Option<ClusterRecord>> {
         let row = sqlx::query(&format!(
@@ -116,18 +176,6 @@ impl Store {
             "SELECT {COLUMNS} FROM clusters WHERE account_id = $1 AND status <> 'deleted' ORDER BY created_at, id"
         ))
         .bind(account.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
-    /// Clusters due for the reconciler.
-    pub async fn due_clusters(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ClusterRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM clusters WHERE wake_at IS NOT NULL AND wake_at <= $1 ORDER BY wake_at LIMIT $2"
-        ))
-        .bind(now_ms)
-        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode).collect()

@@ -38,37 +38,7 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<InstanceRecord>> {
-        let sql = match self.backend() {
-            // SKIP LOCKED: replicas claiming at the same moment take
-            // disjoint rows instead of queueing on each other's row locks;
-            // a row another transaction changed meanwhile is re-checked
-            // against the WHERE clause before it is locked.
-            Backend::Postgres => format!(
-                "WITH due AS (
-                    SELECT id FROM instances
-                    WHERE wake_at IS NOT NULL AND wake_at <= $3
-                      AND (lease_until IS NULL OR lease_until < $4)
-                    ORDER BY wake_at LIMIT $5
-                    FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE instances SET lease_owner = $1, lease_until = $2
-                 FROM due WHERE instances.id = due.id
-                 RETURNING {}",
-                qualified("instances")
-            ),
-            // SQLite runs one writer at a time, so a single conditional
-            // UPDATE is already exclusive.
-            Backend::Sqlite => format!(
-                "UPDATE instances SET lease_owner = $1, lease_until = $2
-                 WHERE id IN (
-                    SELECT id FROM instances
-                    WHERE wake_at IS NOT NULL AND wake_at <= $3
-                      AND (lease_until IS NULL OR lease_until < $4)
-                    ORDER BY wake_at LIMIT $5
-                 )
-                 RETURNING {COLUMNS}"
-            ),
-        };
+        let sql = claim_sql(self.backend(), "instances", COLUMNS);
         let rows = sqlx::query(&sql)
             .bind(owner.to_string())
             .bind(lease_until)
@@ -149,10 +119,47 @@ impl Store {
     }
 }
 
-/// The instance columns as `table.column`, for the PostgreSQL RETURNING
-/// list, where the CTE's `id` would otherwise be ambiguous.
-fn qualified(table: &str) -> String {
-    COLUMNS
+/// The claim statement for `table` (instances or clusters), returning
+/// `columns`. Parameters: $1 owner, $2 lease expiry, $3 lifecycle now,
+/// $4 wall-clock now, $5 limit.
+pub(super) fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
+    match backend {
+        // SKIP LOCKED: replicas claiming at the same moment take disjoint
+        // rows instead of queueing on each other's row locks; a row another
+        // transaction changed meanwhile is re-checked against the WHERE
+        // clause before it is locked.
+        Backend::Postgres => format!(
+            "WITH due AS (
+                SELECT id FROM {table}
+                WHERE wake_at IS NOT NULL AND wake_at <= $3
+                  AND (lease_until IS NULL OR lease_until < $4)
+                ORDER BY wake_at LIMIT $5
+                FOR UPDATE SKIP LOCKED
+             )
+             UPDATE {table} SET lease_owner = $1, lease_until = $2
+             FROM due WHERE {table}.id = due.id
+             RETURNING {}",
+            qualified(table, columns)
+        ),
+        // SQLite runs one writer at a time, so a single conditional UPDATE
+        // is already exclusive.
+        Backend::Sqlite => format!(
+            "UPDATE {table} SET lease_owner = $1, lease_until = $2
+             WHERE id IN (
+                SELECT id FROM {table}
+                WHERE wake_at IS NOT NULL AND wake_at <= $3
+                  AND (lease_until IS NULL OR lease_until < $4)
+                ORDER BY wake_at LIMIT $5
+             )
+             RETURNING {columns}"
+        ),
+    }
+}
+
+/// Columns as `table.column`, for the PostgreSQL RETURNING list, where the
+/// CTE's `id` would otherwise be ambiguous.
+fn qualified(table: &str, columns: &str) -> String {
+    columns
         .split(',')
         .map(|c| format!("{table}.{}", c.trim()))
         .collect::<Vec<_>>()
@@ -162,24 +169,31 @@ fn qualified(table: &str) -> String {
 impl Store {
     /// Pushes every lease `owner` holds out to `until`.
     pub async fn renew_leases(&self, owner: Uuid, until: i64) -> StoreResult<u64> {
-        let res = sqlx::query("UPDATE instances SET lease_until = $1 WHERE lease_owner = $2")
+        let mut renewed = 0;
+        for table in ["instances", "clusters"] {
+            let res = sqlx::query(&format!(
+                "UPDATE {table} SET lease_until = $1 WHERE lease_owner = $2"
+            ))
             .bind(until)
             .bind(owner.to_string())
             .execute(self.pool())
             .await?;
-        Ok(res.rows_affected())
+            renewed += res.rows_affected();
+        }
+        Ok(renewed)
     }
 
     /// Drops every lease, whoever holds it. Only for a database no other
     /// live process reconciles: an embedded SQLite file at server start,
     /// so that a restart after a crash resumes at once.
     pub async fn clear_all_leases(&self) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE instances SET lease_owner = NULL, lease_until = NULL
-             WHERE lease_owner IS NOT NULL",
-        )
-        .execute(self.pool())
-        .await?;
+        for table in ["instances", "clusters"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
+            ))
+            .execute(self.pool())
+            .await?;
+        }
         Ok(())
     }
 }

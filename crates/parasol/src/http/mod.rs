@@ -8,8 +8,8 @@
 mod account;
 mod admin;
 mod auth;
-mod docs;
 mod clusters;
+mod docs;
 mod events;
 mod featured;
 mod instances;

@@ -1,13 +1,17 @@
 //! `/instances/*`: the catalog, and instances from create to delete.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use parasol_api::{
     dollars, Confirmation, CreateRequest, CreateResponse, Instance, InstanceConfiguration,
-    InstanceTypesQuery, InstanceTypesResponse, InstancesResponse, RentalTerms, RentalType, Status,
+    InstanceType, InstanceTypesQuery, InstancesResponse, RentalTerms, RentalType, Status,
     UpdateRequest,
 };
 use uuid::Uuid;
@@ -60,38 +64,108 @@ pub async fn types(
         }
     }
     let all = app.catalog.instance_types(&app.store).await?;
-    let mut out = Vec::new();
-    for t in all.iter() {
-        if q.cloud.as_deref().is_some_and(|c| c != t.cloud)
-            || num_gpus.is_some_and(|n| n != t.configuration.num_gpus)
-            || q.gpu_type
-                .as_deref()
-                .is_some_and(|g| !g.eq_ignore_ascii_case(&t.configuration.gpu_type))
-            || q.shade_instance_type
-                .as_deref()
-                .is_some_and(|s| s != t.shade_instance_type)
-        {
-            continue;
+    let key = format!(
+        "{:?}",
+        (
+            &q.cloud,
+            &q.region,
+            num_gpus,
+            &q.gpu_type,
+            &q.shade_instance_type,
+            available,
+            q.sort.is_some()
+        )
+    );
+    let body = rendered_types(&all, key, || {
+        // Borrowed where the type goes out whole: cloning the catalog per
+        // request was most of this endpoint's cost.
+        let mut out: Vec<Cow<'_, InstanceType>> = Vec::new();
+        for t in all.iter() {
+            if q.cloud.as_deref().is_some_and(|c| c != t.cloud)
+                || num_gpus.is_some_and(|n| n != t.configuration.num_gpus)
+                || q.gpu_type
+                    .as_deref()
+                    .is_some_and(|g| !g.eq_ignore_ascii_case(&t.configuration.gpu_type))
+                || q.shade_instance_type
+                    .as_deref()
+                    .is_some_and(|s| s != t.shade_instance_type)
+            {
+                continue;
+            }
+            if q.region.is_none() && available.is_none() {
+                out.push(Cow::Borrowed(t));
+                continue;
+            }
+            let mut t = t.clone();
+            t.availability.retain(|a| {
+                q.region.as_deref().is_none_or(|r| r == a.region)
+                    && available.is_none_or(|v| v == a.available)
+            });
+            if !t.availability.is_empty() {
+                out.push(Cow::Owned(t));
+            }
         }
-        if q.region.is_none() && available.is_none() {
-            out.push(t.clone());
-            continue;
+        if q.sort.is_some() {
+            out.sort_by_key(|t| t.hourly_price);
         }
-        let mut t = t.clone();
-        t.availability.retain(|a| {
-            q.region.as_deref().is_none_or(|r| r == a.region)
-                && available.is_none_or(|v| v == a.available)
-        });
-        if !t.availability.is_empty() {
-            out.push(t);
+        #[derive(serde::Serialize)]
+        struct TypesBody<'a> {
+            instance_types: Vec<Cow<'a, InstanceType>>,
+        }
+        serde_json::to_vec(&TypesBody {
+            instance_types: out,
+        })
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("rendering instance types: {e}")))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Rendered `/instances/types` bodies, by filter, of one rendered catalog
+/// list (which the catalog replaces at most every second, and after every
+/// write that changes availability). Serializing the catalog is what this
+/// endpoint spends its time on, and dashboards poll the same few filters.
+struct TypesCache {
+    list: Option<Arc<Vec<InstanceType>>>,
+    bodies: HashMap<String, Bytes>,
+}
+
+/// Distinct filters kept per catalog list; more are rendered uncached.
+const TYPES_CACHE_MAX: usize = 64;
+
+static TYPES_CACHE: LazyLock<Mutex<TypesCache>> = LazyLock::new(|| {
+    Mutex::new(TypesCache {
+        list: None,
+        bodies: HashMap::new(),
+    })
+});
+
+/// The body for `key` over `list`, rendered by `render` unless cached. The
+/// cache holds the list it was rendered from, so it can only answer for
+/// that very list (identity, not equality, is compared).
+fn rendered_types(
+    list: &Arc<Vec<InstanceType>>,
+    key: String,
+    render: impl FnOnce() -> Result<Bytes, ApiError>,
+) -> Result<Bytes, ApiError> {
+    {
+        let cache = TYPES_CACHE.lock().expect("poisoned");
+        if cache.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
+            if let Some(b) = cache.bodies.get(&key) {
+                return Ok(b.clone());
+            }
         }
     }
-    if q.sort.is_some() {
-        out.sort_by_key(|t| t.hourly_price);
+    let body = render()?;
+    let mut cache = TYPES_CACHE.lock().expect("poisoned");
+    if !cache.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
+        cache.list = Some(list.clone());
+        cache.bodies.clear();
     }
-    Ok(ok(InstanceTypesResponse {
-        instance_types: out,
-    }))
+    if cache.bodies.len() < TYPES_CACHE_MAX {
+        cache.bodies.insert(key, body.clone());
+    }
+    Ok(body)
 }
 
 /// `GET /instances`.

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Issue-9 benchmarks: drives release builds of `parasol serve` (SQLite, sim
+with zero boot delay) and the reference server with Debian's `wrk`, and
+prints every figure as JSON lines plus a Markdown table for BENCHMARKS.md.
+
+Run through bench/run.sh, which builds and checks the tools first:
+
+    bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
+
+Names: ready, types, create, reconciler (also measures the list with 10,000
+instances), clusters, memory.
+Benchmarks are not tests: nothing here is timed in CI.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+KEY = "psl_bench_admin_key_0123456789abcdef"
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "wrk.lua")
+CREATE_BODY = json.dumps(
+    {
+        "cloud": "massedcompute",
+        "region": "us-central-1",
+        "shade_instance_type": "A6000",
+        "shade_cloud": True,
+        "name": "bench",
+    }
+)
+# A filter a dashboard would send: one GPU model, available regions only.
+TYPES_FILTER = "?gpu_type=H100&available=true"
+
+results = []
+
+
+def record(name, **fields):
+    row = {"bench": name, **fields}
+    results.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def log(msg):
+    print(f"# {msg}", file=sys.stderr, flush=True)
+
+
+def http(method, url, body=None, key=KEY, timeout=60):
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if key:
+        req.add_header("X-API-KEY", key)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Server:
+    """A `parasol serve` process on its own data dir (SQLite)."""
+
+    def __init__(self, binary, data_dir, extra=()):
+        self.binary, self.data_dir, self.extra = binary, data_dir, list(extra)
+        self.proc = None
+        self.base = None
+
+    def start(self):
+        env = dict(os.environ, PARASOL_API_KEY=KEY)
+        env.pop("PARASOL_CONFIG", None)
+        env.pop("PARASOL_DATABASE_URL", None)
+        self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [
+                self.binary, "serve", "--listen", "127.0.0.1:0",
+                "--data-dir", self.data_dir,
+                "--sim-boot-seconds", "0",
+                "--sim-capacity", "10000000",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE, stderr=self.log, env=env,
+        )
+        for line in self.proc.stdout:
+            line = line.decode().strip()
+            if line.startswith("parasol listening on "):
+                self.base = line.split()[-1]
+                break
+        else:
+            raise RuntimeError(f"server exited: see {self.data_dir}/server.log")
+        while True:
+            try:
+                if http("GET", self.base + "/readyz", key=None, timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.002)
+        return time.perf_counter() - t0
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            s = f.read()
+        kb = lambda k: int(re.search(rf"^{k}:\s+(\d+) kB", s, re.M).group(1))
+        return kb("VmRSS") / 1024, kb("VmHWM") / 1024
+
+    def counts(self, family="parasol_instances"):
+        status, body = http("GET", self.base + "/metrics", key=None)
+        assert status == 200, body
+        out = {}
+        for m in re.finditer(rf'^{family}{{status="(\w+)"}} (\d+)$', body.decode(), re.M):
+            out[m.group(1)] = int(m.group(2))
+        return out
+
+
+def wrk(url, conns=64, seconds=10, threads=2, env=None, timeout="10s"):
+    e = dict(os.environ, **(env or {}))
+    e.setdefault("BENCH_KEY", KEY)
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", f"--timeout={timeout}",
+           "-s", LUA, url]
+    out = subprocess.run(cmd, env=e, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    r = {}
+    for kv in line.split()[1:]:
+        k, v = kv.split("=")
+        r[k] = float(v) if "." in v else int(v)
+    return r
+
+
+def create_n(server, n, conns=32, body=CREATE_BODY, path="/v1/instances/create"):
+    """At least `n` creates through wrk (each thread stops at its share)."""
+    return wrk(server.base + path, conns=conns, seconds=3600, env={
+        "BENCH_METHOD": "POST", "BENCH_BODY": body,
+        "BENCH_LIMIT": str(math.ceil(n / 2)),
+    })
+
+
+def wait_for(pred, timeout, every=0.25):
+    t0 = time.perf_counter()
+    while True:
+        v = pred()
+        if v:
+            return time.perf_counter() - t0, v
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"gave up after {timeout}s")
+        time.sleep(every)
+
+
+DIRS = []
+
+
+def fresh(binary, extra=()):
+    d = tempfile.mkdtemp(prefix="parasol-bench-")
+    DIRS.append(d)
+    return Server(binary, d, extra)
+
+
+def bench_ready(a):
+    times = []
+    for _ in range(5):
+        s = fresh(a.bin)
+        times.append(s.start())
+        s.stop()
+        shutil.rmtree(s.data_dir, ignore_errors=True)
+    record("start_to_ready", runs_s=[round(t, 3) for t in times],
+           median_s=round(statistics.median(times), 3), target_s=1.0)
+
+
+def bench_types(a):
+    s = fresh(a.bin)
+    s.start()
+    tmp = tempfile.mkdtemp(prefix="parasol-ref-")
+    specs = []
+    for label, q in [("unfiltered", ""), ("filtered", TYPES_FILTER)]:
+        status, body = http("GET", s.base + "/v1/instances/types" + q)
+        assert status == 200, body
+        n = len(json.loads(body)["instance_types"])
+        assert n > 0, f"the {label} query matches nothing"
+        f = os.path.join(tmp, label + ".json")
+        open(f, "wb").write(body)
+        specs.append((label, q, f, len(body), n))
+    ref = subprocess.Popen(
+        [a.reference, "127.0.0.1:0", *[f"/v1/instances/types{q}={f}" for _, q, f, _, _ in specs]],
+        stdout=subprocess.PIPE)
+    ref_base = ref.stdout.readline().decode().split()[-1]
+    try:
+        for label, q, _, size, n in specs:
+            path = "/v1/instances/types" + q
+            wrk(s.base + path, seconds=2)  # warm up both
+            wrk(ref_base + path, seconds=2)
+            p = wrk(s.base + path, conns=64, seconds=a.seconds)
+            r = wrk(ref_base + path, conns=64, seconds=a.seconds)
+            assert p["non2xx"] == 0 and r["non2xx"] == 0, (p, r)
+            record(f"types_{label}", query=q or "(none)", types=n, body_bytes=size,
+                   parasol=p, reference=r, ratio=round(p["rps"] / r["rps"], 3), target_ratio=0.5)
+    finally:
+        ref.kill()
+        s.stop()
+
+
+def bench_create(a):
+    s = fresh(a.bin)
+    s.start()
+    wrk(s.base + "/v1/instances/create", seconds=2, env={
+        "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+    before = sum(s.counts().values())
+    r = wrk(s.base + "/v1/instances/create", conns=64, seconds=30, env={
+        "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+    acked = r["requests"] - r["non2xx"]
+    # Durability: SIGKILL right after the load, then count what survived.
+    s.kill()
+    s.start()
+    stored = sum(s.counts().values()) - before
+    s.stop()
+    record("create", **r, acknowledged=acked, stored_after_sigkill=stored,
+           lost=max(0, acked - stored), target_rps=1000, target_p99_ms=50)
+
+
+def bench_reconciler_and_list(a):
+    s = fresh(a.bin)
+    s.start()
+    n = 10_000
+    t0 = time.perf_counter()
+    c = create_n(s, n)
+    t_created = time.perf_counter() - t0
+    total = c["requests"] - c["non2xx"]
+    waited, _ = wait_for(lambda: s.counts().get("active", 0) >= total, timeout=600)
+    t_active = time.perf_counter() - t0
+    record("reconciler_10k", instances=total, create_phase_s=round(t_created, 2),
+           first_create_to_all_active_s=round(t_active, 2),
+           after_last_create_s=round(waited, 2), create_rps=c["rps"], target_s=30)
+    status, body = http("GET", s.base + "/v1/instances")
+    listed = len(json.loads(body)["instances"])
+    wrk(s.base + "/v1/instances", conns=4, seconds=2)
+    r = wrk(s.base + "/v1/instances", conns=4, seconds=a.seconds, timeout="30s")
+    assert r["non2xx"] == 0, r
+    rss = s.rss_mib()
+    record("list_10k", instances=listed, body_bytes=len(body), **r, target_p50_ms=50,
+           rss_mib=round(rss[0], 1))
+    r1 = wrk(s.base + "/v1/instances", conns=1, threads=1, seconds=a.seconds, timeout="30s")
+    record("list_10k_one_connection", **r1)
+    s.stop()
+
+
+def bench_clusters(a):
+    s = fresh(a.bin)
+    s.start()
+    status, body = http("GET", s.base + "/v1/clusters/types")
+    assert status == 200, body
+    types = json.loads(body)
+    items = types.get("cluster_types") or types.get("instance_types") or next(iter(types.values()))
+    t = items[0]
+    region = t["availability"][0]["region"]
+    req = json.dumps({"name": "bench", "cloud": t["cloud"], "region": region,
+                      "cluster_type": t["shade_instance_type"], "num_instances": 4})
+    n = 1000
+    t0 = time.perf_counter()
+    c = create_n(s, n, conns=16, body=req, path="/v1/clusters/create")
+    t_created = time.perf_counter() - t0
+    total = c["requests"] - c["non2xx"]
+    assert c["non2xx"] == 0, c
+    waited, _ = wait_for(lambda: s.counts("parasol_clusters").get("active", 0) >= total, 600)
+    t_active = time.perf_counter() - t0
+    record("clusters_1k_x4", clusters=total, nodes=4 * total, type=t["shade_instance_type"],
+           create_phase_s=round(t_created, 2), first_create_to_all_active_s=round(t_active, 2),
+           after_last_create_s=round(waited, 2), target_s=30)
+    s.stop()
+
+
+def bench_memory(a):
+    s = fresh(a.bin)
+    s.start()
+    n = a.memory_instances
+    t0 = time.perf_counter()
+    c = create_n(s, n, conns=64)
+    total = c["requests"] - c["non2xx"]
+    wait_for(lambda: s.counts().get("active", 0) >= total, timeout=1200, every=1)
+    filled = time.perf_counter() - t0
+    rss_live, hwm_live = s.rss_mib()
+    s.stop()
+    ready = s.start()
+    rss_start, _ = s.rss_mib()
+    # One full active-check cycle (30 s): every instance is looked at once.
+    time.sleep(35)
+    rss_cycle, hwm_cycle = s.rss_mib()
+    db = os.path.getsize(os.path.join(s.data_dir, "parasol.db"))
+    s.stop()
+    record("memory", instances=total, fill_s=round(filled, 1),
+           rss_after_fill_mib=round(rss_live, 1), peak_during_fill_mib=round(hwm_live, 1),
+           restart_to_ready_s=round(ready, 3), rss_after_restart_mib=round(rss_start, 1),
+           rss_after_one_check_cycle_mib=round(rss_cycle, 1),
+           peak_after_restart_mib=round(hwm_cycle, 1),
+           sqlite_bytes=db, target_mib=200)
+
+
+def machine():
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = re.search(r"^Model name:\s+(.*)$", lscpu, re.M)
+    record("machine", nproc=int(subprocess.check_output(["nproc"]).strip()),
+           cpu=model.group(1).strip() if model else "?",
+           free_g=subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.splitlines()[1],
+           kernel=os.uname().release,
+           wrk=subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+           rustc_busy=int(subprocess.run("ps aux | grep -c '[r]ustc'", shell=True,
+                                         capture_output=True, text=True).stdout.strip() or 0))
+
+
+BENCHES = {
+    "ready": bench_ready,
+    "types": bench_types,
+    "create": bench_create,
+    "reconciler": bench_reconciler_and_list,
+    "clusters": bench_clusters,
+    "memory": bench_memory,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--only", default=",".join(BENCHES))
+    ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    ap.add_argument("--memory-instances", type=int, default=100_000)
+    ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
+    a = ap.parse_args()
+    machine()
+    try:
+        for name in a.only.split(","):
+            log(f"running {name}")
+            BENCHES[name](a)
+    finally:
+        for d in DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Schemathesis (from PyPI) against Parasol's own OpenAPI document
+# (/v1/openapi.json), authenticated with the admin key, over every
+# operation it lists: examples, coverage, fuzzing and stateful phases
+# (stateful runs where the document links operations), with three checks
+# on every answer:
+#   not_a_server_error           no 5xx, whatever the input
+#   response_schema_conformance  the body matches the documented schema,
+#                                errors included ({"error":{code,message,field}})
+#   content_type_conformance     the documented content type (JSON)
+# The example budget (-n) and --max-time keep the run under five minutes on
+# the 2-core CI machine. Called by .ci/run after the test command.
+#
+#   scripts/schemathesis.sh              # debug build, builds it if needed
+#   PARASOL_BIN=target/release/parasol scripts/schemathesis.sh
+#   SCHEMATHESIS_MAX_EXAMPLES=200 scripts/schemathesis.sh   # a longer run
+#
+# Any extra arguments go to `schemathesis run` (for example --seed N to
+# replay a failing run; the seed is printed at the start of every run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEY=psl_schemathesis_admin_key_0123456789abcdef
+VENV=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
+BIN=${PARASOL_BIN:-target/debug/parasol}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+MAX_TIME=${SCHEMATHESIS_MAX_TIME:-200}
+
+if [[ ! -x "$VENV/bin/schemathesis" ]]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis>=4,<5"
+fi
+if [[ -z "${PARASOL_BIN:-}" ]]; then
+  cargo build --locked -p parasol --bin parasol
+fi
+
+work=$(mktemp -d)
+server=""
+cleanup() {
+  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+PARASOL_API_KEY=$KEY PARASOL_LOG=warn "$BIN" serve \
+  --listen 127.0.0.1:0 --data-dir "$work" \
+  --sim-boot-seconds 0 --sim-capacity 100000 \
+  >"$work/stdout" 2>"$work/server.log" &
+server=$!
+base=""
+for _ in $(seq 1 300); do
+  base=$(sed -n 's/^parasol listening on //p' "$work/stdout" | head -n1)
+  [[ -n "$base" ]] && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n "$base" ]] || { echo "parasol did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+
+# Some generated bodies are valid: an SSH key the stateful phase adds is
+# then used by creates, and so on. A fresh data dir per run keeps it
+# reproducible.
+status=0
+"$VENV/bin/schemathesis" run "$base/v1/openapi.json" \
+  --url "$base" \
+  --header "X-API-KEY: $KEY" \
+  --checks not_a_server_error,response_schema_conformance,content_type_conformance \
+  --phases examples,coverage,fuzzing,stateful \
+  --max-examples "$MAX_EXAMPLES" \
+  --max-time "$MAX_TIME" \
+  --workers 2 \
+  --request-timeout 20 \
+  --generation-database none \
+  --no-color \
+  --report junit --report-dir "$work/report" \
+  "$@" || status=$?
+
+if [[ $status -ne 0 ]]; then
+  echo "== schemathesis failed; server log (warnings and errors):" >&2
+  tail -n 50 "$work/server.log" >&2
+fi
+exit $status

@@ -144,6 +144,12 @@ const STEPS: &[&[&str]] = &[&[
     "CREATE INDEX events_account ON events (account_id, created_at)",
     // Spot machines can be reclaimed by the sim's preemption.
     "ALTER TABLE sim_machines ADD COLUMN spot BIGINT NOT NULL DEFAULT 0",
+], &[
+    // Capacity counts run on every create and every sim launch; covering
+    // indexes answer them from the index alone instead of reading every
+    // holding instance's row (the JSON document) to test cluster_id or pool.
+    "CREATE INDEX instances_holding ON instances (cloud, region, shade_instance_type, status, cluster_id)",
+    "CREATE INDEX sim_machines_pool ON sim_machines (cloud, region, shade_instance_type, pool, state)",
 ]];
 
 /// The schema version this binary writes.

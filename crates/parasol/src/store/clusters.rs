@@ -99,14 +99,16 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClusterRecord>> {
-        let sql = super::leases::claim_sql(self.backend(), "clusters", COLUMNS);
-        let rows = sqlx::query(&sql)
-            .bind(owner.to_string())
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(wall_now)
-            .bind(limit)
-            .fetch_all(self.pool())
+        let rows = self
+            .claim_rows(
+                "clusters",
+                COLUMNS,
+                owner,
+                now_ms,
+                wall_now,
+                lease_until,
+                limit,
+            )
             .await?;
         let mut out = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         out.sort_by_key(|r| r.wake_at);

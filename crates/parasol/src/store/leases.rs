@@ -38,14 +38,16 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<InstanceRecord>> {
-        let sql = claim_sql(self.backend(), "instances", COLUMNS);
-        let rows = sqlx::query(&sql)
-            .bind(owner.to_string())
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(wall_now)
-            .bind(limit)
-            .fetch_all(self.pool())
+        let rows = self
+            .claim_rows(
+                "instances",
+                COLUMNS,
+                owner,
+                now_ms,
+                wall_now,
+                lease_until,
+                limit,
+            )
             .await?;
         let mut out = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         // RETURNING promises no order.
@@ -119,10 +121,35 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Claims due rows of `table` (instances or clusters) for `owner` and
+    /// returns their `columns`; see [`claim_sql`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn claim_rows(
+        &self,
+        table: &str,
+        columns: &str,
+        owner: Uuid,
+        now_ms: i64,
+        wall_now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
+        Ok(sqlx::query(&claim_sql(self.backend(), table, columns))
+            .bind(owner.to_string())
+            .bind(lease_until)
+            .bind(now_ms)
+            .bind(wall_now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+}
+
 /// The claim statement for `table` (instances or clusters), returning
 /// `columns`. Parameters: $1 owner, $2 lease expiry, $3 lifecycle now,
 /// $4 wall-clock now, $5 limit.
-pub(super) fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
+fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
     match backend {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint
         // rows instead of queueing on each other's row locks; a row another

@@ -60,8 +60,9 @@ done
 # then used by creates, and so on. A fresh data dir per run keeps it
 # reproducible.
 status=0
+# The document's paths are relative to its server, /v1.
 "$VENV/bin/schemathesis" run "$base/v1/openapi.json" \
-  --url "$base" \
+  --url "$base/v1" \
   --header "X-API-KEY: $KEY" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
   --phases examples,coverage,fuzzing,stateful \

@@ -147,12 +147,27 @@ def wrk(url, conns=64, seconds=10, threads=2, env=None, timeout="10s"):
     return r
 
 
-def create_n(server, n, conns=32, body=CREATE_BODY, path="/v1/instances/create"):
-    """At least `n` creates through wrk (each thread stops at its share)."""
-    return wrk(server.base + path, conns=conns, seconds=3600, env={
-        "BENCH_METHOD": "POST", "BENCH_BODY": body,
-        "BENCH_LIMIT": str(math.ceil(n / 2)),
-    })
+def create_n(server, n, conns=32, body=CREATE_BODY, path="/v1/instances/create",
+             family="parasol_instances"):
+    """At least `n` creates through wrk: each wrk thread stops sending at
+    its share, and wrk itself (which otherwise runs for its whole -d) is
+    interrupted once the store holds `n` more objects; SIGINT makes it
+    print its summary."""
+    before = sum(server.counts(family).values())
+    e = dict(os.environ, BENCH_KEY=KEY, BENCH_METHOD="POST", BENCH_BODY=body,
+             BENCH_LIMIT=str(math.ceil(n / 2)))
+    p = subprocess.Popen(["wrk", "-t2", f"-c{conns}", "-d3600s", "--timeout=10s", "-s", LUA,
+                          server.base + path], env=e, stdout=subprocess.PIPE, text=True)
+    while sum(server.counts(family).values()) - before < n:
+        time.sleep(0.2)
+    p.send_signal(2)
+    out = p.communicate()[0]
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    r = {}
+    for kv in line.split()[1:]:
+        k, v = kv.split("=")
+        r[k] = float(v) if "." in v else int(v)
+    return r
 
 
 def wait_for(pred, timeout, every=0.25):
@@ -267,21 +282,22 @@ def bench_clusters(a):
     s.start()
     status, body = http("GET", s.base + "/v1/clusters/types")
     assert status == 200, body
-    types = json.loads(body)
-    items = types.get("cluster_types") or types.get("instance_types") or next(iter(types.values()))
-    t = items[0]
-    region = t["availability"][0]["region"]
+    items = json.loads(body)["cluster_types"]
+    t = next(i for i in items if i["num_instances"] == 4 and i["availability"]["available"])
+    region = t["availability"]["region"]
+    shade = t["cluster_type"]["shade_instance_type"]
     req = json.dumps({"name": "bench", "cloud": t["cloud"], "region": region,
-                      "cluster_type": t["shade_instance_type"], "num_instances": 4})
+                      "cluster_type": shade, "num_instances": 4})
     n = 1000
     t0 = time.perf_counter()
-    c = create_n(s, n, conns=16, body=req, path="/v1/clusters/create")
+    c = create_n(s, n, conns=16, body=req, path="/v1/clusters/create",
+                 family="parasol_clusters")
     t_created = time.perf_counter() - t0
     total = c["requests"] - c["non2xx"]
     assert c["non2xx"] == 0, c
     waited, _ = wait_for(lambda: s.counts("parasol_clusters").get("active", 0) >= total, 600)
     t_active = time.perf_counter() - t0
-    record("clusters_1k_x4", clusters=total, nodes=4 * total, type=t["shade_instance_type"],
+    record("clusters_1k_x4", clusters=total, nodes=4 * total, type=shade,
            create_phase_s=round(t_created, 2), first_create_to_all_active_s=round(t_active, 2),
            after_last_create_s=round(waited, 2), target_s=30)
     s.stop()

@@ -6,7 +6,7 @@
 # Every figure is printed as a JSON line (and written to bench/results.json);
 # BENCHMARKS.md records them with the machine they ran on.
 #
-#   bench/run.sh                       # everything, about 6 minutes
+#   bench/run.sh                       # everything, about 10 minutes
 #   bench/run.sh --only types,create   # a subset (see bench/bench.py)
 #
 # The machine is best left otherwise idle: the ratio figures compare two

@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KEY=psl_schemathesis_admin_key_0123456789abcdef
-VENV=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
+VENV=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
 BIN=${PARASOL_BIN:-target/debug/parasol}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
 MAX_TIME=${SCHEMATHESIS_MAX_TIME:-200}
@@ -60,8 +60,9 @@ done
 # then used by creates, and so on. A fresh data dir per run keeps it
 # reproducible.
 status=0
-# The document's paths are relative to its server, /v1.
-"$VENV/bin/schemathesis" run "$base/v1/openapi.json" \
+# The document's paths are relative to its server, /v1. Run from the temp
+# dir: schemathesis keeps a .schemathesis/ cache in its working directory.
+(cd "$work" && "$VENV/bin/schemathesis" run "$base/v1/openapi.json" \
   --url "$base/v1" \
   --header "X-API-KEY: $KEY" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
@@ -73,7 +74,7 @@ status=0
   --generation-database none \
   --no-color \
   --report junit --report-dir "$work/report" \
-  "$@" || status=$?
+  "$@") || status=$?
 
 if [[ $status -ne 0 ]]; then
   echo "== schemathesis failed; server log (warnings and errors):" >&2

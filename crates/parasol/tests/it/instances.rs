@@ -7,8 +7,10 @@ use crate::harness::{default_create, Opts, Server};
 
 #[tokio::test]
 async fn an_instance_goes_from_creating_to_active_and_from_deleting_to_deleted() {
+    // Long enough a boot that a 30 ms poll sees both intermediate states
+    // even on a loaded CI machine.
     let s = Server::start(Opts {
-        boot_seconds: 1.0,
+        boot_seconds: 3.0,
         ..Opts::default()
     });
     let c = s.admin();
@@ -60,6 +62,17 @@ async fn an_instance_goes_from_creating_to_active_and_from_deleting_to_deleted()
         .await
         .expect(200);
     assert_eq!(r["status"], "active");
+    // A restart is carried out by the reconciler; a delete that overtakes it
+    // makes it moot, so wait for it to reach the machine first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let machines = c.get("/admin/sim/machines").await.expect(200);
+        if machines["machines"][0]["restarts"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never restarted: {machines}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
     let r = c
         .post_empty(&format!("/v1/instances/{id}/delete"))
         .await

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::lifecycle::begin_delete;
 use crate::lifecycle::cost;
 use crate::providers::catalog::has_room_for;
-use crate::store::{Account, ClusterInternal, ClusterRecord, OfferKey};
+use crate::store::{Account, ClusterInternal, ClusterRecord, InsertOutcome};
 use crate::validate;
 
 /// Largest cluster accepted, whatever a provider claims.
@@ -141,23 +141,14 @@ pub async fn create(
                 "the node type of this cluster is missing from the catalog; retry shortly",
             )
         })?;
-    let key = OfferKey {
-        cloud: req.cloud.clone(),
-        region: region.region.clone(),
-        shade_instance_type: req.cluster_type.clone(),
-    };
-    let used = app
-        .store
-        .holding_cluster_nodes()
-        .await?
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map_or(0, |(_, n)| n);
-    if !has_room_for(region.capacity, used, req.num_instances) {
-        return Err(ApiError::no_capacity(format!(
+    let full = || {
+        ApiError::no_capacity(format!(
             "{} has no room for {} more {} cluster nodes in {}; see /clusters/types",
             req.cloud, req.num_instances, req.cluster_type, region.region
-        )));
+        ))
+    };
+    if !has_room_for(region.capacity, 0, req.num_instances) {
+        return Err(full());
     }
 
     let now = app.clock.now();
@@ -204,7 +195,14 @@ pub async fn create(
         },
         internal: ClusterInternal::default(),
     };
-    app.store.insert_cluster(&rec, &nodes).await?;
+    if app
+        .store
+        .insert_cluster(&rec, &nodes, region.capacity.slots())
+        .await?
+        == InsertOutcome::NoCapacity
+    {
+        return Err(full());
+    }
     app.catalog.invalidate();
     app.notify.notify_one();
     tracing::info!(cluster = %id, account = %account.id, nodes = req.num_instances, cloud = %req.cloud,

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::lifecycle::{begin_delete, cost};
 use crate::providers::catalog::has_room;
 use crate::providers::{Offer, RegionOffer};
-use crate::store::{Account, InstanceRecord, Internal, OfferKey};
+use crate::store::{Account, InsertOutcome, InstanceRecord, Internal};
 use crate::validate;
 
 /// `GET /instances/types`.
@@ -268,17 +268,14 @@ pub async fn create(
         },
     )
     .await?;
-    let offer_key = OfferKey {
-        cloud: offer.cloud.clone(),
-        region: region.region.clone(),
-        shade_instance_type: offer.shade_instance_type.clone(),
-    };
-    let holding = app.store.holding_count(&offer_key).await?;
-    if !has_room(region.capacity, holding) {
-        return Err(ApiError::no_capacity(format!(
+    let full = || {
+        ApiError::no_capacity(format!(
             "{} has no {} capacity left in {}; see /instances/types for regions with availability",
             offer.cloud, offer.shade_instance_type, region.region
-        )));
+        ))
+    };
+    if !has_room(region.capacity, 0) {
+        return Err(full());
     }
     let i = &mut rec.instance;
     i.shade_cloud = req.shade_cloud;
@@ -296,15 +293,19 @@ pub async fn create(
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
     let id = i.id;
-    if !app
+    match app
         .store
-        .insert_instance_with_volumes(&rec, &volumes)
+        .insert_instance_with_volumes(&rec, &volumes, region.capacity.slots())
         .await?
     {
-        return Err(ApiError::conflict(
-            "the volume is already mounted by another live instance and does not support multi-mount",
-        )
-        .with_field("volume_ids"));
+        InsertOutcome::Stored => {}
+        InsertOutcome::NoCapacity => return Err(full()),
+        InsertOutcome::VolumeInUse => {
+            return Err(ApiError::conflict(
+                "the volume is already mounted by another live instance and does not support multi-mount",
+            )
+            .with_field("volume_ids"))
+        }
     }
     app.catalog.invalidate();
     app.notify.notify_one();
@@ -369,6 +370,7 @@ pub async fn new_instance(
         cluster_id: None,
         generation: 1,
         wake_at: Some(n.now.timestamp_millis()),
+        stored_status: Status::Creating,
         instance: Instance {
             id: Uuid::new_v4(),
             cloud: offer.cloud.clone(),

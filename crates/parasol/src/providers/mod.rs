@@ -34,6 +34,16 @@ pub enum Capacity {
     Available(bool),
 }
 
+impl Capacity {
+    /// The number of machines, where the provider states one.
+    pub fn slots(self) -> Option<i64> {
+        match self {
+            Capacity::Slots(n) => Some(n),
+            Capacity::Available(_) => None,
+        }
+    }
+}
+
 /// One region in which an offer can be launched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionOffer {

@@ -8,7 +8,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::accounts::parse_uuid;
-use super::instances::insert_instance_with;
+use super::capacity::{self, Counted, Pool};
+use super::instances::{insert_instance_row, InsertOutcome};
 use super::{InstanceRecord, Store, StoreResult};
 
 /// Bookkeeping beside the API object.
@@ -39,12 +40,15 @@ struct Doc {
 const COLUMNS: &str = "account_id, generation, wake_at, doc";
 
 impl Store {
-    /// Stores a cluster and all its nodes, or nothing.
+    /// Stores a cluster and all its nodes, or nothing: the nodes take their
+    /// slots of the offer's cluster pool only if at most `slots` are then
+    /// held (`None`: the provider keeps no count).
     pub async fn insert_cluster(
         &self,
         rec: &ClusterRecord,
         nodes: &[InstanceRecord],
-    ) -> StoreResult<()> {
+        slots: Option<i64>,
+    ) -> StoreResult<InsertOutcome> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)
@@ -60,10 +64,25 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for node in nodes {
-            insert_instance_with(&mut *tx, node).await?;
+            insert_instance_row(&mut tx, node).await?;
+        }
+        if let Some(first) = nodes.first() {
+            if !capacity::reserve(
+                &mut tx,
+                Counted::Instances,
+                &first.offer_key(),
+                Pool::Cluster,
+                nodes.len() as i64,
+                slots,
+            )
+            .await?
+            {
+                tx.rollback().await?;
+                return Ok(InsertOutcome::NoCapacity);
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(InsertOutcome::Stored)
     }
 
     /// Writes `rec` if nobody wrote it since it was read; bumps its

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
 
+use sqlx::AnyConnection;
+
 use super::accounts::parse_uuid;
+use super::capacity::{self, Counted, Pool};
 use super::{Store, StoreResult};
 
 /// Bookkeeping the reconciler keeps beside the API object.
@@ -47,6 +50,9 @@ pub struct InstanceRecord {
     pub wake_at: Option<i64>,
     pub instance: Instance,
     pub internal: Internal,
+    /// The status as last read from or written to the store, so a write
+    /// knows whether it changes the capacity the instance holds.
+    pub stored_status: Status,
 }
 
 /// Identifies a catalog offer: a type in a region of a cloud.
@@ -66,14 +72,31 @@ struct Doc<'a> {
 /// Statuses that hold (or may hold) a machine at the provider.
 pub(crate) const HOLDING: &str = "('creating','pending_provider','pending','active','deleting')";
 
+/// Whether an instance in `status` holds capacity (one of [`HOLDING`]).
+pub(crate) fn holds(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Creating
+            | Status::PendingProvider
+            | Status::Pending
+            | Status::Active
+            | Status::Deleting
+    )
+}
+
+/// Whether a new instance or cluster was stored, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Stored,
+    /// The offer's region had too few free slots; nothing was stored.
+    NoCapacity,
+    /// A single-mount volume is mounted by a live instance; nothing stored.
+    VolumeInUse,
+}
+
 pub(super) const COLUMNS: &str = "account_id, cluster_id, generation, wake_at, doc";
 
 impl Store {
-    /// Stores a new instance (generation 1).
-    pub async fn insert_instance(&self, rec: &InstanceRecord) -> StoreResult<()> {
-        insert_instance_with(self.pool(), rec).await
-    }
-
     /// Writes `rec` if nobody wrote it since it was read. On success the
     /// record's generation is bumped; `false` means a lost race: re-read.
     pub async fn update_instance(
@@ -81,25 +104,67 @@ impl Store {
         rec: &mut InstanceRecord,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let res = sqlx::query(
-            "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2, doc = $3,
-                updated_at = $4
-             WHERE id = $5 AND generation = $6",
-        )
-        .bind(rec.instance.status.as_str())
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(now_ms)
-        .bind(rec.instance.id.to_string())
-        .bind(rec.generation)
-        .execute(self.pool())
-        .await?;
-        if res.rows_affected() == 1 {
-            rec.generation += 1;
-            Ok(true)
+        self.write_instance(rec, now_ms, None).await
+    }
+
+    /// The one write of an existing instance row: conditional on the
+    /// generation it was read at (and, for the reconciler, on still holding
+    /// the lease, which the write gives back). A write that moves the
+    /// instance into or out of a holding status adjusts its offer's
+    /// capacity count in the same transaction.
+    pub(super) async fn write_instance(
+        &self,
+        rec: &mut InstanceRecord,
+        now_ms: i64,
+        lease_owner: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        let sql = match lease_owner {
+            None => {
+                "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2,
+                    doc = $3, updated_at = $4
+                 WHERE id = $5 AND generation = $6"
+            }
+            Some(_) => {
+                "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2,
+                    doc = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL
+                 WHERE id = $5 AND generation = $6 AND lease_owner = $7"
+            }
+        };
+        let query = sqlx::query(sql)
+            .bind(rec.instance.status.as_str())
+            .bind(rec.wake_at)
+            .bind(encode(rec)?)
+            .bind(now_ms)
+            .bind(rec.instance.id.to_string())
+            .bind(rec.generation);
+        let query = match lease_owner {
+            Some(owner) => query.bind(owner.to_string()),
+            None => query,
+        };
+        let delta = i64::from(holds(rec.instance.status)) - i64::from(holds(rec.stored_status));
+        let written = if delta == 0 {
+            query.execute(self.pool()).await?.rows_affected() == 1
         } else {
-            Ok(false)
+            let mut tx = self.pool().begin().await?;
+            let written = query.execute(&mut *tx).await?.rows_affected() == 1;
+            if written {
+                capacity::adjust(
+                    &mut tx,
+                    Counted::Instances,
+                    &rec.offer_key(),
+                    rec.pool(),
+                    delta,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            written
+        };
+        if written {
+            rec.generation += 1;
+            rec.stored_status = rec.instance.status;
         }
+        Ok(written)
     }
 
     /// An account's instance, unless deleted.
@@ -165,61 +230,17 @@ impl Store {
     /// How many instances hold single-machine capacity in each offer
     /// (cluster nodes come from a pool of their own).
     pub async fn holding_counts(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
-        let rows = sqlx::query(&format!(
-            "SELECT cloud, region, shade_instance_type, COUNT(*) FROM instances
-             WHERE status IN {HOLDING} AND cluster_id IS NULL
-             GROUP BY cloud, region, shade_instance_type"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    OfferKey {
-                        cloud: r.try_get(0)?,
-                        region: r.try_get(1)?,
-                        shade_instance_type: r.try_get(2)?,
-                    },
-                    r.try_get(3)?,
-                ))
-            })
-            .collect()
+        capacity::all_held(self.pool(), Counted::Instances, Pool::Single).await
     }
 
-    /// How many instances hold capacity in one offer.
+    /// How many single instances hold capacity in one offer.
     pub async fn holding_count(&self, key: &OfferKey) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM instances WHERE cloud = $1 AND region = $2
-             AND shade_instance_type = $3 AND status IN {HOLDING} AND cluster_id IS NULL"
-        ))
-        .bind(&key.cloud)
-        .bind(&key.region)
-        .bind(&key.shade_instance_type)
-        .fetch_one(self.pool())
-        .await?)
+        capacity::held(self.pool(), Counted::Instances, key, Pool::Single).await
     }
 
     /// How many cluster nodes hold cluster capacity in each offer.
     pub async fn holding_cluster_nodes(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
-        let rows = sqlx::query(&format!(
-            "SELECT cloud, region, shade_instance_type, COUNT(*) FROM instances
-             WHERE status IN {HOLDING} AND cluster_id IS NOT NULL
-             GROUP BY cloud, region, shade_instance_type"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    OfferKey {
-                        cloud: r.try_get(0)?,
-                        region: r.try_get(1)?,
-                        shade_instance_type: r.try_get(2)?,
-                    },
-                    r.try_get(3)?,
-                ))
-            })
-            .collect()
+        capacity::all_held(self.pool(), Counted::Instances, Pool::Cluster).await
     }
 
     /// The nodes of a cluster, in node order.
@@ -251,12 +272,12 @@ impl Store {
     }
 }
 
-/// Inserts an instance row through any executor (the pool, or a
-/// transaction that also writes its cluster).
-pub(super) async fn insert_instance_with<'e, E>(exec: E, rec: &InstanceRecord) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+/// Inserts an instance row inside a transaction that also counts the
+/// capacity it holds (see [`capacity::reserve`]).
+pub(super) async fn insert_instance_row(
+    conn: &mut AnyConnection,
+    rec: &InstanceRecord,
+) -> StoreResult<()> {
     let i = &rec.instance;
     sqlx::query(
         "INSERT INTO instances (id, account_id, cluster_id, cloud, region, shade_instance_type,
@@ -275,9 +296,25 @@ where
     .bind(rec.wake_at)
     .bind(encode(rec)?)
     .bind(i.created_at.timestamp_millis())
-    .execute(exec)
+    .execute(conn)
     .await?;
     Ok(())
+}
+
+impl InstanceRecord {
+    /// The offer this instance takes capacity from.
+    pub fn offer_key(&self) -> OfferKey {
+        OfferKey {
+            cloud: self.instance.cloud.clone(),
+            region: self.instance.region.clone(),
+            shade_instance_type: self.instance.shade_instance_type.clone(),
+        }
+    }
+
+    /// The capacity pool the instance draws on.
+    pub fn pool(&self) -> Pool {
+        Pool::of(self.cluster_id.is_some())
+    }
 }
 
 /// `<cluster>-node-<n>` -> n, so node 10 sorts after node 9.
@@ -300,12 +337,14 @@ pub(super) fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
     let cluster: Option<String> = r.try_get(1)?;
     let doc: String = r.try_get(4)?;
     let doc: Doc<'static> = serde_json::from_str(&doc)?;
+    let instance = doc.instance.into_owned();
     Ok(InstanceRecord {
         account_id: parse_uuid(&account)?,
         cluster_id: cluster.as_deref().map(parse_uuid).transpose()?,
         generation: r.try_get(2)?,
         wake_at: r.try_get(3)?,
-        instance: doc.instance.into_owned(),
+        stored_status: instance.status,
+        instance,
         internal: doc.internal.into_owned(),
     })
 }

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::instances::{decode, encode, COLUMNS};
+use super::instances::{decode, COLUMNS};
 use super::{Backend, InstanceRecord, Store, StoreResult};
 
 /// Milliseconds since the epoch by the system clock, for lease expiry.
@@ -64,26 +64,7 @@ impl Store {
         now_ms: i64,
         owner: Uuid,
     ) -> StoreResult<bool> {
-        let res = sqlx::query(
-            "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2, doc = $3,
-                updated_at = $4, lease_owner = NULL, lease_until = NULL
-             WHERE id = $5 AND generation = $6 AND lease_owner = $7",
-        )
-        .bind(rec.instance.status.as_str())
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(now_ms)
-        .bind(rec.instance.id.to_string())
-        .bind(rec.generation)
-        .bind(owner.to_string())
-        .execute(self.pool())
-        .await?;
-        if res.rows_affected() == 1 {
-            rec.generation += 1;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
+        self.write_instance(rec, now_ms, Some(owner)).await
     }
 
     /// Gives a lease back without writing, so the row can be claimed at

@@ -150,6 +150,41 @@ const STEPS: &[&[&str]] = &[&[
     // holding instance's row (the JSON document) to test cluster_id or pool.
     "CREATE INDEX instances_holding ON instances (cloud, region, shade_instance_type, status, cluster_id)",
     "CREATE INDEX sim_machines_pool ON sim_machines (cloud, region, shade_instance_type, pool, state)",
+], &[
+    // Capacity counters (store/capacity.rs) replace those counts: one row
+    // per offer and pool, kept in step with the rows they count. Filled
+    // here from the rows already stored; the status and state lists are
+    // instances::HOLDING and capacity::OCCUPYING.
+    "CREATE TABLE holdings (
+        cloud TEXT NOT NULL,
+        region TEXT NOT NULL,
+        shade_instance_type TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (cloud, region, shade_instance_type, pool)
+    )",
+    "INSERT INTO holdings (cloud, region, shade_instance_type, pool, n)
+     SELECT cloud, region, shade_instance_type,
+            CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END, COUNT(*)
+     FROM instances
+     WHERE status IN ('creating','pending_provider','pending','active','deleting')
+     GROUP BY cloud, region, shade_instance_type,
+              CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END",
+    "CREATE TABLE sim_holdings (
+        cloud TEXT NOT NULL,
+        region TEXT NOT NULL,
+        shade_instance_type TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (cloud, region, shade_instance_type, pool)
+    )",
+    "INSERT INTO sim_holdings (cloud, region, shade_instance_type, pool, n)
+     SELECT cloud, region, shade_instance_type, pool, COUNT(*)
+     FROM sim_machines
+     WHERE state IN ('running','doomed','failed','preempted','terminating')
+     GROUP BY cloud, region, shade_instance_type, pool",
+    "DROP INDEX instances_holding",
+    "DROP INDEX sim_machines_pool",
 ]];
 
 /// The schema version this binary writes.

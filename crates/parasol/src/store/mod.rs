@@ -12,6 +12,7 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+pub(crate) mod capacity;
 mod clusters;
 mod instances;
 mod leases;
@@ -21,8 +22,9 @@ mod templates;
 mod volumes;
 
 pub use accounts::Account;
+pub use capacity::Pool;
 pub use clusters::{ClusterInternal, ClusterRecord};
-pub use instances::{InstanceRecord, Internal, OfferKey};
+pub use instances::{InsertOutcome, InstanceRecord, Internal, OfferKey};
 pub use leases::{keep_leases, wall_ms};
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;

@@ -4,7 +4,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::accounts::parse_uuid;
-use super::instances::{insert_instance_with, HOLDING};
+use super::capacity::{self, Counted};
+use super::instances::{insert_instance_row, InsertOutcome, HOLDING};
 use super::{flag, InstanceRecord, Store, StoreResult};
 
 /// One volume as stored.
@@ -144,16 +145,19 @@ impl Store {
         })
     }
 
-    /// Stores an instance and its volume mounts together. Returns false
-    /// (and stores nothing) when a single-mount volume is already mounted by
-    /// an instance that holds a machine.
+    /// Stores an instance and its volume mounts together, taking one slot
+    /// of its offer if at most `slots` are then held (`None`: the provider
+    /// keeps no count). Stores nothing when the offer is full or a
+    /// single-mount volume is already mounted by an instance that holds a
+    /// machine.
     pub async fn insert_instance_with_volumes(
         &self,
         rec: &InstanceRecord,
         volumes: &[VolumeRecord],
-    ) -> StoreResult<bool> {
+        slots: Option<i64>,
+    ) -> StoreResult<InsertOutcome> {
         let mut tx = self.pool().begin().await?;
-        insert_instance_with(&mut *tx, rec).await?;
+        insert_instance_row(&mut tx, rec).await?;
         for v in volumes {
             // The check and the insert are one statement, so two creates
             // racing for one volume cannot both mount it.
@@ -170,11 +174,25 @@ impl Store {
             .await?;
             if res.rows_affected() == 0 {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(InsertOutcome::VolumeInUse);
             }
         }
+        // Last, so the counter row is locked for as short as possible.
+        if !capacity::reserve(
+            &mut tx,
+            Counted::Instances,
+            &rec.offer_key(),
+            rec.pool(),
+            1,
+            slots,
+        )
+        .await?
+        {
+            tx.rollback().await?;
+            return Ok(InsertOutcome::NoCapacity);
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(InsertOutcome::Stored)
     }
 
     /// Records an event for an account.

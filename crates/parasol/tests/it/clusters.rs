@@ -261,6 +261,7 @@ async fn one_failed_node_rolls_back_the_whole_cluster() {
         .await
         .expect(200);
     wait_cluster_gone(&c, &id).await;
+    s.assert_capacity_counts_agree().await;
 }
 
 #[tokio::test]
@@ -302,6 +303,7 @@ async fn clusters_survive_a_kill_mid_provisioning() {
     let m = machines(&c).await;
     assert_eq!(m.len(), 6, "{m:?}");
     assert!(m.iter().all(|m| m["state"] == "running"));
+    s.assert_capacity_counts_agree().await;
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ async fn a_server_killed_mid_provisioning_finishes_every_instance_with_one_machi
     assert_eq!(launched.iter().cloned().collect::<BTreeSet<_>>(), ids);
     assert!(machines.iter().all(|m| m["state"] == "running"));
     assert!(s.log().contains("transition"));
+    s.assert_capacity_counts_agree().await;
 }
 
 #[tokio::test]

@@ -159,6 +159,24 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Checks, on the server's own database, that every capacity counter
+    /// matches a recount of the rows it mirrors.
+    pub async fn assert_capacity_counts_agree(&self) {
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("parasol.db").display()));
+        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+            url,
+            max_connections: 1,
+        })
+        .await
+        .expect("opening the server's store");
+        let drift = store.capacity_drift().await.expect("recounting");
+        store.pool().close().await;
+        assert!(drift.is_empty(), "capacity counters drifted: {drift:#?}");
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()

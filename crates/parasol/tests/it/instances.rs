@@ -202,6 +202,55 @@ async fn capacity_is_finite_and_the_catalog_says_so() {
     c.create_instance("three").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_creates_takes_exactly_the_free_slots() {
+    let s = Server::start(Opts {
+        capacity: Some(5),
+        ..Opts::default()
+    });
+    let c = s.admin();
+    // Twenty creates at once for five slots: the check and the insert are
+    // one transaction, so exactly five win and the rest hear 409 at once,
+    // rather than being accepted and failing at the provider later.
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.post(
+                    "/v1/instances/create",
+                    default_create(&format!("burst-{n}")),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => ids.push(r.body["id"].as_str().unwrap().to_string()),
+            _ => {
+                r.expect_error(409, "insufficient_capacity");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ids.len(), refused), (5, 15));
+    for id in &ids {
+        c.wait_status(id, "active").await;
+    }
+    let machines = c.get("/admin/sim/machines").await.expect(200);
+    let running = machines["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "running")
+        .count();
+    assert_eq!(running, 5, "{machines}");
+    s.assert_capacity_counts_agree().await;
+}
+
 #[tokio::test]
 async fn update_replaces_given_fields_removes_nulls_and_keeps_the_rest() {
     let s = Server::start(Opts::default());

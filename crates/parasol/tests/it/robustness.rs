@@ -230,6 +230,7 @@ async fn acknowledged_creates_and_deletes_survive_repeated_sigkills() {
             .await
             .expect_error(404, "not_found");
     }
+    s.assert_capacity_counts_agree().await;
 }
 
 /// Creates `n` instances concurrently; returns their ids.
@@ -309,6 +310,7 @@ async fn with_calls_failing_and_hanging_500_instances_end_active_or_error_with_n
     // least a thousand calls for 500 instances fail hundreds of times.
     let stats = c.get("/admin/reconciler").await.expect(200);
     assert!(stats_u64(&stats, "provider_errors") > 100, "{stats}");
+    s.assert_capacity_counts_agree().await;
 }
 
 /// A counter of `GET /admin/reconciler`.

@@ -28,6 +28,7 @@ use super::{
     RegionOffer, VolumeOffer,
 };
 use crate::clock::Clock;
+use crate::store::capacity::{self, Counted, Pool};
 use crate::store::{OfferKey, Store};
 
 /// How the simulated clouds behave.
@@ -95,9 +96,6 @@ pub struct Sim {
     /// Node capacity of the cluster pools.
     cluster_slots: HashMap<OfferKey, i64>,
 }
-
-/// States in which a machine still occupies capacity.
-const OCCUPYING: &str = "('running','doomed','failed','preempted','terminating')";
 
 impl Sim {
     /// A sim over the given store.
@@ -255,14 +253,36 @@ impl Sim {
     }
 
     async fn finish_termination(&self, id: Uuid) -> Result<(), ProviderError> {
-        sqlx::query(
-            "UPDATE sim_machines SET state = 'terminated', updated_at = $1 WHERE instance_id = $2",
+        // The state change and the freed slot in one transaction.
+        let mut tx = self.store.pool().begin().await.map_err(transient)?;
+        let row = sqlx::query(
+            "UPDATE sim_machines SET state = 'terminated', updated_at = $1
+             WHERE instance_id = $2 AND state <> 'terminated'
+             RETURNING cloud, region, shade_instance_type, pool",
         )
         .bind(self.clock.now_ms())
         .bind(id.to_string())
-        .execute(self.store.pool())
+        .fetch_optional(&mut *tx)
         .await
         .map_err(transient)?;
+        if let Some(r) = row {
+            let key = OfferKey {
+                cloud: r.try_get(0).map_err(transient)?,
+                region: r.try_get(1).map_err(transient)?,
+                shade_instance_type: r.try_get(2).map_err(transient)?,
+            };
+            let pool: String = r.try_get(3).map_err(transient)?;
+            capacity::adjust(
+                &mut tx,
+                Counted::SimMachines,
+                &key,
+                Pool::of(pool == Pool::Cluster.as_str()),
+                -1,
+            )
+            .await
+            .map_err(store_transient)?;
+        }
+        tx.commit().await.map_err(transient)?;
         Ok(())
     }
 }
@@ -286,6 +306,10 @@ fn slot_map<'a>(
 }
 
 fn transient(e: sqlx::Error) -> ProviderError {
+    ProviderError::Transient(format!("sim inventory: {e}"))
+}
+
+fn store_transient(e: crate::store::StoreError) -> ProviderError {
     ProviderError::Transient(format!("sim inventory: {e}"))
 }
 
@@ -326,9 +350,10 @@ impl Provider for Sim {
             region: req.region.clone(),
             shade_instance_type: req.shade_instance_type.clone(),
         };
-        let (pool, slots) = match req.cluster_id {
-            Some(_) => ("cluster", self.cluster_slots.get(&key)),
-            None => ("single", self.slots.get(&key)),
+        let pool = Pool::of(req.cluster_id.is_some());
+        let slots = match pool {
+            Pool::Cluster => self.cluster_slots.get(&key),
+            Pool::Single => self.slots.get(&key),
         };
         let Some(&slots) = slots else {
             return Err(ProviderError::Permanent(format!(
@@ -339,16 +364,16 @@ impl Provider for Sim {
         let id = req.instance_id;
         let now = self.clock.now_ms();
         let doomed = self.unit(id, "fail") < self.cfg.failure_rate;
-        // Capacity check and insert in one statement: two launches racing
-        // for the last slot cannot both get it.
-        sqlx::query(&format!(
+        // The machine and its slot in one transaction: two launches racing
+        // for the last slot cannot both get it, and a repeated launch (the
+        // row exists) takes no second slot.
+        let mut tx = self.store.pool().begin().await.map_err(transient)?;
+        let inserted = sqlx::query(
             "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
                 launched_at, ready_at, ip, detail, restarts, updated_at, pool, spot)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $11, $12
-             WHERE (SELECT COUNT(*) FROM sim_machines WHERE cloud = $2 AND region = $3
-                    AND shade_instance_type = $4 AND pool = $11 AND state IN {OCCUPYING}) < $10
-             ON CONFLICT (instance_id) DO NOTHING"
-        ))
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $10, $11)
+             ON CONFLICT (instance_id) DO NOTHING",
+        )
         .bind(id.to_string())
         .bind(&req.cloud)
         .bind(&req.region)
@@ -358,12 +383,22 @@ impl Provider for Sim {
         .bind(now + self.boot_ms(id))
         .bind(ip_for(id))
         .bind(doomed.then_some("simulated hardware fault during boot"))
-        .bind(slots)
-        .bind(pool)
+        .bind(pool.as_str())
         .bind(i64::from(req.rental_type == parasol_api::RentalType::Spot))
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await
-        .map_err(transient)?;
+        .map_err(transient)?
+        .rows_affected()
+            == 1;
+        if inserted
+            && !capacity::reserve(&mut tx, Counted::SimMachines, &key, pool, 1, Some(slots))
+                .await
+                .map_err(store_transient)?
+        {
+            tx.rollback().await.map_err(transient)?;
+        } else {
+            tx.commit().await.map_err(transient)?;
+        }
         if hang {
             self.hang().await;
         }

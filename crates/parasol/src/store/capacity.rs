@@ -1,0 +1,241 @@
+//! Capacity counters: how many machines hold each offer's slots.
+//!
+//! Every create checks an offer's capacity, and so does every sim launch.
+//! Counting the holding rows on each check costs time in proportion to how
+//! full the offer is (a create slowed from about 800/s to 50/s as one offer
+//! filled, BENCHMARKS.md). So each table whose rows hold capacity keeps a
+//! counter per offer and pool, written in the same transaction as the rows
+//! it counts: a check is one primary-key read, and a reservation is one
+//! conditional upsert that two racing creates cannot both win.
+//!
+//! Only the store's own write paths change the counted rows, and each
+//! adjusts its counter beside the row; the migration that added the
+//! counters filled them from the rows then stored.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AnyConnection, Row};
+
+use super::instances::HOLDING;
+use super::{OfferKey, Store, StoreResult};
+
+/// States of a sim machine that still occupy a slot: every state but
+/// `terminated` (the sim's lifecycle, providers/sim).
+const OCCUPYING: &str = "('running','doomed','failed','preempted','terminating')";
+
+/// Which counted rows a counter table mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// `instances` in a holding status (`holdings`).
+    Instances,
+    /// The sim's machines that occupy a slot (`sim_holdings`).
+    SimMachines,
+}
+
+impl Counted {
+    fn table(self) -> &'static str {
+        match self {
+            Counted::Instances => "holdings",
+            Counted::SimMachines => "sim_holdings",
+        }
+    }
+
+    /// Counts the rows themselves, per offer and pool (the slow way).
+    fn recount(self) -> String {
+        match self {
+            Counted::Instances => format!(
+                "SELECT cloud, region, shade_instance_type,
+                        CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END, COUNT(*)
+                 FROM instances WHERE status IN {HOLDING}
+                 GROUP BY cloud, region, shade_instance_type,
+                          CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END"
+            ),
+            Counted::SimMachines => format!(
+                "SELECT cloud, region, shade_instance_type, pool, COUNT(*)
+                 FROM sim_machines WHERE state IN {OCCUPYING}
+                 GROUP BY cloud, region, shade_instance_type, pool"
+            ),
+        }
+    }
+}
+
+impl Store {
+    /// Recounts the rows behind every capacity counter and names each
+    /// counter that disagrees (empty: all agree). Reads every holding row,
+    /// so it is a check for tests and operators, not for request paths.
+    pub async fn capacity_drift(&self) -> StoreResult<Vec<String>> {
+        let mut drift = Vec::new();
+        for counted in [Counted::Instances, Counted::SimMachines] {
+            let counters = sqlx::query(&format!(
+                "SELECT cloud, region, shade_instance_type, pool, n FROM {}",
+                counted.table()
+            ))
+            .fetch_all(self.pool())
+            .await?;
+            let recounted = sqlx::query(&counted.recount())
+                .fetch_all(self.pool())
+                .await?;
+            let mut both: BTreeMap<[String; 4], (i64, i64)> = BTreeMap::new();
+            for (rows, side) in [(&counters, 0), (&recounted, 1)] {
+                for r in rows {
+                    let key = [r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?];
+                    let n: i64 = r.try_get(4)?;
+                    let e = both.entry(key).or_default();
+                    if side == 0 {
+                        e.0 = n;
+                    } else {
+                        e.1 = n;
+                    }
+                }
+            }
+            for (key, (counter, rows)) in both {
+                if counter != rows {
+                    drift.push(format!(
+                        "{} {}: counter {counter}, rows {rows}",
+                        counted.table(),
+                        key.join("/")
+                    ));
+                }
+            }
+        }
+        Ok(drift)
+    }
+}
+
+/// Single machines and cluster nodes draw on separate capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Single,
+    Cluster,
+}
+
+impl Pool {
+    /// The pool's name as stored (`pool` columns).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Single => "single",
+            Pool::Cluster => "cluster",
+        }
+    }
+
+    /// The pool of a machine that is, or is not, a cluster node.
+    pub fn of(cluster_node: bool) -> Self {
+        if cluster_node {
+            Pool::Cluster
+        } else {
+            Pool::Single
+        }
+    }
+}
+
+/// Takes `k` slots of an offer if at most `limit` are then held (`None`:
+/// no limit). `false`: not enough room, nothing changed.
+pub(crate) async fn reserve(
+    conn: &mut AnyConnection,
+    counted: Counted,
+    key: &OfferKey,
+    pool: Pool,
+    k: i64,
+    limit: Option<i64>,
+) -> StoreResult<bool> {
+    let limit = limit.unwrap_or(i64::MAX);
+    // SQLite needs the WHERE on the SELECT to parse the upsert; it also
+    // refuses a first reservation larger than the limit.
+    let res = sqlx::query(&format!(
+        "INSERT INTO {t} (cloud, region, shade_instance_type, pool, n)
+         SELECT $1, $2, $3, $4, $5 WHERE $5 <= $6
+         ON CONFLICT (cloud, region, shade_instance_type, pool)
+         DO UPDATE SET n = {t}.n + excluded.n WHERE {t}.n <= $6 - excluded.n",
+        t = counted.table()
+    ))
+    .bind(&key.cloud)
+    .bind(&key.region)
+    .bind(&key.shade_instance_type)
+    .bind(pool.as_str())
+    .bind(k)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Adds `delta` (positive or negative) to an offer's count, with no limit.
+pub(crate) async fn adjust(
+    conn: &mut AnyConnection,
+    counted: Counted,
+    key: &OfferKey,
+    pool: Pool,
+    delta: i64,
+) -> StoreResult<()> {
+    if delta > 0 {
+        reserve(conn, counted, key, pool, delta, None).await?;
+    } else if delta < 0 {
+        sqlx::query(&format!(
+            "UPDATE {} SET n = n + $1
+             WHERE cloud = $2 AND region = $3 AND shade_instance_type = $4 AND pool = $5",
+            counted.table()
+        ))
+        .bind(delta)
+        .bind(&key.cloud)
+        .bind(&key.region)
+        .bind(&key.shade_instance_type)
+        .bind(pool.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Slots held in one offer and pool.
+pub(crate) async fn held<'e, E>(
+    exec: E,
+    counted: Counted,
+    key: &OfferKey,
+    pool: Pool,
+) -> StoreResult<i64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let n: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT n FROM {} WHERE cloud = $1 AND region = $2 AND shade_instance_type = $3
+         AND pool = $4",
+        counted.table()
+    ))
+    .bind(&key.cloud)
+    .bind(&key.region)
+    .bind(&key.shade_instance_type)
+    .bind(pool.as_str())
+    .fetch_optional(exec)
+    .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// Slots held in every offer of a pool that holds any.
+pub(crate) async fn all_held<'e, E>(
+    exec: E,
+    counted: Counted,
+    pool: Pool,
+) -> StoreResult<Vec<(OfferKey, i64)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT cloud, region, shade_instance_type, n FROM {} WHERE pool = $1 AND n > 0",
+        counted.table()
+    ))
+    .bind(pool.as_str())
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                OfferKey {
+                    cloud: r.try_get(0)?,
+                    region: r.try_get(1)?,
+                    shade_instance_type: r.try_get(2)?,
+                },
+                r.try_get(3)?,
+            ))
+        })
+        .collect()
+}

@@ -168,6 +168,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         sim,
         hosts,
         keys: KeyCache::default(),
+        rendered: Default::default(),
     });
 
     let shutdown = shutdown_signal()?;

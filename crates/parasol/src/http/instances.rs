@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use parasol_api::{
     dollars, Confirmation, CreateRequest, CreateResponse, Instance, InstanceConfiguration,
-    InstanceType, InstanceTypesQuery, InstancesResponse, RentalTerms, RentalType, Status,
-    UpdateRequest,
+    InstanceType, InstanceTypesQuery, RentalTerms, RentalType, Status, UpdateRequest,
 };
 use uuid::Uuid;
 
+use super::render_cache::Rendered;
 use super::{ok, path_id, AppRef, Body};
 use crate::error::ApiError;
 use crate::lifecycle::{begin_delete, cost};
@@ -174,14 +174,51 @@ pub async fn list(
     Extension(account): Extension<Account>,
 ) -> Result<Response, ApiError> {
     let now = app.clock.now();
-    let instances = app
-        .store
-        .list_instances(account.id)
-        .await?
+    let versions = app.store.instance_versions(account.id).await?;
+    let mut rendered = app.rendered.get_all(&versions);
+    let missing: Vec<Uuid> = versions
         .iter()
-        .map(|r| render(r, now))
+        .zip(&rendered)
+        .filter(|(_, r)| r.is_none())
+        .map(|((id, _), _)| *id)
         .collect();
-    Ok(ok(InstancesResponse { instances }))
+    if !missing.is_empty() {
+        let mut fresh = HashMap::with_capacity(missing.len());
+        // A cold cache (first list, or after a restart) reads the account
+        // in one scan rather than by id.
+        let recs = if missing.len() * 2 > versions.len() {
+            app.store.list_instances(account.id).await?
+        } else {
+            app.store.instances_by_ids(account.id, &missing).await?
+        };
+        for rec in recs {
+            if rec.instance.status == Status::Deleted {
+                app.rendered.forget(&rec.instance.id);
+                continue;
+            }
+            let r = Arc::new(Rendered::new(&rec));
+            app.rendered.put(rec.instance.id, r.clone());
+            fresh.insert(rec.instance.id, r);
+        }
+        for ((id, _), slot) in versions.iter().zip(rendered.iter_mut()) {
+            if slot.is_none() {
+                // Written again since the versions were read: the newer
+                // rendering. Gone meanwhile: left out.
+                *slot = fresh.get(id).cloned();
+            }
+        }
+    }
+    let shown: Vec<&Rendered> = rendered.iter().flatten().map(|r| r.as_ref()).collect();
+    let mut body = Vec::with_capacity(64 + shown.len() * 1024);
+    body.extend_from_slice(b"{\"instances\":[");
+    for (n, r) in shown.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        r.write(&mut body, now);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /instances/{id}/info`.

@@ -14,6 +14,7 @@ mod events;
 mod featured;
 mod instances;
 mod metrics;
+mod render_cache;
 mod sshkeys;
 mod templates;
 mod volumes;
@@ -56,6 +57,8 @@ pub struct AppState {
     /// The operator's own servers, when any are configured.
     pub hosts: Option<Arc<crate::providers::hosts::Hosts>>,
     pub keys: KeyCache,
+    /// Instances as last rendered, for `GET /instances`.
+    pub rendered: render_cache::RenderCache,
 }
 
 /// Shared state handle.

@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 
 use super::accounts::parse_uuid;
 use super::capacity::{self, Counted, Pool};
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 
 /// Bookkeeping the reconciler keeps beside the API object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -202,6 +202,65 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The id and generation of each of an account's instances that are
+    /// not deleted, oldest first: enough to tell which cached renderings
+    /// are current. One aggregated row, not one row per instance, since a
+    /// row costs more to fetch than its few bytes.
+    pub async fn instance_versions(&self, account: Uuid) -> StoreResult<Vec<(Uuid, i64)>> {
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(id || ':' || generation, ',' ORDER BY created_at, id)
+             FROM instances WHERE account_id = $1 AND status <> 'deleted'",
+        )
+        .bind(account.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        let Some(joined) = joined else {
+            return Ok(Vec::new());
+        };
+        joined
+            .split(',')
+            .map(|v| {
+                let (id, generation) = v
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Other(format!("instance version {v:?}")))?;
+                let generation = generation
+                    .parse()
+                    .map_err(|_| StoreError::Other(format!("instance version {v:?}")))?;
+                Ok((parse_uuid(id)?, generation))
+            })
+            .collect()
+    }
+
+    /// An account's instances with the given ids, in no particular order
+    /// (deleted ones too: the caller asked for them by id).
+    pub async fn instances_by_ids(
+        &self,
+        account: Uuid,
+        ids: &[Uuid],
+    ) -> StoreResult<Vec<InstanceRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            // By primary key alone: with the account in the WHERE clause
+            // too, SQLite may scan the account's index for every chunk.
+            let sql = format!(
+                "SELECT {COLUMNS} FROM instances WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let rec = decode(&row)?;
+                if rec.account_id == account {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Instances due for the reconciler, most overdue first.

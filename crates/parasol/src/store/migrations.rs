@@ -185,6 +185,10 @@ const STEPS: &[&[&str]] = &[&[
      GROUP BY cloud, region, shade_instance_type, pool",
     "DROP INDEX instances_holding",
     "DROP INDEX sim_machines_pool",
+    // GET /instances reads each instance's id and generation to find its
+    // cached rendering (http/render_cache.rs); from the index alone, not
+    // from rows that are mostly their JSON document.
+    "CREATE INDEX instances_versions ON instances (account_id, created_at, id, generation, status)",
 ]];
 
 /// The schema version this binary writes.

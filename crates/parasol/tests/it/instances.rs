@@ -354,6 +354,62 @@ async fn cost_accrues_from_active_at_at_the_hourly_price() {
 }
 
 #[tokio::test]
+async fn the_list_shows_every_write_and_the_cost_as_of_now() {
+    // The list serves cached renderings; each must follow its instance's
+    // writes and the clock, and match what /info says.
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let c = s.admin();
+    let ids = [
+        c.create_instance("a").await,
+        c.create_instance("b").await,
+        c.create_instance("c").await,
+    ];
+    for id in &ids {
+        c.wait_status(id, "active").await;
+    }
+    let list = || async {
+        c.get("/v1/instances").await.expect(200)["instances"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let before = list().await;
+    assert_eq!(before.len(), 3);
+    c.post(
+        &format!("/v1/instances/{}/update", ids[0]),
+        json!({"name": "renamed", "tags": ["x"]}),
+    )
+    .await
+    .expect(200);
+    c.post_empty(&format!("/v1/instances/{}/delete", ids[1]))
+        .await
+        .expect(200);
+    c.post("/admin/clock/advance", json!({"seconds": 7200}))
+        .await
+        .expect(200);
+    let after = list().await;
+    let by_id = |v: &[Value], id: &str| v.iter().find(|i| i["id"] == id).cloned();
+    let renamed = by_id(&after, &ids[0]).unwrap();
+    assert_eq!(renamed["name"], "renamed");
+    assert_eq!(renamed["tags"], json!(["x"]));
+    if let Some(b) = by_id(&after, &ids[1]) {
+        assert_eq!(b["status"], "deleting");
+    }
+    for id in [&ids[0], &ids[2]] {
+        let listed = by_id(&after, id).unwrap();
+        let info = c.get(&format!("/v1/instances/{id}/info")).await.expect(200);
+        assert_eq!(listed, info);
+        let cost = |v: &Value| v["cost_estimate"].as_str().unwrap().parse::<f64>().unwrap();
+        let was = by_id(&before, id).unwrap();
+        assert!(cost(&listed) >= cost(&was) + 1.0, "{listed} {was}");
+    }
+    c.wait_gone(&ids[1]).await;
+    let last = list().await;
+    assert_eq!(last.len(), 2);
+    assert!(by_id(&last, &ids[1]).is_none());
+}
+
+#[tokio::test]
 async fn a_machine_that_fails_while_booting_puts_the_instance_in_error_and_is_released() {
     let s = Server::start(Opts {
         boot_seconds: 8.0,

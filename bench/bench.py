@@ -330,10 +330,20 @@ def bench_memory(a):
     rest = [x for x in cols if x not in ("id", "doc")]
     while have < a.memory_instances:
         k = min(have, a.memory_instances - have)
+        # MATERIALIZED: otherwise SQLite substitutes the random expression
+        # at each use of nid, and the row's id and its document's differ.
         c.execute(f"INSERT INTO instances (id, doc, {', '.join(rest)}) "
-                  f"SELECT nid, json_set(doc, '$.instance.id', nid), {', '.join(rest)} "
-                  f"FROM (SELECT *, {uuid} AS nid FROM instances LIMIT {k})")
+                  f"WITH src AS MATERIALIZED (SELECT *, {uuid} AS nid FROM instances LIMIT {k}) "
+                  f"SELECT nid, json_set(doc, '$.instance.id', nid), {', '.join(rest)} FROM src")
         have += k
+    # The copies hold capacity too: recount the counters the server keeps
+    # beside the rows (store/capacity.rs), as its migration does.
+    c.execute("DELETE FROM holdings")
+    c.execute("INSERT INTO holdings (cloud, region, shade_instance_type, pool, n) "
+              "SELECT cloud, region, shade_instance_type, "
+              "CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END, COUNT(*) "
+              "FROM instances WHERE status IN ('creating','pending_provider','pending','active','deleting') "
+              "GROUP BY 1, 2, 3, 4")
     c.commit()
     c.close()
     ready = s.start()

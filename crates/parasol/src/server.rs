@@ -115,6 +115,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Clock::system()
     });
     ensure_admin(&store, &settings.data_dir, &clock).await?;
+    let repaired = store
+        .repair_capacity_counts()
+        .await
+        .context("recounting capacity")?;
+    if !repaired.is_empty() {
+        tracing::warn!(counters = ?repaired, "capacity counters disagreed with the stored rows (written by an older binary, or by hand); recounted");
+    }
 
     let mut providers = Providers::default();
     let sim = settings

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use sqlx::{AnyConnection, Row};
 
 use super::instances::HOLDING;
-use super::{OfferKey, Store, StoreResult};
+use super::{Backend, OfferKey, Store, StoreError, StoreResult};
 
 /// States of a sim machine that still occupy a slot: every state but
 /// `terminated` (the sim's lifecycle, providers/sim).
@@ -64,42 +64,99 @@ impl Store {
     /// counter that disagrees (empty: all agree). Reads every holding row,
     /// so it is a check for tests and operators, not for request paths.
     pub async fn capacity_drift(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool().acquire().await?;
         let mut drift = Vec::new();
         for counted in [Counted::Instances, Counted::SimMachines] {
-            let counters = sqlx::query(&format!(
-                "SELECT cloud, region, shade_instance_type, pool, n FROM {}",
-                counted.table()
-            ))
-            .fetch_all(self.pool())
-            .await?;
-            let recounted = sqlx::query(&counted.recount())
-                .fetch_all(self.pool())
-                .await?;
-            let mut both: BTreeMap<[String; 4], (i64, i64)> = BTreeMap::new();
-            for (rows, side) in [(&counters, 0), (&recounted, 1)] {
-                for r in rows {
-                    let key = [r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?];
-                    let n: i64 = r.try_get(4)?;
-                    let e = both.entry(key).or_default();
-                    if side == 0 {
-                        e.0 = n;
-                    } else {
-                        e.1 = n;
-                    }
-                }
-            }
-            for (key, (counter, rows)) in both {
-                if counter != rows {
-                    drift.push(format!(
-                        "{} {}: counter {counter}, rows {rows}",
-                        counted.table(),
-                        key.join("/")
-                    ));
-                }
-            }
+            drift.extend(drift_of(&mut conn, counted).await?);
         }
         Ok(drift)
     }
+
+    /// Sets every capacity counter that disagrees with its rows to the
+    /// recount, and names what it corrected. Runs at each server start: the
+    /// counters can only drift through writers that do not keep them (a
+    /// binary from before they existed, still serving during an upgrade, or
+    /// a hand edit), and a recount under the counters' write lock puts
+    /// them right without stopping the other replicas.
+    pub async fn repair_capacity_counts(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool().acquire().await?;
+        // SQLite: the write lock up front. PostgreSQL: writers that change
+        // a counter wait until the recount commits; the rows they wrote
+        // meanwhile are not yet committed, so their own adjustment still
+        // applies on top of it.
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        sqlx::query(begin).execute(&mut *conn).await?;
+        let result = async {
+            if self.backend() == Backend::Postgres {
+                sqlx::query("LOCK TABLE holdings, sim_holdings IN EXCLUSIVE MODE")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let mut repaired = Vec::new();
+            for counted in [Counted::Instances, Counted::SimMachines] {
+                let drift = drift_of(&mut conn, counted).await?;
+                if drift.is_empty() {
+                    continue;
+                }
+                sqlx::query(&format!("DELETE FROM {}", counted.table()))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(&format!(
+                    "INSERT INTO {} (cloud, region, shade_instance_type, pool, n) {}",
+                    counted.table(),
+                    counted.recount()
+                ))
+                .execute(&mut *conn)
+                .await?;
+                repaired.extend(drift);
+            }
+            Ok::<_, StoreError>(repaired)
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await?;
+        result
+    }
+}
+
+/// The counters of one table that disagree with a recount of their rows.
+async fn drift_of(conn: &mut AnyConnection, counted: Counted) -> StoreResult<Vec<String>> {
+    let counters = sqlx::query(&format!(
+        "SELECT cloud, region, shade_instance_type, pool, n FROM {}",
+        counted.table()
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let recounted = sqlx::query(&counted.recount())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut both: BTreeMap<[String; 4], (i64, i64)> = BTreeMap::new();
+    for (rows, side) in [(&counters, 0), (&recounted, 1)] {
+        for r in rows {
+            let key = [r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?];
+            let n: i64 = r.try_get(4)?;
+            let e = both.entry(key).or_default();
+            if side == 0 {
+                e.0 = n;
+            } else {
+                e.1 = n;
+            }
+        }
+    }
+    Ok(both
+        .into_iter()
+        .filter(|(_, (counter, rows))| counter != rows)
+        .map(|(key, (counter, rows))| {
+            format!(
+                "{} {}: counter {counter}, rows {rows}",
+                counted.table(),
+                key.join("/")
+            )
+        })
+        .collect())
 }
 
 /// Single machines and cluster nodes draw on separate capacity.

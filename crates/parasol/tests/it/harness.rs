@@ -159,19 +159,25 @@ impl Server {
         self.child = Some(child);
     }
 
-    /// Checks, on the server's own database, that every capacity counter
-    /// matches a recount of the rows it mirrors.
-    pub async fn assert_capacity_counts_agree(&self) {
+    /// The server's own database, opened beside it (the tests' window on
+    /// what the server stored).
+    pub async fn store(&self) -> parasol::store::Store {
         let url = self
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("parasol.db").display()));
-        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        parasol::store::Store::open(&parasol::store::StoreOptions {
             url,
             max_connections: 1,
         })
         .await
-        .expect("opening the server's store");
+        .expect("opening the server's store")
+    }
+
+    /// Checks, on the server's own database, that every capacity counter
+    /// matches a recount of the rows it mirrors.
+    pub async fn assert_capacity_counts_agree(&self) {
+        let store = self.store().await;
         let drift = store.capacity_drift().await.expect("recounting");
         store.pool().close().await;
         assert!(drift.is_empty(), "capacity counters drifted: {drift:#?}");

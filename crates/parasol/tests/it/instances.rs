@@ -252,6 +252,41 @@ async fn a_burst_of_creates_takes_exactly_the_free_slots() {
 }
 
 #[tokio::test]
+async fn capacity_counters_that_drifted_are_recounted_at_start() {
+    // A binary from before the counters, still serving during an upgrade,
+    // writes instances without them; the next start puts them right.
+    let mut s = Server::start(Opts {
+        capacity: Some(3),
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let id = c.create_instance("one").await;
+    c.wait_status(&id, "active").await;
+    s.kill();
+    let store = s.store().await;
+    sqlx::query("UPDATE holdings SET n = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sim_holdings")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.capacity_drift().await.unwrap().len(), 2);
+    store.pool().close().await;
+    s.restart();
+    s.assert_capacity_counts_agree().await;
+    assert!(s.log().contains("recounted"), "{}", s.log());
+    // Two slots are free again, not zero.
+    let c = s.admin();
+    c.create_instance("two").await;
+    c.create_instance("three").await;
+    c.post("/v1/instances/create", default_create("four"))
+        .await
+        .expect_error(409, "insufficient_capacity");
+}
+
+#[tokio::test]
 async fn update_replaces_given_fields_removes_nulls_and_keeps_the_rest() {
     let s = Server::start(Opts::default());
     let c = s.admin();

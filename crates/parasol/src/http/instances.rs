@@ -208,10 +208,9 @@ pub async fn list(
             }
         }
     }
-    let shown: Vec<&Rendered> = rendered.iter().flatten().map(|r| r.as_ref()).collect();
-    let mut body = Vec::with_capacity(64 + shown.len() * 1024);
+    let mut body = Vec::with_capacity(64 + rendered.len() * 1024);
     body.extend_from_slice(b"{\"instances\":[");
-    for (n, r) in shown.iter().enumerate() {
+    for (n, r) in rendered.iter().flatten().enumerate() {
         if n > 0 {
             body.push(b',');
         }

@@ -80,11 +80,6 @@ impl Rendered {
         }
     }
 
-    /// The generation this rendering shows.
-    pub fn generation(&self) -> i64 {
-        self.generation
-    }
-
     /// Appends the instance's JSON, with its cost as of `now`.
     pub fn write(&self, out: &mut Vec<u8>, now: DateTime<Utc>) {
         out.extend_from_slice(&self.head);
@@ -155,12 +150,6 @@ impl RenderCache {
             inner.bytes -= old.size();
         }
     }
-
-    /// How many renderings are kept, and their size.
-    pub fn usage(&self) -> (usize, usize) {
-        let inner = self.inner.lock().expect("poisoned");
-        (inner.by_id.len(), inner.bytes)
-    }
 }
 
 #[cfg(test)]
@@ -212,7 +201,7 @@ mod tests {
         want.cost_estimate = dollars(cost::instance_cents(&rec, now));
         assert_eq!(got, serde_json::to_value(&want).unwrap());
         assert_eq!(got["cost_estimate"], "3.00");
-        assert_eq!(r.generation(), 7);
+        assert_eq!(r.generation, 7);
     }
 
     #[test]
@@ -237,7 +226,9 @@ mod tests {
         for _ in 0..100 {
             cache.put(Uuid::new_v4(), rendered(1));
         }
-        let (n, bytes) = cache.usage();
+        let inner = cache.inner.lock().unwrap();
+        let (n, bytes) = (inner.by_id.len(), inner.bytes);
+        drop(inner);
         assert!(bytes <= BUDGET_BYTES, "{bytes}");
         assert!(n < 100, "{n}");
         cache.forget(&id);

@@ -243,30 +243,6 @@ pub(crate) async fn adjust(
     Ok(())
 }
 
-/// Slots held in one offer and pool.
-pub(crate) async fn held<'e, E>(
-    exec: E,
-    counted: Counted,
-    key: &OfferKey,
-    pool: Pool,
-) -> StoreResult<i64>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let n: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT n FROM {} WHERE cloud = $1 AND region = $2 AND shade_instance_type = $3
-         AND pool = $4",
-        counted.table()
-    ))
-    .bind(&key.cloud)
-    .bind(&key.region)
-    .bind(&key.shade_instance_type)
-    .bind(pool.as_str())
-    .fetch_optional(exec)
-    .await?;
-    Ok(n.unwrap_or(0))
-}
-
 /// Slots held in every offer of a pool that holds any.
 pub(crate) async fn all_held<'e, E>(
     exec: E,

@@ -4,10 +4,8 @@
 use chrono::{DateTime, Utc};
 use parasol_api::{Instance, Status};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
-
-use sqlx::AnyConnection;
 
 use super::accounts::parse_uuid;
 use super::capacity::{self, Counted, Pool};
@@ -292,11 +290,6 @@ impl Store {
         capacity::all_held(self.pool(), Counted::Instances, Pool::Single).await
     }
 
-    /// How many single instances hold capacity in one offer.
-    pub async fn holding_count(&self, key: &OfferKey) -> StoreResult<i64> {
-        capacity::held(self.pool(), Counted::Instances, key, Pool::Single).await
-    }
-
     /// How many cluster nodes hold cluster capacity in each offer.
     pub async fn holding_cluster_nodes(&self) -> StoreResult<Vec<(OfferKey, i64)>> {
         capacity::all_held(self.pool(), Counted::Instances, Pool::Cluster).await
@@ -431,5 +424,18 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_agrees_with_the_holding_list_the_queries_use() {
+        for status in Status::ALL {
+            let listed = HOLDING.contains(&format!("'{}'", status.as_str()));
+            assert_eq!(holds(status), listed, "{status}");
+        }
     }
 }

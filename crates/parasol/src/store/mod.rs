@@ -22,7 +22,6 @@ mod templates;
 mod volumes;
 
 pub use accounts::Account;
-pub use capacity::Pool;
 pub use clusters::{ClusterInternal, ClusterRecord};
 pub use instances::{InsertOutcome, InstanceRecord, Internal, OfferKey};
 pub use leases::{keep_leases, wall_ms};

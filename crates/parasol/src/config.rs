@@ -98,9 +98,9 @@ pub struct FileConfig {
     pub sim: FileSim,
     #[serde(default)]
     pub reconciler: FileReconciler,
-    /// `[providers]`: the real clouds (see `providers::setup`).
+    /// `[providers]`: the real clouds (see `providers::clouds::setup`).
     #[serde(default)]
-    pub providers: crate::providers::setup::FileProviders,
+    pub providers: crate::providers::clouds::setup::FileProviders,
     /// `[[hosts]]`: the operator's own servers (see `providers::hosts`).
     #[serde(default)]
     pub hosts: Vec<crate::providers::hosts::HostConfig>,
@@ -161,7 +161,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub sim_enabled: bool,
     /// Real clouds enabled by their credentials.
-    pub clouds: crate::providers::setup::CloudSettings,
+    pub clouds: crate::providers::clouds::setup::CloudSettings,
     /// The operator's own servers.
     pub hosts: Vec<crate::providers::hosts::HostConfig>,
     pub sim: SimConfig,
@@ -310,7 +310,8 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if pool_size == 0 {
         bail!("--pool-size must be at least 1");
     }
-    let clouds = crate::providers::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
+    let clouds =
+        crate::providers::clouds::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     crate::providers::hosts::validate(&file.hosts)?;
     Ok(Settings {
         listen,

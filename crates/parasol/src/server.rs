@@ -129,13 +129,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .then(|| Arc::new(Sim::new(store.clone(), clock.clone(), settings.sim.clone())));
     if let Some(sim) = &sim {
         providers.add(sim.clone(), &Sim::clouds());
-        tracing::warn!(
-            clouds = Sim::clouds().len(),
-            boot_seconds = settings.sim.boot_seconds,
-            "capacity is SIMULATED: the sim provider is serving every cloud; no real machine will be rented"
-        );
     }
     settings.clouds.register(&mut providers);
+    if sim.is_some() {
+        let simulated: Vec<String> = providers
+            .clouds()
+            .into_iter()
+            .filter(|(_, p)| *p == "sim")
+            .map(|(c, _)| c)
+            .collect();
+        tracing::warn!(
+            clouds = %simulated.join(","),
+            boot_seconds = settings.sim.boot_seconds,
+            "capacity is SIMULATED for these clouds: the sim provider serves them; no real machine will be rented there"
+        );
+    }
     let hosts = (!settings.hosts.is_empty()).then(|| {
         Arc::new(Hosts::new(
             store.clone(),

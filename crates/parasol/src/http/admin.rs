@@ -37,6 +37,9 @@ pub async fn readyz(State(app): State<AppRef>) -> Response {
         "store": store_ok,
         "reconciler": reconciler_ok,
         "unavailable_providers": providers,
+        // Which provider serves each cloud name: one per name, a real
+        // cloud's adapter over the sim.
+        "clouds": app.catalog.providers().clouds(),
     });
     let status = if ready {
         StatusCode::OK

@@ -77,6 +77,19 @@ impl Catalog {
                         .unwrap_or_default()
                 }
             };
+            // A provider's offers count only for the clouds it serves: the
+            // sim keeps simulating every name, but one a real cloud took
+            // over is not the sim's to sell.
+            let mut fetched = fetched;
+            fetched
+                .offers
+                .retain(|o| self.providers.serves(p, &o.cloud));
+            fetched
+                .clusters
+                .retain(|o| self.providers.serves(p, &o.cloud));
+            fetched
+                .volumes
+                .retain(|o| self.providers.serves(p, &o.cloud));
             self.by_provider
                 .lock()
                 .expect("poisoned")

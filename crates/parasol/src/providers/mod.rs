@@ -9,14 +9,10 @@
 //! [`MachineState`], which the reconciler maps onto the seven API states.
 
 pub mod catalog;
-pub mod cloud;
+pub mod clouds;
 pub mod hosts;
-pub mod hyperstack;
-pub mod lambda;
-pub mod setup;
 pub mod sim;
 pub mod sweep;
-pub mod verda;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -200,7 +196,9 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
-/// The configured providers, and which one serves each cloud.
+/// The configured providers, and which one serves each cloud. A cloud name
+/// has exactly one provider: the catalog serves a provider's offers only for
+/// the clouds it holds here, and creates go to that provider alone.
 #[derive(Clone, Default)]
 pub struct Providers {
     all: Vec<Arc<dyn Provider>>,
@@ -208,17 +206,44 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Registers a provider for the clouds it serves.
-    pub fn add(&mut self, provider: Arc<dyn Provider>, clouds: &[String]) {
+    /// Registers a provider for the clouds it serves. A cloud some earlier
+    /// provider served is taken from it (a real cloud's adapter over the
+    /// sim's simulation of the same name); the displaced pairs of cloud and
+    /// provider name are returned so the caller can say so.
+    pub fn add(
+        &mut self,
+        provider: Arc<dyn Provider>,
+        clouds: &[String],
+    ) -> Vec<(String, &'static str)> {
+        let mut displaced = Vec::new();
         for c in clouds {
-            self.by_cloud.insert(c.clone(), provider.clone());
+            if let Some(prev) = self.by_cloud.insert(c.clone(), provider.clone()) {
+                if !Arc::ptr_eq(&prev, &provider) {
+                    displaced.push((c.clone(), prev.name()));
+                }
+            }
         }
         self.all.push(provider);
+        displaced
     }
 
     /// The provider serving `cloud`.
     pub fn for_cloud(&self, cloud: &str) -> Option<&Arc<dyn Provider>> {
         self.by_cloud.get(cloud)
+    }
+
+    /// Whether `provider` is the one serving `cloud`.
+    pub fn serves(&self, provider: &Arc<dyn Provider>, cloud: &str) -> bool {
+        self.for_cloud(cloud)
+            .is_some_and(|p| Arc::ptr_eq(p, provider))
+    }
+
+    /// Every cloud name with the name of the provider serving it, in order.
+    pub fn clouds(&self) -> std::collections::BTreeMap<String, &'static str> {
+        self.by_cloud
+            .iter()
+            .map(|(c, p)| (c.clone(), p.name()))
+            .collect()
     }
 
     /// Every provider.

@@ -357,6 +357,95 @@ async fn the_orphan_sweep_terminates_marked_lambda_machines_with_no_live_instanc
     assert!(s.log().contains("orphan sweep"), "{}", s.log());
 }
 
+/// `/readyz` once it answers 200. Raw HTTP: it is Parasol's own, and
+/// answers 503 until the reconciler's first run.
+async fn readyz(s: &Server, c: &Client) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_real_cloud_takes_its_name_from_the_sim_which_keeps_serving_the_others() {
+    let fake = FakeServer::start(Lambda::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parasol.toml");
+    std::fs::write(&config, "[sim]\nenabled = true\n").unwrap();
+    let s = Server::start(opts(&lambda_env(&fake)).args(&["--config", config.to_str().unwrap()]));
+    let c = s.admin();
+
+    // Every lambdalabs offer is the real adapter's: the fake's three types,
+    // under Lambda's own type names, and none of the sim's.
+    let lambda = types(&c, "cloud=lambdalabs").await;
+    let mut names: Vec<_> = lambda
+        .iter()
+        .map(|t| {
+            (
+                t["shade_instance_type"].as_str().unwrap(),
+                t["cloud_instance_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("A10", "gpu_1x_a10"),
+            ("A6000", "gpu_1x_a6000"),
+            ("H100_sxm5x8", "gpu_8x_h100_sxm5")
+        ]
+    );
+    assert!(
+        types(&c, "cloud=massedcompute").await.len() > 3,
+        "the sim still serves the clouds no real adapter took"
+    );
+    let ready = readyz(&s, &c).await;
+    assert_eq!(ready["clouds"]["lambdalabs"], "lambda", "{ready:#}");
+    assert_eq!(ready["clouds"]["massedcompute"], "sim", "{ready:#}");
+    let log = s.log();
+    assert!(
+        log.contains(
+            "lambdalabs is served by the real lambda adapter; the sim provider no longer offers it"
+        ),
+        "{log}"
+    );
+
+    // Creates of lambdalabs go to the fake; the others to the sim.
+    c.add_key("me").await;
+    let real = create(&c, "lambdalabs", "us-west-1", "A6000", "real").await;
+    c.wait_status(&real, "active").await;
+    assert_eq!(
+        fake.requests_to("POST /api/v1/instance-operations/launch")
+            .len(),
+        1
+    );
+    let simulated = c.create_instance("simulated").await;
+    c.wait_status(&simulated, "active").await;
+    let machines = c.get("/admin/sim/machines").await.expect(200)["machines"].clone();
+    let ids: Vec<_> = machines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        [simulated],
+        "the sim launched only the massedcompute machine"
+    );
+}
+
 #[tokio::test]
 async fn wrong_credentials_make_one_cloud_unavailable_in_readyz_without_hiding_the_others() {
     let lf = FakeServer::start(Lambda::default()).await;
@@ -366,22 +455,7 @@ async fn wrong_credentials_make_one_cloud_unavailable_in_readyz_without_hiding_t
     env.push(("PARASOL_LAMBDA_URL", format!("{}/api/v1", lf.url)));
     let s = Server::start(opts(&env));
     let c = s.admin();
-    // Raw HTTP: /readyz is Parasol's own, and answers 503 until the
-    // reconciler's first run.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ready: Value = loop {
-        let r = c
-            .http
-            .get(format!("{}/readyz", s.base))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break r.json().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ready = readyz(&s, &c).await;
     let why = ready["unavailable_providers"]["lambda"]["reason"]
         .as_str()
         .unwrap_or_else(|| panic!("{ready:#}"));

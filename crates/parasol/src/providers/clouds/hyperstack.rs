@@ -44,11 +44,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::cloud::{
+use super::{
     cents, configuration, generic_failure, gpu_model, key_name, marker, parse, parse_marker,
     shade_type, short, Failure, Http, Num, OffersCache, Secret,
 };
-use super::{
+use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
 };
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-use super::cloud::Secret;
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
 use super::verda::{self, Verda, VerdaConfig};
-use super::Providers;
+use super::Secret;
+use crate::providers::{Provider, Providers};
 
 /// Default period of the orphan sweep.
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(300);
@@ -76,27 +76,48 @@ impl CloudSettings {
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
-    /// a real cloud serves its name even when the sim also simulates it.
+    /// a real cloud serves its name even when the sim also simulates it
+    /// (the sim then stops offering that name, and the log says so).
     pub fn register(&self, providers: &mut Providers) {
         if let Some(c) = &self.lambda {
-            providers.add(
+            enable(
+                providers,
                 Arc::new(Lambda::new(c.clone())),
-                &[lambda::CLOUD.to_string()],
+                lambda::CLOUD,
+                &c.url,
             );
-            tracing::info!(cloud = lambda::CLOUD, url = %c.url, "Lambda Cloud enabled");
         }
         if let Some(c) = &self.verda {
-            providers.add(Arc::new(Verda::new(c.clone())), &[verda::CLOUD.to_string()]);
-            tracing::info!(cloud = verda::CLOUD, url = %c.url, "Verda enabled");
+            enable(
+                providers,
+                Arc::new(Verda::new(c.clone())),
+                verda::CLOUD,
+                &c.url,
+            );
         }
         if let Some(c) = &self.hyperstack {
-            providers.add(
+            enable(
+                providers,
                 Arc::new(Hyperstack::new(c.clone())),
-                &[hyperstack::CLOUD.to_string()],
+                hyperstack::CLOUD,
+                &c.url,
             );
-            tracing::info!(cloud = hyperstack::CLOUD, url = %c.url, "Hyperstack enabled");
         }
     }
+}
+
+/// Registers one real cloud's adapter for its cloud name.
+fn enable(providers: &mut Providers, adapter: Arc<dyn Provider>, cloud: &str, url: &str) {
+    let name = adapter.name();
+    for (cloud, previous) in providers.add(adapter, &[cloud.to_string()]) {
+        tracing::warn!(
+            cloud,
+            provider = name,
+            displaced = previous,
+            "{cloud} is served by the real {name} adapter; the {previous} provider no longer offers it"
+        );
+    }
+    tracing::info!(cloud, provider = name, url, "real cloud enabled");
 }
 
 /// Resolves the clouds from `env` (the process environment in production)

@@ -39,11 +39,11 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::cloud::{
+use super::{
     configuration, generic_failure, gpu_model, key_name, marker, parse_marker, shade_type, short,
     Failure, Http, LaunchPacer, OffersCache, Secret,
 };
-use super::{
+use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
 };
 
@@ -290,7 +290,7 @@ impl Lambda {
             if !status.is_success() {
                 return Err(classify(&what, &Failure { status, body }));
             }
-            let d: Data<LInstance> = super::cloud::parse(CLOUD, &what, &body)?;
+            let d: Data<LInstance> = super::parse(CLOUD, &what, &body)?;
             return Ok(Some(d.data));
         }
         let name = marker(id);

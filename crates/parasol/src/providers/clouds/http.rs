@@ -1,0 +1,239 @@
+//! The HTTP plumbing every cloud adapter shares: one client whose answers
+//! become [`ProviderError`]s (retrying rate limits), a short-lived offers
+//! cache, and a pacer for clouds that limit how often one may launch.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::providers::{Offer, ProviderError};
+
+/// Longest wait honoured from a `Retry-After` header inside one call; the
+/// reconciler's call timeout bounds the whole call anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15);
+/// Attempts per call when the cloud answers 429.
+const RATE_LIMIT_ATTEMPTS: u32 = 4;
+
+/// An HTTP answer that was not a success, kept whole so each adapter can
+/// classify it by its own error codes.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// One cloud's HTTP client.
+#[derive(Clone)]
+pub struct Http {
+    pub client: reqwest::Client,
+    /// Cloud name for messages.
+    pub cloud: &'static str,
+}
+
+impl Http {
+    /// A client with timeouts short enough to fit in one reconciler step.
+    pub fn new(cloud: &'static str) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("parasol/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        Self { client, cloud }
+    }
+
+    /// Sends the request `build` makes, again after a 429 (waiting as long
+    /// as `Retry-After` says, or backing off), and returns the status and
+    /// body of any other answer. Connection failures and timeouts are
+    /// transient; everything else is left to the caller.
+    pub async fn send(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = build().send().await.map_err(|e| {
+                ProviderError::Transient(format!("{} unreachable: {}", self.cloud, without_url(&e)))
+            })?;
+            let status = res.status();
+            if status == StatusCode::TOO_MANY_REQUESTS && attempt < RATE_LIMIT_ATTEMPTS {
+                let wait = retry_after(res.headers())
+                    .unwrap_or_else(|| Duration::from_millis(500 << attempt));
+                tracing::debug!(
+                    cloud = self.cloud,
+                    wait_ms = wait.as_millis() as u64,
+                    "rate limited; waiting"
+                );
+                tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+                continue;
+            }
+            let body = res.text().await.map_err(|e| {
+                ProviderError::Transient(format!(
+                    "{} answer unreadable: {}",
+                    self.cloud,
+                    without_url(&e)
+                ))
+            })?;
+            return Ok((status, body));
+        }
+    }
+
+    /// Like [`Http::send`], and parses a success as `T`; a failure goes to
+    /// `classify`.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+        classify: impl Fn(&Failure) -> ProviderError,
+    ) -> Result<T, ProviderError> {
+        let (status, body) = self.send(build).await?;
+        if !status.is_success() {
+            return Err(classify(&Failure { status, body }));
+        }
+        parse(self.cloud, what, &body)
+    }
+}
+
+/// Parses a cloud's JSON, naming what did not match.
+pub fn parse<T: DeserializeOwned>(cloud: &str, what: &str, body: &str) -> Result<T, ProviderError> {
+    let de = &mut serde_json::Deserializer::from_str(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        ProviderError::Transient(format!(
+            "{cloud} answered {what} with an unexpected shape at {}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })
+}
+
+/// The generic part of every adapter's classification: 429 left after the
+/// retries and 5xx are transient, 401/403 mean the credentials are wrong.
+pub fn generic_failure(cloud: &str, what: &str, f: &Failure, detail: &str) -> ProviderError {
+    let status = f.status.as_u16();
+    match status {
+        401 | 403 => ProviderError::Permanent(format!(
+            "{cloud} rejected the credentials ({status} on {what}): {detail}; check the configured API key"
+        )),
+        429 => ProviderError::Transient(format!("{cloud} is rate limiting {what}")),
+        408 | 500..=599 => {
+            ProviderError::Transient(format!("{cloud} failed {what} ({status}): {detail}"))
+        }
+        _ => ProviderError::Permanent(format!("{cloud} refused {what} ({status}): {detail}")),
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// A reqwest error without the URL, which may carry a query string.
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    if let Some(src) = std::error::Error::source(e) {
+        msg.push_str(&format!(": {src}"));
+    }
+    msg
+}
+
+/// Offers fetched from a cloud, reused for a while so that callers other
+/// than the periodic refresh do not each hit the cloud.
+pub struct OffersCache {
+    ttl: Duration,
+    slot: Mutex<Option<(Instant, Vec<Offer>)>>,
+}
+
+impl OffersCache {
+    /// An empty cache.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// The cached offers, or fresh ones from `fetch`. The lock is held while
+    /// fetching, so concurrent callers wait for one fetch.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Vec<Offer>, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<Offer>, ProviderError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, offers)) = slot.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(offers.clone());
+            }
+        }
+        let offers = fetch().await?;
+        *slot = Some((Instant::now(), offers.clone()));
+        Ok(offers)
+    }
+
+    /// Forgets the cached offers (after a capacity error proved them stale).
+    pub async fn clear(&self) {
+        *self.slot.lock().await = None;
+    }
+}
+
+/// The first `n` characters of a cloud's error text, for messages.
+pub fn short(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= 300 {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(300).collect::<String>())
+    }
+}
+
+/// Waits so launches are at least `interval` apart, handing out slots in
+/// order. Gives up (transient) when the slot is further away than
+/// `max_wait`, so one reconciler step never outlives its call timeout.
+pub struct LaunchPacer {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl LaunchPacer {
+    /// Launches at most once per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Takes the next launch slot, sleeping until it comes.
+    pub async fn wait(&self, cloud: &str, max_wait: Duration) -> Result<(), ProviderError> {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            if at - now > max_wait {
+                return Err(ProviderError::Transient(format!(
+                    "{cloud} allows one launch every {}s; waiting for a launch slot",
+                    self.interval.as_secs_f64()
+                )));
+            }
+            *next = Some(at + self.interval);
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+        Ok(())
+    }
+}

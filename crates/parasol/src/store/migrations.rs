@@ -189,6 +189,13 @@ const STEPS: &[&[&str]] = &[&[
     // cached rendering (http/render_cache.rs); from the index alone, not
     // from rows that are mostly their JSON document.
     "CREATE INDEX instances_versions ON instances (account_id, created_at, id, generation, status)",
+], &[
+    // Values a deployment makes once and every replica shares (its
+    // deployment id, signing keys): store/settings.rs.
+    "CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
 ]];
 
 /// The schema version this binary writes.

@@ -17,6 +17,7 @@ mod clusters;
 mod instances;
 mod leases;
 mod migrations;
+mod settings;
 mod sshkeys;
 mod templates;
 mod volumes;

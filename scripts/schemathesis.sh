@@ -21,15 +21,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KEY=psl_schemathesis_admin_key_0123456789abcdef
-VENV=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
+VENV=$(realpath -m "${PARASOL_TEST_VENV:-target/test-venv}")
 BIN=${PARASOL_BIN:-target/debug/parasol}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
 MAX_TIME=${SCHEMATHESIS_MAX_TIME:-200}
 
-if [[ ! -x "$VENV/bin/schemathesis" ]]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis>=4,<5"
-fi
+# The tool comes from scripts/requirements-test.txt (scripts/setup.sh).
+PARASOL_TEST_VENV=$VENV bash scripts/setup.sh
 if [[ -z "${PARASOL_BIN:-}" ]]; then
   cargo build --locked -p parasol --bin parasol
 fi

@@ -5,11 +5,19 @@
 # again on PostgreSQL (each test on a fresh database). The scale-out tests
 # (replicas, database outage) need PostgreSQL and run in the second pass.
 #
+# Set-up: scripts/setup.sh first installs whatever is missing (PostgreSQL,
+# OpenSSH, cargo-nextest, the Python tools in target/test-venv), so this is
+# the whole command on a fresh Debian machine.
+#
 # PostgreSQL: PARASOL_TEST_PG_URL names an admin URL of a cluster the tests
 # may create databases in; when unset, a throwaway cluster is started here
-# (scripts/pg.sh; needs the Debian `postgresql` package).
+# (scripts/pg.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+PARASOL_TEST_VENV=$(realpath -m "${PARASOL_TEST_VENV:-target/test-venv}")
+export PARASOL_TEST_VENV
 
 if [[ -z "${PARASOL_TEST_PG_URL:-}" ]]; then
   pgdir=$(mktemp -d)

@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// URL that receives a JSON POST when an alert threshold is crossed.
     #[arg(long, env = "PARASOL_ALERT_WEBHOOK_URL")]
     pub alert_webhook_url: Option<String>,
+    /// Share of simulated launches (0 to 1) refused for capacity although
+    /// the catalog showed room: the race that launches by requirements
+    /// fail over from.
+    #[arg(long, env = "PARASOL_SIM_CAPACITY_FAILURE_RATE")]
+    pub sim_capacity_failure_rate: Option<f64>,
+    /// How long an offer that refused a launch for capacity is skipped by
+    /// launches by requirements, in seconds (default 300).
+    #[arg(long, env = "PARASOL_CAPACITY_COOLDOWN_SECONDS")]
+    pub capacity_cooldown_seconds: Option<u64>,
     /// Machines per type and region in every simulated cloud, replacing the
     /// seeded capacities.
     #[arg(long, env = "PARASOL_SIM_CAPACITY")]
@@ -130,6 +139,7 @@ pub struct FileSim {
     pub call_failure_rate: Option<f64>,
     pub call_timeout_rate: Option<f64>,
     pub preempt_rate: Option<f64>,
+    pub capacity_failure_rate: Option<f64>,
     pub capacity: Option<i64>,
 }
 
@@ -142,6 +152,7 @@ pub struct FileReconciler {
     pub active_check_seconds: Option<u64>,
     pub lease_timeout_ms: Option<u64>,
     pub call_timeout_ms: Option<u64>,
+    pub capacity_cooldown_seconds: Option<u64>,
 }
 
 /// How logs are written.
@@ -254,6 +265,10 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             .sim_preempt_rate
             .or(file.sim.preempt_rate)
             .unwrap_or(defaults.preempt_rate),
+        capacity_failure_rate: args
+            .sim_capacity_failure_rate
+            .or(file.sim.capacity_failure_rate)
+            .unwrap_or(defaults.capacity_failure_rate),
         capacity: args.sim_capacity.or(file.sim.capacity),
     };
     if !(sim.boot_seconds >= 0.0 && sim.boot_seconds.is_finite()) {
@@ -264,6 +279,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         ("call failure rate", sim.call_failure_rate),
         ("call timeout rate", sim.call_timeout_rate),
         ("preempt rate", sim.preempt_rate),
+        ("capacity failure rate", sim.capacity_failure_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             bail!("sim {name} must be between 0 and 1, got {rate}");
@@ -296,6 +312,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         .or(file.reconciler.active_check_seconds)
     {
         reconciler.active_check = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = args
+        .capacity_cooldown_seconds
+        .or(file.reconciler.capacity_cooldown_seconds)
+    {
+        reconciler.capacity_cooldown = Duration::from_secs(s);
     }
     if let Some(c) = file.reconciler.concurrency {
         reconciler.concurrency = c.max(1);

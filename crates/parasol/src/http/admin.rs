@@ -125,6 +125,81 @@ pub async fn sim_preempt(
     Ok(ok(json!({"id": id, "state": "preempted"})))
 }
 
+/// Body of `POST /admin/sim/capacity-failures` (all three fields) and of
+/// `.../clear` (any of them; none clears every offer).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityFailures {
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    pub shade_instance_type: Option<String>,
+    /// How many launches to refuse; absent: every launch until cleared.
+    pub count: Option<u32>,
+}
+
+/// `POST /admin/sim/capacity-failures`: the offer's next launches fail for
+/// capacity although its catalog entry says available.
+pub async fn sim_fail_launches(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Body(req): Body<CapacityFailures>,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let field = |name: &'static str, v: Option<String>| {
+        v.filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::invalid_field(name, format!("{name} is required")))
+    };
+    let key = crate::store::OfferKey {
+        cloud: field("cloud", req.cloud)?,
+        region: field("region", req.region)?,
+        shade_instance_type: field("shade_instance_type", req.shade_instance_type)?,
+    };
+    sim.fail_launches(key.clone(), req.count);
+    Ok(ok(json!({
+        "cloud": key.cloud,
+        "region": key.region,
+        "shade_instance_type": key.shade_instance_type,
+        "count": req.count,
+    })))
+}
+
+/// `POST /admin/sim/capacity-failures/clear`: launches succeed again.
+pub async fn sim_clear_launch_failures(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let req: CapacityFailures = if body.iter().all(u8::is_ascii_whitespace) {
+        CapacityFailures::default()
+    } else {
+        super::parse_json(&body)?
+    };
+    let cleared = sim.clear_launch_failures(
+        req.cloud.as_deref(),
+        req.region.as_deref(),
+        req.shade_instance_type.as_deref(),
+    );
+    Ok(ok(json!({ "cleared": cleared })))
+}
+
+/// `GET /admin/sim/capacity-failures`: the injected capacity failures.
+pub async fn sim_launch_failures(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    let sim = admin_sim(&app, &account)?;
+    let failures: Vec<_> = sim
+        .launch_failures()
+        .into_iter()
+        .map(|(k, n)| {
+            json!({"cloud": k.cloud, "region": k.region,
+                   "shade_instance_type": k.shade_instance_type, "count": n})
+        })
+        .collect();
+    Ok(ok(json!({ "capacity_failures": failures })))
+}
+
 /// Makes the reconciler look at an instance now instead of at its next check.
 async fn nudge(app: &AppRef, id: uuid::Uuid) -> Result<(), ApiError> {
     app.store.wake_instance(id, app.clock.now_ms()).await?;

@@ -18,10 +18,11 @@ use uuid::Uuid;
 use super::render_cache::Rendered;
 use super::{ok, path_id, AppRef, Body};
 use crate::error::ApiError;
+use crate::lifecycle::placement::Placement;
 use crate::lifecycle::{begin_delete, cost};
 use crate::providers::catalog::has_room;
 use crate::providers::{Offer, RegionOffer};
-use crate::store::{Account, InsertOutcome, InstanceRecord, Internal};
+use crate::store::{Account, InsertOutcome, InstanceRecord, Internal, OfferKey};
 use crate::validate;
 
 /// `GET /instances/types`.
@@ -249,15 +250,29 @@ async fn load(app: &AppRef, account: &Account, raw_id: &str) -> Result<InstanceR
 pub async fn create(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
-    Body(mut req): Body<CreateRequest>,
+    Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
+    let id = create_instance(&app, &account, req, None).await?;
+    Ok(ok(CreateResponse { id }))
+}
+
+/// Validates and stores one new instance on the offer `req` names, as
+/// `/instances/create` and the launches by requirements do. An instance
+/// with a `placement` may move to other offers later; one admitted to wait
+/// for capacity is stored whether or not its offer has room now.
+pub async fn create_instance(
+    app: &AppRef,
+    account: &Account,
+    mut req: CreateRequest,
+    placement: Option<Placement>,
+) -> Result<Uuid, ApiError> {
     validate::name("name", &req.name)?;
-    let offer = find_offer(&app, &req.cloud, &req.shade_instance_type)?;
+    let offer = find_offer(app, &req.cloud, &req.shade_instance_type)?;
     let region = find_region(&offer, &req.region)?;
-    super::templates::apply_to_create(&app, &account, &mut req).await?;
+    super::templates::apply_to_create(app, account, &mut req).await?;
     let volumes = super::volumes::volumes_for_instance(
-        &app,
-        &account,
+        app,
+        account,
         req.volume_ids.as_deref().unwrap_or_default(),
         &offer.cloud,
         &region.region,
@@ -292,8 +307,8 @@ pub async fn create(
     };
     validate::create_fields(&req)?;
     let mut rec = new_instance(
-        &app,
-        &account,
+        app,
+        account,
         NewInstance {
             name: req.name.clone(),
             offer: &offer,
@@ -310,7 +325,8 @@ pub async fn create(
             offer.cloud, offer.shade_instance_type, region.region
         ))
     };
-    if !has_room(region.capacity, 0) {
+    let waiting = placement.as_ref().is_some_and(|p| p.waiting);
+    if !waiting && !has_room(region.capacity, 0) {
         return Err(full());
     }
     let i = &mut rec.instance;
@@ -329,9 +345,14 @@ pub async fn create(
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
     let id = i.id;
+    if waiting {
+        i.status_details = Some("waiting for capacity".into());
+    }
+    rec.internal.placement = placement;
+    let slots = region.capacity.slots().filter(|_| !waiting);
     match app
         .store
-        .insert_instance_with_volumes(&rec, &volumes, region.capacity.slots())
+        .insert_instance_with_volumes(&rec, &volumes, slots)
         .await?
     {
         InsertOutcome::Stored => {}
@@ -347,7 +368,7 @@ pub async fn create(
     app.notify.notify_one();
     tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
         region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");
-    Ok(ok(CreateResponse { id }))
+    Ok(id)
 }
 
 /// What every new instance needs, whether created alone or as a node.
@@ -407,6 +428,11 @@ pub async fn new_instance(
         generation: 1,
         wake_at: Some(n.now.timestamp_millis()),
         stored_status: Status::Creating,
+        stored_offer: OfferKey {
+            cloud: offer.cloud.clone(),
+            region: n.region.region.clone(),
+            shade_instance_type: offer.shade_instance_type.clone(),
+        },
         instance: Instance {
             id: Uuid::new_v4(),
             cloud: offer.cloud.clone(),

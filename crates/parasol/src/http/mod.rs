@@ -13,6 +13,7 @@ mod docs;
 mod events;
 mod featured;
 mod instances;
+mod launch;
 mod metrics;
 mod render_cache;
 mod sshkeys;
@@ -70,6 +71,7 @@ pub fn router(state: AppRef) -> Router {
         .route("/instances", get(instances::list))
         .route("/instances/types", get(instances::types))
         .route("/instances/create", post(instances::create))
+        .route("/instances/launch", post(launch::launch))
         .route("/instances/{id}/info", get(instances::info))
         .route("/instances/{id}/update", post(instances::update))
         .route("/instances/{id}/delete", post(instances::delete))
@@ -77,6 +79,7 @@ pub fn router(state: AppRef) -> Router {
         .route("/clusters", get(clusters::list))
         .route("/clusters/types", get(clusters::types))
         .route("/clusters/create", post(clusters::create))
+        .route("/clusters/launch", post(launch::launch_cluster))
         .route("/clusters/{id}/info", get(clusters::info))
         .route("/clusters/{id}/delete", post(clusters::delete))
         .route("/events", get(events::list))
@@ -101,6 +104,14 @@ pub fn router(state: AppRef) -> Router {
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))
         .route("/sim/machines/{id}/preempt", post(admin::sim_preempt))
+        .route(
+            "/sim/capacity-failures",
+            get(admin::sim_launch_failures).post(admin::sim_fail_launches),
+        )
+        .route(
+            "/sim/capacity-failures/clear",
+            post(admin::sim_clear_launch_failures),
+        )
         .route("/clock/advance", post(admin::advance_clock))
         .route("/reconciler", get(admin::reconciler))
         .route("/hosts", get(admin::hosts));

@@ -189,6 +189,7 @@ mod tests {
             generation: 7,
             wake_at: None,
             stored_status: instance.status,
+            stored_offer: crate::store::OfferKey::of(&instance),
             instance,
             internal: Default::default(),
         };

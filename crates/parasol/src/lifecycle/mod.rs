@@ -16,6 +16,7 @@
 pub mod alerts;
 pub mod clusters;
 pub mod cost;
+pub mod placement;
 pub mod reconciler;
 
 use parasol_api::Status;

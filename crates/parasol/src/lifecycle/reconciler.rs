@@ -19,6 +19,7 @@ use parasol_api::Status;
 use tokio::sync::{watch, Notify};
 
 use super::alerts::{self, AlertSink};
+use super::placement::{self, Attempt};
 use super::{begin_delete, cost};
 use crate::clock::Clock;
 use crate::providers::catalog::Catalog;
@@ -47,6 +48,9 @@ pub struct ReconcilerConfig {
     /// renews its claims every third of this while it lives, and one that
     /// dies gives its instances up to the others after this long.
     pub lease_timeout: Duration,
+    /// How long an offer that refused a launch for capacity is skipped by
+    /// launches by requirements.
+    pub capacity_cooldown: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -60,6 +64,7 @@ impl Default for ReconcilerConfig {
             max_launch_attempts: 8,
             call_timeout: Duration::from_secs(30),
             lease_timeout: Duration::from_secs(15),
+            capacity_cooldown: Duration::from_secs(300),
         }
     }
 }
@@ -298,6 +303,9 @@ impl Reconciler {
     }
 
     async fn launch(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
+        if rec.internal.placement.as_ref().is_some_and(|p| p.waiting) {
+            return self.place(rec, None).await;
+        }
         let i = &rec.instance;
         let req = LaunchRequest {
             instance_id: i.id,
@@ -327,13 +335,177 @@ impl Reconciler {
                 self.back_off(rec, m)
             }
             Err(e) => {
-                if let ProviderError::Capacity(_) = e {
+                if let ProviderError::Capacity(m) = &e {
                     let i = &rec.instance;
                     self.catalog
                         .mark_unavailable(&i.cloud, &i.region, &i.shade_instance_type);
+                    if rec.internal.placement.is_some() {
+                        return self.place(rec, Some(m.clone())).await;
+                    }
                 }
                 self.fail(rec, launch_failure(&e))
             }
+        }
+    }
+
+    /// Placement's failover, for an instance launched by requirements: the
+    /// offer it is on refused it for capacity (`failed`), or it is waiting
+    /// for capacity. Moves it to the best candidate it has not tried, as one
+    /// write (the launch is the next step); with none left, waits until its
+    /// deadline, then fails naming every offer tried.
+    async fn place(&self, rec: &mut InstanceRecord, failed: Option<String>) {
+        let now = self.clock.now_ms();
+        let i = &rec.instance;
+        let from = placement::describe(&i.cloud, &i.region, &i.shade_instance_type);
+        if let Some(reason) = &failed {
+            self.catalog
+                .cool(rec.offer_key(), self.cfg.capacity_cooldown);
+            let attempt = Attempt {
+                cloud: i.cloud.clone(),
+                region: i.region.clone(),
+                shade_instance_type: i.shade_instance_type.clone(),
+                rental_type: i.rental_terms.rental_type,
+                reason: reason.clone(),
+            };
+            if let Some(p) = rec.internal.placement.as_mut() {
+                p.tried.push(attempt);
+            }
+            self.event(
+                rec,
+                "placement.out_of_capacity",
+                format!("{from} out of capacity: {reason}"),
+            )
+            .await;
+        }
+        let types = match self.catalog.instance_types(&self.store).await {
+            Ok(t) => t,
+            Err(e) => return self.back_off(rec, e.to_string()),
+        };
+        let Some(p) = rec.internal.placement.clone() else {
+            return;
+        };
+        let search = placement::search(&types, &p.requirements, p.os.as_deref(), |c, r, t| {
+            self.catalog.is_cooling(c, r, t)
+        });
+        // While waiting, an offer tried before may be tried again once it
+        // is no longer cooling down; in one round of failover, never.
+        let next = search
+            .available()
+            .filter(|c| p.waiting || !p.tried.iter().any(|a| a.is_of(c)))
+            .find_map(|c| {
+                self.catalog
+                    .find(&c.cloud, &c.shade_instance_type)
+                    .map(|o| (c.clone(), o))
+            });
+        match next {
+            Some((c, offer)) => {
+                let to = placement::describe(&c.cloud, &c.region, &c.shade_instance_type);
+                let details = match failed {
+                    Some(_) => format!("{from} out of capacity; trying {to}"),
+                    None => format!("capacity found; trying {to}"),
+                };
+                placement::place_on(&mut rec.instance, &offer, &c);
+                if let Some(p) = rec.internal.placement.as_mut() {
+                    p.waiting = false;
+                    p.waits = 0;
+                }
+                rec.instance.status_details = Some(details.clone());
+                rec.internal.attempts = 0;
+                rec.wake_at = Some(now);
+                self.event(rec, "placement.moved", details).await;
+            }
+            None if p.wait_until_ms.is_some_and(|until| now < until) => {
+                let until = p.wait_until_ms.unwrap_or(now);
+                let waits = p.waits + 1;
+                if let Some(p) = rec.internal.placement.as_mut() {
+                    p.waiting = true;
+                    p.waits = waits;
+                }
+                let delay = (500i64 << waits.min(6)).min(30_000).min(until - now);
+                rec.instance.status_details = Some("waiting for capacity".into());
+                rec.wake_at = Some(now + delay.max(50));
+            }
+            None => {
+                // Each offer once (a wait may try one several times), with
+                // the reason it last gave.
+                let mut tried: Vec<String> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for a in p.tried.iter().rev() {
+                    let what = placement::describe(&a.cloud, &a.region, &a.shade_instance_type);
+                    if seen.insert(what.clone()) {
+                        tried.push(format!("{what} ({})", a.reason));
+                    }
+                }
+                tried.reverse();
+                let why = if tried.is_empty() {
+                    format!("no capacity for the requirements: {}", search.why_none())
+                } else {
+                    format!(
+                        "no capacity for the requirements; tried {}",
+                        tried.join("; ")
+                    )
+                };
+                self.fail(rec, why)
+            }
+        }
+    }
+
+    /// A reclaimed spot machine: the instance is deleted, and one launched
+    /// by requirements with `on_preemption: relaunch` is replaced by a new
+    /// instance with the same requirements. The replacement's id follows
+    /// from the old one, so a step repeated after a lost race finds the
+    /// replacement it made instead of making a second.
+    async fn preempted(&self, rec: &mut InstanceRecord) {
+        let now = self.clock.now();
+        let relaunch = rec.internal.placement.as_ref().is_some_and(|p| {
+            p.on_preemption == Some(parasol_api::OnPreemption::Relaunch) && !p.relaunched
+        });
+        if relaunch {
+            let new = placement::replacement(rec, now);
+            let id = new.instance.id;
+            let stored = match self.store.get_instance_any(id).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => self
+                    .store
+                    .insert_instance_with_volumes(&new, &[], None)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                return self.back_off(rec, format!("relaunching the preempted instance: {e}"));
+            }
+            if let Some(p) = rec.internal.placement.as_mut() {
+                p.relaunched = true;
+            }
+            self.event(
+                rec,
+                "placement.relaunched",
+                format!(
+                    "instance {} was preempted; relaunched as {id}",
+                    rec.instance.name
+                ),
+            )
+            .await;
+            self.notify.notify_one();
+        }
+        begin_delete(rec, now, Some("preempted".into()))
+    }
+
+    /// Records an event about an instance; a failure is logged, not fatal.
+    async fn event(&self, rec: &InstanceRecord, kind: &str, message: String) {
+        if let Err(e) = self
+            .store
+            .record_event(
+                rec.account_id,
+                Some(rec.instance.id),
+                kind,
+                &message,
+                self.clock.now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(instance = %rec.instance.id, kind, error = %e, "could not record an event");
         }
     }
 
@@ -363,9 +535,7 @@ impl Reconciler {
                 rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
-            Ok(MachineState::Preempted) => {
-                begin_delete(rec, self.clock.now(), Some("preempted".into()))
-            }
+            Ok(MachineState::Preempted) => self.preempted(rec).await,
             Ok(MachineState::Terminating | MachineState::Gone) => self.fail(
                 rec,
                 "the provider lost the machine while it was booting".into(),
@@ -432,7 +602,7 @@ impl Reconciler {
                 clear_retrying(rec);
                 rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }
-            Ok(MachineState::Preempted) => begin_delete(rec, now, Some("preempted".into())),
+            Ok(MachineState::Preempted) => self.preempted(rec).await,
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
             Ok(MachineState::Terminating | MachineState::Gone) => {
                 self.fail(rec, "the provider no longer has the machine".into())

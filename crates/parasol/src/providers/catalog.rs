@@ -32,6 +32,9 @@ pub struct Catalog {
     rendered: Mutex<Option<(Instant, Arc<Vec<InstanceType>>)>>,
     /// Why a provider's last refresh failed, for `/readyz` and the log.
     failures: Mutex<HashMap<&'static str, String>>,
+    /// Offers that refused a launch for capacity, until when placement
+    /// leaves them alone.
+    cooling: Mutex<HashMap<OfferKey, Instant>>,
 }
 
 impl Catalog {
@@ -45,7 +48,34 @@ impl Catalog {
             by_provider: Mutex::new(HashMap::new()),
             rendered: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
+            cooling: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps placement off an offer for `period`, after its cloud refused a
+    /// launch there for capacity: every launch by requirements in this
+    /// process skips it meanwhile.
+    pub fn cool(&self, key: OfferKey, period: Duration) {
+        let mut cooling = self.cooling.lock().expect("poisoned");
+        let now = Instant::now();
+        cooling.retain(|_, until| *until > now);
+        cooling.insert(key, now + period);
+    }
+
+    /// Whether an offer is cooling down (see [`Catalog::cool`]).
+    pub fn is_cooling(&self, cloud: &str, region: &str, shade_instance_type: &str) -> bool {
+        let cooling = self.cooling.lock().expect("poisoned");
+        if cooling.is_empty() {
+            return false;
+        }
+        let key = OfferKey {
+            cloud: cloud.to_string(),
+            region: region.to_string(),
+            shade_instance_type: shade_instance_type.to_string(),
+        };
+        cooling
+            .get(&key)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// The providers behind this catalog.

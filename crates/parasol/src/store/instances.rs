@@ -35,6 +35,9 @@ pub struct Internal {
     /// Alert thresholds already fired (`date`, `spend`), so each fires once.
     #[serde(default)]
     pub alerts_fired: Vec<String>,
+    /// Set for instances launched by requirements: what they may move to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::lifecycle::placement::Placement>,
 }
 
 /// One instance as stored.
@@ -51,6 +54,9 @@ pub struct InstanceRecord {
     /// The status as last read from or written to the store, so a write
     /// knows whether it changes the capacity the instance holds.
     pub stored_status: Status,
+    /// The offer as last read or written: a write that moves the instance
+    /// to another offer (placement's failover) moves its capacity too.
+    pub stored_offer: OfferKey,
 }
 
 /// Identifies a catalog offer: a type in a region of a cloud.
@@ -59,6 +65,17 @@ pub struct OfferKey {
     pub cloud: String,
     pub region: String,
     pub shade_instance_type: String,
+}
+
+impl OfferKey {
+    /// The offer an instance is on.
+    pub fn of(i: &Instance) -> Self {
+        OfferKey {
+            cloud: i.cloud.clone(),
+            region: i.region.clone(),
+            shade_instance_type: i.shade_instance_type.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,19 +156,48 @@ impl Store {
             Some(owner) => query.bind(owner.to_string()),
             None => query,
         };
-        let delta = i64::from(holds(rec.instance.status)) - i64::from(holds(rec.stored_status));
-        let written = if delta == 0 {
+        let offer = rec.offer_key();
+        let (was, now) = (holds(rec.stored_status), holds(rec.instance.status));
+        let moved = offer != rec.stored_offer;
+        let written = if !moved && was == now {
             query.execute(self.pool()).await?.rows_affected() == 1
         } else {
             let mut tx = self.pool().begin().await?;
             let written = query.execute(&mut *tx).await?.rows_affected() == 1;
-            if written {
+            if written && moved {
+                sqlx::query(
+                    "UPDATE instances SET cloud = $1, region = $2, shade_instance_type = $3
+                     WHERE id = $4",
+                )
+                .bind(&offer.cloud)
+                .bind(&offer.region)
+                .bind(&offer.shade_instance_type)
+                .bind(rec.instance.id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 capacity::adjust(
                     &mut tx,
                     Counted::Instances,
-                    &rec.offer_key(),
+                    &rec.stored_offer,
                     rec.pool(),
-                    delta,
+                    -i64::from(was),
+                )
+                .await?;
+                capacity::adjust(
+                    &mut tx,
+                    Counted::Instances,
+                    &offer,
+                    rec.pool(),
+                    i64::from(now),
+                )
+                .await?;
+            } else if written {
+                capacity::adjust(
+                    &mut tx,
+                    Counted::Instances,
+                    &offer,
+                    rec.pool(),
+                    i64::from(now) - i64::from(was),
                 )
                 .await?;
             }
@@ -161,6 +207,7 @@ impl Store {
         if written {
             rec.generation += 1;
             rec.stored_status = rec.instance.status;
+            rec.stored_offer = offer;
         }
         Ok(written)
     }
@@ -356,11 +403,7 @@ pub(super) async fn insert_instance_row(
 impl InstanceRecord {
     /// The offer this instance takes capacity from.
     pub fn offer_key(&self) -> OfferKey {
-        OfferKey {
-            cloud: self.instance.cloud.clone(),
-            region: self.instance.region.clone(),
-            shade_instance_type: self.instance.shade_instance_type.clone(),
-        }
+        OfferKey::of(&self.instance)
     }
 
     /// The capacity pool the instance draws on.
@@ -396,6 +439,7 @@ pub(super) fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
         generation: r.try_get(2)?,
         wake_at: r.try_get(3)?,
         stored_status: instance.status,
+        stored_offer: OfferKey::of(&instance),
         instance,
         internal: doc.internal.into_owned(),
     })

@@ -13,6 +13,7 @@ mod instances;
 mod logs;
 mod metrics;
 mod openapi;
+mod placement;
 mod properties;
 mod providers;
 mod robustness;

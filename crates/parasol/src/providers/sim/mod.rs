@@ -54,6 +54,9 @@ pub struct SimConfig {
     /// Chance (0..=1) that a running spot machine is reclaimed each time
     /// it is described.
     pub preempt_rate: f64,
+    /// Share of launches (0..=1) refused for capacity although a slot is
+    /// free, as real clouds do when their catalog lags.
+    pub capacity_failure_rate: f64,
     /// One capacity for every offer, replacing the seeded slot counts.
     pub capacity: Option<i64>,
 }
@@ -68,6 +71,7 @@ impl Default for SimConfig {
             call_timeout_rate: 0.0,
             hang: std::time::Duration::from_secs(60),
             preempt_rate: 0.0,
+            capacity_failure_rate: 0.0,
             capacity: None,
         }
     }
@@ -95,6 +99,9 @@ pub struct Sim {
     slots: HashMap<OfferKey, i64>,
     /// Node capacity of the cluster pools.
     cluster_slots: HashMap<OfferKey, i64>,
+    /// Offers whose next launches are refused for capacity, each with how
+    /// many more (`None`: until cleared). In memory: a test fault.
+    capacity_failures: std::sync::Mutex<HashMap<OfferKey, Option<u32>>>,
 }
 
 impl Sim {
@@ -120,7 +127,69 @@ impl Sim {
             clusters,
             slots,
             cluster_slots,
+            capacity_failures: Default::default(),
         }
+    }
+
+    /// Makes the next `count` launches of an offer (every launch, with
+    /// `None`, until cleared) fail for capacity, as a cloud whose catalog
+    /// said "available" does when the last machine was just taken.
+    pub fn fail_launches(&self, key: OfferKey, count: Option<u32>) {
+        self.capacity_failures
+            .lock()
+            .expect("poisoned")
+            .insert(key, count);
+    }
+
+    /// Stops the injected capacity failures of every offer matching the
+    /// given fields (all offers, with none given); returns how many.
+    pub fn clear_launch_failures(
+        &self,
+        cloud: Option<&str>,
+        region: Option<&str>,
+        shade_instance_type: Option<&str>,
+    ) -> usize {
+        let mut f = self.capacity_failures.lock().expect("poisoned");
+        let before = f.len();
+        f.retain(|k, _| {
+            !(cloud.is_none_or(|c| c == k.cloud)
+                && region.is_none_or(|r| r == k.region)
+                && shade_instance_type.is_none_or(|t| t == k.shade_instance_type))
+        });
+        before - f.len()
+    }
+
+    /// The injected capacity failures, with how many launches each has left.
+    pub fn launch_failures(&self) -> Vec<(OfferKey, Option<u32>)> {
+        let f = self.capacity_failures.lock().expect("poisoned");
+        let mut v: Vec<_> = f.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        v.sort();
+        v
+    }
+
+    /// Whether this launch is to be refused for capacity: an injected
+    /// failure of its offer (used up one at a time), or the configured
+    /// share, drawn per instance and offer so a move to another offer draws
+    /// again.
+    fn refuses_for_capacity(&self, id: Uuid, key: &OfferKey) -> bool {
+        {
+            let mut f = self.capacity_failures.lock().expect("poisoned");
+            if let Some(left) = f.get_mut(key) {
+                match left {
+                    None => return true,
+                    Some(0) => {}
+                    Some(n) => {
+                        *n -= 1;
+                        return true;
+                    }
+                }
+            }
+        }
+        let salt = format!(
+            "capacity:{}:{}:{}",
+            key.cloud, key.region, key.shade_instance_type
+        );
+        self.unit(id, &salt) < self.cfg.capacity_failure_rate
     }
 
     /// The clouds the sim serves.
@@ -362,6 +431,14 @@ impl Provider for Sim {
             )));
         };
         let id = req.instance_id;
+        // Only a first launch can be refused: a repeated one finds the
+        // machine its first attempt made.
+        if self.row(id).await?.is_none() && self.refuses_for_capacity(id, &key) {
+            return Err(ProviderError::Capacity(format!(
+                "{} has no {} left in {} (simulated)",
+                req.cloud, req.shade_instance_type, req.region
+            )));
+        }
         let now = self.clock.now_ms();
         let doomed = self.unit(id, "fail") < self.cfg.failure_rate;
         // The machine and its slot in one transaction: two launches racing

@@ -58,6 +58,9 @@ const TYPES_QUERY: &[(&str, &str)] = &[
 
 /// Name of the schema of `GET /v1/events`, which has no wire type.
 const EVENTS: &str = "EventsResponse";
+/// Name of the answer of the launches by requirements: the new id, or the
+/// candidates of a dry run.
+const LAUNCH: &str = "LaunchResponse";
 
 fn ops() -> Vec<Op> {
     use HttpMethod::{Get, Post};
@@ -347,6 +350,27 @@ fn ops() -> Vec<Op> {
             None,
             Cow::Borrowed(EVENTS),
         ),
+        op(
+            Post,
+            "/instances/launch",
+            "InstancesLaunch",
+            "parasol",
+            "Parasol extension: rent the cheapest instance of any cloud that meets the \
+             requirements, moving on when a launch hits a capacity error; `dry_run` \
+             answers the candidates in the order they would be tried.",
+            Some(name::<api::LaunchRequest>()),
+            Cow::Borrowed(LAUNCH),
+        ),
+        op(
+            Post,
+            "/clusters/launch",
+            "ClustersLaunch",
+            "parasol",
+            "Parasol extension: a cluster in the cheapest cloud and region with room for \
+             every node that meets the requirements; `dry_run` answers the candidates.",
+            Some(name::<api::ClusterLaunchRequest>()),
+            Cow::Borrowed(LAUNCH),
+        ),
     ]
 }
 
@@ -387,6 +411,16 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::Template>(&mut s);
     collect::<api::AccountInfo>(&mut s);
     collect::<api::ErrorBody>(&mut s);
+    collect::<api::LaunchRequest>(&mut s);
+    collect::<api::ClusterLaunchRequest>(&mut s);
+    collect::<api::CandidatesResponse>(&mut s);
+    s.push((
+        LAUNCH.into(),
+        utoipa::openapi::OneOfBuilder::new()
+            .item(Ref::from_schema_name(name::<api::CreateResponse>()))
+            .item(Ref::from_schema_name(name::<api::CandidatesResponse>()))
+            .into(),
+    ));
     // `Alert` is a type alias of `AutoDelete` in Rust; fields typed with it
     // reference it by name.
     s.push((

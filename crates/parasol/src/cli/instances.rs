@@ -529,7 +529,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// status and elapsed time redraw in place behind a spinner; otherwise
 /// each status change is one plain line on stderr, so logs of CI jobs stay
 /// readable.
-async fn wait_active(
+pub(super) async fn wait_active(
     api: &Api,
     id: Uuid,
     name: &str,
@@ -538,7 +538,7 @@ async fn wait_active(
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut progress = Progress::new(tty, name);
-    let mut last: Option<Status> = None;
+    let mut last: Option<(Status, Option<String>)> = None;
     loop {
         let answer = match api.get(&format!("/instances/{id}/info")).await {
             Ok(a) => a,
@@ -569,12 +569,24 @@ async fn wait_active(
                 )));
             }
             s => {
+                // A new status, or new details in one (a launch by
+                // requirements moving to another offer), is a line of its
+                // own; on a terminal the spinner redraws below it.
+                let now = (s, instance.status_details.clone());
+                if last.as_ref() != Some(&now) {
+                    let details = match &now.1 {
+                        Some(d) if !d.is_empty() => format!(": {d}"),
+                        _ => String::new(),
+                    };
+                    if !tty && last.as_ref().map(|l| l.0) != Some(s) || !details.is_empty() {
+                        progress.clear();
+                        eprintln!("{name}: {s} ({}){details}", human_secs(elapsed.as_secs()));
+                    }
+                }
                 if tty {
                     progress.draw(s, elapsed);
-                } else if last != Some(s) {
-                    eprintln!("{name}: {s} ({})", human_secs(elapsed.as_secs()));
                 }
-                last = Some(s);
+                last = Some(now);
             }
         }
         if elapsed >= Duration::from_secs(timeout) {

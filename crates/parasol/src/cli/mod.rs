@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod instances;
+pub mod launch;
 pub mod more;
 pub mod output;
 pub mod profile;
@@ -45,6 +46,21 @@ pub enum Command {
         common: Common,
         #[command(subcommand)]
         command: instances::InstancesCommand,
+    },
+    /// The offers a launch by requirements would try, cheapest first.
+    Offers {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        requirements: launch::RequirementArgs,
+    },
+    /// Rent the cheapest instance of any cloud that meets the
+    /// requirements, moving on when an offer is out of capacity.
+    Launch {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: Box<launch::LaunchArgs>,
     },
     /// Manage the SSH keys put on new instances.
     #[command(name = "ssh-keys")]
@@ -109,6 +125,19 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Instances { common, command } => {
             let api = Api::from_profile()?;
             instances::run(&api, common.output, command).await
+        }
+        Command::Offers {
+            common,
+            requirements,
+        } => {
+            let api = Api::from_profile()?;
+            launch::offers(&api, common.output, requirements)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Launch { common, args } => {
+            let api = Api::from_profile()?;
+            launch::launch(&api, common.output, *args).await
         }
         Command::SshKeys { common, command } => {
             let api = Api::from_profile()?;

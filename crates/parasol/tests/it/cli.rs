@@ -827,3 +827,71 @@ async fn clusters_volumes_and_templates_have_their_command_groups() {
         .fails();
     assert!(line.contains("not a template body"), "{line}");
 }
+
+#[tokio::test]
+async fn offers_lists_the_candidates_and_launch_follows_a_failover_to_active() {
+    // A boot long enough for `--wait` to see the instance on its new offer.
+    let s = Server::start(Opts {
+        boot_seconds: 3.0,
+        ..Opts::default()
+    });
+    let u = User::env(&s, ADMIN_KEY);
+    let json: Value =
+        serde_json::from_str(&u.run(&["offers", "--gpu", "A6000:1", "-o", "json"]).ok()).unwrap();
+    let candidates = json["candidates"].as_array().unwrap();
+    let (header, rows) = table(&u.run(&["offers", "--gpu", "A6000:1"]).ok());
+    assert_eq!(
+        header,
+        [
+            "#",
+            "CLOUD",
+            "REGION",
+            "TYPE",
+            "RENTAL",
+            "$/HR",
+            "AVAILABLE"
+        ]
+    );
+    assert_eq!(rows.len(), candidates.len());
+    assert_eq!(rows[0][1], candidates[0]["cloud"].as_str().unwrap());
+    assert_eq!(rows[0][2], candidates[0]["region"].as_str().unwrap());
+    let line = u
+        .run(&["offers", "--gpu", "A6000:1", "--max-price", "0.01"])
+        .fails();
+    assert!(line.contains("no offer matches"), "{line}");
+
+    let c = s.admin();
+    let first = &candidates[0];
+    c.post(
+        "/admin/sim/capacity-failures",
+        serde_json::json!({"cloud": first["cloud"], "region": first["region"],
+                           "shade_instance_type": first["shade_instance_type"]}),
+    )
+    .await
+    .expect(200);
+    let run = u.run(&["launch", "--gpu", "A6000:1", "--name", "tuner", "--wait"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let second = &candidates[1];
+    let moved = format!(
+        "out of capacity; trying {} {} {}",
+        second["cloud"].as_str().unwrap(),
+        second["region"].as_str().unwrap(),
+        second["shade_instance_type"].as_str().unwrap()
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("tuner: ") && l.ends_with(&moved)),
+        "the failover is shown in the progress: {}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "is active on {} {}",
+            second["cloud"].as_str().unwrap(),
+            second["region"].as_str().unwrap()
+        )),
+        "{}",
+        run.stdout
+    );
+}

@@ -225,6 +225,25 @@ pub struct InstanceConfiguration {
     pub os: String,
 }
 
+impl InstanceConfiguration {
+    /// An instance's configuration on a type with configuration `c`,
+    /// running `os`.
+    pub fn of_type(c: &crate::InstanceTypeConfiguration, os: String) -> Self {
+        InstanceConfiguration {
+            memory_in_gb: c.memory_in_gb,
+            storage_in_gb: c.storage_in_gb,
+            vcpus: c.vcpus,
+            num_gpus: c.num_gpus,
+            gpu_type: c.gpu_type.clone(),
+            interconnect: c.interconnect.clone(),
+            nvlink: c.nvlink,
+            vram_per_gpu_in_gb: c.vram_per_gpu_in_gb,
+            gpu_manufacturer: c.gpu_manufacturer.clone(),
+            os,
+        }
+    }
+}
+
 /// An instance as `/instances` and `/instances/{id}/info` return it.
 ///
 /// The info response is a superset of the list's `Instance` schema, and the

@@ -491,15 +491,47 @@ async fn create(api: &Api, format: Format, args: CreateArgs) -> Result<ExitCode,
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (final_answer, instance, elapsed) =
-        wait_active(api, created.id, &args.name, args.wait.timeout).await?;
+    follow(
+        api,
+        format,
+        created.id,
+        &args.name,
+        args.wait.timeout,
+        false,
+    )
+    .await
+}
+
+/// `--wait` after a create or launch: waits for the instance and reports
+/// how it ended (with `placed`, where it ended up too), with the ssh
+/// command when active and a failure naming the reason otherwise.
+pub(super) async fn follow(
+    api: &Api,
+    format: Format,
+    id: Uuid,
+    label: &str,
+    timeout: u64,
+    placed: bool,
+) -> Result<ExitCode, CliError> {
+    let (final_answer, instance, elapsed) = wait_active(api, id, label, timeout).await?;
     if format == Format::Json {
         print_raw(&final_answer);
     }
     if instance.status == Status::Active {
         if format == Format::Table {
+            let place = if placed {
+                format!(
+                    " on {} {} {} at {}/h",
+                    instance.cloud,
+                    instance.region,
+                    instance.shade_instance_type,
+                    price(instance.hourly_price)
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "Instance {:?} ({}) is active after {}.",
+                "Instance {:?} ({}) is active{place} after {}.",
                 instance.name,
                 instance.id,
                 human_secs(elapsed.as_secs())
@@ -529,7 +561,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// status and elapsed time redraw in place behind a spinner; otherwise
 /// each status change is one plain line on stderr, so logs of CI jobs stay
 /// readable.
-pub(super) async fn wait_active(
+async fn wait_active(
     api: &Api,
     id: Uuid,
     name: &str,

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use parasol_api::{
     CandidatesResponse, CreateResponse, GpuTypes, LaunchRequest, OnPreemption, RentalChoice,
-    Requirements, Status,
+    Requirements,
 };
 
 use super::client::{Api, CliError};
-use super::instances::{ssh_command, wait_active, WaitArgs};
-use super::output::{human_secs, price, print_raw, Format, Table};
+use super::instances::{follow, WaitArgs};
+use super::output::{price, print_raw, Format, Table};
 
 /// What the machine needs, as flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -204,39 +204,7 @@ pub async fn launch(api: &Api, format: Format, args: LaunchArgs) -> Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let label = args.name.clone().unwrap_or_else(|| created.id.to_string());
-    let (final_answer, instance, elapsed) =
-        wait_active(api, created.id, &label, args.wait.timeout).await?;
-    if format == Format::Json {
-        print_raw(&final_answer);
-    }
-    if instance.status == Status::Active {
-        if format == Format::Table {
-            println!(
-                "Instance {:?} ({}) is active on {} {} {} at {}/h after {}.",
-                instance.name,
-                instance.id,
-                instance.cloud,
-                instance.region,
-                instance.shade_instance_type,
-                price(instance.hourly_price),
-                human_secs(elapsed.as_secs())
-            );
-            if let Some(cmd) = ssh_command(&instance, None) {
-                println!("{}", cmd.join(" "));
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    Err(CliError::new(format!(
-        "instance {:?} ({}) failed after {}: {}",
-        instance.name,
-        instance.id,
-        human_secs(elapsed.as_secs()),
-        instance
-            .status_details
-            .as_deref()
-            .unwrap_or("no reason given")
-    )))
+    follow(api, format, created.id, &label, args.wait.timeout, true).await
 }
 
 fn launch_request(requirements: Requirements) -> LaunchRequest {

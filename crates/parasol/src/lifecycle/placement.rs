@@ -294,23 +294,12 @@ pub fn search(
 /// login and price, keeping the OS the instance has (the search only
 /// chose offers that have it).
 pub fn place_on(instance: &mut parasol_api::Instance, offer: &Offer, candidate: &Candidate) {
-    let c = &offer.configuration;
     instance.cloud = offer.cloud.clone();
     instance.region = candidate.region.clone();
     instance.shade_instance_type = offer.shade_instance_type.clone();
     instance.cloud_instance_type = offer.cloud_instance_type.clone();
-    instance.configuration = InstanceConfiguration {
-        memory_in_gb: c.memory_in_gb,
-        storage_in_gb: c.storage_in_gb,
-        vcpus: c.vcpus,
-        num_gpus: c.num_gpus,
-        gpu_type: c.gpu_type.clone(),
-        interconnect: c.interconnect.clone(),
-        nvlink: c.nvlink,
-        vram_per_gpu_in_gb: c.vram_per_gpu_in_gb,
-        gpu_manufacturer: c.gpu_manufacturer.clone(),
-        os: instance.configuration.os.clone(),
-    };
+    instance.configuration =
+        InstanceConfiguration::of_type(&offer.configuration, instance.configuration.os.clone());
     instance.ssh_user = offer.ssh_user.clone();
     instance.ssh_port = offer.ssh_port;
     instance.boot_time = offer.boot_time;

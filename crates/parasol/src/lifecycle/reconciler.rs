@@ -556,19 +556,7 @@ impl Reconciler {
                 "auto_delete.spend_threshold"
             };
             let message = format!("instance {} {reason}", rec.instance.name);
-            if let Err(e) = self
-                .store
-                .record_event(
-                    rec.account_id,
-                    Some(rec.instance.id),
-                    kind,
-                    &message,
-                    now.timestamp_millis(),
-                )
-                .await
-            {
-                tracing::warn!(instance = %rec.instance.id, error = %e, "could not record an auto-delete event");
-            }
+            self.event(rec, kind, message).await;
             return begin_delete(rec, now, Some(reason));
         }
         if self.fire_alerts(rec, cents).await.is_err() {

@@ -26,13 +26,13 @@ use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{hash_key, new_api_key, KeyCache};
+pub use auth::{hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -59,13 +59,34 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Instances as last rendered, for `GET /instances`.
     pub rendered: render_cache::RenderCache,
+    /// The MCP server's guardrails.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 /// Shared state handle.
 pub type AppRef = Arc<AppState>;
 
-/// The whole API.
+/// The whole API, and the MCP server at `/mcp`, whose tool calls go
+/// through the rest of it.
 pub fn router(state: AppRef) -> Router {
+    let api = api_router(state.clone());
+    let mcp = Router::new()
+        .route("/mcp", any(crate::mcp::serve))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(middleware::from_fn(crate::mcp::bearer_key))
+        .layer(middleware::from_fn(log_request))
+        .with_state(crate::mcp::McpState {
+            app: state,
+            api: api.clone(),
+        });
+    api.merge(mcp)
+}
+
+/// The HTTP API.
+fn api_router(state: AppRef) -> Router {
     let v1 = Router::new()
         .route("/instances", get(instances::list))
         .route("/instances/types", get(instances::types))

@@ -123,15 +123,15 @@ fn effect(id: &str) -> (Kind, &'static str) {
         ),
         "InstancesDelete" => (
             Kind::Destroy,
-            "Irreversible: the machine and its local disk are gone. Billing stops at once.",
+            "Irreversible: the machine and its local disk are gone. Free: billing stops at once.",
         ),
         "ClustersDelete" => (
             Kind::Destroy,
-            "Irreversible: every node is deleted. Billing stops at once.",
+            "Irreversible: every node is deleted. Free: billing stops at once.",
         ),
         "VolumesDelete" => (
             Kind::Destroy,
-            "Irreversible: the volume's data is gone. Billing stops at once.",
+            "Irreversible: the volume's data is gone. Free: billing stops at once.",
         ),
         "InstancesRestart" => (
             Kind::Destroy,

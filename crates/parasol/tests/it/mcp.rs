@@ -1,0 +1,279 @@
+//! The MCP server (`/mcp` and `parasol mcp`), driven by the official Python
+//! MCP SDK as the client (`mcp_client.py`, run from the test venv that
+//! `scripts/setup.sh` makes: `PARASOL_TEST_VENV`).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{binary, Opts, Server, ADMIN_KEY};
+
+const SHADEFORM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/reference/shadeform-openapi.yaml"
+);
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/mcp_client.py");
+
+/// The venv's Python, with the MCP SDK importable; a clear failure if not.
+fn python() -> PathBuf {
+    let venv = std::env::var("PARASOL_TEST_VENV").unwrap_or_else(|_| {
+        panic!("PARASOL_TEST_VENV is not set: run scripts/setup.sh and export PARASOL_TEST_VENV=$PWD/target/test-venv (scripts/test.sh does both)")
+    });
+    let py = PathBuf::from(venv).join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import mcp"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{} cannot import the MCP SDK (PyPI `mcp`): run scripts/setup.sh",
+        py.display()
+    );
+    py
+}
+
+/// How the client reaches the server.
+enum Via<'a> {
+    Http,
+    /// `parasol mcp` with `PARASOL_URL`/`PARASOL_API_KEY`.
+    Stdio(&'a tempfile::TempDir),
+}
+
+/// Runs a scenario of `mcp_client.py`: what it saw, and its stderr.
+fn client(scenario: &str, s: &Server, key: &str, via: Via) -> (Value, String) {
+    let mut cmd = Command::new(python());
+    cmd.arg(CLIENT).arg(scenario);
+    match via {
+        Via::Http => {
+            cmd.args(["http", &format!("{}/mcp", s.base), key]);
+        }
+        Via::Stdio(home) => {
+            cmd.args(["stdio", binary(), &s.base, key]).arg(home.path());
+        }
+    }
+    let out = cmd.output().expect("run the MCP client");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the MCP client failed:\n{stderr}");
+    let seen = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the MCP client printed no JSON ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (seen, stderr)
+}
+
+/// Every `operationId` of the Shadeform document.
+fn shadeform_operations() -> BTreeSet<String> {
+    let doc: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(SHADEFORM).expect("read the Shadeform document"),
+    )
+    .expect("parse the Shadeform document");
+    let mut ids = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op["operationId"].as_str() {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// The text of a tool result's first content block, parsed.
+fn result_json(r: &Value) -> Value {
+    let text = r["content"][0]["text"].as_str().expect("a text result");
+    serde_json::from_str(text).expect("a tool result is the API's JSON")
+}
+
+/// Checks what the lifecycle scenario saw, over either transport.
+async fn check_lifecycle(s: &Server, seen: &Value) {
+    assert!(seen.get("error").is_none(), "{seen:#}");
+    assert_eq!(seen["initialize"]["serverInfo"]["name"], "parasol");
+
+    // Every Shadeform operation is a tool, plus Parasol's own.
+    let tools = seen["tools"].as_array().unwrap();
+    let by_op: std::collections::BTreeMap<&str, &Value> = tools
+        .iter()
+        .map(|t| (t["_meta"]["parasol/operationId"].as_str().unwrap(), t))
+        .collect();
+    let shadeform = shadeform_operations();
+    assert_eq!(shadeform.len(), 28);
+    for id in &shadeform {
+        assert!(by_op.contains_key(id.as_str()), "no tool for {id}");
+    }
+    for id in ["Account", "Events"] {
+        assert!(by_op.contains_key(id), "no tool for Parasol's {id}");
+    }
+    for t in tools {
+        let http = t["_meta"]["parasol/http"].as_str().unwrap();
+        let a = &t["annotations"];
+        let name = &t["name"];
+        let read_only = a["readOnlyHint"].as_bool().expect("readOnlyHint");
+        let destructive = a["destructiveHint"].as_bool().expect("destructiveHint");
+        assert_eq!(read_only, http.starts_with("GET "), "{name}: {a}");
+        if http.ends_with("/delete") || http.ends_with("/create") {
+            assert!(destructive, "{name} deletes or spends: {a}");
+        }
+        if read_only {
+            assert!(!destructive, "{name}: {a}");
+        }
+        let d = t["description"].as_str().unwrap();
+        assert!(
+            d.contains("Free") || d.contains("Costs money"),
+            "{name}: {d}"
+        );
+        assert_eq!(t["inputSchema"]["type"], "object", "{name}");
+    }
+    for spends in ["instances_create", "clusters_create", "volumes_create"] {
+        let t = tools.iter().find(|t| t["name"] == spends).unwrap();
+        assert!(t["description"].as_str().unwrap().contains("Costs money"));
+    }
+
+    // The create tool's input is the API's create body, from the same schema.
+    let doc = s.admin().get("/v1/openapi.json").await.expect(200);
+    let body = &doc["components"]["schemas"]["CreateRequest"];
+    let create = by_op["InstancesCreate"];
+    let fields =
+        |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(
+        fields(&create["inputSchema"]["properties"]),
+        fields(&body["properties"])
+    );
+    assert_eq!(create["inputSchema"]["required"], body["required"]);
+
+    // Shopping, renting, watching and deleting: the API's JSON throughout.
+    assert_eq!(seen["types"]["isError"], false, "{:#}", seen["types"]);
+    let types = result_json(&seen["types"]);
+    let entries = types["instance_types"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries
+        .iter()
+        .all(|t| t["cloud"] == "massedcompute" && t["configuration"]["gpu_type"] == "A6000"));
+    assert_eq!(seen["create"]["isError"], false, "{:#}", seen["create"]);
+    let id = seen["create"]["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let statuses = seen["statuses"].as_array().unwrap();
+    assert_eq!(statuses.last().unwrap(), "active", "{statuses:?}");
+    assert_eq!(seen["delete"]["isError"], false, "{:#}", seen["delete"]);
+    let info = s.admin().get(&format!("/v1/instances/{id}/info")).await;
+    let status = info.body["status"].as_str().unwrap_or("").to_string();
+    assert!(
+        matches!(status.as_str(), "deleting" | "deleted") || info.status == 404,
+        "after instances_delete the API shows {status:?} ({})",
+        info.status
+    );
+
+    // API errors are tool errors carrying the API's code and message.
+    let unknown = &seen["unknown_id"];
+    assert_eq!(unknown["isError"], true);
+    assert_eq!(result_json(unknown)["error"]["code"], "not_found");
+    assert_eq!(
+        unknown["structuredContent"]["error"]["message"],
+        "instance not found"
+    );
+}
+
+/// The log line of each MCP tool call names the tool and the account.
+async fn assert_logged(s: &Server, tool: &str) {
+    let account = s.admin().get("/v1/account").await.expect(200);
+    let id = account["id"].as_str().unwrap();
+    let log = s.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("mcp tool call") && l.contains(tool) && l.contains(id)),
+        "no log line for the MCP call of {tool} by {id}:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn http_lists_every_operation_and_rents_a_machine_through_tools() {
+    let s = Server::start(Opts::default());
+    let (seen, _) = client("lifecycle", &s, ADMIN_KEY, Via::Http);
+    check_lifecycle(&s, &seen).await;
+    assert_logged(&s, "instances_create").await;
+}
+
+#[tokio::test]
+async fn stdio_mode_rents_a_machine_through_parasol_mcp() {
+    let s = Server::start(Opts::default());
+    let home = tempfile::tempdir().unwrap();
+    let (seen, _) = client("lifecycle", &s, ADMIN_KEY, Via::Stdio(&home));
+    check_lifecycle(&s, &seen).await;
+    assert_logged(&s, "instances_delete").await;
+}
+
+/// What a read-only caller saw: a tool error for the create, and reads.
+fn assert_refused(seen: &Value, why: &str) {
+    assert!(seen.get("error").is_none(), "{seen:#}");
+    let create = &seen["create"];
+    assert_eq!(create["isError"], true, "{create:#}");
+    let err = &result_json(create)["error"];
+    assert_eq!(err["code"], "forbidden");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains(why) && msg.contains("instances_create"),
+        "{msg}"
+    );
+    assert_eq!(seen["list"]["isError"], false, "{:#}", seen["list"]);
+    assert_eq!(
+        result_json(&seen["list"])["instances"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_key_is_refused_a_create_over_both_transports() {
+    let s = Server::start(Opts::default());
+    let key = s.new_account_with("agent", &["--mcp-read-only"]);
+    let (seen, _) = client("create", &s, &key, Via::Http);
+    assert_refused(&seen, "this API key is limited to read-only MCP tools");
+    let home = tempfile::tempdir().unwrap();
+    let (seen, _) = client("create", &s, &key, Via::Stdio(&home));
+    assert_refused(&seen, "this API key is limited to read-only MCP tools");
+    // The flag limits MCP only; nothing was created by the refused calls.
+    let c = s.client(&key);
+    assert_eq!(
+        c.get("/v1/instances").await.expect(200)["instances"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_server_setting_limits_every_mcp_client_to_read_only_tools() {
+    let mut opts = Opts::default();
+    opts.env
+        .push(("PARASOL_MCP_READ_ONLY".into(), "true".into()));
+    let s = Server::start(opts);
+    let (seen, _) = client("create", &s, ADMIN_KEY, Via::Http);
+    assert_refused(&seen, "this server limits MCP clients to read-only tools");
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_at_connection_over_both_transports() {
+    let s = Server::start(Opts::default());
+    let (seen, _) = client("connect", &s, "psl_not_a_key", Via::Http);
+    let err = seen["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("connected with a wrong key: {seen:#}"));
+    assert!(err.contains("401"), "{err}");
+    assert!(seen.get("initialize").is_none());
+
+    let home = tempfile::tempdir().unwrap();
+    let (seen, stderr) = client("connect", &s, "psl_not_a_key", Via::Stdio(&home));
+    assert!(
+        seen.get("error").is_some(),
+        "connected with a wrong key: {seen:#}"
+    );
+    assert!(seen.get("initialize").is_none());
+    assert!(
+        stderr.contains("the server refused the API key (401)"),
+        "parasol mcp should say why: {stderr}"
+    );
+}

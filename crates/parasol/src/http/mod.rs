@@ -162,7 +162,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
 /// (never the key or the body), and counts it for `/metrics`. Everything
 /// logged while handling it carries the request id, which the answer
 /// echoes in `x-request-id`.
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -172,6 +172,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_string());
     let path = req.uri().path().to_string();
     let request_id = request_id(&req);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = tracing::Instrument::instrument(next.run(req), span).await;
     let took = start.elapsed();
@@ -197,6 +198,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     );
     res
 }
+
+/// The id [`log_request`] gave a request, for handlers that make requests
+/// of their own (MCP tool calls) to pass on, so the log links them.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// Header carrying a request's id, both ways.
 const REQUEST_ID: &str = "x-request-id";

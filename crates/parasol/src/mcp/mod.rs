@@ -76,6 +76,7 @@ pub async fn bearer_key(mut req: Request, next: Next) -> Response {
 pub async fn serve(
     State(st): State<McpState>,
     Extension(account): Extension<Account>,
+    Extension(request_id): Extension<crate::http::RequestId>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -124,10 +125,7 @@ pub async fn serve(
         st: &st,
         account: &account,
         key: &key,
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        request_id: request_id.0,
     };
     let answer = match msg {
         // Batches were part of the 2025-03-26 revision; answering them
@@ -210,7 +208,8 @@ struct Caller<'a> {
     st: &'a McpState,
     account: &'a Account,
     key: &'a str,
-    request_id: Option<String>,
+    /// The `/mcp` request's id, given to the API requests it makes.
+    request_id: String,
 }
 
 impl Caller<'_> {
@@ -303,7 +302,7 @@ impl Caller<'_> {
                 format!("{why}; {name} would change or spend, so it was not run"),
             )
         } else {
-            tool.call(&self.st.api, self.key, self.request_id.as_deref(), args)
+            tool.call(&self.st.api, self.key, &self.request_id, args)
                 .await
         };
         tracing::info!(

@@ -391,13 +391,7 @@ impl ToolResult {
 
 impl Tool {
     /// Runs the tool as `key`'s request through `api`.
-    pub async fn call(
-        &self,
-        api: &Router,
-        key: &str,
-        request_id: Option<&str>,
-        args: Value,
-    ) -> ToolResult {
+    pub async fn call(&self, api: &Router, key: &str, request_id: &str, args: Value) -> ToolResult {
         let mut args = match args {
             Value::Object(m) => m,
             Value::Null => Map::new(),
@@ -457,14 +451,12 @@ impl Tool {
         if !query.is_empty() {
             uri = format!("{uri}?{}", query.join("&"));
         }
-        let mut req = Request::builder()
+        let req = Request::builder()
             .method(self.method.clone())
             .uri(uri)
             .header(crate::http::KEY_HEADER, key)
-            .header("content-type", "application/json");
-        if let Some(id) = request_id {
-            req = req.header("x-request-id", id);
-        }
+            .header("content-type", "application/json")
+            .header("x-request-id", request_id);
         let req = match req.body(body) {
             Ok(r) => r,
             Err(e) => return ToolResult::refused("invalid_request", format!("bad request: {e}")),

@@ -180,15 +180,29 @@ async fn check_lifecycle(s: &Server, seen: &Value) {
     );
 }
 
-/// The log line of each MCP tool call names the tool and the account.
-async fn assert_logged(s: &Server, tool: &str) {
+/// The log line of an MCP tool call names the tool and the account, and
+/// shares its request id with the API request it made on `route`.
+async fn assert_logged(s: &Server, tool: &str, route: &str) {
     let account = s.admin().get("/v1/account").await.expect(200);
     let id = account["id"].as_str().unwrap();
     let log = s.log();
+    let call = log
+        .lines()
+        .find(|l| {
+            l.contains("mcp tool call") && l.contains(&format!("tool=\"{tool}\"")) && l.contains(id)
+        })
+        .unwrap_or_else(|| panic!("no log line for the MCP call of {tool} by {id}:\n{log}"));
+    let request_id = call
+        .split("request_id=")
+        .nth(1)
+        .and_then(|r| r.split(['}', ' ', '"']).next())
+        .unwrap_or_else(|| panic!("no request id on {call}"));
     assert!(
         log.lines()
-            .any(|l| l.contains("mcp tool call") && l.contains(tool) && l.contains(id)),
-        "no log line for the MCP call of {tool} by {id}:\n{log}"
+            .any(|l| l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("request_id=\"{request_id}\""))
+                && l.contains(id)),
+        "no API request on {route} with the MCP call's request id {request_id}:\n{log}"
     );
 }
 
@@ -197,7 +211,7 @@ async fn http_lists_every_operation_and_rents_a_machine_through_tools() {
     let s = Server::start(Opts::default());
     let (seen, _) = client("lifecycle", &s, ADMIN_KEY, Via::Http);
     check_lifecycle(&s, &seen).await;
-    assert_logged(&s, "instances_create").await;
+    assert_logged(&s, "instances_create", "/v1/instances/create").await;
 }
 
 #[tokio::test]
@@ -206,7 +220,7 @@ async fn stdio_mode_rents_a_machine_through_parasol_mcp() {
     let home = tempfile::tempdir().unwrap();
     let (seen, _) = client("lifecycle", &s, ADMIN_KEY, Via::Stdio(&home));
     check_lifecycle(&s, &seen).await;
-    assert_logged(&s, "instances_delete").await;
+    assert_logged(&s, "instances_delete", "/v1/instances/{id}/delete").await;
 }
 
 /// What a read-only caller saw: a tool error for the create, and reads.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::{binary, Opts, Server, ADMIN_KEY};
 
@@ -236,10 +236,7 @@ fn assert_refused(seen: &Value, why: &str) {
         "{msg}"
     );
     assert_eq!(seen["list"]["isError"], false, "{:#}", seen["list"]);
-    assert_eq!(
-        result_json(&seen["list"])["instances"],
-        serde_json::json!([])
-    );
+    assert_eq!(result_json(&seen["list"])["instances"], json!([]));
 }
 
 #[tokio::test]
@@ -255,7 +252,7 @@ async fn a_read_only_key_is_refused_a_create_over_both_transports() {
     let c = s.client(&key);
     assert_eq!(
         c.get("/v1/instances").await.expect(200)["instances"],
-        serde_json::json!([])
+        json!([])
     );
 }
 
@@ -290,4 +287,168 @@ async fn a_wrong_key_is_refused_at_connection_over_both_transports() {
         stderr.contains("the server refused the API key (401)"),
         "parasol mcp should say why: {stderr}"
     );
+}
+
+/// The transport's rules a stock client does not exercise.
+#[tokio::test]
+async fn the_transport_follows_the_streamable_http_rules() {
+    let s = Server::start(Opts::default());
+    let http = reqwest::Client::new();
+    let url = format!("{}/mcp", s.base);
+    let post = |body: Value, accept: &'static str| {
+        http.post(&url)
+            .header("x-api-key", ADMIN_KEY)
+            .header("accept", accept)
+            .json(&body)
+    };
+    let both = "application/json, text/event-stream";
+
+    // A request gets its response as JSON; a notification gets 202.
+    let r = post(json!({"jsonrpc": "2.0", "id": "a", "method": "ping"}), both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(
+        r.headers().get("mcp-session-id").is_none(),
+        "stateless: no session"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"jsonrpc": "2.0", "id": "a", "result": {}})
+    );
+    let r = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        both,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // A client that takes only an event stream gets one event.
+    let r = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+        "text/event-stream",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = r.text().await.unwrap();
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect(&text);
+    assert_eq!(serde_json::from_str::<Value>(data).unwrap()["id"], 2);
+
+    // Protocol errors: unknown method and tool, bad JSON, a version the
+    // server does not speak.
+    let r: Value = post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/list"}),
+        both,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["error"]["code"], -32601);
+    let r: Value = post(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "rm_rf"}}),
+        both,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["error"]["code"], -32602);
+    assert!(r["error"]["message"].as_str().unwrap().contains("rm_rf"));
+    let r = http
+        .post(&url)
+        .header("x-api-key", ADMIN_KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32700);
+    let r = post(json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}), both)
+        .header("mcp-protocol-version", "1999-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Bad arguments are tool errors naming the field, like the API's.
+    let r: Value = post(
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+               "params": {"name": "instances_info", "arguments": {"id": "x", "colour": "red"}}}),
+        both,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(r["result"]["structuredContent"]["error"]["field"], "colour");
+    let r: Value = post(
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+               "params": {"name": "ssh_keys_add", "arguments": {"name": "k"}}}),
+        both,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(
+        r["result"]["structuredContent"]["error"]["code"],
+        "invalid_request"
+    );
+
+    // No server-initiated stream, no session to end; no key, no entry.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = http
+            .request(method.clone(), &url)
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "POST");
+    }
+    let r = http
+        .post(&url)
+        .json(&json!({"jsonrpc": "2.0", "id": 8, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    // A page in a browser on another origin is refused, key or not.
+    let r = post(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}), both)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }

@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// For tests only.
     #[arg(long, env = "PARASOL_TEST_CLOCK")]
     pub test_clock: bool,
+    /// Limits every MCP client (`/mcp`) to the read-only tools.
+    #[arg(long, env = "PARASOL_MCP_READ_ONLY")]
+    pub mcp_read_only: bool,
 }
 
 /// The TOML file.
@@ -116,6 +119,17 @@ pub struct FileConfig {
     /// `[alerts]`: where alert notifications go.
     #[serde(default)]
     pub alerts: FileAlerts,
+    /// `[mcp]`: the MCP server at `/mcp`.
+    #[serde(default)]
+    pub mcp: FileMcp,
+}
+
+/// `[mcp]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMcp {
+    /// Every MCP client may use only the read-only tools.
+    pub read_only: Option<bool>,
 }
 
 /// `[alerts]` in the TOML file.
@@ -180,6 +194,8 @@ pub struct Settings {
     pub test_clock: bool,
     /// Receives alert notifications; none: alerts are only recorded.
     pub alert_webhook_url: Option<String>,
+    /// The MCP server's guardrails.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -353,5 +369,8 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         reconciler,
         test_clock: args.test_clock,
         alert_webhook_url: args.alert_webhook_url.clone().or(file.alerts.webhook_url),
+        mcp: crate::mcp::McpSettings {
+            read_only: args.mcp_read_only || file.mcp.read_only.unwrap_or(false),
+        },
     })
 }

@@ -10,6 +10,7 @@
 //!   one cost-accrual function.
 //! - [`providers`]: the `Provider` trait and its implementations (the `sim`
 //!   multi-cloud is built in).
+//! - [`mcp`]: the MCP server at `/mcp`, whose tools are the API's operations.
 //! - [`server`]: configuration and the wiring that starts all of the above.
 //! - [`cli`]: the client commands of the same binary, over the HTTP API.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;

@@ -34,6 +34,10 @@ enum AccountsCommand {
     Create {
         /// A name for the account.
         name: String,
+        /// Its key may use only the read-only MCP tools (the HTTP API is
+        /// not limited by it).
+        #[arg(long)]
+        mcp_read_only: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -66,8 +70,13 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Accounts {
-            command: AccountsCommand::Create { name, store },
-        } => create_account(&name, &store).await,
+            command:
+                AccountsCommand::Create {
+                    name,
+                    mcp_read_only,
+                    store,
+                },
+        } => create_account(&name, mcp_read_only, &store).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -78,7 +87,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn create_account(name: &str, args: &StoreArgs) -> anyhow::Result<()> {
+async fn create_account(name: &str, mcp_read_only: bool, args: &StoreArgs) -> anyhow::Result<()> {
     parasol::validate::name("name", name).map_err(|e| anyhow::anyhow!(e.message))?;
     let file = config::read_file(args.config.as_deref())?;
     let data_dir = config::data_dir(args, &file)?;
@@ -86,7 +95,13 @@ async fn create_account(name: &str, args: &StoreArgs) -> anyhow::Result<()> {
     let store = server::open_store(&data_dir, &url, 1).await?;
     let key = new_api_key();
     store
-        .create_account(name, &hash_key(&key), false, Clock::system().now_ms())
+        .create_account(
+            name,
+            &hash_key(&key),
+            false,
+            mcp_read_only,
+            Clock::system().now_ms(),
+        )
         .await?;
     store.close().await;
     println!("{key}");

@@ -63,7 +63,7 @@ pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyh
         .filter(|k| !k.trim().is_empty())
         .unwrap_or_else(new_api_key);
     if let Err(e) = store
-        .create_account("admin", &hash_key(key.trim()), true, clock.now_ms())
+        .create_account("admin", &hash_key(key.trim()), true, false, clock.now_ms())
         .await
     {
         // Replicas starting together on a fresh database race here; the
@@ -183,6 +183,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         sim,
         hosts,
         keys: KeyCache::default(),
+        mcp: settings.mcp,
         rendered: Default::default(),
     });
 

@@ -141,6 +141,39 @@ impl Api {
         }
     }
 
+    /// `POST /mcp` with one JSON-RPC message, as received: the status, the
+    /// content type and the body of the answer, whatever the status.
+    pub async fn post_mcp(
+        &self,
+        message: Vec<u8>,
+        protocol_version: Option<&str>,
+    ) -> Result<(StatusCode, String, Vec<u8>), CliError> {
+        let mut req = self
+            .http
+            .post(format!("{}/mcp", self.base))
+            .header("X-API-KEY", &self.key)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(message);
+        if let Some(v) = protocol_version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        let res = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = res.status();
+        let kind = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+            .to_vec();
+        Ok((status, kind, bytes))
+    }
+
     fn transport_error(&self, e: &reqwest::Error) -> CliError {
         let what = if e.is_timeout() {
             "the request timed out".to_string()

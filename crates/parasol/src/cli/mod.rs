@@ -11,6 +11,7 @@
 pub mod client;
 pub mod instances;
 pub mod launch;
+pub mod mcp;
 pub mod more;
 pub mod output;
 pub mod profile;
@@ -93,6 +94,9 @@ pub enum Command {
     },
     /// Open an SSH session to an active instance (by id or name).
     Ssh(instances::SshArgs),
+    /// Serve the server's MCP tools on stdio, for desktop AI agents: relays
+    /// each message to the configured server's /mcp with the configured key.
+    Mcp,
 }
 
 /// Runs a client command; errors become one line on stderr.
@@ -164,6 +168,10 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Ssh(args) => {
             let api = Api::from_profile()?;
             instances::ssh(&api, args).await
+        }
+        Command::Mcp => {
+            let api = Api::from_profile()?;
+            mcp::run(&api).await
         }
     }
 }

@@ -27,13 +27,13 @@ use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{hash_key, new_api_key, KeyCache};
+pub use auth::{hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -60,13 +60,34 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Instances as last rendered, for `GET /instances`.
     pub rendered: render_cache::RenderCache,
+    /// The MCP server's guardrails.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 /// Shared state handle.
 pub type AppRef = Arc<AppState>;
 
-/// The whole API.
+/// The whole API, and the MCP server at `/mcp`, whose tool calls go
+/// through the rest of it.
 pub fn router(state: AppRef) -> Router {
+    let api = api_router(state.clone());
+    let mcp = Router::new()
+        .route("/mcp", any(crate::mcp::serve))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(middleware::from_fn(crate::mcp::bearer_key))
+        .layer(middleware::from_fn(log_request))
+        .with_state(crate::mcp::McpState {
+            app: state,
+            api: api.clone(),
+        });
+    api.merge(mcp)
+}
+
+/// The HTTP API.
+fn api_router(state: AppRef) -> Router {
     let v1 = Router::new()
         .route("/instances", get(instances::list))
         .route("/instances/types", get(instances::types))
@@ -152,7 +173,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
 /// (never the key or the body), and counts it for `/metrics`. Everything
 /// logged while handling it carries the request id, which the answer
 /// echoes in `x-request-id`.
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -162,6 +183,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_string());
     let path = req.uri().path().to_string();
     let request_id = request_id(&req);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = tracing::Instrument::instrument(next.run(req), span).await;
     let took = start.elapsed();
@@ -187,6 +209,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     );
     res
 }
+
+/// The id [`log_request`] gave a request, for handlers that make requests
+/// of their own (MCP tool calls) to pass on, so the log links them.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// Header carrying a request's id, both ways.
 const REQUEST_ID: &str = "x-request-id";

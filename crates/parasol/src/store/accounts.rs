@@ -14,6 +14,9 @@ pub struct Account {
     pub key_hash: String,
     /// May use the `/admin` extensions (sim control, test clock).
     pub is_admin: bool,
+    /// Its key may use only the read-only MCP tools (the HTTP API is not
+    /// limited by it).
+    pub mcp_read_only: bool,
 }
 
 impl Store {
@@ -23,16 +26,18 @@ impl Store {
         name: &str,
         key_hash: &str,
         is_admin: bool,
+        mcp_read_only: bool,
         now_ms: i64,
     ) -> StoreResult<Account> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO accounts (id, name, key_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO accounts (id, name, key_hash, is_admin, mcp_read_only, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.to_string())
         .bind(name)
         .bind(key_hash)
         .bind(flag(is_admin))
+        .bind(flag(mcp_read_only))
         .bind(now_ms)
         .execute(self.pool())
         .await?;
@@ -41,22 +46,25 @@ impl Store {
             name: name.to_string(),
             key_hash: key_hash.to_string(),
             is_admin,
+            mcp_read_only,
         })
     }
 
     /// The account whose key hashes to `key_hash`.
     pub async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>> {
-        let row =
-            sqlx::query("SELECT id, name, key_hash, is_admin FROM accounts WHERE key_hash = $1")
-                .bind(key_hash)
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, name, key_hash, is_admin, mcp_read_only FROM accounts WHERE key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| {
             Ok(Account {
                 id: parse_uuid(&r.try_get::<String, _>(0)?)?,
                 name: r.try_get(1)?,
                 key_hash: r.try_get(2)?,
                 is_admin: r.try_get::<i64, _>(3)? != 0,
+                mcp_read_only: r.try_get::<i64, _>(4)? != 0,
             })
         })
         .transpose()

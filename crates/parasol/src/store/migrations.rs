@@ -196,6 +196,9 @@ const STEPS: &[&[&str]] = &[&[
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )",
+], &[
+    // An account whose key may use only the read-only MCP tools (issue 17).
+    "ALTER TABLE accounts ADD COLUMN mcp_read_only BIGINT NOT NULL DEFAULT 0",
 ]];
 
 /// The schema version this binary writes.

@@ -236,8 +236,15 @@ impl Server {
 
     /// Creates an account with the CLI, as an operator would.
     pub fn new_account(&self, name: &str) -> String {
+        self.new_account_with(name, &[])
+    }
+
+    /// Creates an account with `accounts create NAME FLAGS...`.
+    pub fn new_account_with(&self, name: &str, flags: &[&str]) -> String {
         let out = Command::new(binary())
-            .args(["accounts", "create", name, "--data-dir"])
+            .args(["accounts", "create", name])
+            .args(flags)
+            .arg("--data-dir")
             .arg(&self.data_dir)
             .args(
                 self.database_url

@@ -11,6 +11,7 @@ mod errors;
 mod hosts;
 mod instances;
 mod logs;
+mod mcp;
 mod metrics;
 mod openapi;
 mod placement;

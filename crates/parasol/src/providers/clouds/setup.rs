@@ -77,12 +77,13 @@ impl CloudSettings {
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
     /// a real cloud serves its name even when the sim also simulates it
-    /// (the sim then stops offering that name, and the log says so).
-    pub fn register(&self, providers: &mut Providers) {
+    /// (the sim then stops offering that name, and the log says so). Each
+    /// adapter marks its machines with `deployment_id`.
+    pub fn register(&self, providers: &mut Providers, deployment_id: &str) {
         if let Some(c) = &self.lambda {
             enable(
                 providers,
-                Arc::new(Lambda::new(c.clone())),
+                Arc::new(Lambda::new(c.clone(), deployment_id)),
                 lambda::CLOUD,
                 &c.url,
             );
@@ -90,7 +91,7 @@ impl CloudSettings {
         if let Some(c) = &self.verda {
             enable(
                 providers,
-                Arc::new(Verda::new(c.clone())),
+                Arc::new(Verda::new(c.clone(), deployment_id)),
                 verda::CLOUD,
                 &c.url,
             );
@@ -98,7 +99,7 @@ impl CloudSettings {
         if let Some(c) = &self.hyperstack {
             enable(
                 providers,
-                Arc::new(Hyperstack::new(c.clone())),
+                Arc::new(Hyperstack::new(c.clone(), deployment_id)),
                 hyperstack::CLOUD,
                 &c.url,
             );

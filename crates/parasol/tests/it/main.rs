@@ -14,6 +14,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod properties;
+mod provider_conformance;
 mod providers;
 mod robustness;
 mod scaleout;

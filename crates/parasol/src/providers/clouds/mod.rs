@@ -4,11 +4,14 @@
 //! never print, the machine marker, the HTTP plumbing ([`http`]), the GPU
 //! naming ([`gpus`]) and the settings that enable each cloud ([`setup`]).
 
+pub mod digitalocean;
 pub mod gpus;
 pub mod http;
 pub mod hyperstack;
 pub mod lambda;
+pub mod runpod;
 pub mod setup;
+pub mod vastai;
 pub mod verda;
 
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};

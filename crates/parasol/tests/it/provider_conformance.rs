@@ -1,0 +1,615 @@
+//! One set of provider properties, each written once as a generic function
+//! over a [`Subject`] (a provider with a way to reach behind it: plant a
+//! machine, inject a fault, see what is live), and run against every
+//! provider by the `conformance!` macro, so nextest names each pair:
+//! `provider_conformance::runpod::launch_twice_is_one_machine`.
+//!
+//! The properties drive the [`Provider`] trait directly, as the reconciler
+//! does. The HTTP clouds run against their fakes (`fakes/`); adding a cloud
+//! is one [`FakeCloud`] impl and one line in the macro call at the bottom.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parasol::api::RentalType;
+use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
+use parasol::providers::clouds::lambda::{Lambda as LambdaAdapter, LambdaConfig};
+use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
+use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
+use parasol::providers::clouds::verda::{Verda as VerdaAdapter, VerdaConfig};
+use parasol::providers::clouds::{Marker, Secret};
+use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
+use uuid::Uuid;
+
+use crate::fakes::digitalocean::{self as dof, DigitalOcean};
+use crate::fakes::hyperstack::{self as hsf, Hyperstack};
+use crate::fakes::lambda::{self as laf, Lambda};
+use crate::fakes::runpod::{self as rpf, Runpod};
+use crate::fakes::vastai::{self as vaf, Vastai};
+use crate::fakes::verda::{self as vef, Verda};
+use crate::fakes::{Cloud, FakeServer, Timing};
+use crate::harness::public_key;
+
+/// The deployment every subject's adapter belongs to.
+const DEPLOYMENT: &str = "c0ffee0042";
+/// Another deployment on the same cloud account.
+const OTHER_DEPLOYMENT: &str = "0123456789";
+
+/// A provider under test, and the levers behind it.
+pub trait Subject: Send + Sync {
+    /// The adapter, marking machines as [`DEPLOYMENT`]'s.
+    fn provider(&self) -> Arc<dyn Provider>;
+    /// A launch the provider accepts.
+    fn request(&self, id: Uuid) -> LaunchRequest;
+    /// Provider-side ids of the machines that exist and are not being torn
+    /// down.
+    fn live(&self) -> Vec<String>;
+    /// Puts a running machine named `name` at the provider, made by
+    /// someone else; returns its provider-side id.
+    fn plant(&self, name: &str) -> String;
+    /// Makes launches of `req`'s type and region fail for capacity.
+    fn refuse_capacity(&self, req: &LaunchRequest);
+    /// The next launch is carried out but its answer is lost (500).
+    fn lose_next_launch_answer(&self);
+    /// The next request gets 429 (with `Retry-After` where the provider
+    /// sends it).
+    fn rate_limit_next(&self);
+    /// The next request gets 500.
+    fn server_error_next(&self);
+    /// How many 429s are still to be served.
+    fn rate_limits_pending(&self) -> u32;
+}
+
+/// A fake cloud the generic HTTP subject knows how to drive.
+pub trait FakeCloud: Cloud + Default + Sized {
+    /// The adapter, pointed at the fake's root URL.
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider>;
+    /// `(cloud, region, shade type, cloud type)` of a launch that fits.
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str);
+    fn set_timing(&mut self, t: Timing);
+    fn plant_named(&mut self, name: &str) -> String;
+    fn live_ids(&self) -> Vec<String>;
+    fn refuse(&mut self, cloud_type: &str, region: &str);
+    /// `"METHOD /path"` of the launch request.
+    fn launch_line(&self) -> String;
+    /// Whether the cloud sends `Retry-After` with its 429s.
+    fn sends_retry_after() -> bool {
+        true
+    }
+}
+
+/// Slow enough that every boot phase is seen by polling.
+fn timing() -> Timing {
+    Timing {
+        boot: Duration::from_millis(600),
+        ip_after: Duration::from_millis(1200),
+        teardown: Duration::from_millis(300),
+    }
+}
+
+/// A fake cloud and its adapter.
+pub struct Http<C: FakeCloud> {
+    fake: FakeServer<C>,
+    provider: Arc<dyn Provider>,
+}
+
+impl<C: FakeCloud> Http<C> {
+    async fn start() -> Self {
+        let mut cloud = C::default();
+        cloud.set_timing(timing());
+        let fake = FakeServer::start(cloud).await;
+        let provider = C::adapter(&fake.url, DEPLOYMENT);
+        Http { fake, provider }
+    }
+}
+
+impl<C: FakeCloud> Subject for Http<C> {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.provider.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        let (cloud, region, shade, cloud_type) = C::launchable();
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud: cloud.into(),
+            region: region.into(),
+            shade_instance_type: shade.into(),
+            cloud_instance_type: cloud_type.into(),
+            os: "ubuntu22.04".into(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    fn live(&self) -> Vec<String> {
+        self.fake.with(|c| c.live_ids())
+    }
+
+    fn plant(&self, name: &str) -> String {
+        self.fake.with(|c| c.plant_named(name))
+    }
+
+    fn refuse_capacity(&self, req: &LaunchRequest) {
+        self.fake
+            .with(|c| c.refuse(&req.cloud_instance_type, &req.region));
+    }
+
+    fn lose_next_launch_answer(&self) {
+        let line = self.fake.with(|c| c.launch_line());
+        self.fake.faults(|f| {
+            f.lose_answer.insert(line, 1);
+        });
+    }
+
+    fn rate_limit_next(&self) {
+        self.fake.faults(|f| {
+            f.rate_limit_next = 1;
+            f.rate_limit_without_retry_after = !C::sends_retry_after();
+        });
+    }
+
+    fn server_error_next(&self) {
+        self.fake.faults(|f| f.server_error_next = 1);
+    }
+
+    fn rate_limits_pending(&self) -> u32 {
+        self.fake.faults(|f| f.rate_limit_next)
+    }
+}
+
+// ------------------------------------------------------------ properties
+
+/// Polls `describe` until `done` holds, returning every state seen.
+async fn states_until(
+    p: &dyn Provider,
+    id: Uuid,
+    done: impl Fn(&MachineState) -> bool,
+) -> Vec<MachineState> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<MachineState> = Vec::new();
+    loop {
+        let s = p.describe(id).await.expect("describe");
+        if seen.last() != Some(&s) {
+            seen.push(s.clone());
+        }
+        if done(&s) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "never done; saw {seen:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Terminates until the provider says the machine is gone.
+async fn terminate_until_gone(p: &dyn Provider, id: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match p.terminate(id).await {
+            Ok(MachineState::Gone) => return,
+            Ok(MachineState::Terminating) => {}
+            Ok(other) => panic!("terminate answered {other:?}"),
+            Err(ProviderError::Transient(_)) => {}
+            Err(e) => panic!("terminate failed: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_not_live(s: &dyn Subject, machine: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.live().iter().any(|m| m == machine) {
+        assert!(Instant::now() < deadline, "{machine} is still live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A launch whose answer was lost, retried twice, rents one machine.
+pub async fn launch_twice_is_one_machine(s: impl Subject) {
+    let p = s.provider();
+    let req = s.request(Uuid::new_v4());
+    s.lose_next_launch_answer();
+    let first = p.launch(&req).await;
+    assert!(
+        matches!(first, Err(ProviderError::Transient(_))),
+        "a lost answer is transient: {first:?}"
+    );
+    let a = p.launch(&req).await.expect("the retry adopts the machine");
+    let b = p.launch(&req).await.expect("and so does the next");
+    assert_eq!(a, b);
+    assert_eq!(s.live().len(), 1, "one machine: {:?}", s.live());
+}
+
+/// A launched machine carries this deployment's marker, not the legacy one.
+pub async fn a_launched_machine_carries_the_deployment_marker(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    p.launch(&s.request(id)).await.expect("launch");
+    assert_eq!(p.list_marked().await.unwrap(), vec![id]);
+    assert!(p.list_legacy_marked().await.unwrap().is_empty());
+}
+
+/// Describe goes Provisioning/Booting → Running, never backwards, with
+/// somewhere to SSH to at the end.
+pub async fn describe_follows_the_boot(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+    p.launch(&s.request(id)).await.expect("launch");
+    let seen = states_until(&*p, id, |s| matches!(s, MachineState::Running { .. })).await;
+    let rank = |s: &MachineState| match s {
+        MachineState::Provisioning => 0,
+        MachineState::Booting => 1,
+        MachineState::Running { .. } => 2,
+        other => panic!("unexpected state during boot: {other:?} in {seen:?}"),
+    };
+    let ranks: Vec<i32> = seen.iter().map(rank).collect();
+    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(ranks.len() >= 2, "running at once: {seen:?}");
+    assert!(
+        ranks.contains(&1),
+        "never booting without an address: {seen:?}"
+    );
+    let Some(MachineState::Running {
+        ip,
+        ssh_port,
+        ssh_user,
+    }) = seen.last()
+    else {
+        unreachable!()
+    };
+    assert!(ip.parse::<std::net::IpAddr>().is_ok(), "{ip}");
+    assert!(*ssh_port > 0 && !ssh_user.is_empty());
+}
+
+/// Terminate goes on answering until gone, then keeps saying gone; a
+/// machine never launched is gone at once.
+pub async fn terminate_is_repeatable_until_gone(s: impl Subject) {
+    let p = s.provider();
+    assert_eq!(
+        p.terminate(Uuid::new_v4()).await.unwrap(),
+        MachineState::Gone
+    );
+    let id = Uuid::new_v4();
+    let launched = p.launch(&s.request(id)).await.expect("launch");
+    terminate_until_gone(&*p, id).await;
+    for _ in 0..2 {
+        assert_eq!(p.terminate(id).await.unwrap(), MachineState::Gone);
+    }
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+    assert!(!s.live().contains(&launched.cloud_assigned_id));
+}
+
+/// No capacity is a capacity error, and rents nothing.
+pub async fn a_capacity_error_is_reported_as_capacity(s: impl Subject) {
+    let p = s.provider();
+    let req = s.request(Uuid::new_v4());
+    s.refuse_capacity(&req);
+    match p.launch(&req).await {
+        Err(ProviderError::Capacity(why)) => assert!(!why.is_empty()),
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    assert!(s.live().is_empty(), "{:?}", s.live());
+}
+
+/// A 429 is waited out inside the call.
+pub async fn a_rate_limit_is_retried(s: impl Subject) {
+    let p = s.provider();
+    s.rate_limit_next();
+    assert_eq!(
+        p.describe(Uuid::new_v4())
+            .await
+            .expect("retried past the 429"),
+        MachineState::Gone
+    );
+    assert_eq!(s.rate_limits_pending(), 0, "the 429 was served");
+}
+
+/// A 5xx is transient: the next call succeeds.
+pub async fn a_server_error_is_transient(s: impl Subject) {
+    let p = s.provider();
+    s.server_error_next();
+    let id = Uuid::new_v4();
+    match p.describe(id).await {
+        Err(ProviderError::Transient(_)) => {}
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+}
+
+/// The sweep terminates a machine under this deployment's marker that the
+/// store does not hold, and leaves alone an unmarked machine, another
+/// deployment's and a legacy-named one the store does not know.
+pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
+    let p = s.provider();
+    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4()));
+    let theirs = s.plant(&Marker::new(OTHER_DEPLOYMENT).name(Uuid::new_v4()));
+    let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4()));
+    let unmarked = s.plant("my-own-box");
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    let mut providers = Providers::default();
+    providers.add(p.clone(), &[s.request(Uuid::nil()).cloud]);
+    assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
+    wait_not_live(&s, &orphan).await;
+    let live = s.live();
+    for kept in [&theirs, &legacy, &unmarked] {
+        assert!(live.contains(kept), "{kept} was swept: {live:?}");
+    }
+}
+
+/// A machine launched under the legacy marker (before deployment ids) is
+/// still found by its instance id, and can be terminated.
+pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    let machine = s.plant(&format!("parasol-{id}"));
+    assert!(matches!(
+        p.describe(id).await.unwrap(),
+        MachineState::Running { .. }
+    ));
+    assert_eq!(p.list_legacy_marked().await.unwrap(), vec![id]);
+    assert!(p.list_marked().await.unwrap().is_empty());
+    terminate_until_gone(&*p, id).await;
+    wait_not_live(&s, &machine).await;
+}
+
+macro_rules! conformance {
+    ($($cloud:ident => $start:expr;)*) => {
+        $(
+            mod $cloud {
+                use super::*;
+                conformance!(@tests $start;
+                    launch_twice_is_one_machine,
+                    a_launched_machine_carries_the_deployment_marker,
+                    describe_follows_the_boot,
+                    terminate_is_repeatable_until_gone,
+                    a_capacity_error_is_reported_as_capacity,
+                    a_rate_limit_is_retried,
+                    a_server_error_is_transient,
+                    the_sweep_removes_only_this_deployments_orphans,
+                    a_legacy_named_machine_is_still_found,
+                );
+            }
+        )*
+    };
+    (@tests $start:expr; $($property:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $property() {
+                super::$property($start.await).await
+            }
+        )*
+    };
+}
+
+conformance! {
+    lambda => Http::<Lambda>::start();
+    verda => Http::<Verda>::start();
+    hyperstack => Http::<Hyperstack>::start();
+    runpod => Http::<Runpod>::start();
+    vastai => Http::<Vastai>::start();
+    digitalocean => Http::<DigitalOcean>::start();
+}
+
+// ------------------------------------------------- the clouds' levers
+
+impl FakeCloud for Lambda {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(LambdaAdapter::new(
+            LambdaConfig {
+                api_key: Secret::new(laf::KEY),
+                url: format!("{url}/api/v1"),
+                launch_interval: Duration::ZERO,
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("lambdalabs", "us-west-1", "A6000", "gpu_1x_a6000")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.terminated.is_none())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /api/v1/instance-operations/launch".into()
+    }
+}
+
+impl FakeCloud for Verda {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(VerdaAdapter::new(
+            VerdaConfig {
+                client_id: vef::CLIENT_ID.into(),
+                client_secret: Secret::new(vef::CLIENT_SECRET),
+                url: format!("{url}/v1"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("datacrunch", "FIN-01", "A6000", "1A6000.10V")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.deleted.is_none())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/instances".into()
+    }
+}
+
+impl FakeCloud for Hyperstack {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(HsAdapter::new(
+            HyperstackConfig {
+                api_key: Secret::new(hsf::KEY),
+                url: format!("{url}/v1"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("hyperstack", "CANADA-1", "A6000", "n3-RTX-A6000x1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.deleted.is_none())
+            .map(|m| m.id.to_string())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, _region: &str) {
+        self.out_of_stock.push(cloud_type.into());
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/core/virtual-machines".into()
+    }
+}
+
+impl FakeCloud for Runpod {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(RunpodAdapter::new(
+            RunpodConfig {
+                api_key: Secret::new(rpf::KEY),
+                url: format!("{url}/v1"),
+                graphql_url: format!("{url}/graphql"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("runpod", "US-KS-2", "A6000", "NVIDIA RTX A6000:1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|p| p.id.clone()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        let gpu = cloud_type.rsplit_once(':').map_or(cloud_type, |(g, _)| g);
+        self.no_capacity.push((gpu.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/pods".into()
+    }
+}
+
+impl FakeCloud for Vastai {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(VastAdapter::new(
+            VastaiConfig {
+                api_key: Secret::new(vaf::KEY),
+                url: format!("{url}/api/v0"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("vastai", "north-america", "RTX4090", "RTX 4090:1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|i| i.id.to_string()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, _region: &str) {
+        let gpu = cloud_type.rsplit_once(':').map_or(cloud_type, |(g, _)| g);
+        self.sell_out(gpu);
+    }
+    fn launch_line(&self) -> String {
+        // The cheapest verified RTX 4090 in North America (Quebec, CA).
+        "PUT /api/v0/asks/5003/".into()
+    }
+    fn sends_retry_after() -> bool {
+        false
+    }
+}
+
+impl FakeCloud for DigitalOcean {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(DoAdapter::new(
+            DigitalOceanConfig {
+                token: Secret::new(dof::TOKEN),
+                url: format!("{url}/v2"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("digitalocean", "nyc2", "H100", "gpu-h100x1-80gb")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        // A deployment tags what it names; a legacy or foreign droplet
+        // carries no such tag.
+        let tag = name
+            .strip_prefix("parasol-")
+            .and_then(|r| r.split_once('-'))
+            .filter(|(d, rest)| d.len() == 10 && rest.len() == 36)
+            .map(|(d, _)| format!("parasol-{d}"));
+        let tags: Vec<&str> = tag.iter().map(String::as_str).collect();
+        self.plant(name, &tags).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|d| d.id.to_string()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v2/droplets".into()
+    }
+}

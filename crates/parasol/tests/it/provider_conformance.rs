@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parasol::api::RentalType;
+use parasol::clock::Clock;
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
 use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::lambda::{Lambda as LambdaAdapter, LambdaConfig};
@@ -19,6 +20,7 @@ use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
 use parasol::providers::clouds::verda::{Verda as VerdaAdapter, VerdaConfig};
 use parasol::providers::clouds::{Marker, Secret};
+use parasol::providers::sim::{Sim, SimConfig};
 use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
 use uuid::Uuid;
 
@@ -36,7 +38,9 @@ const DEPLOYMENT: &str = "c0ffee0042";
 /// Another deployment on the same cloud account.
 const OTHER_DEPLOYMENT: &str = "0123456789";
 
-/// A provider under test, and the levers behind it.
+/// A provider under test, and the levers behind it. The fault levers are
+/// for providers that talk HTTP; the others never get those properties.
+#[async_trait::async_trait]
 pub trait Subject: Send + Sync {
     /// The adapter, marking machines as [`DEPLOYMENT`]'s.
     fn provider(&self) -> Arc<dyn Provider>;
@@ -44,21 +48,28 @@ pub trait Subject: Send + Sync {
     fn request(&self, id: Uuid) -> LaunchRequest;
     /// Provider-side ids of the machines that exist and are not being torn
     /// down.
-    fn live(&self) -> Vec<String>;
+    async fn live(&self) -> Vec<String>;
     /// Puts a running machine named `name` at the provider, made by
     /// someone else; returns its provider-side id.
-    fn plant(&self, name: &str) -> String;
+    async fn plant(&self, name: &str) -> String;
     /// Makes launches of `req`'s type and region fail for capacity.
-    fn refuse_capacity(&self, req: &LaunchRequest);
-    /// The next launch is carried out but its answer is lost (500).
-    fn lose_next_launch_answer(&self);
+    async fn refuse_capacity(&self, req: &LaunchRequest);
+    /// The next launch is carried out but its answer is lost (500); false
+    /// where the provider has no answer to lose.
+    fn lose_next_launch_answer(&self) -> bool;
     /// The next request gets 429 (with `Retry-After` where the provider
     /// sends it).
-    fn rate_limit_next(&self);
+    fn rate_limit_next(&self) {
+        unimplemented!("only for HTTP providers")
+    }
     /// The next request gets 500.
-    fn server_error_next(&self);
+    fn server_error_next(&self) {
+        unimplemented!("only for HTTP providers")
+    }
     /// How many 429s are still to be served.
-    fn rate_limits_pending(&self) -> u32;
+    fn rate_limits_pending(&self) -> u32 {
+        unimplemented!("only for HTTP providers")
+    }
 }
 
 /// A fake cloud the generic HTTP subject knows how to drive.
@@ -104,7 +115,8 @@ impl<C: FakeCloud> Http<C> {
     }
 }
 
-impl<C: FakeCloud> Subject for Http<C> {
+#[async_trait::async_trait]
+impl<C: FakeCloud + Send> Subject for Http<C> {
     fn provider(&self) -> Arc<dyn Provider> {
         self.provider.clone()
     }
@@ -127,24 +139,25 @@ impl<C: FakeCloud> Subject for Http<C> {
         }
     }
 
-    fn live(&self) -> Vec<String> {
+    async fn live(&self) -> Vec<String> {
         self.fake.with(|c| c.live_ids())
     }
 
-    fn plant(&self, name: &str) -> String {
+    async fn plant(&self, name: &str) -> String {
         self.fake.with(|c| c.plant_named(name))
     }
 
-    fn refuse_capacity(&self, req: &LaunchRequest) {
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
         self.fake
             .with(|c| c.refuse(&req.cloud_instance_type, &req.region));
     }
 
-    fn lose_next_launch_answer(&self) {
+    fn lose_next_launch_answer(&self) -> bool {
         let line = self.fake.with(|c| c.launch_line());
         self.fake.faults(|f| {
             f.lose_answer.insert(line, 1);
         });
+        true
     }
 
     fn rate_limit_next(&self) {
@@ -204,7 +217,7 @@ async fn terminate_until_gone(p: &dyn Provider, id: Uuid) {
 
 async fn wait_not_live(s: &dyn Subject, machine: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while s.live().iter().any(|m| m == machine) {
+    while s.live().await.iter().any(|m| m == machine) {
         assert!(Instant::now() < deadline, "{machine} is still live");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -214,16 +227,18 @@ async fn wait_not_live(s: &dyn Subject, machine: &str) {
 pub async fn launch_twice_is_one_machine(s: impl Subject) {
     let p = s.provider();
     let req = s.request(Uuid::new_v4());
-    s.lose_next_launch_answer();
-    let first = p.launch(&req).await;
-    assert!(
-        matches!(first, Err(ProviderError::Transient(_))),
-        "a lost answer is transient: {first:?}"
-    );
+    if s.lose_next_launch_answer() {
+        let first = p.launch(&req).await;
+        assert!(
+            matches!(first, Err(ProviderError::Transient(_))),
+            "a lost answer is transient: {first:?}"
+        );
+    }
     let a = p.launch(&req).await.expect("the retry adopts the machine");
     let b = p.launch(&req).await.expect("and so does the next");
     assert_eq!(a, b);
-    assert_eq!(s.live().len(), 1, "one machine: {:?}", s.live());
+    let live = s.live().await;
+    assert_eq!(live.len(), 1, "one machine: {live:?}");
 }
 
 /// A launched machine carries this deployment's marker, not the legacy one.
@@ -283,19 +298,20 @@ pub async fn terminate_is_repeatable_until_gone(s: impl Subject) {
         assert_eq!(p.terminate(id).await.unwrap(), MachineState::Gone);
     }
     assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
-    assert!(!s.live().contains(&launched.cloud_assigned_id));
+    assert!(!s.live().await.contains(&launched.cloud_assigned_id));
 }
 
 /// No capacity is a capacity error, and rents nothing.
 pub async fn a_capacity_error_is_reported_as_capacity(s: impl Subject) {
     let p = s.provider();
     let req = s.request(Uuid::new_v4());
-    s.refuse_capacity(&req);
+    s.refuse_capacity(&req).await;
+    let before = s.live().await;
     match p.launch(&req).await {
         Err(ProviderError::Capacity(why)) => assert!(!why.is_empty()),
         other => panic!("expected a capacity error, got {other:?}"),
     }
-    assert!(s.live().is_empty(), "{:?}", s.live());
+    assert_eq!(s.live().await, before, "nothing rented");
 }
 
 /// A 429 is waited out inside the call.
@@ -328,10 +344,12 @@ pub async fn a_server_error_is_transient(s: impl Subject) {
 /// deployment's and a legacy-named one the store does not know.
 pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
     let p = s.provider();
-    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4()));
-    let theirs = s.plant(&Marker::new(OTHER_DEPLOYMENT).name(Uuid::new_v4()));
-    let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4()));
-    let unmarked = s.plant("my-own-box");
+    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4())).await;
+    let theirs = s
+        .plant(&Marker::new(OTHER_DEPLOYMENT).name(Uuid::new_v4()))
+        .await;
+    let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4())).await;
+    let unmarked = s.plant("my-own-box").await;
     let dir = tempfile::tempdir().unwrap();
     let store = parasol::store::Store::open(&parasol::store::StoreOptions {
         url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
@@ -343,7 +361,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
     providers.add(p.clone(), &[s.request(Uuid::nil()).cloud]);
     assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
     wait_not_live(&s, &orphan).await;
-    let live = s.live();
+    let live = s.live().await;
     for kept in [&theirs, &legacy, &unmarked] {
         assert!(live.contains(kept), "{kept} was swept: {live:?}");
     }
@@ -354,7 +372,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
 pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
     let p = s.provider();
     let id = Uuid::new_v4();
-    let machine = s.plant(&format!("parasol-{id}"));
+    let machine = s.plant(&format!("parasol-{id}")).await;
     assert!(matches!(
         p.describe(id).await.unwrap(),
         MachineState::Running { .. }
@@ -365,42 +383,148 @@ pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
     wait_not_live(&s, &machine).await;
 }
 
+/// One test per property for one provider: `$cloud::$property`.
 macro_rules! conformance {
-    ($($cloud:ident => $start:expr;)*) => {
-        $(
-            mod $cloud {
-                use super::*;
-                conformance!(@tests $start;
-                    launch_twice_is_one_machine,
-                    a_launched_machine_carries_the_deployment_marker,
-                    describe_follows_the_boot,
-                    terminate_is_repeatable_until_gone,
-                    a_capacity_error_is_reported_as_capacity,
-                    a_rate_limit_is_retried,
-                    a_server_error_is_transient,
-                    the_sweep_removes_only_this_deployments_orphans,
-                    a_legacy_named_machine_is_still_found,
-                );
-            }
-        )*
+    ($cloud:ident => $start:expr, [$($property:ident),* $(,)?]) => {
+        mod $cloud {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $property() {
+                    super::$property($start.await).await
+                }
+            )*
+        }
     };
-    (@tests $start:expr; $($property:ident,)*) => {
+}
+
+/// Every property, for a cloud behind HTTP.
+macro_rules! http_cloud {
+    ($($cloud:ident => $fake:ty;)*) => {
         $(
-            #[tokio::test]
-            async fn $property() {
-                super::$property($start.await).await
-            }
+            conformance!($cloud => Http::<$fake>::start(), [
+                launch_twice_is_one_machine,
+                a_launched_machine_carries_the_deployment_marker,
+                describe_follows_the_boot,
+                terminate_is_repeatable_until_gone,
+                a_capacity_error_is_reported_as_capacity,
+                a_rate_limit_is_retried,
+                a_server_error_is_transient,
+                the_sweep_removes_only_this_deployments_orphans,
+                a_legacy_named_machine_is_still_found,
+            ]);
         )*
     };
 }
 
-conformance! {
-    lambda => Http::<Lambda>::start();
-    verda => Http::<Verda>::start();
-    hyperstack => Http::<Hyperstack>::start();
-    runpod => Http::<Runpod>::start();
-    vastai => Http::<Vastai>::start();
-    digitalocean => Http::<DigitalOcean>::start();
+http_cloud! {
+    lambda => Lambda;
+    verda => Verda;
+    hyperstack => Hyperstack;
+    runpod => Runpod;
+    vastai => Vastai;
+    digitalocean => DigitalOcean;
+}
+
+// The sim keeps its machines in the deployment's own store, behind no
+// HTTP: it has no marker to sweep by, no answer to lose and no rate limit,
+// so it runs the properties about machines only.
+conformance!(sim => SimSubject::start(), [
+    launch_twice_is_one_machine,
+    describe_follows_the_boot,
+    terminate_is_repeatable_until_gone,
+    a_capacity_error_is_reported_as_capacity,
+]);
+
+/// The sim over a store of its own, one machine per offer and region, with
+/// boots slow enough to watch.
+pub struct SimSubject {
+    sim: Arc<Sim>,
+    offer: (String, String, String),
+    _dir: tempfile::TempDir,
+}
+
+impl SimSubject {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("sim.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        let sim = Arc::new(Sim::new(
+            store,
+            Arc::new(Clock::system()),
+            SimConfig {
+                boot_seconds: 1.2,
+                capacity: Some(1),
+                ..SimConfig::default()
+            },
+        ));
+        let o = sim.offers().await.unwrap().remove(0);
+        let offer = (
+            o.cloud.clone(),
+            o.regions[0].region.clone(),
+            o.shade_instance_type.clone(),
+        );
+        SimSubject {
+            sim,
+            offer,
+            _dir: dir,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subject for SimSubject {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.sim.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        let (cloud, region, shade) = self.offer.clone();
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud,
+            region,
+            shade_instance_type: shade.clone(),
+            cloud_instance_type: shade,
+            os: "ubuntu22.04".into(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    async fn live(&self) -> Vec<String> {
+        self.sim
+            .machines()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| !matches!(m.state.as_str(), "terminating" | "terminated"))
+            .map(|m| format!("{}-{}", m.cloud, &m.instance_id.simple().to_string()[..12]))
+            .collect()
+    }
+
+    async fn plant(&self, _name: &str) -> String {
+        unimplemented!("the sim has no machines outside the store")
+    }
+
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
+        // One slot per offer and region: another machine takes it.
+        let mut other = req.clone();
+        other.instance_id = Uuid::new_v4();
+        self.sim.launch(&other).await.expect("the one slot");
+    }
+
+    fn lose_next_launch_answer(&self) -> bool {
+        false
+    }
 }
 
 // ------------------------------------------------- the clouds' levers

@@ -20,6 +20,7 @@ use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
 use parasol::providers::clouds::verda::{Verda as VerdaAdapter, VerdaConfig};
 use parasol::providers::clouds::{Marker, Secret};
+use parasol::providers::hosts::{HostConfig, Hosts};
 use parasol::providers::sim::{Sim, SimConfig};
 use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
 use uuid::Uuid;
@@ -69,6 +70,11 @@ pub trait Subject: Send + Sync {
     /// How many 429s are still to be served.
     fn rate_limits_pending(&self) -> u32 {
         unimplemented!("only for HTTP providers")
+    }
+    /// Whether a launch returns before the machine is up (clouds, the sim);
+    /// the hosts provider sets a host up within the launch.
+    fn boots_after_launch(&self) -> bool {
+        true
     }
 }
 
@@ -266,11 +272,15 @@ pub async fn describe_follows_the_boot(s: impl Subject) {
     };
     let ranks: Vec<i32> = seen.iter().map(rank).collect();
     assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    assert!(ranks.len() >= 2, "running at once: {seen:?}");
-    assert!(
-        ranks.contains(&1),
-        "never booting without an address: {seen:?}"
-    );
+    if s.boots_after_launch() {
+        assert!(ranks.len() >= 2, "running at once: {seen:?}");
+        assert!(
+            ranks.contains(&1),
+            "never booting without an address: {seen:?}"
+        );
+    } else {
+        assert_eq!(ranks, [2], "set up within the launch: {seen:?}");
+    }
     let Some(MachineState::Running {
         ip,
         ssh_port,
@@ -293,12 +303,14 @@ pub async fn terminate_is_repeatable_until_gone(s: impl Subject) {
     );
     let id = Uuid::new_v4();
     let launched = p.launch(&s.request(id)).await.expect("launch");
+    assert_eq!(s.live().await.len(), 1);
     terminate_until_gone(&*p, id).await;
     for _ in 0..2 {
         assert_eq!(p.terminate(id).await.unwrap(), MachineState::Gone);
     }
     assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
-    assert!(!s.live().await.contains(&launched.cloud_assigned_id));
+    let live = s.live().await;
+    assert!(live.is_empty(), "{launched:?} left {live:?}");
 }
 
 /// No capacity is a capacity error, and rents nothing.
@@ -435,6 +447,113 @@ conformance!(sim => SimSubject::start(), [
     terminate_is_repeatable_until_gone,
     a_capacity_error_is_reported_as_capacity,
 ]);
+
+// The hosts provider: one real sshd on 127.0.0.1 (see `hosts`), one host,
+// so a second instance finds no capacity. Its machines are the operator's
+// own, never swept, and it has no HTTP.
+conformance!(hosts => HostsSubject::start(), [
+    launch_twice_is_one_machine,
+    describe_follows_the_boot,
+    terminate_is_repeatable_until_gone,
+    a_capacity_error_is_reported_as_capacity,
+]);
+
+/// One host behind a test sshd.
+pub struct HostsSubject {
+    sshd: crate::hosts::Sshd,
+    hosts: Arc<Hosts>,
+    shade: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HostsSubject {
+    async fn start() -> Self {
+        let sshd = crate::hosts::Sshd::start();
+        let dir = tempfile::tempdir().unwrap();
+        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("hosts.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        let host = HostConfig {
+            address: "127.0.0.1".into(),
+            port: sshd.port,
+            user: sshd.user.clone(),
+            key_path: sshd.path("mgmt_key"),
+            known_hosts: sshd.path("known_hosts"),
+            cloud: "hosts".into(),
+            region: "lab".into(),
+            region_display_name: None,
+            hourly_price: 100,
+            allow_reboot: false,
+        };
+        let hosts = Arc::new(Hosts::new(store, Arc::new(Clock::system()), vec![host]));
+        // The first catalog call waits for discovery.
+        let offers = hosts.offers().await.expect("discovery");
+        let shade = offers[0].shade_instance_type.clone();
+        HostsSubject {
+            sshd,
+            hosts,
+            shade,
+            _dir: dir,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subject for HostsSubject {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.hosts.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud: "hosts".into(),
+            region: "lab".into(),
+            shade_instance_type: self.shade.clone(),
+            cloud_instance_type: self.shade.clone(),
+            os: String::new(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    /// The instances whose keys are installed on the host.
+    async fn live(&self) -> Vec<String> {
+        self.sshd
+            .authorized_keys()
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter_map(|m| m.strip_prefix("parasol-instance="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    async fn plant(&self, _name: &str) -> String {
+        unimplemented!("the operator's hosts are never swept")
+    }
+
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
+        // The one host goes to another instance.
+        let mut other = req.clone();
+        other.instance_id = Uuid::new_v4();
+        self.hosts.launch(&other).await.expect("the one host");
+    }
+
+    fn lose_next_launch_answer(&self) -> bool {
+        false
+    }
+
+    fn boots_after_launch(&self) -> bool {
+        false
+    }
+}
 
 /// The sim over a store of its own, one machine per offer and region, with
 /// boots slow enough to watch.

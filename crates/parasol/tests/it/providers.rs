@@ -358,18 +358,36 @@ async fn the_sweep_terminates_only_this_deployments_orphans_and_the_id_survives_
     c.add_key("me").await;
     let id = create(&c, "lambdalabs", "us-west-1", "A6000", "kept").await;
     c.wait_status(&id, "active").await;
-    fake.wait_for("the orphan's termination", |r| {
-        r.iter().any(|r| {
-            r.line() == "POST /api/v1/instance-operations/terminate"
-                && r.body == json!({"instance_ids": [orphan]})
+    // An instance this store holds, deleted, whose machine lives on under
+    // the legacy name: the upgrade path adopts it.
+    fake.with(|f| {
+        f.no_capacity
+            .push(("gpu_1x_a10".into(), "us-east-1".into()))
+    });
+    let dead = create(&c, "lambdalabs", "us-east-1", "A10", "dead").await;
+    c.wait_status(&dead, "error").await;
+    c.post_empty(&format!("/v1/instances/{dead}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&dead).await;
+    let adopted = fake.with(|f| f.plant(&format!("parasol-{dead}")));
+    for (what, machine) in [
+        ("the orphan", &orphan),
+        ("the adopted legacy machine", &adopted),
+    ] {
+        fake.wait_for(what, |r| {
+            r.iter().any(|r| {
+                r.line() == "POST /api/v1/instance-operations/terminate"
+                    && r.body == json!({"instance_ids": [machine]})
+            })
         })
-    })
-    .await;
+        .await;
+    }
     // Another sweep passes; the live instance, the other deployment's
     // machine, the unknown legacy-named one and the foreign box stay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let terms = fake.requests_to("POST /api/v1/instance-operations/terminate");
-    assert_eq!(terms.len(), 1, "{terms:#?}");
+    assert_eq!(terms.len(), 2, "{terms:#?}");
     let live: Vec<String> = fake.with(|f| f.live().iter().map(|m| m.id.clone()).collect());
     for kept in [&theirs, &legacy, &foreign] {
         assert!(live.contains(kept), "{kept} was swept: {live:?}");

@@ -1290,3 +1290,25 @@ async fn wrong_keys_make_runpod_vast_and_digitalocean_unavailable_without_leakin
         assert!(!log.contains(secret) && !ready.to_string().contains(secret));
     }
 }
+
+#[tokio::test]
+async fn a_digitalocean_429_without_retry_after_waits_for_the_ratelimit_reset() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let adapter = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
+    fake.faults(|f| {
+        f.rate_limit_next = 1;
+        f.rate_limit_without_retry_after = true;
+    });
+    assert_eq!(
+        adapter.describe(Uuid::new_v4()).await.unwrap(),
+        parasol::providers::MachineState::Gone
+    );
+    let lists = fake.requests_to("GET /v2/droplets");
+    assert_eq!(lists.len(), 2, "the 429, then the retry");
+}

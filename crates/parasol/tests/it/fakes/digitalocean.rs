@@ -123,7 +123,16 @@ impl Cloud for DigitalOcean {
         vec![
             ("ratelimit-limit", "5000".into()),
             ("ratelimit-remaining", "0".into()),
-            ("ratelimit-reset", "1767225600".into()),
+            // A Unix time, as DigitalOcean sends it.
+            (
+                "ratelimit-reset",
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + 1)
+                .to_string(),
+            ),
         ]
     }
 

@@ -29,6 +29,17 @@
 //! | `archive` | any         | `Gone`         |
 //!
 //! A droplet that `GET /droplets/{id}` answers 404 for is `Gone`.
+//!
+//! Where the documentation is silent, and what this adapter assumes:
+//! - Which 422 texts mean "no capacity" is not listed: those naming
+//!   capacity or availability are; others (bad name, image) are permanent.
+//! - `gpu_info.model` (`nvidia_h100`) does not say SXM or PCIe; the type
+//!   is named from the model and slug (`H100`, `H100x8`).
+//! - A size's `available` flag applies to every region it lists.
+//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
+//! - Listings are read as one page of 200 (a deployment with more
+//!   droplets than that on one account is not handled yet).
+//! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex as StdMutex;

@@ -11,7 +11,7 @@
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
-//! `parasol-<instance id>`; a launch first looks for that name, so a
+//! `parasol-<deployment id>-<instance id>`; a launch first looks for that name, so a
 //! retried launch adopts the machine an earlier attempt made.
 //!
 //! Hyperstack refuses to delete a machine that is still being created; that

@@ -7,7 +7,8 @@
 //! `GET|POST /ssh-keys`. Every request carries
 //! `Authorization: Bearer <api key>`.
 //!
-//! Machines are named `parasol-<instance id>`; a launch first looks for a
+//! Machines are named `parasol-<deployment id>-<instance id>` (see
+//! [`super::Marker`]); a launch first looks for a
 //! machine of that name, so a launch retried after a timeout adopts the
 //! machine the first attempt made instead of renting a second. Launches are
 //! paced client-side (Lambda allows about one launch request per 12 s).

@@ -31,6 +31,20 @@
 //! A pod that `GET /pods/{id}` answers 404 for, or that the list no longer
 //! holds, is `Gone`. A create refused with RunPod's "no longer any
 //! instances available" (whatever the status code) is a capacity error.
+//!
+//! Where the documentation is silent, and what this adapter assumes:
+//! - The status code of a capacity refusal is not documented (500 and 400
+//!   are both seen in practice): the message decides.
+//! - REST pods carry no phase besides `desiredStatus`; the public IP and
+//!   the port mapping appearing are taken as the boot's progress.
+//! - vCPUs and memory per type are `lowestPrice.minVcpu` / `minMemory` for
+//!   the count (the least a pod gets); disk is not stated (0).
+//! - Data-center availability is `gpuAvailability[].available`; GPU counts
+//!   offered are 1, 2, 4 and 8 up to the type's `maxGpuCount`.
+//! - Network volumes: `storageSupport` data centers, at the published
+//!   $0.07/GB-month, up to 4 TB.
+//! - The rate-limit headers are not documented: `Retry-After` when sent,
+//!   else backoff.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex as StdMutex;

@@ -37,6 +37,19 @@
 //!
 //! Vast deletes a destroyed instance at once; one absent from the list is
 //! `Gone`.
+//!
+//! Where the documentation is silent, and what this adapter assumes:
+//! - A Shadeform type has one price, so a type's `hourly_price` is the
+//!   cheapest region's; a launch in a dearer region accepts that region's
+//!   cheapest matching offer (its spot price is per region).
+//! - `geolocation` ends in a two-letter country code; regions are the
+//!   grouping above (Vast has no regions of its own).
+//! - `no_such_ask` is the only error taken as "offer gone"; after
+//!   [`ACCEPT_ATTEMPTS`] of them the launch is a capacity error.
+//! - A bid (spot) instance outbid goes `exited`/`stopped`: `Preempted`.
+//! - `runtype` is the CLI's for `--ssh --direct`; the key reaches new
+//!   instances from the account's keys.
+//! - A 429 comes without `Retry-After`: exponential backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;

@@ -9,7 +9,7 @@
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
 //! and `restart`), `GET|POST /sshkeys`.
 //!
-//! Machines get the hostname `parasol-<instance id>` (and the same
+//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and the same
 //! description); a launch first looks for it, so a retried launch adopts the
 //! machine an earlier attempt made.
 //!

@@ -1312,3 +1312,40 @@ async fn a_digitalocean_429_without_retry_after_waits_for_the_ratelimit_reset() 
     let lists = fake.requests_to("GET /v2/droplets");
     assert_eq!(lists.len(), 2, "the 429, then the retry");
 }
+
+#[tokio::test]
+async fn digitalocean_droplet_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(DigitalOcean {
+        page_size: Some(2),
+        ..DigitalOcean::default()
+    })
+    .await;
+    let adapter = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"), &["parasol-c0ffee0042"]);
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked, want, "all three pages");
+    assert!(matches!(
+        adapter.describe(ids[4]).await.unwrap(),
+        parasol::providers::MachineState::Running { .. }
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /v2/droplets")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+}

@@ -37,8 +37,8 @@
 //!   is named from the model and slug (`H100`, `H100x8`).
 //! - A size's `available` flag applies to every region it lists.
 //! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
-//! - Listings are read as one page of 200 (a deployment with more
-//!   droplets than that on one account is not handled yet).
+//! - Droplet listings follow `links.pages.next`; sizes, regions and keys
+//!   are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
 use std::collections::{HashMap, HashSet};
@@ -140,6 +140,20 @@ struct DoRegion {
 #[derive(Deserialize)]
 struct Droplets {
     droplets: Vec<Droplet>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize, Default)]
+struct Links {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize)]
+struct Pages {
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,15 +330,23 @@ impl DigitalOcean {
         Ok(out)
     }
 
+    /// Every droplet (with `tag`), following `links.pages.next`.
     async fn list(&self, tag: Option<&str>) -> Result<Vec<Droplet>, ProviderError> {
-        let mut q = vec![("per_page", PER_PAGE)];
-        if let Some(t) = tag {
-            q.push(("tag_name", t));
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
+            if let Some(t) = tag {
+                q.push(("tag_name", t));
+            }
+            let d: Droplets = self.json(Method::GET, "/droplets", &q, None).await?;
+            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
+            all.extend(d.droplets);
+            if !more {
+                break;
+            }
         }
-        Ok(self
-            .json::<Droplets>(Method::GET, "/droplets", &q, None)
-            .await?
-            .droplets)
+        Ok(all)
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Droplet>, ProviderError> {

@@ -35,6 +35,8 @@ pub struct DigitalOcean {
     pub timing: Timing,
     /// `(size, region)` pairs whose creates get 422 for capacity.
     pub no_capacity: Vec<(String, String)>,
+    /// A page size below the `per_page` asked for, to exercise paging.
+    pub page_size: Option<usize>,
 }
 
 impl DigitalOcean {
@@ -224,16 +226,31 @@ impl Cloud for DigitalOcean {
             }
             ("GET", ["droplets"]) => {
                 let tag = query(req, "tag_name");
-                let list: Vec<Value> = self
+                let per_page: usize = query(req, "per_page")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(20)
+                    .min(self.page_size.unwrap_or(200));
+                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let all: Vec<Value> = self
                     .droplets
                     .iter()
                     .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|x| x == t)))
                     .map(|d| self.render(d))
                     .collect();
-                let total = list.len();
+                let total = all.len();
+                let list: Vec<Value> = all
+                    .into_iter()
+                    .skip((page.max(1) - 1) * per_page)
+                    .take(per_page)
+                    .collect();
+                let links = if page * per_page < total {
+                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/droplets?page={}&per_page={per_page}", page + 1)}})
+                } else {
+                    json!({})
+                };
                 Reply::json(
                     200,
-                    json!({"droplets": list, "links": {}, "meta": {"total": total}}),
+                    json!({"droplets": list, "links": links, "meta": {"total": total}}),
                 )
             }
             ("POST", ["droplets"]) => {

@@ -123,6 +123,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(counters = ?repaired, "capacity counters disagreed with the stored rows (written by an older binary, or by hand); recounted");
     }
 
+    // Every machine name at a cloud carries this id, so deployments that
+    // share a cloud account never sweep each other's machines.
+    let deployment_id = store
+        .setting_or_init("deployment_id", crate::providers::clouds::new_deployment_id)
+        .await
+        .context("reading the deployment id")?;
+    tracing::info!(deployment_id = %deployment_id, "deployment id");
+
     let mut providers = Providers::default();
     let sim = settings
         .sim_enabled
@@ -130,7 +138,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(sim) = &sim {
         providers.add(sim.clone(), &Sim::clouds());
     }
-    settings.clouds.register(&mut providers);
+    settings.clouds.register(&mut providers, &deployment_id);
     if sim.is_some() {
         let simulated: Vec<String> = providers
             .clouds()
@@ -175,6 +183,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_alerts(settings.alert_webhook_url.clone().map(AlertSink::start)),
     );
     let state = Arc::new(AppState {
+        deployment_id: deployment_id.clone(),
         store: store.clone(),
         catalog: catalog.clone(),
         clock,

@@ -36,6 +36,7 @@ pub async fn readyz(State(app): State<AppRef>) -> Response {
         "status": if ready { "ready" } else { "not_ready" },
         "store": store_ok,
         "reconciler": reconciler_ok,
+        "deployment_id": app.deployment_id,
         "unavailable_providers": providers,
         // Which provider serves each cloud name: one per name, a real
         // cloud's adapter over the sim.

@@ -47,6 +47,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Everything a handler can reach.
 pub struct AppState {
+    /// This deployment's id, carried by every machine it names at a cloud.
+    pub deployment_id: String,
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub clock: Arc<Clock>,

@@ -194,6 +194,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
         Ok(Vec::new())
     }
+
+    /// Instance ids of live machines under the legacy marker, from before
+    /// deployments had ids (`parasol-<instance id>`). Any deployment may
+    /// have made them, so the sweep terminates one only when this
+    /// deployment's store holds its instance, settled.
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The configured providers, and which one serves each cloud. A cloud name

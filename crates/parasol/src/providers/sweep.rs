@@ -5,6 +5,15 @@
 //! and the store's recording it, from instances deleted while a provider
 //! was unreachable, or from a store restored from an old backup. Each keeps
 //! billing until someone notices; the sweep is that someone.
+//!
+//! The marker names the deployment (`parasol-<deployment id>-<instance
+//! id>`), so two deployments sharing a cloud account never sweep each
+//! other's machines. Machines named under the legacy marker
+//! (`parasol-<instance id>`, before deployments had ids) are adopted only
+//! when this store holds their instance and it is settled: such a machine
+//! was this deployment's, and its instance is gone. A legacy machine no
+//! store here knows of is left alone (it may be another deployment's) and
+//! logged once per pass, for an operator to remove by hand.
 
 use std::time::Duration;
 
@@ -25,16 +34,37 @@ pub async fn sweep_once(providers: &Providers, store: &Store) -> usize {
                 continue;
             }
         };
-        for id in marked {
-            let live = match store.get_instance_any(id).await {
-                Ok(Some(rec)) => !is_settled(&rec),
-                Ok(None) => false,
+        let legacy = match p.list_legacy_marked().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(provider = p.name(), error = %e, "orphan sweep could not list machines; will try again");
+                continue;
+            }
+        };
+        let candidates = marked
+            .into_iter()
+            .map(|id| (id, false))
+            .chain(legacy.into_iter().map(|id| (id, true)));
+        for (id, legacy) in candidates {
+            let orphan = match store.get_instance_any(id).await {
+                Ok(Some(rec)) => is_settled(&rec),
+                // A machine under this deployment's marker with no record
+                // is an orphan (a crash between launch and record).
+                Ok(None) if !legacy => true,
+                Ok(None) => {
+                    tracing::info!(
+                        provider = p.name(),
+                        instance = %id,
+                        "orphan sweep: leaving a machine under the legacy marker that this deployment has no record of (another deployment's, or lost in a store restore); remove it by hand if it is yours"
+                    );
+                    false
+                }
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "orphan sweep could not read the store; skipping");
                     continue;
                 }
             };
-            if live {
+            if !orphan {
                 continue;
             }
             found += 1;
@@ -45,7 +75,7 @@ pub async fn sweep_once(providers: &Providers, store: &Store) -> usize {
                 Ok(_) => tracing::warn!(
                     provider = p.name(),
                     instance = %id,
-                    "orphan sweep: terminating a machine that carries Parasol's marker but has no live instance"
+                    "orphan sweep: terminating a machine that carries this deployment's marker but has no live instance"
                 ),
                 Err(e) => tracing::warn!(
                     provider = p.name(),

@@ -26,16 +26,16 @@ use serde_json::{json, Value};
 
 use crate::harness::{Client, Opts, Server};
 
-/// An OpenSSH server of one test's own.
-struct Sshd {
+/// An OpenSSH server of one test's own (the conformance suite uses it too).
+pub(crate) struct Sshd {
     dir: tempfile::TempDir,
-    port: u16,
-    user: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
     child: Option<Child>,
 }
 
 impl Sshd {
-    fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let user = String::from_utf8(run(Command::new("id").arg("-un")).stdout)
@@ -83,7 +83,7 @@ impl Sshd {
         s
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -92,7 +92,7 @@ impl Sshd {
         self.path("home")
     }
 
-    fn authorized_keys(&self) -> String {
+    pub(crate) fn authorized_keys(&self) -> String {
         std::fs::read_to_string(self.home().join(".ssh/authorized_keys")).unwrap_or_default()
     }
 

@@ -16,6 +16,7 @@ mod metrics;
 mod openapi;
 mod placement;
 mod properties;
+mod provider_conformance;
 mod providers;
 mod robustness;
 mod scaleout;

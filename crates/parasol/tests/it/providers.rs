@@ -1,14 +1,27 @@
 //! The real-cloud adapters, end to end: the server binary talks to fake
-//! Lambda, Verda and Hyperstack APIs (see `fakes`), and the tests drive
-//! Parasol's own API and assert the exact requests each adapter sent.
+//! Lambda, Verda, Hyperstack, RunPod, Vast.ai and DigitalOcean APIs (see
+//! `fakes`), and the tests drive Parasol's own API (or an adapter
+//! directly) and assert the exact requests each adapter sent. What every
+//! provider must do is in `provider_conformance`; these tests keep what is
+//! particular to one cloud.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use parasol::api::RentalType;
+use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
+use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
+use parasol::providers::clouds::Secret;
+use parasol::providers::{LaunchRequest, Provider, ProviderError};
+
+use crate::fakes::digitalocean::{self as dof, DigitalOcean};
 use crate::fakes::hyperstack::{self as hs, Hyperstack};
 use crate::fakes::lambda::{self as la, Lambda};
+use crate::fakes::runpod::{self as rp, Runpod};
+use crate::fakes::vastai::{self as va, Vastai};
 use crate::fakes::verda::{self as ve, Verda};
 use crate::fakes::{FakeServer, Timing};
 use crate::harness::{public_key, Client, Opts, Server};
@@ -70,11 +83,13 @@ fn find<'a>(types: &'a [Value], shade: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {shade} in {types:#?}"))
 }
 
+/// The on-demand availability of a type, by region.
 fn availability(t: &Value) -> Vec<(String, bool, String)> {
     let mut v: Vec<_> = t["availability"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["rental_type"] != "spot")
         .map(|a| {
             (
                 a["region"].as_str().unwrap().to_string(),
@@ -208,6 +223,7 @@ async fn a_lambda_instance_launches_boots_restarts_and_terminates_with_the_docum
         .expect(200);
     c.wait_gone(&id).await;
 
+    let dep = deployment_id(&s, &c).await;
     let key = key_name();
     let keys = fake.requests_to("POST /api/v1/ssh-keys");
     assert_eq!(keys.len(), 1);
@@ -220,7 +236,7 @@ async fn a_lambda_instance_launches_boots_restarts_and_terminates_with_the_docum
     assert_eq!(
         launches[0].body,
         json!({"region_name": "us-west-1", "instance_type_name": "gpu_1x_a6000",
-               "ssh_key_names": [key], "quantity": 1, "name": format!("parasol-{id}")})
+               "ssh_key_names": [key], "quantity": 1, "name": format!("parasol-{dep}-{id}")})
     );
     let machine = "0920582c7ff041399e34823a0be60000";
     assert_eq!(
@@ -327,34 +343,77 @@ async fn lambda_launches_are_paced_client_side() {
 }
 
 #[tokio::test]
-async fn the_orphan_sweep_terminates_marked_lambda_machines_with_no_live_instance_only() {
+async fn the_sweep_terminates_only_this_deployments_orphans_and_the_id_survives_a_restart() {
     let fake = FakeServer::start(Lambda::default()).await;
-    let orphan = fake.with(|f| f.plant(&format!("parasol-{}", Uuid::new_v4())));
-    let foreign = fake.with(|f| f.plant("someone-elses-box"));
     let mut env = lambda_env(&fake);
     env.push(("PARASOL_ORPHAN_SWEEP_SECONDS", "1".into()));
-    let s = Server::start(opts(&env));
+    let mut s = Server::start(opts(&env));
     let c = s.admin();
+    let dep = deployment_id(&s, &c).await;
+    assert_eq!(dep.len(), 10, "{dep}");
+    let orphan = fake.with(|f| f.plant(&format!("parasol-{dep}-{}", Uuid::new_v4())));
+    let theirs = fake.with(|f| f.plant(&format!("parasol-0123456789-{}", Uuid::new_v4())));
+    let legacy = fake.with(|f| f.plant(&format!("parasol-{}", Uuid::new_v4())));
+    let foreign = fake.with(|f| f.plant("someone-elses-box"));
     c.add_key("me").await;
     let id = create(&c, "lambdalabs", "us-west-1", "A6000", "kept").await;
     c.wait_status(&id, "active").await;
-    fake.wait_for("the orphan's termination", |r| {
-        r.iter().any(|r| {
-            r.line() == "POST /api/v1/instance-operations/terminate"
-                && r.body == json!({"instance_ids": [orphan]})
+    // An instance this store holds, deleted, whose machine lives on under
+    // the legacy name: the upgrade path adopts it.
+    fake.with(|f| {
+        f.no_capacity
+            .push(("gpu_1x_a10".into(), "us-east-1".into()))
+    });
+    let dead = create(&c, "lambdalabs", "us-east-1", "A10", "dead").await;
+    c.wait_status(&dead, "error").await;
+    c.post_empty(&format!("/v1/instances/{dead}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&dead).await;
+    let adopted = fake.with(|f| f.plant(&format!("parasol-{dead}")));
+    for (what, machine) in [
+        ("the orphan", &orphan),
+        ("the adopted legacy machine", &adopted),
+    ] {
+        fake.wait_for(what, |r| {
+            r.iter().any(|r| {
+                r.line() == "POST /api/v1/instance-operations/terminate"
+                    && r.body == json!({"instance_ids": [machine]})
+            })
         })
-    })
-    .await;
-    // Another sweep passes; the live instance and the foreign box stay.
+        .await;
+    }
+    // Another sweep passes; the live instance, the other deployment's
+    // machine, the unknown legacy-named one and the foreign box stay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let terms = fake.requests_to("POST /api/v1/instance-operations/terminate");
-    assert_eq!(terms.len(), 1, "{terms:#?}");
-    assert!(fake.with(|f| f.live().iter().any(|m| m.id == foreign)));
+    assert_eq!(terms.len(), 2, "{terms:#?}");
+    let live: Vec<String> = fake.with(|f| f.live().iter().map(|m| m.id.clone()).collect());
+    for kept in [&theirs, &legacy, &foreign] {
+        assert!(live.contains(kept), "{kept} was swept: {live:?}");
+    }
     assert_eq!(
         c.get(&format!("/v1/instances/{id}/info")).await.expect(200)["status"],
         "active"
     );
     assert!(s.log().contains("orphan sweep"), "{}", s.log());
+    assert!(s.log().contains("legacy marker"), "{}", s.log());
+
+    s.restart();
+    let c = s.admin();
+    assert_eq!(
+        deployment_id(&s, &c).await,
+        dep,
+        "the id is stored, made once"
+    );
+}
+
+/// The deployment id `/readyz` shows.
+async fn deployment_id(s: &Server, c: &Client) -> String {
+    readyz(s, c).await["deployment_id"]
+        .as_str()
+        .expect("readyz shows the deployment id")
+        .to_string()
 }
 
 /// `/readyz` once it answers 200. Raw HTTP: it is Parasol's own, and
@@ -547,7 +606,7 @@ async fn a_verda_instance_deploys_boots_restarts_and_deletes_with_the_documented
     assert_eq!(avail[0].query, "location_code=FIN-01");
     let deploys = fake.requests_to("POST /v1/instances");
     assert_eq!(deploys.len(), 1);
-    let marker = format!("parasol-{id}");
+    let marker = format!("parasol-{}-{id}", deployment_id(&s, &c).await);
     assert_eq!(
         deploys[0].body,
         json!({"instance_type": "1A6000.10V", "image": "ubuntu-22.04-cuda-12.4-docker",
@@ -601,25 +660,6 @@ async fn verda_without_capacity_errors_the_instance_and_server_errors_are_retrie
     );
     let a6000 = types(&c, "cloud=datacrunch&shade_instance_type=A6000").await;
     assert!(availability(&a6000[0]).iter().all(|a| !a.1));
-}
-
-#[tokio::test]
-async fn the_orphan_sweep_deletes_marked_verda_machines() {
-    let fake = FakeServer::start(Verda::default()).await;
-    let orphan = fake.with(|f| f.plant(&format!("parasol-{}", Uuid::new_v4())));
-    fake.with(|f| f.plant("not-ours"));
-    let mut env = verda_env(&fake);
-    env.push(("PARASOL_ORPHAN_SWEEP_SECONDS", "1".into()));
-    let _s = Server::start(opts(&env));
-    fake.wait_for("the orphan's deletion", |r| {
-        r.iter().any(|r| {
-            r.line() == "PUT /v1/instances" && r.body == json!({"action": "delete", "id": orphan})
-        })
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(fake.requests_to("PUT /v1/instances").len(), 1);
-    assert_eq!(fake.with(|f| f.live().len()), 1);
 }
 
 // ------------------------------------------------------------ Hyperstack
@@ -727,7 +767,7 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
     assert_eq!(vm.len(), 1);
     assert_eq!(
         vm[0].body,
-        json!({"name": format!("parasol-{id}"), "environment_name": "parasol-canada-1",
+        json!({"name": format!("parasol-{}-{id}", deployment_id(&s, &c).await), "environment_name": "parasol-canada-1",
                "image_name": "Ubuntu Server 22.04 LTS R535 CUDA 12.2",
                "flavor_name": "n3-RTX-A6000x1", "key_name": key_name(), "count": 1,
                "assign_floating_ip": true})
@@ -741,12 +781,9 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
 }
 
 #[tokio::test]
-async fn hyperstack_out_of_stock_errors_the_instance_and_the_sweep_removes_orphans() {
+async fn hyperstack_out_of_stock_errors_the_instance_with_hyperstacks_reason() {
     let fake = FakeServer::start(Hyperstack::default()).await;
-    let orphan = fake.with(|f| f.plant(&format!("parasol-{}", Uuid::new_v4())));
-    let mut env = hyperstack_env(&fake);
-    env.push(("PARASOL_ORPHAN_SWEEP_SECONDS", "1".into()));
-    let s = Server::start(opts(&env));
+    let s = Server::start(opts(&hyperstack_env(&fake)));
     let c = s.admin();
     c.add_key("me").await;
     fake.with(|f| f.out_of_stock.push("n3-RTX-A6000x1".into()));
@@ -757,9 +794,558 @@ async fn hyperstack_out_of_stock_errors_the_instance_and_the_sweep_removes_orpha
         details.contains("insufficient capacity") && details.contains("stock"),
         "{details}"
     );
-    fake.wait_for("the orphan's deletion", |r| {
-        r.iter()
-            .any(|r| r.line() == format!("DELETE /v1/core/virtual-machines/{orphan}"))
+}
+
+// ---------------------------------------------------------------- RunPod
+
+fn runpod_env(fake: &FakeServer<Runpod>) -> Vec<(&'static str, String)> {
+    vec![
+        ("PARASOL_RUNPOD_API_KEY", rp::KEY.to_string()),
+        ("PARASOL_RUNPOD_URL", format!("{}/v1", fake.url)),
+        (
+            "PARASOL_RUNPOD_GRAPHQL_URL",
+            format!("{}/graphql", fake.url),
+        ),
+    ]
+}
+
+fn runpod_adapter(fake: &FakeServer<Runpod>) -> RunpodAdapter {
+    RunpodAdapter::new(
+        RunpodConfig {
+            api_key: Secret::new(rp::KEY),
+            url: format!("{}/v1", fake.url),
+            graphql_url: format!("{}/graphql", fake.url),
+        },
+        "c0ffee0042",
+    )
+}
+
+fn launch_request(
+    cloud: &str,
+    region: &str,
+    cloud_type: &str,
+    rental_type: RentalType,
+) -> LaunchRequest {
+    LaunchRequest {
+        instance_id: Uuid::new_v4(),
+        name: "direct".into(),
+        cloud: cloud.into(),
+        region: region.into(),
+        shade_instance_type: String::new(),
+        cloud_instance_type: cloud_type.into(),
+        os: String::new(),
+        rental_type,
+        ssh_public_key: Some(public_key()),
+        launch_configuration: None,
+        envs: vec![],
+        cluster_id: None,
+    }
+}
+
+#[tokio::test]
+async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
+    let fake = FakeServer::start(Runpod::default()).await;
+    let s = Server::start(opts(&runpod_env(&fake)));
+    let c = s.admin();
+    let all = types(&c, "").await;
+    assert!(all.iter().all(|t| t["cloud"] == "runpod"));
+    let names: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|t| t["shade_instance_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("MI300")),
+        "an unrecognized GPU is not offered: {names:?}"
+    );
+    let a6000 = find(&all, "A6000");
+    assert_eq!(a6000["cloud_instance_type"], "NVIDIA RTX A6000:1");
+    assert_eq!(a6000["hourly_price"], 49);
+    assert_eq!(a6000["configuration"]["vcpus"], 9);
+    assert_eq!(a6000["configuration"]["memory_in_gb"], 50);
+    assert_eq!(a6000["deployment_type"], "container");
+    assert_eq!(
+        availability(a6000),
+        vec![
+            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
+            ("US-KS-2".into(), true, "United States (US-KS-2)".into()),
+        ]
+    );
+    let h100 = find(&all, "H100_sxm5x8");
+    assert_eq!(h100["cloud_instance_type"], "NVIDIA H100 80GB HBM3:8");
+    assert_eq!(h100["hourly_price"], 2152, "8 GPUs at $2.69");
+    assert_eq!(h100["configuration"]["vcpus"], 72);
+    let spot: Vec<_> = h100["availability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rental_type"] == "spot")
+        .map(|a| (a["region"].as_str().unwrap(), a["hourly_price"].clone()))
+        .collect();
+    assert_eq!(spot.len(), 2, "interruptible pods are spot: {spot:?}");
+    assert!(spot.iter().all(|(_, p)| *p == json!("14.00")), "{spot:?}");
+    assert_eq!(
+        availability(h100),
+        vec![
+            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
+            ("US-KS-2".into(), false, "United States (US-KS-2)".into()),
+        ]
+    );
+    for r in fake.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {}", rp::KEY))
+        );
+        assert_eq!(r.line(), "POST /graphql", "offers come from GraphQL");
+    }
+
+    // Spot prices are the bid minimum; network volumes where the data
+    // center stores them.
+    let adapter = runpod_adapter(&fake);
+    let offers = adapter.offers().await.unwrap();
+    let a = offers
+        .iter()
+        .find(|o| o.shade_instance_type == "A6000x2")
+        .unwrap();
+    assert!(a.regions.iter().all(|r| r.spot_price == Some(50)));
+    let vols = adapter.volume_offers().await.unwrap();
+    assert_eq!(
+        vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
+        ["US-KS-2"]
+    );
+    assert_eq!(vols[0].price_micros_per_gb_hour, 96);
+}
+
+#[tokio::test]
+async fn a_runpod_pod_gets_the_key_in_its_env_and_is_reached_on_the_port_mapped_to_22() {
+    let fake = FakeServer::start(Runpod {
+        timing: slow_ip(),
+        ..Runpod::default()
     })
     .await;
+    let s = Server::start(opts(&runpod_env(&fake)));
+    let c = s.admin();
+    c.add_key("me").await;
+    let id = create(&c, "runpod", "US-KS-2", "A6000", "pod").await;
+    let active = wait_active_after_pending(&c, &id).await;
+    assert_eq!(active["ip"], "203.0.113.10");
+    assert_eq!(active["ssh_port"], 40000, "the public port mapped to 22");
+    assert_eq!(active["ssh_user"], "root");
+    assert_eq!(active["cloud_assigned_id"], "pod0000xyz");
+    c.post_empty(&format!("/v1/instances/{id}/restart"))
+        .await
+        .expect(200);
+    fake.wait_for("a restart", |r| {
+        r.iter()
+            .any(|r| r.line() == "POST /v1/pods/pod0000xyz/restart")
+    })
+    .await;
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+
+    let dep = deployment_id(&s, &c).await;
+    let creates = fake.requests_to("POST /v1/pods");
+    assert_eq!(creates.len(), 1);
+    let b = &creates[0].body;
+    assert_eq!(b["name"], format!("parasol-{dep}-{id}"));
+    assert_eq!(b["gpuTypeIds"], json!(["NVIDIA RTX A6000"]));
+    assert_eq!(b["gpuCount"], 1);
+    assert_eq!(b["dataCenterIds"], json!(["US-KS-2"]));
+    assert_eq!(b["interruptible"], false);
+    assert_eq!(b["ports"], json!(["22/tcp"]));
+    assert_eq!(b["env"]["PUBLIC_KEY"], public_key());
+    assert!(!fake.requests_to("DELETE /v1/pods/pod0000xyz").is_empty());
+    assert!(fake.with(|f| f.live().is_empty()));
+    assert_eq!(fake.with(|f| f.pods[0].restarts), 1);
+    assert!(!s.log().contains(rp::KEY));
+}
+
+#[tokio::test]
+async fn a_runpod_spot_launch_is_an_interruptible_pod_and_its_exit_is_a_preemption() {
+    let fake = FakeServer::start(Runpod::default()).await;
+    let adapter = runpod_adapter(&fake);
+    let req = launch_request("runpod", "EU-RO-1", "NVIDIA RTX A6000:2", RentalType::Spot);
+    adapter.launch(&req).await.unwrap();
+    let b = &fake.requests_to("POST /v1/pods")[0].body;
+    assert_eq!(b["interruptible"], true);
+    assert_eq!(b["gpuCount"], 2);
+    assert!(fake.with(|f| f.pods[0].interruptible));
+}
+
+// --------------------------------------------------------------- Vast.ai
+
+fn vast_env(fake: &FakeServer<Vastai>) -> Vec<(&'static str, String)> {
+    vec![
+        ("PARASOL_VASTAI_API_KEY", va::KEY.to_string()),
+        ("PARASOL_VASTAI_URL", format!("{}/api/v0", fake.url)),
+    ]
+}
+
+fn vast_adapter(fake: &FakeServer<Vastai>) -> VastAdapter {
+    VastAdapter::new(
+        VastaiConfig {
+            api_key: Secret::new(va::KEY),
+            url: format!("{}/api/v0", fake.url),
+        },
+        "c0ffee0042",
+    )
+}
+
+#[tokio::test]
+async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and_regions() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let s = Server::start(opts(&vast_env(&fake)));
+    let c = s.admin();
+    let all = types(&c, "").await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let rtx = find(&all, "RTX4090");
+    assert_eq!(rtx["cloud_instance_type"], "RTX 4090:1");
+    assert_eq!(
+        rtx["hourly_price"], 30,
+        "the cheapest verified offer (the unverified $0.10 one is not offered)"
+    );
+    assert_eq!(rtx["configuration"]["vcpus"], 16);
+    assert_eq!(rtx["configuration"]["memory_in_gb"], 63);
+    let avail: Vec<(String, bool)> = availability(rtx)
+        .into_iter()
+        .map(|(r, a, _)| (r, a))
+        .collect();
+    assert_eq!(
+        avail,
+        vec![
+            ("asia-pacific".into(), false),
+            ("europe".into(), true),
+            ("north-america".into(), true),
+            ("other".into(), false),
+            ("south-america".into(), false),
+        ]
+    );
+    let h100 = find(&all, "H100_sxm5x8");
+    assert_eq!(h100["hourly_price"], 1920);
+    let search = &fake.requests_to("GET /api/v0/bundles/")[0];
+    assert!(search.query.starts_with("q="), "{}", search.query);
+
+    // Per region, the spot price is the cheapest offer's minimum bid.
+    let offers = vast_adapter(&fake).offers().await.unwrap();
+    let o = offers
+        .iter()
+        .find(|o| o.shade_instance_type == "RTX4090")
+        .unwrap();
+    let na = o
+        .regions
+        .iter()
+        .find(|r| r.region == "north-america")
+        .unwrap();
+    assert_eq!(na.spot_price, Some(15));
+}
+
+#[tokio::test]
+async fn a_vast_instance_is_an_accepted_offer_labelled_with_the_marker() {
+    let fake = FakeServer::start(Vastai {
+        timing: slow_ip(),
+        ..Vastai::default()
+    })
+    .await;
+    let s = Server::start(opts(&vast_env(&fake)));
+    let c = s.admin();
+    c.add_key("me").await;
+    let id = create(&c, "vastai", "north-america", "RTX4090", "vast").await;
+    let active = wait_active_after_pending(&c, &id).await;
+    assert_eq!(
+        active["ip"], "203.0.113.10",
+        "the address without its newline"
+    );
+    assert_eq!(active["ssh_port"], 41000);
+    assert_eq!(active["cloud_assigned_id"], "7000");
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+
+    let dep = deployment_id(&s, &c).await;
+    let accepts = fake.requests_to("PUT /api/v0/asks/5003/");
+    assert_eq!(
+        accepts.len(),
+        1,
+        "the cheapest verified offer in the region"
+    );
+    let b = &accepts[0].body;
+    assert_eq!(b["label"], format!("parasol-{dep}-{id}"));
+    assert_eq!(b["client_id"], "me");
+    assert!(b.get("price").is_none(), "on-demand, not a bid");
+    assert_eq!(
+        fake.requests_to("POST /api/v0/ssh/")[0].body,
+        json!({"ssh_key": public_key()})
+    );
+    assert_eq!(fake.requests_to("DELETE /api/v0/instances/7000/").len(), 1);
+    assert!(fake.with(|f| f.live().is_empty()));
+    assert!(!s.log().contains(va::KEY));
+}
+
+#[tokio::test]
+async fn a_taken_vast_offer_moves_the_launch_to_the_next_and_all_taken_is_capacity() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    fake.with(|f| f.taken_next = 1);
+    let req = launch_request("vastai", "north-america", "RTX 4090:1", RentalType::Spot);
+    let l = adapter.launch(&req).await.unwrap();
+    assert_eq!(l.cloud_assigned_id, "7000");
+    let lines: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.line())
+        .collect();
+    assert_eq!(
+        lines,
+        ["PUT /api/v0/asks/5003/", "PUT /api/v0/asks/5002/"],
+        "the next-cheapest offer after the first was taken"
+    );
+    let bid = &fake.requests_to("PUT /api/v0/asks/5002/")[0].body;
+    assert_eq!(bid["price"], json!(0.18), "a spot launch bids the minimum");
+    assert!(fake.with(|f| f.instances[0].is_bid && f.instances[0].body["price"] == 0.18));
+
+    // Every matching offer taken: capacity, after trying each.
+    fake.with(|f| f.taken_next = 10);
+    let req = launch_request(
+        "vastai",
+        "north-america",
+        "RTX 4090:1",
+        RentalType::OnDemand,
+    );
+    match adapter.launch(&req).await {
+        Err(ProviderError::Capacity(why)) => assert!(why.contains("no_such_ask"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------- DigitalOcean
+
+fn do_env(fake: &FakeServer<DigitalOcean>) -> Vec<(&'static str, String)> {
+    vec![
+        ("PARASOL_DIGITALOCEAN_TOKEN", dof::TOKEN.to_string()),
+        ("PARASOL_DIGITALOCEAN_URL", format!("{}/v2", fake.url)),
+    ]
+}
+
+#[tokio::test]
+async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(opts(&do_env(&fake)));
+    let c = s.admin();
+    let all = types(&c, "").await;
+    assert_eq!(all.len(), 3, "CPU sizes are not offered: {all:#?}");
+    let h100 = find(&all, "H100");
+    assert_eq!(h100["cloud_instance_type"], "gpu-h100x1-80gb");
+    assert_eq!(h100["hourly_price"], 339);
+    assert_eq!(h100["configuration"]["vcpus"], 20);
+    assert_eq!(h100["configuration"]["memory_in_gb"], 240);
+    assert_eq!(h100["configuration"]["storage_in_gb"], 720);
+    assert_eq!(
+        availability(h100),
+        vec![
+            ("nyc2".into(), true, "New York 2".into()),
+            ("tor1".into(), true, "Toronto 1".into()),
+        ]
+    );
+    let h100x8 = find(&all, "H100x8");
+    assert!(availability(h100x8).iter().all(|a| !a.1));
+    assert_eq!(find(&all, "L40S")["hourly_price"], 157);
+    for r in fake.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {}", dof::TOKEN))
+        );
+    }
+    let adapter = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let vols = adapter.volume_offers().await.unwrap();
+    assert_eq!(
+        vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
+        ["nyc2", "tor1"],
+        "block storage where the GPU sizes are"
+    );
+}
+
+#[tokio::test]
+async fn a_droplet_is_named_and_tagged_with_the_marker_and_rate_limits_are_waited_out() {
+    let fake = FakeServer::start(DigitalOcean {
+        timing: slow_ip(),
+        ..DigitalOcean::default()
+    })
+    .await;
+    let s = Server::start(opts(&do_env(&fake)));
+    let c = s.admin();
+    c.add_key("me").await;
+    fake.faults(|f| f.rate_limit_next = 1);
+    let id = create(&c, "digitalocean", "nyc2", "H100", "droplet").await;
+    let active = wait_active_after_pending(&c, &id).await;
+    assert_eq!(
+        active["ip"], "203.0.113.10",
+        "the public address, not the private"
+    );
+    assert_eq!(active["ssh_user"], "root");
+    assert_eq!(active["cloud_assigned_id"], "3000");
+    c.post_empty(&format!("/v1/instances/{id}/restart"))
+        .await
+        .expect(200);
+    fake.wait_for("a reboot", |r| {
+        r.iter()
+            .any(|r| r.line() == "POST /v2/droplets/3000/actions" && r.body["type"] == "reboot")
+    })
+    .await;
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+
+    let dep = deployment_id(&s, &c).await;
+    let keys = fake.requests_to("POST /v2/account/keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        keys[0].body,
+        json!({"name": key_name(), "public_key": public_key()})
+    );
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(
+        creates[0].body,
+        json!({"name": format!("parasol-{dep}-{id}"), "region": "nyc2",
+               "size": "gpu-h100x1-80gb", "image": "gpu-h100x1-base",
+               "ssh_keys": [512190], "tags": [format!("parasol-{dep}")]})
+    );
+    assert_eq!(fake.requests_to("DELETE /v2/droplets/3000").len(), 1);
+    assert!(fake.with(|f| f.live().is_empty()));
+    // The 429 (with Retry-After and ratelimit-* headers) was retried.
+    let reqs = fake.requests();
+    let first_after_key = reqs
+        .windows(2)
+        .find(|w| w[0].line() == w[1].line() && w[1].at - w[0].at >= Duration::from_millis(950));
+    assert!(first_after_key.is_some(), "no retry after the 429");
+    assert!(!s.log().contains(dof::TOKEN));
+}
+
+#[tokio::test]
+async fn digitalocean_422_without_capacity_errors_the_instance_and_marks_the_region() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(opts(&do_env(&fake)));
+    let c = s.admin();
+    c.add_key("me").await;
+    fake.with(|f| {
+        f.no_capacity
+            .push(("gpu-h100x1-80gb".into(), "tor1".into()))
+    });
+    let id = create(&c, "digitalocean", "tor1", "H100", "full").await;
+    let info = c.wait_status(&id, "error").await;
+    let details = info["status_details"].as_str().unwrap();
+    assert!(
+        details.contains("insufficient capacity") && details.contains("not available"),
+        "{details}"
+    );
+    let h100 = types(&c, "cloud=digitalocean&shade_instance_type=H100").await;
+    assert_eq!(
+        availability(&h100[0]),
+        vec![
+            ("nyc2".into(), true, "New York 2".into()),
+            ("tor1".into(), false, "Toronto 1".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_make_runpod_vast_and_digitalocean_unavailable_without_leaking_them() {
+    let rf = FakeServer::start(Runpod::default()).await;
+    let vf = FakeServer::start(Vastai::default()).await;
+    let df = FakeServer::start(DigitalOcean::default()).await;
+    let mut env = vec![
+        ("PARASOL_RUNPOD_API_KEY", "wrong-runpod-key".to_string()),
+        ("PARASOL_RUNPOD_URL", format!("{}/v1", rf.url)),
+        ("PARASOL_RUNPOD_GRAPHQL_URL", format!("{}/graphql", rf.url)),
+        ("PARASOL_VASTAI_API_KEY", "wrong-vast-key".to_string()),
+        ("PARASOL_VASTAI_URL", format!("{}/api/v0", vf.url)),
+    ];
+    env.extend(do_env(&df));
+    let s = Server::start(opts(&env));
+    let c = s.admin();
+    let ready = readyz(&s, &c).await;
+    for p in ["runpod", "vastai"] {
+        let why = ready["unavailable_providers"][p]["reason"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{p}: {ready:#}"));
+        assert!(
+            why.contains("credentials") || why.contains("API key"),
+            "{why}"
+        );
+    }
+    assert!(ready["unavailable_providers"].get("digitalocean").is_none());
+    assert!(!types(&c, "cloud=digitalocean").await.is_empty());
+    let log = s.log();
+    for secret in ["wrong-runpod-key", "wrong-vast-key", dof::TOKEN] {
+        assert!(!log.contains(secret) && !ready.to_string().contains(secret));
+    }
+}
+
+#[tokio::test]
+async fn a_digitalocean_429_without_retry_after_waits_for_the_ratelimit_reset() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let adapter = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
+    fake.faults(|f| {
+        f.rate_limit_next = 1;
+        f.rate_limit_without_retry_after = true;
+    });
+    assert_eq!(
+        adapter.describe(Uuid::new_v4()).await.unwrap(),
+        parasol::providers::MachineState::Gone
+    );
+    let lists = fake.requests_to("GET /v2/droplets");
+    assert_eq!(lists.len(), 2, "the 429, then the retry");
+}
+
+#[tokio::test]
+async fn digitalocean_droplet_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(DigitalOcean {
+        page_size: Some(2),
+        ..DigitalOcean::default()
+    })
+    .await;
+    let adapter = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"), &["parasol-c0ffee0042"]);
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked, want, "all three pages");
+    assert!(matches!(
+        adapter.describe(ids[4]).await.unwrap(),
+        parasol::providers::MachineState::Running { .. }
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /v2/droplets")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
 }

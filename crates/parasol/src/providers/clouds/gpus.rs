@@ -61,6 +61,12 @@ pub fn gpu_model(description: &str) -> Option<GpuModel> {
             m("A100", "A100", 40, ic)
         };
     }
+    if joined.contains("4090") {
+        return m("RTX4090", "RTX4090", 24, "pcie");
+    }
+    if joined.contains("3090") {
+        return m("RTX3090", "RTX3090", 24, "pcie");
+    }
     if joined.contains("L40S") {
         return m("L40S", "L40S", 48, "pcie");
     }
@@ -175,6 +181,9 @@ mod tests {
             ("L40S", "L40S", 1, "L40S"),
             ("L40", "L40", 1, "L40"),
             ("RTX 6000 Ada", "RTX6000Ada", 1, "RTX6000Ada"),
+            ("RTX 4090", "RTX4090", 2, "RTX4090x2"),
+            ("NVIDIA GeForce RTX 3090", "RTX3090", 1, "RTX3090"),
+            ("nvidia h100 gpu-h100x8-640gb", "H100", 8, "H100x8"),
         ];
         for (desc, shade, n, name) in cases {
             let g = gpu_model(desc).unwrap_or_else(|| panic!("{desc} not recognized"));

@@ -126,13 +126,36 @@ pub fn generic_failure(cloud: &str, what: &str, f: &Failure, detail: &str) -> Pr
     }
 }
 
+/// How long a 429 asks to wait: `Retry-After` (seconds), else the
+/// `ratelimit-reset` of an exhausted `ratelimit-remaining`, which
+/// DigitalOcean sends as a Unix time and the IETF draft as seconds from
+/// now (told apart by size). `None`: back off.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let num = |name: &str| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+    };
+    if let Some(s) = num("retry-after") {
+        return Some(Duration::from_secs_f64(s));
+    }
+    if num("ratelimit-remaining") != Some(0.0) {
+        return None;
+    }
+    let reset = num("ratelimit-reset")?;
+    if reset < 1e9 {
+        return Some(Duration::from_secs_f64(reset));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some(Duration::from_secs_f64((reset - now).max(0.0)))
 }
 
 /// A reqwest error without the URL, which may carry a query string.
@@ -235,5 +258,57 @@ impl LaunchPacer {
         };
         tokio::time::sleep_until(at.into()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_or_an_exhausted_rate_limits_reset() {
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "2")])),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&headers(&[
+                ("ratelimit-remaining", "0"),
+                ("ratelimit-reset", "3")
+            ])),
+            Some(Duration::from_secs(3))
+        );
+        let soon = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 5;
+        let wait = retry_after(&headers(&[
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", &soon.to_string()),
+        ]))
+        .unwrap();
+        assert!(
+            wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after(&headers(&[
+                ("ratelimit-remaining", "7"),
+                ("ratelimit-reset", "3")
+            ])),
+            None,
+            "a limit not exhausted says nothing about this 429"
+        );
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }

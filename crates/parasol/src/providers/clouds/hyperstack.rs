@@ -11,7 +11,7 @@
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
-//! `parasol-<instance id>`; a launch first looks for that name, so a
+//! `parasol-<deployment id>-<instance id>`; a launch first looks for that name, so a
 //! retried launch adopts the machine an earlier attempt made.
 //!
 //! Hyperstack refuses to delete a machine that is still being created; that
@@ -45,8 +45,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, marker, parse, parse_marker,
-    shade_type, short, Failure, Http, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
+    Http, Marker, Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -71,6 +71,7 @@ pub struct HyperstackConfig {
 /// The Hyperstack adapter.
 pub struct Hyperstack {
     cfg: HyperstackConfig,
+    marker: Marker,
     http: Http,
     offers: OffersCache,
     ids: StdMutex<HashMap<Uuid, String>>,
@@ -190,9 +191,10 @@ struct ErrorBody {
 
 impl Hyperstack {
     /// An adapter; it calls nothing until asked.
-    pub fn new(cfg: HyperstackConfig) -> Self {
+    pub fn new(cfg: HyperstackConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
+            marker: Marker::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
             ids: StdMutex::new(HashMap::new()),
@@ -310,6 +312,17 @@ impl Hyperstack {
             .instances)
     }
 
+    /// Names of the machines not being deleted, for the sweep.
+    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|v| !matches!(v.status.as_str(), "DELETING" | "DELETED"))
+            .map(|v| v.name)
+            .collect())
+    }
+
     async fn find(&self, id: Uuid) -> Result<Option<Vm>, ProviderError> {
         let known = self.ids.lock().expect("poisoned").get(&id).cloned();
         if let Some(hid) = known {
@@ -325,12 +338,11 @@ impl Hyperstack {
             }
             return parse::<VmOne>(CLOUD, &what, &text).map(|v| Some(v.instance));
         }
-        let name = marker(id);
         let found = self
             .list()
             .await?
             .into_iter()
-            .filter(|v| v.name == name)
+            .filter(|v| self.marker.is_for(&v.name, id))
             .min_by_key(|v| v.status == "DELETED");
         if let Some(v) = &found {
             self.ids.lock().expect("poisoned").insert(id, v.id());
@@ -475,7 +487,7 @@ impl Provider for Hyperstack {
         let env = self.ensure_environment(&req.region).await?;
         let key = self.ensure_keypair(&env, public_key).await?;
         let body = json!({
-            "name": marker(req.instance_id),
+            "name": self.marker.name(req.instance_id),
             "environment_name": env,
             "image_name": IMAGE,
             "flavor_name": req.cloud_instance_type,
@@ -562,13 +574,13 @@ impl Provider for Hyperstack {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .filter(|v| !matches!(v.status.as_str(), "DELETING" | "DELETED"))
-            .filter_map(|v| parse_marker(&v.name))
-            .collect())
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+    }
+
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
     }
 }
 

@@ -7,7 +7,8 @@
 //! `GET|POST /ssh-keys`. Every request carries
 //! `Authorization: Bearer <api key>`.
 //!
-//! Machines are named `parasol-<instance id>`; a launch first looks for a
+//! Machines are named `parasol-<deployment id>-<instance id>` (see
+//! [`super::Marker`]); a launch first looks for a
 //! machine of that name, so a launch retried after a timeout adopts the
 //! machine the first attempt made instead of renting a second. Launches are
 //! paced client-side (Lambda allows about one launch request per 12 s).
@@ -40,8 +41,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    configuration, generic_failure, gpu_model, key_name, marker, parse_marker, shade_type, short,
-    Failure, Http, LaunchPacer, OffersCache, Secret,
+    configuration, generic_failure, gpu_model, key_name, shade_type, short, Failure, Http,
+    LaunchPacer, Marker, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -72,6 +73,7 @@ pub struct LambdaConfig {
 /// The Lambda Cloud adapter.
 pub struct Lambda {
     cfg: LambdaConfig,
+    marker: Marker,
     http: Http,
     offers: OffersCache,
     pacer: LaunchPacer,
@@ -159,10 +161,11 @@ struct ErrorInner {
 
 impl Lambda {
     /// An adapter; it calls nothing until asked.
-    pub fn new(cfg: LambdaConfig) -> Self {
+    pub fn new(cfg: LambdaConfig, deployment_id: &str) -> Self {
         let pacer = LaunchPacer::new(cfg.launch_interval);
         Self {
             cfg,
+            marker: Marker::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
             pacer,
@@ -293,16 +296,25 @@ impl Lambda {
             let d: Data<LInstance> = super::parse(CLOUD, &what, &body)?;
             return Ok(Some(d.data));
         }
-        let name = marker(id);
         let all: Vec<LInstance> = self.get("/instances").await?;
         let found = all
             .into_iter()
-            .filter(|i| i.name.as_deref() == Some(name.as_str()))
+            .filter(|i| i.name.as_deref().is_some_and(|n| self.marker.is_for(n, id)))
             .min_by_key(|i| i.status == "terminated");
         if let Some(i) = &found {
             self.ids.lock().expect("poisoned").insert(id, i.id.clone());
         }
         Ok(found)
+    }
+
+    /// Names of the machines not being torn down, for the sweep.
+    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
+        let all: Vec<LInstance> = self.get("/instances").await?;
+        Ok(all
+            .into_iter()
+            .filter(|i| !matches!(i.status.as_str(), "terminating" | "terminated"))
+            .filter_map(|i| i.name)
+            .collect())
     }
 
     /// Registers the public key under a name derived from it, once.
@@ -416,7 +428,7 @@ impl Provider for Lambda {
             "instance_type_name": req.cloud_instance_type,
             "ssh_key_names": [key],
             "quantity": 1,
-            "name": marker(req.instance_id),
+            "name": self.marker.name(req.instance_id),
         });
         match self
             .post::<Launch>("/instance-operations/launch", body)
@@ -485,12 +497,13 @@ impl Provider for Lambda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let all: Vec<LInstance> = self.get("/instances").await?;
-        Ok(all
-            .iter()
-            .filter(|i| !matches!(i.status.as_str(), "terminating" | "terminated"))
-            .filter_map(|i| i.name.as_deref().and_then(parse_marker))
-            .collect())
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+    }
+
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
     }
 }
 

@@ -4,11 +4,14 @@
 //! never print, the machine marker, the HTTP plumbing ([`http`]), the GPU
 //! naming ([`gpus`]) and the settings that enable each cloud ([`setup`]).
 
+pub mod digitalocean;
 pub mod gpus;
 pub mod http;
 pub mod hyperstack;
 pub mod lambda;
+pub mod runpod;
 pub mod setup;
+pub mod vastai;
 pub mod verda;
 
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};
@@ -40,19 +43,64 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Prefix of every machine name Parasol gives a cloud: the orphan sweep and
-/// a retried launch find Parasol's machines by it.
+/// Prefix of every machine name Parasol gives a cloud.
 pub const MARKER_PREFIX: &str = "parasol-";
 
-/// The name of the machine of `instance_id` at any cloud.
-pub fn marker(instance_id: Uuid) -> String {
-    format!("{MARKER_PREFIX}{instance_id}")
+/// How this deployment names its machines at a cloud:
+/// `parasol-<deployment id>-<instance id>`. The orphan sweep and a retried
+/// launch find this deployment's machines by it, and never touch another
+/// deployment's machines on the same cloud account.
+///
+/// Machines launched before deployments had ids are named
+/// `parasol-<instance id>` (the legacy marker). Instance ids are random
+/// UUIDs, so a legacy name still identifies its instance: describe and
+/// terminate find such machines by it. The sweep adopts a legacy-named
+/// machine only when this deployment's store holds its instance (see
+/// [`crate::providers::sweep`]), since any deployment may have made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    prefix: String,
 }
 
-/// The instance id carried by a machine name, if Parasol named it.
-pub fn parse_marker(name: &str) -> Option<Uuid> {
-    name.strip_prefix(MARKER_PREFIX)
-        .and_then(|rest| Uuid::parse_str(rest).ok())
+impl Marker {
+    /// The marker of the deployment `deployment_id`.
+    pub fn new(deployment_id: &str) -> Self {
+        Self {
+            prefix: format!("{MARKER_PREFIX}{deployment_id}-"),
+        }
+    }
+
+    /// The name of the machine of `instance_id`.
+    pub fn name(&self, instance_id: Uuid) -> String {
+        format!("{}{instance_id}", self.prefix)
+    }
+
+    /// The instance id carried by a name this deployment gave.
+    pub fn ours(&self, name: &str) -> Option<Uuid> {
+        name.strip_prefix(&self.prefix).and_then(strict_uuid)
+    }
+
+    /// The instance id carried by a legacy (pre-deployment-id) name.
+    pub fn legacy(&self, name: &str) -> Option<Uuid> {
+        name.strip_prefix(MARKER_PREFIX).and_then(strict_uuid)
+    }
+
+    /// Whether `name` is the machine of `instance_id`, under either marker.
+    pub fn is_for(&self, name: &str, instance_id: Uuid) -> bool {
+        self.ours(name) == Some(instance_id) || self.legacy(name) == Some(instance_id)
+    }
+}
+
+/// A UUID in its hyphenated form only, so `<deployment>-<uuid>` is never
+/// read as a bare UUID.
+fn strict_uuid(s: &str) -> Option<Uuid> {
+    (s.len() == 36).then(|| Uuid::parse_str(s).ok()).flatten()
+}
+
+/// A fresh deployment id: ten lowercase hex digits, short enough for every
+/// cloud's name limits beside a UUID, and valid in hostnames and tags.
+pub fn new_deployment_id() -> String {
+    Uuid::new_v4().simple().to_string()[..10].to_string()
 }
 
 /// A short name for an SSH public key, the same every time: clouds that
@@ -69,11 +117,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markers_round_trip_and_reject_foreign_names() {
+    fn markers_round_trip_and_tell_deployments_apart() {
         let id = Uuid::new_v4();
-        assert_eq!(parse_marker(&marker(id)), Some(id));
-        assert_eq!(parse_marker("my-box"), None);
-        assert_eq!(parse_marker("parasol-not-a-uuid"), None);
+        let ours = Marker::new("0a1b2c3d4e");
+        let theirs = Marker::new("ffffffffff");
+        let name = ours.name(id);
+        assert_eq!(name, format!("parasol-0a1b2c3d4e-{id}"));
+        assert_eq!(ours.ours(&name), Some(id));
+        assert_eq!(ours.legacy(&name), None, "a new name is not a legacy one");
+        assert_eq!(theirs.ours(&name), None);
+        assert!(!theirs.is_for(&name, id));
+        let old = format!("parasol-{id}");
+        assert_eq!(ours.ours(&old), None);
+        assert_eq!(ours.legacy(&old), Some(id));
+        assert!(ours.is_for(&old, id) && ours.is_for(&name, id));
+        assert_eq!(ours.ours("my-box"), None);
+        assert_eq!(ours.legacy("parasol-not-a-uuid"), None);
+        let d = new_deployment_id();
+        assert_eq!(d.len(), 10);
+        assert!(d
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]

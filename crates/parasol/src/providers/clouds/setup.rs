@@ -11,8 +11,11 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::digitalocean::{self, DigitalOcean, DigitalOceanConfig};
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
+use super::runpod::{self, Runpod, RunpodConfig};
+use super::vastai::{self, Vastai, VastaiConfig};
 use super::verda::{self, Verda, VerdaConfig};
 use super::Secret;
 use crate::providers::{Provider, Providers};
@@ -29,6 +32,9 @@ pub struct FileProviders {
     pub lambda: Option<FileLambda>,
     pub verda: Option<FileVerda>,
     pub hyperstack: Option<FileHyperstack>,
+    pub runpod: Option<FileRunpod>,
+    pub vastai: Option<FileVastai>,
+    pub digitalocean: Option<FileDigitalOcean>,
 }
 
 /// `[providers.lambda]`.
@@ -58,12 +64,40 @@ pub struct FileHyperstack {
     pub url: Option<String>,
 }
 
+/// `[providers.runpod]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRunpod {
+    pub api_key: Option<Secret>,
+    pub url: Option<String>,
+    pub graphql_url: Option<String>,
+}
+
+/// `[providers.vastai]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVastai {
+    pub api_key: Option<Secret>,
+    pub url: Option<String>,
+}
+
+/// `[providers.digitalocean]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigitalOcean {
+    pub token: Option<Secret>,
+    pub url: Option<String>,
+}
+
 /// The real clouds to serve.
 #[derive(Debug, Clone)]
 pub struct CloudSettings {
     pub lambda: Option<LambdaConfig>,
     pub verda: Option<VerdaConfig>,
     pub hyperstack: Option<HyperstackConfig>,
+    pub runpod: Option<RunpodConfig>,
+    pub vastai: Option<VastaiConfig>,
+    pub digitalocean: Option<DigitalOceanConfig>,
     /// How often machines carrying Parasol's marker are checked against the
     /// store.
     pub sweep_interval: Duration,
@@ -72,17 +106,23 @@ pub struct CloudSettings {
 impl CloudSettings {
     /// Whether any real cloud is enabled.
     pub fn any(&self) -> bool {
-        self.lambda.is_some() || self.verda.is_some() || self.hyperstack.is_some()
+        self.lambda.is_some()
+            || self.verda.is_some()
+            || self.hyperstack.is_some()
+            || self.runpod.is_some()
+            || self.vastai.is_some()
+            || self.digitalocean.is_some()
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
     /// a real cloud serves its name even when the sim also simulates it
-    /// (the sim then stops offering that name, and the log says so).
-    pub fn register(&self, providers: &mut Providers) {
+    /// (the sim then stops offering that name, and the log says so). Each
+    /// adapter marks its machines with `deployment_id`.
+    pub fn register(&self, providers: &mut Providers, deployment_id: &str) {
         if let Some(c) = &self.lambda {
             enable(
                 providers,
-                Arc::new(Lambda::new(c.clone())),
+                Arc::new(Lambda::new(c.clone(), deployment_id)),
                 lambda::CLOUD,
                 &c.url,
             );
@@ -90,7 +130,7 @@ impl CloudSettings {
         if let Some(c) = &self.verda {
             enable(
                 providers,
-                Arc::new(Verda::new(c.clone())),
+                Arc::new(Verda::new(c.clone(), deployment_id)),
                 verda::CLOUD,
                 &c.url,
             );
@@ -98,8 +138,32 @@ impl CloudSettings {
         if let Some(c) = &self.hyperstack {
             enable(
                 providers,
-                Arc::new(Hyperstack::new(c.clone())),
+                Arc::new(Hyperstack::new(c.clone(), deployment_id)),
                 hyperstack::CLOUD,
+                &c.url,
+            );
+        }
+        if let Some(c) = &self.runpod {
+            enable(
+                providers,
+                Arc::new(Runpod::new(c.clone(), deployment_id)),
+                runpod::CLOUD,
+                &c.url,
+            );
+        }
+        if let Some(c) = &self.vastai {
+            enable(
+                providers,
+                Arc::new(Vastai::new(c.clone(), deployment_id)),
+                vastai::CLOUD,
+                &c.url,
+            );
+        }
+        if let Some(c) = &self.digitalocean {
+            enable(
+                providers,
+                Arc::new(DigitalOcean::new(c.clone(), deployment_id)),
+                digitalocean::CLOUD,
                 &c.url,
             );
         }
@@ -214,6 +278,59 @@ pub fn resolve(
         None => None,
     };
 
+    let fr = file.runpod.as_ref();
+    let runpod = match secret(
+        "PARASOL_RUNPOD_API_KEY",
+        fr.and_then(|f| f.api_key.as_ref()),
+    ) {
+        Some(api_key) => Some(RunpodConfig {
+            api_key,
+            url: url(
+                "PARASOL_RUNPOD_URL",
+                fr.and_then(|f| f.url.as_ref()),
+                runpod::DEFAULT_URL,
+            )?,
+            graphql_url: url(
+                "PARASOL_RUNPOD_GRAPHQL_URL",
+                fr.and_then(|f| f.graphql_url.as_ref()),
+                runpod::DEFAULT_GRAPHQL_URL,
+            )?,
+        }),
+        None => None,
+    };
+
+    let fva = file.vastai.as_ref();
+    let vastai = match secret(
+        "PARASOL_VASTAI_API_KEY",
+        fva.and_then(|f| f.api_key.as_ref()),
+    ) {
+        Some(api_key) => Some(VastaiConfig {
+            api_key,
+            url: url(
+                "PARASOL_VASTAI_URL",
+                fva.and_then(|f| f.url.as_ref()),
+                vastai::DEFAULT_URL,
+            )?,
+        }),
+        None => None,
+    };
+
+    let fd = file.digitalocean.as_ref();
+    let digitalocean = match secret(
+        "PARASOL_DIGITALOCEAN_TOKEN",
+        fd.and_then(|f| f.token.as_ref()),
+    ) {
+        Some(token) => Some(DigitalOceanConfig {
+            token,
+            url: url(
+                "PARASOL_DIGITALOCEAN_URL",
+                fd.and_then(|f| f.url.as_ref()),
+                digitalocean::DEFAULT_URL,
+            )?,
+        }),
+        None => None,
+    };
+
     let sweep_interval = match env("PARASOL_ORPHAN_SWEEP_SECONDS") {
         Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| {
             anyhow::anyhow!(
@@ -231,6 +348,9 @@ pub fn resolve(
         lambda,
         verda,
         hyperstack,
+        runpod,
+        vastai,
+        digitalocean,
         sweep_interval,
     })
 }
@@ -286,6 +406,27 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn runpod_vastai_and_digitalocean_are_enabled_by_their_credentials() {
+        let file: FileProviders = toml::from_str("[digitalocean]\ntoken = \"do-file\"\n").unwrap();
+        let c = resolve(
+            &file,
+            env(&[
+                ("PARASOL_RUNPOD_API_KEY", "rp"),
+                ("PARASOL_RUNPOD_URL", "http://127.0.0.1:9/v1"),
+                ("PARASOL_VASTAI_API_KEY", "va"),
+            ]),
+        )
+        .unwrap();
+        let r = c.runpod.unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:9/v1");
+        assert_eq!(r.graphql_url, runpod::DEFAULT_GRAPHQL_URL);
+        assert_eq!(c.vastai.unwrap().url, vastai::DEFAULT_URL);
+        let d = c.digitalocean.unwrap();
+        assert_eq!(d.token.expose(), "do-file");
+        assert_eq!(d.url, digitalocean::DEFAULT_URL);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
 //! and `restart`), `GET|POST /sshkeys`.
 //!
-//! Machines get the hostname `parasol-<instance id>` (and the same
+//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and the same
 //! description); a launch first looks for it, so a retried launch adopts the
 //! machine an earlier attempt made.
 //!
@@ -41,8 +41,8 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, marker, parse, parse_marker,
-    shade_type, short, Failure, Http, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
+    Http, Marker, Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -68,6 +68,7 @@ pub struct VerdaConfig {
 /// The Verda adapter.
 pub struct Verda {
     cfg: VerdaConfig,
+    marker: Marker,
     http: Http,
     token: Mutex<Option<(Secret, Instant)>>,
     offers: OffersCache,
@@ -159,9 +160,10 @@ struct ErrorBody {
 
 impl Verda {
     /// An adapter; it calls nothing until asked.
-    pub fn new(cfg: VerdaConfig) -> Self {
+    pub fn new(cfg: VerdaConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
+            marker: Marker::new(deployment_id),
             http: Http::new(CLOUD),
             token: Mutex::new(None),
             offers: OffersCache::new(Duration::from_secs(20)),
@@ -359,16 +361,29 @@ impl Verda {
             }
             return parse(CLOUD, &what, &text).map(Some);
         }
-        let name = marker(id);
         let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
         let found = all
             .into_iter()
-            .filter(|i| i.hostname.as_deref() == Some(name.as_str()))
+            .filter(|i| {
+                i.hostname
+                    .as_deref()
+                    .is_some_and(|n| self.marker.is_for(n, id))
+            })
             .min_by_key(|i| gone(&i.status));
         if let Some(i) = &found {
             self.ids.lock().expect("poisoned").insert(id, i.id.clone());
         }
         Ok(found)
+    }
+
+    /// Hostnames of the machines not being torn down, for the sweep.
+    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
+        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|i| !gone(&i.status) && i.status != "deleting")
+            .filter_map(|i| i.hostname)
+            .collect())
     }
 
     async fn ensure_key(&self, public_key: &str) -> Result<String, ProviderError> {
@@ -502,7 +517,7 @@ impl Provider for Verda {
             Some(k) => vec![self.ensure_key(k).await?],
             None => vec![],
         };
-        let name = marker(req.instance_id);
+        let name = self.marker.name(req.instance_id);
         let body = json!({
             "instance_type": req.cloud_instance_type,
             "image": IMAGE,
@@ -571,12 +586,13 @@ impl Provider for Verda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
-        Ok(all
-            .iter()
-            .filter(|i| !gone(&i.status) && i.status != "deleting")
-            .filter_map(|i| i.hostname.as_deref().and_then(parse_marker))
-            .collect())
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+    }
+
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
     }
 }
 

@@ -6,8 +6,11 @@
 //! `127.0.0.1:0`; the server under test reaches it only because the test
 //! sets `PARASOL_<CLOUD>_URL`.
 
+pub mod digitalocean;
 pub mod hyperstack;
 pub mod lambda;
+pub mod runpod;
+pub mod vastai;
 pub mod verda;
 
 use std::collections::BTreeMap;
@@ -51,6 +54,8 @@ pub struct Reply {
     pub body: String,
     pub content_type: &'static str,
     pub retry_after: Option<u64>,
+    /// Further headers (a cloud's rate-limit headers).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -61,6 +66,7 @@ impl Reply {
             body: body.to_string(),
             content_type: "application/json",
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -71,6 +77,7 @@ impl Reply {
             body: body.into(),
             content_type: "text/plain",
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -83,6 +90,10 @@ pub trait Cloud: Send + 'static {
     fn rate_limited(&self) -> Value;
     /// The body the cloud sends with a 5xx.
     fn server_error(&self) -> Value;
+    /// Headers beside `Retry-After` that the cloud sends with a 429.
+    fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// Faults every fake can inject, checked before the cloud sees a request.
@@ -91,6 +102,12 @@ pub struct Faults {
     /// The next N requests (after the token endpoint) get 429 with
     /// `Retry-After: 1`.
     pub rate_limit_next: u32,
+    /// Those 429s come without `Retry-After` (the client must back off on
+    /// its own).
+    pub rate_limit_without_retry_after: bool,
+    /// The next N requests (after the token endpoint), whatever their path,
+    /// get 500.
+    pub server_error_next: u32,
     /// `"METHOD /path"` → how many of the next such requests get 500.
     pub server_error: BTreeMap<String, u32>,
     /// `"METHOD /path"` → how many of the next such requests are handled
@@ -226,9 +243,13 @@ fn answer<C: Cloud>(
         if f.rate_limit_next > 0 && !line.ends_with("/oauth2/token") {
             f.rate_limit_next -= 1;
             Reply {
-                retry_after: Some(1),
+                retry_after: (!f.rate_limit_without_retry_after).then_some(1),
+                headers: c.rate_limit_headers(),
                 ..Reply::json(429, c.rate_limited())
             }
+        } else if f.server_error_next > 0 && !line.ends_with("/oauth2/token") {
+            f.server_error_next -= 1;
+            Reply::json(500, c.server_error())
         } else if take(&mut f.server_error, &line) {
             Reply::json(500, c.server_error())
         } else if take(&mut f.lose_answer, &line) {
@@ -247,6 +268,9 @@ fn answer<C: Cloud>(
     if let Some(s) = reply.retry_after {
         res.headers_mut()
             .insert("retry-after", s.to_string().parse().unwrap());
+    }
+    for (k, v) in reply.headers {
+        res.headers_mut().insert(k, v.parse().unwrap());
     }
     res
 }

@@ -1,0 +1,626 @@
+//! `digitalocean`: DigitalOcean's API v2, GPU Droplets.
+//!
+//! Every request carries `Authorization: Bearer <token>`. Endpoints used
+//! (relative to the configured base URL, by default
+//! `https://api.digitalocean.com/v2`): `GET /sizes` (GPU sizes carry
+//! `gpu_info`), `GET /regions` (display names), `GET|POST
+//! /account/keys`, `GET|POST /droplets`, `GET|DELETE /droplets/{id}`,
+//! `POST /droplets/{id}/actions` (`reboot`). Block storage volumes are
+//! offered in every region with a GPU size.
+//!
+//! Droplets are named with the deployment's marker and tagged
+//! `parasol-<deployment id>`; the sweep lists by that tag, and a launch
+//! first looks for the name, so a retried launch adopts the droplet an
+//! earlier attempt made.
+//!
+//! A create refused with 422 for the size or region being unavailable is a
+//! capacity error; other 422s are permanent. A 429 is waited out as
+//! `Retry-After` says (DigitalOcean also sends `ratelimit-limit`,
+//! `ratelimit-remaining` and `ratelimit-reset`).
+//!
+//! Status mapping (droplet `status` → [`MachineState`]):
+//!
+//! | status    | public IPv4 | MachineState   |
+//! |-----------|-------------|----------------|
+//! | `new`     | any         | `Provisioning` |
+//! | `active`  | none        | `Booting`      |
+//! | `active`  | set         | `Running`      |
+//! | `off`     | any         | `Booting` (a reboot passes through it) |
+//! | `archive` | any         | `Gone`         |
+//!
+//! A droplet that `GET /droplets/{id}` answers 404 for is `Gone`.
+//!
+//! Where the documentation is silent, and what this adapter assumes:
+//! - Which 422 texts mean "no capacity" is not listed: those naming
+//!   capacity or availability are; others (bad name, image) are permanent.
+//! - `gpu_info.model` (`nvidia_h100`) does not say SXM or PCIe; the type
+//!   is named from the model and slug (`H100`, `H100x8`).
+//! - A size's `available` flag applies to every region it lists.
+//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
+//! - Droplet listings follow `links.pages.next`; sizes, regions and keys
+//!   are read as one page of 200.
+//! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
+    Http, Marker, OffersCache, Secret,
+};
+use crate::providers::{
+    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer,
+};
+
+/// The cloud name in the API.
+pub const CLOUD: &str = "digitalocean";
+/// The public API.
+pub const DEFAULT_URL: &str = "https://api.digitalocean.com/v2";
+const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+/// DigitalOcean's AI/ML-ready image for NVIDIA GPU Droplets.
+const IMAGE: &str = "gpu-h100x1-base";
+/// Block storage: $0.10 per GB-month (730 hours).
+const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
+/// Droplets and sizes listed per page (DigitalOcean's maximum).
+const PER_PAGE: &str = "200";
+
+/// How to reach DigitalOcean.
+#[derive(Debug, Clone)]
+pub struct DigitalOceanConfig {
+    pub token: Secret,
+    /// Base URL, up to and including `/v2`.
+    pub url: String,
+}
+
+/// The DigitalOcean adapter.
+pub struct DigitalOcean {
+    cfg: DigitalOceanConfig,
+    marker: Marker,
+    /// The tag every droplet of this deployment carries.
+    tag: String,
+    http: Http,
+    offers: OffersCache,
+    ids: StdMutex<HashMap<Uuid, i64>>,
+    /// SSH key ids at DigitalOcean, by Parasol's key name.
+    keys: StdMutex<HashMap<String, i64>>,
+    key_setup: tokio::sync::Mutex<()>,
+}
+
+#[derive(Deserialize)]
+struct Sizes {
+    sizes: Vec<Size>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Size {
+    slug: String,
+    /// MB.
+    memory: i64,
+    vcpus: i64,
+    disk: i64,
+    price_hourly: f64,
+    #[serde(default)]
+    regions: Vec<String>,
+    #[serde(default = "yes")]
+    available: bool,
+    #[serde(default)]
+    gpu_info: Option<GpuInfo>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Clone)]
+struct GpuInfo {
+    count: i64,
+    #[serde(default)]
+    model: String,
+}
+
+#[derive(Deserialize)]
+struct Regions {
+    regions: Vec<DoRegion>,
+}
+
+#[derive(Deserialize)]
+struct DoRegion {
+    slug: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Droplets {
+    droplets: Vec<Droplet>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize, Default)]
+struct Links {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize)]
+struct Pages {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OneDroplet {
+    droplet: Droplet,
+}
+
+#[derive(Deserialize, Clone)]
+struct Droplet {
+    id: i64,
+    name: String,
+    status: String,
+    #[serde(default)]
+    networks: Networks,
+}
+
+#[derive(Deserialize, Clone, Default)]
+struct Networks {
+    #[serde(default)]
+    v4: Vec<Network>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Network {
+    ip_address: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    ssh_keys: Vec<DoKey>,
+}
+
+#[derive(Deserialize)]
+struct OneKey {
+    ssh_key: DoKey,
+}
+
+#[derive(Deserialize)]
+struct DoKey {
+    id: i64,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl DigitalOcean {
+    /// An adapter; it calls nothing until asked.
+    pub fn new(cfg: DigitalOceanConfig, deployment_id: &str) -> Self {
+        Self {
+            cfg,
+            marker: Marker::new(deployment_id),
+            tag: format!("parasol-{deployment_id}"),
+            http: Http::new(CLOUD),
+            offers: OffersCache::new(Duration::from_secs(20)),
+            ids: StdMutex::new(HashMap::new()),
+            keys: StdMutex::new(HashMap::new()),
+            key_setup: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .bearer_auth(self.cfg.token.expose())
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        self.http
+            .send(|| {
+                let r = self.req(method.clone(), path).query(query);
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            })
+            .await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<T, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call(method, path, query, body).await?;
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse(CLOUD, &what, &text)
+    }
+
+    /// GPU sizes, with the regions that carry them.
+    async fn gpu_sizes(&self) -> Result<Vec<Size>, ProviderError> {
+        let s: Sizes = self
+            .json(Method::GET, "/sizes", &[("per_page", PER_PAGE)], None)
+            .await?;
+        Ok(s.sizes
+            .into_iter()
+            .filter(|s| s.gpu_info.as_ref().is_some_and(|g| g.count > 0))
+            .collect())
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        let sizes = self.gpu_sizes().await?;
+        let regions: Regions = self
+            .json(Method::GET, "/regions", &[("per_page", PER_PAGE)], None)
+            .await?;
+        let names: HashMap<String, String> = regions
+            .regions
+            .into_iter()
+            .map(|r| (r.slug, r.name))
+            .collect();
+        let mut out = Vec::new();
+        for s in sizes {
+            let g = s.gpu_info.clone().expect("filtered to GPU sizes");
+            // `nvidia_h100` → "NVIDIA H100"; the slug names the variant
+            // when the model does not.
+            let desc = format!("{} {}", g.model.replace('_', " "), s.slug);
+            let Some(gpu) = gpu_model(&desc) else {
+                continue;
+            };
+            out.push(Offer {
+                cloud: CLOUD.to_string(),
+                shade_instance_type: shade_type(&gpu, g.count),
+                cloud_instance_type: s.slug.clone(),
+                configuration: configuration(
+                    &gpu,
+                    g.count,
+                    s.vcpus,
+                    s.memory / 1024,
+                    s.disk,
+                    &[OS],
+                ),
+                hourly_price: cents(s.price_hourly),
+                deployment_type: "vm".to_string(),
+                boot_time: None,
+                regions: s
+                    .regions
+                    .iter()
+                    .map(|r| RegionOffer {
+                        region: r.clone(),
+                        display_name: names.get(r).cloned().unwrap_or_else(|| r.clone()),
+                        capacity: Capacity::Available(s.available),
+                        spot_price: None,
+                    })
+                    .collect(),
+                ssh_user: "root".to_string(),
+                ssh_port: 22,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every droplet (with `tag`), following `links.pages.next`.
+    async fn list(&self, tag: Option<&str>) -> Result<Vec<Droplet>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
+            if let Some(t) = tag {
+                q.push(("tag_name", t));
+            }
+            let d: Droplets = self.json(Method::GET, "/droplets", &q, None).await?;
+            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
+            all.extend(d.droplets);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Droplet>, ProviderError> {
+        let known = self.ids.lock().expect("poisoned").get(&id).copied();
+        if let Some(did) = known {
+            let path = format!("/droplets/{did}");
+            let (status, text) = self.call(Method::GET, &path, &[], None).await?;
+            if status == StatusCode::NOT_FOUND {
+                self.ids.lock().expect("poisoned").remove(&id);
+                return Ok(None);
+            }
+            let what = format!("GET {path}");
+            if !status.is_success() {
+                return Err(classify(&what, &Failure { status, body: text }));
+            }
+            return parse::<OneDroplet>(CLOUD, &what, &text).map(|d| Some(d.droplet));
+        }
+        // All droplets, not just the tagged: a legacy droplet carries no tag.
+        let found = self
+            .list(None)
+            .await?
+            .into_iter()
+            .find(|d| self.marker.is_for(&d.name, id));
+        if let Some(d) = &found {
+            self.ids.lock().expect("poisoned").insert(id, d.id);
+        }
+        Ok(found)
+    }
+
+    async fn ensure_key(&self, public_key: &str) -> Result<i64, ProviderError> {
+        let name = key_name(public_key);
+        if let Some(id) = self.keys.lock().expect("poisoned").get(&name) {
+            return Ok(*id);
+        }
+        let _one = self.key_setup.lock().await;
+        let existing: Keys = self
+            .json(
+                Method::GET,
+                "/account/keys",
+                &[("per_page", PER_PAGE)],
+                None,
+            )
+            .await?;
+        let id = match existing
+            .ssh_keys
+            .iter()
+            .find(|k| k.name == name || k.public_key.trim() == public_key.trim())
+        {
+            Some(k) => k.id,
+            None => {
+                self.json::<OneKey>(
+                    Method::POST,
+                    "/account/keys",
+                    &[],
+                    Some(&json!({"name": name, "public_key": public_key.trim()})),
+                )
+                .await?
+                .ssh_key
+                .id
+            }
+        };
+        self.keys.lock().expect("poisoned").insert(name, id);
+        Ok(id)
+    }
+}
+
+fn classify(what: &str, f: &Failure) -> ProviderError {
+    let (id, d) = match serde_json::from_str::<ErrorBody>(&f.body) {
+        Ok(e) if !e.message.is_empty() => (e.id.clone(), format!("{}: {}", e.id, e.message)),
+        _ => (String::new(), short(&f.body)),
+    };
+    let lower = d.to_ascii_lowercase();
+    if f.status.as_u16() == 422
+        && (lower.contains("capacity")
+            || lower.contains("not available")
+            || lower.contains("unavailable"))
+    {
+        return ProviderError::Capacity(format!("{CLOUD}: {d}"));
+    }
+    if id == "unauthorized" {
+        return ProviderError::Permanent(format!(
+            "{CLOUD} rejected the token ({d}); check PARASOL_DIGITALOCEAN_TOKEN"
+        ));
+    }
+    generic_failure(CLOUD, what, f, &d)
+}
+
+fn state(d: &Droplet) -> MachineState {
+    let ip = d
+        .networks
+        .v4
+        .iter()
+        .find(|n| n.kind == "public")
+        .map(|n| n.ip_address.clone());
+    match (d.status.as_str(), ip) {
+        ("new", _) => MachineState::Provisioning,
+        ("active", Some(ip)) => MachineState::Running {
+            ip,
+            ssh_port: 22,
+            ssh_user: "root".to_string(),
+        },
+        ("archive", _) => MachineState::Gone,
+        _ => MachineState::Booting,
+    }
+}
+
+#[async_trait]
+impl Provider for DigitalOcean {
+    fn name(&self) -> &'static str {
+        "digitalocean"
+    }
+
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        self.offers.get(|| self.fetch_offers()).await
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        let regions: HashSet<String> = self
+            .gpu_sizes()
+            .await?
+            .into_iter()
+            .flat_map(|s| s.regions)
+            .collect();
+        let mut regions: Vec<String> = regions.into_iter().collect();
+        regions.sort();
+        Ok(regions
+            .into_iter()
+            .map(|region| VolumeOffer {
+                cloud: CLOUD.to_string(),
+                region,
+                supports_multi_mount: false,
+                fixed_size: false,
+                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
+                min_size_gb: 1,
+                max_size_gb: 16_384,
+            })
+            .collect())
+    }
+
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        if let Some(d) = self.find(req.instance_id).await? {
+            return Ok(Launched {
+                cloud_assigned_id: d.id.to_string(),
+            });
+        }
+        let keys = match req.ssh_public_key.as_deref() {
+            Some(k) => vec![self.ensure_key(k).await?],
+            None => vec![],
+        };
+        let body = json!({
+            "name": self.marker.name(req.instance_id),
+            "region": req.region,
+            "size": req.cloud_instance_type,
+            "image": IMAGE,
+            "ssh_keys": keys,
+            "tags": [self.tag],
+        });
+        let d: OneDroplet = match self.json(Method::POST, "/droplets", &[], Some(&body)).await {
+            Ok(d) => d,
+            Err(e @ ProviderError::Capacity(_)) => {
+                self.offers.clear().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        self.ids
+            .lock()
+            .expect("poisoned")
+            .insert(req.instance_id, d.droplet.id);
+        Ok(Launched {
+            cloud_assigned_id: d.droplet.id.to_string(),
+        })
+    }
+
+    async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        Ok(self
+            .find(id)
+            .await?
+            .map_or(MachineState::Gone, |d| state(&d)))
+    }
+
+    async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
+        let Some(d) = self.find(id).await? else {
+            return Err(ProviderError::Permanent(
+                "DigitalOcean has no droplet for this instance".into(),
+            ));
+        };
+        let _: Value = self
+            .json(
+                Method::POST,
+                &format!("/droplets/{}/actions", d.id),
+                &[],
+                Some(&json!({"type": "reboot"})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        let Some(d) = self.find(id).await? else {
+            return Ok(MachineState::Gone);
+        };
+        if d.status == "archive" {
+            return Ok(MachineState::Gone);
+        }
+        let path = format!("/droplets/{}", d.id);
+        let (status, text) = self.call(Method::DELETE, &path, &[], None).await?;
+        if status == StatusCode::NOT_FOUND {
+            self.ids.lock().expect("poisoned").remove(&id);
+            return Ok(MachineState::Gone);
+        }
+        if !status.is_success() {
+            return Err(classify(
+                &format!("DELETE {path}"),
+                &Failure { status, body: text },
+            ));
+        }
+        Ok(MachineState::Terminating)
+    }
+
+    async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(self
+            .list(Some(&self.tag))
+            .await?
+            .iter()
+            .filter(|d| d.status != "archive")
+            .filter_map(|d| self.marker.ours(&d.name))
+            .collect())
+    }
+
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(self
+            .list(None)
+            .await?
+            .iter()
+            .filter(|d| d.status != "archive")
+            .filter_map(|d| self.marker.legacy(&d.name))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_422_about_availability_is_capacity() {
+        let f = |status: u16, body: &str| Failure {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.into(),
+        };
+        assert!(matches!(
+            classify(
+                "POST /droplets",
+                &f(
+                    422,
+                    r#"{"id":"unprocessable_entity","message":"Size is not available in this region."}"#
+                )
+            ),
+            ProviderError::Capacity(_)
+        ));
+        assert!(matches!(
+            classify(
+                "POST /droplets",
+                &f(
+                    422,
+                    r#"{"id":"unprocessable_entity","message":"Name is invalid."}"#
+                )
+            ),
+            ProviderError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify("GET /sizes", &f(401, r#"{"id":"unauthorized","message":"Unable to authenticate you"}"#)),
+            ProviderError::Permanent(m) if m.contains("PARASOL_DIGITALOCEAN_TOKEN")
+        ));
+    }
+}

@@ -1,0 +1,667 @@
+//! `runpod`: RunPod's REST API v1, and its GraphQL API for what REST lacks.
+//!
+//! Every request carries `Authorization: Bearer <api key>`. REST endpoints
+//! (relative to the configured base URL, by default
+//! `https://rest.runpod.io/v1`): `GET|POST /pods`, `GET|DELETE
+//! /pods/{id}`, `POST /pods/{id}/restart`, `GET /networkvolumes`. The REST
+//! API has no price list, so offers come from GraphQL (by default
+//! `https://api.runpod.io/graphql`): `gpuTypes` with `lowestPrice` per GPU
+//! count (secure cloud), and `dataCenters` with their `gpuAvailability`.
+//!
+//! Pods are containers on shared hosts: SSH reaches the container through
+//! the public port RunPod maps to its port 22 (`portMappings["22"]`), as
+//! `root`, with the key passed in the `PUBLIC_KEY` environment variable
+//! that RunPod's images install. Interruptible pods are Shadeform's `spot`.
+//!
+//! Pods are named with the deployment's marker; a launch first looks for
+//! that name, so a retried launch adopts the pod an earlier attempt made.
+//!
+//! Status mapping (`desiredStatus`, `publicIp`, `portMappings` →
+//! [`MachineState`]):
+//!
+//! | desiredStatus | publicIp | port 22 mapped | MachineState                    |
+//! |---------------|----------|----------------|---------------------------------|
+//! | `RUNNING`     | none     | any            | `Provisioning`                  |
+//! | `RUNNING`     | set      | no             | `Booting`                       |
+//! | `RUNNING`     | set      | yes            | `Running` (port = the mapping)  |
+//! | `EXITED`      | any      | any            | `Preempted` if interruptible, else `Failed` |
+//! | `TERMINATED`  | any      | any            | `Gone`                          |
+//! | anything else | any      | any            | `Booting`                       |
+//!
+//! A pod that `GET /pods/{id}` answers 404 for, or that the list no longer
+//! holds, is `Gone`. A create refused with RunPod's "no longer any
+//! instances available" (whatever the status code) is a capacity error.
+//!
+//! Where the documentation is silent, and what this adapter assumes:
+//! - The status code of a capacity refusal is not documented (500 and 400
+//!   are both seen in practice): the message decides.
+//! - REST pods carry no phase besides `desiredStatus`; the public IP and
+//!   the port mapping appearing are taken as the boot's progress.
+//! - vCPUs and memory per type are `lowestPrice.minVcpu` / `minMemory` for
+//!   the count (the least a pod gets); disk is not stated (0).
+//! - Data-center availability is `gpuAvailability[].available`; GPU counts
+//!   offered are 1, 2, 4 and 8 up to the type's `maxGpuCount`.
+//! - Network volumes: `storageSupport` data centers, at the published
+//!   $0.07/GB-month, up to 4 TB.
+//! - The rate-limit headers are not documented: `Retry-After` when sent,
+//!   else backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parasol_api::RentalType;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
+    Marker, Num, OffersCache, Secret,
+};
+use crate::providers::{
+    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer,
+};
+
+/// The cloud name in the API.
+pub const CLOUD: &str = "runpod";
+/// The public REST API.
+pub const DEFAULT_URL: &str = "https://rest.runpod.io/v1";
+/// The public GraphQL API.
+pub const DEFAULT_GRAPHQL_URL: &str = "https://api.runpod.io/graphql";
+/// The OS offered, and the image it launches.
+const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+const IMAGE: &str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04";
+/// GPU counts offered per GPU type, up to the type's maximum.
+const COUNTS: [i64; 4] = [1, 2, 4, 8];
+/// RunPod's network volume price: $0.07 per GB-month (730 hours).
+const VOLUME_MICROS_PER_GB_HOUR: i64 = 96;
+/// RunPod's message for a create with no machine left to take it.
+const CAPACITY_TEXT: &str = "no longer any instances available";
+
+/// How to reach RunPod.
+#[derive(Debug, Clone)]
+pub struct RunpodConfig {
+    pub api_key: Secret,
+    /// REST base URL, up to and including `/v1`.
+    pub url: String,
+    /// The GraphQL endpoint.
+    pub graphql_url: String,
+}
+
+/// The RunPod adapter.
+pub struct Runpod {
+    cfg: RunpodConfig,
+    marker: Marker,
+    http: Http,
+    offers: OffersCache,
+    /// RunPod's pod id of each machine seen, by Parasol's instance id.
+    ids: StdMutex<HashMap<Uuid, String>>,
+}
+
+#[derive(Deserialize)]
+struct Gql<T> {
+    data: Option<T>,
+    #[serde(default)]
+    errors: Vec<GqlError>,
+}
+
+#[derive(Deserialize)]
+struct GqlError {
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GpuTypes {
+    gpu_types: Vec<GpuType>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GpuType {
+    id: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    max_gpu_count: Option<i64>,
+    #[serde(default)]
+    lowest_price: Option<LowestPrice>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LowestPrice {
+    #[serde(default)]
+    uninterruptable_price: Option<Num>,
+    #[serde(default)]
+    minimum_bid_price: Option<Num>,
+    #[serde(default)]
+    min_vcpu: Option<i64>,
+    #[serde(default)]
+    min_memory: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataCenters {
+    data_centers: Vec<DataCenter>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataCenter {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    location: String,
+    #[serde(default)]
+    storage_support: bool,
+    #[serde(default)]
+    gpu_availability: Vec<GpuAvailability>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GpuAvailability {
+    gpu_type_id: String,
+    #[serde(default)]
+    available: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Pod {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    desired_status: String,
+    #[serde(default)]
+    public_ip: Option<String>,
+    #[serde(default)]
+    port_mappings: Option<BTreeMap<String, i64>>,
+    #[serde(default)]
+    interruptible: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorBody {
+    Text { error: String },
+    List(Vec<ErrorBody>),
+    Message { message: String },
+}
+
+impl ErrorBody {
+    fn text(&self) -> String {
+        match self {
+            ErrorBody::Text { error } => error.clone(),
+            ErrorBody::Message { message } => message.clone(),
+            ErrorBody::List(l) => l.iter().map(|e| e.text()).collect::<Vec<_>>().join("; "),
+        }
+    }
+}
+
+impl Runpod {
+    /// An adapter; it calls nothing until asked.
+    pub fn new(cfg: RunpodConfig, deployment_id: &str) -> Self {
+        Self {
+            cfg,
+            marker: Marker::new(deployment_id),
+            http: Http::new(CLOUD),
+            offers: OffersCache::new(Duration::from_secs(20)),
+            ids: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .bearer_auth(self.cfg.api_key.expose())
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        self.http
+            .send(|| {
+                let r = self.req(method.clone(), path);
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            })
+            .await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call(method, path, body).await?;
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse(CLOUD, &what, &text)
+    }
+
+    async fn graphql<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &str,
+    ) -> Result<T, ProviderError> {
+        let body = json!({ "query": query });
+        let (status, text) = self
+            .http
+            .send(|| {
+                self.http
+                    .client
+                    .post(&self.cfg.graphql_url)
+                    .bearer_auth(self.cfg.api_key.expose())
+                    .json(&body)
+            })
+            .await?;
+        let what = format!("GraphQL {what}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        let g: Gql<T> = parse(CLOUD, &what, &text)?;
+        match g.data {
+            Some(d) if g.errors.is_empty() => Ok(d),
+            _ => {
+                let msg: Vec<_> = g.errors.iter().map(|e| e.message.as_str()).collect();
+                let msg = msg.join("; ");
+                // GraphQL reports a bad key as an error with status 200.
+                if msg.to_ascii_lowercase().contains("unauthorized") {
+                    Err(ProviderError::Permanent(format!(
+                        "{CLOUD} rejected the API key ({msg}); check PARASOL_RUNPOD_API_KEY"
+                    )))
+                } else {
+                    Err(ProviderError::Transient(format!(
+                        "{CLOUD} failed {what}: {msg}"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        let dcs: DataCenters = self
+            .graphql(
+                "dataCenters",
+                "query { dataCenters { id name location storageSupport gpuAvailability { gpuTypeId available stockStatus } } }",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for n in COUNTS {
+            let q = format!(
+                "query {{ gpuTypes {{ id displayName memoryInGb maxGpuCount lowestPrice(input: {{gpuCount: {n}, secureCloud: true}}) {{ uninterruptablePrice minimumBidPrice minVcpu minMemory stockStatus }} }} }}"
+            );
+            let types: GpuTypes = self.graphql("gpuTypes", &q).await?;
+            for t in types.gpu_types {
+                if t.max_gpu_count.is_some_and(|m| m < n) {
+                    continue;
+                }
+                let Some(gpu) = gpu_model(if t.display_name.is_empty() {
+                    &t.id
+                } else {
+                    &t.display_name
+                }) else {
+                    continue;
+                };
+                let Some(lp) = t.lowest_price else { continue };
+                let Some(price) = lp.uninterruptable_price.map(Num::get).filter(|p| *p > 0.0)
+                else {
+                    continue;
+                };
+                let spot = lp
+                    .minimum_bid_price
+                    .map(Num::get)
+                    .filter(|p| *p > 0.0)
+                    .map(|p| cents(p * n as f64));
+                let regions: Vec<RegionOffer> = dcs
+                    .data_centers
+                    .iter()
+                    .filter_map(|dc| {
+                        let a = dc.gpu_availability.iter().find(|a| a.gpu_type_id == t.id)?;
+                        Some(RegionOffer {
+                            region: dc.id.clone(),
+                            display_name: dc_display(dc),
+                            capacity: Capacity::Available(a.available),
+                            spot_price: spot,
+                        })
+                    })
+                    .collect();
+                if regions.is_empty() {
+                    continue;
+                }
+                out.push(Offer {
+                    cloud: CLOUD.to_string(),
+                    shade_instance_type: shade_type(&gpu, n),
+                    // RunPod launches by GPU type id and count.
+                    cloud_instance_type: format!("{}:{n}", t.id),
+                    configuration: configuration(
+                        &gpu,
+                        n,
+                        lp.min_vcpu.unwrap_or(0),
+                        lp.min_memory.unwrap_or(0),
+                        0,
+                        &[OS],
+                    ),
+                    hourly_price: cents(price * n as f64),
+                    deployment_type: "container".to_string(),
+                    boot_time: None,
+                    regions,
+                    ssh_user: "root".to_string(),
+                    ssh_port: 22,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list(&self) -> Result<Vec<Pod>, ProviderError> {
+        self.json(Method::GET, "/pods", None).await
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Pod>, ProviderError> {
+        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
+        if let Some(pid) = known {
+            let path = format!("/pods/{pid}");
+            let (status, text) = self.call(Method::GET, &path, None).await?;
+            if status == StatusCode::NOT_FOUND {
+                self.ids.lock().expect("poisoned").remove(&id);
+                return Ok(None);
+            }
+            let what = format!("GET {path}");
+            if !status.is_success() {
+                return Err(classify(&what, &Failure { status, body: text }));
+            }
+            return parse(CLOUD, &what, &text).map(Some);
+        }
+        let found = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|p| self.marker.is_for(&p.name, id))
+            .min_by_key(|p| p.desired_status == "TERMINATED");
+        if let Some(p) = &found {
+            self.ids.lock().expect("poisoned").insert(id, p.id.clone());
+        }
+        Ok(found)
+    }
+
+    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|p| p.desired_status != "TERMINATED")
+            .map(|p| p.name)
+            .collect())
+    }
+}
+
+fn dc_display(dc: &DataCenter) -> String {
+    match (dc.name.is_empty(), dc.location.is_empty()) {
+        (false, false) => format!("{} ({})", dc.location, dc.name),
+        (true, false) => dc.location.clone(),
+        (false, true) => dc.name.clone(),
+        (true, true) => dc.id.clone(),
+    }
+}
+
+fn classify(what: &str, f: &Failure) -> ProviderError {
+    let detail = serde_json::from_str::<ErrorBody>(&f.body)
+        .map(|e| e.text())
+        .unwrap_or_else(|_| short(&f.body));
+    if !matches!(f.status.as_u16(), 401 | 403 | 429)
+        && detail.to_ascii_lowercase().contains(CAPACITY_TEXT)
+    {
+        return ProviderError::Capacity(format!("{CLOUD}: {detail}"));
+    }
+    generic_failure(CLOUD, what, f, &detail)
+}
+
+fn state(p: &Pod) -> MachineState {
+    let ip = p.public_ip.clone().filter(|s| !s.is_empty());
+    let ssh = p.port_mappings.as_ref().and_then(|m| m.get("22").copied());
+    match (p.desired_status.as_str(), ip, ssh) {
+        ("RUNNING", None, _) => MachineState::Provisioning,
+        ("RUNNING", Some(ip), Some(port)) => MachineState::Running {
+            ip,
+            ssh_port: port,
+            ssh_user: "root".to_string(),
+        },
+        ("EXITED", _, _) if p.interruptible => MachineState::Preempted,
+        ("EXITED", _, _) => MachineState::Failed {
+            reason: format!("{CLOUD} reported the pod's container exited"),
+        },
+        ("TERMINATED", _, _) => MachineState::Gone,
+        _ => MachineState::Booting,
+    }
+}
+
+/// `NVIDIA A40:2` → (`NVIDIA A40`, 2).
+fn split_type(cloud_type: &str) -> Result<(&str, i64), ProviderError> {
+    cloud_type
+        .rsplit_once(':')
+        .and_then(|(t, n)| Some((t, n.parse().ok()?)))
+        .ok_or_else(|| {
+            ProviderError::Permanent(format!(
+                "{cloud_type:?} is not a RunPod type (expected <gpu type id>:<count>)"
+            ))
+        })
+}
+
+#[async_trait]
+impl Provider for Runpod {
+    fn name(&self) -> &'static str {
+        "runpod"
+    }
+
+    async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        self.offers.get(|| self.fetch_offers()).await
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        let dcs: DataCenters = self
+            .graphql(
+                "dataCenters",
+                "query { dataCenters { id name location storageSupport gpuAvailability { gpuTypeId available stockStatus } } }",
+            )
+            .await?;
+        Ok(dcs
+            .data_centers
+            .iter()
+            .filter(|dc| dc.storage_support)
+            .map(|dc| VolumeOffer {
+                cloud: CLOUD.to_string(),
+                region: dc.id.clone(),
+                // A network volume mounts on pods of its data center,
+                // one pod at a time when the pod writes to it.
+                supports_multi_mount: false,
+                fixed_size: false,
+                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
+                min_size_gb: 1,
+                max_size_gb: 4000,
+            })
+            .collect())
+    }
+
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        if let Some(p) = self.find(req.instance_id).await? {
+            if p.desired_status == "TERMINATED" {
+                return Err(ProviderError::Permanent(
+                    "the pod for this instance was already terminated".into(),
+                ));
+            }
+            return Ok(Launched {
+                cloud_assigned_id: p.id,
+            });
+        }
+        let (gpu, count) = split_type(&req.cloud_instance_type)?;
+        let mut env = serde_json::Map::new();
+        for e in &req.envs {
+            env.insert(e.name.clone(), Value::String(e.value.clone()));
+        }
+        if let Some(k) = &req.ssh_public_key {
+            env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
+        }
+        let body = json!({
+            "name": self.marker.name(req.instance_id),
+            "imageName": IMAGE,
+            "gpuTypeIds": [gpu],
+            "gpuCount": count,
+            "cloudType": "SECURE",
+            "computeType": "GPU",
+            "dataCenterIds": [req.region],
+            "interruptible": req.rental_type == RentalType::Spot,
+            "supportPublicIp": true,
+            "ports": ["22/tcp"],
+            "containerDiskInGb": 50,
+            "env": env,
+        });
+        let pod: Pod = match self.json(Method::POST, "/pods", Some(&body)).await {
+            Ok(p) => p,
+            Err(e @ ProviderError::Capacity(_)) => {
+                self.offers.clear().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        self.ids
+            .lock()
+            .expect("poisoned")
+            .insert(req.instance_id, pod.id.clone());
+        Ok(Launched {
+            cloud_assigned_id: pod.id,
+        })
+    }
+
+    async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        Ok(self
+            .find(id)
+            .await?
+            .map_or(MachineState::Gone, |p| state(&p)))
+    }
+
+    async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
+        let Some(p) = self.find(id).await? else {
+            return Err(ProviderError::Permanent(
+                "RunPod has no pod for this instance".into(),
+            ));
+        };
+        let path = format!("/pods/{}/restart", p.id);
+        let (status, text) = self.call(Method::POST, &path, None).await?;
+        if !status.is_success() {
+            return Err(classify(
+                &format!("POST {path}"),
+                &Failure { status, body: text },
+            ));
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        let Some(p) = self.find(id).await? else {
+            return Ok(MachineState::Gone);
+        };
+        if p.desired_status == "TERMINATED" {
+            return Ok(MachineState::Gone);
+        }
+        let path = format!("/pods/{}", p.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            self.ids.lock().expect("poisoned").remove(&id);
+            return Ok(MachineState::Gone);
+        }
+        if !status.is_success() {
+            return Err(classify(
+                &format!("DELETE {path}"),
+                &Failure { status, body: text },
+            ));
+        }
+        Ok(MachineState::Terminating)
+    }
+
+    async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+    }
+
+    async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let names = self.live_names().await?;
+        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: &str, ip: Option<&str>, ssh: Option<i64>, interruptible: bool) -> Pod {
+        Pod {
+            id: "p".into(),
+            name: String::new(),
+            desired_status: status.into(),
+            public_ip: ip.map(str::to_string),
+            port_mappings: ssh.map(|p| BTreeMap::from([("22".to_string(), p)])),
+            interruptible,
+        }
+    }
+
+    #[test]
+    fn a_pod_runs_on_the_port_mapped_to_22_and_an_exited_spot_pod_was_preempted() {
+        assert_eq!(
+            state(&pod("RUNNING", None, None, false)),
+            MachineState::Provisioning
+        );
+        assert_eq!(
+            state(&pod("RUNNING", Some("1.2.3.4"), None, false)),
+            MachineState::Booting
+        );
+        assert_eq!(
+            state(&pod("RUNNING", Some("1.2.3.4"), Some(40123), false)),
+            MachineState::Running {
+                ip: "1.2.3.4".into(),
+                ssh_port: 40123,
+                ssh_user: "root".into()
+            }
+        );
+        assert_eq!(
+            state(&pod("EXITED", None, None, true)),
+            MachineState::Preempted
+        );
+        assert!(matches!(
+            state(&pod("EXITED", None, None, false)),
+            MachineState::Failed { .. }
+        ));
+        assert_eq!(
+            state(&pod("TERMINATED", None, None, false)),
+            MachineState::Gone
+        );
+    }
+
+    #[test]
+    fn types_carry_the_gpu_type_id_and_count() {
+        assert_eq!(split_type("NVIDIA A40:2").unwrap(), ("NVIDIA A40", 2));
+        assert!(split_type("NVIDIA A40").is_err());
+    }
+}

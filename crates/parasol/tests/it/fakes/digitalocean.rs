@@ -1,0 +1,340 @@
+//! A fake DigitalOcean API v2 under `/v2`: bearer-token auth, sizes with
+//! `gpu_info`, regions, account SSH keys, droplets that go `new` →
+//! `active` (the public IPv4 appears later) and are gone once deleted
+//! (204, then 404). Errors are `{"id", "message"}`; a create without
+//! capacity is a 422; a 429 carries `Retry-After` and DigitalOcean's
+//! `ratelimit-*` headers.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{ip, Cloud, Recorded, Reply, Timing};
+
+/// The token the fake accepts.
+pub const TOKEN: &str = "dop_v1_test_token_cdef";
+
+/// A droplet at the fake.
+#[derive(Clone, Debug)]
+pub struct Droplet {
+    pub id: i64,
+    pub name: String,
+    pub region: String,
+    pub size: String,
+    pub tags: Vec<String>,
+    pub launched: Instant,
+    pub restarts: u32,
+    pub n: usize,
+}
+
+/// The fake's state and knobs.
+#[derive(Default)]
+pub struct DigitalOcean {
+    pub droplets: Vec<Droplet>,
+    pub keys: Vec<(i64, String, String)>,
+    pub timing: Timing,
+    /// `(size, region)` pairs whose creates get 422 for capacity.
+    pub no_capacity: Vec<(String, String)>,
+    /// A page size below the `per_page` asked for, to exercise paging.
+    pub page_size: Option<usize>,
+}
+
+impl DigitalOcean {
+    /// Puts an active droplet at the fake as if created elsewhere.
+    pub fn plant(&mut self, name: &str, tags: &[&str]) -> i64 {
+        let n = self.droplets.len();
+        let id = 3000 + n as i64;
+        self.droplets.push(Droplet {
+            id,
+            name: name.to_string(),
+            region: "nyc2".into(),
+            size: "gpu-h100x1-80gb".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            launched: Instant::now() - self.timing.boot - self.timing.ip_after,
+            restarts: 0,
+            n,
+        });
+        id
+    }
+
+    /// Droplets that exist.
+    pub fn live(&self) -> Vec<&Droplet> {
+        self.droplets.iter().collect()
+    }
+
+    fn render(&self, d: &Droplet) -> Value {
+        let up = d.launched.elapsed();
+        let status = if up < self.timing.boot {
+            "new"
+        } else {
+            "active"
+        };
+        let v4 = if up >= self.timing.ip_after {
+            json!([
+                {"ip_address": "10.116.0.2", "netmask": "255.255.240.0", "gateway": "", "type": "private"},
+                {"ip_address": ip(d.n), "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}
+            ])
+        } else {
+            json!([])
+        };
+        json!({
+            "id": d.id,
+            "name": d.name,
+            "status": status,
+            "memory": 245760,
+            "vcpus": 20,
+            "disk": 720,
+            "size_slug": d.size,
+            "region": {"slug": d.region, "name": region_name(&d.region)},
+            "networks": {"v4": v4, "v6": []},
+            "tags": d.tags,
+            "created_at": "2026-01-01T00:00:00Z",
+        })
+    }
+}
+
+fn region_name(slug: &str) -> &'static str {
+    match slug {
+        "nyc2" => "New York 2",
+        "tor1" => "Toronto 1",
+        "ams3" => "Amsterdam 3",
+        _ => "Somewhere",
+    }
+}
+
+fn err(status: u16, id: &str, message: &str) -> Reply {
+    Reply::json(status, json!({"id": id, "message": message}))
+}
+
+fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
+    req.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl Cloud for DigitalOcean {
+    fn rate_limited(&self) -> Value {
+        json!({"id": "too_many_requests", "message": "API Rate limit exceeded."})
+    }
+
+    fn server_error(&self) -> Value {
+        json!({"id": "server_error", "message": "Unexpected server-side error"})
+    }
+
+    fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ratelimit-limit", "5000".into()),
+            ("ratelimit-remaining", "0".into()),
+            // A Unix time, as DigitalOcean sends it.
+            (
+                "ratelimit-reset",
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + 1)
+                .to_string(),
+            ),
+        ]
+    }
+
+    fn handle(&mut self, req: &Recorded) -> Reply {
+        if req.header("authorization") != Some(&*format!("Bearer {TOKEN}")) {
+            return err(401, "unauthorized", "Unable to authenticate you");
+        }
+        let Some(path) = req.path.strip_prefix("/v2") else {
+            return err(
+                404,
+                "not_found",
+                "The resource you were accessing could not be found.",
+            );
+        };
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method.as_str(), segs.as_slice()) {
+            ("GET", ["sizes"]) => Reply::json(
+                200,
+                json!({"sizes": [
+                    {"slug": "s-2vcpu-4gb", "memory": 4096, "vcpus": 2, "disk": 80,
+                     "price_hourly": 0.03571, "price_monthly": 24.0,
+                     "regions": ["nyc2", "tor1", "ams3"], "available": true,
+                     "description": "Basic"},
+                    {"slug": "gpu-h100x1-80gb", "memory": 245760, "vcpus": 20, "disk": 720,
+                     "price_hourly": 3.39, "price_monthly": 2522.16,
+                     "regions": ["nyc2", "tor1"], "available": true,
+                     "description": "H100 GPU - 1X",
+                     "gpu_info": {"count": 1, "vram": {"amount": 80, "unit": "gib"}, "model": "nvidia_h100"}},
+                    {"slug": "gpu-h100x8-640gb", "memory": 1966080, "vcpus": 160, "disk": 2046,
+                     "price_hourly": 23.92, "price_monthly": 17796.48,
+                     "regions": ["nyc2"], "available": false,
+                     "description": "H100 GPU - 8X",
+                     "gpu_info": {"count": 8, "vram": {"amount": 640, "unit": "gib"}, "model": "nvidia_h100"}},
+                    {"slug": "gpu-l40sx1-48gb", "memory": 65536, "vcpus": 8, "disk": 500,
+                     "price_hourly": 1.57, "price_monthly": 1168.08,
+                     "regions": ["tor1"], "available": true,
+                     "description": "L40S GPU - 1X",
+                     "gpu_info": {"count": 1, "vram": {"amount": 48, "unit": "gib"}, "model": "nvidia_l40s"}}
+                ], "links": {}, "meta": {"total": 4}}),
+            ),
+            ("GET", ["regions"]) => {
+                let regions: Vec<Value> = ["nyc2", "tor1", "ams3"]
+                    .iter()
+                    .map(|s| {
+                        json!({"slug": s, "name": region_name(s), "available": true,
+                               "sizes": [], "features": []})
+                    })
+                    .collect();
+                Reply::json(
+                    200,
+                    json!({"regions": regions, "links": {}, "meta": {"total": 3}}),
+                )
+            }
+            ("GET", ["account", "keys"]) => {
+                let keys: Vec<Value> = self
+                    .keys
+                    .iter()
+                    .map(|(id, name, pk)| json!({"id": id, "name": name, "public_key": pk, "fingerprint": format!("fp:{id}")}))
+                    .collect();
+                let total = keys.len();
+                Reply::json(
+                    200,
+                    json!({"ssh_keys": keys, "links": {}, "meta": {"total": total}}),
+                )
+            }
+            ("POST", ["account", "keys"]) => {
+                let (Some(name), Some(pk)) =
+                    (req.body["name"].as_str(), req.body["public_key"].as_str())
+                else {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "Name and public key are required",
+                    );
+                };
+                if self.keys.iter().any(|(_, _, k)| k == pk) {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "SSH Key is already in use on your account",
+                    );
+                }
+                let id = 512190 + self.keys.len() as i64;
+                self.keys.push((id, name.into(), pk.into()));
+                Reply::json(
+                    201,
+                    json!({"ssh_key": {"id": id, "name": name, "public_key": pk, "fingerprint": format!("fp:{id}")}}),
+                )
+            }
+            ("GET", ["droplets"]) => {
+                let tag = query(req, "tag_name");
+                let per_page: usize = query(req, "per_page")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(20)
+                    .min(self.page_size.unwrap_or(200));
+                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let all: Vec<Value> = self
+                    .droplets
+                    .iter()
+                    .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|x| x == t)))
+                    .map(|d| self.render(d))
+                    .collect();
+                let total = all.len();
+                let list: Vec<Value> = all
+                    .into_iter()
+                    .skip((page.max(1) - 1) * per_page)
+                    .take(per_page)
+                    .collect();
+                let links = if page * per_page < total {
+                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/droplets?page={}&per_page={per_page}", page + 1)}})
+                } else {
+                    json!({})
+                };
+                Reply::json(
+                    200,
+                    json!({"droplets": list, "links": links, "meta": {"total": total}}),
+                )
+            }
+            ("POST", ["droplets"]) => {
+                let b = &req.body;
+                let (Some(name), Some(region), Some(size), Some(_image)) = (
+                    b["name"].as_str(),
+                    b["region"].as_str(),
+                    b["size"].as_str(),
+                    b["image"].as_str(),
+                ) else {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "name, region, size and image are required",
+                    );
+                };
+                if self
+                    .no_capacity
+                    .iter()
+                    .any(|(s, r)| s == size && r == region)
+                {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "Size is not available in this region.",
+                    );
+                }
+                let n = self.droplets.len();
+                let id = 3000 + n as i64;
+                self.droplets.push(Droplet {
+                    id,
+                    name: name.into(),
+                    region: region.into(),
+                    size: size.into(),
+                    tags: b["tags"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    launched: Instant::now(),
+                    restarts: 0,
+                    n,
+                });
+                let d = self.droplets[n].clone();
+                Reply::json(
+                    202,
+                    json!({"droplet": self.render(&d), "links": {"actions": []}}),
+                )
+            }
+            (method, ["droplets", id, rest @ ..]) => {
+                let Some(i) = self.droplets.iter().position(|d| d.id.to_string() == *id) else {
+                    return err(
+                        404,
+                        "not_found",
+                        "The resource you were accessing could not be found.",
+                    );
+                };
+                match (method, rest) {
+                    ("GET", []) => Reply::json(
+                        200,
+                        json!({"droplet": self.render(&self.droplets[i].clone())}),
+                    ),
+                    ("DELETE", []) => {
+                        self.droplets.remove(i);
+                        Reply::text(204, "")
+                    }
+                    ("POST", ["actions"]) if req.body["type"] == "reboot" => {
+                        self.droplets[i].restarts += 1;
+                        Reply::json(
+                            201,
+                            json!({"action": {"id": 1, "status": "in-progress", "type": "reboot"}}),
+                        )
+                    }
+                    _ => err(422, "unprocessable_entity", "unsupported action"),
+                }
+            }
+            _ => err(
+                404,
+                "not_found",
+                "The resource you were accessing could not be found.",
+            ),
+        }
+    }
+}

@@ -1,0 +1,858 @@
+//! One set of provider properties, each written once as a generic function
+//! over a [`Subject`] (a provider with a way to reach behind it: plant a
+//! machine, inject a fault, see what is live), and run against every
+//! provider by the `conformance!` macro, so nextest names each pair:
+//! `provider_conformance::runpod::launch_twice_is_one_machine`.
+//!
+//! The properties drive the [`Provider`] trait directly, as the reconciler
+//! does. The HTTP clouds run against their fakes (`fakes/`); adding a cloud
+//! is one [`FakeCloud`] impl and one line in the macro call at the bottom.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parasol::api::RentalType;
+use parasol::clock::Clock;
+use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
+use parasol::providers::clouds::lambda::{Lambda as LambdaAdapter, LambdaConfig};
+use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
+use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
+use parasol::providers::clouds::verda::{Verda as VerdaAdapter, VerdaConfig};
+use parasol::providers::clouds::{Marker, Secret};
+use parasol::providers::hosts::{HostConfig, Hosts};
+use parasol::providers::sim::{Sim, SimConfig};
+use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
+use uuid::Uuid;
+
+use crate::fakes::digitalocean::{self as dof, DigitalOcean};
+use crate::fakes::hyperstack::{self as hsf, Hyperstack};
+use crate::fakes::lambda::{self as laf, Lambda};
+use crate::fakes::runpod::{self as rpf, Runpod};
+use crate::fakes::vastai::{self as vaf, Vastai};
+use crate::fakes::verda::{self as vef, Verda};
+use crate::fakes::{Cloud, FakeServer, Timing};
+use crate::harness::public_key;
+
+/// The deployment every subject's adapter belongs to.
+const DEPLOYMENT: &str = "c0ffee0042";
+/// Another deployment on the same cloud account.
+const OTHER_DEPLOYMENT: &str = "0123456789";
+
+/// A provider under test, and the levers behind it. The fault levers are
+/// for providers that talk HTTP; the others never get those properties.
+#[async_trait::async_trait]
+pub trait Subject: Send + Sync {
+    /// The adapter, marking machines as [`DEPLOYMENT`]'s.
+    fn provider(&self) -> Arc<dyn Provider>;
+    /// A launch the provider accepts.
+    fn request(&self, id: Uuid) -> LaunchRequest;
+    /// Provider-side ids of the machines that exist and are not being torn
+    /// down.
+    async fn live(&self) -> Vec<String>;
+    /// Puts a running machine named `name` at the provider, made by
+    /// someone else; returns its provider-side id.
+    async fn plant(&self, name: &str) -> String;
+    /// Makes launches of `req`'s type and region fail for capacity.
+    async fn refuse_capacity(&self, req: &LaunchRequest);
+    /// The next launch is carried out but its answer is lost (500); false
+    /// where the provider has no answer to lose.
+    fn lose_next_launch_answer(&self) -> bool;
+    /// The next request gets 429 (with `Retry-After` where the provider
+    /// sends it).
+    fn rate_limit_next(&self) {
+        unimplemented!("only for HTTP providers")
+    }
+    /// The next request gets 500.
+    fn server_error_next(&self) {
+        unimplemented!("only for HTTP providers")
+    }
+    /// How many 429s are still to be served.
+    fn rate_limits_pending(&self) -> u32 {
+        unimplemented!("only for HTTP providers")
+    }
+    /// Whether a launch returns before the machine is up (clouds, the sim);
+    /// the hosts provider sets a host up within the launch.
+    fn boots_after_launch(&self) -> bool {
+        true
+    }
+}
+
+/// A fake cloud the generic HTTP subject knows how to drive.
+pub trait FakeCloud: Cloud + Default + Sized {
+    /// The adapter, pointed at the fake's root URL.
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider>;
+    /// `(cloud, region, shade type, cloud type)` of a launch that fits.
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str);
+    fn set_timing(&mut self, t: Timing);
+    fn plant_named(&mut self, name: &str) -> String;
+    fn live_ids(&self) -> Vec<String>;
+    fn refuse(&mut self, cloud_type: &str, region: &str);
+    /// `"METHOD /path"` of the launch request.
+    fn launch_line(&self) -> String;
+    /// Whether the cloud sends `Retry-After` with its 429s.
+    fn sends_retry_after() -> bool {
+        true
+    }
+}
+
+/// Slow enough that every boot phase is seen by polling.
+fn timing() -> Timing {
+    Timing {
+        boot: Duration::from_millis(600),
+        ip_after: Duration::from_millis(1200),
+        teardown: Duration::from_millis(300),
+    }
+}
+
+/// A fake cloud and its adapter.
+pub struct Http<C: FakeCloud> {
+    fake: FakeServer<C>,
+    provider: Arc<dyn Provider>,
+}
+
+impl<C: FakeCloud> Http<C> {
+    async fn start() -> Self {
+        let mut cloud = C::default();
+        cloud.set_timing(timing());
+        let fake = FakeServer::start(cloud).await;
+        let provider = C::adapter(&fake.url, DEPLOYMENT);
+        Http { fake, provider }
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: FakeCloud + Send> Subject for Http<C> {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.provider.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        let (cloud, region, shade, cloud_type) = C::launchable();
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud: cloud.into(),
+            region: region.into(),
+            shade_instance_type: shade.into(),
+            cloud_instance_type: cloud_type.into(),
+            os: "ubuntu22.04".into(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    async fn live(&self) -> Vec<String> {
+        self.fake.with(|c| c.live_ids())
+    }
+
+    async fn plant(&self, name: &str) -> String {
+        self.fake.with(|c| c.plant_named(name))
+    }
+
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
+        self.fake
+            .with(|c| c.refuse(&req.cloud_instance_type, &req.region));
+    }
+
+    fn lose_next_launch_answer(&self) -> bool {
+        let line = self.fake.with(|c| c.launch_line());
+        self.fake.faults(|f| {
+            f.lose_answer.insert(line, 1);
+        });
+        true
+    }
+
+    fn rate_limit_next(&self) {
+        self.fake.faults(|f| {
+            f.rate_limit_next = 1;
+            f.rate_limit_without_retry_after = !C::sends_retry_after();
+        });
+    }
+
+    fn server_error_next(&self) {
+        self.fake.faults(|f| f.server_error_next = 1);
+    }
+
+    fn rate_limits_pending(&self) -> u32 {
+        self.fake.faults(|f| f.rate_limit_next)
+    }
+}
+
+// ------------------------------------------------------------ properties
+
+/// Polls `describe` until `done` holds, returning every state seen.
+async fn states_until(
+    p: &dyn Provider,
+    id: Uuid,
+    done: impl Fn(&MachineState) -> bool,
+) -> Vec<MachineState> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<MachineState> = Vec::new();
+    loop {
+        let s = p.describe(id).await.expect("describe");
+        if seen.last() != Some(&s) {
+            seen.push(s.clone());
+        }
+        if done(&s) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "never done; saw {seen:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Terminates until the provider says the machine is gone.
+async fn terminate_until_gone(p: &dyn Provider, id: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match p.terminate(id).await {
+            Ok(MachineState::Gone) => return,
+            Ok(MachineState::Terminating) => {}
+            Ok(other) => panic!("terminate answered {other:?}"),
+            Err(ProviderError::Transient(_)) => {}
+            Err(e) => panic!("terminate failed: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_not_live(s: &dyn Subject, machine: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.live().await.iter().any(|m| m == machine) {
+        assert!(Instant::now() < deadline, "{machine} is still live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A launch whose answer was lost, retried twice, rents one machine.
+pub async fn launch_twice_is_one_machine(s: impl Subject) {
+    let p = s.provider();
+    let req = s.request(Uuid::new_v4());
+    if s.lose_next_launch_answer() {
+        let first = p.launch(&req).await;
+        assert!(
+            matches!(first, Err(ProviderError::Transient(_))),
+            "a lost answer is transient: {first:?}"
+        );
+    }
+    let a = p.launch(&req).await.expect("the retry adopts the machine");
+    let b = p.launch(&req).await.expect("and so does the next");
+    assert_eq!(a, b);
+    let live = s.live().await;
+    assert_eq!(live.len(), 1, "one machine: {live:?}");
+}
+
+/// A launched machine carries this deployment's marker, not the legacy one.
+pub async fn a_launched_machine_carries_the_deployment_marker(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    p.launch(&s.request(id)).await.expect("launch");
+    assert_eq!(p.list_marked().await.unwrap(), vec![id]);
+    assert!(p.list_legacy_marked().await.unwrap().is_empty());
+}
+
+/// Describe goes Provisioning/Booting → Running, never backwards, with
+/// somewhere to SSH to at the end.
+pub async fn describe_follows_the_boot(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+    p.launch(&s.request(id)).await.expect("launch");
+    let seen = states_until(&*p, id, |s| matches!(s, MachineState::Running { .. })).await;
+    let rank = |s: &MachineState| match s {
+        MachineState::Provisioning => 0,
+        MachineState::Booting => 1,
+        MachineState::Running { .. } => 2,
+        other => panic!("unexpected state during boot: {other:?} in {seen:?}"),
+    };
+    let ranks: Vec<i32> = seen.iter().map(rank).collect();
+    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    if s.boots_after_launch() {
+        assert!(ranks.len() >= 2, "running at once: {seen:?}");
+        assert!(
+            ranks.contains(&1),
+            "never booting without an address: {seen:?}"
+        );
+    } else {
+        assert_eq!(ranks, [2], "set up within the launch: {seen:?}");
+    }
+    let Some(MachineState::Running {
+        ip,
+        ssh_port,
+        ssh_user,
+    }) = seen.last()
+    else {
+        unreachable!()
+    };
+    assert!(ip.parse::<std::net::IpAddr>().is_ok(), "{ip}");
+    assert!(*ssh_port > 0 && !ssh_user.is_empty());
+}
+
+/// Terminate goes on answering until gone, then keeps saying gone; a
+/// machine never launched is gone at once.
+pub async fn terminate_is_repeatable_until_gone(s: impl Subject) {
+    let p = s.provider();
+    assert_eq!(
+        p.terminate(Uuid::new_v4()).await.unwrap(),
+        MachineState::Gone
+    );
+    let id = Uuid::new_v4();
+    let launched = p.launch(&s.request(id)).await.expect("launch");
+    assert_eq!(s.live().await.len(), 1);
+    terminate_until_gone(&*p, id).await;
+    for _ in 0..2 {
+        assert_eq!(p.terminate(id).await.unwrap(), MachineState::Gone);
+    }
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+    let live = s.live().await;
+    assert!(live.is_empty(), "{launched:?} left {live:?}");
+}
+
+/// No capacity is a capacity error, and rents nothing.
+pub async fn a_capacity_error_is_reported_as_capacity(s: impl Subject) {
+    let p = s.provider();
+    let req = s.request(Uuid::new_v4());
+    s.refuse_capacity(&req).await;
+    let before = s.live().await;
+    match p.launch(&req).await {
+        Err(ProviderError::Capacity(why)) => assert!(!why.is_empty()),
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    assert_eq!(s.live().await, before, "nothing rented");
+}
+
+/// A 429 is waited out inside the call.
+pub async fn a_rate_limit_is_retried(s: impl Subject) {
+    let p = s.provider();
+    s.rate_limit_next();
+    assert_eq!(
+        p.describe(Uuid::new_v4())
+            .await
+            .expect("retried past the 429"),
+        MachineState::Gone
+    );
+    assert_eq!(s.rate_limits_pending(), 0, "the 429 was served");
+}
+
+/// A 5xx is transient: the next call succeeds.
+pub async fn a_server_error_is_transient(s: impl Subject) {
+    let p = s.provider();
+    s.server_error_next();
+    let id = Uuid::new_v4();
+    match p.describe(id).await {
+        Err(ProviderError::Transient(_)) => {}
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+}
+
+/// The sweep terminates a machine under this deployment's marker that the
+/// store does not hold, and leaves alone an unmarked machine, another
+/// deployment's and a legacy-named one the store does not know.
+pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
+    let p = s.provider();
+    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4())).await;
+    let theirs = s
+        .plant(&Marker::new(OTHER_DEPLOYMENT).name(Uuid::new_v4()))
+        .await;
+    let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4())).await;
+    let unmarked = s.plant("my-own-box").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    let mut providers = Providers::default();
+    providers.add(p.clone(), &[s.request(Uuid::nil()).cloud]);
+    assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
+    wait_not_live(&s, &orphan).await;
+    let live = s.live().await;
+    for kept in [&theirs, &legacy, &unmarked] {
+        assert!(live.contains(kept), "{kept} was swept: {live:?}");
+    }
+}
+
+/// A machine launched under the legacy marker (before deployment ids) is
+/// still found by its instance id, and can be terminated.
+pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    let machine = s.plant(&format!("parasol-{id}")).await;
+    assert!(matches!(
+        p.describe(id).await.unwrap(),
+        MachineState::Running { .. }
+    ));
+    assert_eq!(p.list_legacy_marked().await.unwrap(), vec![id]);
+    assert!(p.list_marked().await.unwrap().is_empty());
+    terminate_until_gone(&*p, id).await;
+    wait_not_live(&s, &machine).await;
+}
+
+/// One test per property for one provider: `$cloud::$property`.
+macro_rules! conformance {
+    ($cloud:ident => $start:expr, [$($property:ident),* $(,)?]) => {
+        mod $cloud {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $property() {
+                    super::$property($start.await).await
+                }
+            )*
+        }
+    };
+}
+
+/// Every property, for a cloud behind HTTP.
+macro_rules! http_cloud {
+    ($($cloud:ident => $fake:ty;)*) => {
+        $(
+            conformance!($cloud => Http::<$fake>::start(), [
+                launch_twice_is_one_machine,
+                a_launched_machine_carries_the_deployment_marker,
+                describe_follows_the_boot,
+                terminate_is_repeatable_until_gone,
+                a_capacity_error_is_reported_as_capacity,
+                a_rate_limit_is_retried,
+                a_server_error_is_transient,
+                the_sweep_removes_only_this_deployments_orphans,
+                a_legacy_named_machine_is_still_found,
+            ]);
+        )*
+    };
+}
+
+http_cloud! {
+    lambda => Lambda;
+    verda => Verda;
+    hyperstack => Hyperstack;
+    runpod => Runpod;
+    vastai => Vastai;
+    digitalocean => DigitalOcean;
+}
+
+// The sim keeps its machines in the deployment's own store, behind no
+// HTTP: it has no marker to sweep by, no answer to lose and no rate limit,
+// so it runs the properties about machines only.
+conformance!(sim => SimSubject::start(), [
+    launch_twice_is_one_machine,
+    describe_follows_the_boot,
+    terminate_is_repeatable_until_gone,
+    a_capacity_error_is_reported_as_capacity,
+]);
+
+// The hosts provider: one real sshd on 127.0.0.1 (see `hosts`), one host,
+// so a second instance finds no capacity. Its machines are the operator's
+// own, never swept, and it has no HTTP.
+conformance!(hosts => HostsSubject::start(), [
+    launch_twice_is_one_machine,
+    describe_follows_the_boot,
+    terminate_is_repeatable_until_gone,
+    a_capacity_error_is_reported_as_capacity,
+]);
+
+/// One host behind a test sshd.
+pub struct HostsSubject {
+    sshd: crate::hosts::Sshd,
+    hosts: Arc<Hosts>,
+    shade: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HostsSubject {
+    async fn start() -> Self {
+        let sshd = crate::hosts::Sshd::start();
+        let dir = tempfile::tempdir().unwrap();
+        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("hosts.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        let host = HostConfig {
+            address: "127.0.0.1".into(),
+            port: sshd.port,
+            user: sshd.user.clone(),
+            key_path: sshd.path("mgmt_key"),
+            known_hosts: sshd.path("known_hosts"),
+            cloud: "hosts".into(),
+            region: "lab".into(),
+            region_display_name: None,
+            hourly_price: 100,
+            allow_reboot: false,
+        };
+        let hosts = Arc::new(Hosts::new(store, Arc::new(Clock::system()), vec![host]));
+        // The first catalog call waits for discovery.
+        let offers = hosts.offers().await.expect("discovery");
+        let shade = offers[0].shade_instance_type.clone();
+        HostsSubject {
+            sshd,
+            hosts,
+            shade,
+            _dir: dir,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subject for HostsSubject {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.hosts.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud: "hosts".into(),
+            region: "lab".into(),
+            shade_instance_type: self.shade.clone(),
+            cloud_instance_type: self.shade.clone(),
+            os: String::new(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    /// The instances whose keys are installed on the host.
+    async fn live(&self) -> Vec<String> {
+        self.sshd
+            .authorized_keys()
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter_map(|m| m.strip_prefix("parasol-instance="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    async fn plant(&self, _name: &str) -> String {
+        unimplemented!("the operator's hosts are never swept")
+    }
+
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
+        // The one host goes to another instance.
+        let mut other = req.clone();
+        other.instance_id = Uuid::new_v4();
+        self.hosts.launch(&other).await.expect("the one host");
+    }
+
+    fn lose_next_launch_answer(&self) -> bool {
+        false
+    }
+
+    fn boots_after_launch(&self) -> bool {
+        false
+    }
+}
+
+/// The sim over a store of its own, one machine per offer and region, with
+/// boots slow enough to watch.
+pub struct SimSubject {
+    sim: Arc<Sim>,
+    offer: (String, String, String),
+    _dir: tempfile::TempDir,
+}
+
+impl SimSubject {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("sim.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        let sim = Arc::new(Sim::new(
+            store,
+            Arc::new(Clock::system()),
+            SimConfig {
+                boot_seconds: 1.2,
+                capacity: Some(1),
+                ..SimConfig::default()
+            },
+        ));
+        let o = sim.offers().await.unwrap().remove(0);
+        let offer = (
+            o.cloud.clone(),
+            o.regions[0].region.clone(),
+            o.shade_instance_type.clone(),
+        );
+        SimSubject {
+            sim,
+            offer,
+            _dir: dir,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subject for SimSubject {
+    fn provider(&self) -> Arc<dyn Provider> {
+        self.sim.clone()
+    }
+
+    fn request(&self, id: Uuid) -> LaunchRequest {
+        let (cloud, region, shade) = self.offer.clone();
+        LaunchRequest {
+            instance_id: id,
+            name: "conformance".into(),
+            cloud,
+            region,
+            shade_instance_type: shade.clone(),
+            cloud_instance_type: shade,
+            os: "ubuntu22.04".into(),
+            rental_type: RentalType::OnDemand,
+            ssh_public_key: Some(public_key()),
+            launch_configuration: None,
+            envs: vec![],
+            cluster_id: None,
+        }
+    }
+
+    async fn live(&self) -> Vec<String> {
+        self.sim
+            .machines()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| !matches!(m.state.as_str(), "terminating" | "terminated"))
+            .map(|m| format!("{}-{}", m.cloud, &m.instance_id.simple().to_string()[..12]))
+            .collect()
+    }
+
+    async fn plant(&self, _name: &str) -> String {
+        unimplemented!("the sim has no machines outside the store")
+    }
+
+    async fn refuse_capacity(&self, req: &LaunchRequest) {
+        // One slot per offer and region: another machine takes it.
+        let mut other = req.clone();
+        other.instance_id = Uuid::new_v4();
+        self.sim.launch(&other).await.expect("the one slot");
+    }
+
+    fn lose_next_launch_answer(&self) -> bool {
+        false
+    }
+}
+
+// ------------------------------------------------- the clouds' levers
+
+impl FakeCloud for Lambda {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(LambdaAdapter::new(
+            LambdaConfig {
+                api_key: Secret::new(laf::KEY),
+                url: format!("{url}/api/v1"),
+                launch_interval: Duration::ZERO,
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("lambdalabs", "us-west-1", "A6000", "gpu_1x_a6000")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.terminated.is_none())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /api/v1/instance-operations/launch".into()
+    }
+}
+
+impl FakeCloud for Verda {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(VerdaAdapter::new(
+            VerdaConfig {
+                client_id: vef::CLIENT_ID.into(),
+                client_secret: Secret::new(vef::CLIENT_SECRET),
+                url: format!("{url}/v1"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("datacrunch", "FIN-01", "A6000", "1A6000.10V")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.deleted.is_none())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/instances".into()
+    }
+}
+
+impl FakeCloud for Hyperstack {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(HsAdapter::new(
+            HyperstackConfig {
+                api_key: Secret::new(hsf::KEY),
+                url: format!("{url}/v1"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("hyperstack", "CANADA-1", "A6000", "n3-RTX-A6000x1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter(|m| m.deleted.is_none())
+            .map(|m| m.id.to_string())
+            .collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, _region: &str) {
+        self.out_of_stock.push(cloud_type.into());
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/core/virtual-machines".into()
+    }
+}
+
+impl FakeCloud for Runpod {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(RunpodAdapter::new(
+            RunpodConfig {
+                api_key: Secret::new(rpf::KEY),
+                url: format!("{url}/v1"),
+                graphql_url: format!("{url}/graphql"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("runpod", "US-KS-2", "A6000", "NVIDIA RTX A6000:1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|p| p.id.clone()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        let gpu = cloud_type.rsplit_once(':').map_or(cloud_type, |(g, _)| g);
+        self.no_capacity.push((gpu.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v1/pods".into()
+    }
+}
+
+impl FakeCloud for Vastai {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(VastAdapter::new(
+            VastaiConfig {
+                api_key: Secret::new(vaf::KEY),
+                url: format!("{url}/api/v0"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("vastai", "north-america", "RTX4090", "RTX 4090:1")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        self.plant(name).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|i| i.id.to_string()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, _region: &str) {
+        let gpu = cloud_type.rsplit_once(':').map_or(cloud_type, |(g, _)| g);
+        self.sell_out(gpu);
+    }
+    fn launch_line(&self) -> String {
+        // The cheapest verified RTX 4090 in North America (Quebec, CA).
+        "PUT /api/v0/asks/5003/".into()
+    }
+    fn sends_retry_after() -> bool {
+        false
+    }
+}
+
+impl FakeCloud for DigitalOcean {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(DoAdapter::new(
+            DigitalOceanConfig {
+                token: Secret::new(dof::TOKEN),
+                url: format!("{url}/v2"),
+            },
+            deployment,
+        ))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("digitalocean", "nyc2", "H100", "gpu-h100x1-80gb")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    fn plant_named(&mut self, name: &str) -> String {
+        // A deployment tags what it names; a legacy or foreign droplet
+        // carries no such tag.
+        let tag = name
+            .strip_prefix("parasol-")
+            .and_then(|r| r.split_once('-'))
+            .filter(|(d, rest)| d.len() == 10 && rest.len() == 36)
+            .map(|(d, _)| format!("parasol-{d}"));
+        let tags: Vec<&str> = tag.iter().map(String::as_str).collect();
+        self.plant(name, &tags).to_string()
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live().iter().map(|d| d.id.to_string()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.no_capacity.push((cloud_type.into(), region.into()));
+    }
+    fn launch_line(&self) -> String {
+        "POST /v2/droplets".into()
+    }
+}

@@ -106,9 +106,19 @@ fn snake(id: &str) -> String {
 }
 
 /// What each operation does to the world and what it costs, for the
-/// tool's annotations and description. Anything not named here reads.
-fn effect(id: &str) -> (Kind, &'static str) {
+/// tool's annotations and description. A GET not named here reads; any
+/// other operation not named here is taken to spend, so a new endpoint is
+/// never offered to a read-only caller by mistake.
+fn effect(id: &str, method: &Method) -> (Kind, &'static str) {
     match id {
+        "InstancesLaunch" => (
+            Kind::Spend,
+            "Costs money: rents the cheapest instance of any cloud that meets the requirements, billed at that offer's hourly price from when it becomes active until it is deleted; with dry_run: true it only lists the candidates and is free.",
+        ),
+        "ClustersLaunch" => (
+            Kind::Spend,
+            "Costs money: every node bills at its type's hourly price until the cluster is deleted; with dry_run: true it only lists the candidates and is free.",
+        ),
         "InstancesCreate" => (
             Kind::Spend,
             "Costs money: the instance bills at its type's hourly price (see instances_types) from when it becomes active until it is deleted. Answers at once with the id; poll instances_info until status is active.",
@@ -140,7 +150,8 @@ fn effect(id: &str) -> (Kind, &'static str) {
         "SshKeysDelete" | "TemplatesDelete" => (Kind::Destroy, "Irreversible. Free."),
         "InstancesUpdate" | "SshKeysAdd" | "SshKeysSetDefault" | "TemplatesSave"
         | "TemplatesUpdate" => (Kind::Write, "Free: changes settings only."),
-        _ => (Kind::Read, "Free: reads only."),
+        _ if *method == Method::GET => (Kind::Read, "Free: reads only."),
+        _ => (Kind::Spend, "May cost money."),
     }
 }
 
@@ -191,7 +202,7 @@ fn build(doc: &Value) -> Catalog {
 fn tool(components: &Value, path: &str, method: Method, id: &str, op: &Value) -> Tool {
     let name = snake(id);
     let summary = op["summary"].as_str().unwrap_or("");
-    let (kind, cost) = effect(id);
+    let (kind, cost) = effect(id, &method);
     let mut properties = Map::new();
     let mut required = Vec::new();
     let mut path_param = None;

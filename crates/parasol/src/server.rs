@@ -130,7 +130,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(sim) = &sim {
         providers.add(sim.clone(), &Sim::clouds());
     }
-    settings.clouds.register(&mut providers);
+    let deployment_id = store
+        .setting_or_init("deployment_id", || uuid::Uuid::new_v4().to_string())
+        .await
+        .context("reading the deployment id")?;
+    settings.clouds.register(&mut providers, &deployment_id);
     if sim.is_some() {
         let simulated: Vec<String> = providers
             .clouds()

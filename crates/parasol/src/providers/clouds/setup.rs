@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::aws::config::{self as aws_config, AwsConfig, FileAws};
+use super::aws::{self, Aws};
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
 use super::verda::{self, Verda, VerdaConfig};
@@ -29,6 +31,7 @@ pub struct FileProviders {
     pub lambda: Option<FileLambda>,
     pub verda: Option<FileVerda>,
     pub hyperstack: Option<FileHyperstack>,
+    pub aws: Option<FileAws>,
 }
 
 /// `[providers.lambda]`.
@@ -64,6 +67,7 @@ pub struct CloudSettings {
     pub lambda: Option<LambdaConfig>,
     pub verda: Option<VerdaConfig>,
     pub hyperstack: Option<HyperstackConfig>,
+    pub aws: Option<AwsConfig>,
     /// How often machines carrying Parasol's marker are checked against the
     /// store.
     pub sweep_interval: Duration,
@@ -72,13 +76,18 @@ pub struct CloudSettings {
 impl CloudSettings {
     /// Whether any real cloud is enabled.
     pub fn any(&self) -> bool {
-        self.lambda.is_some() || self.verda.is_some() || self.hyperstack.is_some()
+        self.lambda.is_some()
+            || self.verda.is_some()
+            || self.hyperstack.is_some()
+            || self.aws.is_some()
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
     /// a real cloud serves its name even when the sim also simulates it
     /// (the sim then stops offering that name, and the log says so).
-    pub fn register(&self, providers: &mut Providers) {
+    /// `deployment_id` goes into the marker of every machine, so that the
+    /// orphan sweep touches only this deployment's machines.
+    pub fn register(&self, providers: &mut Providers, deployment_id: &str) {
         if let Some(c) = &self.lambda {
             enable(
                 providers,
@@ -101,6 +110,15 @@ impl CloudSettings {
                 Arc::new(Hyperstack::new(c.clone())),
                 hyperstack::CLOUD,
                 &c.url,
+            );
+        }
+        if let Some(c) = &self.aws {
+            tracing::info!(credentials = %c.credentials.source, regions = %c.regions.join(","), "aws credentials found");
+            enable(
+                providers,
+                Arc::new(Aws::new(c.clone(), deployment_id.to_string())),
+                aws::CLOUD,
+                &c.endpoint_display(),
             );
         }
     }
@@ -126,6 +144,16 @@ pub fn resolve(
     file: &FileProviders,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<CloudSettings> {
+    resolve_with_files(file, env, |p| std::fs::read_to_string(p).ok())
+}
+
+/// [`resolve`], reading AWS's shared files with `read`.
+pub fn resolve_with_files(
+    file: &FileProviders,
+    env: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<CloudSettings> {
+    let aws = aws_config::resolve(file.aws.as_ref(), &env, &read)?;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let secret = |name: &str, file: Option<&Secret>| {
         env(name)
@@ -231,6 +259,7 @@ pub fn resolve(
         lambda,
         verda,
         hyperstack,
+        aws,
         sweep_interval,
     })
 }
@@ -250,7 +279,7 @@ mod tests {
 
     #[test]
     fn nothing_configured_enables_no_cloud() {
-        let c = resolve(&FileProviders::default(), env(&[])).unwrap();
+        let c = resolve_with_files(&FileProviders::default(), env(&[]), |_| None).unwrap();
         assert!(!c.any());
     }
 

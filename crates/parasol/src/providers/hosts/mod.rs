@@ -27,7 +27,7 @@
 //! Parasol never stores the management key: the config names a file, and
 //! only the `ssh` client reads it.
 
-mod remote;
+pub(crate) mod remote;
 mod ssh;
 
 use std::collections::BTreeMap;

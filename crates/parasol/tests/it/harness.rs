@@ -131,7 +131,10 @@ impl Server {
             .env_remove("PARASOL_DATABASE_URL")
             // AWS is enabled by whatever credentials the machine holds: a
             // test server sees none but those its test gives it.
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.data_dir.join("no-aws-credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.data_dir.join("no-aws-credentials"),
+            )
             .env("AWS_CONFIG_FILE", self.data_dir.join("no-aws-config"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -256,7 +256,11 @@ impl Aws {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            // Only the served families: all of EC2's types are megabytes.
             let mut p = params([("MaxResults", "100")]);
+            let patterns: Vec<String> = catalog::FAMILIES.iter().map(|f| format!("{f}*")).collect();
+            let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            filter(&mut p, 1, "instance-type", &patterns);
             if let Some(t) = &token {
                 p.push(("NextToken".into(), t.clone()));
             }

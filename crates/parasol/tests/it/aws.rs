@@ -479,8 +479,24 @@ async fn no_capacity_in_any_zone_is_an_error_and_a_quota_is_named() {
 
 #[tokio::test]
 async fn an_auth_failure_makes_aws_unavailable_and_leaves_the_other_clouds() {
-    let w =
-        world_with(|p| p.fault(Fault::error("DescribeInstanceTypes", "AuthFailure", 401))).await;
+    let moto = moto::start();
+    let proxy = Proxy::start(&moto.url);
+    proxy.fault(Fault::error("DescribeInstanceTypes", "AuthFailure", 401));
+    // The sim serves the other clouds beside AWS.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parasol.toml");
+    std::fs::write(&config, "[sim]\nenabled = true\n").unwrap();
+    let w = World {
+        server: Server::start(
+            Opts {
+                env: aws_env(&proxy),
+                ..Opts::default()
+            }
+            .args(&["--config", config.to_str().unwrap()]),
+        ),
+        moto,
+        proxy,
+    };
     let c = w.server.admin();
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {

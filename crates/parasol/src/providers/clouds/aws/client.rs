@@ -58,8 +58,12 @@ impl Ec2Error {
         }
     }
 
-    /// Whether waiting and sending again may succeed.
+    /// Whether waiting and sending again may succeed. EC2 answers
+    /// capacity errors with a 5xx too; those move to another zone instead.
     pub fn retryable(&self) -> bool {
+        if self.is_zone_capacity() {
+            return false;
+        }
         matches!(
             self.code.as_str(),
             "RequestLimitExceeded"
@@ -326,6 +330,10 @@ mod tests {
         let e = Ec2Error::parse(500, body);
         assert_eq!(e.code, "InsufficientInstanceCapacity");
         assert!(e.is_zone_capacity());
+        assert!(
+            !e.retryable(),
+            "a zone without capacity is not retried in place"
+        );
         let auth = Ec2Error::parse(401, "<Response><Errors><Error><Code>AuthFailure</Code><Message>bad</Message></Error></Errors></Response>");
         assert!(
             matches!(auth.into_provider("RunInstances"), ProviderError::Permanent(m) if m.contains("credentials"))

@@ -238,7 +238,7 @@ async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
     let r = &runs[0];
     let auth = r.authorization.as_deref().expect("signed");
     assert!(
-        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential=AKIDPARASOLTEST/"))
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDPARASOLTEST/")
             && auth.contains("/us-east-1/ec2/aws4_request"),
         "{auth}"
     );

@@ -525,3 +525,73 @@ async fn an_auth_failure_makes_aws_unavailable_and_leaves_the_other_clouds() {
     let others = c.get("/v1/instances/types").await.expect(200);
     assert!(!others["instance_types"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine() {
+    let w = world().await;
+    let c = w.server.admin();
+    let vol = c
+        .post(
+            "/v1/volumes/create",
+            json!({"cloud": "aws", "region": REGION, "size_in_gb": 100, "name": "data"}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = create(&c, "L4", json!({"volume_ids": [vol]})).await;
+    c.wait_status(&id, "active").await;
+    let m = one_machine(&w.moto, &id).await;
+    let ec2_id = m.text_at(&["instanceId"]).unwrap().to_string();
+    let zone = m
+        .text_at(&["placement", "availabilityZone"])
+        .unwrap()
+        .to_string();
+    let attached = || async {
+        let v = w
+            .moto
+            .call(
+                REGION,
+                "DescribeVolumes",
+                &[
+                    ("Filter.1.Name", "tag:parasol:volume-id"),
+                    ("Filter.1.Value.1", &vol),
+                ],
+            )
+            .await;
+        v.items(&["volumeSet"])
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let v = attached().await;
+        if v.len() == 1 && v[0].text_at(&["status"]) == Some("in-use") {
+            break v[0].clone();
+        }
+        assert!(Instant::now() < deadline, "never attached: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v.text_at(&["size"]), Some("100"));
+    assert_eq!(v.text_at(&["volumeType"]), Some("gp3"));
+    assert_eq!(v.text_at(&["availabilityZone"]), Some(zone.as_str()));
+    let att = v.items(&["attachmentSet"]);
+    assert_eq!(att[0].text_at(&["instanceId"]), Some(ec2_id.as_str()));
+    assert_eq!(att[0].text_at(&["device"]), Some("/dev/sdf"));
+    let created = w.proxy.requests_for("CreateVolume");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].param("AvailabilityZone"), Some(zone.as_str()));
+
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+    assert!(
+        attached().await.is_empty(),
+        "the EBS volume is deleted with the machine"
+    );
+    assert!(!w.proxy.requests_for("DetachVolume").is_empty());
+    assert_eq!(w.proxy.requests_for("DeleteVolume").len(), 1);
+}

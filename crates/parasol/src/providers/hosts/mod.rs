@@ -818,6 +818,7 @@ mod tests {
             launch_configuration: None,
             envs: Vec::new(),
             cluster_id: None,
+            volumes: Vec::new(),
         }
     }
 

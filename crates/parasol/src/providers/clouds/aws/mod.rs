@@ -52,8 +52,8 @@ use self::config::AwsConfig;
 use self::xml::Xml;
 use super::{configuration, key_name, marker, shade_type, OffersCache};
 use crate::providers::{
-    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
-    VolumeOffer,
+    Capacity, LaunchRequest, LaunchVolume, Launched, MachineState, Offer, Provider, ProviderError,
+    RegionOffer, VolumeOffer,
 };
 
 /// The cloud name in the API.
@@ -63,6 +63,8 @@ pub const TAG_INSTANCE: &str = "parasol:instance-id";
 /// Tag holding the deployment id, so the orphan sweep touches only this
 /// deployment's machines.
 pub const TAG_DEPLOYMENT: &str = "parasol:deployment";
+/// Tag holding the Parasol volume an EBS volume stands for.
+pub const TAG_VOLUME: &str = "parasol:volume-id";
 /// Tag holding the zone Parasol chose.
 pub const TAG_ZONE: &str = "parasol:zone";
 /// Name of the security group Parasol makes per region and VPC.
@@ -663,6 +665,147 @@ impl Aws {
         Ok(newest)
     }
 
+    /// The EBS volumes made for the machine of `id`.
+    async fn volumes_of(&self, region: &str, id: Uuid) -> Result<Vec<Xml>, ProviderError> {
+        let mut p = Params::new();
+        filter(
+            &mut p,
+            1,
+            &format!("tag:{TAG_INSTANCE}"),
+            &[&id.to_string()],
+        );
+        let x = self.call(region, "DescribeVolumes", &p).await?;
+        Ok(x.items(&["volumeSet"]).into_iter().cloned().collect())
+    }
+
+    /// Makes a gp3 volume in the machine's zone for each of the instance's
+    /// volumes that has none yet.
+    async fn create_volumes(
+        &self,
+        region: &str,
+        id: Uuid,
+        zone: &str,
+        volumes: &[LaunchVolume],
+    ) -> Result<(), ProviderError> {
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let existing = self.volumes_of(region, id).await?;
+        for v in volumes {
+            let vid = v.id.to_string();
+            if existing
+                .iter()
+                .any(|e| e.tag(TAG_VOLUME) == Some(vid.as_str()))
+            {
+                continue;
+            }
+            let token = format!("{id}-{}", &vid[..8]);
+            let size = v.size_in_gb.to_string();
+            let iid = id.to_string();
+            self.call(
+                region,
+                "CreateVolume",
+                &params([
+                    ("AvailabilityZone", zone),
+                    ("Size", &size),
+                    ("VolumeType", "gp3"),
+                    ("ClientToken", &token),
+                    ("TagSpecification.1.ResourceType", "volume"),
+                    ("TagSpecification.1.Tag.1.Key", TAG_INSTANCE),
+                    ("TagSpecification.1.Tag.1.Value", &iid),
+                    ("TagSpecification.1.Tag.2.Key", TAG_VOLUME),
+                    ("TagSpecification.1.Tag.2.Value", &vid),
+                    ("TagSpecification.1.Tag.3.Key", TAG_DEPLOYMENT),
+                    ("TagSpecification.1.Tag.3.Value", &self.deployment_id),
+                ]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the machine's volumes that are not attached yet (EC2
+    /// attaches only to a running machine), as /dev/sdf, /dev/sdg, ... in
+    /// the order of their Parasol ids.
+    async fn attach_volumes(
+        &self,
+        region: &str,
+        id: Uuid,
+        ec2_id: &str,
+    ) -> Result<(), ProviderError> {
+        let mut vols = self.volumes_of(region, id).await?;
+        vols.sort_by(|a, b| a.tag(TAG_VOLUME).cmp(&b.tag(TAG_VOLUME)));
+        for (n, v) in vols.iter().enumerate() {
+            if v.text_at(&["status"]) != Some("available") {
+                continue;
+            }
+            let device = format!("/dev/sd{}", (b'f' + (n as u8).min(20)) as char);
+            let vol = v.text_at(&["volumeId"]).unwrap_or("");
+            self.call(
+                region,
+                "AttachVolume",
+                &params([
+                    ("VolumeId", vol),
+                    ("InstanceId", ec2_id),
+                    ("Device", &device),
+                ]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the machine's attached volumes and deletes the detached
+    /// ones; true once none is left.
+    async fn release_volumes(&self, region: &str, id: Uuid) -> Result<bool, ProviderError> {
+        let vols = self.volumes_of(region, id).await?;
+        let mut left = false;
+        for v in &vols {
+            let vol = v.text_at(&["volumeId"]).unwrap_or("");
+            match v.text_at(&["status"]).unwrap_or("") {
+                "in-use" => {
+                    left = true;
+                    // InstanceId is optional in AWS's reference, but moto fails
+                    // without it; AWS accepts it, so it is always sent.
+                    let attached_to = v
+                        .items(&["attachmentSet"])
+                        .first()
+                        .and_then(|a| a.text_at(&["instanceId"]))
+                        .unwrap_or("")
+                        .to_string();
+                    match self
+                        .ec2
+                        .call(
+                            region,
+                            "DetachVolume",
+                            &params([("VolumeId", vol), ("InstanceId", &attached_to)]),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some("IncorrectState") => {}
+                        Err(e) => return Err(e.into_provider("DetachVolume")),
+                    }
+                }
+                "available" => {
+                    left = true;
+                    match self
+                        .ec2
+                        .call(region, "DeleteVolume", &params([("VolumeId", vol)]))
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some("InvalidVolume.NotFound") => {}
+                        Err(e) => return Err(e.into_provider("DeleteVolume")),
+                    }
+                }
+                "deleted" => {}
+                _ => left = true,
+            }
+        }
+        Ok(!left)
+    }
+
     fn run_params(
         &self,
         req: &LaunchRequest,
@@ -764,6 +907,10 @@ impl Provider for Aws {
                 ));
             }
             let ec2_id = i.text_at(&["instanceId"]).unwrap_or("").to_string();
+            if let Some(zone) = i.text_at(&["placement", "availabilityZone"]) {
+                self.create_volumes(region, req.instance_id, zone, &req.volumes)
+                    .await?;
+            }
             self.known.lock().expect("poisoned").insert(
                 req.instance_id,
                 Known {
@@ -814,6 +961,10 @@ impl Provider for Aws {
                         })?
                         .to_string();
                     tracing::info!(instance = %req.instance_id, ec2_id = %ec2_id, zone = %zone, "aws: launched");
+                    // The machine is made: a failure from here on is
+                    // retried, and the retry adopts it by its tag.
+                    self.create_volumes(region, req.instance_id, zone, &req.volumes)
+                        .await?;
                     self.known.lock().expect("poisoned").insert(
                         req.instance_id,
                         Known {
@@ -845,7 +996,13 @@ impl Provider for Aws {
         Ok(match self.find(id).await? {
             None => MachineState::Gone,
             Some((_, None)) => MachineState::Provisioning,
-            Some((_, Some(i))) => live_state(&i),
+            Some((k, Some(i))) => {
+                let state = live_state(&i);
+                if let MachineState::Running { .. } = state {
+                    self.attach_volumes(&k.region, id, &k.ec2_id).await?;
+                }
+                state
+            }
         })
     }
 
@@ -870,12 +1027,18 @@ impl Provider for Aws {
         };
         match found.as_ref().map(state_name) {
             Some("terminated") => {
+                if !self.release_volumes(&k.region, id).await? {
+                    return Ok(MachineState::Terminating);
+                }
                 self.known.lock().expect("poisoned").remove(&id);
                 return Ok(MachineState::Gone);
             }
             Some("shutting-down") => return Ok(MachineState::Terminating),
             _ => {}
         }
+        // Detach first, so the volumes outlive the machine only as long
+        // as it takes to delete them.
+        self.release_volumes(&k.region, id).await?;
         match self
             .ec2
             .call(

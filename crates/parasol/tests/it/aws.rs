@@ -27,6 +27,9 @@ fn aws_env(proxy: &Proxy) -> Vec<(String, String)> {
         ("AWS_ENDPOINT_URL_EC2", proxy.url.as_str()),
         ("PARASOL_AWS_REGIONS", REGION),
         ("PARASOL_ORPHAN_SWEEP_SECONDS", "1"),
+        // Active machines are checked every second, so a machine AWS
+        // takes away is noticed within a test.
+        ("PARASOL_ACTIVE_CHECK_SECONDS", "1"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -295,6 +298,42 @@ async fn a_spot_create_asks_for_one_time_spot() {
     );
     let m = one_machine(&w.moto, &id).await;
     assert_eq!(m.text_at(&["instanceLifecycle"]), Some("spot"));
+
+    // AWS reclaims it (moto cannot send the interruption itself; a spot
+    // machine terminated under Parasol is one): the preemption path.
+    let ec2_id = m.text_at(&["instanceId"]).unwrap();
+    w.moto
+        .call(REGION, "TerminateInstances", &[("InstanceId.1", ec2_id)])
+        .await;
+    c.wait_gone(&id).await;
+    let rec = w
+        .server
+        .store()
+        .await
+        .get_instance_any(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.instance.status_details.as_deref(), Some("preempted"));
+}
+
+#[tokio::test]
+async fn a_machine_aws_terminates_under_a_live_instance_is_an_error_with_the_reason() {
+    let w = world().await;
+    let c = w.server.admin();
+    let id = create(&c, "T4", json!({})).await;
+    c.wait_status(&id, "active").await;
+    let m = one_machine(&w.moto, &id).await;
+    w.moto
+        .call(
+            REGION,
+            "TerminateInstances",
+            &[("InstanceId.1", m.text_at(&["instanceId"]).unwrap())],
+        )
+        .await;
+    let info = c.wait_status(&id, "error").await;
+    let details = info["status_details"].as_str().unwrap();
+    assert!(details.contains("AWS terminated the machine"), "{details}");
 }
 
 #[tokio::test]

@@ -41,14 +41,30 @@ pub struct FileAws {
     pub amis: BTreeMap<String, String>,
 }
 
-/// AWS credentials. The secret parts never print.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// AWS credentials. Their `Debug` shows only where they came from and the
+/// key id's last four characters.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub session_token: Option<Secret>,
     /// Where they came from, for the start log (`environment`, `profile x`).
     pub source: String,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.access_key_id.chars().count();
+        let tail: String = self
+            .access_key_id
+            .chars()
+            .skip(n.saturating_sub(4))
+            .collect();
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &format!("***{tail}"))
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything the adapter needs.
@@ -281,6 +297,7 @@ mod tests {
         assert_eq!(c.credentials.access_key_id, "FROMCONFIG");
         assert_eq!(c.regions, ["us-west-2"]);
         assert!(!format!("{c:?}").contains("s3"));
+        assert!(!format!("{c:?}").contains("FROMCONFIG"));
     }
 
     #[test]

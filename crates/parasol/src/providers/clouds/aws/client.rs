@@ -3,9 +3,13 @@
 //!
 //! Lean client versus `aws-sdk-ec2`, measured on the project's 2-core
 //! machine (clean `nice -n 19 cargo build --release` of a scratch binary
-//! using the same features each way, while other builds shared the
-//! machine): BENCH_FIGURES. Parasol calls about twenty EC2 actions with a
-//! handful of parameters each, so the lean client is the smaller cost.
+//! outside the repo, own target dir, while four other engineers' builds
+//! shared the machine, 2026-12-01): `aws-sigv4` (sign-http, http1) +
+//! `aws-credential-types` + `roxmltree` + reqwest (rustls) + tokio, 121
+//! crates: 269 s; `aws-sdk-ec2` + `aws-config` (rustls, rt-tokio), 170
+//! crates: 3062 s, of which `aws-sdk-ec2` alone took over 25 minutes.
+//! Parasol calls about twenty EC2 actions with a handful of parameters
+//! each, so the lean client it is.
 
 use std::time::{Duration, SystemTime};
 

@@ -23,7 +23,7 @@ use super::placement::{self, Attempt};
 use super::{begin_delete, cost};
 use crate::clock::Clock;
 use crate::providers::catalog::Catalog;
-use crate::providers::{LaunchRequest, MachineState, Provider, ProviderError};
+use crate::providers::{LaunchRequest, LaunchVolume, MachineState, Provider, ProviderError};
 use crate::store::{wall_ms, InstanceRecord, Store, StoreResult};
 
 /// Reconciler settings.
@@ -306,6 +306,23 @@ impl Reconciler {
         if rec.internal.placement.as_ref().is_some_and(|p| p.waiting) {
             return self.place(rec, None).await;
         }
+        let mut volumes = Vec::new();
+        for v in &rec.instance.volume_ids {
+            let Ok(v) = uuid::Uuid::parse_str(v) else {
+                continue;
+            };
+            match self.store.get_volume(rec.account_id, v).await {
+                Ok(Some(v)) => volumes.push(LaunchVolume {
+                    id: v.id,
+                    size_in_gb: v.size_in_gb,
+                }),
+                // Deleted since the create: nothing to mount.
+                Ok(None) => {}
+                Err(e) => {
+                    return self.back_off(rec, format!("reading the instance's volumes: {e}"))
+                }
+            }
+        }
         let i = &rec.instance;
         let req = LaunchRequest {
             instance_id: i.id,
@@ -320,6 +337,7 @@ impl Reconciler {
             launch_configuration: i.launch_configuration.clone(),
             envs: i.envs.clone(),
             cluster_id: rec.cluster_id,
+            volumes,
         };
         match self.call(provider, "launch", provider.launch(&req)).await {
             Ok(launched) => {

@@ -110,6 +110,16 @@ pub struct LaunchRequest {
     /// Set for the nodes of a cluster: they come from the provider's
     /// cluster capacity, not its single-machine capacity.
     pub cluster_id: Option<Uuid>,
+    /// The volumes the instance mounts, for providers that make a disk per
+    /// machine (AWS); the others ignore them.
+    pub volumes: Vec<LaunchVolume>,
+}
+
+/// A volume an instance mounts, as a launch sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchVolume {
+    pub id: Uuid,
+    pub size_in_gb: i64,
 }
 
 /// A provider's answer to a launch.

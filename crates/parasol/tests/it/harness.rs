@@ -129,9 +129,26 @@ impl Server {
             .env("PARASOL_LOG", "warn,parasol=info")
             .env_remove("PARASOL_CONFIG")
             .env_remove("PARASOL_DATABASE_URL")
+            // AWS is enabled by whatever credentials the machine holds: a
+            // test server sees none but those its test gives it.
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.data_dir.join("no-aws-credentials"),
+            )
+            .env("AWS_CONFIG_FILE", self.data_dir.join("no-aws-config"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file(&self.data_dir)));
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_EC2",
+        ] {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -4,6 +4,7 @@ mod conformance;
 mod fakes;
 mod harness;
 
+mod aws;
 mod cli;
 mod clusters;
 mod crash;

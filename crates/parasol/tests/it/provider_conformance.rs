@@ -142,6 +142,7 @@ impl<C: FakeCloud + Send> Subject for Http<C> {
             launch_configuration: None,
             envs: vec![],
             cluster_id: None,
+            volumes: vec![],
         }
     }
 
@@ -521,6 +522,7 @@ impl Subject for HostsSubject {
             launch_configuration: None,
             envs: vec![],
             cluster_id: None,
+            volumes: vec![],
         }
     }
 
@@ -616,6 +618,7 @@ impl Subject for SimSubject {
             launch_configuration: None,
             envs: vec![],
             cluster_id: None,
+            volumes: vec![],
         }
     }
 

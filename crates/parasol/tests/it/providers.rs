@@ -839,6 +839,7 @@ fn launch_request(
         launch_configuration: None,
         envs: vec![],
         cluster_id: None,
+        volumes: vec![],
     }
 }
 

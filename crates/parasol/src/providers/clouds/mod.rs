@@ -3,7 +3,9 @@
 //! as documented (`tests/it/fakes`), and what they share: credentials that
 //! never print, the machine marker, the HTTP plumbing ([`http`]), the GPU
 //! naming ([`gpus`]) and the settings that enable each cloud ([`setup`]).
+//! AWS ([`aws`]) is tested against moto's EC2 server instead of a fake.
 
+pub mod aws;
 pub mod digitalocean;
 pub mod gpus;
 pub mod http;

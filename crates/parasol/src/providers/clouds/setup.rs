@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::aws::config::{self as aws_config, AwsConfig, FileAws};
+use super::aws::{self, Aws};
 use super::digitalocean::{self, DigitalOcean, DigitalOceanConfig};
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
@@ -35,6 +37,7 @@ pub struct FileProviders {
     pub runpod: Option<FileRunpod>,
     pub vastai: Option<FileVastai>,
     pub digitalocean: Option<FileDigitalOcean>,
+    pub aws: Option<FileAws>,
 }
 
 /// `[providers.lambda]`.
@@ -98,6 +101,7 @@ pub struct CloudSettings {
     pub runpod: Option<RunpodConfig>,
     pub vastai: Option<VastaiConfig>,
     pub digitalocean: Option<DigitalOceanConfig>,
+    pub aws: Option<AwsConfig>,
     /// How often machines carrying Parasol's marker are checked against the
     /// store.
     pub sweep_interval: Duration,
@@ -112,12 +116,14 @@ impl CloudSettings {
             || self.runpod.is_some()
             || self.vastai.is_some()
             || self.digitalocean.is_some()
+            || self.aws.is_some()
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
     /// a real cloud serves its name even when the sim also simulates it
-    /// (the sim then stops offering that name, and the log says so). Each
-    /// adapter marks its machines with `deployment_id`.
+    /// (the sim then stops offering that name, and the log says so).
+    /// `deployment_id` goes into the marker of every machine, so that the
+    /// orphan sweep touches only this deployment's machines.
     pub fn register(&self, providers: &mut Providers, deployment_id: &str) {
         if let Some(c) = &self.lambda {
             enable(
@@ -167,6 +173,15 @@ impl CloudSettings {
                 &c.url,
             );
         }
+        if let Some(c) = &self.aws {
+            tracing::info!(credentials = %c.credentials.source, regions = %c.regions.join(","), "aws credentials found");
+            enable(
+                providers,
+                Arc::new(Aws::new(c.clone(), deployment_id.to_string())),
+                aws::CLOUD,
+                &c.endpoint_display(),
+            );
+        }
     }
 }
 
@@ -190,6 +205,16 @@ pub fn resolve(
     file: &FileProviders,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<CloudSettings> {
+    resolve_with_files(file, env, |p| std::fs::read_to_string(p).ok())
+}
+
+/// [`resolve`], reading AWS's shared files with `read`.
+pub fn resolve_with_files(
+    file: &FileProviders,
+    env: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<CloudSettings> {
+    let aws = aws_config::resolve(file.aws.as_ref(), &env, &read)?;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let secret = |name: &str, file: Option<&Secret>| {
         env(name)
@@ -351,6 +376,7 @@ pub fn resolve(
         runpod,
         vastai,
         digitalocean,
+        aws,
         sweep_interval,
     })
 }
@@ -370,7 +396,7 @@ mod tests {
 
     #[test]
     fn nothing_configured_enables_no_cloud() {
-        let c = resolve(&FileProviders::default(), env(&[])).unwrap();
+        let c = resolve_with_files(&FileProviders::default(), env(&[]), |_| None).unwrap();
         assert!(!c.any());
     }
 

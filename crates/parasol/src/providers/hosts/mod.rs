@@ -27,7 +27,7 @@
 //! Parasol never stores the management key: the config names a file, and
 //! only the `ssh` client reads it.
 
-mod remote;
+pub(crate) mod remote;
 mod ssh;
 
 use std::collections::BTreeMap;
@@ -818,6 +818,7 @@ mod tests {
             launch_configuration: None,
             envs: Vec::new(),
             cluster_id: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -5,10 +5,15 @@
 //! Each fake is one `Cloud` behind a catch-all axum handler on
 //! `127.0.0.1:0`; the server under test reaches it only because the test
 //! sets `PARASOL_<CLOUD>_URL`.
+//!
+//! AWS is the exception: the real moto EC2 server stands in for it
+//! ([`moto`]), behind a recording, fault-injecting proxy ([`aws_proxy`]).
 
+pub mod aws_proxy;
 pub mod digitalocean;
 pub mod hyperstack;
 pub mod lambda;
+pub mod moto;
 pub mod runpod;
 pub mod vastai;
 pub mod verda;

@@ -51,19 +51,23 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// On a fresh store, creates the admin account and prints its key once
-/// (`PARASOL_API_KEY` chooses it); the key is also written, mode 0600, to
-/// the data directory.
+/// On a fresh store, creates the admin account. A key Parasol made is
+/// printed once (and written, mode 0600, to the data directory); a key the
+/// operator chose with `PARASOL_API_KEY` is never printed nor written, since
+/// stdout usually ends up in a log collector: the message says where it
+/// came from instead.
 pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyhow::Result<()> {
     if store.count_accounts().await? > 0 {
         return Ok(());
     }
-    let key = std::env::var("PARASOL_API_KEY")
+    let chosen = std::env::var("PARASOL_API_KEY")
         .ok()
-        .filter(|k| !k.trim().is_empty())
-        .unwrap_or_else(new_api_key);
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let from_operator = chosen.is_some();
+    let key = chosen.unwrap_or_else(new_api_key);
     if let Err(e) = store
-        .create_account("admin", &hash_key(key.trim()), true, clock.now_ms())
+        .create_account("admin", &hash_key(&key), true, clock.now_ms())
         .await
     {
         // Replicas starting together on a fresh database race here; the
@@ -75,13 +79,17 @@ pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyh
         }
         return Err(e.into());
     }
+    if from_operator {
+        println!("Created the admin account with the API key from PARASOL_API_KEY (not shown).");
+        return Ok(());
+    }
     let path = data_dir.join(ADMIN_KEY_FILE);
-    write_secret(&path, &format!("{}\n", key.trim()))?;
+    write_secret(&path, &format!("{key}\n"))?;
     println!(
         "Created the admin account. Its API key, shown only this once (also in {}):",
         path.display()
     );
-    println!("{}", key.trim());
+    println!("{key}");
     Ok(())
 }
 

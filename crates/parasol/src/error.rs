@@ -110,6 +110,7 @@ impl ApiError {
                 message: self.message.clone(),
                 field: self.field.clone(),
             },
+            message: self.message.clone(),
         }
     }
 }

@@ -328,6 +328,7 @@ pub async fn create(
     i.volume_mount = req.volume_mount.clone();
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
+    i.template_id = req.template_id.clone().filter(|t| !t.trim().is_empty());
     let id = i.id;
     match app
         .store
@@ -347,7 +348,10 @@ pub async fn create(
     app.notify.notify_one();
     tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
         region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");
-    Ok(ok(CreateResponse { id }))
+    Ok(ok(CreateResponse {
+        id,
+        cloud_assigned_id: rec.instance.cloud_assigned_id.clone(),
+    }))
 }
 
 /// What every new instance needs, whether created alone or as a node.
@@ -426,8 +430,9 @@ pub async fn new_instance(
                 nvlink: c.nvlink,
                 vram_per_gpu_in_gb: c.vram_per_gpu_in_gb,
                 gpu_manufacturer: c.gpu_manufacturer.clone(),
-                os,
+                os: os.clone(),
             },
+            os,
             ip: None,
             ssh_user: offer.ssh_user.clone(),
             ssh_port: offer.ssh_port,
@@ -453,6 +458,7 @@ pub async fn new_instance(
             created_at: n.now,
             deleted_at: None,
             boot_time: offer.boot_time,
+            template_id: None,
         },
         internal: Internal {
             ssh_public_key: key.map(|k| k.public_key),

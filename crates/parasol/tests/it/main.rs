@@ -6,8 +6,10 @@ mod harness;
 
 mod cli;
 mod clusters;
+mod compat;
 mod crash;
 mod errors;
+mod first_start;
 mod hosts;
 mod instances;
 mod logs;

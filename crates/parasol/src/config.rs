@@ -76,6 +76,20 @@ pub struct ServeArgs {
     /// instances to the others after this long.
     #[arg(long, env = "PARASOL_LEASE_TIMEOUT_MS")]
     pub lease_timeout_ms: Option<u64>,
+    /// Longest a client may take to send a request's head, in
+    /// milliseconds (default 10000).
+    #[arg(long, env = "PARASOL_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Longest an idle keep-alive connection is kept open, in milliseconds
+    /// (default 60000).
+    #[arg(long, env = "PARASOL_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open connections overall (default 4096).
+    #[arg(long, env = "PARASOL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address (default 256).
+    #[arg(long, env = "PARASOL_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PARASOL_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -107,6 +121,19 @@ pub struct FileConfig {
     /// `[alerts]`: where alert notifications go.
     #[serde(default)]
     pub alerts: FileAlerts,
+    /// `[http]`: connection and rate limits.
+    #[serde(default)]
+    pub http: FileHttp,
+}
+
+/// `[http]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttp {
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// `[alerts]` in the TOML file.
@@ -169,6 +196,8 @@ pub struct Settings {
     pub test_clock: bool,
     /// Receives alert notifications; none: alerts are only recorded.
     pub alert_webhook_url: Option<String>,
+    /// Connection caps and timeouts.
+    pub conn_limits: crate::listener::ConnLimits,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -310,6 +339,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if pool_size == 0 {
         bail!("--pool-size must be at least 1");
     }
+    let conn_limits = conn_limits(args, &file.http)?;
     let clouds =
         crate::providers::clouds::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     crate::providers::hosts::validate(&file.hosts)?;
@@ -331,5 +361,49 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         reconciler,
         test_clock: args.test_clock,
         alert_webhook_url: args.alert_webhook_url.clone().or(file.alerts.webhook_url),
+        conn_limits,
+    })
+}
+
+fn conn_limits(args: &ServeArgs, file: &FileHttp) -> anyhow::Result<crate::listener::ConnLimits> {
+    let d = crate::listener::ConnLimits::default();
+    let ms =
+        |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| match flag.or(file) {
+            None => Ok(default),
+            Some(ms) if ms >= 10 => Ok(Duration::from_millis(ms)),
+            Some(ms) => bail!("--{name} must be at least 10, got {ms}"),
+        };
+    let count = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| match flag
+        .or(file)
+    {
+        None => Ok(default),
+        Some(0) => bail!("--{name} must be at least 1"),
+        Some(n) => Ok(n),
+    };
+    Ok(crate::listener::ConnLimits {
+        header_read_timeout: ms(
+            args.header_read_timeout_ms,
+            file.header_read_timeout_ms,
+            d.header_read_timeout,
+            "header-read-timeout-ms",
+        )?,
+        idle_timeout: ms(
+            args.idle_timeout_ms,
+            file.idle_timeout_ms,
+            d.idle_timeout,
+            "idle-timeout-ms",
+        )?,
+        max_connections: count(
+            args.max_connections,
+            file.max_connections,
+            d.max_connections,
+            "max-connections",
+        )?,
+        max_connections_per_address: count(
+            args.max_connections_per_address,
+            file.max_connections_per_address,
+            d.max_connections_per_address,
+            "max-connections-per-address",
+        )?,
     })
 }

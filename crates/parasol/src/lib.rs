@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;

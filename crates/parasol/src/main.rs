@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server and the lifecycle engine.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (works while the server runs).
     Accounts {
         #[command(subcommand)]

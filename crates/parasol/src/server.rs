@@ -225,9 +225,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     ));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::listener::serve(
+        listener,
+        http::router(state),
+        settings.conn_limits.clone(),
+        None,
+        shutdown,
+    )
+    .await;
     tracing::info!("shutting down: finishing in-flight reconciler steps");
     stop_tx.send(true).ok();
     reconciler_task.await.ok();

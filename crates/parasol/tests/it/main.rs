@@ -7,6 +7,7 @@ mod harness;
 mod cli;
 mod clusters;
 mod compat;
+mod connections;
 mod crash;
 mod errors;
 mod first_start;

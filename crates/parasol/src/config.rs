@@ -76,6 +76,12 @@ pub struct ServeArgs {
     /// instances to the others after this long.
     #[arg(long, env = "PARASOL_LEASE_TIMEOUT_MS")]
     pub lease_timeout_ms: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with `--tls-key`).
+    #[arg(long, env = "PARASOL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "PARASOL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Longest a client may take to send a request's head, in
     /// milliseconds (default 10000).
     #[arg(long, env = "PARASOL_HEADER_READ_TIMEOUT_MS")]
@@ -90,6 +96,28 @@ pub struct ServeArgs {
     /// Open connections from one client address (default 256).
     #[arg(long, env = "PARASOL_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<usize>,
+    /// Requests per second one API key may make, sustained (default 100;
+    /// 0: no limit).
+    #[arg(long, env = "PARASOL_KEY_RATE")]
+    pub key_rate: Option<f64>,
+    /// Requests one API key may make at once above its rate (default 500).
+    #[arg(long, env = "PARASOL_KEY_BURST")]
+    pub key_burst: Option<f64>,
+    /// Requests per second from one client address (default 200; 0: no
+    /// limit).
+    #[arg(long, env = "PARASOL_ADDRESS_RATE")]
+    pub address_rate: Option<f64>,
+    /// Requests from one client address at once above its rate (default
+    /// 1000).
+    #[arg(long, env = "PARASOL_ADDRESS_BURST")]
+    pub address_burst: Option<f64>,
+    /// Failed authentications per second from one client address (default
+    /// 1; 0: no limit).
+    #[arg(long, env = "PARASOL_FAILED_AUTH_RATE")]
+    pub failed_auth_rate: Option<f64>,
+    /// Failed authentications from one client address at once (default 20).
+    #[arg(long, env = "PARASOL_FAILED_AUTH_BURST")]
+    pub failed_auth_burst: Option<f64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PARASOL_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -108,6 +136,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub log_format: Option<String>,
     pub pool_size: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub sim: FileSim,
     #[serde(default)]
@@ -134,6 +164,12 @@ pub struct FileHttp {
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
+    pub key_rate: Option<f64>,
+    pub key_burst: Option<f64>,
+    pub address_rate: Option<f64>,
+    pub address_burst: Option<f64>,
+    pub failed_auth_rate: Option<f64>,
+    pub failed_auth_burst: Option<f64>,
 }
 
 /// `[alerts]` in the TOML file.
@@ -198,6 +234,10 @@ pub struct Settings {
     pub alert_webhook_url: Option<String>,
     /// Connection caps and timeouts.
     pub conn_limits: crate::listener::ConnLimits,
+    /// Request rate limits.
+    pub rate_limits: crate::http::rate_limit::RateConfig,
+    /// Certificate chain and key files: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -340,6 +380,15 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         bail!("--pool-size must be at least 1");
     }
     let conn_limits = conn_limits(args, &file.http)?;
+    let rate_limits = rate_limits(args, &file.http)?;
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let clouds =
         crate::providers::clouds::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     crate::providers::hosts::validate(&file.hosts)?;
@@ -362,6 +411,48 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         test_clock: args.test_clock,
         alert_webhook_url: args.alert_webhook_url.clone().or(file.alerts.webhook_url),
         conn_limits,
+        rate_limits,
+        tls,
+    })
+}
+
+fn rate_limits(
+    args: &ServeArgs,
+    file: &FileHttp,
+) -> anyhow::Result<crate::http::rate_limit::RateConfig> {
+    use crate::http::rate_limit::Rate;
+    let d = crate::http::rate_limit::RateConfig::default();
+    let rate =
+        |r: (Option<f64>, Option<f64>), b: (Option<f64>, Option<f64>), d: Rate, name: &str| {
+            let per_second = r.0.or(r.1).unwrap_or(d.per_second);
+            let burst = b.0.or(b.1).unwrap_or(d.burst);
+            if !(per_second >= 0.0 && per_second.is_finite()) {
+                bail!("--{name}-rate must be zero (no limit) or more, got {per_second}");
+            }
+            if per_second > 0.0 && !(burst >= 1.0 && burst.is_finite()) {
+                bail!("--{name}-burst must be at least 1, got {burst}");
+            }
+            Ok(Rate { per_second, burst })
+        };
+    Ok(crate::http::rate_limit::RateConfig {
+        per_key: rate(
+            (args.key_rate, file.key_rate),
+            (args.key_burst, file.key_burst),
+            d.per_key,
+            "key",
+        )?,
+        per_address: rate(
+            (args.address_rate, file.address_rate),
+            (args.address_burst, file.address_burst),
+            d.per_address,
+            "address",
+        )?,
+        failed_auth: rate(
+            (args.failed_auth_rate, file.failed_auth_rate),
+            (args.failed_auth_burst, file.failed_auth_burst),
+            d.failed_auth,
+            "failed-auth",
+        )?,
     })
 }
 

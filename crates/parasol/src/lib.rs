@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod providers;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod validate;
 
 pub use parasol_api as api;

@@ -192,15 +192,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         hosts,
         keys: KeyCache::default(),
         rendered: Default::default(),
+        limits: http::rate_limit::RateLimits::new(settings.rate_limits),
+        tls: settings.tls.is_some(),
     });
 
+    let handshake = settings
+        .tls
+        .as_ref()
+        .map(|(cert, key)| crate::tls::handshake(cert, key))
+        .transpose()?;
+    let scheme = if handshake.is_some() { "https" } else { "http" };
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find an ephemeral port.
-    println!("parasol listening on http://{addr}");
+    println!("parasol listening on {scheme}://{addr}");
     std::io::stdout().flush().ok();
     tracing::info!(%addr, database = %redact_url(&settings.database_url), "serving the API under /v1");
 
@@ -229,7 +237,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         listener,
         http::router(state),
         settings.conn_limits.clone(),
-        None,
+        handshake,
         shutdown,
     )
     .await;

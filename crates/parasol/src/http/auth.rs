@@ -11,7 +11,7 @@ use std::sync::RwLock;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -55,12 +55,20 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let ip = super::rate_limit::client_ip(&req);
+    if let Err(limited) = app.limits.may_authenticate(ip) {
+        return Ok(limited.into_response());
+    }
+    let refuse = |message: &str| {
+        app.limits.failed_authentication(ip);
+        ApiError::unauthorized(message)
+    };
     let Some(key) = req.headers().get(HEADER) else {
-        return Err(ApiError::unauthorized("missing X-API-KEY header"));
+        return Err(refuse("missing X-API-KEY header"));
     };
     let key = key
         .to_str()
-        .map_err(|_| ApiError::unauthorized("the X-API-KEY header is not valid text"))?
+        .map_err(|_| refuse("the X-API-KEY header is not valid text"))?
         .trim();
     let hash = hash_key(key);
     let cached = app.keys.0.read().expect("poisoned").get(&hash).cloned();
@@ -71,7 +79,7 @@ pub async fn require_key(
             let Some(a) =
                 found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes())))
             else {
-                return Err(ApiError::unauthorized("the API key is not valid"));
+                return Err(refuse("the API key is not valid"));
             };
             app.keys
                 .0
@@ -81,6 +89,9 @@ pub async fn require_key(
             a
         }
     };
+    if let Err(limited) = app.limits.key(&account.key_hash) {
+        return Ok(limited.into_response());
+    }
     let caller = Caller(account.id);
     req.extensions_mut().insert(account);
     let mut res = next.run(req).await;

@@ -14,6 +14,7 @@ mod events;
 mod featured;
 mod instances;
 mod metrics;
+pub mod rate_limit;
 mod render_cache;
 mod sshkeys;
 mod templates;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Instances as last rendered, for `GET /instances`.
     pub rendered: render_cache::RenderCache,
+    /// Request rate limits.
+    pub limits: rate_limit::RateLimits,
+    /// Whether the API is served over HTTPS (cookies can be `Secure`).
+    pub tls: bool,
 }
 
 /// Shared state handle.
@@ -120,6 +125,10 @@ pub fn router(state: AppRef) -> Router {
         .route("/docs", get(docs::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::per_address,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// Failed authentications from one client address at once (default 20).
     #[arg(long, env = "PARASOL_FAILED_AUTH_BURST")]
     pub failed_auth_burst: Option<f64>,
+    /// Days audit entries are kept (default 90).
+    #[arg(long, env = "PARASOL_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PARASOL_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -138,6 +141,7 @@ pub struct FileConfig {
     pub pool_size: Option<u32>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub audit_retention_days: Option<u64>,
     #[serde(default)]
     pub sim: FileSim,
     #[serde(default)]
@@ -238,6 +242,8 @@ pub struct Settings {
     pub rate_limits: crate::http::rate_limit::RateConfig,
     /// Certificate chain and key files: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -413,6 +419,14 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         conn_limits,
         rate_limits,
         tls,
+        audit_retention: Duration::from_secs(
+            86_400
+                * match args.audit_retention_days.or(file.audit_retention_days) {
+                    Some(0) => bail!("--audit-retention-days must be at least 1"),
+                    Some(d) => d,
+                    None => 90,
+                },
+        ),
     })
 }
 

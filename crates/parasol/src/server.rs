@@ -194,6 +194,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         rendered: Default::default(),
         limits: http::rate_limit::RateLimits::new(settings.rate_limits),
         tls: settings.tls.is_some(),
+        audit_retention: settings.audit_retention,
     });
 
     let handshake = settings
@@ -231,6 +232,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.clouds.sweep_interval,
         stop_rx.clone(),
     ));
+    let audit_task = tokio::spawn(prune_audit(
+        store.clone(),
+        state.clock.clone(),
+        settings.audit_retention,
+        stop_rx.clone(),
+    ));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     crate::listener::serve(
@@ -246,10 +253,34 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     reconciler_task.await.ok();
     leases_task.await.ok();
     refresh_task.await.ok();
+    audit_task.await.ok();
     sweep_task.await.ok();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often audit entries past their retention are deleted.
+const AUDIT_PRUNE_PERIOD: Duration = Duration::from_secs(3600);
+
+async fn prune_audit(
+    store: Store,
+    clock: Arc<Clock>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let before = clock.now_ms() - retention.as_millis() as i64;
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned audit entries past their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_PRUNE_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn refresh_catalog(catalog: Arc<Catalog>, mut stop: watch::Receiver<bool>) {

@@ -44,6 +44,11 @@ pub fn hash_key(key: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub uuid::Uuid);
 
+/// A short, non-secret fingerprint of the caller's key (the head of its
+/// SHA-256), left on its response for the audit log.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
 /// Accounts by key hash, filled on first use.
 #[derive(Default)]
 pub struct KeyCache(RwLock<HashMap<String, Account>>);
@@ -93,9 +98,11 @@ pub async fn require_key(
         return Ok(limited.into_response());
     }
     let caller = Caller(account.id);
+    let key_id = KeyId(account.key_hash[..12].to_string());
     req.extensions_mut().insert(account);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);
+    res.extensions_mut().insert(key_id);
     Ok(res)
 }
 

@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod auth;
 mod clusters;
 mod docs;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub limits: rate_limit::RateLimits,
     /// Whether the API is served over HTTPS (cookies can be `Secure`).
     pub tls: bool,
+    /// How long audit entries are kept.
+    pub audit_retention: std::time::Duration,
 }
 
 /// Shared state handle.
@@ -101,7 +104,8 @@ pub fn router(state: AppRef) -> Router {
         .route("/templates/{id}/info", get(templates::info))
         .route("/templates/{id}/update", post(templates::update))
         .route("/templates/{id}/delete", post(templates::delete))
-        .route("/account", get(account::info));
+        .route("/account", get(account::info))
+        .route("/admin/audit", get(audit::list));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))
@@ -130,6 +134,7 @@ pub fn router(state: AppRef) -> Router {
             rate_limit::per_address,
         ))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .with_state(state)
 }
 

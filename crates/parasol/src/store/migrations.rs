@@ -196,6 +196,23 @@ const STEPS: &[&[&str]] = &[&[
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )",
+], &[
+    // The audit log of state-changing requests: store/audit.rs.
+    "CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        account_id TEXT,
+        key_id TEXT,
+        client_addr TEXT,
+        method TEXT NOT NULL,
+        route TEXT NOT NULL,
+        path TEXT NOT NULL,
+        object_id TEXT,
+        status BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        request_id TEXT NOT NULL
+    )",
+    "CREATE INDEX audit_log_at ON audit_log (at_ms)",
 ]];
 
 /// The schema version this binary writes.

@@ -12,6 +12,8 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+mod audit;
+pub use audit::AuditEntry;
 pub(crate) mod capacity;
 mod clusters;
 mod instances;

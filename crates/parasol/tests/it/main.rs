@@ -4,6 +4,7 @@ mod conformance;
 mod fakes;
 mod harness;
 
+mod audit;
 mod cli;
 mod clusters;
 mod compat;

@@ -85,8 +85,25 @@ async fn create_account(name: &str, args: &StoreArgs) -> anyhow::Result<()> {
     let url = config::database_url(args, &file, &data_dir);
     let store = server::open_store(&data_dir, &url, 1).await?;
     let key = new_api_key();
+    let hash = hash_key(&key);
+    let now = Clock::system().now_ms();
+    let account = store.create_account(name, &hash, false, now).await?;
+    // Made outside the API, so the API's audit layer never sees it.
     store
-        .create_account(name, &hash_key(&key), false, Clock::system().now_ms())
+        .insert_audit(&parasol::store::AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            at_ms: now,
+            account_id: Some(account.id.to_string()),
+            key_id: Some(hash[..12].to_string()),
+            client_addr: None,
+            method: "CLI".into(),
+            route: "parasol accounts create".into(),
+            path: format!("accounts/{name}"),
+            object_id: Some(account.id.to_string()),
+            status: 200,
+            outcome: "ok".into(),
+            request_id: String::new(),
+        })
         .await?;
     store.close().await;
     println!("{key}");

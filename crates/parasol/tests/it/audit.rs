@@ -90,8 +90,11 @@ async fn a_create_and_a_delete_are_audited_with_account_key_address_and_outcome(
         .expect_error(400, "invalid_request");
     assert_eq!(e["field"], "since");
 
-    // Admins only.
+    // Admins only. An account made with the CLI is audited too.
     let other = s.new_account("other");
+    let made = &audit(&c, "").await[0];
+    assert_eq!(made["route"], "parasol accounts create", "{made}");
+    assert_eq!(made["key_id"].as_str().unwrap().len(), 12);
     s.client(&other)
         .get("/v1/admin/audit")
         .await

@@ -16,6 +16,8 @@ mod audit;
 pub use audit::AuditEntry;
 pub(crate) mod capacity;
 mod clusters;
+mod copy;
+pub use copy::Dump;
 mod instances;
 mod leases;
 mod migrations;

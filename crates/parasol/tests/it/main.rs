@@ -5,6 +5,7 @@ mod fakes;
 mod harness;
 
 mod audit;
+mod backups;
 mod cli;
 mod clusters;
 mod compat;

@@ -13,6 +13,7 @@ mod connections;
 mod crash;
 mod errors;
 mod first_start;
+mod generated_client;
 mod hosts;
 mod instances;
 mod logs;

@@ -71,6 +71,14 @@ pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Resp
             .unwrap_or_default()
             .to_string(),
     };
+    if status == 503 {
+        // The store is unreachable (or the connection caps hit): writing
+        // would wait out the pool's acquire timeout a second time and fail
+        // anyway, so the entry goes to the log instead.
+        tracing::warn!(route = %entry.route, path = %entry.path, account = ?entry.account_id,
+            client = ?entry.client_addr, "audit entry not stored: the database is unavailable");
+        return res;
+    }
     if let Err(e) = app.store.insert_audit(&entry).await {
         // The request is done either way; losing its audit line is logged
         // loudly rather than turned into a failure the client would retry.

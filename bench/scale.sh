@@ -42,7 +42,7 @@ db_url() { echo "${PG%/*}/$1"; }
 start() {
   local dir="$work/$1"
   mkdir -p "$dir"
-  PARASOL_API_KEY=$KEY PARASOL_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" \
+  PARASOL_API_KEY=$KEY PARASOL_KEY_RATE=0 PARASOL_ADDRESS_RATE=0 PARASOL_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" \
     --database-url "$2" --sim-boot-seconds 0 --sim-capacity 1000000 \
     >"$dir/out" 2>"$dir/log" &
   pids+=($!)

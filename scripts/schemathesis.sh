@@ -40,9 +40,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Rate limits off: a fuzzer is a load generator, and 429s would only cut
+# its coverage (tests/it/rate_limits.rs checks the limits).
 PARASOL_API_KEY=$KEY PARASOL_LOG=warn "$BIN" serve \
   --listen 127.0.0.1:0 --data-dir "$work" \
   --sim-boot-seconds 0 --sim-capacity 100000 \
+  --key-rate 0 --address-rate 0 --failed-auth-rate 0 \
   >"$work/stdout" 2>"$work/server.log" &
 server=$!
 base=""

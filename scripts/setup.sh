@@ -22,6 +22,7 @@ DEB_PACKAGES=(
   "openssh-server:/usr/sbin/sshd"
   "openssh-client:ssh"
   "python3-venv:/usr/lib/python3*/venv/__init__.py"
+  "openssl:openssl"
 )
 
 sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }

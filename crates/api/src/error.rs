@@ -2,11 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `{"error": {...}}`: the one shape of every error response.
+/// `{"error": {...}, "message": "..."}`: the one shape of every error
+/// response. The top-level `message` repeats `error.message`, because
+/// Shadeform documents `{"message": ...}` and its clients read it there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    /// Same as `error.message`.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// What went wrong, for a program (`code`) and for a person (`message`).

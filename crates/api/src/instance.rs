@@ -261,7 +261,10 @@ pub struct Instance {
     pub shade_cloud: bool,
     pub name: String,
     pub configuration: InstanceConfiguration,
-    /// Null until the machine is reachable.
+    /// `""` until the machine has an address (the contract makes it a
+    /// required string).
+    #[serde(with = "crate::wire::empty_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ip: Option<String>,
     pub ssh_user: String,
     pub ssh_port: i64,
@@ -291,11 +294,23 @@ pub struct Instance {
     pub envs: Vec<Env>,
     #[serde(default)]
     pub port_mappings: Vec<InstancePortMappings>,
+    /// Omitted until the instance first becomes active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The zero time `0001-01-01T00:00:00Z` until deletion.
+    #[serde(with = "crate::wire::zero_time_as_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub deleted_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_time: Option<BootTime>,
+    /// The operating system, as in `configuration.os` (Shadeform's
+    /// Terraform provider reads it at the top level).
+    #[serde(default)]
+    pub os: String,
+    /// The template the instance was created from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
 }
 
 /// Body of `GET /instances`.
@@ -351,6 +366,11 @@ fn default_true() -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateResponse {
     pub id: Uuid,
+    /// The provider's id for the machine, as Shadeform answers beside `id`;
+    /// empty here, since the provider is asked after the answer (it
+    /// appears in `/instances/{id}/info` once assigned).
+    #[serde(default)]
+    pub cloud_assigned_id: String,
 }
 
 /// Body of `POST /instances/{id}/update`. Each field: absent keeps the

@@ -16,6 +16,7 @@ pub mod sshkey;
 pub mod template;
 pub mod types;
 pub mod volume;
+pub mod wire;
 
 pub use account::AccountInfo;
 pub use cluster::*;

@@ -85,6 +85,51 @@ pub struct ServeArgs {
     /// instances to the others after this long.
     #[arg(long, env = "PARASOL_LEASE_TIMEOUT_MS")]
     pub lease_timeout_ms: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with `--tls-key`).
+    #[arg(long, env = "PARASOL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "PARASOL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Longest a client may take to send a request's head, in
+    /// milliseconds (default 10000).
+    #[arg(long, env = "PARASOL_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Longest an idle keep-alive connection is kept open, in milliseconds
+    /// (default 60000).
+    #[arg(long, env = "PARASOL_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open connections overall (default 4096).
+    #[arg(long, env = "PARASOL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address (default 256).
+    #[arg(long, env = "PARASOL_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Requests per second one API key may make, sustained (default 100;
+    /// 0: no limit).
+    #[arg(long, env = "PARASOL_KEY_RATE")]
+    pub key_rate: Option<f64>,
+    /// Requests one API key may make at once above its rate (default 500).
+    #[arg(long, env = "PARASOL_KEY_BURST")]
+    pub key_burst: Option<f64>,
+    /// Requests per second from one client address (default 200; 0: no
+    /// limit).
+    #[arg(long, env = "PARASOL_ADDRESS_RATE")]
+    pub address_rate: Option<f64>,
+    /// Requests from one client address at once above its rate (default
+    /// 1000).
+    #[arg(long, env = "PARASOL_ADDRESS_BURST")]
+    pub address_burst: Option<f64>,
+    /// Failed authentications per second from one client address (default
+    /// 1; 0: no limit).
+    #[arg(long, env = "PARASOL_FAILED_AUTH_RATE")]
+    pub failed_auth_rate: Option<f64>,
+    /// Failed authentications from one client address at once (default 20).
+    #[arg(long, env = "PARASOL_FAILED_AUTH_BURST")]
+    pub failed_auth_burst: Option<f64>,
+    /// Days audit entries are kept (default 90).
+    #[arg(long, env = "PARASOL_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PARASOL_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -106,6 +151,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub log_format: Option<String>,
     pub pool_size: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub audit_retention_days: Option<u64>,
     #[serde(default)]
     pub sim: FileSim,
     #[serde(default)]
@@ -122,6 +170,9 @@ pub struct FileConfig {
     /// `[mcp]`: the MCP server at `/mcp`.
     #[serde(default)]
     pub mcp: FileMcp,
+    /// `[http]`: connection and rate limits.
+    #[serde(default)]
+    pub http: FileHttp,
 }
 
 /// `[mcp]` in the TOML file.
@@ -130,6 +181,22 @@ pub struct FileConfig {
 pub struct FileMcp {
     /// Every MCP client may use only the read-only tools.
     pub read_only: Option<bool>,
+}
+
+/// `[http]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttp {
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub key_rate: Option<f64>,
+    pub key_burst: Option<f64>,
+    pub address_rate: Option<f64>,
+    pub address_burst: Option<f64>,
+    pub failed_auth_rate: Option<f64>,
+    pub failed_auth_burst: Option<f64>,
 }
 
 /// `[alerts]` in the TOML file.
@@ -196,6 +263,14 @@ pub struct Settings {
     pub alert_webhook_url: Option<String>,
     /// The MCP server's guardrails.
     pub mcp: crate::mcp::McpSettings,
+    /// Connection caps and timeouts.
+    pub conn_limits: crate::listener::ConnLimits,
+    /// Request rate limits.
+    pub rate_limits: crate::http::rate_limit::RateConfig,
+    /// Certificate chain and key files: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -348,6 +423,16 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if pool_size == 0 {
         bail!("--pool-size must be at least 1");
     }
+    let conn_limits = conn_limits(args, &file.http)?;
+    let rate_limits = rate_limits(args, &file.http)?;
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let clouds =
         crate::providers::clouds::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     crate::providers::hosts::validate(&file.hosts)?;
@@ -372,5 +457,99 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         mcp: crate::mcp::McpSettings {
             read_only: args.mcp_read_only || file.mcp.read_only.unwrap_or(false),
         },
+        conn_limits,
+        rate_limits,
+        tls,
+        audit_retention: Duration::from_secs(
+            86_400
+                * match args.audit_retention_days.or(file.audit_retention_days) {
+                    Some(0) => bail!("--audit-retention-days must be at least 1"),
+                    Some(d) => d,
+                    None => 90,
+                },
+        ),
+    })
+}
+
+fn rate_limits(
+    args: &ServeArgs,
+    file: &FileHttp,
+) -> anyhow::Result<crate::http::rate_limit::RateConfig> {
+    use crate::http::rate_limit::Rate;
+    let d = crate::http::rate_limit::RateConfig::default();
+    let rate =
+        |r: (Option<f64>, Option<f64>), b: (Option<f64>, Option<f64>), d: Rate, name: &str| {
+            let per_second = r.0.or(r.1).unwrap_or(d.per_second);
+            let burst = b.0.or(b.1).unwrap_or(d.burst);
+            if !(per_second >= 0.0 && per_second.is_finite()) {
+                bail!("--{name}-rate must be zero (no limit) or more, got {per_second}");
+            }
+            if per_second > 0.0 && !(burst >= 1.0 && burst.is_finite()) {
+                bail!("--{name}-burst must be at least 1, got {burst}");
+            }
+            Ok(Rate { per_second, burst })
+        };
+    Ok(crate::http::rate_limit::RateConfig {
+        per_key: rate(
+            (args.key_rate, file.key_rate),
+            (args.key_burst, file.key_burst),
+            d.per_key,
+            "key",
+        )?,
+        per_address: rate(
+            (args.address_rate, file.address_rate),
+            (args.address_burst, file.address_burst),
+            d.per_address,
+            "address",
+        )?,
+        failed_auth: rate(
+            (args.failed_auth_rate, file.failed_auth_rate),
+            (args.failed_auth_burst, file.failed_auth_burst),
+            d.failed_auth,
+            "failed-auth",
+        )?,
+    })
+}
+
+fn conn_limits(args: &ServeArgs, file: &FileHttp) -> anyhow::Result<crate::listener::ConnLimits> {
+    let d = crate::listener::ConnLimits::default();
+    let ms =
+        |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| match flag.or(file) {
+            None => Ok(default),
+            Some(ms) if ms >= 10 => Ok(Duration::from_millis(ms)),
+            Some(ms) => bail!("--{name} must be at least 10, got {ms}"),
+        };
+    let count = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| match flag
+        .or(file)
+    {
+        None => Ok(default),
+        Some(0) => bail!("--{name} must be at least 1"),
+        Some(n) => Ok(n),
+    };
+    Ok(crate::listener::ConnLimits {
+        header_read_timeout: ms(
+            args.header_read_timeout_ms,
+            file.header_read_timeout_ms,
+            d.header_read_timeout,
+            "header-read-timeout-ms",
+        )?,
+        idle_timeout: ms(
+            args.idle_timeout_ms,
+            file.idle_timeout_ms,
+            d.idle_timeout,
+            "idle-timeout-ms",
+        )?,
+        max_connections: count(
+            args.max_connections,
+            file.max_connections,
+            d.max_connections,
+            "max-connections",
+        )?,
+        max_connections_per_address: count(
+            args.max_connections_per_address,
+            file.max_connections_per_address,
+            d.max_connections_per_address,
+            "max-connections-per-address",
+        )?,
     })
 }

@@ -81,6 +81,24 @@ impl ApiError {
         )
     }
 
+    /// 503 before any request was read: the connection caps are reached.
+    pub fn too_many_connections(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            message,
+        )
+    }
+
+    /// 429: a rate limit ran dry; `Retry-After` says when to come back.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {retry_after_secs} s"),
+        )
+    }
+
     /// 503: a dependency (the store) is unavailable; retry later.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -110,6 +128,7 @@ impl ApiError {
                 message: self.message.clone(),
                 field: self.field.clone(),
             },
+            message: self.message.clone(),
         }
     }
 }

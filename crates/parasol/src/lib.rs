@@ -20,12 +20,14 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod validate;
 
 pub use parasol_api as api;

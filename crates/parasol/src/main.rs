@@ -18,14 +18,49 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server and the lifecycle engine.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (works while the server runs).
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Write a consistent copy of the SQLite store to FILE (works while the
+    /// server runs).
+    Backup {
+        /// The backup file to create; it must not exist.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Put a backup made by `parasol backup` into an empty data directory.
+    Restore {
+        /// A file written by `parasol backup`.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Whole-store operations.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     #[command(flatten)]
     Client(parasol::cli::Command),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every row of this store (the configured one, SQLite by
+    /// default) into an empty database, such as PostgreSQL for replicas.
+    /// Stop the server first, so no write lands after the copy.
+    Copy {
+        /// The target database URL (`postgres://...`); its schema is
+        /// created if missing, and it must hold no data.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +112,11 @@ async fn main() -> std::process::ExitCode {
                     store,
                 },
         } => create_account(&name, mcp_read_only, &store).await,
+        Command::Backup { file, store } => backup(&file, &store).await,
+        Command::Restore { file, store } => restore(&file, &store).await,
+        Command::Store {
+            command: StoreCommand::Copy { to, store },
+        } => store_copy(&to, &store).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -94,16 +134,104 @@ async fn create_account(name: &str, mcp_read_only: bool, args: &StoreArgs) -> an
     let url = config::database_url(args, &file, &data_dir);
     let store = server::open_store(&data_dir, &url, 1).await?;
     let key = new_api_key();
+    let hash = hash_key(&key);
+    let now = Clock::system().now_ms();
+    let account = store
+        .create_account(name, &hash, false, mcp_read_only, now)
+        .await?;
+    // Made outside the API, so the API's audit layer never sees it.
     store
-        .create_account(
-            name,
-            &hash_key(&key),
-            false,
-            mcp_read_only,
-            Clock::system().now_ms(),
-        )
+        .insert_audit(&parasol::store::AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            at_ms: now,
+            account_id: Some(account.id.to_string()),
+            key_id: Some(hash[..12].to_string()),
+            client_addr: None,
+            method: "CLI".into(),
+            route: "parasol accounts create".into(),
+            path: format!("accounts/{name}"),
+            object_id: Some(account.id.to_string()),
+            status: 200,
+            outcome: "ok".into(),
+            request_id: String::new(),
+        })
         .await?;
     store.close().await;
     println!("{key}");
+    Ok(())
+}
+
+/// The store the command-line options name.
+async fn configured_store(args: &StoreArgs) -> anyhow::Result<(parasol::store::Store, String)> {
+    let file = config::read_file(args.config.as_deref())?;
+    let data_dir = config::data_dir(args, &file)?;
+    let url = config::database_url(args, &file, &data_dir);
+    Ok((server::open_store(&data_dir, &url, 2).await?, url))
+}
+
+async fn backup(file: &std::path::Path, args: &StoreArgs) -> anyhow::Result<()> {
+    let (store, _) = configured_store(args).await?;
+    let result = store.backup_to(file).await;
+    store.close().await;
+    result?;
+    eprintln!("Wrote a backup of the store to {}", file.display());
+    Ok(())
+}
+
+async fn restore(file: &std::path::Path, args: &StoreArgs) -> anyhow::Result<()> {
+    let cfg = config::read_file(args.config.as_deref())?;
+    let data_dir = config::data_dir(args, &cfg)?;
+    let url = config::database_url(args, &cfg, &data_dir);
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        anyhow::bail!(
+            "parasol restore writes the embedded SQLite store; to move a backup into PostgreSQL, \
+             restore it into a data directory, then run `parasol store copy --to postgres://...`"
+        );
+    };
+    let path = std::path::PathBuf::from(path.split('?').next().unwrap_or(path));
+    if path.exists() {
+        anyhow::bail!(
+            "{} already exists: restore only into an empty data directory",
+            path.display()
+        );
+    }
+    if !file.is_file() {
+        anyhow::bail!("{} is not a backup file", file.display());
+    }
+    std::fs::create_dir_all(&data_dir)?;
+    std::fs::copy(file, &path)
+        .map_err(|e| anyhow::anyhow!("copying {} to {}: {e}", file.display(), path.display()))?;
+    // Opening checks it is a Parasol store (and migrates an older one).
+    let opened = server::open_store(&data_dir, &url, 1).await;
+    let store = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            std::fs::remove_file(&path).ok();
+            return Err(e.context(format!("{} is not a usable Parasol backup", file.display())));
+        }
+    };
+    let accounts = store.count_accounts().await?;
+    store.close().await;
+    eprintln!(
+        "Restored {} ({accounts} accounts) into {}",
+        file.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+async fn store_copy(to: &str, args: &StoreArgs) -> anyhow::Result<()> {
+    let (source, _) = configured_store(args).await?;
+    let target = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: to.to_string(),
+        max_connections: 2,
+    })
+    .await
+    .map_err(|e| e.context(format!("opening the target {}", server::redact_url(to))))?;
+    let result = target.copy_from(&source).await;
+    source.close().await;
+    target.close().await;
+    let rows = result?;
+    eprintln!("Copied {rows} rows into {}", server::redact_url(to));
     Ok(())
 }

@@ -160,6 +160,14 @@ pub struct Metrics {
     pub provider_calls: CounterFamily,
     /// Provider call latency by provider and operation.
     pub provider_duration: HistogramFamily,
+    /// Connections refused at accept, by reason (`total`, `per_address`).
+    pub connections_refused: CounterFamily,
+    /// Connections closed by the header-read or idle timeout.
+    pub connections_timed_out: CounterFamily,
+    /// Failed accepts (such as running out of file descriptors).
+    pub accept_errors: CounterFamily,
+    /// Requests answered 429, by the bucket that ran dry.
+    pub rate_limited: CounterFamily,
 }
 
 impl Metrics {
@@ -185,7 +193,47 @@ impl Metrics {
                 "Time a provider call took, by provider and operation.",
                 &["provider", "operation"],
             ),
+            connections_refused: CounterFamily::new(
+                "parasol_http_connections_refused_total",
+                "Connections refused at accept because a cap was reached, by reason (total, per_address).",
+                &["reason"],
+            ),
+            connections_timed_out: CounterFamily::new(
+                "parasol_http_connections_timed_out_total",
+                "Connections closed for sending a request head too slowly or idling too long.",
+                &[],
+            ),
+            accept_errors: CounterFamily::new(
+                "parasol_http_accept_errors_total",
+                "Failed accepts (such as running out of file descriptors), each followed by a short backoff.",
+                &[],
+            ),
+            rate_limited: CounterFamily::new(
+                "parasol_http_rate_limited_total",
+                "Requests answered 429 rate_limited, by the bucket that ran dry (key, address, failed_auth).",
+                &["bucket"],
+            ),
         }
+    }
+
+    /// Counts a connection refused at accept.
+    pub fn count_refused_connection(&self, reason: &str) {
+        self.connections_refused.inc(&[reason]);
+    }
+
+    /// Counts a connection closed by a timeout.
+    pub fn count_timed_out_connection(&self) {
+        self.connections_timed_out.inc(&[]);
+    }
+
+    /// Counts a failed accept.
+    pub fn count_accept_error(&self) {
+        self.accept_errors.inc(&[]);
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub fn count_rate_limited(&self, bucket: &str) {
+        self.rate_limited.inc(&[bucket]);
     }
 
     /// Counts one answered request.
@@ -213,6 +261,10 @@ impl Metrics {
         self.http_duration.render(out);
         self.provider_calls.render(out);
         self.provider_duration.render(out);
+        self.connections_refused.render(out);
+        self.connections_timed_out.render(out);
+        self.accept_errors.render(out);
+        self.rate_limited.render(out);
     }
 }
 

@@ -51,19 +51,23 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// On a fresh store, creates the admin account and prints its key once
-/// (`PARASOL_API_KEY` chooses it); the key is also written, mode 0600, to
-/// the data directory.
+/// On a fresh store, creates the admin account. A key Parasol made is
+/// printed once (and written, mode 0600, to the data directory); a key the
+/// operator chose with `PARASOL_API_KEY` is never printed nor written, since
+/// stdout usually ends up in a log collector: the message says where it
+/// came from instead.
 pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyhow::Result<()> {
     if store.count_accounts().await? > 0 {
         return Ok(());
     }
-    let key = std::env::var("PARASOL_API_KEY")
+    let chosen = std::env::var("PARASOL_API_KEY")
         .ok()
-        .filter(|k| !k.trim().is_empty())
-        .unwrap_or_else(new_api_key);
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let from_operator = chosen.is_some();
+    let key = chosen.unwrap_or_else(new_api_key);
     if let Err(e) = store
-        .create_account("admin", &hash_key(key.trim()), true, false, clock.now_ms())
+        .create_account("admin", &hash_key(&key), true, false, clock.now_ms())
         .await
     {
         // Replicas starting together on a fresh database race here; the
@@ -75,13 +79,17 @@ pub async fn ensure_admin(store: &Store, data_dir: &Path, clock: &Clock) -> anyh
         }
         return Err(e.into());
     }
+    if from_operator {
+        println!("Created the admin account with the API key from PARASOL_API_KEY (not shown).");
+        return Ok(());
+    }
     let path = data_dir.join(ADMIN_KEY_FILE);
-    write_secret(&path, &format!("{}\n", key.trim()))?;
+    write_secret(&path, &format!("{key}\n"))?;
     println!(
         "Created the admin account. Its API key, shown only this once (also in {}):",
         path.display()
     );
-    println!("{}", key.trim());
+    println!("{key}");
     Ok(())
 }
 
@@ -194,15 +202,24 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         keys: KeyCache::default(),
         mcp: settings.mcp,
         rendered: Default::default(),
+        limits: http::rate_limit::RateLimits::new(settings.rate_limits),
+        tls: settings.tls.is_some(),
+        audit_retention: settings.audit_retention,
     });
 
+    let handshake = settings
+        .tls
+        .as_ref()
+        .map(|(cert, key)| crate::tls::handshake(cert, key))
+        .transpose()?;
+    let scheme = if handshake.is_some() { "https" } else { "http" };
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find an ephemeral port.
-    println!("parasol listening on http://{addr}");
+    println!("parasol listening on {scheme}://{addr}");
     std::io::stdout().flush().ok();
     tracing::info!(%addr, database = %redact_url(&settings.database_url), "serving the API under /v1");
 
@@ -225,20 +242,55 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.clouds.sweep_interval,
         stop_rx.clone(),
     ));
+    let audit_task = tokio::spawn(prune_audit(
+        store.clone(),
+        state.clock.clone(),
+        settings.audit_retention,
+        stop_rx.clone(),
+    ));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::listener::serve(
+        listener,
+        http::router(state),
+        settings.conn_limits.clone(),
+        handshake,
+        shutdown,
+    )
+    .await;
     tracing::info!("shutting down: finishing in-flight reconciler steps");
     stop_tx.send(true).ok();
     reconciler_task.await.ok();
     leases_task.await.ok();
     refresh_task.await.ok();
+    audit_task.await.ok();
     sweep_task.await.ok();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often audit entries past their retention are deleted.
+const AUDIT_PRUNE_PERIOD: Duration = Duration::from_secs(3600);
+
+async fn prune_audit(
+    store: Store,
+    clock: Arc<Clock>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let before = clock.now_ms() - retention.as_millis() as i64;
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned audit entries past their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_PRUNE_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn refresh_catalog(catalog: Arc<Catalog>, mut stop: watch::Receiver<bool>) {

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -44,6 +44,11 @@ pub fn hash_key(key: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub uuid::Uuid);
 
+/// A short, non-secret fingerprint of the caller's key (the head of its
+/// SHA-256), left on its response for the audit log.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
 /// Accounts by key hash, filled on first use.
 #[derive(Default)]
 pub struct KeyCache(RwLock<HashMap<String, Account>>);
@@ -55,12 +60,20 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let ip = super::rate_limit::client_ip(&req);
+    if let Err(limited) = app.limits.may_authenticate(ip) {
+        return Ok(limited.into_response());
+    }
+    let refuse = |message: &str| {
+        app.limits.failed_authentication(ip);
+        ApiError::unauthorized(message)
+    };
     let Some(key) = req.headers().get(HEADER) else {
-        return Err(ApiError::unauthorized("missing X-API-KEY header"));
+        return Err(refuse("missing X-API-KEY header"));
     };
     let key = key
         .to_str()
-        .map_err(|_| ApiError::unauthorized("the X-API-KEY header is not valid text"))?
+        .map_err(|_| refuse("the X-API-KEY header is not valid text"))?
         .trim();
     let hash = hash_key(key);
     let cached = app.keys.0.read().expect("poisoned").get(&hash).cloned();
@@ -71,7 +84,7 @@ pub async fn require_key(
             let Some(a) =
                 found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes())))
             else {
-                return Err(ApiError::unauthorized("the API key is not valid"));
+                return Err(refuse("the API key is not valid"));
             };
             app.keys
                 .0
@@ -81,10 +94,15 @@ pub async fn require_key(
             a
         }
     };
+    if let Err(limited) = app.limits.key(&account.key_hash) {
+        return Ok(limited.into_response());
+    }
     let caller = Caller(account.id);
+    let key_id = KeyId(account.key_hash[..12].to_string());
     req.extensions_mut().insert(account);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);
+    res.extensions_mut().insert(key_id);
     Ok(res)
 }
 

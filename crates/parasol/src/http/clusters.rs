@@ -207,7 +207,10 @@ pub async fn create(
     app.notify.notify_one();
     tracing::info!(cluster = %id, account = %account.id, nodes = req.num_instances, cloud = %req.cloud,
         region = %req.region, "cluster created");
-    Ok(ok(CreateResponse { id }))
+    Ok(ok(CreateResponse {
+        id,
+        cloud_assigned_id: String::new(),
+    }))
 }
 
 /// `POST /clusters/{id}/delete`: the cluster and every node go to

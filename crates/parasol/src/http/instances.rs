@@ -253,7 +253,11 @@ pub async fn create(
     Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let id = create_instance(&app, &account, req, None).await?;
-    Ok(ok(CreateResponse { id }))
+    // The provider assigns its id later; until then it is empty.
+    Ok(ok(CreateResponse {
+        id,
+        cloud_assigned_id: String::new(),
+    }))
 }
 
 /// Validates and stores one new instance on the offer `req` names, as
@@ -344,6 +348,7 @@ pub async fn create_instance(
     i.volume_mount = req.volume_mount.clone();
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
+    i.template_id = req.template_id.clone().filter(|t| !t.trim().is_empty());
     let id = i.id;
     if waiting {
         i.status_details = Some("waiting for capacity".into());
@@ -442,7 +447,8 @@ pub async fn new_instance(
             cloud_assigned_id: String::new(),
             shade_cloud: true,
             name: n.name,
-            configuration: InstanceConfiguration::of_type(c, os),
+            configuration: InstanceConfiguration::of_type(c, os.clone()),
+            os,
             ip: None,
             ssh_user: offer.ssh_user.clone(),
             ssh_port: offer.ssh_port,
@@ -468,6 +474,7 @@ pub async fn new_instance(
             created_at: n.now,
             deleted_at: None,
             boot_time: offer.boot_time,
+            template_id: None,
         },
         internal: Internal {
             ssh_public_key: key.map(|k| k.public_key),

@@ -84,7 +84,7 @@ pub async fn launch(
         match super::instances::create_instance(&app, &account, create(c), Some(placed.clone()))
             .await
         {
-            Ok(id) => return Ok(ok(CreateResponse { id })),
+            Ok(id) => return Ok(created(id)),
             Err(e) if e.code == "insufficient_capacity" => placed.tried.push(Attempt {
                 cloud: c.cloud.clone(),
                 region: c.region.clone(),
@@ -102,9 +102,17 @@ pub async fn launch(
         placed.waiting = true;
         let id =
             super::instances::create_instance(&app, &account, create(best), Some(placed)).await?;
-        return Ok(ok(CreateResponse { id }));
+        return Ok(created(id));
     }
     Err(ApiError::no_capacity(search.why_none()))
+}
+
+/// The create answer; the provider assigns its own id later.
+fn created(id: uuid::Uuid) -> Response {
+    ok(CreateResponse {
+        id,
+        cloud_assigned_id: String::new(),
+    })
 }
 
 fn search(app: &AppRef, types: &[InstanceType], req: &LaunchRequest) -> Search {

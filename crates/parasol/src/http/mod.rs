@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod auth;
 mod clusters;
 mod docs;
@@ -15,6 +16,7 @@ mod featured;
 mod instances;
 mod launch;
 mod metrics;
+pub mod rate_limit;
 mod render_cache;
 mod sshkeys;
 mod templates;
@@ -64,6 +66,12 @@ pub struct AppState {
     pub rendered: render_cache::RenderCache,
     /// The MCP server's guardrails.
     pub mcp: crate::mcp::McpSettings,
+    /// Request rate limits.
+    pub limits: rate_limit::RateLimits,
+    /// Whether the API is served over HTTPS (cookies can be `Secure`).
+    pub tls: bool,
+    /// How long audit entries are kept.
+    pub audit_retention: std::time::Duration,
 }
 
 /// Shared state handle.
@@ -122,7 +130,8 @@ fn api_router(state: AppRef) -> Router {
         .route("/templates/{id}/info", get(templates::info))
         .route("/templates/{id}/update", post(templates::update))
         .route("/templates/{id}/delete", post(templates::delete))
-        .route("/account", get(account::info));
+        .route("/account", get(account::info))
+        .route("/admin/audit", get(audit::list));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))
@@ -154,7 +163,12 @@ fn api_router(state: AppRef) -> Router {
         .route("/docs", get(docs::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::per_address,
+        ))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .with_state(state)
 }
 

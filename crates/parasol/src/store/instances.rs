@@ -432,7 +432,11 @@ pub(super) fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
     let cluster: Option<String> = r.try_get(1)?;
     let doc: String = r.try_get(4)?;
     let doc: Doc<'static> = serde_json::from_str(&doc)?;
-    let instance = doc.instance.into_owned();
+    let mut instance = doc.instance.into_owned();
+    if instance.os.is_empty() {
+        // Stored before the top-level copy existed.
+        instance.os = instance.configuration.os.clone();
+    }
     Ok(InstanceRecord {
         account_id: parse_uuid(&account)?,
         cluster_id: cluster.as_deref().map(parse_uuid).transpose()?,

@@ -199,6 +199,23 @@ const STEPS: &[&[&str]] = &[&[
 ], &[
     // An account whose key may use only the read-only MCP tools (issue 17).
     "ALTER TABLE accounts ADD COLUMN mcp_read_only BIGINT NOT NULL DEFAULT 0",
+], &[
+    // The audit log of state-changing requests: store/audit.rs.
+    "CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        account_id TEXT,
+        key_id TEXT,
+        client_addr TEXT,
+        method TEXT NOT NULL,
+        route TEXT NOT NULL,
+        path TEXT NOT NULL,
+        object_id TEXT,
+        status BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        request_id TEXT NOT NULL
+    )",
+    "CREATE INDEX audit_log_at ON audit_log (at_ms)",
 ]];
 
 /// The schema version this binary writes.

@@ -12,8 +12,12 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+mod audit;
+pub use audit::AuditEntry;
 pub(crate) mod capacity;
 mod clusters;
+mod copy;
+pub use copy::Dump;
 mod instances;
 mod leases;
 mod migrations;

@@ -4,9 +4,8 @@
 //! component schemas are turned into one JSON Schema (draft 7) document, and
 //! each operation's 200 body is checked against the schema the document
 //! names for it. OpenAPI 3.0's `nullable` becomes a `null` alternative.
-//! Three fields are patched to be nullable: `ip`, `active_at` and
-//! `deleted_at` are null until they happen in the live API, and clients
-//! generated from the document patch them the same way.
+//! The document is used as published, unpatched: a `null` where it does not
+//! allow one fails, as it would crash a client generated from it.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -18,9 +17,6 @@ const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/reference/shadeform-openapi.yaml"
 );
-
-/// Schemas patched to nullable (see the module doc).
-const NULLABLE_PATCHES: &[&str] = &["Ip", "ActiveAt", "DeletedAt"];
 
 struct Spec {
     /// (method, path template) -> component schema of the 200 body.
@@ -37,10 +33,7 @@ fn spec() -> &'static Spec {
 fn load() -> Spec {
     let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("reading {SPEC}: {e}"));
     let doc: Value = serde_yaml::from_str(&text).expect("the spec is valid YAML");
-    let mut schemas = doc["components"]["schemas"].clone();
-    for name in NULLABLE_PATCHES {
-        schemas[*name]["nullable"] = json!(true);
-    }
+    let schemas = doc["components"]["schemas"].clone();
     let definitions = convert(&schemas);
     let mut responses = HashMap::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -68,8 +61,8 @@ fn load() -> Spec {
         .with_draft(Draft::Draft7)
         .build(&json!({
             "type": "object",
-            "required": ["error"],
-            "properties": {"error": {
+            "required": ["error", "message"],
+            "properties": {"message": {"type": "string", "minLength": 1}, "error": {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
@@ -155,6 +148,10 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
         if let Err(e) = s.error.validate(body) {
             panic!("{method} {path} -> {status}: error body does not conform: {e}\n{body}");
         }
+        assert_eq!(
+            body["message"], body["error"]["message"],
+            "{method} {path}: the top-level message repeats error.message"
+        );
         return;
     }
     let Some((tmpl, _)) = template(path) else {
@@ -194,4 +191,33 @@ fn the_validator_rejects_a_response_missing_required_fields() {
     assert!(result.is_err());
     check("GET", "/v1/instances", 200, &json!({"instances": []}));
     assert!(operations_with_schemas() >= 15);
+}
+
+#[test]
+fn the_document_is_used_unpatched_so_a_null_ip_fails() {
+    let instance = |ip: Value, deleted_at: Value| {
+        json!({"instances": [{
+            "id": "08bb8d26-af99-45a2-852f-3a5a1052d09b", "cloud": "c", "region": "r",
+            "shade_instance_type": "A6000", "cloud_instance_type": "A6000", "cloud_assigned_id": "",
+            "shade_cloud": true, "name": "n",
+            "configuration": {"memory_in_gb": 1, "storage_in_gb": 1, "vcpus": 1, "num_gpus": 1,
+                "gpu_type": "A6000", "interconnect": "pcie", "os": "u", "vram_per_gpu_in_gb": 48,
+                "gpu_manufacturer": "nvidia"},
+            "ip": ip, "ssh_user": "u", "ssh_port": 22, "status": "creating", "cost_estimate": "0.00",
+            "created_at": "2026-01-01T00:00:00Z", "deleted_at": deleted_at
+        }]})
+    };
+    check(
+        "GET",
+        "/v1/instances",
+        200,
+        &instance(json!(""), json!("0001-01-01T00:00:00Z")),
+    );
+    for bad in [
+        instance(Value::Null, json!("0001-01-01T00:00:00Z")),
+        instance(json!(""), Value::Null),
+    ] {
+        let result = std::panic::catch_unwind(|| check("GET", "/v1/instances", 200, &bad));
+        assert!(result.is_err(), "accepted {bad}");
+    }
 }

@@ -19,6 +19,11 @@ pub const ADMIN_KEY: &str = "psl_test_admin_key_0123456789abcdef";
 /// `--lease-timeout-ms` of every test server.
 pub const LEASE_TIMEOUT_MS: u64 = 3000;
 
+/// Arguments that turn the request rate limits off, for load tests: they
+/// send far more than one client's fair share on purpose, and what they
+/// check is not the limits (tests/it/rate_limits.rs checks those).
+pub const UNLIMITED: &[&str] = &["--key-rate", "0", "--address-rate", "0"];
+
 /// Path of the built binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_parasol")

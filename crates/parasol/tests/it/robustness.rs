@@ -13,7 +13,7 @@ use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::harness::{default_create, Client, Opts, Server, ADMIN_KEY};
+use crate::harness::{default_create, Client, Opts, Server, ADMIN_KEY, UNLIMITED};
 
 /// Every listed instance's status, by id.
 async fn statuses(c: &Client) -> BTreeMap<String, String> {
@@ -90,11 +90,14 @@ struct Ledger {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_creates_and_deletes_survive_repeated_sigkills() {
-    let mut s = Server::start(Opts {
-        boot_seconds: 0.3,
-        capacity: Some(100_000),
-        ..Opts::default()
-    });
+    let mut s = Server::start(
+        Opts {
+            boot_seconds: 0.3,
+            capacity: Some(100_000),
+            ..Opts::default()
+        }
+        .args(UNLIMITED),
+    );
     let mut rng = seeded_rng("crash");
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let http = reqwest::Client::new();
@@ -253,6 +256,7 @@ async fn with_calls_failing_and_hanging_500_instances_end_active_or_error_with_n
             capacity: Some(100_000),
             ..Opts::default()
         }
+        .args(UNLIMITED)
         .args(&[
             "--sim-call-failure-rate",
             "0.3",
@@ -325,6 +329,7 @@ async fn the_api_keeps_answering_creates_and_reads_while_the_provider_fails() {
             capacity: Some(100_000),
             ..Opts::default()
         }
+        .args(UNLIMITED)
         .args(&[
             "--sim-call-failure-rate",
             "0.5",

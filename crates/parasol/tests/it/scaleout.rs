@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::harness::{fresh_pg_database, Client, Opts, PgCluster, Server};
+use crate::harness::{fresh_pg_database, Client, Opts, PgCluster, Server, UNLIMITED};
 
 /// Replicas on one database; the harness gives every server short leases,
 /// so a dead replica's work is taken over within seconds.
@@ -18,6 +18,7 @@ fn replica_opts(url: &str, boot_seconds: f64) -> Opts {
         database_url: Some(url.to_string()),
         ..Opts::default()
     }
+    .args(UNLIMITED)
 }
 
 /// Starts servers on one database at the same moment, as an orchestrator

@@ -1,0 +1,402 @@
+//! The accept loop: connection caps, header-read and idle timeouts, and a
+//! backoff on accept errors, in front of the axum router.
+//!
+//! `axum::serve` holds a connection for as long as the client keeps it
+//! open, whether it is sending half a header or nothing at all, so one
+//! client could exhaust the file descriptors and starve everyone. Here each
+//! connection is watched: it must finish each request head within the
+//! header-read timeout, and an idle keep-alive connection is closed after
+//! the idle timeout. hyper's own header timeout is not used because hyper
+//! also runs it while a kept-alive connection waits for its next request,
+//! which would make the two timeouts one.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Connection limits, from the settings.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Longest a client may take to send a request's head (from the first
+    /// byte, or from accepting the connection for its first request).
+    pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Open connections overall; past it new ones are refused.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_connections_per_address: 256,
+        }
+    }
+}
+
+/// Open connections, overall and per client address.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_addr: HashMap<IpAddr, usize>,
+}
+
+/// A slot held while a connection is open; dropping it frees the slot.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().expect("poisoned");
+        c.total -= 1;
+        if let Some(n) = c.by_addr.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_addr.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Total,
+    PerAddress,
+}
+
+fn take_slot(
+    counts: &Arc<Mutex<Counts>>,
+    ip: IpAddr,
+    limits: &ConnLimits,
+) -> Result<Slot, Refusal> {
+    let mut c = counts.lock().expect("poisoned");
+    if c.total >= limits.max_connections {
+        return Err(Refusal::Total);
+    }
+    let n = c.by_addr.entry(ip).or_insert(0);
+    if *n >= limits.max_connections_per_address {
+        return Err(Refusal::PerAddress);
+    }
+    *n += 1;
+    c.total += 1;
+    Ok(Slot {
+        counts: counts.clone(),
+        ip,
+    })
+}
+
+/// Where a connection is in its request cycle, for the timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of the next request.
+    Idle,
+    /// Reading a request head.
+    Head,
+    /// A request is being handled; the handler bounds it.
+    Busy,
+}
+
+/// The connection's phase and when it began, shared by its stream wrapper
+/// (which sees bytes) and its service (which sees requests).
+#[derive(Clone)]
+struct Activity(Arc<ActivityInner>);
+
+struct ActivityInner {
+    state: Mutex<(Phase, Instant)>,
+    /// Wakes the connection's watch when the phase changes, so it waits
+    /// for the new phase's deadline.
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        // A new connection owes its first request head at once.
+        Self(Arc::new(ActivityInner {
+            state: Mutex::new((Phase::Head, Instant::now())),
+            changed: Notify::new(),
+        }))
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.0.state.lock().expect("poisoned") = (phase, Instant::now());
+        self.0.changed.notify_one();
+    }
+
+    fn read_bytes(&self) {
+        let mut a = self.0.state.lock().expect("poisoned");
+        if a.0 == Phase::Idle {
+            *a = (Phase::Head, Instant::now());
+            self.0.changed.notify_one();
+        }
+    }
+
+    fn wrote_bytes(&self) {
+        let mut a = self.0.state.lock().expect("poisoned");
+        if a.0 == Phase::Idle {
+            // A response still going out is not idleness.
+            a.1 = Instant::now();
+        }
+    }
+
+    /// When the connection is due to be closed, if it is not busy.
+    fn deadline(&self, limits: &ConnLimits) -> Option<Instant> {
+        let (phase, since) = *self.0.state.lock().expect("poisoned");
+        match phase {
+            Phase::Idle => Some(since + limits.idle_timeout),
+            Phase::Head => Some(since + limits.header_read_timeout),
+            Phase::Busy => None,
+        }
+    }
+}
+
+/// A stream that reports its traffic to an [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read_bytes();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote_bytes();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Turns an accepted TCP stream into the stream HTTP is spoken over (TLS
+/// or plain), within the header-read timeout.
+pub type Handshake = Arc<
+    dyn Fn(TcpStream) -> Pin<Box<dyn std::future::Future<Output = io::Result<Stream>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The stream a connection speaks HTTP over.
+pub type Stream = Box<dyn Io>;
+
+/// A bidirectional byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// open connections finish their requests (idle ones close at once).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    handshake: Option<Handshake>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = &mut shutdown => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = match accepted {
+            Ok(a) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors (EMFILE) or similar: retrying at
+                // once would spin; connections closing will free some.
+                crate::metrics::global().count_accept_error();
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut shutdown => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        tcp.set_nodelay(true).ok();
+        let slot = match take_slot(&counts, peer.ip(), &limits) {
+            Ok(s) => s,
+            Err(why) => {
+                crate::metrics::global().count_refused_connection(match why {
+                    Refusal::Total => "total",
+                    Refusal::PerAddress => "per_address",
+                });
+                conns.spawn(refuse(tcp, why));
+                continue;
+            }
+        };
+        conns.spawn(connection(
+            tcp,
+            peer,
+            slot,
+            router.clone(),
+            limits.clone(),
+            handshake.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(listener);
+    stop_tx.send(true).ok();
+    while conns.join_next().await.is_some() {}
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Answers a refused connection with a short 503 and closes it, so the
+/// client learns why instead of seeing a reset.
+async fn refuse(mut tcp: TcpStream, why: Refusal) {
+    let message = match why {
+        Refusal::Total => "the server is at its connection limit; retry shortly",
+        Refusal::PerAddress => "too many open connections from your address; close some and retry",
+    };
+    let body = serde_json::to_string(&crate::error::ApiError::too_many_connections(message).body())
+        .expect("serializes");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(body.as_bytes()).await?;
+        tcp.shutdown().await
+    };
+    tokio::time::timeout(Duration::from_secs(1), write)
+        .await
+        .ok();
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: Slot,
+    router: Router,
+    limits: ConnLimits,
+    handshake: Option<Handshake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let activity = Activity::new();
+    let stream: Stream = match handshake {
+        None => Box::new(tcp),
+        Some(h) => match tokio::time::timeout(limits.header_read_timeout, h(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+    };
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service_activity = activity.clone();
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let activity = service_activity.clone();
+            let mut router = router.clone();
+            req.extensions_mut().insert(ConnectInfo(peer));
+            activity.set(Phase::Busy);
+            async move {
+                let res = tower_service::Service::call(&mut router, req).await;
+                activity.set(Phase::Idle);
+                res
+            }
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        // The watch below enforces it, idle and head apart (module doc).
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = activity.deadline(&limits);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = activity.0.changed.notified() => {}
+            _ = sleep_until(deadline) => {
+                // Re-read: the phase may have moved on since the deadline
+                // was computed.
+                if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                    crate::metrics::global().count_timed_out_connection();
+                    return;
+                }
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        // Busy: the phase change that ends it wakes the watch.
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,103 @@
+//! The audit log: one row per state-changing request, kept for the
+//! configured retention.
+
+use sqlx::Row;
+
+use super::{Store, StoreResult};
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    /// When it was answered, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The account, when the key was valid.
+    pub account_id: Option<String>,
+    /// A short fingerprint of the key (the head of its SHA-256), never the
+    /// key.
+    pub key_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub method: String,
+    /// The route template, such as `/v1/instances/{id}/delete`.
+    pub route: String,
+    pub path: String,
+    /// The object acted on: the path's id, or the id a create answered.
+    pub object_id: Option<String>,
+    pub status: i64,
+    /// `ok`, `denied` (401, 403, 429), `rejected` (other 4xx) or `failed`.
+    pub outcome: String,
+    pub request_id: String,
+}
+
+impl Store {
+    /// Appends an entry.
+    pub async fn insert_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, account_id, key_id, client_addr, method, route, \
+             path, object_id, status, outcome, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&e.id)
+        .bind(e.at_ms)
+        .bind(&e.account_id)
+        .bind(&e.key_id)
+        .bind(&e.client_addr)
+        .bind(&e.method)
+        .bind(&e.route)
+        .bind(&e.path)
+        .bind(&e.object_id)
+        .bind(e.status)
+        .bind(&e.outcome)
+        .bind(&e.request_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Entries answered in `[since_ms, until_ms)`, newest first, at most
+    /// `limit`.
+    pub async fn audit_between(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, account_id, key_id, client_addr, method, route, path, object_id, \
+             status, outcome, request_id FROM audit_log WHERE at_ms >= $1 AND at_ms < $2 \
+             ORDER BY at_ms DESC, id DESC LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get(0)?,
+                    at_ms: r.try_get(1)?,
+                    account_id: r.try_get(2)?,
+                    key_id: r.try_get(3)?,
+                    client_addr: r.try_get(4)?,
+                    method: r.try_get(5)?,
+                    route: r.try_get(6)?,
+                    path: r.try_get(7)?,
+                    object_id: r.try_get(8)?,
+                    status: r.try_get(9)?,
+                    outcome: r.try_get(10)?,
+                    request_id: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes entries answered before `before_ms`; returns how many.
+    pub async fn prune_audit(&self, before_ms: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+}

@@ -184,6 +184,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         hosts,
         keys: KeyCache::default(),
         rendered: Default::default(),
+        tls: false,
+        console_key: Default::default(),
     });
 
     let shutdown = shutdown_signal()?;

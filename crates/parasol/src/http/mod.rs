@@ -6,18 +6,18 @@
 //! [`ApiError`].
 
 mod account;
-mod admin;
+pub(crate) mod admin;
 mod auth;
-mod clusters;
+pub(crate) mod clusters;
 mod docs;
-mod events;
-mod featured;
-mod instances;
+pub(crate) mod events;
+pub(crate) mod featured;
+pub(crate) mod instances;
 mod metrics;
 mod render_cache;
-mod sshkeys;
-mod templates;
-mod volumes;
+pub(crate) mod sshkeys;
+pub(crate) mod templates;
+pub(crate) mod volumes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{hash_key, new_api_key, KeyCache};
+pub use auth::{account_for_key_hash, hash_key, new_api_key, KeyCache};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -59,6 +59,10 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Instances as last rendered, for `GET /instances`.
     pub rendered: render_cache::RenderCache,
+    /// Served over TLS: the console's session cookie is then `Secure`.
+    pub tls: bool,
+    /// The console's session signing key, read from the store on first use.
+    pub console_key: crate::console::SessionKey,
 }
 
 /// Shared state handle.
@@ -111,8 +115,13 @@ pub fn router(state: AppRef) -> Router {
             state.clone(),
             auth::require_key,
         ));
+    let console = crate::console::routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::console::guard,
+    ));
     Router::new()
         .merge(authed)
+        .merge(console)
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(metrics::scrape))

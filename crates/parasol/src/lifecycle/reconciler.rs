@@ -364,7 +364,9 @@ impl Reconciler {
             }
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
             Ok(MachineState::Preempted) => {
-                begin_delete(rec, self.clock.now(), Some("preempted".into()))
+                let now = self.clock.now();
+                begin_delete(rec, now, Some("preempted".into()));
+                self.record_preemption(rec, now).await;
             }
             Ok(MachineState::Terminating | MachineState::Gone) => self.fail(
                 rec,
@@ -432,7 +434,10 @@ impl Reconciler {
                 clear_retrying(rec);
                 rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }
-            Ok(MachineState::Preempted) => begin_delete(rec, now, Some("preempted".into())),
+            Ok(MachineState::Preempted) => {
+                begin_delete(rec, now, Some("preempted".into()));
+                self.record_preemption(rec, now).await;
+            }
             Ok(MachineState::Failed { reason }) => self.fail(rec, reason),
             Ok(MachineState::Terminating | MachineState::Gone) => {
                 self.fail(rec, "the provider no longer has the machine".into())
@@ -539,6 +544,25 @@ impl Reconciler {
     }
 
     /// Into `error`: billing stops, and the next steps release the machine.
+    /// Leaves a `preempted` event for the console's events page. A lost
+    /// event is logged, never a reason to keep the machine.
+    async fn record_preemption(&self, rec: &InstanceRecord, now: chrono::DateTime<chrono::Utc>) {
+        let message = format!("instance {} was preempted by its cloud", rec.instance.name);
+        if let Err(e) = self
+            .store
+            .record_event(
+                rec.account_id,
+                Some(rec.instance.id),
+                "preempted",
+                &message,
+                now.timestamp_millis(),
+            )
+            .await
+        {
+            tracing::warn!(instance = %rec.instance.id, error = %e, "could not record a preemption event");
+        }
+    }
+
     fn fail(&self, rec: &mut InstanceRecord, reason: String) {
         let now = self.clock.now();
         rec.instance.status = Status::Error;

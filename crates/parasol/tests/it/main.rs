@@ -6,6 +6,7 @@ mod harness;
 
 mod cli;
 mod clusters;
+mod console;
 mod crash;
 mod errors;
 mod hosts;

@@ -209,7 +209,7 @@ fn ssh_command(i: &Instance) -> Option<String> {
 }
 
 /// The parts of an instance page that change on their own, polled.
-fn live_part(i: &Instance) -> Markup {
+fn live_part(i: &Instance, steps: &[Step]) -> Markup {
     let done = matches!(i.status, Status::Deleted);
     html! {
         div #live hx-get=[(!done).then(|| format!("/instances/{}/live", i.id))] hx-trigger="every 2s" hx-swap="outerHTML" {
@@ -225,6 +225,10 @@ fn live_part(i: &Instance) -> Markup {
                     button type="button" data-copy="ssh-command" { "Copy" }
                 },
                 None => p.muted.small { "The ssh command appears here once the machine has an address." },
+            }
+            h2 { "Timeline" }
+            ol.timeline {
+                @for st in steps { li { span.muted.small { (st.at.format("%Y-%m-%d %H:%M:%S UTC")) } " " (st.what) } }
             }
         }
     }
@@ -273,7 +277,7 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
         p.small { a href="/instances" { "← Instances" } }
         h1 { (i.name) }
         (form_error(err, &["name"]))
-        (live_part(&i))
+        (live_part(&i, &steps))
         div.actions {
             form.inline method="post" action=(format!("/instances/{}/restart", i.id)) {
                 (csrf(s)) button type="submit" { "Restart" }
@@ -299,7 +303,6 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
                 (c.memory_in_gb) " GB RAM, " (c.storage_in_gb) " GB disk" @if c.nvlink { ", NVLink" } }
             dt { "OS" } dd { (c.os) }
             dt { "Rental" } dd { (i.rental_terms.rental_type.as_str()) }
-            dt { "IP" } dd { (i.ip.as_deref().unwrap_or("—")) }
             dt { "SSH" } dd { (i.ssh_user) " on port " (i.ssh_port) }
             dt { "SSH key" } dd { (i.ssh_key_id.map(|k| k.to_string()).unwrap_or_else(|| "none".into())) }
             dt { "Cloud id" } dd { (if i.cloud_assigned_id.is_empty() { "—" } else { &i.cloud_assigned_id }) }
@@ -310,10 +313,6 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
             dt { "Volumes" } dd { @if i.volume_ids.is_empty() { "none" } @else { (i.volume_ids.join(", ")) } }
             dt { "Tags" } dd { @if i.tags.is_empty() { "none" } @else { (i.tags.join(", ")) } }
             dt { "Created" } dd { (i.created_at.to_rfc3339()) }
-        }
-        h2 { "Timeline" }
-        ol.timeline {
-            @for st in &steps { li { span.muted.small { (st.at.format("%Y-%m-%d %H:%M:%S UTC")) } " " (st.what) } }
         }
         (layout::copy_script())
     };
@@ -374,7 +373,8 @@ pub async fn live(
     Path(id): Path<String>,
 ) -> PageResult {
     let i = info(&app, &session, &id).await?;
-    Ok(html(live_part(&i)))
+    let steps = timeline(&app, &session, &i).await?;
+    Ok(html(live_part(&i, &steps)))
 }
 
 async fn after(

@@ -87,7 +87,9 @@ fn chart(s: &Spend) -> Markup {
                     }
                 }
                 @if n % 5 == 4 || n + 1 == s.days.len() {
-                    text x=(format!("{:.1}", x + slot / 2.0)) y=(h - 6.0) text-anchor="middle" { (day.format("%b %d")) }
+                    @let last = n + 1 == s.days.len();
+                    text x=(format!("{:.1}", if last { w } else { x + slot / 2.0 })) y=(h - 6.0)
+                        text-anchor=(if last { "end" } else { "middle" }) { (day.format("%b %d")) }
                 }
             }
         }

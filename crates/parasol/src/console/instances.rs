@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Form};
 use maud::{html, Markup};
-use parasol_api::{Confirmation, Instance, InstancesResponse, Status};
+use parasol_api::{Confirmation, Instance, Status};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -36,28 +36,22 @@ impl PageQuery {
     }
 }
 
-/// The account's instances, newest first, as the API lists them (costs as
-/// of now), one page of them, and how many pages there are.
+/// One page of the account's instances, newest first, as the API renders
+/// them (costs as of now), with the total and the number of pages.
 async fn one_page(
     app: &AppRef,
     s: &Session,
     page: usize,
 ) -> Result<(Vec<Instance>, usize, usize), ApiError> {
-    let all: InstancesResponse = api(http::instances::list(
-        State(app.clone()),
-        Extension(s.account.clone()),
-    ))
-    .await?;
-    let total = all.instances.len();
+    let (mut rows, mut total) =
+        http::instances::newest_page(app, &s.account, (page - 1) * PAGE_SIZE, PAGE_SIZE).await?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = page.min(pages);
-    let rows = all
-        .instances
-        .into_iter()
-        .rev()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
-        .collect();
+    if page > pages {
+        // Past the end (the list shrank): the last page instead.
+        (rows, total) =
+            http::instances::newest_page(app, &s.account, (pages - 1) * PAGE_SIZE, PAGE_SIZE)
+                .await?;
+    }
     Ok((rows, total, pages))
 }
 

@@ -1,9 +1,10 @@
 //! Clusters: the list, one cluster's page with its nodes, and the launch
 //! form over the cluster shapes `/clusters/types` offers.
 
+use super::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::html;
 use parasol_api::{
     Cluster, ClusterTypesResponse, ClustersResponse, Confirmation, CreateResponse, SshKeysResponse,

@@ -1,9 +1,10 @@
 //! Instances: the live list with bulk delete, and one instance's page with
 //! its ssh command, status timeline, restart, rename and delete.
 
+use super::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use parasol_api::{Confirmation, Instance, Status};
 use serde::Deserialize;

@@ -1,8 +1,9 @@
 //! SSH keys: add by pasting, set the default, delete.
 
+use super::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::html;
 use parasol_api::{AddSshKeyResponse, Confirmation, SshKeysResponse};
 use serde::Deserialize;

@@ -92,6 +92,25 @@ pub async fn api<T: DeserializeOwned>(
         .map_err(|e| ApiError::internal(format!("decoding an API answer: {e}")))
 }
 
+/// A posted form; one that cannot be read is a page naming the problem
+/// (axum's own rejection would be plain text).
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PageError> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| Form(v))
+            .map_err(|e| {
+                PageError(ApiError::invalid(format!(
+                    "the form could not be read: {e}"
+                )))
+            })
+    }
+}
+
 /// A console page's failure: an HTML page with the message, never JSON.
 pub struct PageError(pub ApiError);
 

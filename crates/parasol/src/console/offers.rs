@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use super::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use base64::Engine;
 use maud::{html, Markup};
 use parasol_api::{

@@ -12,12 +12,12 @@
 //! a browser's Origin (or Sec-Fetch-Site) must name this site, and every
 //! form carries the session's CSRF token (htmx sends it as a header).
 
+use super::Form;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::html;
 use rand::Rng;
 use serde::Deserialize;
@@ -158,22 +158,18 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
     }))
 }
 
-/// Pages for signed-in browsers only: others are sent to sign in.
-pub struct SignInFirst;
-
-impl IntoResponse for SignInFirst {
-    fn into_response(self) -> Response {
-        // htmx follows HX-Redirect with a full page load; a plain redirect
-        // would swap the sign-in page into a table cell.
-        (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/login"),
-                (header::HeaderName::from_static("hx-redirect"), "/login"),
-            ],
+/// Pages for signed-in browsers only: others are sent to sign in. An htmx
+/// refresh is told with `HX-Redirect` (a 303 would be followed inside the
+/// XHR and the sign-in page swapped into a table cell).
+fn sign_in_first(headers: &HeaderMap) -> Response {
+    if headers.contains_key("hx-request") {
+        return (
+            StatusCode::OK,
+            [(header::HeaderName::from_static("hx-redirect"), "/login")],
         )
-            .into_response()
+            .into_response();
     }
+    Redirect::to("/login").into_response()
 }
 
 impl FromRequestParts<AppRef> for Session {
@@ -185,7 +181,7 @@ impl FromRequestParts<AppRef> for Session {
         }
         match session_of(app, &parts.headers).await {
             Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(SignInFirst.into_response()),
+            Ok(None) => Err(sign_in_first(&parts.headers)),
             Err(e) => Err(super::PageError(e).into_response()),
         }
     }
@@ -241,7 +237,7 @@ pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Respo
     }
     let session = match session_of(&app, req.headers()).await {
         Ok(Some(s)) => s,
-        Ok(None) => return SignInFirst.into_response(),
+        Ok(None) => return sign_in_first(req.headers()),
         Err(e) => return super::PageError(e).into_response(),
     };
     let (mut parts, body) = req.into_parts();

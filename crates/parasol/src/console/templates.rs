@@ -1,9 +1,10 @@
 //! Templates: featured (read-only) and the account's own; save and delete.
 //! The launch form can also save its settings as a template.
 
+use super::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use parasol_api::{Confirmation, Template, TemplateCreateResponse, TemplatesResponse};
 use serde::Deserialize;

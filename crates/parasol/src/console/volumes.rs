@@ -1,8 +1,9 @@
 //! Volumes: create, delete, and which instance mounts each.
 
+use super::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::html;
 use parasol_api::{Confirmation, CreateVolumeResponse, VolumesResponse, VolumesTypesResponse};
 use serde::Deserialize;

@@ -195,6 +195,17 @@ async fn sign_in_gives_a_strict_http_only_cookie_and_sign_out_forgets_it() {
     let mut b = Browser::new(&s);
     b.get("/").await.redirects_to("/login");
     b.get("/instances").await.redirects_to("/login");
+    // An htmx refresh without a session is told to load the sign-in page.
+    let hx = b
+        .http
+        .get(format!("{}/instances/rows", s.base))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hx.status(), 200);
+    assert_eq!(hx.headers()["hx-redirect"], "/login");
+    assert!(hx.text().await.unwrap().is_empty());
     let p = b.get("/login").await.expect(200);
     assert!(
         p.html.contains("Capacity is simulated"),
@@ -499,6 +510,26 @@ async fn cross_site_and_tokenless_posts_are_refused() {
             .unwrap()
             .is_empty()
     );
+    // A body that is not a form is a page saying so, never a 500.
+    let res = b
+        .http
+        .post(format!("{}/launch", s.base))
+        .header(
+            "cookie",
+            format!("parasol_session={}", b.cookie.clone().unwrap()),
+        )
+        .header("x-csrf-token", &token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("the form could not be read"));
     // The same page's own token, sent as htmx sends it, works.
     let host = s.base.trim_start_matches("http://").to_string();
     let origin = format!("http://{host}");

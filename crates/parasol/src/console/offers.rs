@@ -380,11 +380,27 @@ struct Choices {
     featured: TemplatesResponse,
     own: TemplatesResponse,
     volumes: VolumesResponse,
+    /// The offer being launched, when the form names one the catalog has.
+    offer: Option<InstanceType>,
 }
 
-async fn choices(app: &AppRef, s: &Session) -> Result<Choices, ApiError> {
+async fn choices(app: &AppRef, s: &Session, f: &LaunchForm) -> Result<Choices, ApiError> {
     let acct = || Extension(s.account.clone());
+    let offer = match (opt(&f.cloud), opt(&f.shade_instance_type)) {
+        (Some(cloud), Some(t)) => {
+            let q = InstanceTypesQuery {
+                cloud: Some(cloud),
+                shade_instance_type: Some(t),
+                ..InstanceTypesQuery::default()
+            };
+            let found: Result<InstanceTypesResponse, ApiError> =
+                api(http::instances::types(State(app.clone()), Ok(Query(q)))).await;
+            found.ok().and_then(|r| r.instance_types.into_iter().next())
+        }
+        _ => None,
+    };
     Ok(Choices {
+        offer,
         keys: api(http::sshkeys::list(State(app.clone()), acct())).await?,
         featured: TemplatesResponse {
             templates: http::featured::all().to_vec(),
@@ -430,13 +446,29 @@ fn launch_form(
     ];
     let body = html! {
         h1 { "Launch an instance" }
-        p.muted { "From the offer " strong { (f.shade_instance_type) } " on " strong { (f.cloud) } ". "
-            a href="/offers" { "Pick another offer" } }
+        p.muted { "From the offer " strong { (f.shade_instance_type) } " on " strong { (f.cloud) }
+            @if let Some(o) = &c.offer {
+                ": " (o.configuration.num_gpus) "× " (o.configuration.gpu_type) ", $" (money(o.hourly_price)) "/h"
+                @if let Some(b) = &o.boot_time { ", boots in " (boot(b.min_boot_in_sec)) "–" (boot(b.max_boot_in_sec)) }
+            }
+            ". " a href="/offers" { "Pick another offer" } }
         form.stack #launch method="post" action="/launch" {
             (csrf(s))
             (form_error(err, &shown))
             label { "Cloud" input name="cloud" value=(f.cloud) required; (field_error(err, "cloud")) }
-            label { "Region" input name="region" value=(f.region) required; (field_error(err, "region")) }
+            label { "Region"
+                @match &c.offer {
+                    Some(o) => select name="region" {
+                        @for a in o.availability.iter().filter(|a| a.rental_type == RentalType::OnDemand) {
+                            option value=(a.region) selected[f.region == a.region] {
+                                (a.display_name) " (" (a.region) ")" @if !a.available { " — no capacity now" }
+                            }
+                        }
+                    },
+                    None => input name="region" value=(f.region) required;,
+                }
+                (field_error(err, "region"))
+            }
             label { "Instance type" input name="type" value=(f.shade_instance_type) required; (field_error(err, "shade_instance_type")) }
             label { "Name" input name="name" value=(f.name) placeholder="my-box" required; (field_error(err, "name")) }
             label { "SSH key"
@@ -512,7 +544,7 @@ pub async fn launch_page(
     session: Session,
     Query(f): Query<LaunchForm>,
 ) -> PageResult {
-    let c = choices(&app, &session).await?;
+    let c = choices(&app, &session, &f).await?;
     Ok(html(launch_form(&app, &session, &f, &c, None)))
 }
 
@@ -525,7 +557,7 @@ pub async fn launch(
     match try_launch(&app, &session, &f).await {
         Ok(id) => Ok(see(&format!("/instances/{id}"))),
         Err(e) => {
-            let c = choices(&app, &session).await?;
+            let c = choices(&app, &session, &f).await?;
             Ok(html_status(
                 e.status,
                 launch_form(&app, &session, &f, &c, Some(&e)),

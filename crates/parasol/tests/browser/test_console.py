@@ -54,13 +54,13 @@ def test_filter_offers_launch_watch_copy_and_delete(signed_in):
     page.fill("input[name=name]", "")
     page.click("#launch button[type=submit]")
     # The browser's own check stops an empty name; an API error shows by its field.
-    region = page.locator("input[name=region]").input_value()
-    page.fill("input[name=region]", "atlantis")
+    expect(page.locator("select[name=region]")).to_have_value("us-central-1")
     page.fill("input[name=name]", "browser-box")
+    page.fill("input[name=auto_delete_spend]", "lots")
     page.click("#launch button[type=submit]")
-    expect(page.locator('.field-error[data-field="region"]')).to_contain_text("not available in region")
+    expect(page.locator('.field-error[data-field="auto_delete"]')).to_be_visible()
     shot(page, "launch-error")
-    page.fill("input[name=region]", region)
+    page.fill("input[name=auto_delete_spend]", "")
     page.click("#launch button[type=submit]")
     expect(page).to_have_url(re.compile(r"/instances/[0-9a-f-]{36}$"))
     # Watch it go active without reloading: a marker set on this document

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::layout::{self, csrf, empty, field_error, form_error, status, Nav};
-use super::offers::request;
-use super::{api, html, html_status, money, see, PageError, PageResult, Session};
+use super::{api, html, html_status, money, request, see, PageError, PageResult, Session};
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};
 

@@ -11,8 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{self, csrf, empty, field_error, form_error, status, Nav};
-use super::offers::request;
-use super::{api, html, html_status, money, see, PageError, PageResult, Session};
+use super::{api, html, html_status, money, request, see, PageError, PageResult, Session};
 use crate::clock::from_millis;
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};

@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::Markup;
 use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 
 pub use session::{guard, Session, SessionKey};
 
@@ -165,6 +166,28 @@ pub fn html_status(status: StatusCode, m: Markup) -> Response {
 /// After a successful POST: see the result (POST-redirect-GET).
 pub fn see(to: &str) -> Response {
     Redirect::to(to).into_response()
+}
+
+/// `NAME=value` lines as the API's env objects.
+pub fn parse_envs(text: &str) -> Result<Vec<Value>, ApiError> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                ApiError::invalid_field(
+                    "envs",
+                    format!("each env is NAME=value on its own line; got {l:?}"),
+                )
+            })?;
+            Ok(json!({"name": k.trim(), "value": v}))
+        })
+        .collect()
+}
+
+/// A JSON value as a typed API request, with the API's own parse errors.
+pub fn request<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    crate::http::parse_json(v.to_string().as_bytes())
 }
 
 /// Formats integer cents as dollars.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::layout::{self, csrf, field_error, form_error, Nav};
-use super::{api, html, html_status, money, see, PageResult, Session};
+use super::{api, html, html_status, money, parse_envs, request, see, PageResult, Session};
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};
 
@@ -350,28 +350,6 @@ impl LaunchForm {
         }
         Ok(Value::Object(m))
     }
-}
-
-/// `NAME=value` lines as the API's env objects.
-pub fn parse_envs(text: &str) -> Result<Vec<Value>, ApiError> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once('=').ok_or_else(|| {
-                ApiError::invalid_field(
-                    "envs",
-                    format!("each env is NAME=value on its own line; got {l:?}"),
-                )
-            })?;
-            Ok(json!({"name": k.trim(), "value": v}))
-        })
-        .collect()
-}
-
-/// A JSON value as a typed API request, with the API's own parse errors.
-pub fn request<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    http::parse_json(v.to_string().as_bytes())
 }
 
 /// What the launch form offers to choose from.

@@ -11,8 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{self, csrf, field_error, form_error, Nav};
-use super::offers::{parse_envs, request};
-use super::{api, html_status, see, PageResult, Session};
+use super::{api, html_status, parse_envs, request, see, PageResult, Session};
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};
 

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{self, csrf, empty, field_error, form_error, Nav};
-use super::offers::request;
-use super::{api, html_status, see, PageResult, Session};
+use super::{api, html_status, request, see, PageResult, Session};
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};
 

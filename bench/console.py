@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shutil
 import statistics
 import time
 import urllib.request
@@ -90,6 +91,7 @@ def main():
     server["first page"] = lst[3:a.runs + 3]
     server["middle page"] = lst[a.runs + 6:2 * a.runs + 6]
     server["live fragment"] = by_path["/instances/rows"][3:]
+    shutil.rmtree(s.data_dir, ignore_errors=True)
     for name in paths:
         bench.record("console_instances_page", page=name, instances=a.n,
                      server_p50_ms=round(statistics.median(server[name]), 2),

@@ -149,18 +149,19 @@ pub type PageResult = Result<Response, PageError>;
 
 /// A rendered page as a response.
 pub fn html(m: Markup) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(m.into_string()),
-    )
-        .into_response()
+    html_status(StatusCode::OK, m)
 }
 
 /// A form answered with its page again, showing the error: 400/409 as the
 /// API would answer, so scripts and tests see the failure.
 pub fn html_status(status: StatusCode, m: Markup) -> Response {
-    (status, Html(m.into_string())).into_response()
+    // Pages show one account's data: never kept by a shared cache.
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(m.into_string()),
+    )
+        .into_response()
 }
 
 /// After a successful POST: see the result (POST-redirect-GET).

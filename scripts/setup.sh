@@ -23,6 +23,9 @@ DEB_PACKAGES=(
   "openssh-client:ssh"
   "python3-venv:/usr/lib/python3*/venv/__init__.py"
   "openssl:openssl"
+  # The console's browser tests drive Debian's Chromium through Playwright
+  # (never a downloaded browser).
+  "chromium:/usr/bin/chromium"
 )
 
 sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }

@@ -12,6 +12,10 @@
 # PostgreSQL: PARASOL_TEST_PG_URL names an admin URL of a cluster the tests
 # may create databases in; when unset, a throwaway cluster is started here
 # (scripts/pg.sh).
+#
+# Last, the web console's browser tests (crates/parasol/tests/browser):
+# pytest + Playwright from the venv drive Debian's chromium against the
+# debug binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +38,7 @@ PARASOL_TEST_BACKEND=sqlite cargo nextest run --workspace --locked --no-fail-fas
 echo "== integration tests on PostgreSQL"
 PARASOL_TEST_BACKEND=postgres cargo nextest run -p parasol --test it --locked --no-fail-fast \
   "$@" || status=1
+echo "== console browser tests (Playwright, Debian's chromium)"
+cargo build -p parasol --locked
+"$PARASOL_TEST_VENV/bin/pytest" -q crates/parasol/tests/browser || status=1
 exit $status

@@ -4,6 +4,8 @@
 //! - [`http`]: the axum server, authentication, the JSON error policy and one
 //!   handler module per resource. Handlers validate and write the store; they
 //!   never call a provider.
+//! - [`console`]: the web console at `/`, server-rendered HTML over the same
+//!   handlers as the API.
 //! - [`store`]: the single source of truth (SQLite embedded, PostgreSQL for
 //!   scale-out), with migrations and conditional (generation-checked) writes.
 //! - [`lifecycle`]: the reconciler that owns every state transition, and the
@@ -17,6 +19,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod http;
 pub mod lifecycle;

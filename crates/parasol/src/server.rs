@@ -205,6 +205,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         limits: http::rate_limit::RateLimits::new(settings.rate_limits),
         tls: settings.tls.is_some(),
         audit_retention: settings.audit_retention,
+        console_key: Default::default(),
     });
 
     let handshake = settings

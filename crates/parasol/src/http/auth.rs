@@ -75,24 +75,8 @@ pub async fn require_key(
         .to_str()
         .map_err(|_| refuse("the X-API-KEY header is not valid text"))?
         .trim();
-    let hash = hash_key(key);
-    let cached = app.keys.0.read().expect("poisoned").get(&hash).cloned();
-    let account = match cached {
-        Some(a) => a,
-        None => {
-            let found = app.store.account_by_key_hash(&hash).await?;
-            let Some(a) =
-                found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes())))
-            else {
-                return Err(refuse("the API key is not valid"));
-            };
-            app.keys
-                .0
-                .write()
-                .expect("poisoned")
-                .insert(hash, a.clone());
-            a
-        }
+    let Some(account) = account_for_key_hash(&app, &hash_key(key)).await? else {
+        return Err(refuse("the API key is not valid"));
     };
     if let Err(limited) = app.limits.key(&account.key_hash) {
         return Ok(limited.into_response());
@@ -104,6 +88,25 @@ pub async fn require_key(
     res.extensions_mut().insert(caller);
     res.extensions_mut().insert(key_id);
     Ok(res)
+}
+
+/// The account whose key hashes to `hash`, from the cache or the store.
+/// API requests and console sign-ins both come through here.
+pub async fn account_for_key_hash(app: &AppRef, hash: &str) -> Result<Option<Account>, ApiError> {
+    let cached = app.keys.0.read().expect("poisoned").get(hash).cloned();
+    if let Some(a) = cached {
+        return Ok(Some(a));
+    }
+    let found = app.store.account_by_key_hash(hash).await?;
+    let Some(a) = found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes()))) else {
+        return Ok(None);
+    };
+    app.keys
+        .0
+        .write()
+        .expect("poisoned")
+        .insert(hash.to_string(), a.clone());
+    Ok(Some(a))
 }
 
 #[cfg(test)]

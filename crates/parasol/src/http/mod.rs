@@ -6,21 +6,21 @@
 //! [`ApiError`].
 
 mod account;
-mod admin;
+pub(crate) mod admin;
 mod audit;
 mod auth;
-mod clusters;
+pub(crate) mod clusters;
 mod docs;
-mod events;
-mod featured;
-mod instances;
+pub(crate) mod events;
+pub(crate) mod featured;
+pub(crate) mod instances;
 mod launch;
 mod metrics;
 pub mod rate_limit;
 mod render_cache;
-mod sshkeys;
-mod templates;
-mod volumes;
+pub(crate) mod sshkeys;
+pub(crate) mod templates;
+pub(crate) mod volumes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
+pub use auth::{account_for_key_hash, hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -72,6 +72,8 @@ pub struct AppState {
     pub tls: bool,
     /// How long audit entries are kept.
     pub audit_retention: std::time::Duration,
+    /// The console's session signing key, read from the store on first use.
+    pub console_key: crate::console::SessionKey,
 }
 
 /// Shared state handle.
@@ -154,8 +156,13 @@ fn api_router(state: AppRef) -> Router {
             state.clone(),
             auth::require_key,
         ));
+    let console = crate::console::routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::console::guard,
+    ));
     Router::new()
         .merge(authed)
+        .merge(console)
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(metrics::scrape))

@@ -70,6 +70,30 @@ pub fn instance_cents(rec: &InstanceRecord, now: DateTime<Utc>) -> i64 {
     )
 }
 
+/// The part of an instance's cost accrued within `from..to` (one day of
+/// the console's spend chart), as of `now`.
+pub fn instance_cents_within(
+    rec: &InstanceRecord,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> i64 {
+    let Some(start) = rec.instance.active_at else {
+        return 0;
+    };
+    let end = rec
+        .internal
+        .billing_stopped_at
+        .unwrap_or(now)
+        .min(now)
+        .min(to);
+    accrued_cents(
+        rec.instance.hourly_price,
+        start.max(from).timestamp_millis(),
+        end.timestamp_millis(),
+    )
+}
+
 /// When an interval that started at `started` reaches `cents`, in ms.
 pub fn reaches_at_ms(hourly_cents: i64, started_ms: i64, cents: i64) -> Option<i64> {
     if hourly_cents <= 0 {

@@ -507,7 +507,8 @@ impl Reconciler {
             .await;
             self.notify.notify_one();
         }
-        begin_delete(rec, now, Some("preempted".into()))
+        begin_delete(rec, now, Some("preempted".into()));
+        self.record_preemption(rec, now).await;
     }
 
     /// Records an event about an instance; a failure is logged, not fatal.
@@ -715,6 +716,25 @@ impl Reconciler {
     }
 
     /// Into `error`: billing stops, and the next steps release the machine.
+    /// Leaves a `preempted` event for the console's events page. A lost
+    /// event is logged, never a reason to keep the machine.
+    async fn record_preemption(&self, rec: &InstanceRecord, now: chrono::DateTime<chrono::Utc>) {
+        let message = format!("instance {} was preempted by its cloud", rec.instance.name);
+        if let Err(e) = self
+            .store
+            .record_event(
+                rec.account_id,
+                Some(rec.instance.id),
+                "preempted",
+                &message,
+                now.timestamp_millis(),
+            )
+            .await
+        {
+            tracing::warn!(instance = %rec.instance.id, error = %e, "could not record a preemption event");
+        }
+    }
+
     fn fail(&self, rec: &mut InstanceRecord, reason: String) {
         let now = self.clock.now();
         rec.instance.status = Status::Error;

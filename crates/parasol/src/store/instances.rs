@@ -249,6 +249,25 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
+    /// An account's instances that were not deleted by `since_ms` (deleted
+    /// ones last written since then too), oldest first: what can have cost
+    /// anything since then.
+    pub async fn instances_since(
+        &self,
+        account: Uuid,
+        since_ms: i64,
+    ) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE account_id = $1
+             AND (status <> 'deleted' OR updated_at >= $2) ORDER BY created_at, id"
+        ))
+        .bind(account.to_string())
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// The id and generation of each of an account's instances that are
     /// not deleted, oldest first: enough to tell which cached renderings
     /// are current. One aggregated row, not one row per instance, since a

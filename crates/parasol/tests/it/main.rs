@@ -11,6 +11,7 @@ mod cli;
 mod clusters;
 mod compat;
 mod connections;
+mod console;
 mod crash;
 mod errors;
 mod first_start;

@@ -112,6 +112,16 @@ async fn spot_instances_carry_spot_terms_and_are_preempted() {
         assert_eq!(preempted.body["status_details"], "preempted");
     }
     c.wait_gone(&id).await;
+    // The preemption is an event of the account (the console's events page).
+    let events = c.get("/v1/events").await.expect(200);
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["instance_id"] == id.as_str())
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["preempted"]);
 
     // Spot needs a spot offer and shade_cloud.
     let mut no_shade = body.clone();

@@ -1,0 +1,182 @@
+//! The page frame (navigation, sim banner) and the embedded assets.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use super::Session;
+use crate::http::AppRef;
+
+/// htmx, vendored (version and licence in its first line).
+const HTMX: &str = include_str!("assets/htmx.min.js");
+/// The console's own style sheet.
+const CSS: &str = include_str!("assets/console.css");
+
+/// `GET /assets/htmx.min.js`.
+pub async fn htmx() -> Response {
+    asset("text/javascript; charset=utf-8", HTMX)
+}
+
+/// `GET /assets/console.css`.
+pub async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Parasol" }
+            link rel="stylesheet" href="/assets/console.css";
+            script src="/assets/htmx.min.js" defer {}
+        }
+    }
+}
+
+/// The banner shown while the built-in sim serves clouds.
+pub fn sim_banner() -> Markup {
+    html! {
+        div.banner role="status" {
+            "Capacity is simulated: the built-in sim serves these clouds and no real machine is rented."
+        }
+    }
+}
+
+/// A page without navigation (sign-in, errors).
+pub fn bare(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body { (body) }
+        }
+    }
+}
+
+/// Which navigation entry a page belongs to.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum Nav {
+    Offers,
+    Instances,
+    Clusters,
+    Keys,
+    Volumes,
+    Templates,
+    Events,
+    Spend,
+    System,
+}
+
+const ENTRIES: &[(Nav, &str, &str)] = &[
+    (Nav::Offers, "/offers", "Offers"),
+    (Nav::Instances, "/instances", "Instances"),
+    (Nav::Clusters, "/clusters", "Clusters"),
+    (Nav::Keys, "/keys", "SSH keys"),
+    (Nav::Volumes, "/volumes", "Volumes"),
+    (Nav::Templates, "/templates", "Templates"),
+    (Nav::Events, "/events", "Events"),
+    (Nav::Spend, "/spend", "Spend"),
+];
+
+/// A signed-in page: navigation, the sim banner, then `body`. htmx sends
+/// the CSRF token with every request it makes.
+pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
+    let hx_headers = format!("{{\"x-csrf-token\": \"{}\"}}", s.csrf);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body hx-headers=(hx_headers) {
+                header.top {
+                    a.brand href="/instances" { "☂ Parasol" }
+                    nav {
+                        @for (n, href, label) in ENTRIES {
+                            a href=(href) class=[(*n == nav).then_some("active")] { (label) }
+                        }
+                        @if s.account.is_admin {
+                            a href="/system" class=[(nav == Nav::System).then_some("active")] { "System" }
+                        }
+                    }
+                    div.who {
+                        span.account { (s.account.name) @if s.account.is_admin { " (admin)" } }
+                        form method="post" action="/logout" {
+                            (csrf(s))
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                @if app.sim.is_some() { (sim_banner()) }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The hidden CSRF field every form carries.
+pub fn csrf(s: &Session) -> Markup {
+    html! { input type="hidden" name=(super::session::CSRF_FIELD) value=(s.csrf); }
+}
+
+/// The error for `field`, if `err` names it.
+pub fn field_error(err: Option<&crate::error::ApiError>, field: &str) -> Markup {
+    html! {
+        @if let Some(e) = err.filter(|e| e.field.as_deref().is_some_and(|f| f == field || f.starts_with(&format!("{field}.")) || f.starts_with(&format!("{field}[")))) {
+            p.field-error role="alert" data-field=(field) { (e.message) }
+        }
+    }
+}
+
+/// An error that names no field shown on the form, at the top of it.
+pub fn form_error(err: Option<&crate::error::ApiError>, shown: &[&str]) -> Markup {
+    html! {
+        @if let Some(e) = err.filter(|e| e.field.as_deref().is_none_or(|f| !shown.iter().any(|s| f == *s || f.starts_with(&format!("{s}.")) || f.starts_with(&format!("{s}["))))) {
+            p.form-error role="alert" { (e.message) }
+        }
+    }
+}
+
+/// A status word, coloured by what it means.
+pub fn status(s: &str) -> Markup {
+    let class = match s {
+        "active" => "st st-active",
+        "error" => "st st-error",
+        "deleted" | "deleting" => "st st-gone",
+        _ => "st st-pending",
+    };
+    html! { span class=(class) { (s) } }
+}
+
+/// An empty state: what is missing and what to do next.
+pub fn empty(message: &str, href: &str, action: &str) -> Markup {
+    html! {
+        div.empty {
+            p { (message) }
+            a.button.primary href=(href) { (action) }
+        }
+    }
+}
+
+/// Script-free copy buttons need a little script; this is all there is.
+pub fn copy_script() -> Markup {
+    html! {
+        script { (PreEscaped(r#"document.addEventListener('click', function (e) {
+  var b = e.target.closest('[data-copy]'); if (!b) return;
+  var t = document.getElementById(b.dataset.copy).textContent;
+  var done = function () { b.textContent = 'Copied'; setTimeout(function () { b.textContent = 'Copy'; }, 1500); };
+  if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(t).then(done); }
+  else { var a = document.createElement('textarea'); a.value = t; document.body.appendChild(a); a.select(); document.execCommand('copy'); a.remove(); done(); }
+});"#)) }
+    }
+}

@@ -1,0 +1,197 @@
+//! The web console: server-rendered HTML pages at `/` for shopping,
+//! launching, watching and tearing down GPUs from a browser.
+//!
+//! Every page calls the same code as the API: a console handler runs the
+//! API handler it stands for (same validation, same store writes) through
+//! [`api`], and renders the typed answer or the [`ApiError`] beside the
+//! form field it names. Pages work without script; the vendored htmx only
+//! refreshes live parts (statuses, costs) in place.
+//!
+//! Sign-in trades the API key for a signed, expiring session cookie
+//! ([`session`]); every POST is checked for its origin and for the
+//! session's CSRF token.
+
+mod clusters;
+mod events;
+mod instances;
+mod keys;
+mod layout;
+mod offers;
+mod session;
+mod spend;
+mod templates;
+mod volumes;
+
+use axum::body::Bytes;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::Markup;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+pub use session::{guard, Session, SessionKey};
+
+use crate::error::ApiError;
+use crate::http::AppRef;
+
+/// Every console route, listed once; merged into the API router at `/`.
+pub fn routes() -> Router<AppRef> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/assets/htmx.min.js", get(layout::htmx))
+        .route("/assets/console.css", get(layout::css))
+        .route("/offers", get(offers::page))
+        .route("/launch", get(offers::launch_page).post(offers::launch))
+        .route("/instances", get(instances::list))
+        .route("/instances/rows", get(instances::rows_page))
+        .route("/instances/delete", post(instances::bulk_delete))
+        .route("/instances/{id}", get(instances::page))
+        .route("/instances/{id}/live", get(instances::live))
+        .route("/instances/{id}/restart", post(instances::restart))
+        .route("/instances/{id}/rename", post(instances::rename))
+        .route("/instances/{id}/delete", post(instances::delete))
+        .route("/clusters", get(clusters::list))
+        .route(
+            "/clusters/new",
+            get(clusters::launch_page).post(clusters::launch),
+        )
+        .route("/clusters/{id}", get(clusters::page))
+        .route("/clusters/{id}/delete", post(clusters::delete))
+        .route("/keys", get(keys::page).post(keys::add))
+        .route("/keys/{id}/default", post(keys::set_default))
+        .route("/keys/{id}/delete", post(keys::delete))
+        .route("/volumes", get(volumes::page).post(volumes::create))
+        .route("/volumes/{id}/delete", post(volumes::delete))
+        .route("/templates", get(templates::page).post(templates::save))
+        .route("/templates/{id}/delete", post(templates::delete))
+        .route("/events", get(events::page))
+        .route("/spend", get(spend::page))
+        .route("/system", get(events::system))
+}
+
+async fn home(session: Option<Session>) -> Redirect {
+    match session {
+        Some(_) => Redirect::to("/instances"),
+        None => Redirect::to("/login"),
+    }
+}
+
+/// Runs an API handler and decodes its JSON answer: the console's one way
+/// into the API's rules, so a rule lives in one place.
+pub async fn api<T: DeserializeOwned>(
+    answer: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Result<T, ApiError> {
+    let res = answer.await?;
+    let bytes: Bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading an API answer: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("decoding an API answer: {e}")))
+}
+
+/// A posted form; one that cannot be read is a page naming the problem
+/// (axum's own rejection would be plain text).
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PageError> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| Form(v))
+            .map_err(|e| {
+                PageError(ApiError::invalid(format!(
+                    "the form could not be read: {e}"
+                )))
+            })
+    }
+}
+
+/// A console page's failure: an HTML page with the message, never JSON.
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let body = layout::bare(
+            &format!("{} {}", e.status.as_u16(), e.code),
+            maud::html! {
+                div.error-page {
+                    h1 { (e.status.as_u16()) " " (e.status.canonical_reason().unwrap_or("")) }
+                    p.error { (e.message) }
+                    p { a href="/instances" { "Back to your instances" } }
+                }
+            },
+        );
+        (e.status, Html(body.into_string())).into_response()
+    }
+}
+
+/// Result of a console handler.
+pub type PageResult = Result<Response, PageError>;
+
+/// A rendered page as a response.
+pub fn html(m: Markup) -> Response {
+    html_status(StatusCode::OK, m)
+}
+
+/// A form answered with its page again, showing the error: 400/409 as the
+/// API would answer, so scripts and tests see the failure.
+pub fn html_status(status: StatusCode, m: Markup) -> Response {
+    // Pages show one account's data: never kept by a shared cache.
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(m.into_string()),
+    )
+        .into_response()
+}
+
+/// After a successful POST: see the result (POST-redirect-GET).
+pub fn see(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// `NAME=value` lines as the API's env objects.
+pub fn parse_envs(text: &str) -> Result<Vec<Value>, ApiError> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                ApiError::invalid_field(
+                    "envs",
+                    format!("each env is NAME=value on its own line; got {l:?}"),
+                )
+            })?;
+            Ok(json!({"name": k.trim(), "value": v}))
+        })
+        .collect()
+}
+
+/// A JSON value as a typed API request, with the API's own parse errors.
+pub fn request<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    crate::http::parse_json(v.to_string().as_bytes())
+}
+
+/// Formats integer cents as dollars.
+pub fn money(cents: i64) -> String {
+    parasol_api::dollars(cents)
+}

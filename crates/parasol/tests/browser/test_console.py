@@ -1,0 +1,159 @@
+"""A user's path through the console in a real browser."""
+
+import re
+
+from playwright.sync_api import expect
+
+from conftest import ADMIN_KEY, api, shot, sign_in, wait_active
+
+
+def test_sign_in_with_the_printed_key(server, page):
+    # The key the server printed at first start is the one to sign in with.
+    assert ADMIN_KEY in server.lines
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.locator(".banner")).to_contain_text("simulated")
+    page.fill("#api_key", "psl_not_the_key")
+    page.click("button[type=submit]")
+    expect(page.locator(".field-error")).to_have_text("That API key is not valid.")
+    shot(page, "sign-in")
+    page.fill("#api_key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/instances$"))
+    cookies = page.context.cookies()
+    session = [c for c in cookies if c["name"] == "parasol_session"]
+    assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict"
+    # Never the key in the URL or in storage.
+    assert ADMIN_KEY not in page.url
+    stored = page.evaluate("() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+    assert ADMIN_KEY not in stored and "psl_" not in stored, stored
+    expect(page.locator(".empty")).to_contain_text("No instances yet: pick an offer")
+
+
+def test_filter_offers_launch_watch_copy_and_delete(signed_in):
+    page = signed_in
+    page.click("nav >> text=Offers")
+    page.select_option("select[name=gpu_type]", "A6000")
+    page.check("input[name=available]")
+    page.check("input[name=sort]")
+    page.click("form.filters button[type=submit]")
+    expect(page).to_have_url(re.compile(r"gpu_type=A6000.*available=true.*sort=price"))
+    rows = page.locator("#offers tbody tr")
+    assert rows.count() > 0
+    for t in rows.locator("td:nth-child(3)").all_inner_texts():
+        assert t.endswith("A6000"), t
+    shot(page, "offers")
+    # The URL is the filter: reloading it shows the same rows.
+    n = rows.count()
+    page.reload()
+    assert page.locator("#offers tbody tr").count() == n
+
+    page.locator('#offers tr[data-cloud="massedcompute"] >> text=Launch').first.click()
+    expect(page).to_have_url(re.compile(r"/launch\?cloud=massedcompute"))
+    expect(page.locator("input[name=type]")).to_have_value("A6000")
+    page.fill("input[name=name]", "")
+    page.click("#launch button[type=submit]")
+    # The browser's own check stops an empty name; an API error shows by its field.
+    expect(page.locator("select[name=region]")).to_have_value("us-central-1")
+    page.fill("input[name=name]", "browser-box")
+    page.fill("input[name=auto_delete_spend]", "lots")
+    page.click("#launch button[type=submit]")
+    expect(page.locator('.field-error[data-field="auto_delete"]')).to_be_visible()
+    shot(page, "launch-error")
+    page.fill("input[name=auto_delete_spend]", "")
+    page.click("#launch button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/instances/[0-9a-f-]{36}$"))
+    # Watch it go active without reloading: a marker set on this document
+    # survives only if the page is never reloaded.
+    page.evaluate("() => { window.__still_here = true; }")
+    expect(page.locator("#live .status")).to_have_text("active", timeout=30000)
+    assert page.evaluate("() => window.__still_here") is True
+    cmd = page.locator("#ssh-command").inner_text()
+    assert re.fullmatch(r"ssh -p \d+ shadeform@[\d.]+", cmd), cmd
+    page.click("[data-copy=ssh-command]")
+    expect(page.locator("[data-copy=ssh-command]")).to_have_text("Copied")
+    assert page.evaluate("() => navigator.clipboard.readText()") == cmd
+    expect(page.locator("ol.timeline")).to_contain_text("active")
+    shot(page, "instance")
+
+    page.click("nav >> text=Instances")
+    row = page.locator('#instances tr[data-name="browser-box"]')
+    expect(row.locator(".status")).to_have_text("active")
+    shot(page, "instances")
+    row.locator("input[type=checkbox]").check()
+    # The checkbox stays ticked across the list's live refreshes.
+    page.wait_for_timeout(2500)
+    assert row.locator("input[type=checkbox]").is_checked()
+    page.once("dialog", lambda d: d.accept())
+    page.click("text=Delete selected")
+    expect(page).to_have_url(re.compile(r"/instances$"))
+    page.evaluate("() => { window.__still_here = true; }")
+    # Deleting, then gone: the live list drops it with no reload.
+    expect(page.locator('#instances tr[data-name="browser-box"]')).to_have_count(0, timeout=30000)
+    assert page.evaluate("() => window.__still_here") is True
+
+
+def test_key_and_cluster_pages(signed_in):
+    page = signed_in
+    page.click("nav >> text=SSH keys")
+    expect(page.locator(".empty")).to_contain_text("No SSH keys yet")
+    page.fill("input[name=name]", "laptop")
+    page.fill("textarea[name=public_key]", "not a key")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator('.field-error[data-field="public_key"]')).to_contain_text("not a valid OpenSSH public key")
+    page.fill(
+        "textarea[name=public_key]",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f me@laptop",
+    )
+    page.click("form.stack button[type=submit]")
+    row = page.locator('#keys tr[data-name="laptop"]')
+    expect(row).to_contain_text("default")
+    shot(page, "keys")
+
+    page.click("nav >> text=Clusters")
+    expect(page.locator(".empty")).to_contain_text("No clusters yet")
+    page.click("text=Launch a cluster >> nth=0")
+    page.locator("#cluster-types tbody tr", has_text="H100_sxm5x8").filter(has_text="denvr").first.locator("text=Use").click()
+    expect(page.locator("input[name=cluster_type]")).to_have_value("H100_sxm5x8")
+    expect(page.locator("select[name=ssh_key_id] option:checked")).to_contain_text("laptop")
+    page.fill("input[name=name]", "train")
+    page.click("#cluster-launch button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/clusters/[0-9a-f-]{36}$"))
+    expect(page.locator(".cards .st").first).to_have_text("active", timeout=30000)
+    assert page.locator("#nodes tbody tr").count() >= 2
+    shot(page, "cluster")
+    page.once("dialog", lambda d: d.accept())
+    page.click("text=Delete cluster")
+    expect(page).to_have_url(re.compile(r"/clusters$"))
+
+
+def test_spend_chart_and_sign_out(server, page):
+    # Three days of use on three clouds, with the server's test clock moved
+    # forward instead of waiting.
+    def launch(cloud, region, name):
+        body = {"cloud": cloud, "region": region, "shade_instance_type": "A6000",
+                "shade_cloud": True, "name": name}
+        i = api(server, "POST", "/v1/instances/create", body)["id"]
+        wait_active(server, i)
+
+    launch("massedcompute", "us-central-1", "spend-a")
+    launch("lambdalabs", "us-west-1", "spend-b")
+    api(server, "POST", "/admin/clock/advance", {"seconds": 26 * 3600})
+    launch("datacrunch", "FIN-01", "spend-c")
+    api(server, "POST", "/admin/clock/advance", {"seconds": 30 * 3600})
+    sign_in(page)
+    page.click("nav >> text=Spend")
+    month = page.locator("#month-to-date").inner_text()
+    assert re.fullmatch(r"\$\d+\.\d\d", month) and month != "$0.00", month
+    expect(page.locator("#spend-chart rect").first).to_be_visible()
+    assert page.locator("#spend-chart rect").count() >= 5
+    for cloud in ["massedcompute", "lambdalabs", "datacrunch"]:
+        expect(page.locator("#spend-by-cloud")).to_contain_text(cloud)
+    shot(page, "spend")
+    page.click("nav >> text=Instances")
+    shot(page, "instances-many")
+    page.click("text=Sign out")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    assert not [c for c in page.context.cookies() if c["name"] == "parasol_session" and c["value"]]
+    page.goto("/instances")
+    expect(page).to_have_url(re.compile(r"/login$"))

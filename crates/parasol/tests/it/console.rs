@@ -1,0 +1,894 @@
+//! The web console through the real binary: sign-in and sessions, every
+//! page and form, errors beside their fields, cross-site POSTs refused and
+//! another account's objects not found.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::Opts;
+use crate::harness::{public_key, Server, ADMIN_KEY};
+
+/// A browser-like client: follows no redirects, keeps the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+/// A console answer: status, `Location`, `Set-Cookie` and the HTML.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    html: String,
+}
+
+impl Page {
+    fn expect(self, status: u16) -> Page {
+        assert_eq!(self.status, status, "body: {}", self.html);
+        self
+    }
+
+    fn redirects_to(&self, prefix: &str) -> String {
+        assert!(
+            (300..400).contains(&self.status),
+            "expected a redirect, got {}: {}",
+            self.status,
+            self.html
+        );
+        let l = self.location.clone().unwrap();
+        assert!(l.starts_with(prefix), "redirect to {l}, expected {prefix}");
+        l
+    }
+
+    /// The message shown beside `field`.
+    fn field_error(&self, field: &str) -> Option<String> {
+        let marker = format!("data-field=\"{field}\">");
+        let at = self.html.find(&marker)? + marker.len();
+        Some(self.html[at..].split('<').next().unwrap().to_string())
+    }
+
+    /// How many table rows carry `data-id`.
+    fn rows(&self, table: &str) -> usize {
+        let at = self
+            .html
+            .find(&format!("id=\"{table}\""))
+            .unwrap_or_else(|| panic!("no table {table} in {}", self.html));
+        let end = self.html[at..].find("</table>").unwrap() + at;
+        self.html[at..end].matches("<tr data-id=").count()
+    }
+}
+
+impl Browser {
+    fn new(s: &Server) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: s.base.clone(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    async fn signed_in(s: &Server, key: &str) -> Browser {
+        let mut b = Browser::new(s);
+        b.sign_in(key).await.redirects_to("/instances");
+        b
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = match &self.cookie {
+            Some(c) => req.header("cookie", format!("parasol_session={c}")),
+            None => req,
+        };
+        let res = req.send().await.expect("request");
+        let header = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let location = header("location");
+        let set_cookie = header("set-cookie");
+        let status = res.status().as_u16();
+        let html = res.text().await.unwrap();
+        if let Some(t) = html.split("name=\"csrf\" value=\"").nth(1) {
+            self.csrf = Some(t.split('"').next().unwrap().to_string());
+        }
+        Page {
+            status,
+            location,
+            set_cookie,
+            html,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// POSTs a form with the session's CSRF token, as the page would.
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        if self.csrf.is_none() {
+            self.get("/instances").await;
+        }
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        let csrf = self.csrf.clone().unwrap_or_default();
+        fields.push(("csrf", &csrf));
+        self.post_raw(path, &fields, &[]).await
+    }
+
+    async fn post_raw(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self, key: &str) -> Page {
+        let p = self.post_raw("/login", &[("api_key", key)], &[]).await;
+        if let Some(c) = &p.set_cookie {
+            let v = c
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("parasol_session=");
+            self.cookie = Some(v.to_string());
+        }
+        p
+    }
+}
+
+fn id_from(location: &str) -> String {
+    location.rsplit('/').next().unwrap().to_string()
+}
+
+async fn launch(b: &mut Browser, name: &str) -> String {
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", name),
+            ],
+        )
+        .await;
+    id_from(&p.redirects_to("/instances/"))
+}
+
+async fn wait_page(b: &mut Browser, path: &str, what: &str) -> Page {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = b.get(path).await;
+        if p.html.contains(what) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never showed {what:?}: {}",
+            p.html
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sign_in_gives_a_strict_http_only_cookie_and_sign_out_forgets_it() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::new(&s);
+    b.get("/").await.redirects_to("/login");
+    b.get("/instances").await.redirects_to("/login");
+    // An htmx refresh without a session is told to load the sign-in page.
+    let hx = b
+        .http
+        .get(format!("{}/instances/rows", s.base))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hx.status(), 200);
+    assert_eq!(hx.headers()["hx-redirect"], "/login");
+    assert!(hx.text().await.unwrap().is_empty());
+    let p = b.get("/login").await.expect(200);
+    assert!(
+        p.html.contains("Capacity is simulated"),
+        "the sim banner is shown"
+    );
+    let bad = b.sign_in("psl_wrong").await.expect(401);
+    assert!(bad.html.contains("That API key is not valid."));
+    assert!(bad.set_cookie.is_none());
+    let ok = b.sign_in(ADMIN_KEY).await;
+    ok.redirects_to("/instances");
+    let cookie = ok.set_cookie.clone().unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "no Secure flag over plain HTTP: {cookie}"
+    );
+    assert!(
+        !cookie.contains(ADMIN_KEY),
+        "the key never goes into the cookie"
+    );
+    let home = b.get("/instances").await.expect(200);
+    assert!(home.html.contains("No instances yet: pick an offer"));
+    assert!(home.html.contains("admin (admin)"));
+    // A tampered token is no session.
+    let good = b.cookie.clone().unwrap();
+    let last = if good.ends_with('0') { '1' } else { '0' };
+    b.cookie = Some(format!("{}{last}", &good[..good.len() - 1]));
+    b.get("/instances").await.redirects_to("/login");
+    b.cookie = Some(good);
+    let out = b.post("/logout", &[]).await;
+    out.redirects_to("/login");
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+}
+
+#[tokio::test]
+async fn every_page_renders_and_the_assets_are_embedded() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    for (path, heading) in [
+        ("/offers", "<h1>Offers</h1>"),
+        (
+            "/launch?cloud=massedcompute&region=us-central-1&type=A6000",
+            "Launch an instance",
+        ),
+        ("/instances", "<h1>Instances</h1>"),
+        ("/clusters", "No clusters yet"),
+        ("/clusters/new", "Cluster shapes"),
+        ("/keys", "No SSH keys yet"),
+        ("/volumes", "No volumes yet"),
+        ("/templates", "Featured"),
+        ("/events", "Nothing has happened yet"),
+        ("/spend", "Month to date"),
+        ("/system", "Reconciler"),
+    ] {
+        let p = b.get(path).await.expect(200);
+        assert!(p.html.contains(heading), "{path} lacks {heading:?}");
+        assert!(
+            p.html.contains("name=\"csrf\""),
+            "{path} has the sign-out form with its token"
+        );
+    }
+    let js = reqwest::get(format!("{}/assets/htmx.min.js", s.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.text().await.unwrap().starts_with("/* htmx 2.0."));
+    let css = reqwest::get(format!("{}/assets/console.css", s.base))
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    // The API is unchanged beside it.
+    let api = reqwest::get(format!("{}/v1/instances", s.base))
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+}
+
+#[tokio::test]
+async fn offers_filter_through_the_catalog_query_and_sort_by_price() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let p = b
+        .get("/offers?gpu_type=A6000&available=true&sort=price")
+        .await
+        .expect(200);
+    let api = s
+        .admin()
+        .get("/v1/instances/types?gpu_type=A6000&available=true&sort=price")
+        .await
+        .expect(200);
+    let want = api["instance_types"].as_array().unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(p.html.matches("<tr data-cloud=").count(), want.len());
+    // Same order as the API's price sort.
+    let mut at = 0;
+    for t in want {
+        let marker = format!(
+            "data-cloud=\"{}\" data-type=\"{}\"",
+            t["cloud"].as_str().unwrap(),
+            t["shade_instance_type"].as_str().unwrap()
+        );
+        let found = p.html[at..]
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{marker} missing or out of order"));
+        at += found + 1;
+    }
+    assert!(
+        p.html.contains("/launch?cloud="),
+        "each row has a Launch link"
+    );
+    let vram = b.get("/offers?min_vram=80").await.expect(200);
+    assert!(
+        !vram.html.contains("data-type=\"A6000\""),
+        "48 GB cards are filtered out"
+    );
+    assert!(vram.html.contains(">H100"));
+    let bad = b.get("/offers?num_gpus=lots").await.expect(400);
+    assert!(bad
+        .field_error("num_gpus")
+        .unwrap()
+        .contains("whole number"));
+    let none = b.get("/offers?gpu_type=NOPE").await.expect(200);
+    assert!(none.html.contains("No offer matches these filters"));
+}
+
+#[tokio::test]
+async fn launch_creates_the_instance_and_shows_api_errors_beside_their_fields() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let form = b
+        .get("/launch?cloud=massedcompute&region=us-central-1&type=A6000")
+        .await
+        .expect(200);
+    assert!(
+        form.html.contains("value=\"massedcompute\""),
+        "prefilled from the offer"
+    );
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "nowhere"),
+                ("type", "A6000"),
+                ("name", "x"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(p
+        .field_error("region")
+        .unwrap()
+        .contains("not available in region"));
+    assert!(
+        p.html.contains("value=\"x\""),
+        "the form keeps what was typed"
+    );
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", ""),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(p.field_error("name").is_some(), "{}", p.html);
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", "e"),
+                ("envs", "no equals sign"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(p.field_error("envs").unwrap().contains("NAME=value"));
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", "e"),
+                ("auto_delete_spend", "lots"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(p.field_error("auto_delete").is_some(), "{}", p.html);
+    assert!(
+        s.admin().get("/v1/instances").await.expect(200)["instances"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", "web-box"),
+                ("launch", "docker"),
+                ("docker_image", "nginx:latest"),
+                ("envs", "A=1\nB=two"),
+                ("alert_spend", "5.00"),
+                ("save_template", "my nginx"),
+            ],
+        )
+        .await;
+    let id = id_from(&p.redirects_to("/instances/"));
+    let info = s
+        .admin()
+        .get(&format!("/v1/instances/{id}/info"))
+        .await
+        .expect(200);
+    assert_eq!(info["name"], "web-box");
+    assert_eq!(
+        info["launch_configuration"]["docker_configuration"]["image"],
+        "nginx:latest"
+    );
+    assert_eq!(info["envs"][1]["value"], "two");
+    assert_eq!(info["alert"]["spend_threshold"], "5.00");
+    let t = s.admin().get("/v1/templates").await.expect(200);
+    assert_eq!(t["templates"][0]["name"], "my nginx");
+    let page = wait_page(&mut b, &format!("/instances/{id}"), "id=\"ssh-command\"").await;
+    assert!(page.html.contains("ssh -p 22 shadeform@"), "{}", page.html);
+    assert!(page.html.contains("data-copy=\"ssh-command\""));
+    assert!(page.html.contains("st-active"));
+    assert!(page.html.contains("docker nginx:latest"));
+    assert!(
+        page.html.contains("</span> active</li>"),
+        "the timeline shows when it went active"
+    );
+    let live = b.get(&format!("/instances/{id}/live")).await.expect(200);
+    assert!(
+        live.html.starts_with("<div id=\"live\""),
+        "a fragment, not a page"
+    );
+}
+
+#[tokio::test]
+async fn cross_site_and_tokenless_posts_are_refused() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let form = [
+        ("cloud", "massedcompute"),
+        ("region", "us-central-1"),
+        ("type", "A6000"),
+        ("name", "evil"),
+    ];
+    let p = b.post_raw("/launch", &form, &[]).await.expect(403);
+    assert!(p.html.contains("CSRF token"));
+    let mut with_token: Vec<(&str, &str)> = form.to_vec();
+    with_token.push(("csrf", "0000"));
+    b.post_raw("/launch", &with_token, &[]).await.expect(403);
+    b.get("/instances").await;
+    let token = b.csrf.clone().unwrap();
+    let mut good: Vec<(&str, &str)> = form.to_vec();
+    good.push(("csrf", &token));
+    let p = b
+        .post_raw("/launch", &good, &[("origin", "http://evil.example")])
+        .await
+        .expect(403);
+    assert!(p.html.contains("cross-site request refused"));
+    b.post_raw("/launch", &good, &[("sec-fetch-site", "cross-site")])
+        .await
+        .expect(403);
+    b.post_raw(
+        "/login",
+        &[("api_key", ADMIN_KEY)],
+        &[("origin", "http://evil.example")],
+    )
+    .await
+    .expect(403);
+    // Another session's token is not this one's.
+    let mut other = Browser::signed_in(&s, ADMIN_KEY).await;
+    other.get("/instances").await;
+    assert_ne!(other.csrf, b.csrf);
+    let stolen = other.csrf.clone().unwrap();
+    let mut crossed: Vec<(&str, &str)> = form.to_vec();
+    crossed.push(("csrf", &stolen));
+    b.post_raw("/launch", &crossed, &[]).await.expect(403);
+    assert!(
+        s.admin().get("/v1/instances").await.expect(200)["instances"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // A body that is not a form is a page saying so, never a 500.
+    let res = b
+        .http
+        .post(format!("{}/launch", s.base))
+        .header(
+            "cookie",
+            format!("parasol_session={}", b.cookie.clone().unwrap()),
+        )
+        .header("x-csrf-token", &token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("the form could not be read"));
+    // The same page's own token, sent as htmx sends it, works.
+    let host = s.base.trim_start_matches("http://").to_string();
+    let origin = format!("http://{host}");
+    b.post_raw(
+        "/launch",
+        &form,
+        &[("x-csrf-token", &token), ("origin", &origin)],
+    )
+    .await
+    .redirects_to("/instances/");
+}
+
+#[tokio::test]
+async fn another_accounts_objects_are_not_found_and_admin_pages_are_admin_only() {
+    let s = Server::start(Opts::default());
+    let mut admin = Browser::signed_in(&s, ADMIN_KEY).await;
+    let id = launch(&mut admin, "mine").await;
+    let key = s.new_account("bob");
+    let mut bob = Browser::signed_in(&s, &key).await;
+    let list = bob.get("/instances").await.expect(200);
+    assert!(!list.html.contains(&id));
+    assert!(list.html.contains("bob"));
+    assert!(
+        !list.html.contains("href=\"/system\""),
+        "no admin link for a non-admin"
+    );
+    let p = bob.get(&format!("/instances/{id}")).await.expect(404);
+    assert!(p.html.contains("instance not found"));
+    bob.post(&format!("/instances/{id}/delete"), &[])
+        .await
+        .expect(404);
+    bob.post(&format!("/instances/{id}/rename"), &[("name", "stolen")])
+        .await
+        .expect(404);
+    bob.get("/instances/not-a-uuid").await.expect(404);
+    bob.get("/system").await.expect(403);
+    let info = s
+        .admin()
+        .get(&format!("/v1/instances/{id}/info"))
+        .await
+        .expect(200);
+    assert_eq!(info["name"], "mine");
+    assert_eq!(info["status"].as_str().map(|s| s != "deleting"), Some(true));
+}
+
+#[tokio::test]
+async fn instance_rename_restart_delete_and_bulk_delete() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let a = launch(&mut b, "a").await;
+    let c = s.admin();
+    c.wait_status(&a, "active").await;
+    b.post(&format!("/instances/{a}/rename"), &[("name", "renamed")])
+        .await
+        .redirects_to(&format!("/instances/{a}"));
+    assert_eq!(
+        c.get(&format!("/v1/instances/{a}/info")).await.expect(200)["name"],
+        "renamed"
+    );
+    let bad = b
+        .post(&format!("/instances/{a}/rename"), &[("name", "")])
+        .await
+        .expect(400);
+    assert!(bad.field_error("name").is_some());
+    b.post(&format!("/instances/{a}/restart"), &[])
+        .await
+        .redirects_to(&format!("/instances/{a}"));
+    let x = launch(&mut b, "x").await;
+    let y = launch(&mut b, "y").await;
+    let list = b.get("/instances").await.expect(200);
+    assert_eq!(list.rows("instances"), 3);
+    let rows = b.get("/instances/rows").await.expect(200);
+    assert!(rows.html.starts_with("<tbody id=\"rows\""));
+    assert!(rows.html.contains("hx-trigger=\"every 2s\""));
+    let none = b.post("/instances/delete", &[]).await.expect(400);
+    assert!(none.html.contains("select the instances to delete first"));
+    b.post(
+        "/instances/delete",
+        &[("ids", x.as_str()), ("ids", y.as_str())],
+    )
+    .await
+    .redirects_to("/instances");
+    c.wait_gone(&x).await;
+    c.wait_gone(&y).await;
+    b.post(&format!("/instances/{a}/delete"), &[])
+        .await
+        .redirects_to("/instances");
+    c.wait_gone(&a).await;
+    let after = b.get("/instances").await.expect(200);
+    assert!(after.html.contains("No instances yet"));
+}
+
+#[tokio::test]
+async fn the_instances_page_is_paginated() {
+    let s = Server::start(Opts::default());
+    let c = s.admin();
+    for n in 0..53 {
+        c.create_instance(&format!("n{n}")).await;
+    }
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let p1 = b.get("/instances").await.expect(200);
+    assert_eq!(p1.rows("instances"), 50);
+    assert!(p1.html.contains("Page 1 of 2"));
+    assert!(p1.html.contains("data-name=\"n52\""), "newest first");
+    let p2 = b.get("/instances?page=2").await.expect(200);
+    assert_eq!(p2.rows("instances"), 3);
+    assert!(p2.html.contains("data-name=\"n0\""));
+    assert!(
+        p2.html.contains("/instances/rows?page=2"),
+        "the live refresh keeps its page"
+    );
+}
+
+#[tokio::test]
+async fn keys_volumes_and_templates_forms() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let bad = b
+        .post("/keys", &[("name", "laptop"), ("public_key", "not a key")])
+        .await
+        .expect(400);
+    assert!(bad.field_error("public_key").is_some(), "{}", bad.html);
+    b.post(
+        "/keys",
+        &[("name", "laptop"), ("public_key", &public_key())],
+    )
+    .await
+    .redirects_to("/keys");
+    b.post(
+        "/keys",
+        &[("name", "desktop"), ("public_key", &public_key())],
+    )
+    .await
+    .redirects_to("/keys");
+    let keys = s.admin().get("/v1/sshkeys").await.expect(200)["ssh_keys"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(keys.len(), 2);
+    let second = keys.iter().find(|k| k["name"] == "desktop").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = b.get("/keys").await.expect(200);
+    assert_eq!(page.rows("keys"), 2);
+    b.post(&format!("/keys/{second}/default"), &[])
+        .await
+        .redirects_to("/keys");
+    let launch_form = b
+        .get("/launch?cloud=massedcompute&region=us-central-1&type=A6000")
+        .await
+        .expect(200);
+    assert!(
+        launch_form
+            .html
+            .contains(&format!("value=\"{second}\" selected")),
+        "the default key is preselected"
+    );
+    let refused = b
+        .post(&format!("/keys/{second}/delete"), &[])
+        .await
+        .expect(409);
+    assert!(refused.html.contains("make another key the default"));
+    let first = keys.iter().find(|k| k["name"] == "laptop").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.post(&format!("/keys/{first}/delete"), &[])
+        .await
+        .redirects_to("/keys");
+    assert_eq!(b.get("/keys").await.rows("keys"), 1);
+
+    let bad = b
+        .post(
+            "/volumes",
+            &[
+                ("name", "data"),
+                ("place", "massedcompute/us-central-1"),
+                ("size_in_gb", "big"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(bad.field_error("size_in_gb").is_some());
+    let types = s.admin().get("/v1/volumes/types").await.expect(200);
+    let t = &types["volume_types"][0];
+    let place = format!(
+        "{}/{}",
+        t["cloud"].as_str().unwrap(),
+        t["region"].as_str().unwrap()
+    );
+    b.post(
+        "/volumes",
+        &[("name", "data"), ("place", &place), ("size_in_gb", "100")],
+    )
+    .await
+    .redirects_to("/volumes");
+    let vols = b.get("/volumes").await.expect(200);
+    assert_eq!(vols.rows("volumes"), 1);
+    assert!(vols.html.contains("no instance"));
+    let vid = s.admin().get("/v1/volumes").await.expect(200)["volumes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.post(&format!("/volumes/{vid}/delete"), &[])
+        .await
+        .redirects_to("/volumes");
+    assert!(b.get("/volumes").await.html.contains("No volumes yet"));
+
+    let bad = b.post("/templates", &[("name", "")]).await.expect(400);
+    assert!(bad.field_error("name").is_some());
+    b.post(
+        "/templates",
+        &[
+            ("name", "jupyter"),
+            ("docker_image", "jupyter/base-notebook"),
+            ("envs", "TOKEN=x"),
+        ],
+    )
+    .await
+    .redirects_to("/templates");
+    let tpl = s.admin().get("/v1/templates").await.expect(200)["templates"][0].clone();
+    assert_eq!(
+        tpl["launch_configuration"]["docker_configuration"]["image"],
+        "jupyter/base-notebook"
+    );
+    let tid = tpl["id"].as_str().unwrap().to_string();
+    assert!(
+        b.get("/launch?cloud=massedcompute&region=us-central-1&type=A6000")
+            .await
+            .html
+            .contains(&tid),
+        "own templates on the launch form"
+    );
+    b.post(&format!("/templates/{tid}/delete"), &[])
+        .await
+        .redirects_to("/templates");
+    assert!(b
+        .get("/templates")
+        .await
+        .html
+        .contains("No templates of your own yet"));
+}
+
+#[tokio::test]
+async fn a_cluster_launches_from_the_console_and_is_deleted() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let bad = b
+        .post(
+            "/clusters/new",
+            &[
+                ("name", "c"),
+                ("cloud", "denvr"),
+                ("region", "houston-usa-1"),
+                ("cluster_type", "H100_sxm5x8"),
+                ("num_instances", "two"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(bad.field_error("num_instances").is_some());
+    let p = b
+        .post(
+            "/clusters/new",
+            &[
+                ("name", "train"),
+                ("cloud", "denvr"),
+                ("region", "houston-usa-1"),
+                ("cluster_type", "H100_sxm5x8"),
+                ("num_instances", "2"),
+            ],
+        )
+        .await;
+    let id = id_from(&p.redirects_to("/clusters/"));
+    let page = wait_page(
+        &mut b,
+        &format!("/clusters/{id}"),
+        "st-active\">active</span></div>",
+    )
+    .await;
+    assert_eq!(
+        page.html.matches("href=\"/instances/").count(),
+        2,
+        "both nodes listed"
+    );
+    assert_eq!(b.get("/clusters").await.rows("clusters"), 1);
+    b.post(&format!("/clusters/{id}/delete"), &[])
+        .await
+        .redirects_to("/clusters");
+    let c = s.admin();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.get(&format!("/v1/clusters/{id}/info")).await.status != 404 {
+        assert!(Instant::now() < deadline, "cluster never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn spend_shows_cost_per_day_by_cloud_and_events_show_alerts() {
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let p = b
+        .post(
+            "/launch",
+            &[
+                ("cloud", "massedcompute"),
+                ("region", "us-central-1"),
+                ("type", "A6000"),
+                ("name", "spender"),
+                ("alert_spend", "0.50"),
+            ],
+        )
+        .await;
+    let id = id_from(&p.redirects_to("/instances/"));
+    let c = s.admin();
+    let info = c.wait_status(&id, "active").await;
+    let price = info["hourly_price"].as_i64().unwrap();
+    c.post("/admin/clock/advance", json!({"seconds": 2 * 3600}))
+        .await
+        .expect(200);
+    let spend = b.get("/spend").await.expect(200);
+    assert!(spend.html.contains("<svg"), "a chart");
+    assert!(spend.html.contains("<rect"), "with bars");
+    assert!(spend.html.contains("<td>massedcompute</td>"));
+    let total = format!("${}.{:02}", 2 * price / 100, 2 * price % 100);
+    assert!(
+        spend.html.contains(&total),
+        "30-day total {total} in {}",
+        spend.html
+    );
+    wait_page(&mut b, "/events", "alert.spend_threshold").await;
+    let page = b.get(&format!("/instances/{id}")).await.expect(200);
+    assert!(
+        page.html.contains("alert.spend_threshold"),
+        "the alert is on the instance's timeline"
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_at_the_sign_in_form_count_against_the_failed_authentication_limit() {
+    let s = Server::start(Opts::default().args(&[
+        "--failed-auth-rate",
+        "0.01",
+        "--failed-auth-burst",
+        "3",
+    ]));
+    let mut b = Browser::new(&s);
+    for _ in 0..3 {
+        b.sign_in("psl_guess").await.expect(401);
+    }
+    let p = b.sign_in("psl_guess").await.expect(429);
+    assert!(p.html.contains("Too many wrong keys"), "{}", p.html);
+    // The right key learns nothing from this address either, on the form
+    // and on the API alike.
+    b.sign_in(ADMIN_KEY).await.expect(429);
+    assert!(b.cookie.is_none());
+    s.admin()
+        .get("/v1/instances")
+        .await
+        .expect_error(429, "rate_limited");
+}

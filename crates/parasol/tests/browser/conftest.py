@@ -22,7 +22,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[4]
 BINARY = pathlib.Path(os.environ.get("PARASOL_BIN", ROOT / "target" / "debug" / "parasol"))
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "target" / "browser-screenshots"
-ADMIN_KEY = "psl_browser_test_admin_key_0123456789"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -39,7 +38,7 @@ def api(server, method, path, body=None):
     """Calls the JSON API as the admin (for set-up the user path does not cover)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(server.url + path, data=data, method=method,
-                                 headers={"X-API-KEY": ADMIN_KEY, "Content-Type": "application/json"})
+                                 headers={"X-API-KEY": server.key, "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as res:
         return json.loads(res.read())
 
@@ -61,6 +60,11 @@ class Server:
         self.url = url
         self.data_dir = data_dir
         self.lines = lines
+        # A first start prints the admin key it made on the line after
+        # "Created the admin account", as a newcomer sees it.
+        created = [i for i, l in enumerate(lines) if l.startswith("Created the admin account")]
+        assert created, lines
+        self.key = lines[created[0] + 1].strip()
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +72,8 @@ def server():
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: build it with `cargo build -p parasol` first")
     data = tempfile.TemporaryDirectory()
-    env = dict(os.environ, PARASOL_API_KEY=ADMIN_KEY, PARASOL_LOG="warn")
+    env = dict(os.environ, PARASOL_LOG="warn")
+    env.pop("PARASOL_API_KEY", None)
     env.pop("PARASOL_CONFIG", None)
     env.pop("PARASOL_DATABASE_URL", None)
     log = open(pathlib.Path(data.name) / "server.log", "w")
@@ -123,17 +128,17 @@ def page(browser, server):
     ctx.close()
 
 
-def sign_in(page):
+def sign_in(page, server):
     page.goto("/login")
-    page.fill("#api_key", ADMIN_KEY)
+    page.fill("#api_key", server.key)
     page.click("button[type=submit]")
     page.wait_for_url("**/instances")
     return page
 
 
 @pytest.fixture()
-def signed_in(page):
-    return sign_in(page)
+def signed_in(page, server):
+    return sign_in(page, server)
 
 
 def shot(page, name):

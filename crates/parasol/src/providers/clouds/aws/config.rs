@@ -18,15 +18,10 @@ use serde::Deserialize;
 
 use super::super::Secret;
 
-/// Regions served when the configuration names none: AWS regions that
-/// carry most GPU families.
-pub const DEFAULT_REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-2",
-    "us-west-2",
-    "eu-west-1",
-    "ap-northeast-1",
-];
+/// Regions served when the configuration names none: the AWS regions that
+/// carry most GPU families and that the shipped price table covers (a
+/// region without prices would list nothing; see `catalog::US_PRICES`).
+pub const DEFAULT_REGIONS: &[&str] = super::catalog::US_REGIONS;
 
 /// `[providers.aws]` in the TOML file. Credentials are not read from
 /// Parasol's file: AWS's own files hold them.

@@ -51,6 +51,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
     Http, Marker, OffersCache, Secret,
@@ -225,53 +226,10 @@ impl DigitalOcean {
         }
     }
 
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
-            .bearer_auth(self.cfg.token.expose())
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, String), ProviderError> {
-        self.http
-            .send(|| {
-                let r = self.req(method.clone(), path).query(query);
-                match body {
-                    Some(b) => r.json(b),
-                    None => r,
-                }
-            })
-            .await
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<T, ProviderError> {
-        let what = format!("{method} {path}");
-        let (status, text) = self.call(method, path, query, body).await?;
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse(CLOUD, &what, &text)
-    }
-
     /// GPU sizes, with the regions that carry them.
     async fn gpu_sizes(&self) -> Result<Vec<Size>, ProviderError> {
         let s: Sizes = self
-            .json(Method::GET, "/sizes", &[("per_page", PER_PAGE)], None)
+            .json_query(Method::GET, "/sizes", &[("per_page", PER_PAGE)], None)
             .await?;
         Ok(s.sizes
             .into_iter()
@@ -282,7 +240,7 @@ impl DigitalOcean {
     async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let sizes = self.gpu_sizes().await?;
         let regions: Regions = self
-            .json(Method::GET, "/regions", &[("per_page", PER_PAGE)], None)
+            .json_query(Method::GET, "/regions", &[("per_page", PER_PAGE)], None)
             .await?;
         let names: HashMap<String, String> = regions
             .regions
@@ -339,7 +297,7 @@ impl DigitalOcean {
             if let Some(t) = tag {
                 q.push(("tag_name", t));
             }
-            let d: Droplets = self.json(Method::GET, "/droplets", &q, None).await?;
+            let d: Droplets = self.json_query(Method::GET, "/droplets", &q, None).await?;
             let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
             all.extend(d.droplets);
             if !more {
@@ -353,7 +311,7 @@ impl DigitalOcean {
         let known = self.ids.lock().expect("poisoned").get(&id).copied();
         if let Some(did) = known {
             let path = format!("/droplets/{did}");
-            let (status, text) = self.call(Method::GET, &path, &[], None).await?;
+            let (status, text) = self.call(Method::GET, &path, None).await?;
             if status == StatusCode::NOT_FOUND {
                 self.ids.lock().expect("poisoned").remove(&id);
                 return Ok(None);
@@ -383,7 +341,7 @@ impl DigitalOcean {
         }
         let _one = self.key_setup.lock().await;
         let existing: Keys = self
-            .json(
+            .json_query(
                 Method::GET,
                 "/account/keys",
                 &[("per_page", PER_PAGE)],
@@ -400,7 +358,6 @@ impl DigitalOcean {
                 self.json::<OneKey>(
                     Method::POST,
                     "/account/keys",
-                    &[],
                     Some(&json!({"name": name, "public_key": public_key.trim()})),
                 )
                 .await?
@@ -450,6 +407,26 @@ fn state(d: &Droplet) -> MachineState {
         },
         ("archive", _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl RestApi for DigitalOcean {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .bearer_auth(self.cfg.token.expose())
+    }
+
+    fn classify(&self, what: &str, f: &Failure) -> ProviderError {
+        classify(what, f)
     }
 }
 
@@ -504,7 +481,7 @@ impl Provider for DigitalOcean {
             "ssh_keys": keys,
             "tags": [self.tag],
         });
-        let d: OneDroplet = match self.json(Method::POST, "/droplets", &[], Some(&body)).await {
+        let d: OneDroplet = match self.json(Method::POST, "/droplets", Some(&body)).await {
             Ok(d) => d,
             Err(e @ ProviderError::Capacity(_)) => {
                 self.offers.clear().await;
@@ -538,7 +515,6 @@ impl Provider for DigitalOcean {
             .json(
                 Method::POST,
                 &format!("/droplets/{}/actions", d.id),
-                &[],
                 Some(&json!({"type": "reboot"})),
             )
             .await?;
@@ -553,7 +529,7 @@ impl Provider for DigitalOcean {
             return Ok(MachineState::Gone);
         }
         let path = format!("/droplets/{}", d.id);
-        let (status, text) = self.call(Method::DELETE, &path, &[], None).await?;
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
             self.ids.lock().expect("poisoned").remove(&id);
             return Ok(MachineState::Gone);

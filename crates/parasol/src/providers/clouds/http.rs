@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
@@ -258,6 +258,84 @@ impl LaunchPacer {
         };
         tokio::time::sleep_until(at.into()).await;
         Ok(())
+    }
+}
+
+/// A cloud's REST API as its adapter reaches it: how a request starts (the
+/// base URL and the credentials) and how a failure reads. Sending through
+/// [`Http`] (with its retries), attaching the query and JSON body, and
+/// parsing are the same for every cloud and written once here.
+pub(crate) trait RestApi: Sync {
+    /// The cloud's client.
+    fn http(&self) -> &Http;
+    /// A request to `path` under the cloud's base URL, with credentials.
+    fn req(&self, method: Method, path: &str) -> RequestBuilder;
+    /// What a failed answer to `what` (`"GET /path"`) means.
+    fn classify(&self, what: &str, f: &Failure) -> ProviderError;
+
+    /// Sends `method path` with `query` and a JSON `body`; answers the
+    /// status and body of whatever came back but a 429 or a lost
+    /// connection (see [`Http::send`]).
+    async fn call_query<V: AsRef<str> + Sync>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, V)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        self.http()
+            .send(|| {
+                let r = self.req(method.clone(), path);
+                let r = if query.is_empty() {
+                    r
+                } else {
+                    let pairs: Vec<(&str, &str)> =
+                        query.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                    r.query(&pairs)
+                };
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            })
+            .await
+    }
+
+    /// [`RestApi::call_query`] without a query.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
+        self.call_query::<&str>(method, path, &[], body).await
+    }
+
+    /// Like [`RestApi::call_query`], and parses a success as `T`; a failure
+    /// goes to [`RestApi::classify`].
+    async fn json_query<T: DeserializeOwned, V: AsRef<str> + Sync>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, V)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ProviderError> {
+        let what = format!("{method} {path}");
+        let (status, text) = self.call_query(method, path, query, body).await?;
+        if !status.is_success() {
+            return Err(self.classify(&what, &Failure { status, body: text }));
+        }
+        parse(self.http().cloud, &what, &text)
+    }
+
+    /// [`RestApi::json_query`] without a query.
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ProviderError> {
+        self.json_query::<T, &str>(method, path, &[], body).await
     }
 }
 

@@ -44,6 +44,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
     Http, Marker, Num, OffersCache, Secret,
@@ -202,47 +203,6 @@ impl Hyperstack {
             keys: StdMutex::new(HashSet::new()),
             setup: tokio::sync::Mutex::new(()),
         }
-    }
-
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
-            .header("api_key", self.cfg.api_key.expose())
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, String), ProviderError> {
-        self.http
-            .send(|| {
-                let r = self.req(method.clone(), path);
-                match body {
-                    Some(b) => r.json(b),
-                    None => r,
-                }
-            })
-            .await
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<T, ProviderError> {
-        let what = format!("{method} {path}");
-        let (status, text) = self.call(method, path, body).await?;
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse(CLOUD, &what, &text)
     }
 
     async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
@@ -454,6 +414,26 @@ fn state(v: &Vm) -> MachineState {
         ("DELETING", _) => MachineState::Terminating,
         ("DELETED", _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl RestApi for Hyperstack {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .header("api_key", self.cfg.api_key.expose())
+    }
+
+    fn classify(&self, what: &str, f: &Failure) -> ProviderError {
+        classify(what, f)
     }
 }
 

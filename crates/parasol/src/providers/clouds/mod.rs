@@ -17,6 +17,7 @@ pub mod vastai;
 pub mod verda;
 
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};
+pub(crate) use http::RestApi;
 pub use http::{generic_failure, parse, short, Failure, Http, LaunchPacer, OffersCache};
 
 use uuid::Uuid;

@@ -57,6 +57,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
     Marker, Num, OffersCache, Secret,
@@ -218,47 +219,6 @@ impl Runpod {
             offers: OffersCache::new(Duration::from_secs(20)),
             ids: StdMutex::new(HashMap::new()),
         }
-    }
-
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
-            .bearer_auth(self.cfg.api_key.expose())
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, String), ProviderError> {
-        self.http
-            .send(|| {
-                let r = self.req(method.clone(), path);
-                match body {
-                    Some(b) => r.json(b),
-                    None => r,
-                }
-            })
-            .await
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<T, ProviderError> {
-        let what = format!("{method} {path}");
-        let (status, text) = self.call(method, path, body).await?;
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse(CLOUD, &what, &text)
     }
 
     async fn graphql<T: serde::de::DeserializeOwned>(
@@ -468,6 +428,26 @@ fn split_type(cloud_type: &str) -> Result<(&str, i64), ProviderError> {
                 "{cloud_type:?} is not a RunPod type (expected <gpu type id>:<count>)"
             ))
         })
+}
+
+impl RestApi for Runpod {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .bearer_auth(self.cfg.api_key.expose())
+    }
+
+    fn classify(&self, what: &str, f: &Failure) -> ProviderError {
+        classify(what, f)
+    }
 }
 
 #[async_trait]

@@ -62,9 +62,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
-    Marker, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Marker,
+    Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -238,49 +239,6 @@ impl Vastai {
         }
     }
 
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
-            .bearer_auth(self.cfg.api_key.expose())
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, String), ProviderError> {
-        self.http
-            .send(|| {
-                let r = self.req(method.clone(), path).query(query);
-                match body {
-                    Some(b) => r.json(b),
-                    None => r,
-                }
-            })
-            .await
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<T, ProviderError> {
-        let what = format!("{method} {path}");
-        let (status, text) = self.call(method, path, query, body).await?;
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse(CLOUD, &what, &text)
-    }
-
     /// Verified, rentable on-demand offers, cheapest first; `filter` adds
     /// conditions to Vast's query.
     async fn search(&self, filter: Value) -> Result<Vec<VOffer>, ProviderError> {
@@ -295,7 +253,7 @@ impl Vastai {
             q.extend(f.clone());
         }
         let o: Offers = self
-            .json(Method::GET, "/bundles/", &[("q", q.to_string())], None)
+            .json_query(Method::GET, "/bundles/", &[("q", q.to_string())], None)
             .await?;
         let mut offers: Vec<VOffer> = o
             .offers
@@ -372,7 +330,7 @@ impl Vastai {
 
     async fn list(&self) -> Result<Vec<VInstance>, ProviderError> {
         Ok(self
-            .json::<Instances>(Method::GET, "/instances/", &[], None)
+            .json::<Instances>(Method::GET, "/instances/", None)
             .await?
             .instances)
     }
@@ -413,12 +371,12 @@ impl Vastai {
             return Ok(());
         }
         let _one = self.key_setup.lock().await;
-        let existing = match self.json::<Keys>(Method::GET, "/ssh/", &[], None).await? {
+        let existing = match self.json::<Keys>(Method::GET, "/ssh/", None).await? {
             Keys::Wrapped { ssh_keys } | Keys::List(ssh_keys) => ssh_keys,
         };
         if !existing.iter().any(|k| k.public_key.trim() == key) {
             let _: Value = self
-                .json(Method::POST, "/ssh/", &[], Some(&json!({"ssh_key": key})))
+                .json(Method::POST, "/ssh/", Some(&json!({"ssh_key": key})))
                 .await?;
         }
         self.keys.lock().expect("poisoned").insert(key);
@@ -483,6 +441,26 @@ fn split_type(cloud_type: &str) -> Result<(&str, i64), ProviderError> {
         })
 }
 
+impl RestApi for Vastai {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .client
+            .request(
+                method,
+                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
+            )
+            .bearer_auth(self.cfg.api_key.expose())
+    }
+
+    fn classify(&self, what: &str, f: &Failure) -> ProviderError {
+        classify(what, f)
+    }
+}
+
 #[async_trait]
 impl Provider for Vastai {
     fn name(&self) -> &'static str {
@@ -534,7 +512,7 @@ impl Provider for Vastai {
                 body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
             }
             match self
-                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), &[], Some(&body))
+                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), Some(&body))
                 .await
             {
                 Ok(a) => {
@@ -575,7 +553,6 @@ impl Provider for Vastai {
             .json(
                 Method::PUT,
                 &format!("/instances/reboot/{}/", i.id),
-                &[],
                 Some(&json!({})),
             )
             .await?;
@@ -587,7 +564,7 @@ impl Provider for Vastai {
             return Ok(MachineState::Gone);
         };
         let path = format!("/instances/{}/", i.id);
-        let (status, text) = self.call(Method::DELETE, &path, &[], None).await?;
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(MachineState::Gone);
         }

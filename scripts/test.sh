@@ -39,6 +39,8 @@ echo "== integration tests on PostgreSQL"
 PARASOL_TEST_BACKEND=postgres cargo nextest run -p parasol --test it --locked --no-fail-fast \
   "$@" || status=1
 echo "== console browser tests (Playwright, Debian's chromium)"
-cargo build -p parasol --locked
+# nextest built target/debug/parasol for the integration tests just now; a
+# separate `cargo build` would rebuild it with other features for nothing.
+[[ -x target/debug/parasol ]] || cargo build -p parasol --locked
 "$PARASOL_TEST_VENV/bin/pytest" -q crates/parasol/tests/browser || status=1
 exit $status

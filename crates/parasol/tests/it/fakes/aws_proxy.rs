@@ -31,8 +31,9 @@ impl Ec2Request {
     }
 }
 
-/// A fault: requests for `action` (and, when set, `Placement.AvailabilityZone`
-/// = `zone`) get `code` with `status`, `times` times (`None`: always).
+/// A fault: requests for `action` ([`ANY_ACTION`]: every action) (and, when
+/// set, `Placement.AvailabilityZone` = `zone`) get `code` with `status`,
+/// `times` times (`None`: always).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub action: String,
@@ -77,6 +78,9 @@ impl Fault {
         }
     }
 }
+
+/// A fault's `action` that matches every request.
+pub const ANY_ACTION: &str = "*";
 
 #[derive(Default)]
 struct Inner {
@@ -137,6 +141,19 @@ impl Proxy {
         self.inner.lock().unwrap().faults.clear();
     }
 
+    /// How many more times faults answering `code` will fire (counted
+    /// faults only).
+    pub fn pending(&self, code: &str) -> u32 {
+        self.inner
+            .lock()
+            .unwrap()
+            .faults
+            .iter()
+            .filter(|f| f.code == code)
+            .filter_map(|f| f.times)
+            .sum()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Ec2Request> {
         self.inner.lock().unwrap().requests.clone()
@@ -187,7 +204,7 @@ async fn handle(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Resp
     let fault = {
         let mut inner = ctx.inner.lock().unwrap();
         let hit = inner.faults.iter_mut().find(|f| {
-            f.action == action
+            (f.action == action || f.action == ANY_ACTION)
                 && f.zone.as_ref().is_none_or(|z| Some(z) == zone.as_ref())
                 && f.times.is_none_or(|n| n > 0)
         });

@@ -113,12 +113,16 @@ impl Moto {
     /// not check signatures; it reads the region from the credential
     /// scope). Panics on an error answer.
     pub async fn call(&self, region: &str, action: &str, params: &[(&str, &str)]) -> Xml {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("Action", action)
-            .append_pair("Version", "2016-11-15");
-        for (k, v) in params {
-            form.append_pair(k, v);
-        }
+        // Built before any await: the serializer is not `Send`.
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action)
+                .append_pair("Version", "2016-11-15");
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
         let res = self
             .http
             .post(format!("{}/", self.url))
@@ -127,7 +131,7 @@ impl Moto {
                 "authorization",
                 format!("AWS4-HMAC-SHA256 Credential=testing/20250101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0"),
             )
-            .body(form.finish())
+            .body(body)
             .send()
             .await
             .expect("moto answers");

@@ -25,7 +25,7 @@ use crate::providers::ProviderError;
 /// The EC2 API version every request names.
 pub const API_VERSION: &str = "2016-11-15";
 /// Attempts per call while EC2 throttles or fails with a 5xx.
-const ATTEMPTS: u32 = 5;
+pub const ATTEMPTS: u32 = 5;
 /// First backoff after a throttle; doubles per attempt, plus up to as much
 /// again of jitter.
 const BACKOFF: Duration = Duration::from_millis(200);

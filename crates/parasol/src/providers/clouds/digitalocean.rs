@@ -417,11 +417,7 @@ impl RestApi for DigitalOcean {
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
+            .request(method, &self.cfg.url, path)
             .bearer_auth(self.cfg.token.expose())
     }
 

@@ -133,6 +133,23 @@ pub fn configuration(
     }
 }
 
+/// A marketplace cloud's type name as Parasol writes it, `<gpu>:<count>`
+/// (`NVIDIA A40:2`), split back into the GPU and the count; `cloud` names
+/// the cloud in the error.
+pub fn split_gpu_count<'a>(
+    cloud: &str,
+    cloud_type: &'a str,
+) -> Result<(&'a str, i64), crate::providers::ProviderError> {
+    cloud_type
+        .rsplit_once(':')
+        .and_then(|(t, n)| Some((t, n.parse().ok()?)))
+        .ok_or_else(|| {
+            crate::providers::ProviderError::Permanent(format!(
+                "{cloud_type:?} is not a {cloud} type (expected <gpu>:<count>)"
+            ))
+        })
+}
+
 /// Dollars (as a cloud writes them, `"2.49"` or `2.49`) to whole cents,
 /// rounded to the nearest cent.
 pub fn cents(dollars: f64) -> i64 {

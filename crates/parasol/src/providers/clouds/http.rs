@@ -45,6 +45,13 @@ impl Http {
         Self { client, cloud }
     }
 
+    /// A request to `path` under the cloud's base URL `base` (a trailing
+    /// slash on `base` is dropped, so `path` always starts the rest).
+    pub fn request(&self, method: reqwest::Method, base: &str, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", base.trim_end_matches('/')))
+    }
+
     /// Sends the request `build` makes, again after a 429 (waiting as long
     /// as `Retry-After` says, or backing off), and returns the status and
     /// body of any other answer. Connection failures and timeouts are

@@ -424,11 +424,7 @@ impl RestApi for Hyperstack {
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
+            .request(method, &self.cfg.url, path)
             .header("api_key", self.cfg.api_key.expose())
     }
 

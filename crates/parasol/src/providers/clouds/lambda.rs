@@ -177,11 +177,7 @@ impl Lambda {
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
+            .request(method, &self.cfg.url, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 

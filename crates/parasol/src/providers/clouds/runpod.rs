@@ -57,6 +57,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gpus::split_gpu_count;
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
@@ -418,18 +419,6 @@ fn state(p: &Pod) -> MachineState {
     }
 }
 
-/// `NVIDIA A40:2` → (`NVIDIA A40`, 2).
-fn split_type(cloud_type: &str) -> Result<(&str, i64), ProviderError> {
-    cloud_type
-        .rsplit_once(':')
-        .and_then(|(t, n)| Some((t, n.parse().ok()?)))
-        .ok_or_else(|| {
-            ProviderError::Permanent(format!(
-                "{cloud_type:?} is not a RunPod type (expected <gpu type id>:<count>)"
-            ))
-        })
-}
-
 impl RestApi for Runpod {
     fn http(&self) -> &Http {
         &self.http
@@ -437,11 +426,7 @@ impl RestApi for Runpod {
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
+            .request(method, &self.cfg.url, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 
@@ -496,7 +481,7 @@ impl Provider for Runpod {
                 cloud_assigned_id: p.id,
             });
         }
-        let (gpu, count) = split_type(&req.cloud_instance_type)?;
+        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
         let mut env = serde_json::Map::new();
         for e in &req.envs {
             env.insert(e.name.clone(), Value::String(e.value.clone()));
@@ -641,7 +626,10 @@ mod tests {
 
     #[test]
     fn types_carry_the_gpu_type_id_and_count() {
-        assert_eq!(split_type("NVIDIA A40:2").unwrap(), ("NVIDIA A40", 2));
-        assert!(split_type("NVIDIA A40").is_err());
+        assert_eq!(
+            split_gpu_count(CLOUD, "NVIDIA A40:2").unwrap(),
+            ("NVIDIA A40", 2)
+        );
+        assert!(split_gpu_count(CLOUD, "NVIDIA A40").is_err());
     }
 }

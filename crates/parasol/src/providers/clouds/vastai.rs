@@ -62,6 +62,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gpus::split_gpu_count;
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Marker,
@@ -429,18 +430,6 @@ fn state(i: &VInstance) -> MachineState {
     }
 }
 
-/// `RTX 4090:2` → (`RTX 4090`, 2).
-fn split_type(cloud_type: &str) -> Result<(&str, i64), ProviderError> {
-    cloud_type
-        .rsplit_once(':')
-        .and_then(|(t, n)| Some((t, n.parse().ok()?)))
-        .ok_or_else(|| {
-            ProviderError::Permanent(format!(
-                "{cloud_type:?} is not a Vast.ai type (expected <gpu name>:<count>)"
-            ))
-        })
-}
-
 impl RestApi for Vastai {
     fn http(&self) -> &Http {
         &self.http
@@ -448,11 +437,7 @@ impl RestApi for Vastai {
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.cfg.url.trim_end_matches('/')),
-            )
+            .request(method, &self.cfg.url, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 
@@ -477,7 +462,7 @@ impl Provider for Vastai {
                 cloud_assigned_id: i.id.to_string(),
             });
         }
-        let (gpu, count) = split_type(&req.cloud_instance_type)?;
+        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
         if let Some(k) = &req.ssh_public_key {
             self.ensure_key(k).await?;
         }

@@ -173,10 +173,6 @@ impl Verda {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.cfg.url.trim_end_matches('/'))
-    }
-
     async fn token(&self) -> Result<Secret, ProviderError> {
         let mut slot = self.token.lock().await;
         if let Some((t, until)) = slot.as_ref() {
@@ -189,12 +185,15 @@ impl Verda {
             "client_id": self.cfg.client_id,
             "client_secret": self.cfg.client_secret.expose(),
         });
-        let url = self.url("/oauth2/token");
         let t: Token = self
             .http
             .json(
                 "POST /oauth2/token",
-                || self.http.client.post(&url).json(&body),
+                || {
+                    self.http
+                        .request(Method::POST, &self.cfg.url, "/oauth2/token")
+                        .json(&body)
+                },
                 |f| match f.status.as_u16() {
                     400 | 401 | 403 => ProviderError::Permanent(format!(
                         "{CLOUD} refused the client credentials ({}: {}); check PARASOL_VERDA_CLIENT_ID and PARASOL_VERDA_CLIENT_SECRET",
@@ -220,7 +219,6 @@ impl Verda {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, String), ProviderError> {
-        let url = self.url(path);
         for fresh in [false, true] {
             let token = self.token().await?;
             let (status, text) = self
@@ -228,8 +226,7 @@ impl Verda {
                 .send(|| {
                     let r = self
                         .http
-                        .client
-                        .request(method.clone(), &url)
+                        .request(method.clone(), &self.cfg.url, path)
                         .bearer_auth(token.expose());
                     match body {
                         Some(b) => r.json(b),

@@ -15,3 +15,147 @@ pub struct AccountInfo {
     /// Whether the key may use the `/admin` extensions.
     pub is_admin: bool,
 }
+
+/// What happens when an account's month-to-date spend reaches its
+/// `monthly_limit`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnExceed {
+    /// New creates are refused; running instances keep running.
+    #[default]
+    Block,
+    /// New creates are refused and the reconciler deletes the account's
+    /// running instances.
+    Delete,
+}
+
+/// Limits on what an account may spend (Parasol's extension). Every field
+/// is optional; dollars are strings like the rest of the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Month-to-date spend (UTC calendar month) at which new creates are
+    /// refused, e.g. "500.00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_limit: Option<String>,
+    /// Largest total $/h of the account's live instances, e.g. "40.00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hourly_spend: Option<String>,
+    /// Largest number of GPUs the account's live instances may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gpus: Option<i64>,
+    /// Percent of `monthly_limit` (1 to 100) at which one alert per month
+    /// is recorded and posted to the alert webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_at_percent: Option<i64>,
+    /// What reaching `monthly_limit` does (default `block`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exceed: Option<OnExceed>,
+}
+
+/// One account as `GET /v1/admin/accounts` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminAccount {
+    pub id: Uuid,
+    pub name: String,
+    pub admin: bool,
+    /// `null`: no budget.
+    pub budget: Option<Budget>,
+    /// Dollars accrued this UTC month, deleted instances included.
+    pub month_to_date_spend: String,
+    /// Instances that hold (or may hold) a machine.
+    pub live_instances: i64,
+    /// Dollars per hour of the live instances.
+    pub hourly_spend: String,
+}
+
+/// Body of `GET /v1/admin/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminAccountsResponse {
+    pub accounts: Vec<AdminAccount>,
+}
+
+/// Body of `POST /v1/admin/accounts/create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    pub name: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Answer of `POST /v1/admin/accounts/create`: the key is shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateAccountResponse {
+    pub id: Uuid,
+    pub api_key: String,
+}
+
+/// Body of `POST /v1/admin/accounts/{id}/update`: an absent field keeps its
+/// value; `budget: null` removes the budget.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccountRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Budget>))]
+    pub budget: Option<Option<Budget>>,
+}
+
+/// One instance's cost within a usage window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageLine {
+    pub instance_id: Uuid,
+    /// Set in an admin's report of several accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<Uuid>,
+    pub name: String,
+    pub cloud: String,
+    pub region: String,
+    pub shade_instance_type: String,
+    pub rental_type: crate::RentalType,
+    /// Dollars per hour it was billed at.
+    pub hourly_price: String,
+    /// Billed start inside the window.
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// Billed end inside the window.
+    pub end: chrono::DateTime<chrono::Utc>,
+    /// Dollars accrued from `start` to `end`.
+    pub cost: String,
+}
+
+/// One account's total in an admin's usage report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountUsage {
+    pub account_id: Uuid,
+    pub name: String,
+    pub total: String,
+}
+
+/// Body of `GET /v1/usage`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageResponse {
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+    /// The sum of the lines' costs.
+    pub total: String,
+    pub lines: Vec<UsageLine>,
+    /// Admins' reports of every account: each account's total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Vec<AccountUsage>>,
+}

@@ -18,7 +18,7 @@ pub mod types;
 pub mod volume;
 pub mod wire;
 
-pub use account::AccountInfo;
+pub use account::*;
 pub use cluster::*;
 pub use error::{ErrorBody, ErrorDetail};
 pub use instance::*;

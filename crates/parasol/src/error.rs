@@ -67,6 +67,12 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 409: the account's budget refuses the create (the message names
+    /// the limit and the numbers).
+    pub fn budget_exceeded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "budget_exceeded", message)
+    }
+
     /// 409 for a region that has no capacity left for the type.
     pub fn no_capacity(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "insufficient_capacity", message)

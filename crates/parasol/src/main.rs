@@ -2,6 +2,8 @@
 //! API client (`configure`, `instances`, `ssh-keys`, `ssh`, ...).
 
 use clap::{Parser, Subcommand};
+use parasol::cli::output::Format;
+use parasol::cli::AccountsApi;
 use parasol::config::{self, LogFormat, ServeArgs, StoreArgs};
 use parasol::http::{hash_key, new_api_key};
 use parasol::{clock::Clock, server};
@@ -66,15 +68,48 @@ enum StoreCommand {
 #[derive(Subcommand)]
 enum AccountsCommand {
     /// Create an account and print its API key (only the key, on stdout).
+    /// With store flags (or no server profile) it writes the store directly,
+    /// as an operator on the server's machine does; otherwise it asks the
+    /// configured server's admin API.
     Create {
         /// A name for the account.
         name: String,
         /// Its key may use only the read-only MCP tools (the HTTP API is
-        /// not limited by it).
+        /// not limited by it). Offline only.
         #[arg(long)]
         mcp_read_only: bool,
+        /// An admin account (over the admin API only).
+        #[arg(long)]
+        admin: bool,
+        /// Over the API: `table` prints only the key, `json` the answer.
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// List accounts with their budgets and spend (admin API).
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Rename an account or set its budget (admin API).
+    Update {
+        /// Account id.
+        id: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        budget: parasol::cli::accounts::BudgetArgs,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Delete an account that holds no live instances or volumes (admin API).
+    Delete {
+        /// Account id.
+        id: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
 }
 
@@ -104,20 +139,48 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::Accounts {
-            command:
+        Command::Accounts { command } => {
+            let api = match command {
                 AccountsCommand::Create {
                     name,
                     mcp_read_only,
+                    admin,
+                    output,
                     store,
-                },
-        } => create_account(&name, mcp_read_only, &store).await,
+                } => {
+                    let store_given = store.data_dir.is_some()
+                        || store.config.is_some()
+                        || store.database_url.is_some();
+                    if store_given || mcp_read_only || !parasol::cli::has_profile() {
+                        if admin {
+                            eprintln!("parasol: --admin needs a server profile (the admin API); offline accounts are never admins");
+                            return std::process::ExitCode::FAILURE;
+                        }
+                        return finish(create_account(&name, mcp_read_only, &store).await);
+                    }
+                    (output, AccountsApi::Create { name, admin })
+                }
+                AccountsCommand::List { output } => (output, AccountsApi::List),
+                AccountsCommand::Update {
+                    id,
+                    name,
+                    budget,
+                    output,
+                } => (output, AccountsApi::Update { id, name, budget }),
+                AccountsCommand::Delete { id, output } => (output, AccountsApi::Delete { id }),
+            };
+            return parasol::cli::run_accounts(api.0, api.1).await;
+        }
         Command::Backup { file, store } => backup(&file, &store).await,
         Command::Restore { file, store } => restore(&file, &store).await,
         Command::Store {
             command: StoreCommand::Copy { to, store },
         } => store_copy(&to, &store).await,
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

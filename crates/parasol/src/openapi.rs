@@ -371,8 +371,74 @@ fn ops() -> Vec<Op> {
             Some(name::<api::ClusterLaunchRequest>()),
             Cow::Borrowed(LAUNCH),
         ),
+        Op {
+            method: Get,
+            path: "/usage",
+            id: "Usage",
+            tag: "parasol",
+            summary: "Parasol extension: the usage ledger, one line per instance that accrued \
+                      cost in the window, the lines summing to the total; admins see every \
+                      account (with per-account totals) or one with `account_id`.",
+            request: None,
+            response: name::<api::UsageResponse>(),
+            query: USAGE_QUERY,
+        },
+        op(
+            Get,
+            "/admin/accounts",
+            "AdminAccounts",
+            "parasol",
+            "Parasol extension (admin keys): every account with its budget and spend.",
+            None,
+            name::<api::AdminAccountsResponse>(),
+        ),
+        op(
+            Post,
+            "/admin/accounts/create",
+            "AdminAccountsCreate",
+            "parasol",
+            "Parasol extension (admin keys): a new account; its API key is in this answer only.",
+            Some(name::<api::CreateAccountRequest>()),
+            name::<api::CreateAccountResponse>(),
+        ),
+        op(
+            Post,
+            "/admin/accounts/{id}/update",
+            "AdminAccountsUpdate",
+            "parasol",
+            "Parasol extension (admin keys): rename an account or set (`null`: remove) its budget.",
+            Some(name::<api::UpdateAccountRequest>()),
+            name::<api::AdminAccount>(),
+        ),
+        op(
+            Post,
+            "/admin/accounts/{id}/delete",
+            "AdminAccountsDelete",
+            "parasol",
+            "Parasol extension (admin keys): delete an account; 409 while it holds live \
+             instances or volumes.",
+            None,
+            confirm(),
+        ),
     ]
 }
+
+/// Query parameters of `GET /usage`.
+const USAGE_QUERY: &[(&str, &str)] = &[
+    (
+        "from",
+        "Window start, RFC 3339 (default: the start of this UTC month).",
+    ),
+    (
+        "to",
+        "Window end, RFC 3339, exclusive (default: the start of next UTC month).",
+    ),
+    (
+        "format",
+        "`json` (default) or `csv` (text/csv, the same lines).",
+    ),
+    ("account_id", "Admin keys only: one account's usage."),
+];
 
 /// Adds `T`'s schema and every schema it references.
 fn collect<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
@@ -414,6 +480,12 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::LaunchRequest>(&mut s);
     collect::<api::ClusterLaunchRequest>(&mut s);
     collect::<api::CandidatesResponse>(&mut s);
+    collect::<api::UsageResponse>(&mut s);
+    collect::<api::AdminAccountsResponse>(&mut s);
+    collect::<api::AdminAccount>(&mut s);
+    collect::<api::CreateAccountRequest>(&mut s);
+    collect::<api::CreateAccountResponse>(&mut s);
+    collect::<api::UpdateAccountRequest>(&mut s);
     s.push((
         LAUNCH.into(),
         utoipa::openapi::OneOfBuilder::new()
@@ -448,16 +520,22 @@ fn json_ref(name: &str) -> utoipa::openapi::Content {
 fn build() -> serde_json::Value {
     let mut paths = PathsBuilder::new();
     for op in ops() {
+        let mut ok = ResponseBuilder::new()
+            .description("Success.")
+            .content("application/json", json_ref(&op.response));
+        if op.query.iter().any(|(q, _)| *q == "format") {
+            ok = ok.content(
+                "text/csv",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                    .build(),
+            );
+        }
         let mut o = OperationBuilder::new()
             .operation_id(Some(op.id))
             .tag(op.tag)
             .summary(Some(op.summary))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("Success.")
-                    .content("application/json", json_ref(&op.response)),
-            )
+            .response("200", ok)
             .response(
                 "default",
                 ResponseBuilder::new()

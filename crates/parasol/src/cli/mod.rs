@@ -8,6 +8,7 @@
 //! exactly as received. Every failure is one line on stderr and exit
 //! status 1.
 
+pub mod accounts;
 pub mod client;
 pub mod instances;
 pub mod launch;
@@ -94,6 +95,9 @@ pub enum Command {
     },
     /// Open an SSH session to an active instance (by id or name).
     Ssh(instances::SshArgs),
+    /// The usage ledger: what each instance cost in a window (this month
+    /// by default).
+    Usage(accounts::UsageArgs),
     /// Serve the server's MCP tools on stdio, for desktop AI agents: relays
     /// each message to the configured server's /mcp with the configured key.
     Mcp,
@@ -101,7 +105,54 @@ pub enum Command {
 
 /// Runs a client command; errors become one line on stderr.
 pub async fn run(command: Command) -> ExitCode {
-    match dispatch(command).await {
+    finish(dispatch(command).await)
+}
+
+/// The admin accounts commands that go over HTTP (main.rs decides which
+/// `accounts create` runs offline).
+#[derive(Debug)]
+pub enum AccountsApi {
+    List,
+    Create {
+        name: String,
+        admin: bool,
+    },
+    Update {
+        id: String,
+        name: Option<String>,
+        budget: accounts::BudgetArgs,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+/// Runs an accounts command against the configured server.
+pub async fn run_accounts(format: Format, command: AccountsApi) -> ExitCode {
+    let result = async {
+        let api = Api::from_profile()?;
+        match command {
+            AccountsApi::List => accounts::list(&api, format).await,
+            AccountsApi::Create { name, admin } => {
+                accounts::create(&api, format, &name, admin).await
+            }
+            AccountsApi::Update { id, name, budget } => {
+                accounts::update(&api, format, &id, name, &budget).await
+            }
+            AccountsApi::Delete { id } => accounts::delete(&api, format, &id).await,
+        }
+    }
+    .await;
+    finish(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// Whether a server profile (URL and key) is configured.
+pub fn has_profile() -> bool {
+    profile::Profile::load().is_ok()
+}
+
+fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(e) => {
             // One line, whatever the message embeds (parser errors span
@@ -168,6 +219,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Ssh(args) => {
             let api = Api::from_profile()?;
             instances::ssh(&api, args).await
+        }
+        Command::Usage(args) => {
+            let api = Api::from_profile()?;
+            accounts::usage(&api, args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Mcp => {
             let api = Api::from_profile()?;

@@ -53,6 +53,14 @@ pub struct KeyId(pub String);
 #[derive(Default)]
 pub struct KeyCache(RwLock<HashMap<String, Account>>);
 
+impl KeyCache {
+    /// Drops every cached key of an account, so its next request reads the
+    /// store again (after a rename or delete).
+    pub fn forget_account(&self, id: uuid::Uuid) {
+        self.0.write().expect("poisoned").retain(|_, a| a.id != id);
+    }
+}
+
 /// Middleware: resolves the key to an account and puts it in the request's
 /// extensions, or answers 401.
 pub async fn require_key(

@@ -195,13 +195,14 @@ pub async fn create(
         },
         internal: ClusterInternal::default(),
     };
-    if app
+    match app
         .store
         .insert_cluster(&rec, &nodes, region.capacity.slots())
         .await?
-        == InsertOutcome::NoCapacity
     {
-        return Err(full());
+        InsertOutcome::NoCapacity => return Err(full()),
+        InsertOutcome::BudgetExceeded(why) => return Err(ApiError::budget_exceeded(why)),
+        InsertOutcome::Stored | InsertOutcome::VolumeInUse => {}
     }
     app.catalog.invalidate();
     app.notify.notify_one();

@@ -402,6 +402,7 @@ pub async fn create_instance(
     {
         InsertOutcome::Stored => {}
         InsertOutcome::NoCapacity => return Err(full()),
+        InsertOutcome::BudgetExceeded(why) => return Err(ApiError::budget_exceeded(why)),
         InsertOutcome::VolumeInUse => {
             return Err(ApiError::conflict(
                 "the volume is already mounted by another live instance and does not support multi-mount",
@@ -477,6 +478,10 @@ pub async fn new_instance(
             cloud: offer.cloud.clone(),
             region: n.region.region.clone(),
             shade_instance_type: offer.shade_instance_type.clone(),
+        },
+        stored_charge: crate::store::Charge {
+            gpus: c.num_gpus,
+            cents: offer.hourly_price,
         },
         instance: Instance {
             id: Uuid::new_v4(),

@@ -6,6 +6,7 @@
 //! [`ApiError`].
 
 mod account;
+mod accounts;
 pub(crate) mod admin;
 mod audit;
 mod auth;
@@ -20,6 +21,7 @@ pub mod rate_limit;
 mod render_cache;
 pub(crate) mod sshkeys;
 pub(crate) mod templates;
+mod usage;
 pub(crate) mod volumes;
 
 use std::sync::Arc;
@@ -133,7 +135,12 @@ fn api_router(state: AppRef) -> Router {
         .route("/templates/{id}/update", post(templates::update))
         .route("/templates/{id}/delete", post(templates::delete))
         .route("/account", get(account::info))
-        .route("/admin/audit", get(audit::list));
+        .route("/admin/audit", get(audit::list))
+        .route("/admin/accounts", get(accounts::list))
+        .route("/admin/accounts/create", post(accounts::create))
+        .route("/admin/accounts/{id}/update", post(accounts::update))
+        .route("/admin/accounts/{id}/delete", post(accounts::delete))
+        .route("/usage", get(usage::report));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))

@@ -190,6 +190,7 @@ mod tests {
             wake_at: None,
             stored_status: instance.status,
             stored_offer: crate::store::OfferKey::of(&instance),
+            stored_charge: crate::store::Charge::of(&instance),
             instance,
             internal: Default::default(),
         };

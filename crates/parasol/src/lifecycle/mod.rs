@@ -14,6 +14,7 @@
 //! overwriting the other.
 
 pub mod alerts;
+pub mod budgets;
 pub mod clusters;
 pub mod cost;
 pub mod placement;

@@ -359,6 +359,7 @@ pub fn replacement(old: &InstanceRecord, now: DateTime<Utc>) -> InstanceRecord {
         wake_at: Some(now.timestamp_millis()),
         stored_status: Status::Creating,
         stored_offer: OfferKey::of(&instance),
+        stored_charge: crate::store::Charge::of(&instance),
         instance,
         internal: Internal {
             ssh_public_key: old.internal.ssh_public_key.clone(),

@@ -95,6 +95,8 @@ pub struct Reconciler {
     pub stats: ReconcilerStats,
     /// Where alert notifications go, when a webhook is configured.
     alerts: Option<AlertSink>,
+    /// When the next budget threshold falls due (ms; `i64::MAX`: none).
+    budget_wake: std::sync::atomic::AtomicI64,
 }
 
 impl Reconciler {
@@ -121,6 +123,7 @@ impl Reconciler {
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
             alerts: None,
+            budget_wake: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
     }
 
@@ -156,7 +159,11 @@ impl Reconciler {
             self.store.next_wake().await,
             self.store.next_cluster_wake().await,
         ) {
-            (Ok(a), Ok(b)) => Ok(a.into_iter().chain(b).min()),
+            (Ok(a), Ok(b)) => {
+                let budget = self.budget_wake.load(Ordering::Relaxed);
+                let budget = (budget < i64::MAX).then_some(budget);
+                Ok(a.into_iter().chain(b).chain(budget).min())
+            }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
         match next {
@@ -170,6 +177,12 @@ impl Reconciler {
 
     /// One pass over every due instance; returns how many it took.
     pub async fn run_once(&self) -> StoreResult<usize> {
+        // Budgets first: instances it deletes are due at once, so this
+        // same pass starts their teardown.
+        let next_budget =
+            super::budgets::enforce(&self.store, self.clock.now(), self.alerts.as_ref()).await?;
+        self.budget_wake
+            .store(next_budget.unwrap_or(i64::MAX), Ordering::Relaxed);
         let lease = self.cfg.lease_timeout.as_millis() as i64;
         let wall = wall_ms();
         let due = self

@@ -69,6 +69,9 @@ impl Store {
         for counted in [Counted::Instances, Counted::SimMachines] {
             drift.extend(drift_of(&mut conn, counted).await?);
         }
+        for (account, counter, rows) in super::budgets::drift(&mut conn).await? {
+            drift.push(super::budgets::describe(&account, counter, rows));
+        }
         Ok(drift)
     }
 
@@ -91,7 +94,7 @@ impl Store {
         sqlx::query(begin).execute(&mut *conn).await?;
         let result = async {
             if self.backend() == Backend::Postgres {
-                sqlx::query("LOCK TABLE holdings, sim_holdings IN EXCLUSIVE MODE")
+                sqlx::query("LOCK TABLE holdings, sim_holdings, account_spend IN EXCLUSIVE MODE")
                     .execute(&mut *conn)
                     .await?;
             }
@@ -113,6 +116,7 @@ impl Store {
                 .await?;
                 repaired.extend(drift);
             }
+            repaired.extend(super::budgets::repair(&mut conn).await?);
             Ok::<_, StoreError>(repaired)
         }
         .await;

@@ -8,6 +8,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::accounts::parse_uuid;
+use super::budgets::{self, Charge};
 use super::capacity::{self, Counted, Pool};
 use super::instances::{insert_instance_row, InsertOutcome};
 use super::{InstanceRecord, Store, StoreResult};
@@ -80,6 +81,20 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(InsertOutcome::NoCapacity);
             }
+        }
+        let charge =
+            nodes
+                .iter()
+                .map(|n| Charge::of(&n.instance))
+                .fold(Charge::default(), |a, b| Charge {
+                    gpus: a.gpus + b.gpus,
+                    cents: a.cents + b.cents,
+                });
+        if let Some(why) =
+            budgets::reserve(&mut tx, rec.account_id, charge, rec.cluster.created_at).await?
+        {
+            tx.rollback().await?;
+            return Ok(InsertOutcome::BudgetExceeded(why));
         }
         tx.commit().await?;
         Ok(InsertOutcome::Stored)

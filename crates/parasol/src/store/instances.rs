@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::accounts::parse_uuid;
+use super::budgets::{self, Charge};
 use super::capacity::{self, Counted, Pool};
 use super::{Store, StoreError, StoreResult};
 
@@ -57,6 +58,9 @@ pub struct InstanceRecord {
     /// The offer as last read or written: a write that moves the instance
     /// to another offer (placement's failover) moves its capacity too.
     pub stored_offer: OfferKey,
+    /// GPUs and price as last read or written: a write that changes them
+    /// (or the status) moves the account's budget counters too.
+    pub stored_charge: Charge,
 }
 
 /// Identifies a catalog offer: a type in a region of a cloud.
@@ -100,13 +104,16 @@ pub(crate) fn holds(status: Status) -> bool {
 }
 
 /// Whether a new instance or cluster was stored, and if not, why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
     Stored,
     /// The offer's region had too few free slots; nothing was stored.
     NoCapacity,
     /// A single-mount volume is mounted by a live instance; nothing stored.
     VolumeInUse,
+    /// The account's budget refuses it (the message names the limit and
+    /// the numbers); nothing was stored.
+    BudgetExceeded(String),
 }
 
 pub(super) const COLUMNS: &str = "account_id, cluster_id, generation, wake_at, doc";
@@ -159,7 +166,8 @@ impl Store {
         let offer = rec.offer_key();
         let (was, now) = (holds(rec.stored_status), holds(rec.instance.status));
         let moved = offer != rec.stored_offer;
-        let written = if !moved && was == now {
+        let charge = budgets::delta_of(rec);
+        let written = if !moved && was == now && charge.is_zero() {
             query.execute(self.pool()).await?.rows_affected() == 1
         } else {
             let mut tx = self.pool().begin().await?;
@@ -201,6 +209,9 @@ impl Store {
                 )
                 .await?;
             }
+            if written {
+                budgets::adjust(&mut tx, rec.account_id, charge).await?;
+            }
             tx.commit().await?;
             written
         };
@@ -208,6 +219,7 @@ impl Store {
             rec.generation += 1;
             rec.stored_status = rec.instance.status;
             rec.stored_offer = offer;
+            rec.stored_charge = Charge::of(&rec.instance);
         }
         Ok(written)
     }
@@ -463,6 +475,7 @@ pub(super) fn decode(r: &sqlx::any::AnyRow) -> StoreResult<InstanceRecord> {
         wake_at: r.try_get(3)?,
         stored_status: instance.status,
         stored_offer: OfferKey::of(&instance),
+        stored_charge: Charge::of(&instance),
         instance,
         internal: doc.internal.into_owned(),
     })

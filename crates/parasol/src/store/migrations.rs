@@ -216,6 +216,22 @@ const STEPS: &[&[&str]] = &[&[
         request_id TEXT NOT NULL
     )",
     "CREATE INDEX audit_log_at ON audit_log (at_ms)",
+], &[
+    // Budgets (issue 16): the budget as the API shows it, and per-account
+    // counters of live GPUs and $/h holding the limits admission checks
+    // (store/budgets.rs). The counters start empty; the recount at each
+    // server start fills them from the instance rows.
+    "ALTER TABLE accounts ADD COLUMN budget TEXT",
+    "CREATE TABLE account_spend (
+        account_id TEXT PRIMARY KEY,
+        gpus BIGINT NOT NULL DEFAULT 0,
+        hourly_cents BIGINT NOT NULL DEFAULT 0,
+        max_gpus BIGINT,
+        max_hourly_cents BIGINT,
+        monthly_limit_cents BIGINT,
+        alert_month TEXT,
+        budget_set_at BIGINT
+    )",
 ]];
 
 /// The schema version this binary writes.

@@ -13,7 +13,12 @@
 
 mod accounts;
 mod audit;
+mod budgets;
 pub use audit::AuditEntry;
+pub use budgets::{
+    month_start, next_month_start, spend_at, AccountSummary, Charge, DeleteAccountOutcome, Limits,
+    Watched,
+};
 pub(crate) mod capacity;
 mod clusters;
 mod copy;

@@ -4,6 +4,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::accounts::parse_uuid;
+use super::budgets::{self, Charge};
 use super::capacity::{self, Counted};
 use super::instances::{insert_instance_row, InsertOutcome, HOLDING};
 use super::{flag, InstanceRecord, Store, StoreResult};
@@ -190,6 +191,13 @@ impl Store {
         {
             tx.rollback().await?;
             return Ok(InsertOutcome::NoCapacity);
+        }
+        let charge = Charge::of(&rec.instance);
+        if let Some(why) =
+            budgets::reserve(&mut tx, rec.account_id, charge, rec.instance.created_at).await?
+        {
+            tx.rollback().await?;
+            return Ok(InsertOutcome::BudgetExceeded(why));
         }
         tx.commit().await?;
         Ok(InsertOutcome::Stored)

@@ -7,6 +7,7 @@ mod harness;
 mod audit;
 mod aws;
 mod backups;
+mod budgets;
 mod cli;
 mod clusters;
 mod compat;

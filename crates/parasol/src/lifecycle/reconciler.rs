@@ -95,7 +95,8 @@ pub struct Reconciler {
     pub stats: ReconcilerStats,
     /// Where alert notifications go, when a webhook is configured.
     alerts: Option<AlertSink>,
-    /// When the next budget threshold falls due (ms; `i64::MAX`: none).
+    /// When the budget watch runs next (ms): a period after the last, or
+    /// when the next threshold falls due if that is sooner.
     budget_wake: std::sync::atomic::AtomicI64,
 }
 
@@ -123,7 +124,7 @@ impl Reconciler {
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
             alerts: None,
-            budget_wake: std::sync::atomic::AtomicI64::new(i64::MAX),
+            budget_wake: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -161,8 +162,7 @@ impl Reconciler {
         ) {
             (Ok(a), Ok(b)) => {
                 let budget = self.budget_wake.load(Ordering::Relaxed);
-                let budget = (budget < i64::MAX).then_some(budget);
-                Ok(a.into_iter().chain(b).chain(budget).min())
+                Ok(a.into_iter().chain(b).chain(Some(budget)).min())
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
@@ -178,11 +178,25 @@ impl Reconciler {
     /// One pass over every due instance; returns how many it took.
     pub async fn run_once(&self) -> StoreResult<usize> {
         // Budgets first: instances it deletes are due at once, so this
-        // same pass starts their teardown.
-        let next_budget =
-            super::budgets::enforce(&self.store, self.clock.now(), self.alerts.as_ref()).await?;
-        self.budget_wake
-            .store(next_budget.unwrap_or(i64::MAX), Ordering::Relaxed);
+        // same pass starts their teardown. The watch costs a scan of each
+        // watched account's month, so a busy loop runs it once a period, or
+        // sooner when a threshold falls due.
+        let now = self.clock.now_ms();
+        if now >= self.budget_wake.load(Ordering::Relaxed) {
+            // A failed watch is retried next period; it never holds up
+            // the instances' own steps.
+            let next = super::budgets::enforce(&self.store, self.clock.now(), self.alerts.as_ref())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "budget watch failed; retrying");
+                    None
+                });
+            let period = self.cfg.period.as_millis() as i64;
+            self.budget_wake.store(
+                next.map_or(now + period, |t| t.min(now + period)),
+                Ordering::Relaxed,
+            );
+        }
         let lease = self.cfg.lease_timeout.as_millis() as i64;
         let wall = wall_ms();
         let due = self
@@ -496,11 +510,7 @@ impl Reconciler {
             let id = new.instance.id;
             let stored = match self.store.get_instance_any(id).await {
                 Ok(Some(_)) => Ok(()),
-                Ok(None) => self
-                    .store
-                    .insert_instance_with_volumes(&new, &[], None)
-                    .await
-                    .map(|_| ()),
+                Ok(None) => self.store.insert_replacement(&new).await.map(|_| ()),
                 Err(e) => Err(e),
             };
             if let Err(e) = stored {

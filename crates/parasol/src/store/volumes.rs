@@ -157,6 +157,24 @@ impl Store {
         volumes: &[VolumeRecord],
         slots: Option<i64>,
     ) -> StoreResult<InsertOutcome> {
+        self.insert_instance_inner(rec, volumes, slots, true).await
+    }
+
+    /// Stores the instance that replaces a preempted one: counted against
+    /// its account's budget but never refused by it, since it takes the
+    /// place of a machine the budget already admitted (which still counts
+    /// until its teardown ends).
+    pub async fn insert_replacement(&self, rec: &InstanceRecord) -> StoreResult<InsertOutcome> {
+        self.insert_instance_inner(rec, &[], None, false).await
+    }
+
+    async fn insert_instance_inner(
+        &self,
+        rec: &InstanceRecord,
+        volumes: &[VolumeRecord],
+        slots: Option<i64>,
+        check_budget: bool,
+    ) -> StoreResult<InsertOutcome> {
         let mut tx = self.pool().begin().await?;
         insert_instance_row(&mut tx, rec).await?;
         for v in volumes {
@@ -193,7 +211,9 @@ impl Store {
             return Ok(InsertOutcome::NoCapacity);
         }
         let charge = Charge::of(&rec.instance);
-        if let Some(why) =
+        if !check_budget {
+            budgets::adjust(&mut tx, rec.account_id, charge).await?;
+        } else if let Some(why) =
             budgets::reserve(&mut tx, rec.account_id, charge, rec.instance.created_at).await?
         {
             tx.rollback().await?;

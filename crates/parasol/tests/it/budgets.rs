@@ -756,3 +756,44 @@ async fn the_cli_manages_accounts_and_shows_usage() {
         .await
         .expect_error(401, "unauthorized");
 }
+
+#[tokio::test]
+async fn the_budget_counters_survive_a_sigkill_and_are_recounted_at_start() {
+    let mut s = Server::start(Opts::default());
+    let admin = s.admin();
+    let (id, c) = new_account(&s, "restarts").await;
+    let (_, g) = price_and_gpus(&c).await;
+    set_budget(&admin, &id, json!({"max_gpus": 2 * g})).await;
+    c.create_instance("one").await;
+    c.create_instance("two").await;
+    s.restart();
+    let c = s.client(c.key.as_deref().unwrap());
+    c.post("/v1/instances/create", default_create("three"))
+        .await
+        .expect_error(409, "budget_exceeded");
+    // A counter put wrong behind the server's back (as a writer that does
+    // not keep it would) is recounted from the rows at the next start.
+    s.kill();
+    let store = s.store().await;
+    sqlx::query("UPDATE account_spend SET gpus = 0, hourly_cents = 0")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(!store.capacity_drift().await.unwrap().is_empty());
+    store.pool().close().await;
+    s.restart();
+    s.assert_capacity_counts_agree().await;
+    let c = s.client(c.key.as_deref().unwrap());
+    let e = c
+        .post("/v1/instances/create", default_create("three"))
+        .await
+        .expect_error(409, "budget_exceeded");
+    assert_eq!(
+        e["message"],
+        format!(
+            "max_gpus {} would be exceeded: {} GPUs live + {g} requested",
+            2 * g,
+            2 * g
+        )
+    );
+}

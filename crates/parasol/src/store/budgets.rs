@@ -135,15 +135,64 @@ pub fn spend_at(recs: &[InstanceRecord], at: DateTime<Utc>) -> i64 {
         .sum()
 }
 
+/// What admission learnt: the refusal, if any, and whether the account's
+/// budget has a monthly limit (for [`Store::spent_before_admission`]).
+pub(super) struct Admission {
+    pub refused: Option<String>,
+    pub monthly_limited: bool,
+}
+
+impl Store {
+    /// The month-to-date spend of an account this process last saw with a
+    /// monthly limit, read before the admission transaction so the scan
+    /// does not hold the write lock; `None` for other accounts (admission
+    /// then reads it in the transaction if the limit turns out to be set).
+    /// Spend only grows with time and creates do not add to it at once, so
+    /// a figure read a moment before the transaction is as good as one
+    /// read inside it.
+    pub(super) async fn spent_before_admission(
+        &self,
+        account: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let known = self
+            .monthly_limited
+            .lock()
+            .expect("poisoned")
+            .contains(&account);
+        if !known {
+            return Ok(None);
+        }
+        Ok(Some(self.month_to_date_cents(account, now).await?))
+    }
+
+    /// Remembers what admission learnt about an account's monthly limit.
+    pub(super) fn learn_monthly_limit(&self, account: Uuid, limited: bool) {
+        let mut set = self.monthly_limited.lock().expect("poisoned");
+        if limited {
+            set.insert(account);
+        } else {
+            set.remove(&account);
+        }
+    }
+}
+
 /// Takes `add` from an account's budget inside the transaction that stores
-/// the instances it is for. `Ok(None)`: admitted; `Ok(Some(why))`: refused,
-/// and the caller rolls back.
+/// the instances it is for; `spent` is the month-to-date spend if the caller
+/// read it already. A refusal means the caller rolls back.
 pub(super) async fn reserve(
     conn: &mut AnyConnection,
     account: Uuid,
     add: Charge,
     now: DateTime<Utc>,
-) -> StoreResult<Option<String>> {
+    spent: Option<i64>,
+) -> StoreResult<Admission> {
+    let refused = |why: String, monthly_limited: bool| {
+        Ok(Admission {
+            refused: Some(why),
+            monthly_limited,
+        })
+    };
     // A new row has no limits (a budget is set through an upsert of the
     // row), so only an existing row's limits can refuse.
     let row = sqlx::query(
@@ -164,8 +213,8 @@ pub(super) async fn reserve(
     .await?;
     let Some(row) = row else {
         let r = sqlx::query(
-            "SELECT gpus, hourly_cents, max_gpus, max_hourly_cents FROM account_spend
-             WHERE account_id = $1",
+            "SELECT gpus, hourly_cents, max_gpus, max_hourly_cents, monthly_limit_cents
+             FROM account_spend WHERE account_id = $1",
         )
         .bind(account.to_string())
         .fetch_one(&mut *conn)
@@ -173,32 +222,51 @@ pub(super) async fn reserve(
         let (gpus, cents): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
         let max_gpus: Option<i64> = r.try_get(2)?;
         let max_cents: Option<i64> = r.try_get(3)?;
+        let limited = r.try_get::<Option<i64>, _>(4)?.is_some();
         if let Some(m) = max_gpus.filter(|m| gpus + add.gpus > *m) {
-            return Ok(Some(format!(
-                "max_gpus {m} would be exceeded: {gpus} GPUs live + {} requested",
-                add.gpus
-            )));
+            return refused(
+                format!(
+                    "max_gpus {m} would be exceeded: {gpus} GPUs live + {} requested",
+                    add.gpus
+                ),
+                limited,
+            );
         }
         let m = max_cents.unwrap_or_default();
-        return Ok(Some(format!(
-            "max_hourly_spend ${} would be exceeded: ${}/h live + ${}/h requested",
-            dollars(m),
-            dollars(cents),
-            dollars(add.cents)
-        )));
+        return refused(
+            format!(
+                "max_hourly_spend ${} would be exceeded: ${}/h live + ${}/h requested",
+                dollars(m),
+                dollars(cents),
+                dollars(add.cents)
+            ),
+            limited,
+        );
     };
     let Some(limit) = row.try_get::<Option<i64>, _>(0)? else {
-        return Ok(None);
+        return Ok(Admission {
+            refused: None,
+            monthly_limited: false,
+        });
     };
-    let spent = month_to_date(conn, account, now).await?;
+    let spent = match spent {
+        Some(s) => s,
+        None => month_to_date(conn, account, now).await?,
+    };
     if spent >= limit {
-        return Ok(Some(format!(
-            "monthly limit ${} reached: ${} spent this month",
-            dollars(limit),
-            dollars(spent)
-        )));
+        return refused(
+            format!(
+                "monthly limit ${} reached: ${} spent this month",
+                dollars(limit),
+                dollars(spent)
+            ),
+            true,
+        );
     }
-    Ok(None)
+    Ok(Admission {
+        refused: None,
+        monthly_limited: true,
+    })
 }
 
 /// Adds `delta` to an account's live counts, with no limit (an instance

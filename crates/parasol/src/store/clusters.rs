@@ -50,6 +50,9 @@ impl Store {
         nodes: &[InstanceRecord],
         slots: Option<i64>,
     ) -> StoreResult<InsertOutcome> {
+        let spent = self
+            .spent_before_admission(rec.account_id, rec.cluster.created_at)
+            .await?;
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)
@@ -90,9 +93,16 @@ impl Store {
                     gpus: a.gpus + b.gpus,
                     cents: a.cents + b.cents,
                 });
-        if let Some(why) =
-            budgets::reserve(&mut tx, rec.account_id, charge, rec.cluster.created_at).await?
-        {
+        let admission = budgets::reserve(
+            &mut tx,
+            rec.account_id,
+            charge,
+            rec.cluster.created_at,
+            spent,
+        )
+        .await?;
+        self.learn_monthly_limit(rec.account_id, admission.monthly_limited);
+        if let Some(why) = admission.refused {
             tx.rollback().await?;
             return Ok(InsertOutcome::BudgetExceeded(why));
         }

@@ -117,6 +117,10 @@ pub struct StoreOptions {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Accounts this process last saw with a monthly limit (store/budgets.rs):
+    /// their month-to-date spend is read before the admission transaction,
+    /// not inside it while it holds the write lock.
+    monthly_limited: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
 }
 
 impl Store {
@@ -158,7 +162,11 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            monthly_limited: Default::default(),
+        };
         migrations::apply(&store).await?;
         Ok(store)
     }

@@ -175,6 +175,12 @@ impl Store {
         slots: Option<i64>,
         check_budget: bool,
     ) -> StoreResult<InsertOutcome> {
+        let spent = if check_budget {
+            self.spent_before_admission(rec.account_id, rec.instance.created_at)
+                .await?
+        } else {
+            None
+        };
         let mut tx = self.pool().begin().await?;
         insert_instance_row(&mut tx, rec).await?;
         for v in volumes {
@@ -213,11 +219,20 @@ impl Store {
         let charge = Charge::of(&rec.instance);
         if !check_budget {
             budgets::adjust(&mut tx, rec.account_id, charge).await?;
-        } else if let Some(why) =
-            budgets::reserve(&mut tx, rec.account_id, charge, rec.instance.created_at).await?
-        {
-            tx.rollback().await?;
-            return Ok(InsertOutcome::BudgetExceeded(why));
+        } else {
+            let admission = budgets::reserve(
+                &mut tx,
+                rec.account_id,
+                charge,
+                rec.instance.created_at,
+                spent,
+            )
+            .await?;
+            self.learn_monthly_limit(rec.account_id, admission.monthly_limited);
+            if let Some(why) = admission.refused {
+                tx.rollback().await?;
+                return Ok(InsertOutcome::BudgetExceeded(why));
+            }
         }
         tx.commit().await?;
         Ok(InsertOutcome::Stored)

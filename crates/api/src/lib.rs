@@ -18,7 +18,9 @@ pub mod types;
 pub mod volume;
 pub mod wire;
 
-pub use account::AccountInfo;
+pub use account::{
+    AccountInfo, ApiKey, ApiKeysResponse, CreateApiKeyRequest, CreateApiKeyResponse,
+};
 pub use cluster::*;
 pub use error::{ErrorBody, ErrorDetail};
 pub use instance::*;

@@ -7,6 +7,7 @@
 
 mod account;
 pub(crate) mod admin;
+pub(crate) mod api_keys;
 mod audit;
 mod auth;
 pub(crate) mod clusters;
@@ -35,7 +36,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{account_for_key_hash, hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
+pub use auth::{
+    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, KeyCache,
+    HEADER as KEY_HEADER,
+};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -133,6 +137,9 @@ fn api_router(state: AppRef) -> Router {
         .route("/templates/{id}/update", post(templates::update))
         .route("/templates/{id}/delete", post(templates::delete))
         .route("/account", get(account::info))
+        .route("/account/keys", get(api_keys::list))
+        .route("/account/keys/create", post(api_keys::create))
+        .route("/account/keys/{id}/revoke", post(api_keys::revoke))
         .route("/admin/audit", get(audit::list));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))

@@ -18,6 +18,7 @@ mod first_start;
 mod generated_client;
 mod hosts;
 mod instances;
+mod keys;
 mod logs;
 mod mcp;
 mod metrics;

@@ -343,6 +343,35 @@ fn ops() -> Vec<Op> {
         ),
         op(
             Get,
+            "/account/keys",
+            "AccountKeys",
+            "parasol",
+            "Parasol extension: the account's API keys, revoked ones included (never the keys).",
+            None,
+            name::<api::ApiKeysResponse>(),
+        ),
+        op(
+            Post,
+            "/account/keys/create",
+            "AccountKeysCreate",
+            "parasol",
+            "Parasol extension: a new API key for the account, shown in this answer only \
+             (at most 10 live keys; 409 past that).",
+            Some(name::<api::CreateApiKeyRequest>()),
+            name::<api::CreateApiKeyResponse>(),
+        ),
+        op(
+            Post,
+            "/account/keys/{id}/revoke",
+            "AccountKeysRevoke",
+            "parasol",
+            "Parasol extension: revoke one of the account's API keys; it is refused from \
+             the next request on (409 for the last live key).",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
             "/events",
             "Events",
             "parasol",
@@ -476,6 +505,9 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::TemplateCreateResponse>(&mut s);
     collect::<api::Template>(&mut s);
     collect::<api::AccountInfo>(&mut s);
+    collect::<api::ApiKeysResponse>(&mut s);
+    collect::<api::CreateApiKeyRequest>(&mut s);
+    collect::<api::CreateApiKeyResponse>(&mut s);
     collect::<api::ErrorBody>(&mut s);
     collect::<api::LaunchRequest>(&mut s);
     collect::<api::ClusterLaunchRequest>(&mut s);

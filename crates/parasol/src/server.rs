@@ -199,7 +199,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         reconciler: reconciler.clone(),
         sim,
         hosts,
-        keys: KeyCache::default(),
+        keys: KeyCache::new(store.backend()),
         mcp: settings.mcp,
         rendered: Default::default(),
         limits: http::rate_limit::RateLimits::new(settings.rate_limits),

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod client;
 pub mod instances;
+pub mod keys;
 pub mod launch;
 pub mod mcp;
 pub mod more;
@@ -71,6 +72,13 @@ pub enum Command {
         common: Common,
         #[command(subcommand)]
         command: sshkeys::SshKeysCommand,
+    },
+    /// The account's API keys: list, create and revoke them.
+    Keys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Multi-node clusters.
     Clusters {
@@ -197,6 +205,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::SshKeys { common, command } => {
             let api = Api::from_profile()?;
             sshkeys::run(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Keys { common, command } => {
+            let api = Api::from_profile()?;
+            keys::run(&api, common.output, command)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }

@@ -11,6 +11,7 @@
 //! ([`session`]); every POST is checked for its origin and for the
 //! session's CSRF token.
 
+mod api_keys;
 mod clusters;
 mod events;
 mod instances;
@@ -64,6 +65,8 @@ pub fn routes() -> Router<AppRef> {
         .route("/keys", get(keys::page).post(keys::add))
         .route("/keys/{id}/default", post(keys::set_default))
         .route("/keys/{id}/delete", post(keys::delete))
+        .route("/api-keys", get(api_keys::page).post(api_keys::create))
+        .route("/api-keys/{id}/revoke", post(api_keys::revoke))
         .route("/volumes", get(volumes::page).post(volumes::create))
         .route("/volumes/{id}/delete", post(volumes::delete))
         .route("/templates", get(templates::page).post(templates::save))

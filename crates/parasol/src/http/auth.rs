@@ -2,12 +2,12 @@
 //!
 //! A key is 160 random bits, shown once. The store keeps only its SHA-256;
 //! a high-entropy key needs no slow hash, and a lookup by hash is one
-//! indexed query. The hash found is compared again in constant time, and
-//! accounts already seen are cached by hash so a busy client does not cost a
-//! query per request. Keys are never logged.
+//! indexed query. The hash found is compared again in constant time. An
+//! account holds several keys, each revocable ([`KeyCache`] says how a
+//! revocation reaches every replica at once). Keys are never logged.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -18,7 +18,8 @@ use subtle::ConstantTimeEq;
 
 use super::AppRef;
 use crate::error::ApiError;
-use crate::store::Account;
+use crate::store::{Account, Backend, Credential};
+use uuid::Uuid;
 
 /// Header carrying the key; header names are case-insensitive on the wire.
 pub const HEADER: &str = "x-api-key";
@@ -49,15 +50,104 @@ pub struct Caller(pub uuid::Uuid);
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);
 
-/// Accounts by key hash, filled on first use.
+/// How often, at most, this process writes a key's `last_used_at`.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// Live keys by hash, so that a busy client does not cost a query per
+/// request, and when this process last recorded each key's use.
+///
+/// A revoked key must be refused from the very next request, on every
+/// replica. How that is kept cheap depends on the backend:
+///
+/// - PostgreSQL, the only backend replicas share: nothing is cached, every
+///   request looks its key up (one query on the unique `key_hash` index,
+///   joined to its account). A cache here would need every replica told of
+///   every revocation before its next request, which no notification can
+///   promise; one indexed query can.
+/// - SQLite: one server process owns the file, and every revocation goes
+///   through it, so the cache is exact as long as that process forgets a key
+///   when it is revoked ([`KeyCache::forget_key`]) and an account's keys when
+///   the account changes or goes ([`KeyCache::forget_account`]). Hits cost no
+///   query, which keeps hot read paths (`/v1/instances/types`) free of one.
+///   A lookup that raced a forget does not put its (possibly stale) answer
+///   back: forgets bump an epoch that inserts check.
+///
+/// `last_used_at` is written at most once a minute per key and process
+/// (from the map here), never once per request.
+pub struct KeyCache {
+    /// `None` when keys are looked up on every request (PostgreSQL).
+    by_hash: Option<RwLock<Cached>>,
+    recorded: Mutex<HashMap<Uuid, i64>>,
+}
+
 #[derive(Default)]
-pub struct KeyCache(RwLock<HashMap<String, Account>>);
+struct Cached {
+    epoch: u64,
+    keys: HashMap<String, Credential>,
+}
 
 impl KeyCache {
-    /// Drops every cached key of an account, so its next request reads the
-    /// store again (after a rename or delete).
-    pub fn forget_account(&self, id: uuid::Uuid) {
-        self.0.write().expect("poisoned").retain(|_, a| a.id != id);
+    /// The cache a server on `backend` should use (see the type's doc).
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            by_hash: match backend {
+                Backend::Sqlite => Some(RwLock::new(Cached::default())),
+                Backend::Postgres => None,
+            },
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Drops the key with this id, once it is revoked.
+    pub fn forget_key(&self, key_id: Uuid) {
+        self.forget(|c| c.key_id == key_id);
+    }
+
+    /// Drops every key of the account, once the account is deleted or
+    /// changed (its name, admin flag), so the next request reads it anew.
+    pub fn forget_account(&self, account: Uuid) {
+        self.forget(|c| c.account.id == account);
+    }
+
+    fn forget(&self, matches: impl Fn(&Credential) -> bool) {
+        if let Some(lock) = &self.by_hash {
+            let mut cached = lock.write().expect("poisoned");
+            cached.epoch += 1;
+            cached.keys.retain(|_, c| !matches(c));
+        }
+    }
+
+    /// The cached key and the epoch to insert a fresh lookup at.
+    fn get(&self, hash: &str) -> (Option<Credential>, u64) {
+        match &self.by_hash {
+            Some(lock) => {
+                let cached = lock.read().expect("poisoned");
+                (cached.keys.get(hash).cloned(), cached.epoch)
+            }
+            None => (None, 0),
+        }
+    }
+
+    fn put(&self, epoch: u64, c: &Credential) {
+        if let Some(lock) = &self.by_hash {
+            let mut cached = lock.write().expect("poisoned");
+            if cached.epoch == epoch {
+                cached.keys.insert(c.key_hash.clone(), c.clone());
+            }
+        }
+    }
+
+    /// Whether the key's use at `now_ms` should be written (and, if so,
+    /// notes it as written).
+    fn use_is_due(&self, key_id: Uuid, now_ms: i64) -> bool {
+        let mut recorded = self.recorded.lock().expect("poisoned");
+        match recorded.get(&key_id) {
+            Some(&at) if (at..at + LAST_USED_EVERY_MS).contains(&now_ms) => false,
+            _ => {
+                recorded.insert(key_id, now_ms);
+                true
+            }
+        }
     }
 }
 
@@ -83,38 +173,56 @@ pub async fn require_key(
         .to_str()
         .map_err(|_| refuse("the X-API-KEY header is not valid text"))?
         .trim();
-    let Some(account) = account_for_key_hash(&app, &hash_key(key)).await? else {
+    let Some(credential) = credential_for_key_hash(&app, &hash_key(key)).await? else {
         return Err(refuse("the API key is not valid"));
     };
-    if let Err(limited) = app.limits.key(&account.key_hash) {
+    if let Err(limited) = app.limits.key(&credential.key_hash) {
         return Ok(limited.into_response());
     }
-    let caller = Caller(account.id);
-    let key_id = KeyId(account.key_hash[..12].to_string());
-    req.extensions_mut().insert(account);
+    let caller = Caller(credential.account.id);
+    let key_id = KeyId(credential.key_hash[..12].to_string());
+    req.extensions_mut().insert(credential.account);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);
     res.extensions_mut().insert(key_id);
     Ok(res)
 }
 
-/// The account whose key hashes to `hash`, from the cache or the store.
-/// API requests and console sign-ins both come through here.
+/// The account whose live key hashes to `hash`. Console sessions come
+/// through here.
 pub async fn account_for_key_hash(app: &AppRef, hash: &str) -> Result<Option<Account>, ApiError> {
-    let cached = app.keys.0.read().expect("poisoned").get(hash).cloned();
-    if let Some(a) = cached {
-        return Ok(Some(a));
-    }
-    let found = app.store.account_by_key_hash(hash).await?;
-    let Some(a) = found.filter(|a| bool::from(a.key_hash.as_bytes().ct_eq(hash.as_bytes()))) else {
-        return Ok(None);
+    Ok(credential_for_key_hash(app, hash).await?.map(|c| c.account))
+}
+
+/// The live key hashing to `hash`, from the cache or the store, its use
+/// recorded when due. API requests and console sessions both come
+/// through here.
+pub async fn credential_for_key_hash(
+    app: &AppRef,
+    hash: &str,
+) -> Result<Option<Credential>, ApiError> {
+    let (cached, epoch) = app.keys.get(hash);
+    let credential = match cached {
+        Some(c) => c,
+        None => {
+            let found = app.store.credential_by_key_hash(hash).await?;
+            let Some(c) =
+                found.filter(|c| bool::from(c.key_hash.as_bytes().ct_eq(hash.as_bytes())))
+            else {
+                return Ok(None);
+            };
+            app.keys.put(epoch, &c);
+            c
+        }
     };
-    app.keys
-        .0
-        .write()
-        .expect("poisoned")
-        .insert(hash.to_string(), a.clone());
-    Ok(Some(a))
+    let now = app.clock.now_ms();
+    if app.keys.use_is_due(credential.key_id, now) {
+        // A lost last-used time is not worth failing the request for.
+        if let Err(e) = app.store.touch_api_key(credential.key_id, now).await {
+            tracing::warn!(error = %e, "could not record a key's last use");
+        }
+    }
+    Ok(Some(credential))
 }
 
 #[cfg(test)]

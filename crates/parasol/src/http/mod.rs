@@ -8,6 +8,7 @@
 mod account;
 mod accounts;
 pub(crate) mod admin;
+pub(crate) mod api_keys;
 mod audit;
 mod auth;
 pub(crate) mod clusters;
@@ -37,7 +38,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use auth::{account_for_key_hash, hash_key, new_api_key, KeyCache, HEADER as KEY_HEADER};
+pub use auth::{
+    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, KeyCache,
+    HEADER as KEY_HEADER,
+};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -135,12 +139,15 @@ fn api_router(state: AppRef) -> Router {
         .route("/templates/{id}/update", post(templates::update))
         .route("/templates/{id}/delete", post(templates::delete))
         .route("/account", get(account::info))
-        .route("/admin/audit", get(audit::list))
         .route("/admin/accounts", get(accounts::list))
         .route("/admin/accounts/create", post(accounts::create))
         .route("/admin/accounts/{id}/update", post(accounts::update))
         .route("/admin/accounts/{id}/delete", post(accounts::delete))
-        .route("/usage", get(usage::report));
+        .route("/usage", get(usage::report))
+        .route("/account/keys", get(api_keys::list))
+        .route("/account/keys/create", post(api_keys::create))
+        .route("/account/keys/{id}/revoke", post(api_keys::revoke))
+        .route("/admin/audit", get(audit::list));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))

@@ -181,6 +181,19 @@ fn annotations(kind: Kind, id: &str, title: &str) -> Value {
     })
 }
 
+/// Operations that are not tools: an agent may see the account's API
+/// keys, its usage and (with an admin key) the accounts, but minting a
+/// credential that outlives its session, revoking the keys people use, and
+/// changing who may spend how much (an agent could lift its own budget) are
+/// left to people.
+const NOT_TOOLS: &[&str] = &[
+    "AccountKeysCreate",
+    "AccountKeysRevoke",
+    "AdminAccountsCreate",
+    "AdminAccountsUpdate",
+    "AdminAccountsDelete",
+];
+
 fn build(doc: &Value) -> Catalog {
     let components = doc["components"]["schemas"].clone();
     let mut tools = BTreeMap::new();
@@ -192,6 +205,9 @@ fn build(doc: &Value) -> Catalog {
             let Some(id) = op["operationId"].as_str() else {
                 continue;
             };
+            if NOT_TOOLS.contains(&id) {
+                continue;
+            }
             let tool = tool(&components, path, method, id, op);
             tools.insert(tool.name.clone(), tool);
         }
@@ -521,7 +537,9 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         let cat = catalog();
-        assert_eq!(cat.tools().count(), ops);
+        assert_eq!(cat.tools().count(), ops - NOT_TOOLS.len());
+        assert!(cat.get("account_keys").is_some());
+        assert!(cat.get("account_keys_create").is_none());
         for t in cat.tools() {
             let text = t.listing["inputSchema"].to_string();
             assert!(!text.contains("#/components/"), "{}: {text}", t.name);

@@ -1,6 +1,5 @@
-//! Accounts and their API keys (stored as SHA-256 hashes only).
+//! Accounts (their API keys are in api_keys.rs).
 
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::{flag, Store, StoreResult};
@@ -10,7 +9,9 @@ use super::{flag, Store, StoreResult};
 pub struct Account {
     pub id: Uuid,
     pub name: String,
-    /// Hex SHA-256 of the API key.
+    /// Hex SHA-256 of the account's first API key, as `accounts.key_hash`
+    /// keeps it (a NOT NULL UNIQUE column since the first schema). Only a
+    /// record: keys are looked up, and revoked, in `api_keys`.
     pub key_hash: String,
     /// May use the `/admin` extensions (sim control, test clock).
     pub is_admin: bool,
@@ -20,7 +21,8 @@ pub struct Account {
 }
 
 impl Store {
-    /// Creates an account for a key hash the caller computed.
+    /// Creates an account for a key hash the caller computed, and stores
+    /// that key as its first API key (named `default`), in one transaction.
     pub async fn create_account(
         &self,
         name: &str,
@@ -30,6 +32,7 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<Account> {
         let id = Uuid::new_v4();
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, name, key_hash, is_admin, mcp_read_only, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -39,8 +42,11 @@ impl Store {
         .bind(flag(is_admin))
         .bind(flag(mcp_read_only))
         .bind(now_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        super::api_keys::insert_key(&mut tx, Uuid::new_v4(), id, "default", key_hash, now_ms)
+            .await?;
+        tx.commit().await?;
         Ok(Account {
             id,
             name: name.to_string(),
@@ -48,26 +54,6 @@ impl Store {
             is_admin,
             mcp_read_only,
         })
-    }
-
-    /// The account whose key hashes to `key_hash`.
-    pub async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>> {
-        let row = sqlx::query(
-            "SELECT id, name, key_hash, is_admin, mcp_read_only FROM accounts WHERE key_hash = $1",
-        )
-        .bind(key_hash)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| {
-            Ok(Account {
-                id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                name: r.try_get(1)?,
-                key_hash: r.try_get(2)?,
-                is_admin: r.try_get::<i64, _>(3)? != 0,
-                mcp_read_only: r.try_get::<i64, _>(4)? != 0,
-            })
-        })
-        .transpose()
     }
 
     /// How many accounts exist (zero on a fresh data directory).

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::accounts::parse_uuid;
 use super::instances::{decode, holds, COLUMNS, HOLDING};
-use super::{Backend, InstanceRecord, Store, StoreError, StoreResult};
+use super::{InstanceRecord, Store, StoreError, StoreResult};
 use crate::lifecycle::cost;
 
 /// What one live instance counts against its account's budget.
@@ -528,27 +528,9 @@ impl Store {
             "DELETE FROM accounts WHERE id = $1",
             "DELETE FROM account_spend WHERE account_id = $1",
             "DELETE FROM ssh_keys WHERE account_id = $1",
+            "DELETE FROM api_keys WHERE account_id = $1",
         ] {
             sqlx::query(sql)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        // The keys branch adds `api_keys`; until it is merged the table
-        // may not exist, so its rows go only where it does.
-        let has_keys_table: i64 = sqlx::query_scalar(match self.backend() {
-            Backend::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'"
-            }
-            Backend::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables
-                 WHERE table_schema = current_schema() AND table_name = 'api_keys'"
-            }
-        })
-        .fetch_one(&mut *tx)
-        .await?;
-        if has_keys_table > 0 {
-            sqlx::query("DELETE FROM api_keys WHERE account_id = $1")
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;

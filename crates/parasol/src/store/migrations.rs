@@ -217,6 +217,25 @@ const STEPS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX audit_log_at ON audit_log (at_ms)",
 ], &[
+    // Several API keys per account (store/api_keys.rs); authentication
+    // reads keys from here. The UNIQUE key_hash index is the lookup by
+    // key. Every account's existing key becomes its first one, named
+    // `default`, with the account's id as the key's id (both uuids, so the
+    // copy needs no uuid function, which SQLite lacks). accounts.key_hash
+    // stays as it was (NOT NULL UNIQUE) and keeps the first key's hash.
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at BIGINT
+    )",
+    "CREATE INDEX api_keys_account ON api_keys (account_id, created_at)",
+    "INSERT INTO api_keys (id, account_id, name, key_hash, created_at)
+     SELECT id, id, 'default', key_hash, created_at FROM accounts",
+], &[
     // Budgets (issue 16): the budget as the API shows it, and per-account
     // counters of live GPUs and $/h holding the limits admission checks
     // (store/budgets.rs). The counters start empty; the recount at each
@@ -240,7 +259,19 @@ pub const CURRENT: i64 = STEPS.len() as i64;
 /// Key of the PostgreSQL advisory lock that serialises migrations ("psl").
 const MIGRATION_LOCK: i64 = 0x70_73_6c;
 
-pub(super) async fn apply(store: &Store) -> anyhow::Result<()> {
+/// The schema version whose step creates `table`, for tests that open a
+/// store as it was just before it.
+pub fn version_creating(table: &str) -> Option<i64> {
+    let head = format!("CREATE TABLE {table} ");
+    STEPS
+        .iter()
+        .position(|step| step.iter().any(|stmt| stmt.starts_with(&head)))
+        .map(|i| i as i64 + 1)
+}
+
+/// Applies the steps up to version `target` (tests open a store at an
+/// older version to check what a later step does to existing rows).
+pub(super) async fn apply_up_to(store: &Store, target: i64) -> anyhow::Result<()> {
     // One transaction for the check and every step. Replicas starting
     // together on a fresh database queue on it: the first migrates, the
     // others then find nothing left to do. PostgreSQL: an advisory lock
@@ -259,7 +290,7 @@ pub(super) async fn apply(store: &Store) -> anyhow::Result<()> {
         .execute(&mut *conn)
         .await
         .context("starting the migration transaction")?;
-    match migrate(&mut conn, store.backend()).await {
+    match migrate(&mut conn, store.backend(), target).await {
         Ok(()) => {
             sqlx::query("COMMIT")
                 .execute(&mut *conn)
@@ -274,7 +305,11 @@ pub(super) async fn apply(store: &Store) -> anyhow::Result<()> {
     }
 }
 
-async fn migrate(conn: &mut sqlx::AnyConnection, backend: Backend) -> anyhow::Result<()> {
+async fn migrate(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    upto: i64,
+) -> anyhow::Result<()> {
     if backend == Backend::Postgres {
         // The function returns void, which the Any driver cannot decode;
         // selecting a constant beside it keeps the result decodable.
@@ -300,7 +335,12 @@ async fn migrate(conn: &mut sqlx::AnyConnection, backend: Backend) -> anyhow::Re
              corrupting it)"
         );
     }
-    for (i, step) in STEPS.iter().enumerate().skip(version as usize) {
+    for (i, step) in STEPS
+        .iter()
+        .enumerate()
+        .take(upto as usize)
+        .skip(version as usize)
+    {
         let target = i as i64 + 1;
         for stmt in step.iter() {
             sqlx::query(stmt)

@@ -12,6 +12,7 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+mod api_keys;
 mod audit;
 mod budgets;
 pub use audit::AuditEntry;
@@ -32,9 +33,11 @@ mod templates;
 mod volumes;
 
 pub use accounts::Account;
+pub use api_keys::{ApiKeyRecord, Credential, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
 pub use clusters::{ClusterInternal, ClusterRecord};
 pub use instances::{InsertOutcome, InstanceRecord, Internal, OfferKey};
 pub use leases::{keep_leases, wall_ms};
+pub use migrations::version_creating;
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
 pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
@@ -126,6 +129,14 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database and applies migrations.
     pub async fn open(opts: &StoreOptions) -> anyhow::Result<Store> {
+        Self::open_at_version(opts, migrations::CURRENT).await
+    }
+
+    /// Opens the database migrated only up to schema version `version`,
+    /// as an older parasol left it: for tests of what a later migration
+    /// does to the rows it finds.
+    #[doc(hidden)]
+    pub async fn open_at_version(opts: &StoreOptions, version: i64) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
             Backend::Postgres
@@ -167,7 +178,7 @@ impl Store {
             backend,
             monthly_limited: Default::default(),
         };
-        migrations::apply(&store).await?;
+        migrations::apply_up_to(&store, version).await?;
         Ok(store)
     }
 

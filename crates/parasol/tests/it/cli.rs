@@ -346,6 +346,57 @@ async fn ssh_keys_add_from_a_file_list_get_set_default_and_delete() {
 }
 
 #[tokio::test]
+async fn keys_list_create_and_revoke_api_keys() {
+    let s = Server::start(Opts::default());
+    let u = User::env(&s, ADMIN_KEY);
+    let (header, rows) = table(&u.run(&["keys", "list"]).ok());
+    assert_eq!(header, ["ID", "NAME", "STATUS", "CREATED", "LAST USED"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1..3], ["default".to_string(), "live".into()]);
+    let first = rows[0][0].clone();
+
+    let out = u.run(&["keys", "create", "laptop"]).ok();
+    assert!(
+        out.contains("\"laptop\"") && out.contains("only this once"),
+        "{out}"
+    );
+    let key = out.trim().lines().last().unwrap().trim().to_string();
+    assert!(key.starts_with("psl_"), "{out}");
+    let made: Value =
+        serde_json::from_str(&u.run(&["keys", "create", "ci", "-o", "json"]).ok()).unwrap();
+    assert_eq!(made["name"], "ci");
+    assert!(made["api_key"].as_str().unwrap().starts_with("psl_"));
+
+    let laptop = User::env(&s, &key);
+    assert!(laptop.run(&["whoami"]).ok().contains("admin"));
+    let listed: Value =
+        serde_json::from_str(&laptop.run(&["keys", "list", "-o", "json"]).ok()).unwrap();
+    let listed = listed["keys"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|k| k.get("api_key").is_none()));
+
+    let out = laptop.run(&["keys", "revoke", &first]).ok();
+    assert_eq!(out.trim(), format!("API key {first} revoked."));
+    let line = u.run(&["keys", "list"]).fails();
+    assert!(line.contains("(401)"), "{line}");
+    let (_, rows) = table(&laptop.run(&["keys", "list"]).ok());
+    assert!(rows[0][2].starts_with("revoked 20"), "{rows:?}");
+    assert_eq!(rows[1][1..3], ["laptop".to_string(), "live".into()]);
+
+    let line = laptop
+        .run(&["keys", "revoke", &uuid::Uuid::new_v4().to_string()])
+        .fails();
+    assert!(line.contains("(404)"), "{line}");
+    let ci = User::env(&s, made["api_key"].as_str().unwrap());
+    let laptop_id = listed[1]["id"].as_str().unwrap();
+    ci.run(&["keys", "revoke", laptop_id]).ok();
+    let line = ci
+        .run(&["keys", "revoke", made["id"].as_str().unwrap()])
+        .fails();
+    assert!(line.contains("(409)") && line.contains("last"), "{line}");
+}
+
+#[tokio::test]
 async fn create_with_wait_reaches_active_prints_ssh_and_the_other_commands_work() {
     let s = Server::start(Opts {
         boot_seconds: 1.0,

@@ -892,3 +892,67 @@ async fn wrong_keys_at_the_sign_in_form_count_against_the_failed_authentication_
         .await
         .expect_error(429, "rate_limited");
 }
+
+#[tokio::test]
+async fn api_keys_are_made_shown_once_and_revoked_which_ends_their_sessions() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let page = b.get("/api-keys").await.expect(200);
+    assert_eq!(page.rows("api-keys"), 1);
+    assert!(!page.html.contains(ADMIN_KEY));
+    let bad = b.post("/api-keys", &[("name", " ")]).await.expect(400);
+    assert!(bad.field_error("name").is_some(), "{}", bad.html);
+
+    let made = b.post("/api-keys", &[("name", "ci")]).await.expect(200);
+    let key = made
+        .html
+        .split("data-api-key>")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_else(|| panic!("no key shown: {}", made.html))
+        .to_string();
+    assert!(key.starts_with("psl_"), "{key}");
+    s.client(&key).get("/v1/account").await.expect(200);
+    let page = b.get("/api-keys").await.expect(200);
+    assert_eq!(page.rows("api-keys"), 2);
+    assert!(!page.html.contains(&key), "shown once only");
+
+    // Revoking the key this session signed in with ends the session.
+    let listed = s.client(&key).get("/v1/account/keys").await.expect(200);
+    let ids: Vec<String> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
+    b.post(&format!("/api-keys/{}/revoke", ids[0]), &[])
+        .await
+        .redirects_to("/api-keys");
+    b.get("/api-keys").await.redirects_to("/login");
+    s.admin()
+        .get("/v1/account")
+        .await
+        .expect_error(401, "unauthorized");
+
+    let mut b = Browser::signed_in(&s, &key).await;
+    let page = b.get("/api-keys").await.expect(200);
+    assert!(page.html.contains("revoked "), "{}", page.html);
+    let refused = b
+        .post(&format!("/api-keys/{}/revoke", ids[1]), &[])
+        .await
+        .expect(409);
+    assert!(
+        refused.html.contains("last live API key"),
+        "{}",
+        refused.html
+    );
+    let other = s.new_account("other");
+    let theirs = s.client(&other).get("/v1/account/keys").await.expect(200)["keys"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.post(&format!("/api-keys/{theirs}/revoke"), &[])
+        .await
+        .expect(404);
+    s.client(&other).get("/v1/account").await.expect(200);
+}

@@ -19,6 +19,7 @@ mod first_start;
 mod generated_client;
 mod hosts;
 mod instances;
+mod keys;
 mod logs;
 mod mcp;
 mod metrics;

@@ -1,0 +1,89 @@
+//! `/v1/account/keys/*`: Parasol's extension for the account's own API
+//! keys. Any key of the account may list, create and revoke them.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Extension;
+use parasol_api::{
+    ApiKey, ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse,
+};
+
+use super::auth::{hash_key, new_api_key};
+use super::{ok, path_id, AppRef, Body};
+use crate::clock::from_millis;
+use crate::error::ApiError;
+use crate::store::{Account, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
+use crate::validate;
+
+/// `GET /v1/account/keys`.
+pub async fn list(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+) -> Result<Response, ApiError> {
+    let keys = app.store.list_api_keys(account.id).await?;
+    Ok(ok(ApiKeysResponse {
+        keys: keys
+            .into_iter()
+            .map(|k| ApiKey {
+                id: k.id,
+                name: k.name,
+                created_at: from_millis(k.created_at_ms),
+                last_used_at: k.last_used_at_ms.map(from_millis),
+                revoked_at: k.revoked_at_ms.map(from_millis),
+            })
+            .collect(),
+    }))
+}
+
+/// `POST /v1/account/keys/create`: the key is in this answer only.
+pub async fn create(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Body(req): Body<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    validate::name("name", &req.name)?;
+    let key = new_api_key();
+    let outcome = app
+        .store
+        .create_api_key(account.id, &req.name, &hash_key(&key), app.clock.now_ms())
+        .await?;
+    match outcome {
+        NewKeyOutcome::Created(id) => Ok(ok(CreateApiKeyResponse {
+            id,
+            name: req.name,
+            api_key: key,
+        })),
+        NewKeyOutcome::TooMany => Err(ApiError::conflict(format!(
+            "the account already has {MAX_LIVE_KEYS} live API keys, the most it may hold; \
+             revoke one first"
+        ))),
+        // The account was deleted after this request authenticated.
+        NewKeyOutcome::NoAccount => Err(ApiError::unauthorized("the API key is not valid")),
+    }
+}
+
+/// `POST /v1/account/keys/{id}/revoke`: refused from the next request on.
+pub async fn revoke(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id, "api key")?;
+    match app
+        .store
+        .revoke_api_key(account.id, id, app.clock.now_ms())
+        .await?
+    {
+        RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {
+            app.keys.forget_key(id);
+            Ok(ok(Confirmation {
+                id,
+                status: "revoked".into(),
+            }))
+        }
+        RevokeOutcome::NotFound => Err(ApiError::not_found("api key")),
+        RevokeOutcome::LastKey => Err(ApiError::conflict(
+            "this is the account's last live API key; create another before revoking it",
+        )),
+    }
+}

@@ -19,13 +19,14 @@
 //! operator runs `parasol store recount-capacity`). Such a binary refuses
 //! to start on a schema newer than its own, so the only ones that can
 //! write are those already serving when a newer binary migrated the store
-//! past the counters; the migration run that does so also sets the marker
-//! (its last step, in the same transaction). While it is set, every start
-//! recounts under the counters' write lock, and the first recount that
-//! finds every counter right clears it: writers without counters would
-//! have left drift behind them. A rollout from a binary that keeps the
-//! counters leaves nothing to fix, and costs one recount, at its first
-//! start.
+//! past the counters. No binary before this marker wrote it, so a store
+//! without it owes a recount (a store just migrated from before the
+//! counters, and any other store once); so does one marked `owed`. Then
+//! every start recounts under the counters' write lock, and the first
+//! recount that finds every counter right marks it `done`: writers without
+//! counters would have left drift behind them. A rollout from a binary
+//! that keeps the counters leaves nothing to fix, and costs one recount,
+//! at its first start.
 
 use std::collections::BTreeMap;
 
@@ -75,7 +76,7 @@ impl Counted {
 }
 
 /// The `settings` row that says whether a start must recount the counters:
-/// `owed` (set by the migration, or by hand) or `done`.
+/// `done`, or anything else (`owed`, or no row) for a recount.
 pub const RECOUNT_SETTING: &str = "capacity_recount";
 
 impl Store {

@@ -217,12 +217,6 @@ const STEPS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX audit_log_at ON audit_log (at_ms)",
 ], &[
-    // Starts recount the capacity counters only when this marker says so
-    // (store/capacity.rs): once now, since binaries from before the
-    // counters may have written. A migration run from a schema before the
-    // counters applies this step too, in the same transaction.
-    "INSERT INTO settings (name, value) VALUES ('capacity_recount', 'owed')
-     ON CONFLICT (name) DO UPDATE SET value = 'owed'",
     // Leases are renewed every few seconds and cleared at each SQLite
     // start by lease_owner, which no index covered: each was a scan of
     // every row (3.6 s with a million instances). Only leased rows are in

@@ -8,7 +8,7 @@ Run through bench/run.sh, which builds and checks the tools first:
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
 Names: ready, types, create, reconciler (also measures the list with 10,000
-instances), clusters, memory.
+instances), clusters, memory, million (a store of 1,000,000).
 Benchmarks are not tests: nothing here is timed in CI.
 """
 
@@ -305,13 +305,52 @@ def bench_clusters(a):
     s.stop()
 
 
+def fill_store(data_dir, n):
+    """Completes the SQLite store in `data_dir` (stopped; it must already
+    hold at least one instance, made through the API) to `n` instances by
+    copying rows in SQLite with fresh ids, every one `active` and not due,
+    and recounts the capacity counters the server keeps beside the rows
+    (store/capacity.rs) as its migration does. Returns how many are stored.
+    Creates through the API slow down as one offer fills (BENCHMARKS.md),
+    and a million of them would take most of an hour."""
+    import sqlite3
+    db = os.path.join(data_dir, "parasol.db")
+    c = sqlite3.connect(db)
+    c.execute("UPDATE instances SET status = 'active', wake_at = NULL, lease_owner = NULL, "
+              "lease_until = NULL, doc = json_set(doc, '$.instance.status', 'active')")
+    have = c.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+    assert have > 0, f"{db} holds no instance to copy"
+    uuid = ("lower(hex(randomblob(4))||'-'||hex(randomblob(2))||'-4'||substr(hex(randomblob(2)),2)"
+            "||'-a'||substr(hex(randomblob(2)),2)||'-'||hex(randomblob(6)))")
+    cols = [r[1] for r in c.execute("PRAGMA table_info(instances)")]
+    rest = [x for x in cols if x not in ("id", "doc")]
+    while have < n:
+        k = min(have, n - have)
+        # MATERIALIZED: otherwise SQLite substitutes the random expression
+        # at each use of nid, and the row's id and its document's differ.
+        c.execute(f"INSERT INTO instances (id, doc, {', '.join(rest)}) "
+                  f"WITH src AS MATERIALIZED (SELECT *, {uuid} AS nid FROM instances LIMIT {k}) "
+                  f"SELECT nid, json_set(doc, '$.instance.id', nid), {', '.join(rest)} FROM src")
+        c.commit()
+        have += k
+    c.execute("DELETE FROM holdings")
+    c.execute("INSERT INTO holdings (cloud, region, shade_instance_type, pool, n) "
+              "SELECT cloud, region, shade_instance_type, "
+              "CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END, COUNT(*) "
+              "FROM instances WHERE status IN ('creating','pending_provider','pending','active','deleting') "
+              "GROUP BY 1, 2, 3, 4")
+    c.commit()
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+    return have
+
+
 def bench_memory(a):
     """RSS with `--memory-instances` stored. Creates through the API slow
     down as one offer fills (see BENCHMARKS.md), so the API fills
     `--memory-api-fill` instances (RSS under create and reconciler load),
     and the store is then completed by copying rows in SQLite with fresh
     ids, all `active` and not due, before a restart on it."""
-    import sqlite3
     s = fresh(a.bin)
     s.start()
     n = min(a.memory_api_fill, a.memory_instances)
@@ -321,33 +360,8 @@ def bench_memory(a):
     filled = time.perf_counter() - t0
     rss_fill, hwm_fill = s.rss_mib()
     s.stop()
+    have = fill_store(s.data_dir, a.memory_instances)
     db = os.path.join(s.data_dir, "parasol.db")
-    c = sqlite3.connect(db)
-    c.execute("UPDATE instances SET status = 'active', wake_at = NULL, lease_owner = NULL, "
-              "lease_until = NULL, doc = json_set(doc, '$.instance.status', 'active')")
-    have = c.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
-    uuid = ("lower(hex(randomblob(4))||'-'||hex(randomblob(2))||'-4'||substr(hex(randomblob(2)),2)"
-            "||'-a'||substr(hex(randomblob(2)),2)||'-'||hex(randomblob(6)))")
-    cols = [r[1] for r in c.execute("PRAGMA table_info(instances)")]
-    rest = [x for x in cols if x not in ("id", "doc")]
-    while have < a.memory_instances:
-        k = min(have, a.memory_instances - have)
-        # MATERIALIZED: otherwise SQLite substitutes the random expression
-        # at each use of nid, and the row's id and its document's differ.
-        c.execute(f"INSERT INTO instances (id, doc, {', '.join(rest)}) "
-                  f"WITH src AS MATERIALIZED (SELECT *, {uuid} AS nid FROM instances LIMIT {k}) "
-                  f"SELECT nid, json_set(doc, '$.instance.id', nid), {', '.join(rest)} FROM src")
-        have += k
-    # The copies hold capacity too: recount the counters the server keeps
-    # beside the rows (store/capacity.rs), as its migration does.
-    c.execute("DELETE FROM holdings")
-    c.execute("INSERT INTO holdings (cloud, region, shade_instance_type, pool, n) "
-              "SELECT cloud, region, shade_instance_type, "
-              "CASE WHEN cluster_id IS NULL THEN 'single' ELSE 'cluster' END, COUNT(*) "
-              "FROM instances WHERE status IN ('creating','pending_provider','pending','active','deleting') "
-              "GROUP BY 1, 2, 3, 4")
-    c.commit()
-    c.close()
     ready = s.start()
     rss_ready, _ = s.rss_mib()
     time.sleep(35)
@@ -364,6 +378,47 @@ def bench_memory(a):
            list_all_s=round(list_s, 2), rss_after_list_all_mib=round(rss_list, 1),
            peak_after_list_all_mib=round(hwm_list, 1),
            sqlite_bytes=os.path.getsize(db), target_mib=200)
+
+
+def bench_million(a):
+    """A store of `--million-instances` (default 1,000,000): start to ready,
+    resident memory at ready, idle and under create load, and what one
+    `/metrics` scrape costs. The API makes the first 2,000 instances (so
+    the copies are real documents), `fill_store` the rest."""
+    s = fresh(a.bin)
+    s.start()
+    create_n(s, 2000, conns=32)
+    wait_for(lambda: s.counts().get("active", 0) >= 2000, timeout=600, every=0.5)
+    s.stop()
+    t = time.perf_counter()
+    have = fill_store(s.data_dir, a.million_instances)
+    fill_s = time.perf_counter() - t
+    db = os.path.join(s.data_dir, "parasol.db")
+    readies = []
+    for _ in range(5):
+        readies.append(s.start())
+        s.stop()
+    ready = s.start()
+    rss_ready, _ = s.rss_mib()
+    time.sleep(15)
+    rss_idle, _ = s.rss_mib()
+    t = time.perf_counter()
+    s.counts()
+    scrape_s = time.perf_counter() - t
+    r = wrk(s.base + "/v1/instances/create", conns=64, seconds=a.seconds, env={
+        "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+    rss_load, hwm_load = s.rss_mib()
+    s.stop()
+    record("million", instances_stored=have, fill_s=round(fill_s, 1),
+           sqlite_bytes=os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0),
+           start_to_ready_runs_s=[round(x, 3) for x in readies + [ready]],
+           start_to_ready_median_s=round(statistics.median(readies + [ready]), 3),
+           rss_at_ready_mib=round(rss_ready, 1), rss_after_15s_idle_mib=round(rss_idle, 1),
+           metrics_scrape_s=round(scrape_s, 3), create_under_load=r,
+           rss_after_create_load_mib=round(rss_load, 1), peak_mib=round(hwm_load, 1),
+           target_mib=200, target_ready_s=1.0)
+    # A million-instance store is gigabytes: gone as soon as it is measured.
+    shutil.rmtree(s.data_dir, ignore_errors=True)
 
 
 def machine():
@@ -385,6 +440,7 @@ BENCHES = {
     "reconciler": bench_reconciler_and_list,
     "clusters": bench_clusters,
     "memory": bench_memory,
+    "million": bench_million,
 }
 
 
@@ -397,6 +453,8 @@ def main():
     ap.add_argument("--memory-instances", type=int, default=100_000)
     ap.add_argument("--memory-api-fill", type=int, default=20_000,
                     help="how many of them to create through the API first")
+    ap.add_argument("--million-instances", type=int, default=1_000_000,
+                    help="instances stored for the `million` step")
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
     machine()

@@ -24,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+pub mod log_writer;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;

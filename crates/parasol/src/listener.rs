@@ -23,7 +23,7 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -124,9 +124,6 @@ struct Activity(Arc<ActivityInner>);
 
 struct ActivityInner {
     state: Mutex<(Phase, Instant)>,
-    /// Wakes the connection's watch when the phase changes, so it waits
-    /// for the new phase's deadline.
-    changed: Notify,
 }
 
 impl Activity {
@@ -134,20 +131,17 @@ impl Activity {
         // A new connection owes its first request head at once.
         Self(Arc::new(ActivityInner {
             state: Mutex::new((Phase::Head, Instant::now())),
-            changed: Notify::new(),
         }))
     }
 
     fn set(&self, phase: Phase) {
         *self.0.state.lock().expect("poisoned") = (phase, Instant::now());
-        self.0.changed.notify_one();
     }
 
     fn read_bytes(&self) {
         let mut a = self.0.state.lock().expect("poisoned");
         if a.0 == Phase::Idle {
             *a = (Phase::Head, Instant::now());
-            self.0.changed.notify_one();
         }
     }
 
@@ -202,6 +196,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             self.activity.wrote_bytes();
         }
         r
+    }
+
+    // hyper writes a response's head and body in one `writev` when the
+    // stream says it can; otherwise it first copies the body behind the
+    // head (a copy of the whole catalog per `/instances/types`).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote_bytes();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -367,8 +380,30 @@ async fn connection(
         .serve_connection(io, service);
     tokio::pin!(conn);
     let mut stopping = false;
+    // The watch wakes on its own, never because a request came or went:
+    // waking it on every phase change cost more than the rest of the
+    // connection handling of a small request. It sleeps until the current
+    // deadline or for `step` at most; any phase change at time t moves
+    // the deadline to t + one of the timeouts at least, which is never
+    // before the wake-up already set, so no deadline is missed.
+    let step = limits
+        .header_read_timeout
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(1));
+    let sleep = tokio::time::sleep(step);
+    tokio::pin!(sleep);
     loop {
-        let deadline = activity.deadline(&limits);
+        let now = Instant::now();
+        let wake = match activity.deadline(&limits) {
+            Some(d) if d <= now => {
+                crate::metrics::global().count_timed_out_connection();
+                return;
+            }
+            Some(d) => d.min(now + step),
+            // Busy: the handler bounds it.
+            None => now + step,
+        };
+        sleep.as_mut().reset(wake);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -376,27 +411,11 @@ async fn connection(
                 }
                 return;
             }
-            _ = activity.0.changed.notified() => {}
-            _ = sleep_until(deadline) => {
-                // Re-read: the phase may have moved on since the deadline
-                // was computed.
-                if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                    crate::metrics::global().count_timed_out_connection();
-                    return;
-                }
-            }
+            _ = &mut sleep => {}
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        // Busy: the phase change that ends it wakes the watch.
-        None => std::future::pending().await,
     }
 }

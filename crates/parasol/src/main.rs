@@ -6,6 +6,7 @@ use parasol::cli::output::Format;
 use parasol::cli::AccountsApi;
 use parasol::config::{self, LogFormat, ServeArgs, StoreArgs};
 use parasol::http::{hash_key, new_api_key};
+use parasol::log_writer::LogWriter;
 use parasol::{clock::Clock, server};
 use tracing_subscriber::EnvFilter;
 
@@ -63,6 +64,14 @@ enum StoreCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Recount the capacity counters from the instance and sim machine
+    /// rows, and say which were wrong. Run it after editing those rows by
+    /// hand, or once the last replica of a version from before the counters
+    /// has stopped; it can run while servers do.
+    RecountCapacity {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,18 +122,22 @@ enum AccountsCommand {
     },
 }
 
-fn init_logs(format: LogFormat) {
+/// The server's log, to stderr through [`LogWriter`]; flush it before
+/// the process exits.
+fn init_logs(format: LogFormat) -> LogWriter {
     let filter =
         EnvFilter::try_from_env("PARASOL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let writer = LogWriter::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer.clone());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    writer
 }
 
 #[tokio::main]
@@ -134,8 +147,10 @@ async fn main() -> std::process::ExitCode {
         Command::Client(command) => return parasol::cli::run(command).await,
         Command::Serve(args) => match config::resolve(&args) {
             Ok(settings) => {
-                init_logs(settings.log_format);
-                server::serve(settings).await
+                let logs = init_logs(settings.log_format);
+                let served = server::serve(settings).await;
+                logs.flush();
+                served
             }
             Err(e) => Err(e),
         },
@@ -176,6 +191,9 @@ async fn main() -> std::process::ExitCode {
         Command::Store {
             command: StoreCommand::Copy { to, store },
         } => store_copy(&to, &store).await,
+        Command::Store {
+            command: StoreCommand::RecountCapacity { store },
+        } => recount_capacity(&store).await,
     };
     finish(result)
 }
@@ -280,6 +298,22 @@ async fn restore(file: &std::path::Path, args: &StoreArgs) -> anyhow::Result<()>
         file.display(),
         path.display()
     );
+    Ok(())
+}
+
+async fn recount_capacity(args: &StoreArgs) -> anyhow::Result<()> {
+    let (store, _) = configured_store(args).await?;
+    let repaired = store.repair_capacity_counts().await;
+    store.close().await;
+    let repaired = repaired?;
+    if repaired.is_empty() {
+        eprintln!("Every capacity counter agrees with the stored rows.");
+    } else {
+        eprintln!("Recounted {} capacity counters:", repaired.len());
+        for r in repaired {
+            eprintln!("  {r}");
+        }
+    }
     Ok(())
 }
 

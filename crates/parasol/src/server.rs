@@ -123,10 +123,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Clock::system()
     });
     ensure_admin(&store, &settings.data_dir, &clock).await?;
+    // Only when owed: a recount reads every holding row (store/capacity.rs).
     let repaired = store
-        .repair_capacity_counts()
+        .recount_capacity_if_owed()
         .await
-        .context("recounting capacity")?;
+        .context("recounting capacity")?
+        .unwrap_or_default();
     if !repaired.is_empty() {
         tracing::warn!(counters = ?repaired, "capacity counters disagreed with the stored rows (written by an older binary, or by hand); recounted");
     }

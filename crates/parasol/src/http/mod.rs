@@ -268,7 +268,18 @@ fn request_id(req: &Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| Uuid::new_v4().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A fresh request id: a version-4 UUID from the thread's random generator.
+/// `Uuid::new_v4` asks the kernel for its bytes, one system call per
+/// request; these ids only need to be unique, not secret.
+fn new_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// A JSON request body, parsed with errors that name the field at fault.

@@ -11,6 +11,22 @@
 //! Only the store's own write paths change the counted rows, and each
 //! adjusts its counter beside the row; the migration that added the
 //! counters filled them from the rows then stored.
+//!
+//! A recount reads every holding row (a million of them take seconds), so
+//! a start recounts only when the [`RECOUNT_SETTING`] marker says one is
+//! owed. Counters drift only through a writer that does not keep them: a
+//! binary from before the counters (or a hand edit, after which the
+//! operator runs `parasol store recount-capacity`). Such a binary refuses
+//! to start on a schema newer than its own, so the only ones that can
+//! write are those already serving when a newer binary migrated the store
+//! past the counters. No binary before this marker wrote it, so a store
+//! without it owes a recount (a store just migrated from before the
+//! counters, and any other store once); so does one marked `owed`. Then
+//! every start recounts under the counters' write lock, and the first
+//! recount that finds every counter right marks it `done`: writers without
+//! counters would have left drift behind them. A rollout from a binary
+//! that keeps the counters leaves nothing to fix, and costs one recount,
+//! at its first start.
 
 use std::collections::BTreeMap;
 
@@ -59,7 +75,31 @@ impl Counted {
     }
 }
 
+/// The `settings` row that says whether a start must recount the counters:
+/// `done`, or anything else (`owed`, or no row) for a recount.
+pub const RECOUNT_SETTING: &str = "capacity_recount";
+
 impl Store {
+    /// Recounts the counters (as [`Store::repair_capacity_counts`]) when the
+    /// [`RECOUNT_SETTING`] marker says a recount is owed, and clears it once
+    /// a recount finds them right. `None`: none was owed.
+    pub async fn recount_capacity_if_owed(&self) -> StoreResult<Option<Vec<String>>> {
+        if self.setting(RECOUNT_SETTING).await?.as_deref() == Some("done") {
+            return Ok(None);
+        }
+        let repaired = self.repair_capacity_counts().await?;
+        if repaired.is_empty() {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, 'done')
+                 ON CONFLICT (name) DO UPDATE SET value = 'done'",
+            )
+            .bind(RECOUNT_SETTING)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(Some(repaired))
+    }
+
     /// Recounts the rows behind every capacity counter and names each
     /// counter that disagrees (empty: all agree). Reads every holding row,
     /// so it is a check for tests and operators, not for request paths.
@@ -76,11 +116,13 @@ impl Store {
     }
 
     /// Sets every capacity counter that disagrees with its rows to the
-    /// recount, and names what it corrected. Runs at each server start: the
-    /// counters can only drift through writers that do not keep them (a
-    /// binary from before they existed, still serving during an upgrade, or
-    /// a hand edit), and a recount under the counters' write lock puts
-    /// them right without stopping the other replicas.
+    /// recount, and names what it corrected. Runs at a server start that
+    /// owes one ([`Store::recount_capacity_if_owed`]) and from `parasol
+    /// store recount-capacity`: the counters can only drift through writers
+    /// that do not keep them (a binary from before they existed, still
+    /// serving during an upgrade, or a hand edit), and a recount under the
+    /// counters' write lock puts them right without stopping the other
+    /// replicas.
     pub async fn repair_capacity_counts(&self) -> StoreResult<Vec<String>> {
         let mut conn = self.pool().acquire().await?;
         // SQLite: the write lock up front. PostgreSQL: writers that change

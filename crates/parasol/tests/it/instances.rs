@@ -277,11 +277,76 @@ async fn capacity_counters_that_drifted_are_recounted_at_start() {
         .await
         .unwrap();
     assert_eq!(store.capacity_drift().await.unwrap().len(), 2);
+    // What a store migrated from before the counters holds: no marker.
+    sqlx::query("DELETE FROM settings WHERE name = 'capacity_recount'")
+        .execute(store.pool())
+        .await
+        .unwrap();
     store.pool().close().await;
     s.restart();
     s.assert_capacity_counts_agree().await;
     assert!(s.log().contains("recounted"), "{}", s.log());
+    // Drift was found, so writers without counters may still be serving:
+    // the next start recounts again, finds them right and stops.
+    let store = s.store().await;
+    assert_eq!(recount_marker(&store).await.as_deref(), None);
+    store.pool().close().await;
+    s.restart();
+    let store = s.store().await;
+    assert_eq!(recount_marker(&store).await.as_deref(), Some("done"));
+    store.pool().close().await;
     // Two slots are free again, not zero.
+    let c = s.admin();
+    c.create_instance("two").await;
+    c.create_instance("three").await;
+    c.post("/v1/instances/create", default_create("four"))
+        .await
+        .expect_error(409, "insufficient_capacity");
+}
+
+async fn recount_marker(store: &parasol::store::Store) -> Option<String> {
+    store.setting("capacity_recount").await.unwrap()
+}
+
+#[tokio::test]
+async fn a_start_recounts_capacity_only_when_owed_and_the_cli_recounts_on_demand() {
+    // A fresh store owes one recount (its migration cannot know who wrote
+    // before it); the first start pays it and clears the marker.
+    let mut s = Server::start(Opts {
+        capacity: Some(3),
+        ..Opts::default()
+    });
+    let c = s.admin();
+    let id = c.create_instance("one").await;
+    c.wait_status(&id, "active").await;
+    s.kill();
+    let store = s.store().await;
+    assert_eq!(recount_marker(&store).await.as_deref(), Some("done"));
+    // A hand edit the marker does not know of: starts leave it alone
+    // (a recount would read every instance row).
+    sqlx::query("UPDATE holdings SET n = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    s.restart();
+    let store = s.store().await;
+    assert_eq!(store.capacity_drift().await.unwrap().len(), 1);
+    store.pool().close().await;
+    // The operator's recount puts it right while the server runs.
+    let mut cmd = std::process::Command::new(crate::harness::binary());
+    cmd.args(["store", "recount-capacity", "--data-dir"])
+        .arg(&s.data_dir)
+        .env_remove("PARASOL_CONFIG")
+        .env_remove("PARASOL_DATABASE_URL");
+    if let Some(url) = &s.database_url {
+        cmd.args(["--database-url", url]);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Recounted 1 capacity counters"), "{err}");
+    s.assert_capacity_counts_agree().await;
     let c = s.admin();
     c.create_instance("two").await;
     c.create_instance("three").await;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::accounts::parse_uuid;
 use super::capacity::{self, Counted};
 use super::instances::{insert_instance_row, InsertOutcome, HOLDING};
-use super::{flag, InstanceRecord, Store, StoreResult};
+use super::{flag, InstanceRecord, Step, Store, StoreResult};
 
 /// One volume as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,43 +156,50 @@ impl Store {
         volumes: &[VolumeRecord],
         slots: Option<i64>,
     ) -> StoreResult<InsertOutcome> {
-        let mut tx = self.pool().begin().await?;
-        insert_instance_row(&mut tx, rec).await?;
-        for v in volumes {
-            // The check and the insert are one statement, so two creates
-            // racing for one volume cannot both mount it.
-            let res = sqlx::query(&format!(
-                "INSERT INTO volume_mounts (volume_id, instance_id)
-                 SELECT $1, $2 WHERE $3 = 1 OR NOT EXISTS (
-                     SELECT 1 FROM volume_mounts m JOIN instances i ON i.id = m.instance_id
-                     WHERE m.volume_id = $1 AND i.id <> $2 AND i.status IN {HOLDING})"
-            ))
-            .bind(v.id.to_string())
-            .bind(rec.instance.id.to_string())
-            .bind(flag(v.multi_mount))
-            .execute(&mut *tx)
-            .await?;
-            if res.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(InsertOutcome::VolumeInUse);
-            }
-        }
-        // Last, so the counter row is locked for as short as possible.
-        if !capacity::reserve(
-            &mut tx,
-            Counted::Instances,
-            &rec.offer_key(),
-            rec.pool(),
-            1,
-            slots,
-        )
-        .await?
-        {
-            tx.rollback().await?;
-            return Ok(InsertOutcome::NoCapacity);
-        }
-        tx.commit().await?;
-        Ok(InsertOutcome::Stored)
+        let rec = rec.clone();
+        let mounts: Vec<(String, i64)> = volumes
+            .iter()
+            .map(|v| (v.id.to_string(), flag(v.multi_mount)))
+            .collect();
+        self.write(move |conn| {
+            Box::pin(async move {
+                insert_instance_row(conn, &rec).await?;
+                let id = rec.instance.id.to_string();
+                for (volume, multi_mount) in &mounts {
+                    // The check and the insert are one statement, so two
+                    // creates racing for one volume cannot both mount it.
+                    let res = sqlx::query(&format!(
+                        "INSERT INTO volume_mounts (volume_id, instance_id)
+                         SELECT $1, $2 WHERE $3 = 1 OR NOT EXISTS (
+                             SELECT 1 FROM volume_mounts m JOIN instances i ON i.id = m.instance_id
+                             WHERE m.volume_id = $1 AND i.id <> $2 AND i.status IN {HOLDING})"
+                    ))
+                    .bind(volume)
+                    .bind(&id)
+                    .bind(*multi_mount)
+                    .execute(&mut *conn)
+                    .await?;
+                    if res.rows_affected() == 0 {
+                        return Ok(Step::Undo(InsertOutcome::VolumeInUse));
+                    }
+                }
+                // Last, so the counter row is locked for as short as possible.
+                if !capacity::reserve(
+                    conn,
+                    Counted::Instances,
+                    &rec.offer_key(),
+                    rec.pool(),
+                    1,
+                    slots,
+                )
+                .await?
+                {
+                    return Ok(Step::Undo(InsertOutcome::NoCapacity));
+                }
+                Ok(Step::Commit(InsertOutcome::Stored))
+            })
+        })
+        .await
     }
 
     /// Records an event for an account.
@@ -205,18 +212,25 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<Uuid> {
         let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(account.to_string())
-        .bind(instance.map(|i| i.to_string()))
-        .bind(kind)
-        .bind(message)
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(id)
+        let (account, instance) = (account.to_string(), instance.map(|i| i.to_string()));
+        let (kind, message) = (kind.to_string(), message.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.to_string())
+                .bind(account)
+                .bind(instance)
+                .bind(kind)
+                .bind(message)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+                Ok(Step::Commit(id))
+            })
+        })
+        .await
     }
 
     /// An account's events, oldest first.

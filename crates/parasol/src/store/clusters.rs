@@ -116,8 +116,10 @@ impl Store {
         let id = rec.cluster.id.to_string();
         let generation = rec.generation;
         let owner = owner.map(|o| o.to_string());
+        // At most one statement changes anything: a lost race hands the
+        // lease back only because the write matched nothing.
         let written = self
-            .write(move |conn| {
+            .write_one(move |conn| {
                 Box::pin(async move {
                     let res = match &owner {
                         None => sqlx::query(

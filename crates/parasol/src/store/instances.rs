@@ -157,8 +157,11 @@ impl Store {
         let (was, now) = (holds(rec.stored_status), holds(rec.instance.status));
         let moved = offer != rec.stored_offer;
         let to = offer.clone();
+        // Without a capacity change the job is its one UPDATE.
+        let savepoint = moved || was != now;
         let written = self
-            .write(move |conn| {
+            .writer
+            .enqueue(savepoint, move |conn| {
                 Box::pin(async move {
                     let query = sqlx::query(sql)
                         .bind(status)

@@ -70,7 +70,7 @@ impl Store {
     /// Gives a lease back without writing, so the row can be claimed at
     /// once instead of after the lease expires.
     pub async fn release_instance_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write_one(move |conn| {
             Box::pin(async move {
                 sqlx::query(
                     "UPDATE instances SET lease_owner = NULL, lease_until = NULL
@@ -122,7 +122,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
         let sql = claim_sql(self.backend(), table, columns);
-        self.write(move |conn| {
+        self.write_one(move |conn| {
             Box::pin(async move {
                 let rows = sqlx::query(&sql)
                     .bind(owner.to_string())

@@ -239,6 +239,21 @@ impl Store {
         self.writer.submit(work).await
     }
 
+    /// Like [`Store::write`], for a job of ONE statement that answers
+    /// [`Step::Undo`] only when that statement changed nothing; SQLite
+    /// then runs it without a savepoint (see `writer`).
+    pub(crate) async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures::future::BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.writer.submit_one(work).await
+    }
+
     /// The pool, for providers that keep their own tables (the sim).
     pub fn pool(&self) -> &AnyPool {
         &self.pool

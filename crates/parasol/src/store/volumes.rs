@@ -214,7 +214,7 @@ impl Store {
         let id = Uuid::new_v4();
         let (account, instance) = (account.to_string(), instance.map(|i| i.to_string()));
         let (kind, message) = (kind.to_string(), message.to_string());
-        self.write(move |conn| {
+        self.write_one(move |conn| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -47,6 +47,8 @@ pub enum Step<T> {
 
 /// A queued job with its result type erased.
 trait Job: Send {
+    /// Whether the job needs a savepoint of its own (see [`Writer::submit_one`]).
+    fn savepoint(&self) -> bool;
     /// Runs the job's statements; `true`: keep them.
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool>;
     /// Answers the caller: its own result, or `failed` when the batch
@@ -56,6 +58,7 @@ trait Job: Send {
 
 struct Typed<T, F> {
     work: Option<F>,
+    savepoint: bool,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
@@ -67,6 +70,10 @@ where
         + Send
         + 'static,
 {
+    fn savepoint(&self) -> bool {
+        self.savepoint
+    }
+
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool> {
         let work = self.work.take();
         Box::pin(async move {
@@ -135,9 +142,38 @@ impl Writer {
             + Send
             + 'static,
     {
+        self.enqueue(true, work).await
+    }
+
+    /// Like [`Writer::submit`], for a job of ONE statement that answers
+    /// [`Step::Undo`] only when that statement changed nothing. On SQLite
+    /// it runs without a savepoint: a failed statement is undone by SQLite
+    /// itself and leaves the transaction open, so the savepoint's two round
+    /// trips would buy nothing. (An I/O error that ends the transaction
+    /// makes the COMMIT fail, which fails the whole batch.) PostgreSQL
+    /// aborts a transaction at any error, so there every job gets one.
+    pub(crate) async fn submit_one<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(false, work).await
+    }
+
+    /// [`Writer::submit`] (`savepoint`) or [`Writer::submit_one`].
+    pub(crate) async fn enqueue<T, F>(&self, savepoint: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed {
             work: Some(work),
+            savepoint,
             result: None,
             reply,
         });
@@ -199,12 +235,18 @@ async fn batch(
             }
             None => break,
         };
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
-            done.push(job);
-            return fail(waiting, done, e.into());
+        let savepoint = job.savepoint() || backend == Backend::Postgres;
+        if savepoint {
+            if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
+                done.push(job);
+                return fail(waiting, done, e.into());
+            }
         }
         let keep = job.run(&mut tx).await;
         done.push(job);
+        if !savepoint {
+            continue;
+        }
         let ended = if keep {
             sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await
         } else {
@@ -223,8 +265,14 @@ async fn batch(
             return fail(waiting, done, e.into());
         }
     }
+    let jobs = done.len();
     match tx.commit().await {
         Ok(()) => {
+            tracing::debug!(
+                jobs,
+                took_us = started.elapsed().as_micros() as u64,
+                "store writes committed"
+            );
             for job in done {
                 job.answer(None);
             }

@@ -195,6 +195,12 @@ impl Store {
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query(sync.pragma()).execute(&mut *conn).await?;
+                        // The writer's checkpointer copies the log into the
+                        // database (see writer::checkpoints), so that no
+                        // commit waits on a checkpoint's fsync.
+                        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                            .execute(&mut *conn)
+                            .await?;
                         sqlx::query("PRAGMA busy_timeout = 10000")
                             .execute(&mut *conn)
                             .await?;

@@ -129,6 +129,9 @@ impl Writer {
     /// Starts the writer task on the current runtime.
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(pool.clone(), queue.downgrade()));
+        }
         tokio::spawn(run(pool, backend, jobs));
         Writer { queue }
     }
@@ -188,6 +191,30 @@ impl Writer {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+}
+
+/// How often the SQLite log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints SQLite's write-ahead log from a connection of its own,
+/// instead of SQLite's automatic checkpoint, which runs inside whichever
+/// commit crosses the threshold: there it held up the writer and every
+/// write queued behind it for the checkpoint's copy and fsync. PASSIVE
+/// never waits for the writer or readers; it copies what it can. Stops once
+/// the store is dropped (no writer handle left) or closed.
+async fn checkpoints(pool: AnyPool, writer: mpsc::WeakSender<Box<dyn Job>>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if writer.upgrade().is_none() || pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        }
     }
 }
 

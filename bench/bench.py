@@ -42,6 +42,8 @@ CREATE_BODY = json.dumps(
 TYPES_FILTER = "?gpu_type=H100&available=true"
 
 results = []
+# --sqlite-synchronous of every server started (set from the arguments).
+SQLITE_SYNCHRONOUS = ["full"]
 
 
 def record(name, **fields):
@@ -77,8 +79,10 @@ class Server:
 
     def start(self):
         # Benchmarks measure throughput: rate limits off.
+        # The sync level as an environment variable, so that a binary from
+        # before the setting existed (an A/B run) still starts.
         env = dict(os.environ, PARASOL_API_KEY=KEY, PARASOL_KEY_RATE="0",
-                   PARASOL_ADDRESS_RATE="0")
+                   PARASOL_ADDRESS_RATE="0", PARASOL_SQLITE_SYNCHRONOUS=SQLITE_SYNCHRONOUS[0])
         env.pop("PARASOL_CONFIG", None)
         env.pop("PARASOL_DATABASE_URL", None)
         self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
@@ -235,13 +239,13 @@ def bench_types(a):
         s.stop()
 
 
-def bench_create(a):
-    s = fresh(a.bin)
-    s.start()
+def create_load(a, s, label, **extra):
+    """64 connections of creates for --create-seconds on a started server,
+    then SIGKILL and a restart to count what survived."""
     wrk(s.base + "/v1/instances/create", seconds=2, env={
         "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
     before = sum(s.counts().values())
-    r = wrk(s.base + "/v1/instances/create", conns=64, seconds=30, env={
+    r = wrk(s.base + "/v1/instances/create", conns=64, seconds=a.create_seconds, env={
         "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
     acked = r["requests"] - r["non2xx"]
     # Durability: SIGKILL right after the load, then count what survived.
@@ -249,8 +253,44 @@ def bench_create(a):
     s.start()
     stored = sum(s.counts().values()) - before
     s.stop()
-    record("create", **r, acknowledged=acked, stored_after_sigkill=stored,
-           lost=max(0, acked - stored), target_rps=1000, target_p99_ms=50)
+    record(label, **r, acknowledged=acked, stored_after_sigkill=stored,
+           lost=max(0, acked - stored), sqlite_synchronous=a.sqlite_synchronous,
+           target_rps=2500, target_p99_ms=50, **extra)
+
+
+def bench_create(a):
+    """Creates on an empty store, then on stores pre-filled (by SQL copy,
+    fill_store) with each of --create-prefill instances."""
+    s = fresh(a.bin)
+    s.start()
+    create_load(a, s, "create")
+    for n in [int(x) for x in a.create_prefill.split(",") if x]:
+        s = fresh(a.bin)
+        s.start()
+        assert http("POST", s.base + "/v1/instances/create", CREATE_BODY)[0] == 200
+        s.stop()
+        t0 = time.perf_counter()
+        stored = fill_store(s.data_dir, n)
+        log(f"filled {stored} instances in {time.perf_counter() - t0:.0f} s")
+        s.start()
+        create_load(a, s, f"create_prefilled_{n}", prefilled=stored)
+        shutil.rmtree(s.data_dir, ignore_errors=True)
+
+
+def bench_create_pg(a):
+    """Creates against PostgreSQL (one replica): --pg-url names an admin
+    URL (scripts/pg.sh init prints one); a fresh database is made in it."""
+    if not a.pg_url:
+        raise SystemExit("create_pg needs --pg-url (e.g. $(bash scripts/pg.sh init DIR))")
+    name = f"bench_{os.getpid()}_{int(time.time())}"
+    subprocess.run(["psql", "-q", a.pg_url, "-c", f"CREATE DATABASE {name}"], check=True)
+    url = a.pg_url.rsplit("/", 1)[0] + "/" + name
+    s = fresh(a.bin, ["--database-url", url])
+    s.start()
+    try:
+        create_load(a, s, "create_pg", backend="postgres")
+    finally:
+        subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name}"])
 
 
 def bench_reconciler_and_list(a):
@@ -310,7 +350,9 @@ def fill_store(data_dir, n):
     hold at least one instance, made through the API) to `n` instances by
     copying rows in SQLite with fresh ids, every one `active` and not due,
     and recounts the capacity counters the server keeps beside the rows
-    (store/capacity.rs) as its migration does. Returns how many are stored.
+    (store/capacity.rs) as its migration does (not the per-account budget
+    counters: the bench's account has no budget, so they count nothing it
+    reads). Returns how many are stored.
     Creates through the API slow down as one offer fills (BENCHMARKS.md),
     and a million of them would take most of an hour."""
     import sqlite3
@@ -437,6 +479,7 @@ BENCHES = {
     "ready": bench_ready,
     "types": bench_types,
     "create": bench_create,
+    "create_pg": bench_create_pg,
     "reconciler": bench_reconciler_and_list,
     "clusters": bench_clusters,
     "memory": bench_memory,
@@ -448,15 +491,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--reference", required=True)
-    ap.add_argument("--only", default=",".join(BENCHES))
+    ap.add_argument("--only", default=",".join(b for b in BENCHES if b != "create_pg"))
     ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     ap.add_argument("--memory-instances", type=int, default=100_000)
     ap.add_argument("--memory-api-fill", type=int, default=20_000,
                     help="how many of them to create through the API first")
     ap.add_argument("--million-instances", type=int, default=1_000_000,
                     help="instances stored for the `million` step")
+    ap.add_argument("--create-seconds", type=int, default=30, help="length of each create load")
+    ap.add_argument("--create-prefill", default="100000,1000000",
+                    help="instances stored (by SQL copy) before the pre-filled create runs")
+    ap.add_argument("--sqlite-synchronous", default="full", choices=["full", "normal"],
+                    help="the servers' --sqlite-synchronous (full: durable to power loss)")
+    ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg")
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
+    SQLITE_SYNCHRONOUS[0] = a.sqlite_synchronous
     machine()
     try:
         for name in a.only.split(","):

@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Database connections this process may hold (default 8).
     #[arg(long, env = "PARASOL_POOL_SIZE")]
     pub pool_size: Option<u32>,
+    /// SQLite's `synchronous` setting: `full` (default: an acknowledged
+    /// write survives a power loss) or `normal` (faster; survives a killed
+    /// process but may lose the last writes on a power loss or OS crash).
+    #[arg(long, env = "PARASOL_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: Option<String>,
     /// How long a replica's claim on an instance holds unless renewed, in
     /// milliseconds (default 15000): a replica that dies mid-step hands its
     /// instances to the others after this long.
@@ -151,6 +156,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub log_format: Option<String>,
     pub pool_size: Option<u32>,
+    pub sqlite_synchronous: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub audit_retention_days: Option<u64>,
@@ -250,6 +256,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub pool_size: u32,
+    /// How SQLite syncs its log at commit (ignored on PostgreSQL).
+    pub sqlite_synchronous: crate::store::SqliteSync,
     pub log_format: LogFormat,
     pub sim_enabled: bool,
     /// Real clouds enabled by their credentials.
@@ -423,6 +431,16 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if pool_size == 0 {
         bail!("--pool-size must be at least 1");
     }
+    let sqlite_synchronous = match args
+        .sqlite_synchronous
+        .as_deref()
+        .or(file.sqlite_synchronous.as_deref())
+    {
+        None => crate::store::SqliteSync::Full,
+        Some(s) => crate::store::SqliteSync::parse(s).with_context(|| {
+            format!("--sqlite-synchronous must be `full` or `normal`, got {s:?}")
+        })?,
+    };
     let conn_limits = conn_limits(args, &file.http)?;
     let rate_limits = rate_limits(args, &file.http)?;
     let tls = match (
@@ -441,6 +459,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         data_dir,
         database_url,
         pool_size,
+        sqlite_synchronous,
         log_format,
         // The sim stands in for the clouds only while no real one is
         // configured; `[sim] enabled` overrides either way.

@@ -19,7 +19,7 @@ use crate::providers::catalog::Catalog;
 use crate::providers::hosts::Hosts;
 use crate::providers::sim::Sim;
 use crate::providers::Providers;
-use crate::store::{keep_leases, Backend, Store, StoreOptions};
+use crate::store::{keep_leases, Backend, SqliteSync, Store, StoreOptions};
 
 /// Name of the file in the data directory holding the first admin key.
 pub const ADMIN_KEY_FILE: &str = "admin-api-key";
@@ -29,12 +29,25 @@ const CATALOG_REFRESH: Duration = Duration::from_secs(60);
 
 /// Opens the store, creating the data directory first.
 pub async fn open_store(data_dir: &Path, url: &str, pool_size: u32) -> anyhow::Result<Store> {
+    open_store_with(data_dir, url, pool_size, SqliteSync::Full).await
+}
+
+/// Like [`open_store`], with SQLite's commit sync chosen.
+pub async fn open_store_with(
+    data_dir: &Path,
+    url: &str,
+    pool_size: u32,
+    sync: SqliteSync,
+) -> anyhow::Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    Store::open(&StoreOptions {
-        url: url.to_string(),
-        max_connections: pool_size,
-    })
+    Store::open_with(
+        &StoreOptions {
+            url: url.to_string(),
+            max_connections: pool_size,
+        },
+        sync,
+    )
     .await
     .with_context(|| format!("opening the database at {}", redact_url(url)))
 }
@@ -111,12 +124,24 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(
+    let store = open_store_with(
         &settings.data_dir,
         &settings.database_url,
         settings.pool_size,
+        settings.sqlite_synchronous,
     )
     .await?;
+    let durability = store
+        .durability()
+        .await
+        .context("reading the database's commit durability")?;
+    if durability.ends_with("= off") {
+        tracing::warn!(%durability, "acknowledged writes are NOT durable: the database does not flush them at commit");
+    } else if durability == "synchronous = normal" {
+        tracing::warn!(%durability, "acknowledged writes survive a killed process but not a power loss (--sqlite-synchronous normal)");
+    } else {
+        tracing::info!(%durability, "commit durability in force");
+    }
     let clock = Arc::new(if settings.test_clock {
         Clock::movable()
     } else {

@@ -230,7 +230,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{version_creating, StoreOptions};
+    use crate::store::{version_creating, SqliteSync, StoreOptions};
 
     fn sqlite(dir: &tempfile::TempDir, connections: u32) -> StoreOptions {
         StoreOptions {
@@ -244,7 +244,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = sqlite(&dir, 1);
         let before = version_creating("api_keys").expect("a step creates api_keys") - 1;
-        let old = Store::open_at_version(&opts, before).await.unwrap();
+        let old = Store::open_at_version(&opts, SqliteSync::Full, before)
+            .await
+            .unwrap();
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO accounts (id, name, key_hash, is_admin, mcp_read_only, created_at)

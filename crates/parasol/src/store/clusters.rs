@@ -11,7 +11,7 @@ use super::accounts::parse_uuid;
 use super::budgets::{self, Charge};
 use super::capacity::{self, Counted, Pool};
 use super::instances::{insert_instance_row, InsertOutcome};
-use super::{InstanceRecord, Store, StoreResult};
+use super::{InstanceRecord, Step, Store, StoreResult};
 
 /// Bookkeeping beside the API object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -53,84 +53,140 @@ impl Store {
         let spent = self
             .spent_before_admission(rec.account_id, rec.cluster.created_at)
             .await?;
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(rec.cluster.id.to_string())
-        .bind(rec.account_id.to_string())
-        .bind(rec.cluster.status.as_str())
-        .bind(rec.generation)
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(rec.cluster.created_at.timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
-        for node in nodes {
-            insert_instance_row(&mut tx, node).await?;
+        let account_id = rec.account_id;
+        let cluster_created_at = rec.cluster.created_at;
+        let id = rec.cluster.id.to_string();
+        let account = rec.account_id.to_string();
+        let status = rec.cluster.status.as_str();
+        let (generation, wake_at) = (rec.generation, rec.wake_at);
+        let doc = encode(rec)?;
+        let created_at = rec.cluster.created_at.timestamp_millis();
+        let nodes = nodes.to_vec();
+        let (outcome, monthly_limited) = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    )
+                    .bind(id)
+                    .bind(account)
+                    .bind(status)
+                    .bind(generation)
+                    .bind(wake_at)
+                    .bind(doc)
+                    .bind(created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                    for node in &nodes {
+                        insert_instance_row(conn, node).await?;
+                    }
+                    if let Some(first) = nodes.first() {
+                        if !capacity::reserve(
+                            conn,
+                            Counted::Instances,
+                            &first.offer_key(),
+                            Pool::Cluster,
+                            nodes.len() as i64,
+                            slots,
+                        )
+                        .await?
+                        {
+                            return Ok(Step::Undo((InsertOutcome::NoCapacity, None)));
+                        }
+                    }
+                    let charge = nodes.iter().map(|n| Charge::of(&n.instance)).fold(
+                        Charge::default(),
+                        |a, b| Charge {
+                            gpus: a.gpus + b.gpus,
+                            cents: a.cents + b.cents,
+                        },
+                    );
+                    let admission =
+                        budgets::reserve(conn, account_id, charge, cluster_created_at, spent)
+                            .await?;
+                    let limited = Some(admission.monthly_limited);
+                    Ok(match admission.refused {
+                        Some(why) => Step::Undo((InsertOutcome::BudgetExceeded(why), limited)),
+                        None => Step::Commit((InsertOutcome::Stored, limited)),
+                    })
+                })
+            })
+            .await?;
+        if let Some(limited) = monthly_limited {
+            self.learn_monthly_limit(account_id, limited);
         }
-        if let Some(first) = nodes.first() {
-            if !capacity::reserve(
-                &mut tx,
-                Counted::Instances,
-                &first.offer_key(),
-                Pool::Cluster,
-                nodes.len() as i64,
-                slots,
-            )
-            .await?
-            {
-                tx.rollback().await?;
-                return Ok(InsertOutcome::NoCapacity);
-            }
-        }
-        let charge =
-            nodes
-                .iter()
-                .map(|n| Charge::of(&n.instance))
-                .fold(Charge::default(), |a, b| Charge {
-                    gpus: a.gpus + b.gpus,
-                    cents: a.cents + b.cents,
-                });
-        let admission = budgets::reserve(
-            &mut tx,
-            rec.account_id,
-            charge,
-            rec.cluster.created_at,
-            spent,
-        )
-        .await?;
-        self.learn_monthly_limit(rec.account_id, admission.monthly_limited);
-        if let Some(why) = admission.refused {
-            tx.rollback().await?;
-            return Ok(InsertOutcome::BudgetExceeded(why));
-        }
-        tx.commit().await?;
-        Ok(InsertOutcome::Stored)
+        Ok(outcome)
     }
 
     /// Writes `rec` if nobody wrote it since it was read; bumps its
     /// generation on success.
     pub async fn update_cluster(&self, rec: &mut ClusterRecord, now_ms: i64) -> StoreResult<bool> {
-        let res = sqlx::query(
-            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4
-             WHERE id = $5 AND generation = $6",
-        )
-        .bind(rec.cluster.status.as_str())
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(now_ms)
-        .bind(rec.cluster.id.to_string())
-        .bind(rec.generation)
-        .execute(self.pool())
-        .await?;
-        if res.rows_affected() == 1 {
+        self.write_cluster(rec, now_ms, None).await
+    }
+
+    /// The one write of an existing cluster row: generation-checked, and
+    /// for the reconciler also lease-checked (the write gives the lease
+    /// back; a lost race hands it back too, so the cluster is not stuck
+    /// until the lease expires).
+    async fn write_cluster(
+        &self,
+        rec: &mut ClusterRecord,
+        now_ms: i64,
+        owner: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        let status = rec.cluster.status.as_str();
+        let wake_at = rec.wake_at;
+        let doc = encode(rec)?;
+        let id = rec.cluster.id.to_string();
+        let generation = rec.generation;
+        let owner = owner.map(|o| o.to_string());
+        // At most one statement changes anything: a lost race hands the
+        // lease back only because the write matched nothing.
+        let written = self
+            .write_one(move |conn| {
+                Box::pin(async move {
+                    let res = match &owner {
+                        None => sqlx::query(
+                            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4
+                             WHERE id = $5 AND generation = $6",
+                        ),
+                        Some(_) => sqlx::query(
+                            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4,
+                                lease_owner = NULL, lease_until = NULL
+                             WHERE id = $5 AND generation = $6 AND lease_owner = $7",
+                        ),
+                    }
+                    .bind(status)
+                    .bind(wake_at)
+                    .bind(doc)
+                    .bind(now_ms)
+                    .bind(&id)
+                    .bind(generation);
+                    let res = match &owner {
+                        Some(o) => res.bind(o),
+                        None => res,
+                    };
+                    if res.execute(&mut *conn).await?.rows_affected() == 1 {
+                        return Ok(Step::Commit(true));
+                    }
+                    if let Some(owner) = &owner {
+                        sqlx::query(
+                            "UPDATE clusters SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(&id)
+                        .bind(owner)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(Step::Commit(false))
+                })
+            })
+            .await?;
+        if written {
             rec.generation += 1;
-            Ok(true)
-        } else {
-            Ok(false)
         }
+        Ok(written)
     }
 
     /// Claims up to `limit` due clusters for `owner`, like
@@ -167,32 +223,7 @@ impl Store {
         now_ms: i64,
         owner: Uuid,
     ) -> StoreResult<bool> {
-        let res = sqlx::query(
-            "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4,
-                lease_owner = NULL, lease_until = NULL
-             WHERE id = $5 AND generation = $6 AND lease_owner = $7",
-        )
-        .bind(rec.cluster.status.as_str())
-        .bind(rec.wake_at)
-        .bind(encode(rec)?)
-        .bind(now_ms)
-        .bind(rec.cluster.id.to_string())
-        .bind(rec.generation)
-        .bind(owner.to_string())
-        .execute(self.pool())
-        .await?;
-        if res.rows_affected() == 1 {
-            rec.generation += 1;
-            Ok(true)
-        } else {
-            // Hand the lease back so the cluster is not stuck until expiry.
-            sqlx::query("UPDATE clusters SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-                .bind(rec.cluster.id.to_string())
-                .bind(owner.to_string())
-                .execute(self.pool())
-                .await?;
-            Ok(false)
-        }
+        self.write_cluster(rec, now_ms, Some(owner)).await
     }
 
     /// An account's cluster, unless deleted.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::accounts::parse_uuid;
 use super::budgets::{self, Charge};
 use super::capacity::{self, Counted, Pool};
-use super::{Store, StoreError, StoreResult};
+use super::{Step, Store, StoreError, StoreResult};
 
 /// Bookkeeping the reconciler keeps beside the API object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -152,69 +152,76 @@ impl Store {
                  WHERE id = $5 AND generation = $6 AND lease_owner = $7"
             }
         };
-        let query = sqlx::query(sql)
-            .bind(rec.instance.status.as_str())
-            .bind(rec.wake_at)
-            .bind(encode(rec)?)
-            .bind(now_ms)
-            .bind(rec.instance.id.to_string())
-            .bind(rec.generation);
-        let query = match lease_owner {
-            Some(owner) => query.bind(owner.to_string()),
-            None => query,
-        };
+        let status = rec.instance.status.as_str();
+        let wake_at = rec.wake_at;
+        let doc = encode(rec)?;
+        let id = rec.instance.id.to_string();
+        let generation = rec.generation;
+        let owner = lease_owner.map(|o| o.to_string());
         let offer = rec.offer_key();
+        let stored_offer = rec.stored_offer.clone();
+        let pool = rec.pool();
         let (was, now) = (holds(rec.stored_status), holds(rec.instance.status));
         let moved = offer != rec.stored_offer;
+        let to = offer.clone();
         let charge = budgets::delta_of(rec);
-        let written = if !moved && was == now && charge.is_zero() {
-            query.execute(self.pool()).await?.rows_affected() == 1
-        } else {
-            let mut tx = self.pool().begin().await?;
-            let written = query.execute(&mut *tx).await?.rows_affected() == 1;
-            if written && moved {
-                sqlx::query(
-                    "UPDATE instances SET cloud = $1, region = $2, shade_instance_type = $3
-                     WHERE id = $4",
-                )
-                .bind(&offer.cloud)
-                .bind(&offer.region)
-                .bind(&offer.shade_instance_type)
-                .bind(rec.instance.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                capacity::adjust(
-                    &mut tx,
-                    Counted::Instances,
-                    &rec.stored_offer,
-                    rec.pool(),
-                    -i64::from(was),
-                )
-                .await?;
-                capacity::adjust(
-                    &mut tx,
-                    Counted::Instances,
-                    &offer,
-                    rec.pool(),
-                    i64::from(now),
-                )
-                .await?;
-            } else if written {
-                capacity::adjust(
-                    &mut tx,
-                    Counted::Instances,
-                    &offer,
-                    rec.pool(),
-                    i64::from(now) - i64::from(was),
-                )
-                .await?;
-            }
-            if written {
-                budgets::adjust(&mut tx, rec.account_id, charge).await?;
-            }
-            tx.commit().await?;
-            written
-        };
+        let account = rec.account_id;
+        // Without a capacity or budget change the job is its one UPDATE.
+        let savepoint = moved || was != now || !charge.is_zero();
+        let written = self
+            .writer
+            .enqueue(savepoint, move |conn| {
+                Box::pin(async move {
+                    let query = sqlx::query(sql)
+                        .bind(status)
+                        .bind(wake_at)
+                        .bind(doc)
+                        .bind(now_ms)
+                        .bind(&id)
+                        .bind(generation);
+                    let query = match &owner {
+                        Some(owner) => query.bind(owner),
+                        None => query,
+                    };
+                    if query.execute(&mut *conn).await?.rows_affected() != 1 {
+                        return Ok(Step::Undo(false));
+                    }
+                    if moved {
+                        sqlx::query(
+                            "UPDATE instances SET cloud = $1, region = $2, shade_instance_type = $3
+                             WHERE id = $4",
+                        )
+                        .bind(&to.cloud)
+                        .bind(&to.region)
+                        .bind(&to.shade_instance_type)
+                        .bind(&id)
+                        .execute(&mut *conn)
+                        .await?;
+                        capacity::adjust(
+                            conn,
+                            Counted::Instances,
+                            &stored_offer,
+                            pool,
+                            -i64::from(was),
+                        )
+                        .await?;
+                        capacity::adjust(conn, Counted::Instances, &to, pool, i64::from(now))
+                            .await?;
+                    } else if was != now {
+                        capacity::adjust(
+                            conn,
+                            Counted::Instances,
+                            &to,
+                            pool,
+                            i64::from(now) - i64::from(was),
+                        )
+                        .await?;
+                    }
+                    budgets::adjust(conn, account, charge).await?;
+                    Ok(Step::Commit(true))
+                })
+            })
+            .await?;
         if written {
             rec.generation += 1;
             rec.stored_status = rec.instance.status;

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use super::instances::{decode, COLUMNS};
-use super::{Backend, InstanceRecord, Store, StoreResult};
+use super::{Backend, InstanceRecord, Step, Store, StoreResult};
 
 /// Milliseconds since the epoch by the system clock, for lease expiry.
 pub fn wall_ms() -> i64 {
@@ -70,15 +70,20 @@ impl Store {
     /// Gives a lease back without writing, so the row can be claimed at
     /// once instead of after the lease expires.
     pub async fn release_instance_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE instances SET lease_owner = NULL, lease_until = NULL
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id.to_string())
-        .bind(owner.to_string())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE instances SET lease_owner = NULL, lease_until = NULL
+                     WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(id.to_string())
+                .bind(owner.to_string())
+                .execute(&mut *conn)
+                .await?;
+                Ok(Step::Commit(()))
+            })
+        })
+        .await
     }
 
     /// Who holds a lease on each leased instance, and until when (tests,
@@ -116,14 +121,21 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
-        Ok(sqlx::query(&claim_sql(self.backend(), table, columns))
-            .bind(owner.to_string())
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(wall_now)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?)
+        let sql = claim_sql(self.backend(), table, columns);
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                let rows = sqlx::query(&sql)
+                    .bind(owner.to_string())
+                    .bind(lease_until)
+                    .bind(now_ms)
+                    .bind(wall_now)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                Ok(Step::Commit(rows))
+            })
+        })
+        .await
     }
 }
 

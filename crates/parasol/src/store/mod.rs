@@ -31,6 +31,7 @@ mod settings;
 mod sshkeys;
 mod templates;
 mod volumes;
+mod writer;
 
 pub use accounts::Account;
 pub use api_keys::{ApiKeyRecord, Credential, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
@@ -41,6 +42,7 @@ pub use migrations::version_creating;
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
 pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
+pub use writer::{Step, MAX_BATCH, QUEUE_DEPTH};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -68,11 +70,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) => {
-                // SQLITE_BUSY / SQLITE_LOCKED and PostgreSQL's "cannot
-                // connect now" / admin shutdown classes are transient.
+                // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL's "cannot
+                // connect now" / admin shutdown classes, and its deadlock
+                // and serialization failures (a batch of writes can lose
+                // a lock-order race with another replica's) are transient.
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-                if matches!(code.as_str(), "5" | "6" | "517" | "57P01" | "57P03")
-                    || code.starts_with("08")
+                if matches!(
+                    code.as_str(),
+                    "5" | "6" | "517" | "57P01" | "57P03" | "40P01" | "40001"
+                ) || code.starts_with("08")
                 {
                     StoreError::Unavailable(e.to_string())
                 } else {
@@ -115,6 +121,46 @@ pub struct StoreOptions {
     pub max_connections: u32,
 }
 
+/// How SQLite syncs its write-ahead log at each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// `synchronous = FULL`: every commit is fsynced before it returns, so
+    /// an acknowledged write survives a power loss or kernel crash. The
+    /// default: a create lost after its machine was launched is an orphan.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: the log is fsynced only at checkpoints. A
+    /// killed process loses nothing (the OS keeps the log), a power loss
+    /// may lose the last commits. Opt-in, for speed over that guarantee.
+    Normal,
+}
+
+impl SqliteSync {
+    /// `full` or `normal`, any case.
+    pub fn parse(s: &str) -> Option<SqliteSync> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+
+    /// The value `PRAGMA synchronous` reads back for this setting.
+    pub fn pragma_value(self) -> i64 {
+        match self {
+            SqliteSync::Full => 2,
+            SqliteSync::Normal => 1,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -124,19 +170,30 @@ pub struct Store {
     /// their month-to-date spend is read before the admission transaction,
     /// not inside it while it holds the write lock.
     monthly_limited: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+    writer: writer::Writer,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies migrations.
+    /// Opens (creating if needed) the database and applies migrations,
+    /// durable to power loss ([`SqliteSync::Full`] on SQLite).
     pub async fn open(opts: &StoreOptions) -> anyhow::Result<Store> {
-        Self::open_at_version(opts, migrations::CURRENT).await
+        Store::open_with(opts, SqliteSync::Full).await
+    }
+
+    /// Like [`Store::open`], with SQLite's commit sync chosen.
+    pub async fn open_with(opts: &StoreOptions, sync: SqliteSync) -> anyhow::Result<Store> {
+        Self::open_at_version(opts, sync, migrations::CURRENT).await
     }
 
     /// Opens the database migrated only up to schema version `version`,
     /// as an older parasol left it: for tests of what a later migration
     /// does to the rows it finds.
     #[doc(hidden)]
-    pub async fn open_at_version(opts: &StoreOptions, version: i64) -> anyhow::Result<Store> {
+    pub async fn open_at_version(
+        opts: &StoreOptions,
+        sync: SqliteSync,
+        version: i64,
+    ) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
             Backend::Postgres
@@ -155,13 +212,17 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers proceed during a write; NORMAL
-                        // sync is durable against a killed process (the OS
-                        // keeps the log), which is the crash model here.
+                        // WAL lets readers proceed during a write. The
+                        // sync level is per connection, so every pooled
+                        // connection sets it (see SqliteSync).
                         sqlx::query("PRAGMA journal_mode = WAL")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
+                        sqlx::query(sync.pragma()).execute(&mut *conn).await?;
+                        // The writer's checkpointer copies the log into the
+                        // database (see writer::checkpoints), so that no
+                        // commit waits on a checkpoint's fsync.
+                        sqlx::query("PRAGMA wal_autocheckpoint = 0")
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query("PRAGMA busy_timeout = 10000")
@@ -173,13 +234,55 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
+        let writer = writer::Writer::start(pool.clone(), backend);
         let store = Store {
             pool,
             backend,
             monthly_limited: Default::default(),
+            writer,
         };
         migrations::apply_up_to(&store, version).await?;
         Ok(store)
+    }
+
+    /// What makes a commit durable on this connection, as the database
+    /// reports it: `synchronous = full|normal|...` on SQLite,
+    /// `synchronous_commit = on|off|...` on PostgreSQL.
+    pub async fn durability(&self) -> StoreResult<String> {
+        let mut conn = self.pool.acquire().await?;
+        durability_of(&mut conn, self.backend).await
+    }
+
+    /// Runs `work` as one job of the next group commit (see `writer`): its
+    /// statements share a transaction and a commit with the writes that
+    /// arrive with it, under a savepoint of their own ([`Step::Undo`] or an
+    /// error rolls back only them). Answers after the commit. `work` must
+    /// only run statements on the connection it is given.
+    pub(crate) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures::future::BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.writer.submit(work).await
+    }
+
+    /// Like [`Store::write`], for a job of ONE statement that answers
+    /// [`Step::Undo`] only when that statement changed nothing; SQLite
+    /// then runs it without a savepoint (see `writer`).
+    pub(crate) async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures::future::BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.writer.submit_one(work).await
     }
 
     /// The pool, for providers that keep their own tables (the sim).
@@ -204,7 +307,87 @@ impl Store {
     }
 }
 
+/// [`Store::durability`] on one connection.
+pub(crate) async fn durability_of(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> StoreResult<String> {
+    Ok(match backend {
+        Backend::Sqlite => {
+            let v: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await?;
+            let name = match v {
+                0 => "off",
+                1 => "normal",
+                2 => "full",
+                3 => "extra",
+                _ => "unknown",
+            };
+            format!("synchronous = {name}")
+        }
+        Backend::Postgres => {
+            let v: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut *conn)
+                .await?;
+            format!("synchronous_commit = {v}")
+        }
+    })
+}
+
 /// Bool to the 0/1 the schema stores.
 pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holds every connection of the pool at once, so each one is asked.
+    async fn sync_of_every_connection(sync: SqliteSync) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            &StoreOptions {
+                url: format!("sqlite://{}", dir.path().join("s.db").display()),
+                max_connections: 4,
+            },
+            sync,
+        )
+        .await
+        .unwrap();
+        let mut held = Vec::new();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let mut conn = store.pool().acquire().await.unwrap();
+            seen.push(durability_of(&mut conn, Backend::Sqlite).await.unwrap());
+            held.push(conn);
+        }
+        assert_eq!(store.pool().size(), 4, "not every connection was opened");
+        seen
+    }
+
+    #[tokio::test]
+    async fn durable_sync_is_the_default_on_every_pooled_connection() {
+        assert_eq!(SqliteSync::default(), SqliteSync::Full);
+        assert_eq!(
+            sync_of_every_connection(SqliteSync::default()).await,
+            vec!["synchronous = full"; 4]
+        );
+    }
+
+    #[tokio::test]
+    async fn normal_sync_when_chosen_is_on_every_pooled_connection() {
+        assert_eq!(
+            sync_of_every_connection(SqliteSync::Normal).await,
+            vec!["synchronous = normal"; 4]
+        );
+    }
+
+    #[test]
+    fn sync_names_parse_and_others_are_refused() {
+        assert_eq!(SqliteSync::parse("FULL"), Some(SqliteSync::Full));
+        assert_eq!(SqliteSync::parse("normal"), Some(SqliteSync::Normal));
+        assert_eq!(SqliteSync::parse("off"), None);
+    }
 }

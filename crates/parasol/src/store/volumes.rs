@@ -7,7 +7,7 @@ use super::accounts::parse_uuid;
 use super::budgets::{self, Charge};
 use super::capacity::{self, Counted};
 use super::instances::{insert_instance_row, InsertOutcome, HOLDING};
-use super::{flag, InstanceRecord, Store, StoreResult};
+use super::{flag, InstanceRecord, Step, Store, StoreResult};
 
 /// One volume as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,61 +181,76 @@ impl Store {
         } else {
             None
         };
-        let mut tx = self.pool().begin().await?;
-        insert_instance_row(&mut tx, rec).await?;
-        for v in volumes {
-            // The check and the insert are one statement, so two creates
-            // racing for one volume cannot both mount it.
-            let res = sqlx::query(&format!(
-                "INSERT INTO volume_mounts (volume_id, instance_id)
-                 SELECT $1, $2 WHERE $3 = 1 OR NOT EXISTS (
-                     SELECT 1 FROM volume_mounts m JOIN instances i ON i.id = m.instance_id
-                     WHERE m.volume_id = $1 AND i.id <> $2 AND i.status IN {HOLDING})"
-            ))
-            .bind(v.id.to_string())
-            .bind(rec.instance.id.to_string())
-            .bind(flag(v.multi_mount))
-            .execute(&mut *tx)
+        let rec = rec.clone();
+        let account = rec.account_id;
+        let mounts: Vec<(String, i64)> = volumes
+            .iter()
+            .map(|v| (v.id.to_string(), flag(v.multi_mount)))
+            .collect();
+        // The job answers whether the account has a monthly limit beside
+        // the outcome, so this process learns it whatever the outcome.
+        let (outcome, monthly_limited) = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    insert_instance_row(conn, &rec).await?;
+                    let id = rec.instance.id.to_string();
+                    for (volume, multi_mount) in &mounts {
+                        // The check and the insert are one statement, so two
+                        // creates racing for one volume cannot both mount it.
+                        let res = sqlx::query(&format!(
+                            "INSERT INTO volume_mounts (volume_id, instance_id)
+                             SELECT $1, $2 WHERE $3 = 1 OR NOT EXISTS (
+                                 SELECT 1 FROM volume_mounts m JOIN instances i ON i.id = m.instance_id
+                                 WHERE m.volume_id = $1 AND i.id <> $2 AND i.status IN {HOLDING})"
+                        ))
+                        .bind(volume)
+                        .bind(&id)
+                        .bind(*multi_mount)
+                        .execute(&mut *conn)
+                        .await?;
+                        if res.rows_affected() == 0 {
+                            return Ok(Step::Undo((InsertOutcome::VolumeInUse, None)));
+                        }
+                    }
+                    // Last, so the counter rows are locked for as short as
+                    // possible.
+                    if !capacity::reserve(
+                        conn,
+                        Counted::Instances,
+                        &rec.offer_key(),
+                        rec.pool(),
+                        1,
+                        slots,
+                    )
+                    .await?
+                    {
+                        return Ok(Step::Undo((InsertOutcome::NoCapacity, None)));
+                    }
+                    let charge = Charge::of(&rec.instance);
+                    if !check_budget {
+                        budgets::adjust(conn, rec.account_id, charge).await?;
+                        return Ok(Step::Commit((InsertOutcome::Stored, None)));
+                    }
+                    let admission = budgets::reserve(
+                        conn,
+                        rec.account_id,
+                        charge,
+                        rec.instance.created_at,
+                        spent,
+                    )
+                    .await?;
+                    let limited = Some(admission.monthly_limited);
+                    Ok(match admission.refused {
+                        Some(why) => Step::Undo((InsertOutcome::BudgetExceeded(why), limited)),
+                        None => Step::Commit((InsertOutcome::Stored, limited)),
+                    })
+                })
+            })
             .await?;
-            if res.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(InsertOutcome::VolumeInUse);
-            }
+        if let Some(limited) = monthly_limited {
+            self.learn_monthly_limit(account, limited);
         }
-        // Last, so the counter row is locked for as short as possible.
-        if !capacity::reserve(
-            &mut tx,
-            Counted::Instances,
-            &rec.offer_key(),
-            rec.pool(),
-            1,
-            slots,
-        )
-        .await?
-        {
-            tx.rollback().await?;
-            return Ok(InsertOutcome::NoCapacity);
-        }
-        let charge = Charge::of(&rec.instance);
-        if !check_budget {
-            budgets::adjust(&mut tx, rec.account_id, charge).await?;
-        } else {
-            let admission = budgets::reserve(
-                &mut tx,
-                rec.account_id,
-                charge,
-                rec.instance.created_at,
-                spent,
-            )
-            .await?;
-            self.learn_monthly_limit(rec.account_id, admission.monthly_limited);
-            if let Some(why) = admission.refused {
-                tx.rollback().await?;
-                return Ok(InsertOutcome::BudgetExceeded(why));
-            }
-        }
-        tx.commit().await?;
-        Ok(InsertOutcome::Stored)
+        Ok(outcome)
     }
 
     /// Records an event for an account.
@@ -248,18 +263,25 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<Uuid> {
         let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(account.to_string())
-        .bind(instance.map(|i| i.to_string()))
-        .bind(kind)
-        .bind(message)
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(id)
+        let (account, instance) = (account.to_string(), instance.map(|i| i.to_string()));
+        let (kind, message) = (kind.to_string(), message.to_string());
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.to_string())
+                .bind(account)
+                .bind(instance)
+                .bind(kind)
+                .bind(message)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+                Ok(Step::Commit(id))
+            })
+        })
+        .await
     }
 
     /// An account's events, oldest first.

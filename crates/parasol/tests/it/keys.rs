@@ -275,6 +275,7 @@ async fn an_account_made_before_api_keys_existed_still_authenticates() {
             url: url.clone(),
             max_connections: 1,
         },
+        parasol::store::SqliteSync::Full,
         before,
     )
     .await

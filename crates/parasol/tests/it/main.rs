@@ -14,6 +14,7 @@ mod compat;
 mod connections;
 mod console;
 mod crash;
+mod durability;
 mod errors;
 mod first_start;
 mod generated_client;

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::store::capacity::{self, Counted, Pool};
-use crate::store::{OfferKey, Store};
+use crate::store::{OfferKey, Step, Store};
 
 /// How the simulated clouds behave.
 #[derive(Debug, Clone)]
@@ -323,36 +323,40 @@ impl Sim {
 
     async fn finish_termination(&self, id: Uuid) -> Result<(), ProviderError> {
         // The state change and the freed slot in one transaction.
-        let mut tx = self.store.pool().begin().await.map_err(transient)?;
-        let row = sqlx::query(
-            "UPDATE sim_machines SET state = 'terminated', updated_at = $1
-             WHERE instance_id = $2 AND state <> 'terminated'
-             RETURNING cloud, region, shade_instance_type, pool",
-        )
-        .bind(self.clock.now_ms())
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(transient)?;
-        if let Some(r) = row {
-            let key = OfferKey {
-                cloud: r.try_get(0).map_err(transient)?,
-                region: r.try_get(1).map_err(transient)?,
-                shade_instance_type: r.try_get(2).map_err(transient)?,
-            };
-            let pool: String = r.try_get(3).map_err(transient)?;
-            capacity::adjust(
-                &mut tx,
-                Counted::SimMachines,
-                &key,
-                Pool::of(pool == Pool::Cluster.as_str()),
-                -1,
-            )
+        let now = self.clock.now_ms();
+        self.store
+            .write(move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "UPDATE sim_machines SET state = 'terminated', updated_at = $1
+                         WHERE instance_id = $2 AND state <> 'terminated'
+                         RETURNING cloud, region, shade_instance_type, pool",
+                    )
+                    .bind(now)
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(r) = row {
+                        let key = OfferKey {
+                            cloud: r.try_get(0)?,
+                            region: r.try_get(1)?,
+                            shade_instance_type: r.try_get(2)?,
+                        };
+                        let pool: String = r.try_get(3)?;
+                        capacity::adjust(
+                            conn,
+                            Counted::SimMachines,
+                            &key,
+                            Pool::of(pool == Pool::Cluster.as_str()),
+                            -1,
+                        )
+                        .await?;
+                    }
+                    Ok(Step::Commit(()))
+                })
+            })
             .await
-            .map_err(store_transient)?;
-        }
-        tx.commit().await.map_err(transient)?;
-        Ok(())
+            .map_err(store_transient)
     }
 }
 
@@ -444,38 +448,50 @@ impl Provider for Sim {
         // The machine and its slot in one transaction: two launches racing
         // for the last slot cannot both get it, and a repeated launch (the
         // row exists) takes no second slot.
-        let mut tx = self.store.pool().begin().await.map_err(transient)?;
-        let inserted = sqlx::query(
-            "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
-                launched_at, ready_at, ip, detail, restarts, updated_at, pool, spot)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $10, $11)
-             ON CONFLICT (instance_id) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(&req.cloud)
-        .bind(&req.region)
-        .bind(&req.shade_instance_type)
-        .bind(if doomed { "doomed" } else { "running" })
-        .bind(now)
-        .bind(now + self.boot_ms(id))
-        .bind(ip_for(id))
-        .bind(doomed.then_some("simulated hardware fault during boot"))
-        .bind(pool.as_str())
-        .bind(i64::from(req.rental_type == parasol_api::RentalType::Spot))
-        .execute(&mut *tx)
-        .await
-        .map_err(transient)?
-        .rows_affected()
-            == 1;
-        if inserted
-            && !capacity::reserve(&mut tx, Counted::SimMachines, &key, pool, 1, Some(slots))
-                .await
-                .map_err(store_transient)?
-        {
-            tx.rollback().await.map_err(transient)?;
-        } else {
-            tx.commit().await.map_err(transient)?;
-        }
+        // Through the store's group commit, so launches share commits with
+        // the reconciler's own writes instead of queueing for the lock.
+        let (cloud, region, shade) = (
+            req.cloud.clone(),
+            req.region.clone(),
+            req.shade_instance_type.clone(),
+        );
+        let (ready_at, ip) = (now + self.boot_ms(id), ip_for(id));
+        let spot = i64::from(req.rental_type == parasol_api::RentalType::Spot);
+        self.store
+            .write(move |conn| {
+                Box::pin(async move {
+                    let inserted = sqlx::query(
+                        "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,
+                            launched_at, ready_at, ip, detail, restarts, updated_at, pool, spot)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $6, $10, $11)
+                         ON CONFLICT (instance_id) DO NOTHING",
+                    )
+                    .bind(id.to_string())
+                    .bind(cloud)
+                    .bind(region)
+                    .bind(shade)
+                    .bind(if doomed { "doomed" } else { "running" })
+                    .bind(now)
+                    .bind(ready_at)
+                    .bind(ip)
+                    .bind(doomed.then_some("simulated hardware fault during boot"))
+                    .bind(pool.as_str())
+                    .bind(spot)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if inserted
+                        && !capacity::reserve(conn, Counted::SimMachines, &key, pool, 1, Some(slots))
+                            .await?
+                    {
+                        return Ok(Step::Undo(()));
+                    }
+                    Ok(Step::Commit(()))
+                })
+            })
+            .await
+            .map_err(store_transient)?;
         if hang {
             self.hang().await;
         }

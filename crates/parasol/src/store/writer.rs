@@ -1,0 +1,477 @@
+//! Group commit: the store's writes that arrive together share one
+//! transaction and one commit (one fsync on SQLite in durable mode).
+//!
+//! Each write is a *job*: a closure that runs its statements on the
+//! writer's connection. One task takes the queued jobs, opens a
+//! transaction, runs each job under its own SAVEPOINT (so a job's refusal
+//! or error undoes only that job), commits once, and only then answers
+//! every job's caller. A commit that fails fails every job in the batch:
+//! nothing is acknowledged that was not committed.
+//!
+//! A job must only talk to the database: while it runs, the whole batch
+//! (and every write queued behind it) waits. Provider calls, sleeps and
+//! locks belong before the job is submitted.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::{AnyConnection, AnyPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Backend, StoreError, StoreResult};
+
+/// Most jobs in one transaction: bounds how long a commit keeps the
+/// write lock and how many callers one failed commit fails.
+pub const MAX_BATCH: usize = 256;
+
+/// Most jobs waiting for the writer; beyond it a write is refused as
+/// unavailable (503) instead of queueing without bound.
+pub const QUEUE_DEPTH: usize = 8192;
+
+/// A batch stops taking newly arrived jobs after this long, so that jobs
+/// arriving steadily cannot postpone the commit of the first ones.
+const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
+
+/// What a job's statements amount to.
+#[derive(Debug)]
+pub enum Step<T> {
+    /// Keep the job's changes; answer `T` once they are committed.
+    Commit(T),
+    /// Roll the job's changes back (a refusal: no capacity, a lost race)
+    /// and answer `T` once the batch is committed.
+    Undo(T),
+}
+
+/// A queued job with its result type erased.
+trait Job: Send {
+    /// Whether the job needs a savepoint of its own (see [`Writer::submit_one`]).
+    fn savepoint(&self) -> bool;
+    /// Runs the job's statements; `true`: keep them.
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller: its own result, or `failed` when the batch
+    /// did not commit.
+    fn answer(self: Box<Self>, failed: Option<&StoreError>);
+}
+
+struct Typed<T, F> {
+    work: Option<F>,
+    savepoint: bool,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+        + Send
+        + 'static,
+{
+    fn savepoint(&self) -> bool {
+        self.savepoint
+    }
+
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool> {
+        let work = self.work.take();
+        Box::pin(async move {
+            let Some(work) = work else {
+                self.result = Some(Err(StoreError::Other("a store job ran twice".into())));
+                return false;
+            };
+            // A panicking job must not take the writer (and every queued
+            // write) down with it: it fails alone, like an error.
+            let outcome = AssertUnwindSafe(async move { work(conn).await })
+                .catch_unwind()
+                .await;
+            let (keep, result) = match outcome {
+                Ok(Ok(Step::Commit(v))) => (true, Ok(v)),
+                Ok(Ok(Step::Undo(v))) => (false, Ok(v)),
+                Ok(Err(e)) => (false, Err(e)),
+                Err(_) => (
+                    false,
+                    Err(StoreError::Other("a store write panicked".into())),
+                ),
+            };
+            self.result = Some(result);
+            keep
+        })
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&StoreError>) {
+        let result = match failed {
+            Some(e) => Err(copy(e)),
+            None => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Other("a store job never ran".into()))),
+        };
+        // The caller may have gone (a dropped request): nobody to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Other(m) => StoreError::Other(m.clone()),
+    }
+}
+
+/// The handle jobs are submitted through; cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current runtime.
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Writer {
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(pool.clone(), queue.downgrade()));
+        }
+        tokio::spawn(run(pool, backend, jobs));
+        Writer { queue }
+    }
+
+    /// Runs `work` in the next batch and answers its result once the batch
+    /// is committed.
+    pub(crate) async fn submit<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(true, work).await
+    }
+
+    /// Like [`Writer::submit`], for a job of ONE statement that answers
+    /// [`Step::Undo`] only when that statement changed nothing. On SQLite
+    /// it runs without a savepoint: a failed statement is undone by SQLite
+    /// itself and leaves the transaction open, so the savepoint's two round
+    /// trips would buy nothing. (An I/O error that ends the transaction
+    /// makes the COMMIT fail, which fails the whole batch.) PostgreSQL
+    /// aborts a transaction at any error, so there every job gets one.
+    pub(crate) async fn submit_one<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(false, work).await
+    }
+
+    /// [`Writer::submit`] (`savepoint`) or [`Writer::submit_one`].
+    pub(crate) async fn enqueue<T, F>(&self, savepoint: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Typed {
+            work: Some(work),
+            savepoint,
+            result: None,
+            reply,
+        });
+        self.queue.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable("too many writes are waiting for the store".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                StoreError::Unavailable("the store's writer has stopped".into())
+            }
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+}
+
+/// How often the SQLite log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints SQLite's write-ahead log from a connection of its own,
+/// instead of SQLite's automatic checkpoint, which runs inside whichever
+/// commit crosses the threshold: there it held up the writer and every
+/// write queued behind it for the checkpoint's copy and fsync. PASSIVE
+/// never waits for the writer or readers; it copies what it can. Stops once
+/// the store is dropped (no writer handle left) or closed.
+async fn checkpoints(pool: AnyPool, writer: mpsc::WeakSender<Box<dyn Job>>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if writer.upgrade().is_none() || pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        }
+    }
+}
+
+async fn run(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Some(first) = jobs.recv().await {
+        let mut waiting = VecDeque::from([first]);
+        while waiting.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => break,
+            }
+        }
+        batch(&pool, backend, waiting, &mut jobs).await;
+    }
+}
+
+/// Runs one batch: the `waiting` jobs, and those that arrive while it runs
+/// until it is full or old; commits; answers.
+async fn batch(
+    pool: &AnyPool,
+    backend: Backend,
+    mut waiting: VecDeque<Box<dyn Job>>,
+    jobs: &mut mpsc::Receiver<Box<dyn Job>>,
+) {
+    // SQLite: take the write lock up front, so no statement of the batch
+    // can fail to upgrade a read lock.
+    let begin = match backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    };
+    let mut tx = match pool.begin_with(begin).await {
+        Ok(tx) => tx,
+        Err(e) => return fail(waiting, Vec::new(), StoreError::from(e)),
+    };
+    let started = Instant::now();
+    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(waiting.len());
+    loop {
+        let mut job = match waiting.pop_front() {
+            Some(job) => job,
+            None if done.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME => {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            }
+            None => break,
+        };
+        let savepoint = job.savepoint() || backend == Backend::Postgres;
+        if savepoint {
+            if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
+                done.push(job);
+                return fail(waiting, done, e.into());
+            }
+        }
+        let keep = job.run(&mut tx).await;
+        done.push(job);
+        if !savepoint {
+            continue;
+        }
+        let ended = if keep {
+            sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await
+        } else {
+            match sqlx::query("ROLLBACK TO SAVEPOINT job")
+                .execute(&mut *tx)
+                .await
+            {
+                Ok(_) => sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await,
+                Err(e) => Err(e),
+            }
+        };
+        // The transaction is in an unknown state (SQLite rolls a whole
+        // transaction back on some errors): fail the batch rather than
+        // commit what may be half of it.
+        if let Err(e) = ended {
+            return fail(waiting, done, e.into());
+        }
+    }
+    let jobs = done.len();
+    match tx.commit().await {
+        Ok(()) => {
+            tracing::debug!(
+                jobs,
+                took_us = started.elapsed().as_micros() as u64,
+                "store writes committed"
+            );
+            for job in done {
+                job.answer(None);
+            }
+        }
+        Err(e) => fail(waiting, done, e.into()),
+    }
+}
+
+/// Answers every job of a batch that did not commit with its error. The
+/// transaction, dropped by the caller, is rolled back by sqlx before its
+/// connection is used again.
+fn fail(waiting: VecDeque<Box<dyn Job>>, done: Vec<Box<dyn Job>>, e: StoreError) {
+    tracing::warn!(error = %e, jobs = waiting.len() + done.len(), "a batch of store writes failed");
+    for job in done.into_iter().chain(waiting) {
+        job.answer(Some(&e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Store, StoreOptions};
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir, connections: u32) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&StoreOptions {
+            url,
+            max_connections: connections,
+        })
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+    }
+
+    /// Inserts `k` into `t` as one job, kept or undone.
+    async fn insert(store: &Store, k: &'static str, keep: bool) -> StoreResult<&'static str> {
+        store
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                        .bind(k)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(if keep { Step::Commit(k) } else { Step::Undo(k) })
+                })
+            })
+            .await
+    }
+
+    async fn keys(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT k FROM t ORDER BY k")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    // A current-thread runtime: every job of a `join!` is queued before the
+    // writer task first runs, so they all land in one batch.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_failing_or_panicking_job_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        let failing = store.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO no_such_table (k) VALUES ('x')")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Step::Commit(()))
+            })
+        });
+        let panicking = store.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (k) VALUES ('p')")
+                    .execute(&mut *conn)
+                    .await?;
+                if conn.backend_name() != "none" {
+                    panic!("a job panics after its first statement");
+                }
+                Ok(Step::Commit(()))
+            })
+        });
+        // The duplicate of `a` fails on the primary key, after `a` is in.
+        let (a, refused, failed, panicked, dup, c) = tokio::join!(
+            insert(&store, "a", true),
+            insert(&store, "b", false),
+            failing,
+            panicking,
+            insert(&store, "a", true),
+            insert(&store, "c", true),
+        );
+        assert_eq!(a.unwrap(), "a");
+        assert_eq!(
+            refused.unwrap(),
+            "b",
+            "an undone job still answers its value"
+        );
+        assert!(failed.is_err(), "{failed:?}");
+        let panicked = panicked.unwrap_err().to_string();
+        assert!(panicked.contains("panicked"), "{panicked}");
+        assert!(dup.is_err(), "{dup:?}");
+        assert_eq!(c.unwrap(), "c");
+        assert_eq!(keys(&store).await, ["a", "c"]);
+        // The writer lives on.
+        insert(&store, "d", true).await.unwrap();
+        assert_eq!(keys(&store).await, ["a", "c", "d"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_commit_that_fails_fails_every_job_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        // One connection, so the writer's batch runs on the one where the
+        // deferred foreign key is enforced.
+        let store = store(&dir, 1).await;
+        for sql in [
+            "PRAGMA foreign_keys = ON",
+            "CREATE TABLE parent (id TEXT PRIMARY KEY)",
+            "CREATE TABLE child (id TEXT PRIMARY KEY,
+                parent TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+        // Each statement succeeds; only COMMIT finds the dangling child.
+        let orphan = store.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO child (id, parent) VALUES ('c', 'missing')")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Step::Commit(()))
+            })
+        });
+        let (a, orphan, b) =
+            tokio::join!(insert(&store, "a", true), orphan, insert(&store, "b", true));
+        assert!(a.is_err(), "acknowledged a write that was never committed");
+        assert!(orphan.is_err());
+        assert!(b.is_err(), "acknowledged a write that was never committed");
+        assert!(keys(&store).await.is_empty());
+        let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM child")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(children, 0);
+        // The next batch starts clean on the same connection.
+        insert(&store, "e", true).await.unwrap();
+        assert_eq!(keys(&store).await, ["e"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_is_refused_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 1).await;
+        // Hold the only connection: the writer cannot begin its batch, so
+        // it holds at most MAX_BATCH jobs and the queue fills behind them.
+        let held = store.pool().acquire().await.unwrap();
+        let mut waiting: futures::stream::FuturesUnordered<_> = (0..QUEUE_DEPTH + MAX_BATCH + 1)
+            .map(|_| insert(&store, "q", true))
+            .collect();
+        // Nothing can be stored while the connection is held, so the first
+        // answer is a refusal.
+        let err = match futures::StreamExt::next(&mut waiting).await {
+            Some(Err(e)) => e,
+            Some(Ok(_)) => panic!("a write was stored while the writer had no connection"),
+            None => panic!("no write was refused"),
+        };
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("too many writes")),
+            "a full queue must answer unavailable (503): {err:?}"
+        );
+        drop(held);
+        drop(waiting);
+    }
+}

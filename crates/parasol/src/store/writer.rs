@@ -194,6 +194,10 @@ impl Writer {
     }
 }
 
+/// Key of the PostgreSQL advisory lock that batches hold ("pslw"); the
+/// migrations use another ("psl").
+const BATCH_LOCK: i64 = 0x70_73_6c_77;
+
 /// How often the SQLite log is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
@@ -249,6 +253,22 @@ async fn batch(
         Ok(tx) => tx,
         Err(e) => return fail(waiting, Vec::new(), StoreError::from(e)),
     };
+    // PostgreSQL: replicas' batches take turns. A batch locks the counter
+    // rows of its jobs (capacity, budgets, the sim's slots) in whatever
+    // order its jobs came, so two replicas' batches running at once can
+    // each wait for a row the other holds: a deadlock that PostgreSQL
+    // breaks only after `deadlock_timeout` (1 s) by failing one of them.
+    // One transaction-scoped advisory lock per batch makes that
+    // impossible; a batch already is the unit SQLite serialises too.
+    if backend == Backend::Postgres {
+        if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(BATCH_LOCK)
+            .execute(&mut *tx)
+            .await
+        {
+            return fail(waiting, Vec::new(), e.into());
+        }
+    }
     let started = Instant::now();
     let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(waiting.len());
     loop {

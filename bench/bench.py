@@ -491,7 +491,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--reference", required=True)
-    ap.add_argument("--only", default=",".join(b for b in BENCHES if b != "create_pg"))
+    ap.add_argument("--only", default=None,
+                    help="comma-separated steps (default: all; create_pg only with --pg-url)")
     ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     ap.add_argument("--memory-instances", type=int, default=100_000)
     ap.add_argument("--memory-api-fill", type=int, default=20_000,
@@ -506,6 +507,8 @@ def main():
     ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg")
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
+    if a.only is None:
+        a.only = ",".join(b for b in BENCHES if b != "create_pg" or a.pg_url)
     SQLITE_SYNCHRONOUS[0] = a.sqlite_synchronous
     machine()
     try:

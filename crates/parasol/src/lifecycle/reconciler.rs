@@ -215,6 +215,13 @@ impl Reconciler {
                 let id = rec.instance.id;
                 if let Err(e) = self.step(rec).await {
                     tracing::warn!(instance = %id, error = %e, "reconcile step failed");
+                    // A step that failed wrote nothing, so its lease would
+                    // otherwise be renewed for as long as this replica
+                    // lives and the instance never looked at again. Given
+                    // back, the row is retried when due, here or elsewhere.
+                    if let Err(e) = self.store.release_instance_lease(id, self.replica).await {
+                        tracing::warn!(instance = %id, error = %e, "could not give the lease back");
+                    }
                 }
             })
             .await;
@@ -237,6 +244,10 @@ impl Reconciler {
                 let id = rec.cluster.id;
                 if let Err(e) = self.step_cluster(rec).await {
                     tracing::warn!(cluster = %id, error = %e, "cluster step failed");
+                    // As for an instance step: retried when due.
+                    if let Err(e) = self.store.release_cluster_lease(id, self.replica).await {
+                        tracing::warn!(cluster = %id, error = %e, "could not give the lease back");
+                    }
                 }
             })
             .await;

@@ -70,12 +70,21 @@ impl Store {
     /// Gives a lease back without writing, so the row can be claimed at
     /// once instead of after the lease expires.
     pub async fn release_instance_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
+        self.release_lease("instances", id, owner).await
+    }
+
+    /// [`Store::release_instance_lease`] for a cluster.
+    pub async fn release_cluster_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
+        self.release_lease("clusters", id, owner).await
+    }
+
+    async fn release_lease(&self, table: &'static str, id: Uuid, owner: Uuid) -> StoreResult<()> {
         self.write_one(move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "UPDATE instances SET lease_owner = NULL, lease_until = NULL
-                     WHERE id = $1 AND lease_owner = $2",
-                )
+                sqlx::query(&format!(
+                    "UPDATE {table} SET lease_owner = NULL, lease_until = NULL
+                     WHERE id = $1 AND lease_owner = $2"
+                ))
                 .bind(id.to_string())
                 .bind(owner.to_string())
                 .execute(&mut *conn)
@@ -188,19 +197,28 @@ fn qualified(table: &str, columns: &str) -> String {
 
 impl Store {
     /// Pushes every lease `owner` holds out to `until`.
+    ///
+    /// Through the writer: the renewal locks every row the replica leases,
+    /// and on PostgreSQL a statement doing that beside a batch that writes
+    /// some of the same rows in another order could deadlock with it.
     pub async fn renew_leases(&self, owner: Uuid, until: i64) -> StoreResult<u64> {
-        let mut renewed = 0;
-        for table in ["instances", "clusters"] {
-            let res = sqlx::query(&format!(
-                "UPDATE {table} SET lease_until = $1 WHERE lease_owner = $2"
-            ))
-            .bind(until)
-            .bind(owner.to_string())
-            .execute(self.pool())
-            .await?;
-            renewed += res.rows_affected();
-        }
-        Ok(renewed)
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut renewed = 0;
+                for table in ["instances", "clusters"] {
+                    let res = sqlx::query(&format!(
+                        "UPDATE {table} SET lease_until = $1 WHERE lease_owner = $2"
+                    ))
+                    .bind(until)
+                    .bind(owner.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    renewed += res.rows_affected();
+                }
+                Ok(Step::Commit(renewed))
+            })
+        })
+        .await
     }
 
     /// Drops every lease, whoever holds it. Only for a database no other

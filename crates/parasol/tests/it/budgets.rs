@@ -481,18 +481,19 @@ async fn usage_lines_sum_to_the_total_and_match_each_cost_estimate() {
     let b = c.create_instance("b").await;
     c.wait_status(&b, "active").await;
     advance(&admin, 1800).await;
-    let b_cost = c
-        .post_empty(&format!("/v1/instances/{b}/delete"))
+    // Read before the delete: the test clock stands still, so the cost is
+    // the one billing stops at, and a fast teardown can make the instance
+    // gone (404) by the time a read after the delete arrives.
+    let b_info = c.get(&format!("/v1/instances/{b}/info")).await.expect(200);
+    c.post_empty(&format!("/v1/instances/{b}/delete"))
         .await
         .expect(200);
-    let _ = b_cost;
-    let b_info = c.get(&format!("/v1/instances/{b}/info")).await.expect(200);
     c.wait_gone(&b).await;
     advance(&admin, 3600).await;
+    let a_info = c.get(&format!("/v1/instances/{a}/info")).await.expect(200);
     c.post_empty(&format!("/v1/instances/{a}/delete"))
         .await
         .expect(200);
-    let a_info = c.get(&format!("/v1/instances/{a}/info")).await.expect(200);
     c.wait_gone(&a).await;
 
     // This month: every line is its instance's whole cost.

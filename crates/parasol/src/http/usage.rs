@@ -41,17 +41,7 @@ pub fn line(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<(UsageLine, i64)> {
-    let active = rec.instance.active_at?;
-    let start = active.max(from);
-    let end = rec
-        .internal
-        .billing_stopped_at
-        .unwrap_or(now)
-        .min(now)
-        .min(to);
-    if end <= start {
-        return None;
-    }
+    let (start, end) = cost::billed_within(rec, from, to, now)?;
     let cents = cost::instance_cents_within(rec, from, to, now);
     let i = &rec.instance;
     Some((

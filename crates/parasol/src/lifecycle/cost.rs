@@ -70,28 +70,40 @@ pub fn instance_cents(rec: &InstanceRecord, now: DateTime<Utc>) -> i64 {
     )
 }
 
-/// The part of an instance's cost accrued within `from..to` (one day of
-/// the console's spend chart), as of `now`.
-pub fn instance_cents_within(
+/// The part of an instance's billed time that falls within `from..to`, as
+/// of `now`: from `active_at` until billing stopped, clipped to the window;
+/// `None` if none of it does.
+pub fn billed_within(
     rec: &InstanceRecord,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> i64 {
-    let Some(start) = rec.instance.active_at else {
-        return 0;
-    };
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = rec.instance.active_at?.max(from);
     let end = rec
         .internal
         .billing_stopped_at
         .unwrap_or(now)
         .min(now)
         .min(to);
-    accrued_cents(
-        rec.instance.hourly_price,
-        start.max(from).timestamp_millis(),
-        end.timestamp_millis(),
-    )
+    (start < end).then_some((start, end))
+}
+
+/// The part of an instance's cost accrued within `from..to` (one day of
+/// the console's spend chart, a usage window), as of `now`.
+pub fn instance_cents_within(
+    rec: &InstanceRecord,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> i64 {
+    billed_within(rec, from, to, now).map_or(0, |(start, end)| {
+        accrued_cents(
+            rec.instance.hourly_price,
+            start.timestamp_millis(),
+            end.timestamp_millis(),
+        )
+    })
 }
 
 /// When an interval that started at `started` reaches `cents`, in ms.

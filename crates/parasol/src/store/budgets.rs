@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::accounts::parse_uuid;
 use super::instances::{decode, holds, COLUMNS, HOLDING};
-use super::{InstanceRecord, Store, StoreError, StoreResult};
+use super::{InsertOutcome, InstanceRecord, Step, Store, StoreError, StoreResult};
 use crate::lifecycle::cost;
 
 /// What one live instance counts against its account's budget.
@@ -54,7 +54,7 @@ impl Charge {
         }
     }
 
-    fn plus(self, o: Charge) -> Charge {
+    pub(super) fn plus(self, o: Charge) -> Charge {
         Charge {
             gpus: self.gpus + o.gpus,
             cents: self.cents + o.cents,
@@ -166,15 +166,39 @@ impl Store {
         Ok(Some(self.month_to_date_cents(account, now).await?))
     }
 
-    /// Remembers what admission learnt about an account's monthly limit.
-    pub(super) fn learn_monthly_limit(&self, account: Uuid, limited: bool) {
+    /// Remembers what admission learnt about an account's monthly limit
+    /// (`None`: the job ended before the budget was read).
+    pub(super) fn learn_monthly_limit(&self, account: Uuid, limited: Option<bool>) {
         let mut set = self.monthly_limited.lock().expect("poisoned");
-        if limited {
-            set.insert(account);
-        } else {
-            set.remove(&account);
+        match limited {
+            Some(true) => {
+                set.insert(account);
+            }
+            Some(false) => {
+                set.remove(&account);
+            }
+            None => {}
         }
     }
+}
+
+/// The last step of an admission job (an instance's or a cluster's):
+/// takes `add` from the account's budget, and answers the outcome beside
+/// whether the account has a monthly limit, for
+/// [`Store::learn_monthly_limit`]. A refusal undoes the whole job.
+pub(super) async fn admit(
+    conn: &mut AnyConnection,
+    account: Uuid,
+    add: Charge,
+    now: DateTime<Utc>,
+    spent: Option<i64>,
+) -> StoreResult<Step<(InsertOutcome, Option<bool>)>> {
+    let admission = reserve(conn, account, add, now, spent).await?;
+    let limited = Some(admission.monthly_limited);
+    Ok(match admission.refused {
+        Some(why) => Step::Undo((InsertOutcome::BudgetExceeded(why), limited)),
+        None => Step::Commit((InsertOutcome::Stored, limited)),
+    })
 }
 
 /// Takes `add` from an account's budget inside the transaction that stores

@@ -95,27 +95,15 @@ impl Store {
                             return Ok(Step::Undo((InsertOutcome::NoCapacity, None)));
                         }
                     }
-                    let charge = nodes.iter().map(|n| Charge::of(&n.instance)).fold(
-                        Charge::default(),
-                        |a, b| Charge {
-                            gpus: a.gpus + b.gpus,
-                            cents: a.cents + b.cents,
-                        },
-                    );
-                    let admission =
-                        budgets::reserve(conn, account_id, charge, cluster_created_at, spent)
-                            .await?;
-                    let limited = Some(admission.monthly_limited);
-                    Ok(match admission.refused {
-                        Some(why) => Step::Undo((InsertOutcome::BudgetExceeded(why), limited)),
-                        None => Step::Commit((InsertOutcome::Stored, limited)),
-                    })
+                    let charge = nodes
+                        .iter()
+                        .map(|n| Charge::of(&n.instance))
+                        .fold(Charge::default(), Charge::plus);
+                    budgets::admit(conn, account_id, charge, cluster_created_at, spent).await
                 })
             })
             .await?;
-        if let Some(limited) = monthly_limited {
-            self.learn_monthly_limit(account_id, limited);
-        }
+        self.learn_monthly_limit(account_id, monthly_limited);
         Ok(outcome)
     }
 

@@ -231,25 +231,11 @@ impl Store {
                         budgets::adjust(conn, rec.account_id, charge).await?;
                         return Ok(Step::Commit((InsertOutcome::Stored, None)));
                     }
-                    let admission = budgets::reserve(
-                        conn,
-                        rec.account_id,
-                        charge,
-                        rec.instance.created_at,
-                        spent,
-                    )
-                    .await?;
-                    let limited = Some(admission.monthly_limited);
-                    Ok(match admission.refused {
-                        Some(why) => Step::Undo((InsertOutcome::BudgetExceeded(why), limited)),
-                        None => Step::Commit((InsertOutcome::Stored, limited)),
-                    })
+                    budgets::admit(conn, account, charge, rec.instance.created_at, spent).await
                 })
             })
             .await?;
-        if let Some(limited) = monthly_limited {
-            self.learn_monthly_limit(account, limited);
-        }
+        self.learn_monthly_limit(account, monthly_limited);
         Ok(outcome)
     }
 

@@ -1,7 +1,8 @@
 //! Wire types of the Shadeform v1 API as Parasol serves it.
 //!
 //! The field names, JSON types and optionality follow
-//! `shared/reference/shadeform-openapi.yaml` exactly; the server serialises
+//! `specs/shadeform.openapi.json` (the facts of Shadeform's published
+//! document, derived by `scripts/derive-specs.py`) exactly; the server serialises
 //! these types and the CLI deserialises them, so there is one copy of the
 //! contract. Request types are lenient where real clients are (unknown fields
 //! are ignored, `null` is accepted where a field is optional); response types

@@ -1,5 +1,5 @@
-//! Checks the parsers against output captured on real GPU servers, kept in
-//! the shared fixtures folder beside the repository.
+//! Checks the parsers against output captured on real GPU servers
+//! (`tests/fixtures/hosts/<host>/`, each with a README saying where and how).
 
 use parasol_hostinfo::{
     build_spec, parse_gpu_query, parse_lscpu, parse_os_release, parse_topology, DiscoveryOutput,
@@ -8,7 +8,7 @@ use parasol_hostinfo::{
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/hosts"
+    "/tests/fixtures/hosts"
 );
 
 /// The captured output of one host, read at run time so a missing fixture

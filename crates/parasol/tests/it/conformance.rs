@@ -1,6 +1,7 @@
 //! Validates response bodies against the Shadeform OpenAPI document.
 //!
-//! The document is loaded at test time from `shared/reference`, its
+//! The document is the repository's facts-only copy of Shadeform's
+//! (`specs/shadeform.openapi.json`, see `specs/README.md`), its
 //! component schemas are turned into one JSON Schema (draft 7) document, and
 //! each operation's 200 body is checked against the schema the document
 //! names for it. OpenAPI 3.0's `nullable` becomes a `null` alternative.
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/shadeform-openapi.yaml"
+    "/../../specs/shadeform.openapi.json"
 );
 
 struct Spec {

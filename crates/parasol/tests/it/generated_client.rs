@@ -10,7 +10,7 @@ use crate::harness::{public_key, Opts, Server, ADMIN_KEY};
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/shadeform-openapi.yaml"
+    "/../../specs/shadeform.openapi.json"
 );
 
 fn venv_bin(tool: &str) -> PathBuf {

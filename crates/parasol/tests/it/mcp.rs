@@ -12,7 +12,7 @@ use crate::harness::{binary, Opts, Server, ADMIN_KEY};
 
 const SHADEFORM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/shadeform-openapi.yaml"
+    "/../../specs/shadeform.openapi.json"
 );
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/mcp_client.py");

@@ -8,7 +8,7 @@ use crate::harness::{Opts, Server, ADMIN_KEY};
 
 const SHADEFORM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/shadeform-openapi.yaml"
+    "/../../specs/shadeform.openapi.json"
 );
 
 /// Follows `$ref`s and steps through nullable wrappers (`oneOf` /

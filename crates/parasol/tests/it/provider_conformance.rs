@@ -255,7 +255,8 @@ async fn wait_not_live(s: &dyn Subject, machine: &str) {
     }
 }
 
-/// A launch whose answer was lost, retried twice, rents one machine.
+/// A launch whose answer was lost, retried twice (the second time by a
+/// restarted process), rents one machine.
 pub async fn launch_twice_is_one_machine(s: impl Subject) {
     let p = s.provider();
     let req = s.request(Uuid::new_v4());
@@ -267,7 +268,11 @@ pub async fn launch_twice_is_one_machine(s: impl Subject) {
         );
     }
     let a = p.launch(&req).await.expect("the retry adopts the machine");
-    let b = p.launch(&req).await.expect("and so does the next");
+    let b = s
+        .fresh_provider()
+        .launch(&req)
+        .await
+        .expect("and so does a restarted process's");
     assert_eq!(a, b);
     let live = s.live().await;
     assert_eq!(live.len(), 1, "one machine: {live:?}");

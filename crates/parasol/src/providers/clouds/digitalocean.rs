@@ -10,7 +10,7 @@
 //!
 //! Droplets are named with the deployment's marker and tagged
 //! `parasol-<deployment id>` (for operators). They are found as every cloud
-//! finds its machines ([`super::find`]): by the remembered droplet id, else
+//! finds its machines (`find.rs`): by the remembered droplet id, else
 //! by name in the listing, so a retried launch adopts the droplet an
 //! earlier attempt made. That listing is `GET /droplets?type=gpus`:
 //! without `type`, DigitalOcean lists only droplets without GPUs, and

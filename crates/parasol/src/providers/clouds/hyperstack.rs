@@ -12,7 +12,7 @@
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
 //! `parasol-<deployment id>-<instance id>` and found as every cloud finds
-//! its machines ([`super::find`]), in `GET /core/virtual-machines`; a
+//! its machines (`find.rs`), in `GET /core/virtual-machines`; a
 //! launch first looks for that name, so a retried launch adopts the machine
 //! an earlier attempt made.
 //!

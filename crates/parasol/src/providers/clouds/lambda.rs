@@ -9,7 +9,7 @@
 //!
 //! Machines are named `parasol-<deployment id>-<instance id>` (see
 //! [`super::Marker`]) and found as every cloud finds its machines
-//! ([`super::find`]), in `GET /instances`; a launch first looks for a
+//! (`find.rs`), in `GET /instances`; a launch first looks for a
 //! machine of that name, so a launch retried after a timeout adopts the
 //! machine the first attempt made instead of renting a second. Launches are
 //! paced client-side (Lambda allows about one launch request per 12 s).

@@ -14,7 +14,7 @@
 //! that RunPod's images install. Interruptible pods are Shadeform's `spot`.
 //!
 //! Pods are named with the deployment's marker and found as every cloud
-//! finds its machines ([`super::find`]), in `GET /pods`; a launch first
+//! finds its machines (`find.rs`), in `GET /pods`; a launch first
 //! looks for that name, so a retried launch adopts the pod an earlier
 //! attempt made.
 //!

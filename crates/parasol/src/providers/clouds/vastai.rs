@@ -22,7 +22,7 @@
 //! offer taken meanwhile (`no_such_ask`) moves on to the next, up to
 //! [`ACCEPT_ATTEMPTS`], before reporting no capacity. Interruptible
 //! (`spot`) launches bid the offer's `min_bid`. Instances are found by
-//! their label as every cloud finds its machines ([`super::find`]), in
+//! their label as every cloud finds its machines (`find.rs`), in
 //! `GET /instances/`, which serves both the listing and the look-up by id;
 //! a launch first looks for its label, so a retried launch adopts the
 //! earlier instance.

@@ -11,7 +11,7 @@
 //!
 //! Machines get the hostname `parasol-<deployment id>-<instance id>` (and
 //! the same description) and are found by it as every cloud finds its
-//! machines ([`super::find`]), in `GET /instances`; a launch first looks
+//! machines (`find.rs`), in `GET /instances`; a launch first looks
 //! for it, so a retried launch adopts the machine an earlier attempt made.
 //!
 //! Status mapping (Verda `status` → [`MachineState`]):

@@ -17,6 +17,7 @@ pub mod sshkey;
 pub mod template;
 pub mod types;
 pub mod volume;
+pub mod webhook;
 pub mod wire;
 
 pub use account::*;
@@ -28,6 +29,7 @@ pub use sshkey::*;
 pub use template::*;
 pub use types::*;
 pub use volume::*;
+pub use webhook::*;
 
 use serde::{Deserialize, Deserializer};
 

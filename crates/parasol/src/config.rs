@@ -145,6 +145,14 @@ pub struct ServeArgs {
     /// Limits every MCP client (`/mcp`) to the read-only tools.
     #[arg(long, env = "PARASOL_MCP_READ_ONLY")]
     pub mcp_read_only: bool,
+    /// Accepts `http://` webhook URLs (for local receivers); otherwise
+    /// webhooks must be https.
+    #[arg(long, env = "PARASOL_WEBHOOK_ALLOW_HTTP")]
+    pub webhook_allow_http: bool,
+    /// Lets webhooks reach loopback, private and link-local addresses,
+    /// which are otherwise refused at create and at every delivery.
+    #[arg(long, env = "PARASOL_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 /// The TOML file.
@@ -269,6 +277,8 @@ pub struct Settings {
     pub test_clock: bool,
     /// Receives alert notifications; none: alerts are only recorded.
     pub alert_webhook_url: Option<String>,
+    /// What webhook URLs may be.
+    pub webhooks: crate::webhooks::UrlPolicy,
     /// The MCP server's guardrails.
     pub mcp: crate::mcp::McpSettings,
     /// Connection caps and timeouts.
@@ -473,6 +483,10 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         reconciler,
         test_clock: args.test_clock,
         alert_webhook_url: args.alert_webhook_url.clone().or(file.alerts.webhook_url),
+        webhooks: crate::webhooks::UrlPolicy {
+            allow_http: args.webhook_allow_http,
+            allow_private: args.webhook_allow_private,
+        },
         mcp: crate::mcp::McpSettings {
             read_only: args.mcp_read_only || file.mcp.read_only.unwrap_or(false),
         },

@@ -12,6 +12,8 @@
 //!   one cost-accrual function.
 //! - [`providers`]: the `Provider` trait and its implementations (the `sim`
 //!   multi-cloud is built in).
+//! - [`webhooks`]: signed deliveries of the recorded events to each
+//!   account's subscriptions, from a queue in the store.
 //! - [`mcp`]: the MCP server at `/mcp`, whose tools are the API's operations.
 //! - [`server`]: configuration and the wiring that starts all of the above.
 //! - [`cli`]: the client commands of the same binary, over the HTTP API.
@@ -33,5 +35,6 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod validate;
+pub mod webhooks;
 
 pub use parasol_api as api;

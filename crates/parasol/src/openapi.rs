@@ -414,6 +414,83 @@ fn ops() -> Vec<Op> {
         },
         op(
             Get,
+            "/webhooks",
+            "Webhooks",
+            "parasol",
+            "Parasol extension: the account's webhook endpoints (never their secrets).",
+            None,
+            name::<api::WebhooksResponse>(),
+        ),
+        op(
+            Post,
+            "/webhooks/create",
+            "WebhooksCreate",
+            "parasol",
+            "Parasol extension: a webhook endpoint receiving the account's events of the \
+             given types, signed per Standard Webhooks; the secret is in this answer only \
+             (at most 20 per account; 409 past that).",
+            Some(name::<api::CreateWebhookRequest>()),
+            name::<api::WebhookSecretResponse>(),
+        ),
+        op(
+            Get,
+            "/webhooks/{id}",
+            "WebhooksInfo",
+            "parasol",
+            "Parasol extension: one webhook endpoint.",
+            None,
+            name::<api::Webhook>(),
+        ),
+        op(
+            Post,
+            "/webhooks/{id}/update",
+            "WebhooksUpdate",
+            "parasol",
+            "Parasol extension: change an endpoint's URL, event types, description or \
+             enabled flag (absent fields are kept).",
+            Some(name::<api::UpdateWebhookRequest>()),
+            name::<api::Webhook>(),
+        ),
+        op(
+            Post,
+            "/webhooks/{id}/delete",
+            "WebhooksDelete",
+            "parasol",
+            "Parasol extension: delete an endpoint; its queued deliveries are dropped.",
+            None,
+            confirm(),
+        ),
+        op(
+            Post,
+            "/webhooks/{id}/rotate-secret",
+            "WebhooksRotateSecret",
+            "parasol",
+            "Parasol extension: a new secret, in this answer only; the old one keeps \
+             signing beside it for 24 h.",
+            None,
+            name::<api::WebhookSecretResponse>(),
+        ),
+        op(
+            Post,
+            "/webhooks/{id}/test",
+            "WebhooksTest",
+            "parasol",
+            "Parasol extension: send the endpoint a `ping` event.",
+            None,
+            name::<api::WebhookTestResponse>(),
+        ),
+        Op {
+            method: Get,
+            path: "/webhooks/{id}/deliveries",
+            id: "WebhooksDeliveries",
+            tag: "parasol",
+            summary: "Parasol extension: the endpoint's delivery attempts, newest first.",
+            request: None,
+            response: name::<api::WebhookDeliveriesResponse>(),
+            query: &[("limit", "Attempts to list, 1 to 1000 (default 50).")],
+        },
+        op(
+            Get,
             "/admin/accounts",
             "AdminAccounts",
             "parasol",
@@ -518,6 +595,13 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::CreateAccountRequest>(&mut s);
     collect::<api::CreateAccountResponse>(&mut s);
     collect::<api::UpdateAccountRequest>(&mut s);
+    collect::<api::WebhooksResponse>(&mut s);
+    collect::<api::Webhook>(&mut s);
+    collect::<api::CreateWebhookRequest>(&mut s);
+    collect::<api::UpdateWebhookRequest>(&mut s);
+    collect::<api::WebhookSecretResponse>(&mut s);
+    collect::<api::WebhookTestResponse>(&mut s);
+    collect::<api::WebhookDeliveriesResponse>(&mut s);
     s.push((
         LAUNCH.into(),
         utoipa::openapi::OneOfBuilder::new()

@@ -13,7 +13,6 @@ use tokio::sync::{watch, Notify};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::{self, hash_key, new_api_key, AppState, KeyCache};
-use crate::lifecycle::alerts::AlertSink;
 use crate::lifecycle::reconciler::Reconciler;
 use crate::providers::catalog::Catalog;
 use crate::providers::hosts::Hosts;
@@ -207,16 +206,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     catalog.refresh().await;
 
     let notify = Arc::new(Notify::new());
-    let reconciler = Arc::new(
-        Reconciler::new(
-            store.clone(),
-            catalog.clone(),
-            clock.clone(),
-            notify.clone(),
-            settings.reconciler.clone(),
-        )
-        .with_alerts(settings.alert_webhook_url.clone().map(AlertSink::start)),
-    );
+    let reconciler = Arc::new(Reconciler::new(
+        store.clone(),
+        catalog.clone(),
+        clock.clone(),
+        notify.clone(),
+        settings.reconciler.clone(),
+    ));
+    // `--alert-webhook-url` is a server-level subscription to the alert
+    // events, delivered like every other.
+    store
+        .set_alert_webhook(settings.alert_webhook_url.as_deref(), clock.now_ms())
+        .await
+        .context("saving the alert webhook")?;
+    let deliverer = Arc::new(crate::webhooks::Deliverer::new(
+        store.clone(),
+        clock.clone(),
+        settings.webhooks,
+        settings.reconciler.period,
+    ));
     let state = Arc::new(AppState {
         deployment_id: deployment_id.clone(),
         store: store.clone(),
@@ -233,6 +241,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         tls: settings.tls.is_some(),
         audit_retention: settings.audit_retention,
         console_key: Default::default(),
+        webhooks: settings.webhooks,
     });
 
     let handshake = settings
@@ -276,6 +285,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.audit_retention,
         stop_rx.clone(),
     ));
+    let webhooks_task = tokio::spawn(deliverer.run(stop_rx.clone()));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     crate::listener::serve(
@@ -291,6 +301,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     reconciler_task.await.ok();
     leases_task.await.ok();
     refresh_task.await.ok();
+    webhooks_task.await.ok();
     audit_task.await.ok();
     sweep_task.await.ok();
     store.close().await;

@@ -24,6 +24,7 @@ pub(crate) mod sshkeys;
 pub(crate) mod templates;
 mod usage;
 pub(crate) mod volumes;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub audit_retention: std::time::Duration,
     /// The console's session signing key, read from the store on first use.
     pub console_key: crate::console::SessionKey,
+    /// What webhook URLs may be.
+    pub webhooks: crate::webhooks::UrlPolicy,
 }
 
 /// Shared state handle.
@@ -147,7 +150,18 @@ fn api_router(state: AppRef) -> Router {
         .route("/account/keys", get(api_keys::list))
         .route("/account/keys/create", post(api_keys::create))
         .route("/account/keys/{id}/revoke", post(api_keys::revoke))
-        .route("/admin/audit", get(audit::list));
+        .route("/admin/audit", get(audit::list))
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/create", post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::info))
+        .route("/webhooks/{id}/update", post(webhooks::update))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
     let admin = Router::new()
         .route("/sim/machines", get(admin::sim_machines))
         .route("/sim/machines/{id}/fail", post(admin::sim_fail))

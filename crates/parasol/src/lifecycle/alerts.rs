@@ -7,64 +7,16 @@
 //! on an idle server, at most the reconciler period (default 1 s) plus the
 //! time to work through the due queue on a busy one.
 //!
-//! Webhook delivery is decoupled from the reconciler by a bounded queue and
-//! its own task: a webhook that is down or slow costs the reconciler one
-//! `try_send`, never a wait. A full queue drops the notification (it is
-//! still recorded as an event) and says so in the log.
-
-use std::time::Duration;
+//! A crossed alert is recorded as an event whose data is the notification
+//! below; webhooks (crate::webhooks) deliver it, to the subscriptions that
+//! take `alert` events and to `--alert-webhook-url`, from the store's
+//! queue and never on the reconciler's time.
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use super::cost;
 use crate::store::InstanceRecord;
 use crate::validate;
-
-/// Notifications waiting for delivery before new ones are dropped.
-const QUEUE: usize = 1024;
-
-/// Where alert notifications go.
-#[derive(Clone)]
-pub struct AlertSink {
-    tx: mpsc::Sender<Value>,
-}
-
-impl AlertSink {
-    /// Starts the delivery task for `url`. It ends when the last sink is
-    /// dropped.
-    pub fn start(url: String) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Value>(QUEUE);
-        tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default();
-            while let Some(body) = rx.recv().await {
-                match client.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => tracing::warn!(
-                        status = r.status().as_u16(),
-                        "alert webhook refused a notification"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "alert webhook unreachable; notification dropped")
-                    }
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    /// Queues a notification without waiting.
-    pub fn send(&self, body: Value) {
-        if self.tx.try_send(body).is_err() {
-            tracing::warn!(
-                "alert webhook queue is full; notification dropped (the event is recorded)"
-            );
-        }
-    }
-}
 
 /// A crossed threshold.
 #[derive(Debug, Clone, PartialEq, Eq)]

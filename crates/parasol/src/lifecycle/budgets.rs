@@ -14,7 +14,6 @@ use chrono::{DateTime, Datelike, Utc};
 use parasol_api::{dollars, OnExceed, Status};
 use serde_json::json;
 
-use super::alerts::AlertSink;
 use super::begin_delete;
 use crate::clock::from_millis;
 use crate::store::{
@@ -47,26 +46,17 @@ fn alert_cents(limit: i64, percent: i64) -> i64 {
 
 /// One pass over the watched accounts; returns when the next threshold
 /// falls due (ms), if any does this month.
-pub async fn enforce(
-    store: &Store,
-    now: DateTime<Utc>,
-    sink: Option<&AlertSink>,
-) -> StoreResult<Option<i64>> {
+pub async fn enforce(store: &Store, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
     let mut next: Option<i64> = None;
     for w in store.watched_accounts().await? {
-        if let Some(t) = enforce_one(store, &w, now, sink).await? {
+        if let Some(t) = enforce_one(store, &w, now).await? {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
     }
     Ok(next)
 }
 
-async fn enforce_one(
-    store: &Store,
-    w: &Watched,
-    now: DateTime<Utc>,
-    sink: Option<&AlertSink>,
-) -> StoreResult<Option<i64>> {
+async fn enforce_one(store: &Store, w: &Watched, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
     let recs = store.instances_of_month(w.account_id, now).await?;
     let spent = spend_at(&recs, now);
     let limit = w.monthly_limit_cents;
@@ -84,22 +74,22 @@ async fn enforce_one(
                     dollars(spent),
                     dollars(limit)
                 );
+                // The data is the body `--alert-webhook-url` has always
+                // received for a budget alert.
+                let data = json!({
+                    "event": "alert",
+                    "kind": "budget_threshold",
+                    "message": message,
+                    "account_id": w.account_id,
+                    "month_to_date_spend": dollars(spent),
+                    "monthly_limit": dollars(limit),
+                    "alert_at_percent": p,
+                    "at": now,
+                });
                 store
-                    .record_event(w.account_id, None, "budget.alert", &message, now_ms)
+                    .record_event_with(w.account_id, None, "budget.alert", &message, data, now_ms)
                     .await?;
                 tracing::info!(account = %w.account_id, "budget alert fired");
-                if let Some(sink) = sink {
-                    sink.send(json!({
-                        "event": "alert",
-                        "kind": "budget_threshold",
-                        "message": message,
-                        "account_id": w.account_id,
-                        "month_to_date_spend": dollars(spent),
-                        "monthly_limit": dollars(limit),
-                        "alert_at_percent": p,
-                        "at": now,
-                    }));
-                }
             }
         } else if !fired {
             next.extend(reaches(&recs, at, now_ms, month_end));
@@ -142,12 +132,16 @@ async fn delete_running(
         rec.wake_at = Some(now_ms);
         if store.update_instance(&mut rec, now_ms).await? {
             let message = format!("instance {} {reason}", rec.instance.name);
+            let mut data = serde_json::to_value(&rec.instance)?;
+            data["message"] = json!(message);
+            data["monthly_limit"] = json!(dollars(w.monthly_limit_cents));
             store
-                .record_event(
+                .record_event_with(
                     w.account_id,
                     Some(rec.instance.id),
                     "budget.deleted",
                     &message,
+                    data,
                     now_ms,
                 )
                 .await?;

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use parasol_api::Status;
 use tokio::sync::{watch, Notify};
 
-use super::alerts::{self, AlertSink};
+use super::alerts;
 use super::placement::{self, Attempt};
 use super::{begin_delete, cost};
 use crate::clock::Clock;
@@ -93,20 +93,12 @@ pub struct Reconciler {
     pub replica: uuid::Uuid,
     /// Counters for metrics and readiness.
     pub stats: ReconcilerStats,
-    /// Where alert notifications go, when a webhook is configured.
-    alerts: Option<AlertSink>,
     /// When the budget watch runs next (ms): a period after the last, or
     /// when the next threshold falls due if that is sooner.
     budget_wake: std::sync::atomic::AtomicI64,
 }
 
 impl Reconciler {
-    /// Sends alert notifications to `sink` as well as recording them.
-    pub fn with_alerts(mut self, sink: Option<AlertSink>) -> Self {
-        self.alerts = sink;
-        self
-    }
-
     /// A reconciler; start it with [`Reconciler::run`].
     pub fn new(
         store: Store,
@@ -123,7 +115,6 @@ impl Reconciler {
             cfg,
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
-            alerts: None,
             budget_wake: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -185,7 +176,7 @@ impl Reconciler {
         if now >= self.budget_wake.load(Ordering::Relaxed) {
             // A failed watch is retried next period; it never holds up
             // the instances' own steps.
-            let next = super::budgets::enforce(&self.store, self.clock.now(), self.alerts.as_ref())
+            let next = super::budgets::enforce(&self.store, self.clock.now())
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "budget watch failed; retrying");
@@ -305,6 +296,7 @@ impl Reconciler {
                     details = rec.instance.status_details.as_deref().unwrap_or(""),
                     "transition"
                 );
+                self.transition_events(&rec, before).await;
             }
         } else {
             self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
@@ -542,24 +534,77 @@ impl Reconciler {
             self.notify.notify_one();
         }
         begin_delete(rec, now, Some("preempted".into()));
-        self.record_preemption(rec, now).await;
+        self.record_preemption(rec).await;
     }
 
-    /// Records an event about an instance; a failure is logged, not fatal.
-    async fn event(&self, rec: &InstanceRecord, kind: &str, message: String) {
+    /// Records an event about an instance, with the instance as the API
+    /// shows it (plus `extra`) as its data; a failure is logged, not fatal.
+    async fn event_with(
+        &self,
+        rec: &InstanceRecord,
+        kind: &str,
+        message: String,
+        extra: serde_json::Value,
+    ) {
+        let now = self.clock.now();
+        let mut data =
+            serde_json::to_value(crate::http::instances::render(rec, now)).unwrap_or_default();
+        if let (Some(d), Some(x)) = (data.as_object_mut(), extra.as_object()) {
+            d.extend(x.clone());
+        }
         if let Err(e) = self
             .store
-            .record_event(
+            .record_event_with(
                 rec.account_id,
                 Some(rec.instance.id),
                 kind,
                 &message,
-                self.clock.now_ms(),
+                data,
+                now.timestamp_millis(),
             )
             .await
         {
             tracing::warn!(instance = %rec.instance.id, kind, error = %e, "could not record an event");
         }
+    }
+
+    /// [`Reconciler::event_with`] with the message in the data.
+    async fn event(&self, rec: &InstanceRecord, kind: &str, message: String) {
+        let extra = serde_json::json!({ "message": message });
+        self.event_with(rec, kind, message, extra).await
+    }
+
+    /// The events of a written transition: `instance.status_changed`, and
+    /// `instance.active`, `instance.deleted` or `instance.error` for those
+    /// states. Recorded after the transition's write: a crash between the
+    /// two loses them (the transition itself is kept).
+    async fn transition_events(&self, rec: &InstanceRecord, before: Status) {
+        let to = rec.instance.status;
+        let name = &rec.instance.name;
+        let extra = serde_json::json!({ "from": before, "to": to });
+        self.event_with(
+            rec,
+            "instance.status_changed",
+            format!("instance {name} went from {before} to {to}"),
+            extra,
+        )
+        .await;
+        let (kind, message) = match to {
+            Status::Active => ("instance.active", format!("instance {name} is active")),
+            Status::Deleted => ("instance.deleted", format!("instance {name} was deleted")),
+            Status::Error => (
+                "instance.error",
+                format!(
+                    "instance {name} failed: {}",
+                    rec.instance
+                        .status_details
+                        .as_deref()
+                        .unwrap_or("unknown error")
+                ),
+            ),
+            _ => return,
+        };
+        self.event(rec, kind, message).await;
     }
 
     async fn watch_boot(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {
@@ -703,13 +748,15 @@ impl Reconciler {
         }
         for c in &due {
             let kind = format!("alert.{}_threshold", c.kind);
+            // The data is the notification `--alert-webhook-url` receives.
             if let Err(e) = self
                 .store
-                .record_event(
+                .record_event_with(
                     rec.account_id,
                     Some(rec.instance.id),
                     &kind,
                     &c.message,
+                    alerts::notification(rec, c, cents, now),
                     now.timestamp_millis(),
                 )
                 .await
@@ -717,9 +764,6 @@ impl Reconciler {
                 tracing::warn!(instance = %rec.instance.id, error = %e, "could not record an alert event");
             }
             tracing::info!(instance = %rec.instance.id, kind, "alert fired");
-            if let Some(sink) = &self.alerts {
-                sink.send(alerts::notification(rec, c, cents, now));
-            }
         }
         Ok(())
     }
@@ -752,21 +796,9 @@ impl Reconciler {
     /// Into `error`: billing stops, and the next steps release the machine.
     /// Leaves a `preempted` event for the console's events page. A lost
     /// event is logged, never a reason to keep the machine.
-    async fn record_preemption(&self, rec: &InstanceRecord, now: chrono::DateTime<chrono::Utc>) {
+    async fn record_preemption(&self, rec: &InstanceRecord) {
         let message = format!("instance {} was preempted by its cloud", rec.instance.name);
-        if let Err(e) = self
-            .store
-            .record_event(
-                rec.account_id,
-                Some(rec.instance.id),
-                "preempted",
-                &message,
-                now.timestamp_millis(),
-            )
-            .await
-        {
-            tracing::warn!(instance = %rec.instance.id, error = %e, "could not record a preemption event");
-        }
+        self.event(rec, "preempted", message).await;
     }
 
     fn fail(&self, rec: &mut InstanceRecord, reason: String) {

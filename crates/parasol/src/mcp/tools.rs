@@ -147,7 +147,13 @@ fn effect(id: &str, method: &Method) -> (Kind, &'static str) {
             Kind::Destroy,
             "Interrupts whatever runs on the instance; billing continues. Free in itself.",
         ),
-        "SshKeysDelete" | "TemplatesDelete" => (Kind::Destroy, "Irreversible. Free."),
+        "SshKeysDelete" | "TemplatesDelete" | "WebhooksDelete" => {
+            (Kind::Destroy, "Irreversible. Free.")
+        }
+        "WebhooksTest" => (
+            Kind::Write,
+            "Free: sends the endpoint a ping event and changes nothing.",
+        ),
         "InstancesUpdate" | "SshKeysAdd" | "SshKeysSetDefault" | "TemplatesSave"
         | "TemplatesUpdate" => (Kind::Write, "Free: changes settings only."),
         _ if *method == Method::GET => (Kind::Read, "Free: reads only."),
@@ -185,8 +191,12 @@ fn annotations(kind: Kind, id: &str, title: &str) -> Value {
 /// keys, its usage and (with an admin key) the accounts, but minting a
 /// credential that outlives its session, revoking the keys people use, and
 /// changing who may spend how much (an agent could lift its own budget) are
-/// left to people.
+/// left to people; so is where the account's events are sent (a webhook's
+/// URL) and the secrets that sign them.
 const NOT_TOOLS: &[&str] = &[
+    "WebhooksCreate",
+    "WebhooksUpdate",
+    "WebhooksRotateSecret",
     "AccountKeysCreate",
     "AccountKeysRevoke",
     "AdminAccountsCreate",
@@ -304,6 +314,7 @@ fn thing(path: &str) -> &'static str {
         "sshkeys" => "SSH key",
         "volumes" => "volume",
         "templates" => "template",
+        "webhooks" => "webhook",
         _ => "object",
     }
 }

@@ -553,6 +553,12 @@ impl Store {
             "DELETE FROM account_spend WHERE account_id = $1",
             "DELETE FROM ssh_keys WHERE account_id = $1",
             "DELETE FROM api_keys WHERE account_id = $1",
+            // A deleted account's endpoints receive nothing more.
+            "DELETE FROM webhook_deliveries WHERE webhook_id IN
+                (SELECT id FROM webhooks WHERE account_id = $1)",
+            "DELETE FROM webhook_attempts WHERE webhook_id IN
+                (SELECT id FROM webhooks WHERE account_id = $1)",
+            "DELETE FROM webhooks WHERE account_id = $1",
         ] {
             sqlx::query(sql)
                 .bind(id.to_string())

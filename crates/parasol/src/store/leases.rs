@@ -225,7 +225,7 @@ impl Store {
     /// live process reconciles: an embedded SQLite file at server start,
     /// so that a restart after a crash resumes at once.
     pub async fn clear_all_leases(&self) -> StoreResult<()> {
-        for table in ["instances", "clusters"] {
+        for table in ["instances", "clusters", "webhook_deliveries"] {
             sqlx::query(&format!(
                 "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
             ))

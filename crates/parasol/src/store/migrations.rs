@@ -262,6 +262,54 @@ const STEPS: &[&[&str]] = &[&[
     // only while this marker is missing (store/capacity.rs), so the step
     // owes one even on a store that was recounted before.
     "DELETE FROM settings WHERE name = 'capacity_recount'",
+], &[
+    // Webhooks (issue 27): subscriptions, the delivery queue (claimed
+    // with leases like instances: store/webhooks.rs) and each attempt.
+    // Events keep the object they are about, which subscribers receive.
+    "ALTER TABLE events ADD COLUMN data TEXT",
+    "CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        account_id TEXT,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT,
+        enabled BIGINT NOT NULL,
+        all_accounts BIGINT NOT NULL,
+        format TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        old_secret TEXT,
+        old_secret_until BIGINT,
+        failing_since BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX webhooks_account ON webhooks (account_id, created_at)",
+    "CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        wake_at BIGINT,
+        lease_owner TEXT,
+        lease_until BIGINT,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX webhook_deliveries_wake ON webhook_deliveries (wake_at)",
+    "CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id)",
+    "CREATE TABLE webhook_attempts (
+        id TEXT PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        status_code BIGINT,
+        error TEXT,
+        duration_ms BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    )",
+    "CREATE INDEX webhook_attempts_hook ON webhook_attempts (webhook_id, at)",
 ]];
 
 /// The schema version this binary writes.

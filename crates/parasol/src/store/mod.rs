@@ -31,6 +31,7 @@ mod settings;
 mod sshkeys;
 mod templates;
 mod volumes;
+mod webhooks;
 mod writer;
 
 pub use accounts::Account;
@@ -42,6 +43,9 @@ pub use migrations::version_creating;
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
 pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
+pub use webhooks::{
+    envelope, Attempt, DeliveryRecord, Format, Next, WebhookRecord, ALERT_WEBHOOK_ID, MAX_WEBHOOKS,
+};
 pub use writer::{Step, MAX_BATCH, QUEUE_DEPTH};
 
 use std::str::FromStr;

@@ -35,7 +35,7 @@ pub enum DeleteVolumeOutcome {
     Mounted,
 }
 
-/// Something that happened to an account's resources (alerts so far).
+/// Something that happened to an account's resources.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     pub id: Uuid,
@@ -239,7 +239,8 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Records an event for an account.
+    /// Records an event for an account; its webhook data names the
+    /// instance and says what happened (see [`Store::record_event_with`]).
     pub async fn record_event(
         &self,
         account: Uuid,
@@ -248,26 +249,9 @@ impl Store {
         message: &str,
         now_ms: i64,
     ) -> StoreResult<Uuid> {
-        let id = Uuid::new_v4();
-        let (account, instance) = (account.to_string(), instance.map(|i| i.to_string()));
-        let (kind, message) = (kind.to_string(), message.to_string());
-        self.write_one(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO events (id, account_id, instance_id, kind, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id.to_string())
-                .bind(account)
-                .bind(instance)
-                .bind(kind)
-                .bind(message)
-                .bind(now_ms)
-                .execute(&mut *conn)
-                .await?;
-                Ok(Step::Commit(id))
-            })
-        })
-        .await
+        let data = serde_json::json!({ "instance_id": instance, "message": message });
+        self.record_event_with(account, instance, kind, message, data, now_ms)
+            .await
     }
 
     /// An account's events, oldest first.

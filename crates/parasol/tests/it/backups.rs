@@ -77,10 +77,11 @@ async fn populated() -> (Server, tempfile::TempDir) {
     body["alert"] = json!({"spend_threshold": "0.00"});
     c.post("/v1/instances/create", body).await.expect(200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while c.get("/v1/events").await.expect(200)["events"]
+    while !c.get("/v1/events").await.expect(200)["events"]
         .as_array()
         .unwrap()
-        .is_empty()
+        .iter()
+        .any(|e| e["kind"] == "alert.spend_threshold")
     {
         assert!(std::time::Instant::now() < deadline, "no event recorded");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -242,6 +242,14 @@ impl Server {
         self.spawn();
     }
 
+    /// Starts the server again on the same data directory (and database)
+    /// with other options.
+    pub fn restart_with(&mut self, opts: Opts) {
+        self.kill();
+        self.opts = opts;
+        self.spawn();
+    }
+
     /// A client with the admin key.
     pub fn admin(&self) -> Client {
         self.client(ADMIN_KEY)

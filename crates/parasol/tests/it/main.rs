@@ -38,3 +38,4 @@ mod tenancy;
 mod thresholds;
 mod tls;
 mod volumes;
+mod webhooks;

@@ -53,12 +53,14 @@ async fn fail_launches(c: &Client, candidate: &Value) {
     .expect(200);
 }
 
+/// Placement's events of an instance (not the lifecycle's `instance.*`).
 async fn events_of(c: &Client, id: &str) -> Vec<Value> {
     c.get("/v1/events").await.expect(200)["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["instance_id"] == id)
+        .filter(|e| !e["kind"].as_str().unwrap().starts_with("instance."))
         .cloned()
         .collect()
 }

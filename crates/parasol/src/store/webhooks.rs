@@ -1,0 +1,677 @@
+//! Webhook subscriptions and their delivery queue (see `crate::webhooks`).
+//!
+//! Recording an event ([`Store::record_event_with`]) queues one delivery
+//! row per matching enabled subscription in the same transaction, so an
+//! event is never recorded without its deliveries, nor queued without
+//! being recorded. Delivery rows are claimed like the reconciler's
+//! instances (store/leases.rs): `wake_at` on the lifecycle clock says when
+//! the next attempt is due, `lease_owner`/`lease_until` (wall clock) which
+//! replica is making it; a finished delivery's row is deleted and each
+//! attempt is kept in `webhook_attempts`.
+
+use serde_json::{json, Value};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::accounts::parse_uuid;
+use super::{flag, Step, Store, StoreError, StoreResult};
+use crate::clock::from_millis;
+
+/// Subscriptions one account may have.
+pub const MAX_WEBHOOKS: i64 = 20;
+
+/// How a subscription's deliveries are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Standard Webhooks envelope `{id, type, created_at, account_id,
+    /// data}`.
+    Standard,
+    /// The body `--alert-webhook-url` has always received: the event's
+    /// `data` alone.
+    Alert,
+}
+
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Standard => "standard",
+            Format::Alert => "alert",
+        }
+    }
+
+    fn parse(s: &str) -> Format {
+        if s == "alert" {
+            Format::Alert
+        } else {
+            Format::Standard
+        }
+    }
+}
+
+/// One subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: Uuid,
+    /// `None`: the server-level subscription of `--alert-webhook-url`.
+    pub account_id: Option<Uuid>,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub all_accounts: bool,
+    pub format: Format,
+    /// `whsec_...`.
+    pub secret: String,
+    /// The secret before the last rotation, and until when it still signs.
+    pub old_secret: Option<(String, i64)>,
+    /// When the current run of failed attempts began (lifecycle ms).
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+}
+
+impl WebhookRecord {
+    /// The API's view (never the secret).
+    pub fn view(&self, now_ms: i64) -> parasol_api::Webhook {
+        parasol_api::Webhook {
+            id: self.id,
+            url: self.url.clone(),
+            events: self.events.clone(),
+            description: self.description.clone(),
+            enabled: self.enabled,
+            all_accounts: self.all_accounts,
+            created_at: from_millis(self.created_at),
+            previous_secret_expires_at: self
+                .old_secret
+                .as_ref()
+                .filter(|(_, until)| *until > now_ms)
+                .map(|(_, until)| from_millis(*until)),
+        }
+    }
+
+    /// The secrets that sign a delivery made at `now_ms`: the current one,
+    /// and the previous one while it is still valid.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut out = vec![self.secret.as_str()];
+        if let Some((old, until)) = &self.old_secret {
+            if *until > now_ms {
+                out.push(old);
+            }
+        }
+        out
+    }
+}
+
+/// One queued delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The exact bytes to POST (the signature covers them).
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When it was queued (lifecycle ms): retries stop 24 h after.
+    pub created_at: i64,
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub at: i64,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Delivered, or given up: the row goes.
+    Done { success: bool },
+    /// Try again at this lifecycle time.
+    RetryAt(i64),
+}
+
+const COLUMNS: &str = "id, account_id, url, events, description, enabled, all_accounts, format, \
+     secret, old_secret, old_secret_until, failing_since, created_at";
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, body, attempts, created_at";
+
+/// Id of the server-level subscription `--alert-webhook-url` becomes.
+pub const ALERT_WEBHOOK_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_a1e7_0001);
+
+fn decode(r: &sqlx::any::AnyRow) -> StoreResult<WebhookRecord> {
+    let account: Option<String> = r.try_get(1)?;
+    let old: Option<String> = r.try_get(9)?;
+    let old_until: Option<i64> = r.try_get(10)?;
+    Ok(WebhookRecord {
+        id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+        account_id: account.as_deref().map(parse_uuid).transpose()?,
+        url: r.try_get(2)?,
+        events: serde_json::from_str(&r.try_get::<String, _>(3)?)?,
+        description: r.try_get(4)?,
+        enabled: r.try_get::<i64, _>(5)? != 0,
+        all_accounts: r.try_get::<i64, _>(6)? != 0,
+        format: Format::parse(&r.try_get::<String, _>(7)?),
+        secret: r.try_get(8)?,
+        old_secret: old.zip(old_until),
+        failing_since: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+    })
+}
+
+fn decode_delivery(r: &sqlx::any::AnyRow) -> StoreResult<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+        webhook_id: parse_uuid(&r.try_get::<String, _>(1)?)?,
+        event_id: parse_uuid(&r.try_get::<String, _>(2)?)?,
+        event_type: r.try_get(3)?,
+        body: r.try_get(4)?,
+        attempts: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+    })
+}
+
+/// The envelope a standard subscription receives for an event.
+pub fn envelope(
+    id: Uuid,
+    kind: &str,
+    account: Option<Uuid>,
+    data: &Value,
+    created_ms: i64,
+) -> Value {
+    json!({
+        "id": id,
+        "type": kind,
+        "created_at": from_millis(created_ms),
+        "account_id": account,
+        "data": data,
+    })
+}
+
+/// Queues `event` for every enabled subscription that wants it, on the
+/// connection of the transaction that records it.
+#[allow(clippy::too_many_arguments)]
+async fn enqueue(
+    conn: &mut sqlx::AnyConnection,
+    event_id: Uuid,
+    kind: &str,
+    account: Uuid,
+    data: &Value,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let rows = sqlx::query(
+        "SELECT id, events, format FROM webhooks
+         WHERE enabled = 1 AND (account_id = $1 OR all_accounts = 1)",
+    )
+    .bind(account.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let patterns: Vec<String> = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
+        if !crate::webhooks::wants(&patterns, kind) {
+            continue;
+        }
+        let body = match Format::parse(&r.try_get::<String, _>(2)?) {
+            Format::Standard => envelope(event_id, kind, Some(account), data, now_ms),
+            Format::Alert => data.clone(),
+        };
+        insert_delivery(
+            conn,
+            &r.try_get::<String, _>(0)?,
+            event_id,
+            kind,
+            &body.to_string(),
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_delivery(
+    conn: &mut sqlx::AnyConnection,
+    webhook: &str,
+    event_id: Uuid,
+    kind: &str,
+    body: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body, attempts,
+            wake_at, lease_owner, lease_until, created_at)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, NULL, $6)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(webhook.to_string())
+    .bind(event_id.to_string())
+    .bind(kind.to_string())
+    .bind(body.to_string())
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Records an event for an account with the object it is about, and
+    /// queues its webhook deliveries in the same transaction. `data` is
+    /// what a subscriber receives (the object as the API shows it); events
+    /// of a kind that is no webhook type are only recorded.
+    pub async fn record_event_with(
+        &self,
+        account: Uuid,
+        instance: Option<Uuid>,
+        kind: &str,
+        message: &str,
+        data: Value,
+        now_ms: i64,
+    ) -> StoreResult<Uuid> {
+        let id = Uuid::new_v4();
+        let (kind, message) = (kind.to_string(), message.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id.to_string())
+                .bind(account.to_string())
+                .bind(instance.map(|i| i.to_string()))
+                .bind(kind.clone())
+                .bind(message)
+                .bind(now_ms)
+                .bind(data.to_string())
+                .execute(&mut *conn)
+                .await?;
+                if let Some(t) = crate::webhooks::event_type(&kind) {
+                    enqueue(conn, id, t, account, &data, now_ms).await?;
+                }
+                Ok(Step::Commit(id))
+            })
+        })
+        .await
+    }
+
+    /// Stores a new subscription unless the account already has
+    /// [`MAX_WEBHOOKS`]; `false` when it has.
+    pub async fn insert_webhook(&self, w: &WebhookRecord) -> StoreResult<bool> {
+        let w = w.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let account = w.account_id.map(|a| a.to_string());
+                let n: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = $1")
+                        .bind(account.clone())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                if n >= MAX_WEBHOOKS {
+                    return Ok(Step::Undo(false));
+                }
+                insert_webhook_row(conn, &w).await?;
+                Ok(Step::Commit(true))
+            })
+        })
+        .await
+    }
+
+    /// Makes the server-level subscription of `--alert-webhook-url` match
+    /// `url` (none: removes it). Every replica runs this at start with the
+    /// same settings, so it is an idempotent upsert.
+    pub async fn set_alert_webhook(&self, url: Option<&str>, now_ms: i64) -> StoreResult<()> {
+        let url = url.map(str::to_string);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let id = ALERT_WEBHOOK_ID.to_string();
+                let Some(url) = url else {
+                    sqlx::query("DELETE FROM webhooks WHERE id = $1")
+                        .bind(id.clone())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    return Ok(Step::Commit(()));
+                };
+                let updated = sqlx::query(
+                    "UPDATE webhooks SET url = $2, enabled = 1, failing_since = NULL, updated_at = $3
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(url.clone())
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    let w = WebhookRecord {
+                        id: ALERT_WEBHOOK_ID,
+                        account_id: None,
+                        url,
+                        events: vec!["alert".into(), "budget.alert".into()],
+                        description: Some("--alert-webhook-url".into()),
+                        enabled: true,
+                        all_accounts: true,
+                        format: Format::Alert,
+                        secret: crate::webhooks::new_secret(),
+                        old_secret: None,
+                        failing_since: None,
+                        created_at: now_ms,
+                    };
+                    insert_webhook_row(conn, &w).await?;
+                }
+                Ok(Step::Commit(()))
+            })
+        })
+        .await
+    }
+
+    /// An account's subscriptions, oldest first.
+    pub async fn list_webhooks(&self, account: Uuid) -> StoreResult<Vec<WebhookRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhooks WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// One of an account's subscriptions.
+    pub async fn get_webhook(&self, account: Uuid, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        Ok(self
+            .get_webhook_any(id)
+            .await?
+            .filter(|w| w.account_id == Some(account)))
+    }
+
+    /// A subscription by id alone (the delivery worker).
+    pub async fn get_webhook_any(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Writes a subscription's settings and secrets back; `false` when it
+    /// is gone. Re-enabling clears its run of failures.
+    pub async fn update_webhook(&self, w: &WebhookRecord, now_ms: i64) -> StoreResult<bool> {
+        let w = w.clone();
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE webhooks SET url = $2, events = $3, description = $4, enabled = $5,
+                        secret = $6, old_secret = $7, old_secret_until = $8, failing_since = $9,
+                        updated_at = $10
+                     WHERE id = $1",
+                )
+                .bind(w.id.to_string())
+                .bind(w.url.clone())
+                .bind(serde_json::to_string(&w.events)?)
+                .bind(w.description.clone())
+                .bind(flag(w.enabled))
+                .bind(w.secret.clone())
+                .bind(w.old_secret.as_ref().map(|(s, _)| s.clone()))
+                .bind(w.old_secret.as_ref().map(|(_, t)| *t))
+                .bind(w.failing_since)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                Ok(if n == 0 {
+                    Step::Undo(false)
+                } else {
+                    Step::Commit(true)
+                })
+            })
+        })
+        .await
+    }
+
+    /// Deletes one of an account's subscriptions and its queued
+    /// deliveries (its attempts stay until the account goes).
+    pub async fn delete_webhook(&self, account: Uuid, id: Uuid) -> StoreResult<bool> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(Step::Undo(false));
+                }
+                sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Step::Commit(true))
+            })
+        })
+        .await
+    }
+
+    /// Queues one delivery for one subscription only (a `ping`).
+    pub async fn queue_delivery(
+        &self,
+        webhook: Uuid,
+        event_id: Uuid,
+        kind: &str,
+        body: &Value,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (kind, body) = (kind.to_string(), body.to_string());
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                insert_delivery(conn, &webhook.to_string(), event_id, &kind, &body, now_ms).await?;
+                Ok(Step::Commit(()))
+            })
+        })
+        .await
+    }
+
+    /// Claims up to `limit` deliveries due at `now_ms` (lifecycle clock)
+    /// for `owner` until `lease_until` (wall clock), as the reconciler
+    /// claims instances: no two replicas hold the same delivery.
+    pub async fn claim_due_deliveries(
+        &self,
+        owner: Uuid,
+        now_ms: i64,
+        wall_now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        let rows = self
+            .claim_rows(
+                "webhook_deliveries",
+                DELIVERY_COLUMNS,
+                owner,
+                now_ms,
+                wall_now,
+                lease_until,
+                limit,
+            )
+            .await?;
+        rows.iter().map(decode_delivery).collect()
+    }
+
+    /// Records an attempt, then retires or reschedules the delivery and
+    /// keeps the subscription's run of failures, in one transaction.
+    /// Answers when the subscription has been failing since, if it is.
+    pub async fn finish_delivery(
+        &self,
+        d: &DeliveryRecord,
+        owner: Uuid,
+        attempt: Attempt,
+        next: Next,
+    ) -> StoreResult<Option<i64>> {
+        let d = d.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO webhook_attempts (id, webhook_id, event_id, event_type, attempt,
+                        status_code, error, duration_ms, at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(Uuid::new_v4().to_string())
+                .bind(d.webhook_id.to_string())
+                .bind(d.event_id.to_string())
+                .bind(d.event_type.clone())
+                .bind(d.attempts + 1)
+                .bind(attempt.status_code.map(i64::from))
+                .bind(attempt.error.clone())
+                .bind(attempt.duration_ms)
+                .bind(attempt.at)
+                .execute(&mut *conn)
+                .await?;
+                match next {
+                    Next::Done { .. } => {
+                        sqlx::query(
+                            "DELETE FROM webhook_deliveries WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(d.id.to_string())
+                        .bind(owner.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Next::RetryAt(at) => {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET attempts = attempts + 1, wake_at = $3,
+                                lease_owner = NULL, lease_until = NULL
+                             WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(d.id.to_string())
+                        .bind(owner.to_string())
+                        .bind(at)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
+                let success = matches!(next, Next::Done { success: true });
+                let sql = if success {
+                    "UPDATE webhooks SET failing_since = NULL WHERE id = $1"
+                } else {
+                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1"
+                };
+                sqlx::query(sql)
+                    .bind(d.webhook_id.to_string())
+                    .bind(attempt.at)
+                    .execute(&mut *conn)
+                    .await?;
+                let since: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT failing_since FROM webhooks WHERE id = $1")
+                        .bind(d.webhook_id.to_string())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Ok(Step::Commit(since.flatten()))
+            })
+        })
+        .await
+    }
+
+    /// Drops a delivery without an attempt (its subscription is gone or
+    /// disabled).
+    pub async fn drop_delivery(&self, id: Uuid) -> StoreResult<()> {
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Step::Commit(()))
+            })
+        })
+        .await
+    }
+
+    /// Puts a claimed delivery back, due at `at`, without counting an
+    /// attempt (this replica has too many in flight to its endpoint).
+    pub async fn defer_delivery(&self, id: Uuid, owner: Uuid, at: i64) -> StoreResult<()> {
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET wake_at = $3, lease_owner = NULL, lease_until = NULL
+                     WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(id.to_string())
+                .bind(owner.to_string())
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(Step::Commit(()))
+            })
+        })
+        .await
+    }
+
+    /// The earliest time a delivery falls due (lifecycle ms), if any is
+    /// queued.
+    pub async fn next_delivery_wake(&self) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(wake_at) FROM webhook_deliveries")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// A subscription's attempts, newest first.
+    pub async fn list_attempts(
+        &self,
+        webhook: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<parasol_api::WebhookDelivery>> {
+        let rows = sqlx::query(
+            "SELECT event_id, event_type, attempt, status_code, error, duration_ms, at
+             FROM webhook_attempts WHERE webhook_id = $1 ORDER BY at DESC, attempt DESC LIMIT $2",
+        )
+        .bind(webhook.to_string())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let code: Option<i64> = r.try_get(3)?;
+                Ok(parasol_api::WebhookDelivery {
+                    event_id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+                    event_type: r.try_get(1)?,
+                    attempt: r.try_get(2)?,
+                    status_code: code
+                        .map(|c| u16::try_from(c).map_err(|e| StoreError::Other(e.to_string())))
+                        .transpose()?,
+                    error: r.try_get(4)?,
+                    duration_ms: r.try_get(5)?,
+                    at: from_millis(r.try_get(6)?),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_webhook_row(conn: &mut sqlx::AnyConnection, w: &WebhookRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhooks (id, account_id, url, events, description, enabled, all_accounts,
+            format, secret, old_secret, old_secret_until, failing_since, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+    )
+    .bind(w.id.to_string())
+    .bind(w.account_id.map(|a| a.to_string()))
+    .bind(w.url.clone())
+    .bind(serde_json::to_string(&w.events)?)
+    .bind(w.description.clone())
+    .bind(flag(w.enabled))
+    .bind(flag(w.all_accounts))
+    .bind(w.format.as_str())
+    .bind(w.secret.clone())
+    .bind(w.old_secret.as_ref().map(|(s, _)| s.clone()))
+    .bind(w.old_secret.as_ref().map(|(_, t)| *t))
+    .bind(w.failing_since)
+    .bind(w.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -350,7 +350,7 @@ impl Deliverer {
     async fn pass(self: &Arc<Self>) -> StoreResult<usize> {
         let wall = wall_ms();
         // The lease outlives the longest attempt, so it needs no renewal.
-        let lease = (TIMEOUT + Duration::from_secs(20)).as_millis() as i64;
+        let lease = (TIMEOUT + Duration::from_secs(5)).as_millis() as i64;
         let due = self
             .store
             .claim_due_deliveries(self.replica, self.clock.now_ms(), wall, wall + lease, BATCH)

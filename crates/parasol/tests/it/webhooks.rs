@@ -283,10 +283,7 @@ async fn subscriptions_are_validated_and_kept_per_account() {
             .await
             .expect_error(400, "invalid_request");
         assert_eq!(e["field"], "url", "{url}: {e}");
-        assert!(
-            e["message"].as_str().unwrap().contains(why),
-            "{url}: {e}"
-        );
+        assert!(e["message"].as_str().unwrap().contains(why), "{url}: {e}");
     }
     let e = a
         .post(
@@ -594,7 +591,10 @@ async fn deliveries_queued_before_a_sigkill_are_made_after_the_restart() {
     // And the server has recorded each refusal, so each waits in its queue
     // for its retry when the process dies.
     let recorded = wait_attempts(&c, &hook, 5).await;
-    assert!(recorded.iter().all(|a| a["status_code"] == 503), "{recorded:#?}");
+    assert!(
+        recorded.iter().all(|a| a["status_code"] == 503),
+        "{recorded:#?}"
+    );
     s.kill();
     rx.set("/k", json!({"secrets": [secret]})).await;
     s.restart();
@@ -682,4 +682,43 @@ async fn an_admin_subscription_to_all_accounts_receives_every_account_events() {
         .map(|r| body(r)["data"]["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(seen, [ia, ib].into_iter().collect());
+}
+
+#[tokio::test]
+async fn two_postgres_replicas_make_each_delivery_once() {
+    let rx = Receiver::start();
+    let (url, _name) = crate::harness::fresh_pg_database();
+    let opts = || {
+        Opts {
+            database_url: Some(url.clone()),
+            ..Opts::default()
+        }
+        .args(LOCAL)
+        .args(crate::harness::UNLIMITED)
+    };
+    let first = Server::start(opts());
+    let second = Server::start(opts());
+    let (c1, c2) = (first.admin(), second.admin());
+    let (hook, secret) = create_hook(&c1, &rx.url("/once"), &["instance.created"]).await;
+    rx.set("/once", json!({"secrets": [secret]})).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let c = if i % 2 == 0 { &c1 } else { &c2 };
+        ids.insert(c.create_instance(&format!("r{i}")).await);
+    }
+    let got = rx
+        .wait("/once", "thirty deliveries", |r| r.len() >= 30)
+        .await;
+    // Time for any second delivery of the same event to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got_after = rx.records("/once").await;
+    assert_eq!(got_after.len(), got.len(), "a delivery was made twice");
+    assert_all_verified(&got_after);
+    let delivered: std::collections::BTreeSet<String> = got_after
+        .iter()
+        .map(|r| body(r)["data"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got_after.len(), 30);
+    assert_eq!(delivered, ids);
+    assert_eq!(attempts(&c2, &hook).await.len(), 30);
 }

@@ -18,6 +18,7 @@ pub mod more;
 pub mod output;
 pub mod profile;
 pub mod sshkeys;
+pub mod webhooks;
 
 use std::process::ExitCode;
 
@@ -79,6 +80,13 @@ pub enum Command {
         common: Common,
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// Webhook endpoints that receive the account's events, signed.
+    Webhooks {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
     /// Multi-node clusters.
     Clusters {
@@ -211,6 +219,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Keys { common, command } => {
             let api = Api::from_profile()?;
             keys::run(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Webhooks { common, command } => {
+            let api = Api::from_profile()?;
+            webhooks::run(&api, common.output, command)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }

@@ -946,3 +946,83 @@ async fn offers_lists_the_candidates_and_launch_follows_a_failover_to_active() {
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn webhooks_create_list_test_deliveries_and_delete() {
+    use crate::webhooks::{assert_all_verified, Receiver, LOCAL};
+    let rx = Receiver::start();
+    let s = Server::start(Opts::default().args(LOCAL));
+    let u = User::env(&s, ADMIN_KEY);
+    let out = u
+        .run(&[
+            "webhooks",
+            "create",
+            &rx.url("/cli"),
+            "--events",
+            "instance.*,ping",
+            "--description",
+            "from the CLI",
+        ])
+        .ok();
+    assert!(out.contains("only this once"), "{out}");
+    let secret = out.trim().lines().last().unwrap().trim().to_string();
+    assert!(secret.starts_with("whsec_"), "{out}");
+    rx.set("/cli", serde_json::json!({"secrets": [secret]}))
+        .await;
+    let (header, rows) = table(&u.run(&["webhooks", "list"]).ok());
+    assert_eq!(header, ["ID", "URL", "EVENTS", "ENABLED", "CREATED"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0][1..4],
+        [rx.url("/cli"), "instance.*,ping".into(), "yes".into()]
+    );
+    let id = rows[0][0].clone();
+
+    let out = u.run(&["webhooks", "test", &id]).ok();
+    assert!(out.contains("queued"), "{out}");
+    let got = rx.wait("/cli", "the CLI's ping", |r| !r.is_empty()).await;
+    assert_all_verified(&got);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let (header, rows) = table(&u.run(&["webhooks", "deliveries", &id]).ok());
+        assert_eq!(header, ["AT", "EVENT", "TYPE", "ATTEMPT", "RESULT", "MS"]);
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "no attempt listed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rows[0][2..5],
+        ["ping".to_string(), "1".into(), "200".into()]
+    );
+    let json: Value =
+        serde_json::from_str(&u.run(&["webhooks", "deliveries", &id, "-o", "json"]).ok()).unwrap();
+    assert_eq!(json["deliveries"][0]["event_type"], "ping");
+
+    let line = u
+        .run(&["webhooks", "create", "http://203.0.113.9/x", "-e", "*"])
+        .ok();
+    assert!(
+        line.contains("only this once"),
+        "http is allowed here: {line}"
+    );
+    let line = u
+        .run(&[
+            "webhooks",
+            "create",
+            "https://203.0.113.9/x",
+            "-e",
+            "nonsense",
+        ])
+        .fails();
+    assert!(
+        line.contains("(400)") && line.contains("nonsense"),
+        "{line}"
+    );
+
+    let out = u.run(&["webhooks", "delete", &id]).ok();
+    assert_eq!(out.trim(), format!("Webhook {id} deleted."));
+    let line = u.run(&["webhooks", "delete", &id]).fails();
+    assert!(line.contains("(404)"), "{line}");
+}

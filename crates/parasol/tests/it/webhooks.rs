@@ -13,17 +13,17 @@ use serde_json::{json, Value};
 use crate::harness::{Client, Opts, Server};
 
 /// Lets webhooks reach the receivers, which listen on loopback over http.
-const LOCAL: &[&str] = &["--webhook-allow-http", "--webhook-allow-private"];
+pub const LOCAL: &[&str] = &["--webhook-allow-http", "--webhook-allow-private"];
 
 /// The receiver process.
-struct Receiver {
+pub struct Receiver {
     child: Child,
     base: String,
     http: reqwest::Client,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub fn start() -> Receiver {
         let venv = std::env::var("PARASOL_TEST_VENV").unwrap_or_else(|_| {
             panic!("PARASOL_TEST_VENV is not set: run scripts/setup.sh and export PARASOL_TEST_VENV=$PWD/target/test-venv (scripts/test.sh does both)")
         });
@@ -50,12 +50,12 @@ impl Receiver {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Sets how the endpoint at `path` answers and which secrets it checks.
-    async fn set(&self, path: &str, config: Value) {
+    pub async fn set(&self, path: &str, config: Value) {
         let r = self
             .http
             .post(format!("{}/_control{path}", self.base))
@@ -67,7 +67,7 @@ impl Receiver {
     }
 
     /// Everything received at `path`, oldest first.
-    async fn records(&self, path: &str) -> Vec<Value> {
+    pub async fn records(&self, path: &str) -> Vec<Value> {
         let all: Vec<Value> = self
             .http
             .get(format!("{}/_records", self.base))
@@ -81,7 +81,12 @@ impl Receiver {
     }
 
     /// Waits until `pred` holds of the records at `path`.
-    async fn wait(&self, path: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait(
+        &self,
+        path: &str,
+        what: &str,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let r = self.records(path).await;
@@ -116,7 +121,7 @@ fn types(records: &[Value]) -> Vec<String> {
 }
 
 /// Every record verified with every secret the receiver was given.
-fn assert_all_verified(records: &[Value]) {
+pub fn assert_all_verified(records: &[Value]) {
     for r in records {
         let v = r["verified"].as_array().unwrap();
         assert!(

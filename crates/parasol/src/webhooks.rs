@@ -83,6 +83,7 @@ pub const TYPES: &[&str] = &[
     "instance.preempted",
     "placement.moved",
     "placement.relaunched",
+    "cluster.status_changed",
     "budget.alert",
     "budget.exceeded",
     "alert",

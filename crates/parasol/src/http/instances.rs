@@ -411,26 +411,6 @@ pub async fn create_instance(
         }
     }
     app.catalog.invalidate();
-    // Recorded before the reconciler is woken, so it usually precedes the
-    // instance's first transition (order is not guaranteed to receivers).
-    let now = app.clock.now();
-    let data = serde_json::to_value(render(&rec, now)).map_err(ApiError::internal)?;
-    let message = format!("instance {} created", rec.instance.name);
-    if let Err(e) = app
-        .store
-        .record_event_with(
-            account.id,
-            Some(id),
-            "instance.created",
-            &message,
-            data,
-            now.timestamp_millis(),
-        )
-        .await
-    {
-        // The instance is stored: its create succeeded whatever the log says.
-        tracing::warn!(instance = %id, error = %e, "could not record the instance.created event");
-    }
     app.notify.notify_one();
     tracing::info!(instance = %id, account = %account.id, cloud = %rec.instance.cloud,
         region = %rec.instance.region, shade_instance_type = %rec.instance.shade_instance_type, "instance created");

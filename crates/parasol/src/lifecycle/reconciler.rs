@@ -296,7 +296,6 @@ impl Reconciler {
                     details = rec.instance.status_details.as_deref().unwrap_or(""),
                     "transition"
                 );
-                self.transition_events(&rec, before).await;
             }
         } else {
             self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
@@ -572,39 +571,6 @@ impl Reconciler {
     async fn event(&self, rec: &InstanceRecord, kind: &str, message: String) {
         let extra = serde_json::json!({ "message": message });
         self.event_with(rec, kind, message, extra).await
-    }
-
-    /// The events of a written transition: `instance.status_changed`, and
-    /// `instance.active`, `instance.deleted` or `instance.error` for those
-    /// states. Recorded after the transition's write: a crash between the
-    /// two loses them (the transition itself is kept).
-    async fn transition_events(&self, rec: &InstanceRecord, before: Status) {
-        let to = rec.instance.status;
-        let name = &rec.instance.name;
-        let extra = serde_json::json!({ "from": before, "to": to });
-        self.event_with(
-            rec,
-            "instance.status_changed",
-            format!("instance {name} went from {before} to {to}"),
-            extra,
-        )
-        .await;
-        let (kind, message) = match to {
-            Status::Active => ("instance.active", format!("instance {name} is active")),
-            Status::Deleted => ("instance.deleted", format!("instance {name} was deleted")),
-            Status::Error => (
-                "instance.error",
-                format!(
-                    "instance {name} failed: {}",
-                    rec.instance
-                        .status_details
-                        .as_deref()
-                        .unwrap_or("unknown error")
-                ),
-            ),
-            _ => return,
-        };
-        self.event(rec, kind, message).await;
     }
 
     async fn watch_boot(&self, rec: &mut InstanceRecord, provider: &dyn Provider) {

@@ -129,11 +129,21 @@ impl Store {
         let id = rec.cluster.id.to_string();
         let generation = rec.generation;
         let owner = owner.map(|o| o.to_string());
-        // At most one statement changes anything: a lost race hands the
-        // lease back only because the write matched nothing.
+        let (account, name) = (rec.account_id, rec.cluster.name.clone());
+        let data = serde_json::to_value(&rec.cluster)?;
+        // A lost race hands the lease back only because the write matched
+        // nothing. A status change is recorded as a `cluster.status_changed`
+        // event by the write that makes it.
         let written = self
-            .write_one(move |conn| {
+            .write(move |conn| {
                 Box::pin(async move {
+                    let was: Option<String> = sqlx::query_scalar(
+                        "SELECT status FROM clusters WHERE id = $1 AND generation = $2",
+                    )
+                    .bind(&id)
+                    .bind(generation)
+                    .fetch_optional(&mut *conn)
+                    .await?;
                     let res = match &owner {
                         None => sqlx::query(
                             "UPDATE clusters SET status = $1, generation = generation + 1, wake_at = $2, doc = $3, updated_at = $4
@@ -156,6 +166,23 @@ impl Store {
                         None => res,
                     };
                     if res.execute(&mut *conn).await?.rows_affected() == 1 {
+                        if let Some(was) = was.filter(|w| w != status) {
+                            let mut data = data;
+                            data["from"] = serde_json::json!(was);
+                            data["to"] = serde_json::json!(status);
+                            let message = format!("cluster {name} went from {was} to {status}");
+                            super::webhooks::insert_event(
+                                conn,
+                                Uuid::new_v4(),
+                                account,
+                                None,
+                                "cluster.status_changed",
+                                &message,
+                                &data,
+                                now_ms,
+                            )
+                            .await?;
+                        }
                         return Ok(Step::Commit(true));
                     }
                     if let Some(owner) = &owner {

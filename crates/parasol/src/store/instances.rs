@@ -166,8 +166,13 @@ impl Store {
         let to = offer.clone();
         let charge = budgets::delta_of(rec);
         let account = rec.account_id;
-        // Without a capacity or budget change the job is its one UPDATE.
-        let savepoint = moved || was != now || !charge.is_zero();
+        // A status change is recorded, with its webhook deliveries, by the
+        // write that makes it, whoever the writer is.
+        let events = super::webhooks::transition_events(rec, now_ms);
+        let instance_id = rec.instance.id;
+        // Without a capacity, budget or status change the job is its one
+        // UPDATE.
+        let savepoint = moved || was != now || !charge.is_zero() || !events.is_empty();
         let written = self
             .writer
             .enqueue(savepoint, move |conn| {
@@ -218,6 +223,19 @@ impl Store {
                         .await?;
                     }
                     budgets::adjust(conn, account, charge).await?;
+                    for e in &events {
+                        super::webhooks::insert_event(
+                            conn,
+                            Uuid::new_v4(),
+                            account,
+                            Some(instance_id),
+                            e.kind,
+                            &e.message,
+                            &e.data,
+                            now_ms,
+                        )
+                        .await?;
+                    }
                     Ok(Step::Commit(true))
                 })
             })
@@ -433,9 +451,23 @@ pub(super) async fn insert_instance_row(
     .bind(rec.wake_at)
     .bind(encode(rec)?)
     .bind(i.created_at.timestamp_millis())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    // Every new instance (alone, a cluster's node, a relaunch) is recorded
+    // as created, with its webhook deliveries, in the transaction that
+    // stores it.
+    let message = format!("instance {} created", i.name);
+    super::webhooks::insert_event(
+        conn,
+        Uuid::new_v4(),
+        rec.account_id,
+        Some(i.id),
+        "instance.created",
+        &message,
+        &serde_json::to_value(i)?,
+        i.created_at.timestamp_millis(),
+    )
+    .await
 }
 
 impl InstanceRecord {

@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use uuid::Uuid;
 
+use parasol_api::Status;
+
 use super::accounts::parse_uuid;
-use super::{flag, Step, Store, StoreError, StoreResult};
+use super::{flag, InstanceRecord, Step, Store, StoreError, StoreResult};
 use crate::clock::from_millis;
 
 /// Subscriptions one account may have.
@@ -255,6 +257,96 @@ async fn insert_delivery(
     Ok(())
 }
 
+/// An event to record beside a write (see [`transition_events`]).
+#[derive(Debug, Clone)]
+pub(super) struct NewEvent {
+    pub kind: &'static str,
+    pub message: String,
+    pub data: Value,
+}
+
+/// The events of an instance's status change, as the write that makes it
+/// records them: `instance.status_changed` (data: the instance, with
+/// `from` and `to`), and `instance.active`, `instance.deleted` or
+/// `instance.error` on reaching those states. None when the status is
+/// unchanged.
+pub(super) fn transition_events(rec: &InstanceRecord, now_ms: i64) -> Vec<NewEvent> {
+    let (from, to) = (rec.stored_status, rec.instance.status);
+    if from == to {
+        return Vec::new();
+    }
+    let mut instance = rec.instance.clone();
+    instance.cost_estimate = parasol_api::dollars(crate::lifecycle::cost::instance_cents(
+        rec,
+        from_millis(now_ms),
+    ));
+    let data = serde_json::to_value(&instance).unwrap_or_default();
+    let name = &rec.instance.name;
+    let mut changed = data.clone();
+    changed["from"] = json!(from);
+    changed["to"] = json!(to);
+    let mut out = vec![NewEvent {
+        kind: "instance.status_changed",
+        message: format!("instance {name} went from {from} to {to}"),
+        data: changed,
+    }];
+    let reached = match to {
+        Status::Active => Some(("instance.active", format!("instance {name} is active"))),
+        Status::Deleted => Some(("instance.deleted", format!("instance {name} was deleted"))),
+        Status::Error => Some((
+            "instance.error",
+            format!(
+                "instance {name} failed: {}",
+                rec.instance
+                    .status_details
+                    .as_deref()
+                    .unwrap_or("unknown error")
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((kind, message)) = reached {
+        out.push(NewEvent {
+            kind,
+            message,
+            data,
+        });
+    }
+    out
+}
+
+/// Inserts an event, and queues its deliveries, on the connection of the
+/// transaction it belongs to.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+    account: Uuid,
+    instance: Option<Uuid>,
+    kind: &str,
+    message: &str,
+    data: &Value,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.to_string())
+    .bind(account.to_string())
+    .bind(instance.map(|i| i.to_string()))
+    .bind(kind.to_string())
+    .bind(message.to_string())
+    .bind(now_ms)
+    .bind(data.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if let Some(t) = crate::webhooks::event_type(kind) {
+        enqueue(conn, id, t, account, data, now_ms).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records an event for an account with the object it is about, and
     /// queues its webhook deliveries in the same transaction. `data` is
@@ -273,22 +365,7 @@ impl Store {
         let (kind, message) = (kind.to_string(), message.to_string());
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(id.to_string())
-                .bind(account.to_string())
-                .bind(instance.map(|i| i.to_string()))
-                .bind(kind.clone())
-                .bind(message)
-                .bind(now_ms)
-                .bind(data.to_string())
-                .execute(&mut *conn)
-                .await?;
-                if let Some(t) = crate::webhooks::event_type(&kind) {
-                    enqueue(conn, id, t, account, &data, now_ms).await?;
-                }
+                insert_event(conn, id, account, instance, &kind, &message, &data, now_ms).await?;
                 Ok(Step::Commit(id))
             })
         })

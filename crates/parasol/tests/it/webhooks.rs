@@ -727,3 +727,50 @@ async fn two_postgres_replicas_make_each_delivery_once() {
     assert_eq!(delivered, ids);
     assert_eq!(attempts(&c2, &hook).await.len(), 30);
 }
+
+#[tokio::test]
+async fn a_cluster_reports_its_status_changes_and_its_nodes_their_own() {
+    let rx = Receiver::start();
+    let s = Server::start(Opts::default().args(LOCAL));
+    let c = s.admin();
+    let (_, secret) = create_hook(
+        &c,
+        &rx.url("/cl"),
+        &["cluster.status_changed", "instance.created"],
+    )
+    .await;
+    rx.set("/cl", json!({"secrets": [secret]})).await;
+    let id = c
+        .post(
+            "/v1/clusters/create",
+            json!({"name": "pair", "cloud": "denvr", "region": "houston-usa-1",
+                   "cluster_type": "H100_sxm5x8", "num_instances": 2}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = rx
+        .wait("/cl", "the cluster to go active", |r| {
+            r.iter()
+                .map(body)
+                .any(|b| b["type"] == "cluster.status_changed" && b["data"]["to"] == "active")
+        })
+        .await;
+    assert_all_verified(&got);
+    let bodies: Vec<Value> = got.iter().map(body).collect();
+    assert!(bodies
+        .iter()
+        .filter(|b| b["type"] == "cluster.status_changed")
+        .all(|b| b["data"]["id"] == id.as_str() && b["data"]["from"] != b["data"]["to"]));
+    // Each node is an instance, created in the cluster's transaction.
+    assert_eq!(
+        bodies
+            .iter()
+            .filter(|b| b["type"] == "instance.created")
+            .count(),
+        2,
+        "{bodies:#?}"
+    );
+}

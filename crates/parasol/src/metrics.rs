@@ -168,6 +168,10 @@ pub struct Metrics {
     pub accept_errors: CounterFamily,
     /// Requests answered 429, by the bucket that ran dry.
     pub rate_limited: CounterFamily,
+    /// Webhook delivery attempts by outcome.
+    pub webhook_attempts: CounterFamily,
+    /// Webhook attempt latency.
+    pub webhook_duration: HistogramFamily,
 }
 
 impl Metrics {
@@ -213,6 +217,16 @@ impl Metrics {
                 "Requests answered 429 rate_limited, by the bucket that ran dry (key, address, failed_auth).",
                 &["bucket"],
             ),
+            webhook_attempts: CounterFamily::new(
+                "parasol_webhook_attempts_total",
+                "Webhook delivery attempts made by this replica, by outcome (delivered: 2xx; retry: failed, to be retried; given_up: failed for the last time).",
+                &["outcome"],
+            ),
+            webhook_duration: HistogramFamily::new(
+                "parasol_webhook_attempt_duration_seconds",
+                "Time a webhook delivery attempt took, answer or timeout included.",
+                &[],
+            ),
         }
     }
 
@@ -255,6 +269,12 @@ impl Metrics {
         self.provider_duration.observe(&[provider, operation], took);
     }
 
+    /// Counts one webhook delivery attempt.
+    pub fn observe_webhook_attempt(&self, outcome: &str, took: Duration) {
+        self.webhook_attempts.inc(&[outcome]);
+        self.webhook_duration.observe(&[], took);
+    }
+
     /// The families kept here, in the text format.
     pub fn render(&self, out: &mut String) {
         self.http_requests.render(out);
@@ -265,6 +285,8 @@ impl Metrics {
         self.connections_timed_out.render(out);
         self.accept_errors.render(out);
         self.rate_limited.render(out);
+        self.webhook_attempts.render(out);
+        self.webhook_duration.render(out);
     }
 }
 

@@ -416,6 +416,14 @@ impl Deliverer {
         } else {
             retry_at(d, now, rand::random::<f64>())
         };
+        crate::metrics::global().observe_webhook_attempt(
+            match next {
+                Next::Done { success: true } => "delivered",
+                Next::Done { success: false } => "given_up",
+                Next::RetryAt(_) => "retry",
+            },
+            start.elapsed(),
+        );
         if !success {
             tracing::info!(webhook = %hook.id, event = %d.event_id, attempt = d.attempts + 1,
                 status = ?attempt.status_code, error = attempt.error.as_deref().unwrap_or(""),

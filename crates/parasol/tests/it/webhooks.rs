@@ -488,6 +488,18 @@ async fn a_failing_receiver_is_retried_on_the_schedule_until_it_succeeds() {
     assert!(got.iter().all(|r| &r["headers"]["webhook-id"] == first));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.records("/f").await.len(), 4, "delivered after success");
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "parasol_webhook_attempts_total{outcome=\"retry\"} 3",
+        "parasol_webhook_attempts_total{outcome=\"delivered\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 Serves on 127.0.0.1 (the port is printed as `PORT <n>` on stdout). Each
 path is an endpoint whose behaviour the test sets with
 `POST /_control/<path>` `{"secrets": [...], "fail_first": n, "status": s,
-"hang_seconds": t}`. Every delivery to an endpoint is verified with the
+"hang_seconds": t, "location": url, "body_bytes": n}`. Every delivery to an endpoint is verified with the
 Standard Webhooks reference library (PyPI `standardwebhooks`) against each
 configured secret, and recorded; `GET /_records` answers every record:
 `{"path", "headers", "body", "verified": [bool per secret], "answered"}`.
@@ -39,8 +39,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, status, body=b"{}"):
+    def answer(self, status, body=b"{}", location=None):
         self.send_response(status)
+        if location:
+            self.send_header("location", location)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -87,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
         if hang:
             time.sleep(hang)
         try:
-            self.answer(status)
+            self.answer(status, b"x" * cfg.get("body_bytes", 2), cfg.get("location"))
         except OSError:
             pass
 

@@ -786,3 +786,39 @@ async fn a_cluster_reports_its_status_changes_and_its_nodes_their_own() {
         "{bodies:#?}"
     );
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_large_answers_do_not_matter() {
+    let rx = Receiver::start();
+    let s = Server::start(Opts::default().args(LOCAL));
+    let c = s.admin();
+    let (moved, moved_secret) = create_hook(&c, &rx.url("/moved"), &["ping"]).await;
+    let (big, big_secret) = create_hook(&c, &rx.url("/big"), &["ping"]).await;
+    rx.set(
+        "/moved",
+        json!({"secrets": [moved_secret], "status": 307, "location": rx.url("/elsewhere")}),
+    )
+    .await;
+    rx.set(
+        "/big",
+        json!({"secrets": [big_secret], "body_bytes": 8_000_000}),
+    )
+    .await;
+    for hook in [&moved, &big] {
+        c.post_empty(&format!("/v1/webhooks/{hook}/test"))
+            .await
+            .expect(200);
+    }
+    let a = wait_attempts(&c, &moved, 1).await;
+    assert_eq!(a[0]["status_code"], 307, "{a:#?}");
+    let a = wait_attempts(&c, &big, 1).await;
+    assert_eq!(a[0]["status_code"], 200, "{a:#?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        rx.records("/elsewhere").await.is_empty(),
+        "the redirect was followed"
+    );
+    // The 307 counts as a failure: the ping is queued for its retry.
+    assert_eq!(attempts(&c, &moved).await.len(), 1);
+    assert_all_verified(&rx.records("/moved").await);
+}

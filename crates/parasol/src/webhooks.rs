@@ -42,6 +42,9 @@ use crate::store::{
 /// Longest one attempt may take, response included.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest a create or update waits for the URL's host to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Bytes of a response body read (and ignored) before the connection is
 /// dropped.
 const BODY_CAP: usize = 64 * 1024;
@@ -216,8 +219,14 @@ impl UrlPolicy {
         let port = url.port_or_known_default().unwrap_or(443);
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host, port))
+            Err(_) => tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
                 .await
+                .map_err(|_| {
+                    format!(
+                        "host {host} did not resolve within {} s",
+                        RESOLVE_TIMEOUT.as_secs()
+                    )
+                })?
                 .map_err(|e| format!("host {host} does not resolve: {e}"))?
                 .collect(),
         };

@@ -738,6 +738,25 @@ async fn two_postgres_replicas_make_each_delivery_once() {
     assert_eq!(got_after.len(), 30);
     assert_eq!(delivered, ids);
     assert_eq!(attempts(&c2, &hook).await.len(), 30);
+    // Between them the replicas made thirty attempts, whichever made each.
+    let mut made = 0;
+    for s in [&first, &second] {
+        made += delivered_by(s).await;
+    }
+    assert_eq!(made, 30);
+}
+
+/// Deliveries a server process made, by its metrics.
+async fn delivered_by(s: &Server) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("parasol_webhook_attempts_total{outcome=\"delivered\"} "))
+        .map_or(0, |n| n.parse().unwrap())
 }
 
 #[tokio::test]

@@ -42,6 +42,12 @@ use crate::store::{
 /// Longest one attempt may take, response included.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long delivery attempts are listed before they are deleted.
+pub const ATTEMPTS_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// How often attempts past [`ATTEMPTS_KEPT_MS`] are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Longest a create or update waits for the URL's host to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -322,9 +328,19 @@ impl Deliverer {
     /// Runs until `stop` turns true. Attempts in flight then are abandoned;
     /// their leases lapse and the deliveries are made again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut pruned_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                let before = self.clock.now_ms() - ATTEMPTS_KEPT_MS;
+                match self.store.prune_webhook_attempts(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned webhook attempts past 30 days"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune webhook attempts"),
+                }
             }
             let sleep = match self.pass().await {
                 Ok(n) if n as i64 >= BATCH => Duration::ZERO,
@@ -494,13 +510,10 @@ impl Deliverer {
     }
 
     async fn disable(&self, mut hook: WebhookRecord, now: i64) -> StoreResult<()> {
-        if !hook.enabled {
+        if !self.store.disable_webhook(hook.id, now).await? {
             return Ok(());
         }
         hook.enabled = false;
-        if !self.store.update_webhook(&hook, now).await? {
-            return Ok(());
-        }
         tracing::warn!(webhook = %hook.id, url = %hook.url, "webhook endpoint failed for 24 h; disabled");
         if let Some(account) = hook.account_id {
             let message = format!("webhook {} failed for 24 h and was disabled", hook.url);

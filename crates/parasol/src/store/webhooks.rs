@@ -510,7 +510,7 @@ impl Store {
     }
 
     /// Deletes one of an account's subscriptions and its queued
-    /// deliveries (its attempts stay until the account goes).
+    /// deliveries (its attempts are pruned with everyone else's).
     pub async fn delete_webhook(&self, account: Uuid, id: Uuid) -> StoreResult<bool> {
         self.write(move |conn| {
             Box::pin(async move {
@@ -646,6 +646,49 @@ impl Store {
                         .fetch_optional(&mut *conn)
                         .await?;
                 Ok(Step::Commit(since.flatten()))
+            })
+        })
+        .await
+    }
+
+    /// Disables a subscription unless it already is; `true` when this call
+    /// did. Only the flag is written, so a concurrent update of its other
+    /// settings is kept.
+    pub async fn disable_webhook(&self, id: Uuid, now_ms: i64) -> StoreResult<bool> {
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE webhooks SET enabled = 0, updated_at = $2 WHERE id = $1 AND enabled = 1",
+                )
+                .bind(id.to_string())
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                Ok(if n == 0 {
+                    Step::Undo(false)
+                } else {
+                    Step::Commit(true)
+                })
+            })
+        })
+        .await
+    }
+
+    /// Deletes the attempts made before `before_ms`; answers how many.
+    pub async fn prune_webhook_attempts(&self, before_ms: i64) -> StoreResult<u64> {
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query("DELETE FROM webhook_attempts WHERE at < $1")
+                    .bind(before_ms)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                Ok(if n == 0 {
+                    Step::Undo(0)
+                } else {
+                    Step::Commit(n)
+                })
             })
         })
         .await

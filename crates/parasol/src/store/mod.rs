@@ -41,7 +41,7 @@ pub use leases::{keep_leases, wall_ms};
 pub use migrations::version_creating;
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
-pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
+pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord, VolumeStatus};
 pub use writer::{Step, MAX_BATCH, QUEUE_DEPTH};
 
 use std::str::FromStr;

@@ -570,7 +570,7 @@ async fn an_auth_failure_makes_aws_unavailable_and_leaves_the_other_clouds() {
 }
 
 #[tokio::test]
-async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine() {
+async fn a_volume_is_made_in_a_zone_the_machine_launches_there_and_it_outlives_the_machine() {
     let w = world().await;
     let c = w.server.admin();
     let vol = c
@@ -583,6 +583,21 @@ async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine()
         .as_str()
         .unwrap()
         .to_string();
+    // Made at /volumes/create, before any machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        let info = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+        if info["status"] == "available" {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "never available: {info:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let created = w.proxy.requests_for("CreateVolume");
+    assert_eq!(created.len(), 1);
+    let vol_zone = created[0].param("AvailabilityZone").unwrap().to_string();
+    let ebs_id = info["cloud_assigned_id"].as_str().unwrap().to_string();
+    assert!(ebs_id.starts_with("vol-"), "{info}");
     let id = create(&c, "L4", json!({"volume_ids": [vol]})).await;
     c.wait_status(&id, "active").await;
     let m = one_machine(&w.moto, &id).await;
@@ -619,22 +634,33 @@ async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine()
     };
     assert_eq!(v.text_at(&["size"]), Some("100"));
     assert_eq!(v.text_at(&["volumeType"]), Some("gp3"));
+    assert_eq!(zone, vol_zone, "the machine launched in the volume's zone");
     assert_eq!(v.text_at(&["availabilityZone"]), Some(zone.as_str()));
+    assert_eq!(v.text_at(&["volumeId"]), Some(ebs_id.as_str()));
     let att = v.items(&["attachmentSet"]);
     assert_eq!(att[0].text_at(&["instanceId"]), Some(ec2_id.as_str()));
     assert_eq!(att[0].text_at(&["device"]), Some("/dev/sdf"));
-    let created = w.proxy.requests_for("CreateVolume");
-    assert_eq!(created.len(), 1);
-    assert_eq!(created[0].param("AvailabilityZone"), Some(zone.as_str()));
+    assert_eq!(w.proxy.requests_for("CreateVolume").len(), 1);
 
     c.post_empty(&format!("/v1/instances/{id}/delete"))
         .await
         .expect(200);
     c.wait_gone(&id).await;
-    assert!(
-        attached().await.is_empty(),
-        "the EBS volume is deleted with the machine"
-    );
-    assert!(!w.proxy.requests_for("DetachVolume").is_empty());
+    let left = attached().await;
+    assert_eq!(left.len(), 1, "the volume outlives the machine");
+    assert_ne!(left[0].text_at(&["status"]), Some("in-use"), "detached");
+    assert!(w.proxy.requests_for("DeleteVolume").is_empty());
+
+    c.post_empty(&format!("/v1/volumes/{vol}/delete"))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !attached().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the EBS volume was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(w.proxy.requests_for("DeleteVolume").len(), 1);
 }

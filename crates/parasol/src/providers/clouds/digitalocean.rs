@@ -5,8 +5,16 @@
 //! `https://api.digitalocean.com/v2`): `GET /sizes` (GPU sizes carry
 //! `gpu_info`), `GET /regions` (display names), `GET|POST
 //! /account/keys`, `GET|POST /droplets`, `GET|DELETE /droplets/{id}`,
-//! `POST /droplets/{id}/actions` (`reboot`). Block storage volumes are
-//! offered in every region with a GPU size.
+//! `POST /droplets/{id}/actions` (`reboot`), `GET|POST /volumes`,
+//! `GET|DELETE /volumes/{id}`.
+//!
+//! Volumes are block storage volumes, offered in every region with a GPU
+//! size; one mounts only on a droplet of its own region, one droplet at a
+//! time. A volume is named with the deployment's marker and Parasol's
+//! volume id (`parasol-<deployment>-<volume id>`, within DigitalOcean's
+//! 64 lowercase characters), tagged like droplets, formatted ext4 (so it
+//! mounts itself on Ubuntu), and attached at droplet create
+//! (`volumes: [id]`); deleting the droplet detaches it.
 //!
 //! Droplets are named with the deployment's marker and tagged
 //! `parasol-<deployment id>`; the sweep lists by that tag, and a launch
@@ -58,7 +66,7 @@ use super::{
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
-    VolumeOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -201,6 +209,30 @@ struct DoKey {
     name: String,
     #[serde(default)]
     public_key: String,
+}
+
+#[derive(Deserialize)]
+struct DoVolumes {
+    volumes: Vec<DoVolume>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize)]
+struct OneVolume {
+    volume: DoVolume,
+}
+
+#[derive(Deserialize, Clone)]
+struct DoVolume {
+    id: String,
+    name: String,
+    region: VolumeRegion,
+}
+
+#[derive(Deserialize, Clone)]
+struct VolumeRegion {
+    slug: String,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +402,74 @@ impl DigitalOcean {
     }
 }
 
+impl DigitalOcean {
+    /// Volumes (named `name`, in `region`), following `links.pages.next`.
+    async fn list_volumes(
+        &self,
+        name: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Vec<DoVolume>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
+            q.extend(name.map(|n| ("name", n)));
+            q.extend(region.map(|r| ("region", r)));
+            let v: DoVolumes = self.json_query(Method::GET, "/volumes", &q, None).await?;
+            let more = v.links.pages.and_then(|p| p.next).is_some() && !v.volumes.is_empty();
+            all.extend(v.volumes);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The volume of `r`: by DigitalOcean's id when known, else by its
+    /// marker name in its region (names are unique per region).
+    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<DoVolume>, ProviderError> {
+        let Some(cloud_id) = &r.cloud_assigned_id else {
+            let name = self.marker.name(r.volume_id);
+            return Ok(self
+                .list_volumes(Some(&name), Some(&r.region))
+                .await?
+                .into_iter()
+                .find(|v| v.name == name));
+        };
+        let path = format!("/volumes/{cloud_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse::<OneVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+    }
+}
+
+/// Attaches the instance's volumes in the droplet create (`volumes`), the
+/// only way DigitalOcean attaches at launch.
+fn attach_at_create(body: &mut Value, req: &LaunchRequest) {
+    if !req.volumes.is_empty() {
+        body["volumes"] = json!(req
+            .volumes
+            .iter()
+            .map(|v| &v.cloud_assigned_id)
+            .collect::<Vec<_>>());
+    }
+}
+
+/// A DigitalOcean volume is usable as soon as it is listed: the create
+/// answers it made.
+fn volume_state(v: DoVolume) -> VolumeState {
+    VolumeState::Available {
+        cloud_assigned_id: v.id,
+        zone: None,
+    }
+}
+
 fn classify(what: &str, f: &Failure) -> ProviderError {
     let (id, d) = match serde_json::from_str::<ErrorBody>(&f.body) {
         Ok(e) if !e.message.is_empty() => (e.id.clone(), format!("{}: {}", e.id, e.message)),
@@ -469,7 +569,7 @@ impl Provider for DigitalOcean {
             Some(k) => vec![self.ensure_key(k).await?],
             None => vec![],
         };
-        let body = json!({
+        let mut body = json!({
             "name": self.marker.name(req.instance_id),
             "region": req.region,
             "size": req.cloud_instance_type,
@@ -477,6 +577,7 @@ impl Provider for DigitalOcean {
             "ssh_keys": keys,
             "tags": [self.tag],
         });
+        attach_at_create(&mut body, req);
         let d: OneDroplet = match self.json(Method::POST, "/droplets", Some(&body)).await {
             Ok(d) => d,
             Err(e @ ProviderError::Capacity(_)) => {
@@ -546,6 +647,64 @@ impl Provider for DigitalOcean {
             .iter()
             .filter(|d| d.status != "archive")
             .filter_map(|d| self.marker.ours(&d.name))
+            .collect())
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: req.region.clone(),
+            cloud_assigned_id: None,
+        };
+        if let Some(v) = self.find_volume(&r).await? {
+            return Ok(volume_state(v));
+        }
+        let body = json!({
+            "name": self.marker.name(req.volume_id),
+            "description": req.name,
+            "region": req.region,
+            "size_gigabytes": req.size_in_gb,
+            "filesystem_type": "ext4",
+            "tags": [self.tag],
+        });
+        let v: OneVolume = self.json(Method::POST, "/volumes", Some(&body)).await?;
+        Ok(volume_state(v.volume))
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_volume(r)
+            .await?
+            .map_or(VolumeState::Gone, volume_state))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(v) = self.find_volume(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        let path = format!("/volumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        Ok(self
+            .list_volumes(None, None)
+            .await?
+            .into_iter()
+            .filter_map(|v| {
+                Some(VolumeRef {
+                    volume_id: self.marker.ours(&v.name)?,
+                    region: v.region.slug,
+                    cloud_assigned_id: Some(v.id),
+                })
+            })
             .collect())
     }
 

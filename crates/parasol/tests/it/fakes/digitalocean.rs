@@ -4,6 +4,11 @@
 //! (204, then 404). Errors are `{"id", "message"}`; a create without
 //! capacity is a 422; a 429 carries `Retry-After` and DigitalOcean's
 //! `ratelimit-*` headers.
+//!
+//! Block storage volumes (`/v2/volumes`): names lowercase letters, digits
+//! and `-`, at most 64, starting with a letter, unique per region; a
+//! droplet create's `volumes` attaches volumes of its region that no
+//! droplet holds (else 422), and deleting the droplet detaches them.
 
 use std::time::Instant;
 
@@ -27,10 +32,27 @@ pub struct Droplet {
     pub n: usize,
 }
 
+/// A block storage volume at the fake.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub region: String,
+    pub size_gigabytes: i64,
+    pub tags: Vec<String>,
+    pub droplet_ids: Vec<i64>,
+}
+
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct DigitalOcean {
     pub droplets: Vec<Droplet>,
+    pub volumes: Vec<Volume>,
+    /// Volumes made so far, for ids.
+    pub volumes_made: u32,
+    /// How many volumes the account may hold; a create beyond is refused.
+    pub volume_limit: Option<usize>,
     pub keys: Vec<(i64, String, String)>,
     pub timing: Timing,
     /// `(size, region)` pairs whose creates get 422 for capacity.
@@ -88,9 +110,35 @@ impl DigitalOcean {
             "region": {"slug": d.region, "name": region_name(&d.region)},
             "networks": {"v4": v4, "v6": []},
             "tags": d.tags,
+            "volume_ids": self.volumes.iter().filter(|v| v.droplet_ids.contains(&d.id)).map(|v| v.id.clone()).collect::<Vec<_>>(),
             "created_at": "2026-01-01T00:00:00Z",
         })
     }
+}
+
+fn render_volume(v: &Volume) -> Value {
+    json!({
+        "id": v.id,
+        "region": {"name": region_name(&v.region), "slug": v.region, "sizes": [],
+                   "features": [], "available": true},
+        "droplet_ids": v.droplet_ids,
+        "name": v.name,
+        "description": v.description,
+        "size_gigabytes": v.size_gigabytes,
+        "created_at": "2026-01-01T00:00:00Z",
+        "filesystem_type": "ext4",
+        "filesystem_label": "",
+        "tags": v.tags,
+    })
+}
+
+/// DigitalOcean's rule for volume names.
+fn valid_volume_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn region_name(slug: &str) -> &'static str {
@@ -267,6 +315,34 @@ impl Cloud for DigitalOcean {
                         "name, region, size and image are required",
                     );
                 };
+                let attach: Vec<String> = b["volumes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for id in &attach {
+                    match self.volumes.iter().find(|v| &v.id == id) {
+                        Some(v) if v.region != region => {
+                            return err(
+                                422,
+                                "unprocessable_entity",
+                                "Volume is not in the same region as the Droplet.",
+                            )
+                        }
+                        Some(v) if !v.droplet_ids.is_empty() => {
+                            return err(
+                                422,
+                                "unprocessable_entity",
+                                "Volume is already attached to a Droplet.",
+                            )
+                        }
+                        Some(_) => {}
+                        None => return err(422, "unprocessable_entity", "Volume was not found."),
+                    }
+                }
                 if self
                     .no_capacity
                     .iter()
@@ -297,11 +373,131 @@ impl Cloud for DigitalOcean {
                     restarts: 0,
                     n,
                 });
+                for v in self.volumes.iter_mut().filter(|v| attach.contains(&v.id)) {
+                    v.droplet_ids.push(id);
+                }
                 let d = self.droplets[n].clone();
                 Reply::json(
                     202,
                     json!({"droplet": self.render(&d), "links": {"actions": []}}),
                 )
+            }
+            ("GET", ["volumes"]) => {
+                let name = query(req, "name");
+                let region = query(req, "region");
+                let per_page: usize = query(req, "per_page")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(20)
+                    .min(self.page_size.unwrap_or(200));
+                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let all: Vec<Value> = self
+                    .volumes
+                    .iter()
+                    .filter(|v| name.is_none_or(|n| v.name == n))
+                    .filter(|v| region.is_none_or(|r| v.region == r))
+                    .map(render_volume)
+                    .collect();
+                let total = all.len();
+                let list: Vec<Value> = all
+                    .into_iter()
+                    .skip((page.max(1) - 1) * per_page)
+                    .take(per_page)
+                    .collect();
+                let links = if page * per_page < total {
+                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/volumes?page={}&per_page={per_page}", page + 1)}})
+                } else {
+                    json!({})
+                };
+                Reply::json(
+                    200,
+                    json!({"volumes": list, "links": links, "meta": {"total": total}}),
+                )
+            }
+            ("POST", ["volumes"]) => {
+                let b = &req.body;
+                let (Some(name), Some(region), Some(size)) = (
+                    b["name"].as_str(),
+                    b["region"].as_str(),
+                    b["size_gigabytes"].as_i64(),
+                ) else {
+                    return err(
+                        400,
+                        "bad_request",
+                        "name, region and size_gigabytes are required",
+                    );
+                };
+                if !valid_volume_name(name) {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "Name must be lowercase, composed of letters, numbers and -, at most 64 characters, and begin with a letter.",
+                    );
+                }
+                if !(1..=16_384).contains(&size) {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "size_gigabytes must be between 1 and 16384.",
+                    );
+                }
+                if !["nyc2", "tor1", "ams3"].contains(&region) {
+                    return err(422, "unprocessable_entity", "Region is not available.");
+                }
+                if self.volume_limit.is_some_and(|n| self.volumes.len() >= n) {
+                    return err(
+                        422,
+                        "unprocessable_entity",
+                        "You have reached your volume limit. Contact support to raise it.",
+                    );
+                }
+                if self
+                    .volumes
+                    .iter()
+                    .any(|v| v.name == name && v.region == region)
+                {
+                    return err(
+                        409,
+                        "conflict",
+                        "A volume with the same name already exists in this region.",
+                    );
+                }
+                self.volumes_made += 1;
+                let v = Volume {
+                    id: format!("506f78a4-e098-11e5-ad9f-{:012x}", self.volumes_made),
+                    name: name.into(),
+                    description: b["description"].as_str().unwrap_or("").into(),
+                    region: region.into(),
+                    size_gigabytes: size,
+                    tags: b["tags"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    droplet_ids: Vec::new(),
+                };
+                let body = json!({"volume": render_volume(&v)});
+                self.volumes.push(v);
+                Reply::json(201, body)
+            }
+            (method, ["volumes", id]) => {
+                let Some(i) = self.volumes.iter().position(|v| v.id == *id) else {
+                    return err(
+                        404,
+                        "not_found",
+                        "The resource you were accessing could not be found.",
+                    );
+                };
+                match method {
+                    "GET" => Reply::json(200, json!({"volume": render_volume(&self.volumes[i])})),
+                    "DELETE" => {
+                        self.volumes.remove(i);
+                        Reply::text(204, "")
+                    }
+                    _ => err(405, "method_not_allowed", "Method not allowed."),
+                }
             }
             (method, ["droplets", id, rest @ ..]) => {
                 let Some(i) = self.droplets.iter().position(|d| d.id.to_string() == *id) else {
@@ -317,7 +513,10 @@ impl Cloud for DigitalOcean {
                         json!({"droplet": self.render(&self.droplets[i].clone())}),
                     ),
                     ("DELETE", []) => {
-                        self.droplets.remove(i);
+                        let d = self.droplets.remove(i);
+                        for v in &mut self.volumes {
+                            v.droplet_ids.retain(|x| *x != d.id);
+                        }
                         Reply::text(204, "")
                     }
                     ("POST", ["actions"]) if req.body["type"] == "reboot" => {

@@ -1262,6 +1262,9 @@ mod volumes {
     use super::*;
     volume_cloud! {
         digitalocean => DigitalOcean;
+        runpod => Runpod;
+        lambda => Lambda;
+        hyperstack => Hyperstack;
     }
 
     #[tokio::test]
@@ -1319,5 +1322,67 @@ impl FakeVolumes for DigitalOcean {
     }
     fn volume_create_line(&self) -> String {
         "POST /v2/volumes".into()
+    }
+}
+
+impl FakeVolumes for Runpod {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.volumes
+            .iter()
+            .map(|v| (v.id.clone(), v.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|p| p.id == machine && p.terminated.is_none())
+            .filter_map(|p| p.network_volume.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/networkvolumes".into()
+    }
+}
+
+impl FakeVolumes for Lambda {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.filesystems
+            .iter()
+            .map(|f| (f.id.clone(), f.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        let Some(m) = self.machines.iter().find(|m| m.id == machine) else {
+            return vec![];
+        };
+        self.filesystems
+            .iter()
+            .filter(|f| m.file_system_names.contains(&f.name))
+            .map(|f| f.id.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /api/v1/filesystems".into()
+    }
+}
+
+impl FakeVolumes for Hyperstack {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        // Hyperstack's names are too short for the marker, which the
+        // volume carries as its description.
+        self.volumes
+            .iter()
+            .map(|v| (v.id.to_string(), v.description.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|m| m.id.to_string() == machine && m.deleted.is_none())
+            .filter_map(|m| m.volume.map(|v| v.to_string()))
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/core/volumes".into()
     }
 }

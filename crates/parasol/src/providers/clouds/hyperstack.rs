@@ -6,7 +6,16 @@
 //! `stock_available` per region), `GET /pricebook` (hourly price per GPU
 //! model), `GET|POST /core/environments`, `GET|POST /core/keypairs`,
 //! `GET|POST /core/virtual-machines`, `GET|DELETE
-//! /core/virtual-machines/{id}`, `GET /core/virtual-machines/{id}/hard-reboot`.
+//! /core/virtual-machines/{id}`, `GET /core/virtual-machines/{id}/hard-reboot`,
+//! `GET|POST /core/volumes`, `GET|DELETE /core/volumes/{id}`.
+//!
+//! Volumes are `Cloud-SSD` volumes of a fixed size, in the region's
+//! environment; a machine of that environment mounts one by name at
+//! create (`volume_name`), one machine at a time, and deleting the machine
+//! detaches it. Hyperstack allows 50 characters for a volume name, too few
+//! for the marker, so a volume is named `parasol-<volume id, 32 hex>` and
+//! carries the full marker (`parasol-<deployment>-<volume id>`) as its
+//! description, by which the sweep tells this deployment's volumes.
 //!
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
@@ -51,6 +60,7 @@ use super::{
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -310,6 +320,26 @@ impl Hyperstack {
         Ok(found)
     }
 
+    /// The volume of `r`: by Hyperstack's id when known, else by the
+    /// marker in its description.
+    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<HsVolume>, ProviderError> {
+        let Some(cloud_id) = &r.cloud_assigned_id else {
+            let marker = self.marker.name(r.volume_id);
+            let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
+            return Ok(all.volumes.into_iter().find(|v| v.description == marker));
+        };
+        let path = format!("/core/volumes/{cloud_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse::<OneHsVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+    }
+
     async fn ensure_environment(&self, region: &str) -> Result<String, ProviderError> {
         let name = format!("parasol-{}", region.to_ascii_lowercase());
         if self.envs.lock().expect("poisoned").contains(&name) {
@@ -384,6 +414,63 @@ fn detail(f: &Failure) -> String {
             _ => e.message,
         },
         _ => short(&f.body),
+    }
+}
+
+/// A volume as Hyperstack shows it.
+#[derive(Deserialize)]
+struct HsVolumes {
+    #[serde(default)]
+    volumes: Vec<HsVolume>,
+}
+
+#[derive(Deserialize)]
+struct OneHsVolume {
+    volume: HsVolume,
+}
+
+#[derive(Deserialize, Clone)]
+struct HsVolume {
+    id: i64,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    environment: Option<HsVolumeEnvironment>,
+}
+
+#[derive(Deserialize, Clone)]
+struct HsVolumeEnvironment {
+    #[serde(default)]
+    region: String,
+}
+
+/// The volume type Parasol makes.
+const VOLUME_TYPE: &str = "Cloud-SSD";
+/// Hyperstack's volume price: $0.08 per GB-month (730 hours).
+const VOLUME_MICROS_PER_GB_HOUR: i64 = 110;
+
+/// The name of Parasol volume `id` at Hyperstack.
+fn volume_name(id: Uuid) -> String {
+    format!("parasol-{}", id.simple())
+}
+
+fn volume_state(v: &HsVolume) -> VolumeState {
+    let id = v.id.to_string();
+    match v.status.to_ascii_lowercase().as_str() {
+        "available" | "in-use" | "attached" => VolumeState::Available {
+            cloud_assigned_id: id,
+            zone: None,
+        },
+        "deleting" => VolumeState::Deleting,
+        "deleted" => VolumeState::Gone,
+        s if s.starts_with("error") => VolumeState::Failed {
+            reason: format!("{CLOUD}: volume {id} is {}", v.status),
+        },
+        _ => VolumeState::Creating {
+            cloud_assigned_id: id,
+        },
     }
 }
 
@@ -462,7 +549,7 @@ impl Provider for Hyperstack {
         };
         let env = self.ensure_environment(&req.region).await?;
         let key = self.ensure_keypair(&env, public_key).await?;
-        let body = json!({
+        let mut body = json!({
             "name": self.marker.name(req.instance_id),
             "environment_name": env,
             "image_name": IMAGE,
@@ -471,6 +558,9 @@ impl Provider for Hyperstack {
             "count": 1,
             "assign_floating_ip": true,
         });
+        if let Some(v) = req.volumes.first() {
+            body["volume_name"] = json!(volume_name(v.id));
+        }
         let created: VmList = match self
             .json(Method::POST, "/core/virtual-machines", Some(&body))
             .await
@@ -547,6 +637,90 @@ impl Provider for Hyperstack {
             )));
         }
         Err(classify(&format!("DELETE {path}"), &f))
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        let mut regions: Vec<String> = self
+            .offers()
+            .await?
+            .into_iter()
+            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
+            .collect();
+        regions.sort();
+        regions.dedup();
+        Ok(regions
+            .into_iter()
+            .map(|region| VolumeOffer {
+                cloud: CLOUD.to_string(),
+                region,
+                supports_multi_mount: false,
+                fixed_size: true,
+                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
+                min_size_gb: 1,
+                max_size_gb: 1_048_576,
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: req.region.clone(),
+            cloud_assigned_id: None,
+        };
+        if let Some(v) = self.find_volume(&r).await? {
+            return Ok(volume_state(&v));
+        }
+        let env = self.ensure_environment(&req.region).await?;
+        let body = json!({
+            "name": volume_name(req.volume_id),
+            "description": self.marker.name(req.volume_id),
+            "environment_name": env,
+            "size": req.size_in_gb,
+            "volume_type": VOLUME_TYPE,
+        });
+        let v: OneHsVolume = self
+            .json(Method::POST, "/core/volumes", Some(&body))
+            .await?;
+        Ok(volume_state(&v.volume))
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_volume(r)
+            .await?
+            .map_or(VolumeState::Gone, |v| volume_state(&v)))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(v) = self.find_volume(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        let path = format!("/core/volumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
+        }
+        // Still attached to a machine being deleted: retried.
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
+        Ok(all
+            .volumes
+            .into_iter()
+            .filter_map(|v| {
+                Some(VolumeRef {
+                    volume_id: self.marker.ours(&v.description)?,
+                    region: v.environment.map(|e| e.region).unwrap_or_default(),
+                    cloud_assigned_id: Some(v.id.to_string()),
+                })
+            })
+            .collect())
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -4,8 +4,15 @@
 //! `https://cloud.lambda.ai/api/v1`): `GET /instance-types`,
 //! `GET /instances`, `GET /instances/{id}`,
 //! `POST /instance-operations/{launch,restart,terminate}`,
-//! `GET|POST /ssh-keys`. Every request carries
+//! `GET|POST /ssh-keys`, `GET /file-systems`, `POST /filesystems`,
+//! `DELETE /filesystems/{id}`. Every request carries
 //! `Authorization: Bearer <api key>`.
+//!
+//! Volumes are Lambda's shared filesystems: elastic (no size; billed per
+//! GB stored at $0.20/GB-month), in one region, mounted by name at launch
+//! (`file_system_names`) on any number of instances of that region. A
+//! filesystem is named with the marker and Parasol's volume id; Lambda
+//! refuses to delete one still mounted.
 //!
 //! Machines are named `parasol-<deployment id>-<instance id>` (see
 //! [`super::Marker`]); a launch first looks for a
@@ -46,6 +53,7 @@ use super::{
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -341,6 +349,38 @@ impl Lambda {
     }
 }
 
+/// A shared filesystem as Lambda lists it.
+#[derive(Deserialize, Clone)]
+struct Filesystem {
+    id: String,
+    name: String,
+    region: LRegion,
+}
+
+/// Lambda's filesystem price: $0.20 per GB-month (730 hours).
+const VOLUME_MICROS_PER_GB_HOUR: i64 = 274;
+
+impl Lambda {
+    /// The filesystem of `r`, by Lambda's id when known, else by its
+    /// marker name (Lambda lists filesystems but has no get by id).
+    async fn find_filesystem(&self, r: &VolumeRef) -> Result<Option<Filesystem>, ProviderError> {
+        let name = self.marker.name(r.volume_id);
+        let all: Vec<Filesystem> = self.get("/file-systems").await?;
+        Ok(all.into_iter().find(|f| match &r.cloud_assigned_id {
+            Some(id) => &f.id == id,
+            None => f.name == name,
+        }))
+    }
+}
+
+/// A filesystem is usable as soon as it is listed.
+fn filesystem_state(f: Filesystem) -> VolumeState {
+    VolumeState::Available {
+        cloud_assigned_id: f.id,
+        zone: None,
+    }
+}
+
 fn display(r: &LRegion) -> String {
     if r.description.is_empty() {
         r.name.clone()
@@ -419,13 +459,21 @@ impl Provider for Lambda {
         // The slot must come well inside the reconciler's call timeout; a
         // later slot is a transient error that the reconciler retries.
         self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
-        let body = json!({
+        let mut body = json!({
             "region_name": req.region,
             "instance_type_name": req.cloud_instance_type,
             "ssh_key_names": [key],
             "quantity": 1,
             "name": self.marker.name(req.instance_id),
         });
+        if !req.volumes.is_empty() {
+            // Lambda mounts filesystems by name, and names them ours.
+            body["file_system_names"] = json!(req
+                .volumes
+                .iter()
+                .map(|v| self.marker.name(v.id))
+                .collect::<Vec<_>>());
+        }
         match self
             .post::<Launch>("/instance-operations/launch", body)
             .await
@@ -490,6 +538,82 @@ impl Provider for Lambda {
             )
             .await?;
         Ok(MachineState::Terminating)
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        let mut regions: Vec<String> = self
+            .offers()
+            .await?
+            .into_iter()
+            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
+            .collect();
+        regions.sort();
+        regions.dedup();
+        Ok(regions
+            .into_iter()
+            .map(|region| VolumeOffer {
+                cloud: CLOUD.to_string(),
+                region,
+                supports_multi_mount: true,
+                fixed_size: false,
+                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
+                min_size_gb: 1,
+                max_size_gb: 16_384,
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: req.region.clone(),
+            cloud_assigned_id: None,
+        };
+        if let Some(f) = self.find_filesystem(&r).await? {
+            return Ok(filesystem_state(f));
+        }
+        let f: Filesystem = self
+            .post(
+                "/filesystems",
+                json!({"name": self.marker.name(req.volume_id), "region": req.region}),
+            )
+            .await?;
+        Ok(filesystem_state(f))
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_filesystem(r)
+            .await?
+            .map_or(VolumeState::Gone, filesystem_state))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(f) = self.find_filesystem(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        let path = format!("/filesystems/{}", f.id);
+        let what = format!("DELETE {path}");
+        let (status, body) = self.http.send(|| self.req(Method::DELETE, &path)).await?;
+        if status.is_success() || status.as_u16() == 404 {
+            return Ok(VolumeState::Gone);
+        }
+        // Still mounted by a machine being terminated: retried.
+        Err(classify(&what, &Failure { status, body }))
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        let all: Vec<Filesystem> = self.get("/file-systems").await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|f| {
+                Some(VolumeRef {
+                    volume_id: self.marker.ours(&f.name)?,
+                    region: f.region.name,
+                    cloud_assigned_id: Some(f.id),
+                })
+            })
+            .collect())
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -3,7 +3,8 @@
 //! Every request carries `Authorization: Bearer <api key>`. REST endpoints
 //! (relative to the configured base URL, by default
 //! `https://rest.runpod.io/v1`): `GET|POST /pods`, `GET|DELETE
-//! /pods/{id}`, `POST /pods/{id}/restart`, `GET /networkvolumes`. The REST
+//! /pods/{id}`, `POST /pods/{id}/restart`, `GET|POST /networkvolumes`,
+//! `GET|DELETE /networkvolumes/{id}`. The REST
 //! API has no price list, so offers come from GraphQL (by default
 //! `https://api.runpod.io/graphql`): `gpuTypes` with `lowestPrice` per GPU
 //! count (secure cloud), and `dataCenters` with their `gpuAvailability`.
@@ -15,6 +16,12 @@
 //!
 //! Pods are named with the deployment's marker; a launch first looks for
 //! that name, so a retried launch adopts the pod an earlier attempt made.
+//!
+//! Volumes are network volumes, named with the marker and Parasol's volume
+//! id (RunPod's names need not be unique, so a create first looks for the
+//! name). A network volume lives in one data center (a Parasol region
+//! here) and mounts only on pods there: a pod created with
+//! `networkVolumeId` is placed in the volume's data center.
 //!
 //! Status mapping (`desiredStatus`, `publicIp`, `portMappings` →
 //! [`MachineState`]):
@@ -65,7 +72,7 @@ use super::{
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
-    VolumeOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -379,6 +386,57 @@ impl Runpod {
     }
 }
 
+/// A network volume as the REST API shows it.
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct NetworkVolume {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    data_center_id: String,
+}
+
+impl Runpod {
+    /// The network volume of `r`: by RunPod's id when known, else by its
+    /// marker name.
+    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<NetworkVolume>, ProviderError> {
+        let Some(cloud_id) = &r.cloud_assigned_id else {
+            let name = self.marker.name(r.volume_id);
+            let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
+            return Ok(all.into_iter().find(|v| v.name == name));
+        };
+        let path = format!("/networkvolumes/{cloud_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse(CLOUD, &what, &text).map(Some)
+    }
+}
+
+/// A network volume is usable once it is listed; its data center is where
+/// its pods go.
+fn volume_state(v: NetworkVolume) -> VolumeState {
+    VolumeState::Available {
+        cloud_assigned_id: v.id,
+        zone: Some(v.data_center_id).filter(|d| !d.is_empty()),
+    }
+}
+
+/// Mounts the instance's network volume on the pod, placing the pod in the
+/// volume's data center (RunPod mounts it nowhere else).
+fn mount_volume(body: &mut Value, req: &LaunchRequest) {
+    if let Some(v) = req.volumes.first() {
+        body["networkVolumeId"] = json!(v.cloud_assigned_id);
+        body["dataCenterIds"] = json!([v.zone.as_deref().unwrap_or(&req.region)]);
+    }
+}
+
 fn dc_display(dc: &DataCenter) -> String {
     match (dc.name.is_empty(), dc.location.is_empty()) {
         (false, false) => format!("{} ({})", dc.location, dc.name),
@@ -489,7 +547,7 @@ impl Provider for Runpod {
         if let Some(k) = &req.ssh_public_key {
             env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
         }
-        let body = json!({
+        let mut body = json!({
             "name": self.marker.name(req.instance_id),
             "imageName": IMAGE,
             "gpuTypeIds": [gpu],
@@ -503,6 +561,7 @@ impl Provider for Runpod {
             "containerDiskInGb": 50,
             "env": env,
         });
+        mount_volume(&mut body, req);
         let pod: Pod = match self.json(Method::POST, "/pods", Some(&body)).await {
             Ok(p) => p,
             Err(e @ ProviderError::Capacity(_)) => {
@@ -564,6 +623,62 @@ impl Provider for Runpod {
             ));
         }
         Ok(MachineState::Terminating)
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: req.region.clone(),
+            cloud_assigned_id: None,
+        };
+        if let Some(v) = self.find_volume(&r).await? {
+            return Ok(volume_state(v));
+        }
+        let body = json!({
+            "name": self.marker.name(req.volume_id),
+            "size": req.size_in_gb,
+            "dataCenterId": req.region,
+        });
+        let v: NetworkVolume = self
+            .json(Method::POST, "/networkvolumes", Some(&body))
+            .await?;
+        Ok(volume_state(v))
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_volume(r)
+            .await?
+            .map_or(VolumeState::Gone, volume_state))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(v) = self.find_volume(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        let path = format!("/networkvolumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|v| {
+                Some(VolumeRef {
+                    volume_id: self.marker.ours(&v.name)?,
+                    region: v.data_center_id,
+                    cloud_assigned_id: Some(v.id),
+                })
+            })
+            .collect())
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -4,6 +4,12 @@
 //! keypairs scoped to them, and machines that go `CREATING` → `BUILD` →
 //! `ACTIVE` (floating ip possibly later) → `DELETING` → gone. Like the real
 //! API it can refuse to delete a machine that is still being created.
+//!
+//! Volumes (`/core/volumes`): made in an environment (name at most 50
+//! characters, type `Cloud-SSD`), `creating` for a moment then
+//! `available`; a machine created with `volume_name` in the volume's
+//! environment has it attached (`in-use`) until the machine is deleted; an
+//! attached volume cannot be deleted.
 
 use std::time::Instant;
 
@@ -25,12 +31,26 @@ pub struct Machine {
     pub launched: Instant,
     pub deleted: Option<Instant>,
     pub reboots: u32,
+    /// The id of the volume attached at create.
+    pub volume: Option<i64>,
+}
+
+/// A volume at the fake.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub environment: String,
+    pub size: i64,
+    pub made: Instant,
 }
 
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct Hyperstack {
     pub machines: Vec<Machine>,
+    pub volumes: Vec<Volume>,
     /// (name, region)
     pub environments: Vec<(String, String)>,
     /// (name, environment, public key)
@@ -55,8 +75,48 @@ impl Hyperstack {
             launched: Instant::now() - self.timing.boot - self.timing.ip_after,
             deleted: None,
             reboots: 0,
+            volume: None,
         });
         id
+    }
+
+    /// The live machine a volume is attached to.
+    pub fn attached_to(&self, volume: i64) -> Option<i64> {
+        self.machines
+            .iter()
+            .find(|m| m.volume == Some(volume) && m.deleted.is_none())
+            .map(|m| m.id)
+    }
+
+    fn render_volume(&self, v: &Volume) -> Value {
+        let at = self.attached_to(v.id);
+        let status = if at.is_some() {
+            "in-use"
+        } else if v.made.elapsed() < self.timing.boot / 2 {
+            "creating"
+        } else {
+            "available"
+        };
+        let region = self
+            .environments
+            .iter()
+            .find(|(n, _)| *n == v.environment)
+            .map_or("", |(_, r)| r.as_str());
+        json!({
+            "id": v.id,
+            "name": v.name,
+            "description": v.description,
+            "environment": {"name": v.environment, "region": region, "features": {}},
+            "size": v.size,
+            "status": status,
+            "volume_type": "Cloud-SSD",
+            "bootable": false,
+            "attachments": at.map(|m| json!([{"id": 1, "instance_id": m, "device": "/dev/vdb",
+                                              "status": "ATTACHED", "protected": false}]))
+                .unwrap_or_else(|| json!([])),
+            "created_at": "2026-11-27T10:00:00",
+            "updated_at": "2026-11-27T10:00:00",
+        })
     }
 
     /// Machines not gone yet.
@@ -94,6 +154,11 @@ impl Hyperstack {
             "environment": {"name": m.environment, "region": "CANADA-1"},
             "flavor": {"name": m.flavor},
             "keypair": {"name": m.key_name},
+            "volume_attachments": m.volume.and_then(|id| self.volumes.iter().find(|v| v.id == id))
+                .map(|v| json!([{"volume": {"id": v.id, "name": v.name, "size": v.size,
+                                            "volume_type": "Cloud-SSD", "bootable": false},
+                                 "device": "/dev/vdb", "status": "ATTACHED"}]))
+                .unwrap_or_else(|| json!([])),
             "created_at": "2026-11-27T10:00:00",
         }))
     }
@@ -247,6 +312,22 @@ impl Cloud for Hyperstack {
                 if !self.keypairs.iter().any(|(n, e, _)| n == key && e == env) {
                     return fail(404, "Keypair not found in this environment");
                 }
+                let volume = match b["volume_name"].as_str() {
+                    None => None,
+                    Some(n) => match self
+                        .volumes
+                        .iter()
+                        .find(|v| v.name == n && v.environment == env)
+                    {
+                        Some(v) if self.attached_to(v.id).is_some() => {
+                            return fail(409, &format!("Volume {n} is already attached"))
+                        }
+                        Some(v) => Some(v.id),
+                        None => {
+                            return fail(404, &format!("Volume {n} not found in environment {env}"))
+                        }
+                    },
+                };
                 if self.out_of_stock.iter().any(|f| f == flavor) {
                     return fail(400, &format!("Insufficient stock for flavor {flavor}"));
                 }
@@ -260,6 +341,7 @@ impl Cloud for Hyperstack {
                     launched: Instant::now(),
                     deleted: None,
                     reboots: 0,
+                    volume,
                 };
                 self.machines.push(m.clone());
                 let v = self.render(&m).unwrap();
@@ -267,6 +349,86 @@ impl Cloud for Hyperstack {
                     200,
                     json!({"status": true, "message": "Creating 1 virtual machine", "instances": [v]}),
                 )
+            }
+            ("GET", "/core/volumes") => {
+                let vs: Vec<Value> = self.volumes.iter().map(|v| self.render_volume(v)).collect();
+                let n = vs.len();
+                Reply::json(
+                    200,
+                    json!({"status": true, "message": "Success", "volumes": vs, "count": n,
+                           "page": 1, "page_size": n}),
+                )
+            }
+            ("POST", "/core/volumes") => {
+                let b = &req.body;
+                let (Some(name), Some(env), Some(size), Some(ty)) = (
+                    b["name"].as_str(),
+                    b["environment_name"].as_str(),
+                    b["size"].as_i64(),
+                    b["volume_type"].as_str(),
+                ) else {
+                    return fail(400, "missing required fields");
+                };
+                if name.len() > 50 {
+                    return fail(400, "name: ensure this value has at most 50 characters");
+                }
+                if ty != "Cloud-SSD" {
+                    return fail(400, &format!("Volume type {ty} does not exist"));
+                }
+                if !(1..=1_048_576).contains(&size) {
+                    return fail(400, "size must be from 1 to 1048576 GB");
+                }
+                if !self.environments.iter().any(|(n, _)| n == env) {
+                    return fail(404, &format!("Environment {env} not found"));
+                }
+                if self
+                    .volumes
+                    .iter()
+                    .any(|v| v.name == name && v.environment == env)
+                {
+                    return fail(409, &format!("A volume named {name} already exists"));
+                }
+                let v = Volume {
+                    id: 5000 + self.volumes.len() as i64,
+                    name: name.into(),
+                    description: b["description"].as_str().unwrap_or("").into(),
+                    environment: env.into(),
+                    size,
+                    made: Instant::now(),
+                };
+                let body = self.render_volume(&v);
+                self.volumes.push(v);
+                Reply::json(
+                    200,
+                    json!({"status": true, "message": "Volume created", "volume": body}),
+                )
+            }
+            (method, p) if p.starts_with("/core/volumes/") => {
+                let id = &p["/core/volumes/".len()..];
+                let Some(i) = id
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|id| self.volumes.iter().position(|v| v.id == id))
+                else {
+                    return fail(404, "Volume not found");
+                };
+                match method {
+                    "GET" => {
+                        let v = self.render_volume(&self.volumes[i]);
+                        Reply::json(
+                            200,
+                            json!({"status": true, "message": "Success", "volume": v}),
+                        )
+                    }
+                    "DELETE" => {
+                        if self.attached_to(self.volumes[i].id).is_some() {
+                            return fail(400, "Volume is attached to a virtual machine");
+                        }
+                        self.volumes.remove(i);
+                        Reply::json(200, json!({"status": true, "message": "Volume deleted"}))
+                    }
+                    _ => fail(405, "Method not allowed"),
+                }
             }
             (method, p) if p.starts_with("/core/virtual-machines/") => {
                 let rest = &p["/core/virtual-machines/".len()..];

@@ -1,6 +1,12 @@
 //! A fake Lambda Cloud API v1 under `/api/v1`: bearer (or basic) API-key
 //! auth, `{"data": ...}` envelopes, `{"error": {"code", "message"}}`
 //! errors, machines that go `booting` → `active` → `terminating` → gone.
+//!
+//! Shared filesystems: listed at `GET /file-systems`, made at `POST
+//! /filesystems` (name `^[a-zA-Z]+[0-9a-zA-Z-]*$`, at most 60, unique),
+//! deleted at `DELETE /filesystems/{id}` unless a live machine mounts it
+//! (`filesystems/filesystem-in-use`); a launch mounts them by name
+//! (`file_system_names`), from its own region only.
 
 use std::time::Instant;
 
@@ -23,12 +29,25 @@ pub struct Machine {
     pub terminated: Option<Instant>,
     pub restarts: u32,
     pub n: usize,
+    /// Names of the filesystems mounted.
+    pub file_system_names: Vec<String>,
+}
+
+/// A shared filesystem at the fake.
+#[derive(Clone, Debug)]
+pub struct Filesystem {
+    pub id: String,
+    pub name: String,
+    pub region: String,
 }
 
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct Lambda {
     pub machines: Vec<Machine>,
+    pub filesystems: Vec<Filesystem>,
+    /// Filesystems made so far, for ids.
+    pub filesystems_made: u32,
     pub keys: Vec<(String, String, String)>,
     pub timing: Timing,
     /// `(type, region)` pairs whose launches fail for capacity even though
@@ -51,6 +70,7 @@ impl Lambda {
             terminated: None,
             restarts: 0,
             n,
+            file_system_names: vec![],
         });
         id
     }
@@ -82,11 +102,41 @@ impl Lambda {
             "ip": ip,
             "status": status,
             "ssh_key_names": m.ssh_key_names,
-            "file_system_names": [],
+            "file_system_names": m.file_system_names,
             "region": {"name": m.region, "description": region_description(&m.region)},
             "instance_type": {"name": m.instance_type, "description": "", "price_cents_per_hour": 80},
             "hostname": format!("{}.cloud.lambdalabs.com", m.id),
         }))
+    }
+}
+
+fn render_filesystem(f: &Filesystem, in_use: bool) -> Value {
+    json!({
+        "id": f.id,
+        "name": f.name,
+        "mount_point": format!("/lambda/nfs/{}", f.name),
+        "created": "2026-01-01T00:00:00+00:00",
+        "created_by": {"id": "3da5a70a57a7422ea8a7203f98b2198b", "email": "me@example.com",
+                       "status": "active"},
+        "is_in_use": in_use,
+        "region": {"name": f.region, "description": region_description(&f.region)},
+        "bytes_used": 0,
+    })
+}
+
+/// Lambda's rule for filesystem names.
+fn valid_filesystem_name(name: &str) -> bool {
+    let letters = name.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+    (1..=60).contains(&name.len())
+        && letters > 0
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl Lambda {
+    fn in_use(&self, f: &Filesystem) -> bool {
+        self.machines
+            .iter()
+            .any(|m| m.terminated.is_none() && m.file_system_names.contains(&f.name))
     }
 }
 
@@ -219,6 +269,27 @@ impl Cloud for Lambda {
                 if !self.keys.iter().any(|(_, n, _)| n == key) {
                     return err(400, "global/invalid-parameters", "SSH key does not exist");
                 }
+                let fs: Vec<String> = b["file_system_names"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for name in &fs {
+                    if !self
+                        .filesystems
+                        .iter()
+                        .any(|f| &f.name == name && f.region == region)
+                    {
+                        return err(
+                            400,
+                            "global/invalid-parameters",
+                            "File system does not exist in the launch region",
+                        );
+                    }
+                }
                 if self.no_capacity.iter().any(|(t, r)| t == ty && r == region) {
                     return err(
                         400,
@@ -238,6 +309,7 @@ impl Cloud for Lambda {
                     terminated: None,
                     restarts: 0,
                     n,
+                    file_system_names: fs,
                 });
                 Reply::json(200, json!({"data": {"instance_ids": [id]}}))
             }
@@ -272,6 +344,63 @@ impl Cloud for Lambda {
                     "restarted_instances"
                 };
                 Reply::json(200, json!({"data": { field: out }}))
+            }
+            ("GET", "/file-systems") => {
+                let data: Vec<Value> = self
+                    .filesystems
+                    .iter()
+                    .map(|f| render_filesystem(f, self.in_use(f)))
+                    .collect();
+                Reply::json(200, json!({ "data": data }))
+            }
+            ("POST", "/filesystems") => {
+                let (Some(name), Some(region)) =
+                    (req.body["name"].as_str(), req.body["region"].as_str())
+                else {
+                    return err(
+                        400,
+                        "global/invalid-parameters",
+                        "name and region are required",
+                    );
+                };
+                if !valid_filesystem_name(name) {
+                    return err(400, "global/invalid-parameters", "Invalid filesystem name");
+                }
+                if self.filesystems.iter().any(|f| f.name == name) {
+                    return err(
+                        400,
+                        "global/duplicate",
+                        "A filesystem with this name already exists",
+                    );
+                }
+                self.filesystems_made += 1;
+                let f = Filesystem {
+                    id: format!("398578a2336b49079e74043f0bd2{:04x}", self.filesystems_made),
+                    name: name.into(),
+                    region: region.into(),
+                };
+                let body = render_filesystem(&f, false);
+                self.filesystems.push(f);
+                Reply::json(200, json!({ "data": body }))
+            }
+            ("DELETE", p) if p.starts_with("/filesystems/") => {
+                let id = &p["/filesystems/".len()..];
+                let Some(i) = self.filesystems.iter().position(|f| f.id == id) else {
+                    return err(
+                        404,
+                        "global/object-does-not-exist",
+                        "Filesystem was not found.",
+                    );
+                };
+                if self.in_use(&self.filesystems[i]) {
+                    return err(
+                        400,
+                        "filesystems/filesystem-in-use",
+                        "Filesystem is in use and cannot be deleted.",
+                    );
+                }
+                self.filesystems.remove(i);
+                Reply::json(200, json!({"data": {"deleted_ids": [id]}}))
             }
             ("GET", "/ssh-keys") => {
                 let data: Vec<Value> = self

@@ -3,6 +3,10 @@
 //! IP to a mapped SSH port, `TERMINATED` while being removed, then gone.
 //! A create with no machine left answers as RunPod does: 500 with "There
 //! are no longer any instances available ...".
+//!
+//! Network volumes (`/v1/networkvolumes`) live in a data center with
+//! `storageSupport`, 0 to 4000 GB; a pod created with `networkVolumeId`
+//! must be in the volume's data center and shows it as `networkVolume`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,12 +32,26 @@ pub struct Pod {
     pub terminated: Option<Instant>,
     pub restarts: u32,
     pub n: usize,
+    /// The network volume mounted, by id.
+    pub network_volume: Option<String>,
+}
+
+/// A network volume at the fake.
+#[derive(Clone, Debug)]
+pub struct NetworkVolume {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub data_center: String,
 }
 
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct Runpod {
     pub pods: Vec<Pod>,
+    pub volumes: Vec<NetworkVolume>,
+    /// Volumes made so far, for ids.
+    pub volumes_made: u32,
     pub timing: Timing,
     /// `(gpu type id, data center)` pairs no machine is left for.
     pub no_capacity: Vec<(String, String)>,
@@ -64,6 +82,7 @@ impl Runpod {
             terminated: None,
             restarts: 0,
             n,
+            network_volume: None,
         });
         id
     }
@@ -106,6 +125,9 @@ impl Runpod {
             "machine": {"dataCenterId": p.data_center, "gpuTypeId": p.gpu_type},
             "costPerHr": 0.49,
             "env": p.env,
+            "networkVolume": p.network_volume.as_ref().and_then(|id| {
+                self.volumes.iter().find(|v| &v.id == id).map(render_volume)
+            }),
         }))
     }
 
@@ -162,6 +184,13 @@ impl Runpod {
     }
 }
 
+fn render_volume(v: &NetworkVolume) -> Value {
+    json!({"id": v.id, "name": v.name, "size": v.size, "dataCenterId": v.data_center})
+}
+
+/// Data centers of the fake that hold network volumes (`storageSupport`).
+const STORAGE_DCS: [&str; 1] = ["US-KS-2"];
+
 fn err(status: u16, message: &str) -> Reply {
     Reply::json(status, json!({"error": message, "status": status}))
 }
@@ -207,6 +236,18 @@ impl Cloud for Runpod {
                 if image.is_empty() {
                     return err(400, "imageName is required");
                 }
+                let volume = b["networkVolumeId"].as_str().map(str::to_string);
+                if let Some(id) = &volume {
+                    let Some(v) = self.volumes.iter().find(|v| &v.id == id) else {
+                        return err(400, "network volume not found");
+                    };
+                    if v.data_center != dc {
+                        return err(
+                            400,
+                            "the network volume is in another data center than the pod",
+                        );
+                    }
+                }
                 if self.no_capacity.iter().any(|(t, d)| t == gpu && d == dc) {
                     return err(
                         500,
@@ -234,6 +275,7 @@ impl Cloud for Runpod {
                     terminated: None,
                     restarts: 0,
                     n,
+                    network_volume: volume,
                 });
                 let p = self.pods[n].clone();
                 Reply::json(201, self.render(&p).unwrap())
@@ -261,7 +303,49 @@ impl Cloud for Runpod {
                     _ => err(404, "not found"),
                 }
             }
-            ("GET", ["networkvolumes"]) => Reply::json(200, json!([])),
+            ("GET", ["networkvolumes"]) => Reply::json(
+                200,
+                json!(self.volumes.iter().map(render_volume).collect::<Vec<_>>()),
+            ),
+            ("POST", ["networkvolumes"]) => {
+                let b = &req.body;
+                let (Some(name), Some(size), Some(dc)) = (
+                    b["name"].as_str(),
+                    b["size"].as_i64(),
+                    b["dataCenterId"].as_str(),
+                ) else {
+                    return err(400, "name, size and dataCenterId are required");
+                };
+                if !(0..=4000).contains(&size) {
+                    return err(400, "size must be from 0 to 4000");
+                }
+                if !STORAGE_DCS.contains(&dc) {
+                    return err(400, "this data center does not support network volumes");
+                }
+                self.volumes_made += 1;
+                let v = NetworkVolume {
+                    id: format!("nv{:08}", self.volumes_made),
+                    name: name.into(),
+                    size,
+                    data_center: dc.into(),
+                };
+                let body = render_volume(&v);
+                self.volumes.push(v);
+                Reply::json(200, body)
+            }
+            (method, ["networkvolumes", id]) => {
+                let Some(i) = self.volumes.iter().position(|v| v.id == *id) else {
+                    return err(404, "network volume not found");
+                };
+                match method {
+                    "GET" => Reply::json(200, render_volume(&self.volumes[i])),
+                    "DELETE" => {
+                        self.volumes.remove(i);
+                        Reply::text(204, "")
+                    }
+                    _ => err(404, "not found"),
+                }
+            }
             _ => err(404, "not found"),
         }
     }

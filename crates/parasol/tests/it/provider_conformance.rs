@@ -1265,6 +1265,7 @@ mod volumes {
         runpod => Runpod;
         lambda => Lambda;
         hyperstack => Hyperstack;
+        verda => Verda;
     }
 
     #[tokio::test]
@@ -1384,5 +1385,24 @@ impl FakeVolumes for Hyperstack {
     }
     fn volume_create_line(&self) -> String {
         "POST /v1/core/volumes".into()
+    }
+}
+
+impl FakeVolumes for Verda {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.volumes
+            .iter()
+            .map(|v| (v.id.clone(), v.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|m| m.id == machine && m.deleted.is_none())
+            .flat_map(|m| m.volumes.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/volumes".into()
     }
 }

@@ -7,7 +7,15 @@
 //! `GET /instance-types`, `GET /instance-availability`, `GET /locations`,
 //! `GET /instance-availability/{type}?location_code=..`, `GET|POST
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
-//! and `restart`), `GET|POST /sshkeys`.
+//! and `restart`), `GET|POST /sshkeys`, `GET|POST /volumes`,
+//! `GET|DELETE /volumes/{id}`.
+//!
+//! Volumes are `NVMe` block volumes in one location (a Parasol region),
+//! named with the marker and Parasol's volume id, attached at create
+//! (`existing_volumes`) to a machine of that location. Deleting the machine
+//! without naming the volume in `volume_ids` detaches it and keeps it; a
+//! volume is deleted permanently (`is_permanent`), not moved to Verda's
+//! trash, where it would go on billing.
 //!
 //! Machines get the hostname `parasol-<deployment id>-<instance id>` (and the same
 //! description); a launch first looks for it, so a retried launch adopts the
@@ -46,6 +54,7 @@ use super::{
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API (Shadeform still calls Verda `datacrunch`).
@@ -429,6 +438,62 @@ fn bare_id(text: &str) -> Result<String, ProviderError> {
     Ok(id)
 }
 
+/// A volume as Verda lists it.
+#[derive(Deserialize, Clone)]
+struct VVolume {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    location: String,
+}
+
+/// The volume type Parasol makes.
+const VOLUME_TYPE: &str = "NVMe";
+/// Verda's NVMe volume price: $0.10 per GB-month (730 hours).
+const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
+
+fn volume_state(v: &VVolume) -> VolumeState {
+    match v.status.as_str() {
+        "attached" | "detached" => VolumeState::Available {
+            cloud_assigned_id: v.id.clone(),
+            zone: None,
+        },
+        "deleting" => VolumeState::Deleting,
+        "deleted" => VolumeState::Gone,
+        _ => VolumeState::Creating {
+            cloud_assigned_id: v.id.clone(),
+        },
+    }
+}
+
+impl Verda {
+    /// The volume of `r`: by Verda's id when known, else by its marker
+    /// name.
+    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<VVolume>, ProviderError> {
+        let Some(cloud_id) = &r.cloud_assigned_id else {
+            let name = self.marker.name(r.volume_id);
+            let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
+            return Ok(all
+                .into_iter()
+                .find(|v| v.name == name && v.status != "deleted"));
+        };
+        let path = format!("/volumes/{cloud_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        let v: VVolume = parse(CLOUD, &what, &text)?;
+        Ok((v.status != "deleted").then_some(v))
+    }
+}
+
 fn gone(status: &str) -> bool {
     matches!(status, "discontinued" | "notfound")
 }
@@ -515,7 +580,7 @@ impl Provider for Verda {
             None => vec![],
         };
         let name = self.marker.name(req.instance_id);
-        let body = json!({
+        let mut body = json!({
             "instance_type": req.cloud_instance_type,
             "image": IMAGE,
             "ssh_key_ids": keys,
@@ -524,6 +589,13 @@ impl Provider for Verda {
             "description": name,
             "is_spot": false,
         });
+        if !req.volumes.is_empty() {
+            body["existing_volumes"] = json!(req
+                .volumes
+                .iter()
+                .map(|v| &v.cloud_assigned_id)
+                .collect::<Vec<_>>());
+        }
         let id = match self.send(Method::POST, "/instances", &body).await {
             Ok(text) => bare_id(&text)?,
             Err(e @ ProviderError::Capacity(_)) => {
@@ -580,6 +652,93 @@ impl Provider for Verda {
         )
         .await?;
         Ok(MachineState::Terminating)
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        let mut regions: Vec<String> = self
+            .offers()
+            .await?
+            .into_iter()
+            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
+            .collect();
+        regions.sort();
+        regions.dedup();
+        Ok(regions
+            .into_iter()
+            .map(|region| VolumeOffer {
+                cloud: CLOUD.to_string(),
+                region,
+                supports_multi_mount: false,
+                fixed_size: true,
+                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
+                min_size_gb: 1,
+                max_size_gb: 16_384,
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: req.region.clone(),
+            cloud_assigned_id: None,
+        };
+        if let Some(v) = self.find_volume(&r).await? {
+            return Ok(volume_state(&v));
+        }
+        let body = json!({
+            "type": VOLUME_TYPE,
+            "name": self.marker.name(req.volume_id),
+            "size": req.size_in_gb,
+            "location_code": req.region,
+        });
+        let id = bare_id(&self.send(Method::POST, "/volumes", &body).await?)?;
+        // The create answers only the id; the next step reads its state.
+        Ok(VolumeState::Creating {
+            cloud_assigned_id: id,
+        })
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_volume(r)
+            .await?
+            .map_or(VolumeState::Gone, |v| volume_state(&v)))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(v) = self.find_volume(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        if v.status == "deleting" {
+            return Ok(VolumeState::Deleting);
+        }
+        let path = format!("/volumes/{}", v.id);
+        let (status, text) = self
+            .call(Method::DELETE, &path, Some(&json!({"is_permanent": true})))
+            .await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Deleting);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| v.status != "deleted")
+            .filter_map(|v| {
+                Some(VolumeRef {
+                    volume_id: self.marker.ours(&v.name)?,
+                    region: v.location,
+                    cloud_assigned_id: Some(v.id),
+                })
+            })
+            .collect())
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -3,6 +3,14 @@
 //! answers, created ids as plain text, `PUT /instances` actions, and
 //! machines that go `ordered` → `provisioning` → `running` → `deleting` →
 //! gone.
+//!
+//! Volumes (`/v1/volumes`): made in a location (`type` NVMe, HDD or
+//! NVMe_Shared), `ordered` for a moment then `detached`; a machine created
+//! with `existing_volumes` of its location has them `attached` until it is
+//! deleted (without `volume_ids`, which would delete them too); an
+//! attached volume cannot be deleted; `DELETE /volumes/{id}` without
+//! `is_permanent` moves the volume to the trash (`deleted`), with it the
+//! volume is gone.
 
 use std::time::Instant;
 
@@ -26,12 +34,28 @@ pub struct Machine {
     pub deleted: Option<Instant>,
     pub restarts: u32,
     pub n: usize,
+    /// Ids of the volumes attached at create.
+    pub volumes: Vec<String>,
+}
+
+/// A volume at the fake.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub size: i64,
+    pub location: String,
+    pub made: Instant,
+    /// In the trash.
+    pub trashed: bool,
 }
 
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct Verda {
     pub machines: Vec<Machine>,
+    pub volumes: Vec<Volume>,
     pub keys: Vec<(String, String, String)>,
     pub tokens: Vec<String>,
     pub timing: Timing,
@@ -54,8 +78,42 @@ impl Verda {
             deleted: None,
             restarts: 0,
             n,
+            volumes: vec![],
         });
         id
+    }
+
+    /// The live machine a volume is attached to.
+    pub fn attached_to(&self, volume: &str) -> Option<&Machine> {
+        self.machines
+            .iter()
+            .find(|m| m.deleted.is_none() && m.volumes.iter().any(|v| v == volume))
+    }
+
+    fn render_volume(&self, v: &Volume) -> Value {
+        let at = self.attached_to(&v.id);
+        let status = if v.trashed {
+            "deleted"
+        } else if at.is_some() {
+            "attached"
+        } else if v.made.elapsed() < self.timing.boot / 2 {
+            "ordered"
+        } else {
+            "detached"
+        };
+        json!({
+            "id": v.id,
+            "status": status,
+            "name": v.name,
+            "size": v.size,
+            "type": v.kind,
+            "is_os_volume": false,
+            "created_at": "2026-11-27T10:00:00.000Z",
+            "target": at.map(|_| "vdb"),
+            "location": v.location,
+            "instance_id": at.map(|m| m.id.clone()),
+            "ssh_key_ids": [],
+        })
     }
 
     /// Machines not gone yet.
@@ -268,6 +326,30 @@ impl Cloud for Verda {
                     );
                 };
                 let loc = b["location_code"].as_str().unwrap_or("FIN-01");
+                let volumes: Vec<String> = b["existing_volumes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for id in &volumes {
+                    match self.volumes.iter().find(|v| &v.id == id && !v.trashed) {
+                        None => return err(404, "not_found", "Volume not found"),
+                        Some(v) if v.location != loc => {
+                            return err(
+                                400,
+                                "invalid_request",
+                                "Volume is in another location than the instance",
+                            )
+                        }
+                        Some(v) if self.attached_to(&v.id).is_some() => {
+                            return err(400, "invalid_request", "Volume is already attached")
+                        }
+                        Some(_) => {}
+                    }
+                }
                 if self.no_capacity.iter().any(|(t, l)| t == ty && l == loc) {
                     return err(
                         400,
@@ -294,6 +376,7 @@ impl Cloud for Verda {
                     deleted: None,
                     restarts: 0,
                     n,
+                    volumes,
                 });
                 Reply::text(202, id)
             }
@@ -323,6 +406,70 @@ impl Cloud for Verda {
                     }
                 }
                 Reply::text(202, "")
+            }
+            ("GET", "/volumes") => {
+                let data: Vec<Value> = self.volumes.iter().map(|v| self.render_volume(v)).collect();
+                Reply::json(200, Value::Array(data))
+            }
+            ("POST", "/volumes") => {
+                let b = &req.body;
+                let (Some(kind), Some(name), Some(size), Some(loc)) = (
+                    b["type"].as_str(),
+                    b["name"].as_str(),
+                    b["size"].as_i64(),
+                    b["location_code"].as_str(),
+                ) else {
+                    return err(
+                        400,
+                        "invalid_request",
+                        "type, name, size and location_code are required",
+                    );
+                };
+                if !["NVMe", "HDD", "NVMe_Shared"].contains(&kind) {
+                    return err(400, "invalid_request", "Unknown volume type");
+                }
+                if !["FIN-01", "FIN-02", "FIN-03", "ICE-01"].contains(&loc) {
+                    return err(400, "invalid_request", "Unknown location");
+                }
+                if size < 1 {
+                    return err(400, "invalid_request", "size must be positive");
+                }
+                let id = format!("7e2d9c4b-0000-4000-8000-{:012}", self.volumes.len());
+                self.volumes.push(Volume {
+                    id: id.clone(),
+                    name: name.into(),
+                    kind: kind.into(),
+                    size,
+                    location: loc.into(),
+                    made: Instant::now(),
+                    trashed: false,
+                });
+                Reply::text(202, id)
+            }
+            (method, p) if p.starts_with("/volumes/") => {
+                let id = &p["/volumes/".len()..];
+                let Some(i) = self.volumes.iter().position(|v| v.id == id) else {
+                    return err(404, "not_found", "Volume not found");
+                };
+                match method {
+                    "GET" => Reply::json(200, self.render_volume(&self.volumes[i])),
+                    "DELETE" => {
+                        if self.attached_to(id).is_some() {
+                            return err(
+                                400,
+                                "invalid_request",
+                                "Volume is attached to an instance; detach it first",
+                            );
+                        }
+                        if req.body["is_permanent"] == true {
+                            self.volumes.remove(i);
+                        } else {
+                            self.volumes[i].trashed = true;
+                        }
+                        Reply::text(202, "")
+                    }
+                    _ => err(405, "invalid_request", "Method not allowed"),
+                }
             }
             ("GET", "/sshkeys") => {
                 let data: Vec<Value> = self

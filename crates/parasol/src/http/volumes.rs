@@ -209,10 +209,19 @@ pub async fn volumes_for_instance(
             ApiError::invalid_field("volume_ids[0]", format!("no volume with id {id}"))
         })?;
         if v.cloud != cloud || v.region != region {
+            let rule = app
+                .catalog
+                .volume_offers()
+                .iter()
+                .find(|o| o.cloud == v.cloud && o.region == v.region)
+                .map_or_else(
+                    || "a volume mounts only on instances in its own cloud and region".to_string(),
+                    |o| o.mount_rule.clone(),
+                );
             return Err(ApiError::invalid_field(
                 "volume_ids[0]",
                 format!(
-                    "volume {id} is in {} {}, but the instance is in {cloud} {region}; a volume mounts only in its own cloud and region",
+                    "volume {id} is in {} {}, but the instance is in {cloud} {region}: {rule}",
                     v.cloud, v.region
                 ),
             ));

@@ -90,6 +90,9 @@ pub struct VolumeOffer {
     pub price_micros_per_gb_hour: i64,
     pub min_size_gb: i64,
     pub max_size_gb: i64,
+    /// Where a volume of this kind mounts, in the cloud's terms, for the
+    /// error that refuses a mount elsewhere.
+    pub mount_rule: String,
 }
 
 /// Everything a provider needs to launch one machine.

@@ -264,8 +264,17 @@ async fn a_digitalocean_volume_is_made_mounted_and_deleted_at_digitalocean() {
     let s = Server::start(do_opts(&fake));
     let c = s.admin();
     c.add_key("me").await;
+    // The create answers at once; DigitalOcean's failures are retried
+    // behind it, and the volume shows it is still being made.
+    fake.faults(|f| {
+        f.server_error.insert("POST /v2/volumes".into(), 2);
+    });
     let vol = create_volume(&c, "digitalocean", "nyc2", 100).await;
+    let early = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+    assert_eq!(early["status"], "creating", "{early}");
+    assert_eq!(early["cloud_assigned_id"], "", "{early}");
     let v = wait_volume(&c, &vol, "available").await;
+    assert_eq!(fake.requests_to("POST /v2/volumes").len(), 3);
     let at = fake.with(|f| f.volumes.clone());
     assert_eq!(at.len(), 1, "one block storage volume at DigitalOcean");
     assert_eq!(v["cloud_assigned_id"], at[0].id.as_str());
@@ -277,6 +286,23 @@ async fn a_digitalocean_volume_is_made_mounted_and_deleted_at_digitalocean() {
     assert_eq!((at[0].region.as_str(), at[0].size_gigabytes), ("nyc2", 100));
     assert_eq!(at[0].description, "data");
 
+    // DigitalOcean's rule: a droplet of the volume's region.
+    let e = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "tor1", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "far", "volume_ids": [vol]}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(e["field"], "volume_ids[0]", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("mounts only on droplets in its own region"),
+        "{e}"
+    );
     let inst = c
         .post(
             "/v1/instances/create",

@@ -555,6 +555,8 @@ impl Provider for DigitalOcean {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 16_384,
+                mount_rule: "a DigitalOcean volume mounts only on droplets in its own region"
+                    .to_string(),
             })
             .collect())
     }

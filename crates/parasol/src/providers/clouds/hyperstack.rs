@@ -658,6 +658,9 @@ impl Provider for Hyperstack {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 1_048_576,
+                mount_rule:
+                    "a Hyperstack volume mounts only on machines in its own region's environment"
+                        .to_string(),
             })
             .collect())
     }

@@ -559,6 +559,8 @@ impl Provider for Lambda {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 16_384,
+                mount_rule: "a Lambda filesystem mounts only on instances in its own region"
+                    .to_string(),
             })
             .collect())
     }

@@ -524,6 +524,8 @@ impl Provider for Runpod {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 4000,
+                mount_rule: "a RunPod network volume mounts only on pods in its own data center"
+                    .to_string(),
             })
             .collect())
     }

@@ -673,6 +673,8 @@ impl Provider for Verda {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 16_384,
+                mount_rule: "a Verda volume mounts only on machines in its own location"
+                    .to_string(),
             })
             .collect())
     }

@@ -909,6 +909,7 @@ impl Provider for Aws {
                 price_micros_per_gb_hour: catalog::GP3_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 16384,
+                mount_rule: "an EBS volume mounts only on instances in its own region, which launch in its zone".to_string(),
             })
             .collect())
     }

@@ -538,3 +538,109 @@ fn decode(r: &sqlx::any::AnyRow) -> StoreResult<VolumeRecord> {
         deleted_at: r.try_get(17)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{version_creating, SqliteSync, StoreOptions};
+
+    fn sqlite(dir: &tempfile::TempDir) -> StoreOptions {
+        StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("store.db").display()),
+            max_connections: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_migration_makes_each_live_volume_due_to_be_made_at_its_cloud() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = sqlite(&dir);
+        let before = version_creating("sim_volumes").expect("a step creates sim_volumes") - 1;
+        let old = Store::open_at_version(&opts, SqliteSync::Full, before)
+            .await
+            .unwrap();
+        let (live, gone, account) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for (id, deleted) in [(live, None), (gone, Some(2000i64))] {
+            sqlx::query(
+                "INSERT INTO volumes (id, account_id, cloud, region, name, size_in_gb, fixed_size,
+                    multi_mount, price_micros, created_at, deleted_at)
+                 VALUES ($1, $2, 'digitalocean', 'nyc2', 'v', 10, 0, 0, 137, 1000, $3)",
+            )
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .bind(deleted)
+            .execute(old.pool())
+            .await
+            .unwrap();
+        }
+        old.close().await;
+
+        let store = Store::open(&opts).await.unwrap();
+        let v = store.get_volume_any(live).await.unwrap().unwrap();
+        assert_eq!(
+            (v.status, v.wake_at, v.cloud_assigned_id.as_deref()),
+            (VolumeStatus::Creating, Some(1000), None)
+        );
+        let g = store.get_volume_any(gone).await.unwrap().unwrap();
+        assert_eq!((g.status, g.wake_at), (VolumeStatus::Deleted, None));
+        let owner = Uuid::new_v4();
+        let due = store
+            .claim_due_volumes(owner, 5000, 0, i64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!(due.iter().map(|v| v.id).collect::<Vec<_>>(), vec![live]);
+    }
+
+    #[tokio::test]
+    async fn a_delete_during_a_step_wins_and_the_step_gives_its_lease_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&sqlite(&dir)).await.unwrap();
+        let account = Uuid::new_v4();
+        let v = VolumeRecord::new(
+            account,
+            "digitalocean",
+            "nyc2",
+            "v",
+            10,
+            false,
+            false,
+            137,
+            1000,
+        );
+        store.insert_volume(&v).await.unwrap();
+        let owner = Uuid::new_v4();
+        let mut claimed = store
+            .claim_due_volumes(owner, 1000, 0, i64::MAX, 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(
+            store
+                .claim_due_volumes(Uuid::new_v4(), 1000, 0, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a leased volume is nobody else's"
+        );
+        assert_eq!(
+            store.delete_volume(account, v.id, 2000).await.unwrap(),
+            DeleteVolumeOutcome::Deleted
+        );
+        claimed.status = VolumeStatus::Available;
+        claimed.cloud_assigned_id = Some("vol-1".into());
+        claimed.wake_at = None;
+        assert!(!store
+            .update_leased_volume(&mut claimed, owner)
+            .await
+            .unwrap());
+        let now = store.get_volume_any(v.id).await.unwrap().unwrap();
+        assert_eq!(now.status, VolumeStatus::Deleting);
+        assert_eq!(now.wake_at, Some(2000));
+        let again = store
+            .claim_due_volumes(Uuid::new_v4(), 2000, 0, i64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "the lost race gave the lease back");
+        assert_eq!(again[0].status, VolumeStatus::Deleting);
+    }
+}

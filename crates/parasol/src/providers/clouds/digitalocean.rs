@@ -49,7 +49,7 @@
 //!   are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -59,6 +59,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
@@ -76,8 +77,17 @@ pub const DEFAULT_URL: &str = "https://api.digitalocean.com/v2";
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
 /// DigitalOcean's AI/ML-ready image for NVIDIA GPU Droplets.
 const IMAGE: &str = "gpu-h100x1-base";
-/// Block storage: $0.10 per GB-month (730 hours).
-const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
+/// Block storage volumes: $0.10 per GB-month (730 hours), 1 GB to 16 TB,
+/// in every region with a GPU size.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: false,
+    price_micros_per_gb_hour: 137,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a DigitalOcean volume mounts only on droplets in its own region",
+};
 /// Droplets and sizes listed per page (DigitalOcean's maximum).
 const PER_PAGE: &str = "200";
 
@@ -223,15 +233,16 @@ struct OneVolume {
     volume: DoVolume,
 }
 
+/// A block storage volume as DigitalOcean shows it.
 #[derive(Deserialize, Clone)]
-struct DoVolume {
+pub(crate) struct DoVolume {
     id: String,
     name: String,
     region: VolumeRegion,
 }
 
 #[derive(Deserialize, Clone)]
-struct VolumeRegion {
+pub(crate) struct VolumeRegion {
     slug: String,
 }
 
@@ -402,18 +413,28 @@ impl DigitalOcean {
     }
 }
 
-impl DigitalOcean {
-    /// Volumes (named `name`, in `region`), following `links.pages.next`.
-    async fn list_volumes(
-        &self,
-        name: Option<&str>,
-        region: Option<&str>,
-    ) -> Result<Vec<DoVolume>, ProviderError> {
+impl VolumeApi for DigitalOcean {
+    type Volume = DoVolume;
+
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<DoVolume>, ProviderError> {
+        let path = format!("/volumes/{id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse::<OneVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+    }
+
+    /// Following `links.pages.next`.
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<DoVolume>, ProviderError> {
         let mut all = Vec::new();
         for page in 1.. {
             let page = page.to_string();
             let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
-            q.extend(name.map(|n| ("name", n)));
             q.extend(region.map(|r| ("region", r)));
             let v: DoVolumes = self.json_query(Method::GET, "/volumes", &q, None).await?;
             let more = v.links.pages.and_then(|p| p.next).is_some() && !v.volumes.is_empty();
@@ -425,27 +446,45 @@ impl DigitalOcean {
         Ok(all)
     }
 
-    /// The volume of `r`: by DigitalOcean's id when known, else by its
-    /// marker name in its region (names are unique per region).
-    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<DoVolume>, ProviderError> {
-        let Some(cloud_id) = &r.cloud_assigned_id else {
-            let name = self.marker.name(r.volume_id);
-            return Ok(self
-                .list_volumes(Some(&name), Some(&r.region))
-                .await?
-                .into_iter()
-                .find(|v| v.name == name));
-        };
-        let path = format!("/volumes/{cloud_id}");
-        let (status, text) = self.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "name": self.marker.name(req.volume_id),
+            "description": req.name,
+            "region": req.region,
+            "size_gigabytes": req.size_in_gb,
+            "filesystem_type": "ext4",
+            "tags": [self.tag],
+        });
+        let v: OneVolume = self.json(Method::POST, "/volumes", Some(&body)).await?;
+        Ok(self.state(&v.volume))
+    }
+
+    async fn remove_volume(&self, v: &DoVolume) -> Result<VolumeState, ProviderError> {
+        let path = format!("/volumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
         }
-        let what = format!("GET {path}");
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    fn marked(&self, v: &DoVolume) -> Option<Uuid> {
+        self.marker.ours(&v.name)
+    }
+
+    fn place(&self, v: &DoVolume) -> (String, String) {
+        (v.id.clone(), v.region.slug.clone())
+    }
+
+    /// Usable as soon as it is listed: the create answers it made.
+    fn state(&self, v: &DoVolume) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: v.id.clone(),
+            zone: None,
         }
-        parse::<OneVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
     }
 }
 
@@ -458,15 +497,6 @@ fn attach_at_create(body: &mut Value, req: &LaunchRequest) {
             .iter()
             .map(|v| &v.cloud_assigned_id)
             .collect::<Vec<_>>());
-    }
-}
-
-/// A DigitalOcean volume is usable as soon as it is listed: the create
-/// answers it made.
-fn volume_state(v: DoVolume) -> VolumeState {
-    VolumeState::Available {
-        cloud_assigned_id: v.id,
-        zone: None,
     }
 }
 
@@ -537,28 +567,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
-        let regions: HashSet<String> = self
-            .gpu_sizes()
-            .await?
-            .into_iter()
-            .flat_map(|s| s.regions)
-            .collect();
-        let mut regions: Vec<String> = regions.into_iter().collect();
-        regions.sort();
-        Ok(regions
-            .into_iter()
-            .map(|region| VolumeOffer {
-                cloud: CLOUD.to_string(),
-                region,
-                supports_multi_mount: false,
-                fixed_size: false,
-                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
-                min_size_gb: 1,
-                max_size_gb: 16_384,
-                mount_rule: "a DigitalOcean volume mounts only on droplets in its own region"
-                    .to_string(),
-            })
-            .collect())
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
@@ -653,61 +662,19 @@ impl Provider for DigitalOcean {
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
-        let r = VolumeRef {
-            volume_id: req.volume_id,
-            region: req.region.clone(),
-            cloud_assigned_id: None,
-        };
-        if let Some(v) = self.find_volume(&r).await? {
-            return Ok(volume_state(v));
-        }
-        let body = json!({
-            "name": self.marker.name(req.volume_id),
-            "description": req.name,
-            "region": req.region,
-            "size_gigabytes": req.size_in_gb,
-            "filesystem_type": "ext4",
-            "tags": [self.tag],
-        });
-        let v: OneVolume = self.json(Method::POST, "/volumes", Some(&body)).await?;
-        Ok(volume_state(v.volume))
+        volumes::create(self, req).await
     }
 
     async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        Ok(self
-            .find_volume(r)
-            .await?
-            .map_or(VolumeState::Gone, volume_state))
+        volumes::describe(self, r).await
     }
 
     async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        let Some(v) = self.find_volume(r).await? else {
-            return Ok(VolumeState::Gone);
-        };
-        let path = format!("/volumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete(self, r).await
     }
 
     async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
-        Ok(self
-            .list_volumes(None, None)
-            .await?
-            .into_iter()
-            .filter_map(|v| {
-                Some(VolumeRef {
-                    volume_id: self.marker.ours(&v.name)?,
-                    region: v.region.slug,
-                    cloud_assigned_id: Some(v.id),
-                })
-            })
-            .collect())
+        volumes::list_marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

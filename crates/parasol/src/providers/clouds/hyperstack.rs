@@ -53,6 +53,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
@@ -320,26 +321,6 @@ impl Hyperstack {
         Ok(found)
     }
 
-    /// The volume of `r`: by Hyperstack's id when known, else by the
-    /// marker in its description.
-    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<HsVolume>, ProviderError> {
-        let Some(cloud_id) = &r.cloud_assigned_id else {
-            let marker = self.marker.name(r.volume_id);
-            let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
-            return Ok(all.volumes.into_iter().find(|v| v.description == marker));
-        };
-        let path = format!("/core/volumes/{cloud_id}");
-        let (status, text) = self.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let what = format!("GET {path}");
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse::<OneHsVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
-    }
-
     async fn ensure_environment(&self, region: &str) -> Result<String, ProviderError> {
         let name = format!("parasol-{}", region.to_ascii_lowercase());
         if self.envs.lock().expect("poisoned").contains(&name) {
@@ -417,7 +398,7 @@ fn detail(f: &Failure) -> String {
     }
 }
 
-/// A volume as Hyperstack shows it.
+/// Volumes as Hyperstack lists them.
 #[derive(Deserialize)]
 struct HsVolumes {
     #[serde(default)]
@@ -429,8 +410,9 @@ struct OneHsVolume {
     volume: HsVolume,
 }
 
+/// A volume as Hyperstack shows it.
 #[derive(Deserialize, Clone)]
-struct HsVolume {
+pub(crate) struct HsVolume {
     id: i64,
     #[serde(default)]
     description: String,
@@ -448,29 +430,102 @@ struct HsVolumeEnvironment {
 
 /// The volume type Parasol makes.
 const VOLUME_TYPE: &str = "Cloud-SSD";
-/// Hyperstack's volume price: $0.08 per GB-month (730 hours).
-const VOLUME_MICROS_PER_GB_HOUR: i64 = 110;
+/// `Cloud-SSD` volumes: $0.08 per GB-month (730 hours), of a fixed size up
+/// to Hyperstack's 1048576 GB, in every region with a flavor.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: true,
+    price_micros_per_gb_hour: 110,
+    min_size_gb: 1,
+    max_size_gb: 1_048_576,
+    mount_rule: "a Hyperstack volume mounts only on machines in its own region's environment",
+};
 
 /// The name of Parasol volume `id` at Hyperstack.
 fn volume_name(id: Uuid) -> String {
     format!("parasol-{}", id.simple())
 }
 
-fn volume_state(v: &HsVolume) -> VolumeState {
-    let id = v.id.to_string();
-    match v.status.to_ascii_lowercase().as_str() {
-        "available" | "in-use" | "attached" => VolumeState::Available {
-            cloud_assigned_id: id,
-            zone: None,
-        },
-        "deleting" => VolumeState::Deleting,
-        "deleted" => VolumeState::Gone,
-        s if s.starts_with("error") => VolumeState::Failed {
-            reason: format!("{CLOUD}: volume {id} is {}", v.status),
-        },
-        _ => VolumeState::Creating {
-            cloud_assigned_id: id,
-        },
+impl VolumeApi for Hyperstack {
+    type Volume = HsVolume;
+
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<HsVolume>, ProviderError> {
+        let path = format!("/core/volumes/{id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        parse::<OneHsVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+    }
+
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<HsVolume>, ProviderError> {
+        let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
+        Ok(all
+            .volumes
+            .into_iter()
+            .filter(|v| region.is_none_or(|r| v.environment.as_ref().is_none_or(|e| e.region == r)))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let env = self.ensure_environment(&req.region).await?;
+        let body = json!({
+            "name": volume_name(req.volume_id),
+            "description": self.marker.name(req.volume_id),
+            "environment_name": env,
+            "size": req.size_in_gb,
+            "volume_type": VOLUME_TYPE,
+        });
+        let v: OneHsVolume = self
+            .json(Method::POST, "/core/volumes", Some(&body))
+            .await?;
+        Ok(self.state(&v.volume))
+    }
+
+    async fn remove_volume(&self, v: &HsVolume) -> Result<VolumeState, ProviderError> {
+        let path = format!("/core/volumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
+        }
+        // Still attached to a machine being deleted: retried.
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    /// The marker is in the description: the name is too short for it.
+    fn marked(&self, v: &HsVolume) -> Option<Uuid> {
+        self.marker.ours(&v.description)
+    }
+
+    fn place(&self, v: &HsVolume) -> (String, String) {
+        let region = v.environment.as_ref().map(|e| e.region.clone());
+        (v.id.to_string(), region.unwrap_or_default())
+    }
+
+    fn state(&self, v: &HsVolume) -> VolumeState {
+        let id = v.id.to_string();
+        match v.status.to_ascii_lowercase().as_str() {
+            "available" | "in-use" | "attached" => VolumeState::Available {
+                cloud_assigned_id: id,
+                zone: None,
+            },
+            "deleting" => VolumeState::Deleting,
+            "deleted" => VolumeState::Gone,
+            s if s.starts_with("error") => VolumeState::Failed {
+                reason: format!("{CLOUD}: volume {id} is {}", v.status),
+            },
+            _ => VolumeState::Creating {
+                cloud_assigned_id: id,
+            },
+        }
     }
 }
 
@@ -640,90 +695,23 @@ impl Provider for Hyperstack {
     }
 
     async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
-        let mut regions: Vec<String> = self
-            .offers()
-            .await?
-            .into_iter()
-            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
-            .collect();
-        regions.sort();
-        regions.dedup();
-        Ok(regions
-            .into_iter()
-            .map(|region| VolumeOffer {
-                cloud: CLOUD.to_string(),
-                region,
-                supports_multi_mount: false,
-                fixed_size: true,
-                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
-                min_size_gb: 1,
-                max_size_gb: 1_048_576,
-                mount_rule:
-                    "a Hyperstack volume mounts only on machines in its own region's environment"
-                        .to_string(),
-            })
-            .collect())
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
-        let r = VolumeRef {
-            volume_id: req.volume_id,
-            region: req.region.clone(),
-            cloud_assigned_id: None,
-        };
-        if let Some(v) = self.find_volume(&r).await? {
-            return Ok(volume_state(&v));
-        }
-        let env = self.ensure_environment(&req.region).await?;
-        let body = json!({
-            "name": volume_name(req.volume_id),
-            "description": self.marker.name(req.volume_id),
-            "environment_name": env,
-            "size": req.size_in_gb,
-            "volume_type": VOLUME_TYPE,
-        });
-        let v: OneHsVolume = self
-            .json(Method::POST, "/core/volumes", Some(&body))
-            .await?;
-        Ok(volume_state(&v.volume))
+        volumes::create(self, req).await
     }
 
     async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        Ok(self
-            .find_volume(r)
-            .await?
-            .map_or(VolumeState::Gone, |v| volume_state(&v)))
+        volumes::describe(self, r).await
     }
 
     async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        let Some(v) = self.find_volume(r).await? else {
-            return Ok(VolumeState::Gone);
-        };
-        let path = format!("/core/volumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        // Still attached to a machine being deleted: retried.
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete(self, r).await
     }
 
     async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
-        let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
-        Ok(all
-            .volumes
-            .into_iter()
-            .filter_map(|v| {
-                Some(VolumeRef {
-                    volume_id: self.marker.ours(&v.description)?,
-                    region: v.environment.map(|e| e.region).unwrap_or_default(),
-                    cloud_assigned_id: Some(v.id.to_string()),
-                })
-            })
-            .collect())
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -47,6 +47,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     configuration, generic_failure, gpu_model, key_name, shade_type, short, Failure, Http,
     LaunchPacer, Marker, OffersCache, Secret,
@@ -351,33 +352,85 @@ impl Lambda {
 
 /// A shared filesystem as Lambda lists it.
 #[derive(Deserialize, Clone)]
-struct Filesystem {
+pub(crate) struct Filesystem {
     id: String,
     name: String,
     region: LRegion,
 }
 
-/// Lambda's filesystem price: $0.20 per GB-month (730 hours).
-const VOLUME_MICROS_PER_GB_HOUR: i64 = 274;
+/// Shared filesystems: $0.20 per GB-month (730 hours), elastic, in every
+/// Lambda region, mounted by any number of instances there.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: true,
+    fixed_size: false,
+    price_micros_per_gb_hour: 274,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a Lambda filesystem mounts only on instances in its own region",
+};
 
-impl Lambda {
-    /// The filesystem of `r`, by Lambda's id when known, else by its
-    /// marker name (Lambda lists filesystems but has no get by id).
-    async fn find_filesystem(&self, r: &VolumeRef) -> Result<Option<Filesystem>, ProviderError> {
-        let name = self.marker.name(r.volume_id);
-        let all: Vec<Filesystem> = self.get("/file-systems").await?;
-        Ok(all.into_iter().find(|f| match &r.cloud_assigned_id {
-            Some(id) => &f.id == id,
-            None => f.name == name,
-        }))
+impl VolumeApi for Lambda {
+    type Volume = Filesystem;
+
+    /// Lambda has no get by id: the list answers.
+    async fn get_volume(
+        &self,
+        id: &str,
+        region: &str,
+    ) -> Result<Option<Filesystem>, ProviderError> {
+        Ok(self
+            .list_volumes(Some(region))
+            .await?
+            .into_iter()
+            .find(|f| f.id == id))
     }
-}
 
-/// A filesystem is usable as soon as it is listed.
-fn filesystem_state(f: Filesystem) -> VolumeState {
-    VolumeState::Available {
-        cloud_assigned_id: f.id,
-        zone: None,
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<Filesystem>, ProviderError> {
+        let all: Vec<Filesystem> = self.get("/file-systems").await?;
+        Ok(all
+            .into_iter()
+            .filter(|f| region.is_none_or(|r| f.region.name == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let f: Filesystem = self
+            .post(
+                "/filesystems",
+                json!({"name": self.marker.name(req.volume_id), "region": req.region}),
+            )
+            .await?;
+        Ok(self.state(&f))
+    }
+
+    async fn remove_volume(&self, f: &Filesystem) -> Result<VolumeState, ProviderError> {
+        let path = format!("/filesystems/{}", f.id);
+        let (status, body) = self.http.send(|| self.req(Method::DELETE, &path)).await?;
+        if status.is_success() || status.as_u16() == 404 {
+            return Ok(VolumeState::Gone);
+        }
+        // Still mounted by a machine being terminated: retried.
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body },
+        ))
+    }
+
+    fn marked(&self, f: &Filesystem) -> Option<Uuid> {
+        self.marker.ours(&f.name)
+    }
+
+    fn place(&self, f: &Filesystem) -> (String, String) {
+        (f.id.clone(), f.region.name.clone())
+    }
+
+    /// Usable as soon as it is listed.
+    fn state(&self, f: &Filesystem) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: f.id.clone(),
+            zone: None,
+        }
     }
 }
 
@@ -541,81 +594,23 @@ impl Provider for Lambda {
     }
 
     async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
-        let mut regions: Vec<String> = self
-            .offers()
-            .await?
-            .into_iter()
-            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
-            .collect();
-        regions.sort();
-        regions.dedup();
-        Ok(regions
-            .into_iter()
-            .map(|region| VolumeOffer {
-                cloud: CLOUD.to_string(),
-                region,
-                supports_multi_mount: true,
-                fixed_size: false,
-                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
-                min_size_gb: 1,
-                max_size_gb: 16_384,
-                mount_rule: "a Lambda filesystem mounts only on instances in its own region"
-                    .to_string(),
-            })
-            .collect())
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
-        let r = VolumeRef {
-            volume_id: req.volume_id,
-            region: req.region.clone(),
-            cloud_assigned_id: None,
-        };
-        if let Some(f) = self.find_filesystem(&r).await? {
-            return Ok(filesystem_state(f));
-        }
-        let f: Filesystem = self
-            .post(
-                "/filesystems",
-                json!({"name": self.marker.name(req.volume_id), "region": req.region}),
-            )
-            .await?;
-        Ok(filesystem_state(f))
+        volumes::create(self, req).await
     }
 
     async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        Ok(self
-            .find_filesystem(r)
-            .await?
-            .map_or(VolumeState::Gone, filesystem_state))
+        volumes::describe(self, r).await
     }
 
     async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        let Some(f) = self.find_filesystem(r).await? else {
-            return Ok(VolumeState::Gone);
-        };
-        let path = format!("/filesystems/{}", f.id);
-        let what = format!("DELETE {path}");
-        let (status, body) = self.http.send(|| self.req(Method::DELETE, &path)).await?;
-        if status.is_success() || status.as_u16() == 404 {
-            return Ok(VolumeState::Gone);
-        }
-        // Still mounted by a machine being terminated: retried.
-        Err(classify(&what, &Failure { status, body }))
+        volumes::delete(self, r).await
     }
 
     async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
-        let all: Vec<Filesystem> = self.get("/file-systems").await?;
-        Ok(all
-            .into_iter()
-            .filter_map(|f| {
-                Some(VolumeRef {
-                    volume_id: self.marker.ours(&f.name)?,
-                    region: f.region.name,
-                    cloud_assigned_id: Some(f.id),
-                })
-            })
-            .collect())
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -15,6 +15,7 @@ pub mod runpod;
 pub mod setup;
 pub mod vastai;
 pub mod verda;
+pub(crate) mod volumes;
 
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};
 pub(crate) use http::RestApi;

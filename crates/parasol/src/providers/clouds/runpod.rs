@@ -65,6 +65,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
+use super::volumes::{self, VolumeApi};
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
@@ -389,7 +390,7 @@ impl Runpod {
 /// A network volume as the REST API shows it.
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct NetworkVolume {
+pub(crate) struct NetworkVolume {
     id: String,
     #[serde(default)]
     name: String,
@@ -397,16 +398,15 @@ struct NetworkVolume {
     data_center_id: String,
 }
 
-impl Runpod {
-    /// The network volume of `r`: by RunPod's id when known, else by its
-    /// marker name.
-    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<NetworkVolume>, ProviderError> {
-        let Some(cloud_id) = &r.cloud_assigned_id else {
-            let name = self.marker.name(r.volume_id);
-            let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
-            return Ok(all.into_iter().find(|v| v.name == name));
-        };
-        let path = format!("/networkvolumes/{cloud_id}");
+impl VolumeApi for Runpod {
+    type Volume = NetworkVolume;
+
+    async fn get_volume(
+        &self,
+        id: &str,
+        _region: &str,
+    ) -> Result<Option<NetworkVolume>, ProviderError> {
+        let path = format!("/networkvolumes/{id}");
         let (status, text) = self.call(Method::GET, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -417,14 +417,57 @@ impl Runpod {
         }
         parse(CLOUD, &what, &text).map(Some)
     }
-}
 
-/// A network volume is usable once it is listed; its data center is where
-/// its pods go.
-fn volume_state(v: NetworkVolume) -> VolumeState {
-    VolumeState::Available {
-        cloud_assigned_id: v.id,
-        zone: Some(v.data_center_id).filter(|d| !d.is_empty()),
+    /// RunPod lists every data center's volumes at once.
+    async fn list_volumes(
+        &self,
+        region: Option<&str>,
+    ) -> Result<Vec<NetworkVolume>, ProviderError> {
+        let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| region.is_none_or(|r| v.data_center_id == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "name": self.marker.name(req.volume_id),
+            "size": req.size_in_gb,
+            "dataCenterId": req.region,
+        });
+        let v: NetworkVolume = self
+            .json(Method::POST, "/networkvolumes", Some(&body))
+            .await?;
+        Ok(self.state(&v))
+    }
+
+    async fn remove_volume(&self, v: &NetworkVolume) -> Result<VolumeState, ProviderError> {
+        let path = format!("/networkvolumes/{}", v.id);
+        let (status, text) = self.call(Method::DELETE, &path, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Gone);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    fn marked(&self, v: &NetworkVolume) -> Option<Uuid> {
+        self.marker.ours(&v.name)
+    }
+
+    fn place(&self, v: &NetworkVolume) -> (String, String) {
+        (v.id.clone(), v.data_center_id.clone())
+    }
+
+    /// Usable once listed; its data center is where its pods go.
+    fn state(&self, v: &NetworkVolume) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: v.id.clone(),
+            zone: Some(v.data_center_id.clone()).filter(|d| !d.is_empty()),
+        }
     }
 }
 
@@ -628,59 +671,19 @@ impl Provider for Runpod {
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
-        let r = VolumeRef {
-            volume_id: req.volume_id,
-            region: req.region.clone(),
-            cloud_assigned_id: None,
-        };
-        if let Some(v) = self.find_volume(&r).await? {
-            return Ok(volume_state(v));
-        }
-        let body = json!({
-            "name": self.marker.name(req.volume_id),
-            "size": req.size_in_gb,
-            "dataCenterId": req.region,
-        });
-        let v: NetworkVolume = self
-            .json(Method::POST, "/networkvolumes", Some(&body))
-            .await?;
-        Ok(volume_state(v))
+        volumes::create(self, req).await
     }
 
     async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        Ok(self
-            .find_volume(r)
-            .await?
-            .map_or(VolumeState::Gone, volume_state))
+        volumes::describe(self, r).await
     }
 
     async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        let Some(v) = self.find_volume(r).await? else {
-            return Ok(VolumeState::Gone);
-        };
-        let path = format!("/networkvolumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete(self, r).await
     }
 
     async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
-        let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
-        Ok(all
-            .into_iter()
-            .filter_map(|v| {
-                Some(VolumeRef {
-                    volume_id: self.marker.ours(&v.name)?,
-                    region: v.data_center_id,
-                    cloud_assigned_id: Some(v.id),
-                })
-            })
-            .collect())
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -48,6 +48,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
     Http, Marker, Num, OffersCache, Secret,
@@ -440,7 +441,7 @@ fn bare_id(text: &str) -> Result<String, ProviderError> {
 
 /// A volume as Verda lists it.
 #[derive(Deserialize, Clone)]
-struct VVolume {
+pub(crate) struct VVolume {
     id: String,
     #[serde(default)]
     name: String,
@@ -452,35 +453,23 @@ struct VVolume {
 
 /// The volume type Parasol makes.
 const VOLUME_TYPE: &str = "NVMe";
-/// Verda's NVMe volume price: $0.10 per GB-month (730 hours).
-const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
+/// `NVMe` volumes: $0.10 per GB-month (730 hours), in every location with
+/// an instance type.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: true,
+    price_micros_per_gb_hour: 137,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a Verda volume mounts only on machines in its own location",
+};
 
-fn volume_state(v: &VVolume) -> VolumeState {
-    match v.status.as_str() {
-        "attached" | "detached" => VolumeState::Available {
-            cloud_assigned_id: v.id.clone(),
-            zone: None,
-        },
-        "deleting" => VolumeState::Deleting,
-        "deleted" => VolumeState::Gone,
-        _ => VolumeState::Creating {
-            cloud_assigned_id: v.id.clone(),
-        },
-    }
-}
+impl VolumeApi for Verda {
+    type Volume = VVolume;
 
-impl Verda {
-    /// The volume of `r`: by Verda's id when known, else by its marker
-    /// name.
-    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<VVolume>, ProviderError> {
-        let Some(cloud_id) = &r.cloud_assigned_id else {
-            let name = self.marker.name(r.volume_id);
-            let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
-            return Ok(all
-                .into_iter()
-                .find(|v| v.name == name && v.status != "deleted"));
-        };
-        let path = format!("/volumes/{cloud_id}");
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<VVolume>, ProviderError> {
+        let path = format!("/volumes/{id}");
         let (status, text) = self.call(Method::GET, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -491,6 +480,66 @@ impl Verda {
         }
         let v: VVolume = parse(CLOUD, &what, &text)?;
         Ok((v.status != "deleted").then_some(v))
+    }
+
+    /// Not the trash (`deleted`): a volume there is gone for Parasol.
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<VVolume>, ProviderError> {
+        let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| v.status != "deleted" && region.is_none_or(|r| v.location == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "type": VOLUME_TYPE,
+            "name": self.marker.name(req.volume_id),
+            "size": req.size_in_gb,
+            "location_code": req.region,
+        });
+        let id = bare_id(&self.send(Method::POST, "/volumes", &body).await?)?;
+        // The create answers only the id; the next step reads its state.
+        Ok(VolumeState::Creating {
+            cloud_assigned_id: id,
+        })
+    }
+
+    /// Permanently: a volume in Verda's trash goes on billing.
+    async fn remove_volume(&self, v: &VVolume) -> Result<VolumeState, ProviderError> {
+        let path = format!("/volumes/{}", v.id);
+        let (status, text) = self
+            .call(Method::DELETE, &path, Some(&json!({"is_permanent": true})))
+            .await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Deleting);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    fn marked(&self, v: &VVolume) -> Option<Uuid> {
+        self.marker.ours(&v.name)
+    }
+
+    fn place(&self, v: &VVolume) -> (String, String) {
+        (v.id.clone(), v.location.clone())
+    }
+
+    fn state(&self, v: &VVolume) -> VolumeState {
+        match v.status.as_str() {
+            "attached" | "detached" => VolumeState::Available {
+                cloud_assigned_id: v.id.clone(),
+                zone: None,
+            },
+            "deleting" => VolumeState::Deleting,
+            "deleted" => VolumeState::Gone,
+            _ => VolumeState::Creating {
+                cloud_assigned_id: v.id.clone(),
+            },
+        }
     }
 }
 
@@ -655,92 +704,23 @@ impl Provider for Verda {
     }
 
     async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
-        let mut regions: Vec<String> = self
-            .offers()
-            .await?
-            .into_iter()
-            .flat_map(|o| o.regions.into_iter().map(|r| r.region))
-            .collect();
-        regions.sort();
-        regions.dedup();
-        Ok(regions
-            .into_iter()
-            .map(|region| VolumeOffer {
-                cloud: CLOUD.to_string(),
-                region,
-                supports_multi_mount: false,
-                fixed_size: true,
-                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
-                min_size_gb: 1,
-                max_size_gb: 16_384,
-                mount_rule: "a Verda volume mounts only on machines in its own location"
-                    .to_string(),
-            })
-            .collect())
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
-        let r = VolumeRef {
-            volume_id: req.volume_id,
-            region: req.region.clone(),
-            cloud_assigned_id: None,
-        };
-        if let Some(v) = self.find_volume(&r).await? {
-            return Ok(volume_state(&v));
-        }
-        let body = json!({
-            "type": VOLUME_TYPE,
-            "name": self.marker.name(req.volume_id),
-            "size": req.size_in_gb,
-            "location_code": req.region,
-        });
-        let id = bare_id(&self.send(Method::POST, "/volumes", &body).await?)?;
-        // The create answers only the id; the next step reads its state.
-        Ok(VolumeState::Creating {
-            cloud_assigned_id: id,
-        })
+        volumes::create(self, req).await
     }
 
     async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        Ok(self
-            .find_volume(r)
-            .await?
-            .map_or(VolumeState::Gone, |v| volume_state(&v)))
+        volumes::describe(self, r).await
     }
 
     async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
-        let Some(v) = self.find_volume(r).await? else {
-            return Ok(VolumeState::Gone);
-        };
-        if v.status == "deleting" {
-            return Ok(VolumeState::Deleting);
-        }
-        let path = format!("/volumes/{}", v.id);
-        let (status, text) = self
-            .call(Method::DELETE, &path, Some(&json!({"is_permanent": true})))
-            .await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Deleting);
-        }
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete(self, r).await
     }
 
     async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
-        let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
-        Ok(all
-            .into_iter()
-            .filter(|v| v.status != "deleted")
-            .filter_map(|v| {
-                Some(VolumeRef {
-                    volume_id: self.marker.ours(&v.name)?,
-                    region: v.location,
-                    cloud_assigned_id: Some(v.id),
-                })
-            })
-            .collect())
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -417,16 +417,8 @@ impl VolumeApi for DigitalOcean {
     type Volume = DoVolume;
 
     async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<DoVolume>, ProviderError> {
-        let path = format!("/volumes/{id}");
-        let (status, text) = self.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let what = format!("GET {path}");
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse::<OneVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+        let v: Option<OneVolume> = volumes::get_found(self, &format!("/volumes/{id}")).await?;
+        Ok(v.map(|v| v.volume))
     }
 
     /// Following `links.pages.next`.
@@ -460,15 +452,7 @@ impl VolumeApi for DigitalOcean {
     }
 
     async fn remove_volume(&self, v: &DoVolume) -> Result<VolumeState, ProviderError> {
-        let path = format!("/volumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete_found(self, &format!("/volumes/{}", v.id)).await
     }
 
     fn marked(&self, v: &DoVolume) -> Option<Uuid> {

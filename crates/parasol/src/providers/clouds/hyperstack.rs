@@ -451,16 +451,9 @@ impl VolumeApi for Hyperstack {
     type Volume = HsVolume;
 
     async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<HsVolume>, ProviderError> {
-        let path = format!("/core/volumes/{id}");
-        let (status, text) = self.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let what = format!("GET {path}");
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse::<OneHsVolume>(CLOUD, &what, &text).map(|v| Some(v.volume))
+        let v: Option<OneHsVolume> =
+            volumes::get_found(self, &format!("/core/volumes/{id}")).await?;
+        Ok(v.map(|v| v.volume))
     }
 
     async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<HsVolume>, ProviderError> {
@@ -487,17 +480,10 @@ impl VolumeApi for Hyperstack {
         Ok(self.state(&v.volume))
     }
 
+    /// A volume still attached to a machine being deleted is refused, and
+    /// retried.
     async fn remove_volume(&self, v: &HsVolume) -> Result<VolumeState, ProviderError> {
-        let path = format!("/core/volumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        // Still attached to a machine being deleted: retried.
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete_found(self, &format!("/core/volumes/{}", v.id)).await
     }
 
     /// The marker is in the description: the name is too short for it.

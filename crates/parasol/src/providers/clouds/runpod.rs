@@ -406,16 +406,7 @@ impl VolumeApi for Runpod {
         id: &str,
         _region: &str,
     ) -> Result<Option<NetworkVolume>, ProviderError> {
-        let path = format!("/networkvolumes/{id}");
-        let (status, text) = self.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let what = format!("GET {path}");
-        if !status.is_success() {
-            return Err(classify(&what, &Failure { status, body: text }));
-        }
-        parse(CLOUD, &what, &text).map(Some)
+        volumes::get_found(self, &format!("/networkvolumes/{id}")).await
     }
 
     /// RunPod lists every data center's volumes at once.
@@ -443,15 +434,7 @@ impl VolumeApi for Runpod {
     }
 
     async fn remove_volume(&self, v: &NetworkVolume) -> Result<VolumeState, ProviderError> {
-        let path = format!("/networkvolumes/{}", v.id);
-        let (status, text) = self.call(Method::DELETE, &path, None).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(VolumeState::Gone);
-        }
-        Err(classify(
-            &format!("DELETE {path}"),
-            &Failure { status, body: text },
-        ))
+        volumes::delete_found(self, &format!("/networkvolumes/{}", v.id)).await
     }
 
     fn marked(&self, v: &NetworkVolume) -> Option<Uuid> {

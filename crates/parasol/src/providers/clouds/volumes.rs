@@ -8,8 +8,11 @@
 //! it the same way, and the orphan sweep lists this deployment's volumes by
 //! it. With the cloud's id known, one get by id answers.
 
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::{parse, Failure, RestApi};
 use crate::providers::{Offer, ProviderError, VolumeOffer, VolumeRef, VolumeRequest, VolumeState};
 
 /// A cloud's volume calls, as its adapter makes them.
@@ -149,4 +152,34 @@ impl VolumeKind {
             })
             .collect()
     }
+}
+
+/// `GET path` of a REST cloud, `None` on 404: how a volume is got by id.
+pub(crate) async fn get_found<T: DeserializeOwned>(
+    api: &impl RestApi,
+    path: &str,
+) -> Result<Option<T>, ProviderError> {
+    let (status, text) = api.call(Method::GET, path, None).await?;
+    if status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let what = format!("GET {path}");
+    if !status.is_success() {
+        return Err(api.classify(&what, &Failure { status, body: text }));
+    }
+    parse(api.http().cloud, &what, &text).map(Some)
+}
+
+/// `DELETE path` of a REST cloud: [`VolumeState::Gone`] once accepted or
+/// already gone (404); a refusal (a volume still attached) is an error, so
+/// the reconciler retries it.
+pub(crate) async fn delete_found(
+    api: &impl RestApi,
+    path: &str,
+) -> Result<VolumeState, ProviderError> {
+    let (status, text) = api.call(Method::DELETE, path, None).await?;
+    if status.is_success() || status == StatusCode::NOT_FOUND {
+        return Ok(VolumeState::Gone);
+    }
+    Err(api.classify(&format!("DELETE {path}"), &Failure { status, body: text }))
 }

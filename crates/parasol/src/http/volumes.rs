@@ -77,12 +77,12 @@ fn render(v: &VolumeRecord, now_ms: i64) -> Volume {
         name: v.name.clone(),
         fixed_size: v.fixed_size,
         size_in_gb: v.size_in_gb,
-        cost_estimate: dollars(cost::volume_cents(
-            v.size_in_gb,
-            v.price_micros,
-            v.created_at,
-            now_ms,
-        )),
+        // A volume its cloud refused never existed there, so never cost.
+        cost_estimate: dollars(if v.status == VolumeStatus::Error {
+            0
+        } else {
+            cost::volume_cents(v.size_in_gb, v.price_micros, v.created_at, now_ms)
+        }),
         supports_multi_mount: v.multi_mount,
         mounted_by: v
             .mounted_by

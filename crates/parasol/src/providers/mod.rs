@@ -7,6 +7,11 @@
 //! terminate can be repeated until the provider says the machine is gone.
 //! The API never sees a provider's own statuses: each adapter maps them onto
 //! [`MachineState`], which the reconciler maps onto the seven API states.
+//!
+//! A provider that sells storage also makes, describes and deletes volumes
+//! ([`Provider::create_volume`] and the rest), named by Parasol's volume
+//! id the same way, and attaches them at launch ([`LaunchRequest::volumes`]);
+//! the defaults are for providers that sell none.
 
 pub mod catalog;
 pub mod clouds;

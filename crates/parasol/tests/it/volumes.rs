@@ -387,3 +387,46 @@ async fn a_volume_the_cloud_refuses_is_in_error_with_the_clouds_reason() {
         .expect(200);
     assert!(fake.with(|f| f.volumes.is_empty()));
 }
+
+#[tokio::test]
+async fn an_instance_created_with_a_volume_still_being_made_launches_once_it_is_made() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(do_opts(&fake));
+    let c = s.admin();
+    c.add_key("me").await;
+    // DigitalOcean fails the first creates: the volume stays `creating`
+    // for a few seconds of backoff.
+    fake.faults(|f| {
+        f.server_error.insert("POST /v2/volumes".into(), 2);
+    });
+    let vol = create_volume(&c, "digitalocean", "nyc2", 100).await;
+    let inst = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "nyc2", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "early", "volume_ids": [vol]}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = c
+        .wait_instance(&inst, "waiting for its volume", |r| {
+            r.body["status_details"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("waiting for volume"))
+        })
+        .await;
+    assert_eq!(waiting.body["status"], "creating", "{}", waiting.body);
+    assert!(
+        fake.requests_to("POST /v2/droplets").is_empty(),
+        "no droplet before its volume"
+    );
+    c.wait_status(&inst, "active").await;
+    let v = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+    assert_eq!(v["status"], "available");
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].body["volumes"], json!([v["cloud_assigned_id"]]));
+}

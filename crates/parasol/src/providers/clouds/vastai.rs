@@ -38,6 +38,13 @@
 //! Vast deletes a destroyed instance at once; one absent from the list is
 //! `Gone`.
 //!
+//! Volumes: none. Vast.ai's volumes (`PUT /volumes`, rented from a volume
+//! offer of `POST /volumes/search`) are disks of one host machine, which
+//! mount only on an instance of that same machine, and the rent takes no
+//! name or label: Parasol's launches pick offers by GPU, not by machine,
+//! and could neither find such a volume again after a lost answer nor
+//! sweep it by a marker. So this adapter sells no volumes.
+//!
 //! Where the documentation is silent, and what this adapter assumes:
 //! - A Shadeform type has one price, so a type's `hourly_price` is the
 //!   cheapest region's; a launch in a dearer region accepts that region's

@@ -806,6 +806,7 @@ fn runpod_env(fake: &FakeServer<Runpod>) -> Vec<(&'static str, String)> {
             "PARASOL_RUNPOD_GRAPHQL_URL",
             format!("{}/graphql", fake.url),
         ),
+        ("PARASOL_RUNPOD_CATALOG_URL", format!("{}/v2", fake.url)),
     ]
 }
 
@@ -815,6 +816,7 @@ fn runpod_adapter(fake: &FakeServer<Runpod>) -> RunpodAdapter {
             api_key: Secret::new(rp::KEY),
             url: format!("{}/v1", fake.url),
             graphql_url: format!("{}/graphql", fake.url),
+            catalog_url: format!("{}/v2", fake.url),
         },
         "c0ffee0042",
     )
@@ -850,31 +852,24 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
     let c = s.admin();
     let all = types(&c, "").await;
     assert!(all.iter().all(|t| t["cloud"] == "runpod"));
-    let names: std::collections::BTreeSet<&str> = all
-        .iter()
-        .map(|t| t["shade_instance_type"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.iter().all(|n| !n.contains("MI300")),
-        "an unrecognized GPU is not offered: {names:?}"
-    );
     let a6000 = find(&all, "A6000");
     assert_eq!(a6000["cloud_instance_type"], "NVIDIA RTX A6000:1");
     assert_eq!(a6000["hourly_price"], 49);
     assert_eq!(a6000["configuration"]["vcpus"], 9);
     assert_eq!(a6000["configuration"]["memory_in_gb"], 50);
+    assert_eq!(a6000["configuration"]["vram_per_gpu_in_gb"], 48);
     assert_eq!(a6000["deployment_type"], "container");
     assert_eq!(
         availability(a6000),
         vec![
-            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
-            ("US-KS-2".into(), true, "United States (US-KS-2)".into()),
+            ("EU-RO-1".into(), true, "EU Romania 1".into()),
+            ("US-KS-2".into(), true, "US Kansas 2".into()),
         ]
     );
     let h100 = find(&all, "H100_sxm5x8");
     assert_eq!(h100["cloud_instance_type"], "NVIDIA H100 80GB HBM3:8");
     assert_eq!(h100["hourly_price"], 2152, "8 GPUs at $2.69");
-    assert_eq!(h100["configuration"]["vcpus"], 72);
+    assert_eq!(h100["configuration"]["vcpus"], 160);
     let spot: Vec<_> = h100["availability"]
         .as_array()
         .unwrap()
@@ -884,19 +879,61 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
         .collect();
     assert_eq!(spot.len(), 2, "interruptible pods are spot: {spot:?}");
     assert!(spot.iter().all(|(_, p)| *p == json!("14.00")), "{spot:?}");
+    // Listed for secure pods in both, with no stock in US-KS-2.
     assert_eq!(
         availability(h100),
         vec![
-            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
-            ("US-KS-2".into(), false, "United States (US-KS-2)".into()),
+            ("EU-RO-1".into(), true, "EU Romania 1".into()),
+            ("US-KS-2".into(), false, "US Kansas 2".into()),
         ]
+    );
+    // Defect 4: the A100 SXM4 80GB ("A100 SXM") has RunPod's 80 GB.
+    let a100 = find(&all, "A100_80Gx8");
+    assert_eq!(a100["cloud_instance_type"], "NVIDIA A100-SXM4-80GB:8");
+    assert_eq!(a100["configuration"]["gpu_type"], "A100_80G");
+    assert_eq!(a100["configuration"]["vram_per_gpu_in_gb"], 80);
+    // Defect 5: AP-JP-1 and EU-SE-1 hold only community-cloud RTX 4090s,
+    // and Parasol launches on the secure cloud.
+    assert_eq!(
+        availability(find(&all, "RTX4090")),
+        vec![("US-KS-2".into(), true, "US Kansas 2".into())]
+    );
+    // AMD is a first-class model.
+    let mi = find(&all, "MI300X");
+    assert_eq!(mi["configuration"]["gpu_manufacturer"], "AMD");
+    assert_eq!(mi["configuration"]["vram_per_gpu_in_gb"], 192);
+    // A GPU with no Shadeform name is not offered (and is counted).
+    assert!(all.iter().all(|t| !t["cloud_instance_type"]
+        .as_str()
+        .unwrap()
+        .contains("2000 Ada")));
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("parasol_catalog_unmapped_types{cloud=\"runpod\"} 1\n"),
+        "{metrics}"
     );
     for r in fake.requests() {
         assert_eq!(
             r.header("authorization"),
             Some(&*format!("Bearer {}", rp::KEY))
         );
-        assert_eq!(r.line(), "POST /graphql", "offers come from GraphQL");
+        assert!(
+            ["POST /graphql", "GET /v2/catalog/gpus"].contains(&r.line().as_str()),
+            "offers come from GraphQL and the v2 catalog: {}",
+            r.line()
+        );
+        if r.path == "/v2/catalog/gpus" {
+            assert!(
+                r.query.contains("cloud=SECURE") && r.query.contains("product=POD"),
+                "{}",
+                r.query
+            );
+        }
     }
 
     // Spot prices are the bid minimum; network volumes where the data
@@ -911,7 +948,7 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
     let vols = adapter.volume_offers().await.unwrap();
     assert_eq!(
         vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
-        ["US-KS-2"]
+        ["US-KS-2", "EU-SE-1"]
     );
     assert_eq!(vols[0].price_micros_per_gb_hour, 96);
 }
@@ -999,15 +1036,18 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     let s = Server::start(opts(&vast_env(&fake)));
     let c = s.admin();
     let all = types(&c, "").await;
-    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all.len(), 4, "{all:#?}");
     let rtx = find(&all, "RTX4090");
     assert_eq!(rtx["cloud_instance_type"], "RTX 4090:1");
     assert_eq!(
         rtx["hourly_price"], 30,
         "the cheapest verified offer (the unverified $0.10 one is not offered)"
     );
-    assert_eq!(rtx["configuration"]["vcpus"], 16);
-    assert_eq!(rtx["configuration"]["memory_in_gb"], 63);
+    // That offer's own host: 14 effective cores, 36 GB (36864 MB), and
+    // the card's 24564 MB.
+    assert_eq!(rtx["configuration"]["vcpus"], 14);
+    assert_eq!(rtx["configuration"]["memory_in_gb"], 36);
+    assert_eq!(rtx["configuration"]["vram_per_gpu_in_gb"], 24);
     let avail: Vec<(String, bool)> = availability(rtx)
         .into_iter()
         .map(|(r, a, _)| (r, a))
@@ -1024,6 +1064,16 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     );
     let h100 = find(&all, "H100_sxm5x8");
     assert_eq!(h100["hourly_price"], 1920);
+    assert_eq!(h100["configuration"]["vram_per_gpu_in_gb"], 80);
+    // Defect 4: "A100 SXM4" covers two sizes; each offer's gpu_ram says
+    // which, so the 80 GB machines are A100_80G with 80 GB.
+    let big = find(&all, "A100_80Gx8");
+    assert_eq!(big["cloud_instance_type"], "A100 SXM4:8");
+    assert_eq!(big["hourly_price"], 1040);
+    assert_eq!(big["configuration"]["vram_per_gpu_in_gb"], 80);
+    let small = find(&all, "A100x8");
+    assert_eq!(small["hourly_price"], 640);
+    assert_eq!(small["configuration"]["vram_per_gpu_in_gb"], 40);
     let search = &fake.requests_to("GET /api/v0/bundles/")[0];
     assert!(search.query.starts_with("q="), "{}", search.query);
 
@@ -1136,7 +1186,7 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let s = Server::start(opts(&do_env(&fake)));
     let c = s.admin();
     let all = types(&c, "").await;
-    assert_eq!(all.len(), 3, "CPU sizes are not offered: {all:#?}");
+    assert_eq!(all.len(), 7, "every GPU size, no CPU size: {all:#?}");
     let h100 = find(&all, "H100");
     assert_eq!(h100["cloud_instance_type"], "gpu-h100x1-80gb");
     assert_eq!(h100["hourly_price"], 339);
@@ -1153,6 +1203,26 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let h100x8 = find(&all, "H100x8");
     assert!(availability(h100x8).iter().all(|a| !a.1));
     assert_eq!(find(&all, "L40S")["hourly_price"], 157);
+    // Defect 3: the AMD sizes and the RTX 4000 Ada are offered, AMD ones
+    // as AMD with DigitalOcean's VRAM per GPU.
+    for (shade, slug, n, vram, maker, price) in [
+        ("MI300X", "gpu-mi300x1-192gb", 1, 192, "AMD", 199),
+        ("MI300Xx8", "gpu-mi300x8-1536gb", 8, 192, "AMD", 1592),
+        ("RTX4000Ada", "gpu-4000adax1-20gb", 1, 20, "nvidia", 76),
+    ] {
+        let t = find(&all, shade);
+        assert_eq!(t["cloud_instance_type"], slug, "{shade}");
+        assert_eq!(t["hourly_price"], price, "{shade}");
+        let cfg = &t["configuration"];
+        assert_eq!(cfg["num_gpus"], n, "{shade}");
+        assert_eq!(cfg["vram_per_gpu_in_gb"], vram, "{shade}");
+        assert_eq!(cfg["gpu_manufacturer"], maker, "{shade}");
+    }
+    assert_eq!(
+        find(&all, "H100x8")["configuration"]["vram_per_gpu_in_gb"],
+        80,
+        "640 GiB over 8 GPUs"
+    );
     for r in fake.requests() {
         assert_eq!(
             r.header("authorization"),
@@ -1169,7 +1239,7 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let vols = adapter.volume_offers().await.unwrap();
     assert_eq!(
         vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
-        ["nyc2", "tor1"],
+        ["atl1", "nyc2", "tor1"],
         "block storage where the GPU sizes are"
     );
 }
@@ -1268,6 +1338,7 @@ async fn wrong_keys_make_runpod_vast_and_digitalocean_unavailable_without_leakin
         ("PARASOL_RUNPOD_API_KEY", "wrong-runpod-key".to_string()),
         ("PARASOL_RUNPOD_URL", format!("{}/v1", rf.url)),
         ("PARASOL_RUNPOD_GRAPHQL_URL", format!("{}/graphql", rf.url)),
+        ("PARASOL_RUNPOD_CATALOG_URL", format!("{}/v2", rf.url)),
         ("PARASOL_VASTAI_API_KEY", "wrong-vast-key".to_string()),
         ("PARASOL_VASTAI_URL", format!("{}/api/v0", vf.url)),
     ];

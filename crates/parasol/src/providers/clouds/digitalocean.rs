@@ -33,10 +33,17 @@
 //! Where the documentation is silent, and what this adapter assumes:
 //! - Which 422 texts mean "no capacity" is not listed: those naming
 //!   capacity or availability are; others (bad name, image) are permanent.
-//! - `gpu_info.model` (`nvidia_h100`) does not say SXM or PCIe; the type
-//!   is named from the model and slug (`H100`, `H100x8`).
+//! - `gpu_info.model` (`nvidia_h100`, `amd_mi300x`) does not say SXM or
+//!   PCIe; the type is named from the model and slug (`H100`, `H100x8`,
+//!   `MI300Xx8`). A GPU size no Shadeform model fits is not offered, and
+//!   is logged and counted ([`super::gpus::unmapped`]).
+//! - `gpu_info.vram` is the droplet's VRAM, all its GPUs together (the
+//!   slugs say so: `gpu-h100x8-640gb`, `gpu-mi300x8-1536gb`): VRAM per GPU
+//!   is that over `count`.
 //! - A size's `available` flag applies to every region it lists.
-//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
+//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size,
+//!   and the ROCm one, `gpu-amd-base`, for AMD sizes: each size offers the
+//!   one OS its GPUs run, and the launch picks the image by the OS.
 //! - Droplet listings follow `links.pages.next`; sizes, regions and keys
 //!   are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
@@ -51,6 +58,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gpus::AMD;
 use super::RestApi;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
@@ -66,8 +74,12 @@ pub const CLOUD: &str = "digitalocean";
 /// The public API.
 pub const DEFAULT_URL: &str = "https://api.digitalocean.com/v2";
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+/// The OS of AMD sizes: ROCm instead of CUDA.
+const OS_AMD: &str = "ubuntu22.04_rocm6_shade_os";
 /// DigitalOcean's AI/ML-ready image for NVIDIA GPU Droplets.
 const IMAGE: &str = "gpu-h100x1-base";
+/// DigitalOcean's AI/ML-ready image for AMD GPU Droplets.
+const IMAGE_AMD: &str = "gpu-amd-base";
 /// Block storage: $0.10 per GB-month (730 hours).
 const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
 /// Droplets and sizes listed per page (DigitalOcean's maximum).
@@ -125,6 +137,28 @@ struct GpuInfo {
     count: i64,
     #[serde(default)]
     model: String,
+    #[serde(default)]
+    vram: Option<Vram>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Vram {
+    amount: i64,
+    #[serde(default)]
+    unit: String,
+}
+
+impl GpuInfo {
+    /// VRAM per GPU in GB, where the size states it.
+    fn vram_per_gpu(&self) -> Option<i64> {
+        let v = self.vram.as_ref()?;
+        let total = match v.unit.to_ascii_lowercase().as_str() {
+            "tib" | "tb" => v.amount * 1024,
+            "mib" | "mb" => v.amount / 1024,
+            _ => v.amount,
+        };
+        (self.count > 0).then(|| total / self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -254,8 +288,11 @@ impl DigitalOcean {
             // when the model does not.
             let desc = format!("{} {}", g.model.replace('_', " "), s.slug);
             let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &s.slug);
                 continue;
             };
+            let gpu = gpu.with_vram(g.vram_per_gpu().unwrap_or(0));
+            let os = if gpu.manufacturer == AMD { OS_AMD } else { OS };
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, g.count),
@@ -266,7 +303,7 @@ impl DigitalOcean {
                     s.vcpus,
                     s.memory / 1024,
                     s.disk,
-                    &[OS],
+                    &[os],
                 ),
                 hourly_price: cents(s.price_hourly),
                 deployment_type: "vm".to_string(),
@@ -404,6 +441,7 @@ fn state(d: &Droplet) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("archive", _) => MachineState::Gone,
         _ => MachineState::Booting,
@@ -473,7 +511,7 @@ impl Provider for DigitalOcean {
             "name": self.marker.name(req.instance_id),
             "region": req.region,
             "size": req.cloud_instance_type,
-            "image": IMAGE,
+            "image": if req.os == OS_AMD { IMAGE_AMD } else { IMAGE },
             "ssh_keys": keys,
             "tags": [self.tag],
         });

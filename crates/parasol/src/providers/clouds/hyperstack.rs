@@ -228,8 +228,12 @@ impl Hyperstack {
         for (name, regions) in by_name {
             let f = &regions[0];
             let Some(gpu) = gpu_model(&f.gpu) else {
+                super::gpus::unmapped(CLOUD, &name);
                 continue;
             };
+            // Flavors carry no VRAM field; the GPU's name states it where
+            // the model comes in sizes ("A100-80G-PCIe").
+            let gpu = gpu.with_vram(super::gpus::stated_vram(&f.gpu).unwrap_or(0));
             let Some(price) = per_gpu.get(&f.gpu) else {
                 tracing::debug!(flavor = %name, gpu = %f.gpu, "no price for this GPU in the pricebook; not offered");
                 continue;
@@ -407,6 +411,7 @@ fn state(v: &Vm) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("ERROR", _) => MachineState::Failed {
             reason: format!("{CLOUD} reported the machine in ERROR"),

@@ -231,8 +231,11 @@ impl Lambda {
                 &it.gpu_description
             };
             let Some(gpu) = gpu_model(desc) else {
+                super::gpus::unmapped(CLOUD, name);
                 continue;
             };
+            // Lambda states the size in the description: "(80 GB SXM5)".
+            let gpu = gpu.with_vram(super::gpus::stated_vram(desc).unwrap_or(0));
             let n = it
                 .specs
                 .gpus
@@ -380,6 +383,7 @@ fn state(i: &LInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("terminating", _) => MachineState::Terminating,
         ("terminated", _) => MachineState::Gone,

@@ -5,8 +5,13 @@
 //! `https://rest.runpod.io/v1`): `GET|POST /pods`, `GET|DELETE
 //! /pods/{id}`, `POST /pods/{id}/restart`, `GET /networkvolumes`. The REST
 //! API has no price list, so offers come from GraphQL (by default
-//! `https://api.runpod.io/graphql`): `gpuTypes` with `lowestPrice` per GPU
-//! count (secure cloud), and `dataCenters` with their `gpuAvailability`.
+//! `https://api.runpod.io/graphql`): `gpuTypes` with `memoryInGb` and
+//! `lowestPrice` per GPU count (secure cloud), and `dataCenters` (network
+//! volume support). Stock comes from the REST API v2 catalog (by default
+//! `https://api.runpod.io/v2`): `GET /catalog/gpus` with
+//! `include=AVAILABILITY`, `product=POD`, `cloud=SECURE` and the GPU count,
+//! which lists per GPU type the data centers offering that configuration
+//! with their stock level.
 //!
 //! Pods are containers on shared hosts: SSH reaches the container through
 //! the public port RunPod maps to its port 22 (`portMappings["22"]`), as
@@ -38,9 +43,17 @@
 //! - REST pods carry no phase besides `desiredStatus`; the public IP and
 //!   the port mapping appearing are taken as the boot's progress.
 //! - vCPUs and memory per type are `lowestPrice.minVcpu` / `minMemory` for
-//!   the count (the least a pod gets); disk is not stated (0).
-//! - Data-center availability is `gpuAvailability[].available`; GPU counts
+//!   the count (the least a pod gets); disk is not stated (0). VRAM per GPU
+//!   is the type's `memoryInGb`: RunPod's names do not always say the size
+//!   ("A100 SXM" is the 80 GB part).
+//! - A type is offered in the data centers the v2 catalog lists for it with
+//!   secure-cloud pod stock at that GPU count, and available in those whose
+//!   level is not `NONE`. Parasol launches with `cloudType: SECURE`, so
+//!   community-cloud stock (and GraphQL's `gpuAvailability`, which does not
+//!   say which cloud it counts) never makes a type available. GPU counts
 //!   offered are 1, 2, 4 and 8 up to the type's `maxGpuCount`.
+//! - A GPU type no Shadeform model fits is not offered, and is logged and
+//!   counted ([`super::gpus::unmapped`]).
 //! - Network volumes: `storageSupport` data centers, at the published
 //!   $0.07/GB-month, up to 4 TB.
 //! - The rate-limit headers are not documented: `Retry-After` when sent,
@@ -74,6 +87,8 @@ pub const CLOUD: &str = "runpod";
 pub const DEFAULT_URL: &str = "https://rest.runpod.io/v1";
 /// The public GraphQL API.
 pub const DEFAULT_GRAPHQL_URL: &str = "https://api.runpod.io/graphql";
+/// The public REST API v2, for its catalog's stock levels.
+pub const DEFAULT_CATALOG_URL: &str = "https://api.runpod.io/v2";
 /// The OS offered, and the image it launches.
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
 const IMAGE: &str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04";
@@ -92,6 +107,8 @@ pub struct RunpodConfig {
     pub url: String,
     /// The GraphQL endpoint.
     pub graphql_url: String,
+    /// REST API v2 base URL, up to and including `/v2` (the catalog).
+    pub catalog_url: String,
 }
 
 /// The RunPod adapter.
@@ -130,9 +147,35 @@ struct GpuType {
     #[serde(default)]
     display_name: String,
     #[serde(default)]
+    memory_in_gb: Option<i64>,
+    #[serde(default)]
     max_gpu_count: Option<i64>,
     #[serde(default)]
     lowest_price: Option<LowestPrice>,
+}
+
+/// `GET /v2/catalog/gpus` with `include=AVAILABILITY`.
+#[derive(Deserialize)]
+struct CatalogGpus {
+    gpus: Vec<CatalogGpu>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CatalogGpu {
+    id: String,
+    /// Absent when the configuration is unavailable everywhere.
+    #[serde(default)]
+    data_centers: Vec<CatalogDataCenter>,
+}
+
+#[derive(Deserialize)]
+struct CatalogDataCenter {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// `NONE`, `LOW`, `MEDIUM` or `HIGH`.
+    availability: String,
 }
 
 #[derive(Deserialize)]
@@ -159,21 +202,7 @@ struct DataCenters {
 struct DataCenter {
     id: String,
     #[serde(default)]
-    name: String,
-    #[serde(default)]
-    location: String,
-    #[serde(default)]
     storage_support: bool,
-    #[serde(default)]
-    gpu_availability: Vec<GpuAvailability>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GpuAvailability {
-    gpu_type_id: String,
-    #[serde(default)]
-    available: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -195,15 +224,25 @@ struct Pod {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ErrorBody {
-    Text { error: String },
+    Text {
+        error: String,
+    },
     List(Vec<ErrorBody>),
-    Message { message: String },
+    Message {
+        message: String,
+    },
+    /// The v2 API's problem details.
+    Problem {
+        title: String,
+        detail: String,
+    },
 }
 
 impl ErrorBody {
     fn text(&self) -> String {
         match self {
             ErrorBody::Text { error } => error.clone(),
+            ErrorBody::Problem { title, detail } => format!("{title}: {detail}"),
             ErrorBody::Message { message } => message.clone(),
             ErrorBody::List(l) => l.iter().map(|e| e.text()).collect::<Vec<_>>().join("; "),
         }
@@ -262,15 +301,39 @@ impl Runpod {
         }
     }
 
-    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
-        let dcs: DataCenters = self
-            .graphql(
-                "dataCenters",
-                "query { dataCenters { id name location storageSupport gpuAvailability { gpuTypeId available stockStatus } } }",
+    /// Secure-cloud pod stock of every GPU type at `count` GPUs: the data
+    /// centers offering each type so, with their stock level.
+    async fn secure_stock(
+        &self,
+        count: i64,
+    ) -> Result<HashMap<String, Vec<CatalogDataCenter>>, ProviderError> {
+        let what = "GET /v2/catalog/gpus";
+        let count = count.to_string();
+        let c: CatalogGpus = self
+            .http
+            .json(
+                what,
+                || {
+                    self.http
+                        .request(Method::GET, &self.cfg.catalog_url, "/catalog/gpus")
+                        .query(&[
+                            ("include", "AVAILABILITY"),
+                            ("product", "POD"),
+                            ("cloud", "SECURE"),
+                            ("count", count.as_str()),
+                        ])
+                        .bearer_auth(self.cfg.api_key.expose())
+                },
+                |f| classify(what, f),
             )
             .await?;
+        Ok(c.gpus.into_iter().map(|g| (g.id, g.data_centers)).collect())
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let mut out = Vec::new();
         for n in COUNTS {
+            let stock = self.secure_stock(n).await?;
             let q = format!(
                 "query {{ gpuTypes {{ id displayName memoryInGb maxGpuCount lowestPrice(input: {{gpuCount: {n}, secureCloud: true}}) {{ uninterruptablePrice minimumBidPrice minVcpu minMemory stockStatus }} }} }}"
             );
@@ -279,13 +342,13 @@ impl Runpod {
                 if t.max_gpu_count.is_some_and(|m| m < n) {
                     continue;
                 }
-                let Some(gpu) = gpu_model(if t.display_name.is_empty() {
-                    &t.id
-                } else {
-                    &t.display_name
-                }) else {
+                // The id ("NVIDIA A100-SXM4-80GB") is the more specific
+                // name; the display name ("A100 SXM") fills in the rest.
+                let Some(gpu) = gpu_model(&format!("{} {}", t.id, t.display_name)) else {
+                    super::gpus::unmapped(CLOUD, &t.id);
                     continue;
                 };
+                let gpu = gpu.with_vram(t.memory_in_gb.unwrap_or(0));
                 let Some(lp) = t.lowest_price else { continue };
                 let Some(price) = lp.uninterruptable_price.map(Num::get).filter(|p| *p > 0.0)
                 else {
@@ -296,17 +359,19 @@ impl Runpod {
                     .map(Num::get)
                     .filter(|p| *p > 0.0)
                     .map(|p| cents(p * n as f64));
-                let regions: Vec<RegionOffer> = dcs
-                    .data_centers
-                    .iter()
-                    .filter_map(|dc| {
-                        let a = dc.gpu_availability.iter().find(|a| a.gpu_type_id == t.id)?;
-                        Some(RegionOffer {
-                            region: dc.id.clone(),
-                            display_name: dc_display(dc),
-                            capacity: Capacity::Available(a.available),
-                            spot_price: spot,
-                        })
+                let regions: Vec<RegionOffer> = stock
+                    .get(&t.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|dc| RegionOffer {
+                        region: dc.id.clone(),
+                        display_name: if dc.name.is_empty() {
+                            dc.id.clone()
+                        } else {
+                            dc.name.clone()
+                        },
+                        capacity: Capacity::Available(dc.availability != "NONE"),
+                        spot_price: spot,
                     })
                     .collect();
                 if regions.is_empty() {
@@ -379,15 +444,6 @@ impl Runpod {
     }
 }
 
-fn dc_display(dc: &DataCenter) -> String {
-    match (dc.name.is_empty(), dc.location.is_empty()) {
-        (false, false) => format!("{} ({})", dc.location, dc.name),
-        (true, false) => dc.location.clone(),
-        (false, true) => dc.name.clone(),
-        (true, true) => dc.id.clone(),
-    }
-}
-
 fn classify(what: &str, f: &Failure) -> ProviderError {
     let detail = serde_json::from_str::<ErrorBody>(&f.body)
         .map(|e| e.text())
@@ -409,6 +465,7 @@ fn state(p: &Pod) -> MachineState {
             ip,
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("EXITED", _, _) if p.interruptible => MachineState::Preempted,
         ("EXITED", _, _) => MachineState::Failed {
@@ -607,7 +664,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40123,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         assert_eq!(

@@ -10,7 +10,11 @@
 //! installs on new instances).
 //!
 //! Offers are grouped onto Shadeform types by GPU model and count; a type's
-//! price is that of the cheapest verified, rentable offer, per region.
+//! price is that of the cheapest verified, rentable offer, per region. VRAM
+//! per GPU is the offer's own `gpu_ram` (MB), which also tells an 80 GB
+//! A100 from a 40 GB one where `gpu_name` ("A100 SXM4") does not. A GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 //! Regions group Vast's `geolocation` (`"City, CC"` or `"CC"`) by its
 //! country code: `north-america` (US, CA, MX), `south-america`, `europe`
 //! (EU and EEA states, GB, CH, UA, RS, ...), `asia-pacific` (JP, KR, CN,
@@ -118,6 +122,12 @@ struct VOffer {
     /// MB.
     #[serde(default)]
     cpu_ram: Option<Num>,
+    /// MB per GPU.
+    #[serde(default)]
+    gpu_ram: Option<Num>,
+    /// MB, all GPUs together.
+    #[serde(default)]
+    gpu_total_ram: Option<Num>,
     /// GB.
     #[serde(default)]
     disk_space: Option<Num>,
@@ -226,6 +236,25 @@ const REGIONS: [&str; 5] = [
     "south-america",
 ];
 
+impl VOffer {
+    /// VRAM per GPU in GB (Vast states MB), 0 where the offer does not say.
+    fn vram_per_gpu(&self) -> i64 {
+        let mb = match (self.gpu_ram, self.gpu_total_ram) {
+            (Some(r), _) => r.get(),
+            (None, Some(t)) => t.get() / self.num_gpus.max(1) as f64,
+            (None, None) => 0.0,
+        };
+        (mb / 1024.0).round() as i64
+    }
+
+    /// The Shadeform type this offer is one of; `None` for a GPU no
+    /// Shadeform model fits.
+    fn shade_type(&self) -> Option<String> {
+        let gpu = gpu_model(&self.gpu_name)?.with_vram(self.vram_per_gpu());
+        Some(shade_type(&gpu, self.num_gpus))
+    }
+}
+
 impl Vastai {
     /// An adapter; it calls nothing until asked.
     pub fn new(cfg: VastaiConfig, deployment_id: &str) -> Self {
@@ -271,13 +300,13 @@ impl Vastai {
         let mut by_type: BTreeMap<String, (BTreeMap<&'static str, VOffer>, VOffer)> =
             BTreeMap::new();
         for o in offers {
-            let Some(gpu) = gpu_model(&o.gpu_name) else {
-                continue;
-            };
             if o.num_gpus < 1 {
                 continue;
             }
-            let shade = shade_type(&gpu, o.num_gpus);
+            let Some(shade) = o.shade_type() else {
+                super::gpus::unmapped(CLOUD, &o.gpu_name);
+                continue;
+            };
             let region = region_of(o.geolocation.as_deref());
             let entry = by_type
                 .entry(shade)
@@ -292,7 +321,9 @@ impl Vastai {
         }
         let mut out = Vec::new();
         for (shade, (regions, best)) in by_type {
-            let gpu = gpu_model(&best.gpu_name).expect("recognized above");
+            let gpu = gpu_model(&best.gpu_name)
+                .expect("recognized above")
+                .with_vram(best.vram_per_gpu());
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade,
@@ -421,6 +452,7 @@ fn state(i: &VInstance) -> MachineState {
             ip: ip.trim().to_string(),
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         (Some("exited" | "stopped"), _, _) if i.is_bid => MachineState::Preempted,
         (Some(s @ ("exited" | "stopped")), _, _) => MachineState::Failed {
@@ -471,6 +503,12 @@ impl Provider for Vastai {
             .await?
             .into_iter()
             .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
+            // One gpu_name can cover two sizes (A100 SXM4 40 and 80 GB):
+            // only offers of the type asked for.
+            .filter(|o| {
+                req.shade_instance_type.is_empty()
+                    || o.shade_type().as_deref() == Some(req.shade_instance_type.as_str())
+            })
             .take(ACCEPT_ATTEMPTS)
             .collect();
         let spot = req.rental_type == RentalType::Spot;
@@ -608,7 +646,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40022,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         let bid = VInstance {

@@ -98,6 +98,9 @@ struct VType {
     cpu: Amount,
     gpu: Gpu,
     memory: Size,
+    /// VRAM of all the type's GPUs together.
+    #[serde(default)]
+    gpu_memory: Option<Size>,
     #[serde(default)]
     storage: Option<Size>,
 }
@@ -307,9 +310,14 @@ impl Verda {
                 t.gpu.description.clone()
             };
             let n = t.gpu.number_of_gpus;
-            let Some(gpu) = gpu_model(&desc).filter(|_| n > 0) else {
+            if n < 1 {
+                continue;
+            }
+            let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &t.instance_type);
                 continue;
             };
+            let gpu = gpu.with_vram(t.gpu_memory.as_ref().map_or(0, |m| m.size_in_gigabytes / n));
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, n),
@@ -464,6 +472,7 @@ fn state(i: &VInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("deleting", _) => MachineState::Terminating,
         ("discontinued" | "notfound", _) => MachineState::Gone,

@@ -93,11 +93,140 @@ impl DigitalOcean {
     }
 }
 
+/// A size as `GET /v2/sizes` lists it.
+pub struct Size {
+    pub slug: &'static str,
+    /// MB.
+    pub memory: i64,
+    pub vcpus: i64,
+    pub disk: i64,
+    pub price_hourly: f64,
+    pub regions: &'static [&'static str],
+    pub available: bool,
+    pub description: &'static str,
+    /// `gpu_info`: count, the droplet's VRAM in GiB (all GPUs), model;
+    /// and Shadeform's name of the model, for the catalog property.
+    pub gpu: Option<(i64, i64, &'static str, &'static str)>,
+}
+
+/// The sizes, with the numbers of DigitalOcean's GPU Droplet plans and
+/// price list (docs.digitalocean.com, Droplet pricing and GPU Droplet
+/// plans): H100 $3.39 and 8x $23.92, MI300X $1.99 and 8x $15.92, L40S
+/// $1.57, RTX 4000 Ada $0.76, RTX 6000 Ada $1.89 per hour.
+pub const SIZES: &[Size] = &[
+    Size {
+        slug: "s-2vcpu-4gb",
+        memory: 4096,
+        vcpus: 2,
+        disk: 80,
+        price_hourly: 0.03571,
+        regions: &["nyc2", "tor1", "ams3"],
+        available: true,
+        description: "Basic",
+        gpu: None,
+    },
+    Size {
+        slug: "gpu-h100x1-80gb",
+        memory: 245760,
+        vcpus: 20,
+        disk: 720,
+        price_hourly: 3.39,
+        regions: &["nyc2", "tor1"],
+        available: true,
+        description: "H100 GPU - 1X",
+        gpu: Some((1, 80, "nvidia_h100", "H100")),
+    },
+    Size {
+        slug: "gpu-h100x8-640gb",
+        memory: 1966080,
+        vcpus: 160,
+        disk: 2046,
+        price_hourly: 23.92,
+        regions: &["nyc2"],
+        available: false,
+        description: "H100 GPU - 8X",
+        gpu: Some((8, 640, "nvidia_h100", "H100")),
+    },
+    Size {
+        slug: "gpu-l40sx1-48gb",
+        memory: 65536,
+        vcpus: 8,
+        disk: 500,
+        price_hourly: 1.57,
+        regions: &["tor1"],
+        available: true,
+        description: "L40S GPU - 1X",
+        gpu: Some((1, 48, "nvidia_l40s", "L40S")),
+    },
+    Size {
+        slug: "gpu-4000adax1-20gb",
+        memory: 32768,
+        vcpus: 8,
+        disk: 500,
+        price_hourly: 0.76,
+        regions: &["tor1", "atl1"],
+        available: true,
+        description: "RTX 4000 Ada GPU - 1X",
+        gpu: Some((1, 20, "nvidia_rtx_4000_ada", "RTX4000Ada")),
+    },
+    Size {
+        slug: "gpu-6000adax1-48gb",
+        memory: 65536,
+        vcpus: 8,
+        disk: 500,
+        price_hourly: 1.89,
+        regions: &["tor1"],
+        available: true,
+        description: "RTX 6000 Ada GPU - 1X",
+        gpu: Some((1, 48, "nvidia_rtx_6000_ada", "RTX6000Ada")),
+    },
+    Size {
+        slug: "gpu-mi300x1-192gb",
+        memory: 245760,
+        vcpus: 20,
+        disk: 720,
+        price_hourly: 1.99,
+        regions: &["atl1"],
+        available: true,
+        description: "AMD MI300X GPU - 1X",
+        gpu: Some((1, 192, "amd_mi300x", "MI300X")),
+    },
+    Size {
+        slug: "gpu-mi300x8-1536gb",
+        memory: 1966080,
+        vcpus: 160,
+        disk: 2046,
+        price_hourly: 15.92,
+        regions: &["atl1"],
+        available: true,
+        description: "AMD MI300X GPU - 8X",
+        gpu: Some((8, 1536, "amd_mi300x", "MI300X")),
+    },
+];
+
+impl Size {
+    fn render(&self) -> Value {
+        let mut v = json!({
+            "slug": self.slug, "memory": self.memory, "vcpus": self.vcpus, "disk": self.disk,
+            "transfer": 15.0, "price_hourly": self.price_hourly,
+            "price_monthly": (self.price_hourly * 730.0 * 100.0).round() / 100.0,
+            "regions": self.regions, "available": self.available,
+            "description": self.description,
+        });
+        if let Some((count, vram, model, _)) = self.gpu {
+            v["gpu_info"] =
+                json!({"count": count, "vram": {"amount": vram, "unit": "gib"}, "model": model});
+        }
+        v
+    }
+}
+
 fn region_name(slug: &str) -> &'static str {
     match slug {
         "nyc2" => "New York 2",
         "tor1" => "Toronto 1",
         "ams3" => "Amsterdam 3",
+        "atl1" => "Atlanta 1",
         _ => "Somewhere",
     }
 }
@@ -151,32 +280,16 @@ impl Cloud for DigitalOcean {
         };
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segs.as_slice()) {
-            ("GET", ["sizes"]) => Reply::json(
-                200,
-                json!({"sizes": [
-                    {"slug": "s-2vcpu-4gb", "memory": 4096, "vcpus": 2, "disk": 80,
-                     "price_hourly": 0.03571, "price_monthly": 24.0,
-                     "regions": ["nyc2", "tor1", "ams3"], "available": true,
-                     "description": "Basic"},
-                    {"slug": "gpu-h100x1-80gb", "memory": 245760, "vcpus": 20, "disk": 720,
-                     "price_hourly": 3.39, "price_monthly": 2522.16,
-                     "regions": ["nyc2", "tor1"], "available": true,
-                     "description": "H100 GPU - 1X",
-                     "gpu_info": {"count": 1, "vram": {"amount": 80, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-h100x8-640gb", "memory": 1966080, "vcpus": 160, "disk": 2046,
-                     "price_hourly": 23.92, "price_monthly": 17796.48,
-                     "regions": ["nyc2"], "available": false,
-                     "description": "H100 GPU - 8X",
-                     "gpu_info": {"count": 8, "vram": {"amount": 640, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-l40sx1-48gb", "memory": 65536, "vcpus": 8, "disk": 500,
-                     "price_hourly": 1.57, "price_monthly": 1168.08,
-                     "regions": ["tor1"], "available": true,
-                     "description": "L40S GPU - 1X",
-                     "gpu_info": {"count": 1, "vram": {"amount": 48, "unit": "gib"}, "model": "nvidia_l40s"}}
-                ], "links": {}, "meta": {"total": 4}}),
-            ),
+            ("GET", ["sizes"]) => {
+                let sizes: Vec<Value> = SIZES.iter().map(Size::render).collect();
+                let total = sizes.len();
+                Reply::json(
+                    200,
+                    json!({"sizes": sizes, "links": {}, "meta": {"total": total}}),
+                )
+            }
             ("GET", ["regions"]) => {
-                let regions: Vec<Value> = ["nyc2", "tor1", "ams3"]
+                let regions: Vec<Value> = ["nyc2", "tor1", "ams3", "atl1"]
                     .iter()
                     .map(|s| {
                         json!({"slug": s, "name": region_name(s), "available": true,
@@ -185,7 +298,7 @@ impl Cloud for DigitalOcean {
                     .collect();
                 Reply::json(
                     200,
-                    json!({"regions": regions, "links": {}, "meta": {"total": 3}}),
+                    json!({"regions": regions, "links": {}, "meta": {"total": 4}}),
                 )
             }
             ("GET", ["account", "keys"]) => {

@@ -43,6 +43,25 @@ pub struct Hyperstack {
 }
 
 impl Hyperstack {
+    /// `GET /v1/core/flavors`: flavors per GPU and region, with stock.
+    pub fn flavors(&self) -> Value {
+        let a6000_stock = !self.out_of_stock.iter().any(|f| f == "n3-RTX-A6000x1");
+        json!({"status": true, "message": "Getting flavors success", "data": [
+            {"gpu": "RTX-A6000", "region_name": "CANADA-1", "flavors": [
+                flavor("n3-RTX-A6000x1", "CANADA-1", "RTX-A6000", 1, 8, 57.0, a6000_stock),
+            ]},
+            {"gpu": "H100-80G-PCIe", "region_name": "CANADA-1", "flavors": [
+                flavor("n3-H100x8", "CANADA-1", "H100-80G-PCIe", 8, 192, 1800.0, false),
+            ]},
+            {"gpu": "H100-80G-PCIe", "region_name": "NORWAY-1", "flavors": [
+                flavor("n3-H100x8", "NORWAY-1", "H100-80G-PCIe", 8, 192, 1800.0, true),
+            ]},
+            {"gpu": "", "region_name": "CANADA-1", "flavors": [
+                flavor("n1-cpu-small", "CANADA-1", "", 0, 4, 4.0, true),
+            ]}
+        ]})
+    }
+
     /// Puts a machine at the fake as if launched outside this server.
     pub fn plant(&mut self, name: &str) -> i64 {
         let id = 1000 + self.machines.len() as i64;
@@ -122,6 +141,14 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
     })
 }
 
+/// `GET /v1/pricebook`: price per GPU per hour.
+pub fn pricebook() -> Value {
+    json!([
+        {"id": 1, "name": "RTX-A6000", "value": "0.50", "original_value": "0.50", "discount_applied": false, "start_time": null, "end_time": null},
+        {"id": 2, "name": "H100-80G-PCIe", "value": "1.90", "original_value": "1.90", "discount_applied": false, "start_time": null, "end_time": null}
+    ])
+}
+
 impl Cloud for Hyperstack {
     fn rate_limited(&self) -> Value {
         json!({"status": false, "message": "Too many requests"})
@@ -139,33 +166,8 @@ impl Cloud for Hyperstack {
             return fail(404, "Not found");
         };
         match (req.method.as_str(), path) {
-            ("GET", "/core/flavors") => {
-                let a6000_stock = !self.out_of_stock.iter().any(|f| f == "n3-RTX-A6000x1");
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Getting flavors success", "data": [
-                        {"gpu": "RTX-A6000", "region_name": "CANADA-1", "flavors": [
-                            flavor("n3-RTX-A6000x1", "CANADA-1", "RTX-A6000", 1, 8, 57.0, a6000_stock),
-                        ]},
-                        {"gpu": "H100-80G-PCIe", "region_name": "CANADA-1", "flavors": [
-                            flavor("n3-H100x8", "CANADA-1", "H100-80G-PCIe", 8, 192, 1800.0, false),
-                        ]},
-                        {"gpu": "H100-80G-PCIe", "region_name": "NORWAY-1", "flavors": [
-                            flavor("n3-H100x8", "NORWAY-1", "H100-80G-PCIe", 8, 192, 1800.0, true),
-                        ]},
-                        {"gpu": "", "region_name": "CANADA-1", "flavors": [
-                            flavor("n1-cpu-small", "CANADA-1", "", 0, 4, 4.0, true),
-                        ]}
-                    ]}),
-                )
-            }
-            ("GET", "/pricebook") => Reply::json(
-                200,
-                json!([
-                    {"id": 1, "name": "RTX-A6000", "value": "0.50", "original_value": "0.50", "discount_applied": false, "start_time": null, "end_time": null},
-                    {"id": 2, "name": "H100-80G-PCIe", "value": "1.90", "original_value": "1.90", "discount_applied": false, "start_time": null, "end_time": null}
-                ]),
-            ),
+            ("GET", "/core/flavors") => Reply::json(200, self.flavors()),
+            ("GET", "/pricebook") => Reply::json(200, pricebook()),
             ("GET", "/core/environments") => {
                 let envs: Vec<Value> = self
                     .environments

@@ -110,6 +110,48 @@ fn not_found() -> Reply {
     )
 }
 
+/// `GET /api/v1/instance-types`: Lambda's published types (its price list's
+/// numbers), with the regions that have capacity now.
+pub fn instance_types() -> Value {
+    json!({"data": {
+        "gpu_1x_a6000": {
+            "instance_type": {
+                "name": "gpu_1x_a6000",
+                "description": "1x RTX A6000 (48 GB)",
+                "gpu_description": "RTX A6000 (48 GB)",
+                "price_cents_per_hour": 80,
+                "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        },
+        "gpu_8x_h100_sxm5": {
+            "instance_type": {
+                "name": "gpu_8x_h100_sxm5",
+                "description": "8x H100 (80 GB SXM5)",
+                "gpu_description": "H100 (80 GB SXM5)",
+                "price_cents_per_hour": 2392,
+                "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
+            },
+            "regions_with_capacity_available": []
+        },
+        "gpu_1x_a10": {
+            "instance_type": {
+                "name": "gpu_1x_a10",
+                "description": "1x A10 (24 GB PCIe)",
+                "gpu_description": "A10 (24 GB PCIe)",
+                "price_cents_per_hour": 75,
+                "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-east-1", "description": "Virginia, USA"},
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        }
+    }})
+}
+
 impl Cloud for Lambda {
     fn rate_limited(&self) -> Value {
         json!({"error": {"code": "global/too-many-requests", "message": "Too many requests"}})
@@ -139,46 +181,7 @@ impl Cloud for Lambda {
             return not_found();
         };
         match (req.method.as_str(), path) {
-            ("GET", "/instance-types") => Reply::json(
-                200,
-                json!({"data": {
-                    "gpu_1x_a6000": {
-                        "instance_type": {
-                            "name": "gpu_1x_a6000",
-                            "description": "1x RTX A6000 (48 GB)",
-                            "gpu_description": "RTX A6000 (48 GB)",
-                            "price_cents_per_hour": 80,
-                            "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    },
-                    "gpu_8x_h100_sxm5": {
-                        "instance_type": {
-                            "name": "gpu_8x_h100_sxm5",
-                            "description": "8x H100 (80 GB SXM5)",
-                            "gpu_description": "H100 (80 GB SXM5)",
-                            "price_cents_per_hour": 2392,
-                            "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
-                        },
-                        "regions_with_capacity_available": []
-                    },
-                    "gpu_1x_a10": {
-                        "instance_type": {
-                            "name": "gpu_1x_a10",
-                            "description": "1x A10 (24 GB PCIe)",
-                            "gpu_description": "A10 (24 GB PCIe)",
-                            "price_cents_per_hour": 75,
-                            "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-east-1", "description": "Virginia, USA"},
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    }
-                }}),
-            ),
+            ("GET", "/instance-types") => Reply::json(200, instance_types()),
             ("GET", "/instances") => {
                 let data: Vec<Value> = self
                     .machines

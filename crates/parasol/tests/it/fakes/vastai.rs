@@ -25,6 +25,26 @@ pub struct Ask {
     pub min_bid: f64,
     pub geolocation: String,
     pub verified: bool,
+    /// VRAM per GPU, MB, as the host reports it.
+    pub gpu_ram: i64,
+    pub cpu_cores_effective: f64,
+    /// MB.
+    pub cpu_ram: i64,
+    pub disk_space: f64,
+}
+
+/// VRAM per GPU (MB) hosts report for each `gpu_name` the fake sells:
+/// the cards' published sizes (RTX 4090 24 GB, H100 SXM 80 GB, A100 SXM4
+/// 40 or 80 GB, Quadro RTX 8000 48 GB), as MiB the driver counts.
+fn gpu_ram(gpu: &str, eighty: bool) -> i64 {
+    match gpu {
+        "RTX 4090" => 24564,
+        "H100 SXM" => 81559,
+        "A100 SXM4" if eighty => 81920,
+        "A100 SXM4" => 40960,
+        "Q RTX 8000" => 49152,
+        other => panic!("the fake sells no {other}"),
+    }
 }
 
 /// An instance at the fake.
@@ -53,7 +73,7 @@ pub struct Vastai {
 
 impl Default for Vastai {
     fn default() -> Self {
-        let ask = |id, gpu: &str, n, dph, bid, geo: &str, verified| Ask {
+        let ask = |id, gpu: &str, n: i64, dph, bid, geo: &str, verified| Ask {
             id,
             gpu_name: gpu.into(),
             num_gpus: n,
@@ -61,6 +81,11 @@ impl Default for Vastai {
             min_bid: bid,
             geolocation: geo.into(),
             verified,
+            gpu_ram: gpu_ram(gpu, id % 2 == 0),
+            // Hosts differ: each offer its own CPU share.
+            cpu_cores_effective: (8 * n + id % 7) as f64,
+            cpu_ram: 32768 * n + 1024 * (id % 5),
+            disk_space: 250.5 * n as f64,
         };
         Self {
             asks: vec![
@@ -72,6 +97,12 @@ impl Default for Vastai {
                 ask(5005, "RTX 4090", 1, 0.10, 0.05, "Oregon, US", false),
                 ask(5006, "H100 SXM", 8, 19.20, 12.0, "Norway, NO", true),
                 ask(5007, "H100 SXM", 8, 21.60, 14.0, "Japan, JP", true),
+                // One gpu_name, two sizes: even ids are the 80 GB part.
+                ask(5008, "A100 SXM4", 8, 11.20, 7.0, "Texas, US", true),
+                ask(5010, "A100 SXM4", 8, 10.40, 6.5, "Sweden, SE", true),
+                ask(5009, "A100 SXM4", 8, 6.40, 4.0, "Texas, US", true),
+                // No Shadeform name: counted, not offered.
+                ask(5011, "Q RTX 8000", 1, 0.25, 0.12, "Oregon, US", true),
             ],
             instances: Vec::new(),
             ssh_keys: Vec::new(),
@@ -152,8 +183,10 @@ impl Vastai {
             .map(|a| {
                 json!({
                     "id": a.id, "ask_contract_id": a.id, "gpu_name": a.gpu_name,
-                    "num_gpus": a.num_gpus, "gpu_ram": 24564, "cpu_cores_effective": 16.0,
-                    "cpu_ram": 64392, "disk_space": 500.5, "dph_total": a.dph_total,
+                    "num_gpus": a.num_gpus, "gpu_ram": a.gpu_ram,
+                    "gpu_total_ram": a.gpu_ram * a.num_gpus,
+                    "cpu_cores_effective": a.cpu_cores_effective,
+                    "cpu_ram": a.cpu_ram, "disk_space": a.disk_space, "dph_total": a.dph_total,
                     "min_bid": a.min_bid, "geolocation": a.geolocation,
                     "verified": a.verified, "rentable": true, "rented": false,
                     "reliability2": 0.995

@@ -15,9 +15,10 @@ pub fn served_family(instance_type: &str) -> bool {
     FAMILIES.iter().any(|f| instance_type.starts_with(f))
 }
 
-/// The Shadeform model of a GPU as EC2's `GpuInfo` names it, with its
-/// memory (A100s come in 40 and 80 GB). p-family GPUs are SXM parts joined
-/// by NVLink; g-family ones are PCIe.
+/// The Shadeform model of a GPU as EC2's `GpuInfo` names it, with EC2's
+/// memory per GPU (which also tells the 40 and 80 GB A100s apart), in GiB
+/// rounded: EC2 states MiB. p-family GPUs are SXM parts joined by NVLink;
+/// g-family ones are PCIe.
 pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel> {
     let sxm = instance_type.starts_with('p');
     let m = |gpu_type, shade, vram, interconnect| {
@@ -26,9 +27,11 @@ pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel>
             shade,
             vram,
             interconnect,
+            manufacturer: super::super::gpus::NVIDIA,
         })
     };
-    match name.to_ascii_uppercase().as_str() {
+    let vram = (memory_mib as f64 / 1024.0).round() as i64;
+    let model = match name.to_ascii_uppercase().as_str() {
         "T4" => m("T4", "T4", 16, "pcie"),
         "A10G" => m("A10G", "A10G", 24, "pcie"),
         "L4" => m("L4", "L4", 24, "pcie"),
@@ -39,7 +42,40 @@ pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel>
         "H200" => m("H200", "H200", 141, "sxm5"),
         "B200" => m("B200", "B200", 180, "sxm6"),
         _ => None,
+    };
+    model.map(|g| g.with_vram(vram))
+}
+
+/// Unique, stable Shadeform names for the served types, by EC2 type name.
+/// Types of one shape (GPU model and count, as [`shade_type`] names it)
+/// differ in vCPUs and memory: the smallest (fewest vCPUs, then least
+/// memory, then EC2's name) keeps the plain name (`L4`, `A10Gx4`), and each
+/// other one is the plain name and its EC2 type (`L4_g6.2xlarge`,
+/// `L4_gr6.4xlarge`), so every type can be ordered and a name never
+/// changes meaning while the set of types stays.
+///
+/// [`shade_type`]: super::super::shade_type
+pub fn shade_names<'a>(
+    types: impl IntoIterator<Item = (&'a str, String, i64, i64)>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut shapes: std::collections::BTreeMap<String, Vec<(i64, i64, &'a str)>> =
+        std::collections::BTreeMap::new();
+    for (name, plain, vcpus, memory) in types {
+        shapes.entry(plain).or_default().push((vcpus, memory, name));
     }
+    let mut out = std::collections::BTreeMap::new();
+    for (plain, mut members) in shapes {
+        members.sort();
+        for (i, (_, _, name)) in members.into_iter().enumerate() {
+            let shade = if i == 0 {
+                plain.clone()
+            } else {
+                format!("{plain}_{name}")
+            };
+            out.insert(name.to_string(), shade);
+        }
+    }
+    out
 }
 
 /// Regions whose prices the table lists, with their display names.
@@ -150,8 +186,31 @@ mod tests {
         );
         assert_eq!(gpu("A100", 40960, "p4d.24xlarge").unwrap().shade, "A100");
         assert_eq!(gpu("Radeon Pro V520", 8192, "g4ad.xlarge"), None);
+        // EC2's own memory per GPU, in GiB.
+        assert_eq!(gpu("L40S", 45776, "g6e.xlarge").unwrap().vram, 45);
+        assert_eq!(gpu("H200", 144384, "p5en.48xlarge").unwrap().vram, 141);
         assert!(served_family("p6-b200.48xlarge") && served_family("g6e.xlarge"));
         assert!(!served_family("g4ad.xlarge") && !served_family("p3.2xlarge"));
+    }
+
+    #[test]
+    fn every_type_of_a_shape_gets_its_own_name_and_the_smallest_the_plain_one() {
+        let names = shade_names([
+            ("g6.2xlarge", "L4".to_string(), 8, 32768),
+            ("gr6.4xlarge", "L4".to_string(), 16, 131072),
+            ("g6.xlarge", "L4".to_string(), 4, 16384),
+            ("g6.4xlarge", "L4".to_string(), 16, 65536),
+            ("g6.12xlarge", "L4x4".to_string(), 48, 196608),
+            ("g6.24xlarge", "L4x4".to_string(), 96, 393216),
+        ]);
+        assert_eq!(names["g6.xlarge"], "L4");
+        assert_eq!(names["g6.2xlarge"], "L4_g6.2xlarge");
+        assert_eq!(names["g6.4xlarge"], "L4_g6.4xlarge");
+        assert_eq!(names["gr6.4xlarge"], "L4_gr6.4xlarge");
+        assert_eq!(names["g6.12xlarge"], "L4x4");
+        assert_eq!(names["g6.24xlarge"], "L4x4_g6.24xlarge");
+        let unique: std::collections::BTreeSet<_> = names.values().collect();
+        assert_eq!(unique.len(), names.len());
     }
 
     #[test]

@@ -880,12 +880,24 @@ impl Subject for AwsSubject {
                 .await;
             let zones = offerings.items(&["instanceTypeOfferingSet"]).len();
             let gib = |m: i64| (m as f64 / 1024.0).round() as i64;
+            // EC2 writes some GPUs' memory as MiB of decimal gigabytes
+            // (A10G: 22888 MiB = 24.0 GB), others of binary ones (H100:
+            // 81920 MiB = 80 GiB): the size is the one that is whole.
+            let vram = {
+                let (bin, dec) = (mib as f64 / 1024.0, mib as f64 * 1.048576 / 1000.0);
+                let off = |x: f64| (x - x.round()).abs();
+                if off(dec) < off(bin) {
+                    dec.round() as i64
+                } else {
+                    bin.round() as i64
+                }
+            };
             out.push(Listed {
                 cloud_type: name,
                 gpu: Some(gpu),
                 manufacturer: "nvidia",
                 gpus: num(&g, &["count"]),
-                vram: gib(mib),
+                vram,
                 vcpus: num(&t, &["vCpuInfo", "defaultVCpus"]),
                 memory: gib(num(&t, &["memoryInfo", "sizeInMiB"])),
                 in_stock: if zones > 0 {

@@ -1171,6 +1171,29 @@ async fn a_taken_vast_offer_moves_the_launch_to_the_next_and_all_taken_is_capaci
     }
 }
 
+/// One gpu_name, two sizes: a launch of the 80 GB type accepts only an 80
+/// GB machine, though a 40 GB one of the same name is cheaper.
+#[tokio::test]
+async fn a_vast_launch_of_the_80_gb_a100_rents_an_80_gb_machine() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    let mut req = launch_request(
+        "vastai",
+        "north-america",
+        "A100 SXM4:8",
+        RentalType::OnDemand,
+    );
+    req.shade_instance_type = "A100_80Gx8".into();
+    adapter.launch(&req).await.unwrap();
+    let puts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.line())
+        .collect();
+    assert_eq!(puts, ["PUT /api/v0/asks/5008/"], "not the 40 GB ask 5009");
+}
+
 // ---------------------------------------------------------- DigitalOcean
 
 fn do_env(fake: &FakeServer<DigitalOcean>) -> Vec<(&'static str, String)> {
@@ -1300,6 +1323,25 @@ async fn a_droplet_is_named_and_tagged_with_the_marker_and_rate_limits_are_waite
         .find(|w| w[0].line() == w[1].line() && w[1].at - w[0].at >= Duration::from_millis(950));
     assert!(first_after_key.is_some(), "no retry after the 429");
     assert!(!s.log().contains(dof::TOKEN));
+}
+
+/// An AMD size runs DigitalOcean's ROCm image, not the CUDA one.
+#[tokio::test]
+async fn a_digitalocean_mi300x_droplet_gets_the_amd_image() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(opts(&do_env(&fake)));
+    let c = s.admin();
+    let mi = find(&types(&c, "cloud=digitalocean").await, "MI300X").clone();
+    assert_eq!(
+        mi["configuration"]["os_options"],
+        json!(["ubuntu22.04_rocm6_shade_os"])
+    );
+    let id = create(&c, "digitalocean", "atl1", "MI300X", "amd").await;
+    c.wait_status(&id, "active").await;
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].body["size"], "gpu-mi300x1-192gb");
+    assert_eq!(creates[0].body["image"], "gpu-amd-base");
 }
 
 #[tokio::test]

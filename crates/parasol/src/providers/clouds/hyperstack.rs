@@ -33,6 +33,11 @@
 //!
 //! A machine that `GET /core/virtual-machines/{id}` answers 404 for, or that
 //! the list no longer holds, is `Gone`.
+//!
+//! Flavors state no VRAM: a GPU name that states a size ("A100-80G-PCIe")
+//! gives it, any other the model's published size. A flavor whose GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;

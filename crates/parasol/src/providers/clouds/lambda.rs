@@ -29,6 +29,10 @@
 //!
 //! A machine that no longer appears (404 on `GET /instances/{id}`, absent
 //! from the list) is `Gone`.
+//!
+//! VRAM per GPU is the size `gpu_description` states ("H100 (80 GB
+//! SXM5)"); a type whose GPU no Shadeform model fits is not offered, and is
+//! logged and counted ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;

@@ -28,6 +28,10 @@
 //!
 //! A machine that `GET /instances/{id}` answers 404 for, or that the list no
 //! longer holds, is `Gone`.
+//!
+//! VRAM per GPU is the type's `gpu_memory` (all its GPUs together) over
+//! its GPU count; a type whose GPU no Shadeform model fits is not offered,
+//! and is logged and counted ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;

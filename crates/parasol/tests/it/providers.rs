@@ -917,6 +917,18 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
         metrics.contains("parasol_catalog_unmapped_types{cloud=\"runpod\"} 1\n"),
         "{metrics}"
     );
+    // Listed at three GPU counts, logged once.
+    let log = s.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("maps onto no Shadeform model"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("NVIDIA RTX 2000 Ada Generation"),
+        "{}",
+        warned[0]
+    );
     for r in fake.requests() {
         assert_eq!(
             r.header("authorization"),

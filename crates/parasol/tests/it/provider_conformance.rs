@@ -1294,6 +1294,8 @@ impl FakeCloud for Lambda {
                         "gpu_1x_a6000" => "A6000",
                         "gpu_8x_h100_sxm5" => "H100",
                         "gpu_1x_a10" => "A10",
+                        "gpu_8x_a100" => "A100",
+                        "gpu_1x_gh200" => "GH200",
                         other => panic!("no model written down for {other}"),
                     }),
                     manufacturer: "nvidia",

@@ -159,7 +159,7 @@ async fn lambda_types_map_to_shadeform_names_with_cents_and_regions_and_the_sim_
         all.iter().all(|t| t["cloud"] == "lambdalabs"),
         "a real cloud turns the sim off by default"
     );
-    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
     let a6000 = find(&all, "A6000");
     assert_eq!(a6000["cloud_instance_type"], "gpu_1x_a6000");
     assert_eq!(a6000["hourly_price"], 80);
@@ -180,6 +180,12 @@ async fn lambda_types_map_to_shadeform_names_with_cents_and_regions_and_the_sim_
     assert_eq!(h100["configuration"]["nvlink"], true);
     assert!(availability(h100).iter().all(|a| !a.1));
     assert_eq!(find(&all, "A10")["hourly_price"], 75);
+    let gh200 = find(&all, "GH200");
+    assert_eq!(gh200["configuration"]["vram_per_gpu_in_gb"], 96);
+    assert_eq!(
+        find(&all, "A100x8")["configuration"]["vram_per_gpu_in_gb"],
+        40
+    );
 
     let reqs = fake.requests();
     assert_eq!(reqs[0].line(), "GET /api/v1/instance-types");

@@ -111,7 +111,8 @@ fn not_found() -> Reply {
 }
 
 /// `GET /api/v1/instance-types`: Lambda's published types (its price list's
-/// numbers), with the regions that have capacity now.
+/// numbers and its document's examples), with the regions that have
+/// capacity now.
 pub fn instance_types() -> Value {
     json!({"data": {
         "gpu_1x_a6000": {
@@ -135,6 +136,29 @@ pub fn instance_types() -> Value {
                 "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
             },
             "regions_with_capacity_available": []
+        },
+        // The two types Lambda's document gives as examples.
+        "gpu_8x_a100": {
+            "instance_type": {
+                "name": "gpu_8x_a100",
+                "description": "8x A100 (40 GB SXM4)",
+                "gpu_description": "A100 (40 GB SXM4)",
+                "price_cents_per_hour": 1032,
+                "specs": {"vcpus": 124, "memory_gib": 1800, "storage_gib": 6144, "gpus": 8}
+            },
+            "regions_with_capacity_available": []
+        },
+        "gpu_1x_gh200": {
+            "instance_type": {
+                "name": "gpu_1x_gh200",
+                "description": "1x GH200 (96 GB)",
+                "gpu_description": "GH200 (96 GB)",
+                "price_cents_per_hour": 149,
+                "specs": {"vcpus": 64, "memory_gib": 432, "storage_gib": 4096, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-east-1", "description": "Virginia, USA"}
+            ]
         },
         "gpu_1x_a10": {
             "instance_type": {

@@ -450,7 +450,7 @@ async fn a_real_cloud_takes_its_name_from_the_sim_which_keeps_serving_the_others
     let s = Server::start(opts(&lambda_env(&fake)).args(&["--config", config.to_str().unwrap()]));
     let c = s.admin();
 
-    // Every lambdalabs offer is the real adapter's: the fake's three types,
+    // Every lambdalabs offer is the real adapter's: the fake's five types,
     // under Lambda's own type names, and none of the sim's.
     let lambda = types(&c, "cloud=lambdalabs").await;
     let mut names: Vec<_> = lambda
@@ -467,7 +467,9 @@ async fn a_real_cloud_takes_its_name_from_the_sim_which_keeps_serving_the_others
         names,
         [
             ("A10", "gpu_1x_a10"),
+            ("A100x8", "gpu_8x_a100"),
             ("A6000", "gpu_1x_a6000"),
+            ("GH200", "gpu_1x_gh200"),
             ("H100_sxm5x8", "gpu_8x_h100_sxm5")
         ]
     );
@@ -904,6 +906,14 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
         availability(find(&all, "RTX4090")),
         vec![("US-KS-2".into(), true, "US Kansas 2".into())]
     );
+    // Two variants of one model, each orderable under its own name.
+    assert_eq!(
+        find(&all, "H100")["cloud_instance_type"],
+        "NVIDIA H100 PCIe:1"
+    );
+    let nvl = find(&all, "H100_NVIDIA-H100-NVL");
+    assert_eq!(nvl["cloud_instance_type"], "NVIDIA H100 NVL:1");
+    assert_eq!(nvl["configuration"]["vram_per_gpu_in_gb"], 94);
     // AMD is a first-class model.
     let mi = find(&all, "MI300X");
     assert_eq!(mi["configuration"]["gpu_manufacturer"], "AMD");

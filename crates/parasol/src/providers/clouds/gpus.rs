@@ -213,6 +213,57 @@ pub fn configuration(
     }
 }
 
+/// Makes the offers' names unique, so every type a cloud sells can be
+/// ordered: where several share one Shadeform name (AWS's `g6.xlarge` and
+/// `gr6.4xlarge` are both an `L4`; RunPod's "H100 PCIe" and "H100 NVL" both
+/// an `H100`), the smallest (least VRAM per GPU, then fewest vCPUs, then
+/// least memory, then the cloud's name) keeps the name, and each other one
+/// becomes the name, `_`, and the cloud's own name for it as `cloud_name`
+/// gives it (`L4_gr6.4xlarge`), with anything but letters, digits, `.` and
+/// `-` as `-`. A name never changes meaning while the cloud's set of types
+/// stays the same.
+pub fn unique_names(
+    offers: &mut [crate::providers::Offer],
+    cloud_name: impl Fn(&crate::providers::Offer) -> String,
+) {
+    let mut by_name: std::collections::BTreeMap<String, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, o) in offers.iter().enumerate() {
+        by_name
+            .entry(o.shade_instance_type.clone())
+            .or_default()
+            .push(i);
+    }
+    for (plain, mut shared) in by_name {
+        if shared.len() < 2 {
+            continue;
+        }
+        shared.sort_by_key(|&i| {
+            let o = &offers[i];
+            let c = &o.configuration;
+            (
+                c.vram_per_gpu_in_gb,
+                c.vcpus,
+                c.memory_in_gb,
+                o.cloud_instance_type.clone(),
+            )
+        });
+        for &i in &shared[1..] {
+            let own: String = cloud_name(&offers[i])
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            offers[i].shade_instance_type = format!("{plain}_{own}");
+        }
+    }
+}
+
 /// Notes a GPU type `cloud` lists that maps onto no Shadeform model, so it
 /// is not offered: logged the first time this process sees it, and counted
 /// in `/metrics` (`parasol_catalog_unmapped_types{cloud}`), so a GPU a
@@ -352,6 +403,52 @@ mod tests {
         assert_eq!((small.gpu_type, small.vram), ("A100", 40));
         assert_eq!(gpu_model("H100 NVL").unwrap().with_vram(94).vram, 94);
         assert_eq!(a.clone().with_vram(0), a, "no number, no change");
+    }
+
+    fn offer(shade: &str, cloud_type: &str, vram: i64, vcpus: i64) -> crate::providers::Offer {
+        let gpu = gpu_model("A10").unwrap();
+        crate::providers::Offer {
+            cloud: "c".into(),
+            shade_instance_type: shade.into(),
+            cloud_instance_type: cloud_type.into(),
+            configuration: configuration(&gpu.with_vram(vram), 1, vcpus, 4 * vcpus, 0, &[]),
+            hourly_price: 1,
+            deployment_type: "vm".into(),
+            boot_time: None,
+            regions: vec![],
+            ssh_user: "root".into(),
+            ssh_port: 22,
+        }
+    }
+
+    #[test]
+    fn every_offer_of_a_shared_name_gets_its_own_and_the_smallest_the_plain_one() {
+        let mut offers = vec![
+            offer("L4", "g6.2xlarge", 24, 8),
+            offer("L4", "gr6.4xlarge", 24, 16),
+            offer("L4", "g6.xlarge", 24, 4),
+            offer("H100", "NVIDIA H100 NVL:1", 94, 16),
+            offer("H100", "NVIDIA H100 PCIe:1", 80, 16),
+            offer("A10", "a10:1", 24, 30),
+        ];
+        unique_names(&mut offers, |o| {
+            o.cloud_instance_type.split(':').next().unwrap().to_string()
+        });
+        let names: Vec<&str> = offers
+            .iter()
+            .map(|o| o.shade_instance_type.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "L4_g6.2xlarge",
+                "L4_gr6.4xlarge",
+                "L4",
+                "H100_NVIDIA-H100-NVL",
+                "H100",
+                "A10"
+            ]
+        );
     }
 
     #[test]

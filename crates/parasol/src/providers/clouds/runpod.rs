@@ -398,6 +398,14 @@ impl Runpod {
                 });
             }
         }
+        // RunPod sells variants of one model ("H100 PCIe", "H100 NVL"):
+        // each under its own name, after its GPU type id.
+        super::gpus::unique_names(&mut out, |o| {
+            o.cloud_instance_type
+                .rsplit_once(':')
+                .map_or(o.cloud_instance_type.as_str(), |(id, _)| id)
+                .to_string()
+        });
         Ok(out)
     }
 }

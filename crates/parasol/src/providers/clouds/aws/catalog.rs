@@ -62,38 +62,6 @@ pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel>
     model.map(|g| g.with_vram(vram))
 }
 
-/// Unique, stable Shadeform names for the served types, by EC2 type name.
-/// Types of one shape (GPU model and count, as [`shade_type`] names it)
-/// differ in vCPUs and memory: the smallest (fewest vCPUs, then least
-/// memory, then EC2's name) keeps the plain name (`L4`, `A10Gx4`), and each
-/// other one is the plain name and its EC2 type (`L4_g6.2xlarge`,
-/// `L4_gr6.4xlarge`), so every type can be ordered and a name never
-/// changes meaning while the set of types stays.
-///
-/// [`shade_type`]: super::super::shade_type
-pub fn shade_names<'a>(
-    types: impl IntoIterator<Item = (&'a str, String, i64, i64)>,
-) -> std::collections::BTreeMap<String, String> {
-    let mut shapes: std::collections::BTreeMap<String, Vec<(i64, i64, &'a str)>> =
-        std::collections::BTreeMap::new();
-    for (name, plain, vcpus, memory) in types {
-        shapes.entry(plain).or_default().push((vcpus, memory, name));
-    }
-    let mut out = std::collections::BTreeMap::new();
-    for (plain, mut members) in shapes {
-        members.sort();
-        for (i, (_, _, name)) in members.into_iter().enumerate() {
-            let shade = if i == 0 {
-                plain.clone()
-            } else {
-                format!("{plain}_{name}")
-            };
-            out.insert(name.to_string(), shade);
-        }
-    }
-    out
-}
-
 /// Regions whose prices the table lists, with their display names.
 pub fn region_display(region: &str) -> String {
     match region {
@@ -210,26 +178,6 @@ mod tests {
         assert_eq!(gpu("A100", 40960, "p4d.24xlarge").unwrap().vram, 40);
         assert!(served_family("p6-b200.48xlarge") && served_family("g6e.xlarge"));
         assert!(!served_family("g4ad.xlarge") && !served_family("p3.2xlarge"));
-    }
-
-    #[test]
-    fn every_type_of_a_shape_gets_its_own_name_and_the_smallest_the_plain_one() {
-        let names = shade_names([
-            ("g6.2xlarge", "L4".to_string(), 8, 32768),
-            ("gr6.4xlarge", "L4".to_string(), 16, 131072),
-            ("g6.xlarge", "L4".to_string(), 4, 16384),
-            ("g6.4xlarge", "L4".to_string(), 16, 65536),
-            ("g6.12xlarge", "L4x4".to_string(), 48, 196608),
-            ("g6.24xlarge", "L4x4".to_string(), 96, 393216),
-        ]);
-        assert_eq!(names["g6.xlarge"], "L4");
-        assert_eq!(names["g6.2xlarge"], "L4_g6.2xlarge");
-        assert_eq!(names["g6.4xlarge"], "L4_g6.4xlarge");
-        assert_eq!(names["gr6.4xlarge"], "L4_gr6.4xlarge");
-        assert_eq!(names["g6.12xlarge"], "L4x4");
-        assert_eq!(names["g6.24xlarge"], "L4x4_g6.24xlarge");
-        let unique: std::collections::BTreeSet<_> = names.values().collect();
-        assert_eq!(unique.len(), names.len());
     }
 
     #[test]

@@ -418,8 +418,6 @@ impl Aws {
         }
         *self.zones.lock().expect("poisoned") = zones_seen;
 
-        // Every served type is an offer, under its own name: see
-        // [`catalog::shade_names`].
         let mut models = BTreeMap::new();
         for (name, t) in &infos {
             match catalog::gpu(&t.gpu_name, t.gpu_memory_mib, &t.name) {
@@ -429,25 +427,16 @@ impl Aws {
                 None => super::gpus::unmapped(CLOUD, name),
             }
         }
-        let names = catalog::shade_names(models.iter().map(|(name, gpu)| {
-            let t = &infos[name];
-            (
-                name.as_str(),
-                shade_type(gpu, t.gpu_count),
-                t.vcpus,
-                t.memory_mib,
-            )
-        }));
         let mut out = Vec::new();
         for (name, regions) in per_region {
             let t = &infos[&name];
-            let (Some(gpu), Some(shade)) = (models.get(&name), names.get(&name)) else {
+            let Some(gpu) = models.get(&name) else {
                 continue;
             };
             let hourly = regions.iter().map(|r| r.2).min().unwrap_or(0);
             out.push(Offer {
                 cloud: CLOUD.to_string(),
-                shade_instance_type: shade.clone(),
+                shade_instance_type: shade_type(gpu, t.gpu_count),
                 cloud_instance_type: name.clone(),
                 configuration: configuration(
                     gpu,
@@ -473,6 +462,9 @@ impl Aws {
                 ssh_port: 22,
             });
         }
+        // Every served type is an offer under a name of its own: the
+        // smallest of a shape is `L4`, the others `L4_g6.2xlarge` ...
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 

@@ -278,6 +278,9 @@ impl Lambda {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name (Lambda's A100 PCIe and SXM4)
+        // each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 

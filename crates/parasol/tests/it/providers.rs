@@ -14,7 +14,7 @@ use parasol::api::RentalType;
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
 use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
-use parasol::providers::clouds::Secret;
+use parasol::providers::clouds::{Marker, Secret};
 use parasol::providers::{LaunchRequest, Provider, ProviderError};
 
 use crate::fakes::digitalocean::{self as dof, DigitalOcean};
@@ -767,7 +767,9 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
     assert_eq!(vm.len(), 1);
     assert_eq!(
         vm[0].body,
-        json!({"name": format!("parasol-{}-{id}", deployment_id(&s, &c).await), "environment_name": "parasol-canada-1",
+        // The marker's short form: Hyperstack's names hold 50 characters.
+        json!({"name": Marker::new(&deployment_id(&s, &c).await).short_name(id.parse().unwrap()),
+               "environment_name": "parasol-canada-1",
                "image_name": "Ubuntu Server 22.04 LTS R535 CUDA 12.2",
                "flavor_name": "n3-RTX-A6000x1", "key_name": key_name(), "count": 1,
                "assign_floating_ip": true})
@@ -1024,8 +1026,10 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     );
     let h100 = find(&all, "H100_sxm5x8");
     assert_eq!(h100["hourly_price"], 1920);
-    let search = &fake.requests_to("GET /api/v0/bundles/")[0];
-    assert!(search.query.starts_with("q="), "{}", search.query);
+    // The query is the body of a POST, as Vast's document has it.
+    let search = &fake.requests_to("POST /api/v0/bundles/")[0];
+    assert_eq!(search.body["verified"], json!({"eq": true}));
+    assert_eq!(search.body["type"], "ondemand");
 
     // Per region, the spot price is the cheapest offer's minimum bid.
     let offers = vast_adapter(&fake).offers().await.unwrap();
@@ -1119,6 +1123,39 @@ async fn a_taken_vast_offer_moves_the_launch_to_the_next_and_all_taken_is_capaci
         Err(ProviderError::Capacity(why)) => assert!(why.contains("no_such_ask"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Vast's instance list (API v1, `showInstances`) holds 25 instances a
+/// page: the adapter follows `next_token` until the last page, so a
+/// machine past the first page is still found.
+#[tokio::test]
+async fn vast_instance_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked, want, "both pages");
+    assert!(matches!(
+        adapter.describe(ids[29]).await.unwrap(),
+        parasol::providers::MachineState::Running { .. }
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /api/v1/instances/")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        pages.iter().any(|q| q.contains("after_token=after-")),
+        "{pages:?}"
+    );
 }
 
 // ---------------------------------------------------------- DigitalOcean

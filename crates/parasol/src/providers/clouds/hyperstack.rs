@@ -463,7 +463,8 @@ impl Provider for Hyperstack {
         let env = self.ensure_environment(&req.region).await?;
         let key = self.ensure_keypair(&env, public_key).await?;
         let body = json!({
-            "name": self.marker.name(req.instance_id),
+            // Hyperstack's names hold 50 characters (`Create_VMs`'s `name`).
+            "name": self.marker.short_name(req.instance_id),
             "environment_name": env,
             "image_name": IMAGE,
             "flavor_name": req.cloud_instance_type,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The token the fake accepts.
@@ -85,7 +86,22 @@ impl DigitalOcean {
             "vcpus": 20,
             "disk": 720,
             "size_slug": d.size,
-            "region": {"slug": d.region, "name": region_name(&d.region)},
+            // What the document requires of every droplet, as a droplet
+            // fresh from a base image has it.
+            "locked": false,
+            "features": [],
+            "backup_ids": [],
+            "next_backup_window": null,
+            "snapshot_ids": [],
+            "volume_ids": [],
+            "image": {"id": 1, "type": "base", "public": true, "status": "available"},
+            "size": {
+                "slug": d.size, "memory": 245760, "vcpus": 20, "disk": 720, "transfer": 15.0,
+                "price_monthly": 2522.16, "price_hourly": 3.39, "regions": [d.region],
+                "available": true, "description": ""
+            },
+            "region": {"slug": d.region, "name": region_name(&d.region), "features": [],
+                       "available": true, "sizes": []},
             "networks": {"v4": v4, "v6": []},
             "tags": d.tags,
             "created_at": "2026-01-01T00:00:00Z",
@@ -99,6 +115,29 @@ fn region_name(slug: &str) -> &'static str {
         "tor1" => "Toronto 1",
         "ams3" => "Amsterdam 3",
         _ => "Somewhere",
+    }
+}
+
+/// `links` of a listing's page as DigitalOcean documents it: `pages` has
+/// `first` and `prev` once past the first page, `next` and `last` before
+/// the last one, and is absent when everything fits one page.
+fn page_links(what: &str, page: usize, per_page: usize, total: usize) -> Value {
+    let last = total.div_ceil(per_page.max(1)).max(1);
+    let url =
+        |p: usize| format!("https://api.digitalocean.com/v2/{what}?page={p}&per_page={per_page}");
+    let mut pages = serde_json::Map::new();
+    if page > 1 {
+        pages.insert("first".into(), json!(url(1)));
+        pages.insert("prev".into(), json!(url(page - 1)));
+    }
+    if page < last {
+        pages.insert("last".into(), json!(url(last)));
+        pages.insert("next".into(), json!(url(page + 1)));
+    }
+    if pages.is_empty() {
+        json!({})
+    } else {
+        json!({ "pages": pages })
     }
 }
 
@@ -138,6 +177,10 @@ impl Cloud for DigitalOcean {
         ]
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::digitalocean()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         if req.header("authorization") != Some(&*format!("Bearer {TOKEN}")) {
             return err(401, "unauthorized", "Unable to authenticate you");
@@ -154,21 +197,21 @@ impl Cloud for DigitalOcean {
             ("GET", ["sizes"]) => Reply::json(
                 200,
                 json!({"sizes": [
-                    {"slug": "s-2vcpu-4gb", "memory": 4096, "vcpus": 2, "disk": 80,
+                    {"slug": "s-2vcpu-4gb", "transfer": 4.0, "memory": 4096, "vcpus": 2, "disk": 80,
                      "price_hourly": 0.03571, "price_monthly": 24.0,
                      "regions": ["nyc2", "tor1", "ams3"], "available": true,
                      "description": "Basic"},
-                    {"slug": "gpu-h100x1-80gb", "memory": 245760, "vcpus": 20, "disk": 720,
+                    {"slug": "gpu-h100x1-80gb", "transfer": 15.0, "memory": 245760, "vcpus": 20, "disk": 720,
                      "price_hourly": 3.39, "price_monthly": 2522.16,
                      "regions": ["nyc2", "tor1"], "available": true,
                      "description": "H100 GPU - 1X",
                      "gpu_info": {"count": 1, "vram": {"amount": 80, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-h100x8-640gb", "memory": 1966080, "vcpus": 160, "disk": 2046,
+                    {"slug": "gpu-h100x8-640gb", "transfer": 60.0, "memory": 1966080, "vcpus": 160, "disk": 2046,
                      "price_hourly": 23.92, "price_monthly": 17796.48,
                      "regions": ["nyc2"], "available": false,
                      "description": "H100 GPU - 8X",
                      "gpu_info": {"count": 8, "vram": {"amount": 640, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-l40sx1-48gb", "memory": 65536, "vcpus": 8, "disk": 500,
+                    {"slug": "gpu-l40sx1-48gb", "transfer": 10.0, "memory": 65536, "vcpus": 8, "disk": 500,
                      "price_hourly": 1.57, "price_monthly": 1168.08,
                      "regions": ["tor1"], "available": true,
                      "description": "L40S GPU - 1X",
@@ -243,11 +286,7 @@ impl Cloud for DigitalOcean {
                     .skip((page.max(1) - 1) * per_page)
                     .take(per_page)
                     .collect();
-                let links = if page * per_page < total {
-                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/droplets?page={}&per_page={per_page}", page + 1)}})
-                } else {
-                    json!({})
-                };
+                let links = page_links("droplets", page, per_page, total);
                 Reply::json(
                     200,
                     json!({"droplets": list, "links": links, "meta": {"total": total}}),

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -82,20 +83,25 @@ impl Hyperstack {
         let status = self.status(m)?;
         let fip = (status == "ACTIVE" && m.launched.elapsed() >= self.timing.ip_after)
             .then(|| ip(m.id as usize));
-        Some(json!({
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
             "status": status,
             "power_state": if status == "ACTIVE" { "RUNNING" } else { "NOSTATE" },
             "vm_state": status.to_ascii_lowercase(),
             "fixed_ip": "10.0.0.5",
-            "floating_ip": fip,
             "floating_ip_status": if fip.is_some() { "ATTACHED" } else { "NOT_ATTACHED" },
             "environment": {"name": m.environment, "region": "CANADA-1"},
             "flavor": {"name": m.flavor},
             "keypair": {"name": m.key_name},
-            "created_at": "2026-11-27T10:00:00",
-        }))
+            "created_at": "2026-11-27T10:00:00Z",
+        });
+        // The document types `floating_ip` as a string: none yet is no
+        // field, not a null.
+        if let Some(ip) = fip {
+            v["floating_ip"] = json!(ip);
+        }
+        Some(v)
     }
 }
 
@@ -107,7 +113,6 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
     json!({
         "id": 90 + n,
         "name": name,
-        "display_name": null,
         "region_name": region,
         "cpu": cpu,
         "ram": ram,
@@ -116,7 +121,7 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
         "gpu": gpu,
         "gpu_count": n,
         "stock_available": stock,
-        "created_at": "2026-05-06T16:04:09",
+        "created_at": "2026-05-06T16:04:09Z",
         "labels": [],
         "features": {}
     })
@@ -129,6 +134,10 @@ impl Cloud for Hyperstack {
 
     fn server_error(&self) -> Value {
         json!({"status": false, "message": "Internal server error"})
+    }
+
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::hyperstack()]
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {
@@ -162,8 +171,8 @@ impl Cloud for Hyperstack {
             ("GET", "/pricebook") => Reply::json(
                 200,
                 json!([
-                    {"id": 1, "name": "RTX-A6000", "value": "0.50", "original_value": "0.50", "discount_applied": false, "start_time": null, "end_time": null},
-                    {"id": 2, "name": "H100-80G-PCIe", "value": "1.90", "original_value": "1.90", "discount_applied": false, "start_time": null, "end_time": null}
+                    {"id": 1, "name": "RTX-A6000", "value": 0.50, "original_value": 0.50, "discount_applied": false},
+                    {"id": 2, "name": "H100-80G-PCIe", "value": 1.90, "original_value": 1.90, "discount_applied": false}
                 ]),
             ),
             ("GET", "/core/environments") => {
@@ -171,7 +180,7 @@ impl Cloud for Hyperstack {
                     .environments
                     .iter()
                     .enumerate()
-                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00"}))
+                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00Z"}))
                     .collect();
                 Reply::json(
                     200,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -74,20 +75,70 @@ impl Lambda {
 
     fn render(&self, m: &Machine) -> Option<Value> {
         let status = self.status(m)?;
-        let ip =
-            (status != "booting" && m.launched.elapsed() >= self.timing.ip_after).then(|| ip(m.n));
-        Some(json!({
+        let up = status != "booting" && m.launched.elapsed() >= self.timing.ip_after;
+        let can = |yes: bool| json!({ "available": yes });
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
-            "ip": ip,
             "status": status,
             "ssh_key_names": m.ssh_key_names,
             "file_system_names": [],
             "region": {"name": m.region, "description": region_description(&m.region)},
-            "instance_type": {"name": m.instance_type, "description": "", "price_cents_per_hour": 80},
+            "instance_type": instance_types()["data"][&m.instance_type]["instance_type"],
             "hostname": format!("{}.cloud.lambdalabs.com", m.id),
-        }))
+            "actions": {
+                "migrate": can(false), "rebuild": can(false), "cold_reboot": can(false),
+                "restart": can(status == "active"), "terminate": can(status != "terminating"),
+            },
+        });
+        // The document types `ip` as a string: a machine without one yet
+        // has no `ip` field, not a null.
+        if up {
+            v["ip"] = json!(ip(m.n));
+        }
+        Some(v)
     }
+}
+
+/// The answer to `GET /instance-types`; instances show their type's entry.
+fn instance_types() -> Value {
+    json!({"data": {
+        "gpu_1x_a6000": {
+            "instance_type": {
+                "name": "gpu_1x_a6000",
+                "description": "1x RTX A6000 (48 GB)",
+                "gpu_description": "RTX A6000 (48 GB)",
+                "price_cents_per_hour": 80,
+                "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        },
+        "gpu_8x_h100_sxm5": {
+            "instance_type": {
+                "name": "gpu_8x_h100_sxm5",
+                "description": "8x H100 (80 GB SXM5)",
+                "gpu_description": "H100 (80 GB SXM5)",
+                "price_cents_per_hour": 2392,
+                "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
+            },
+            "regions_with_capacity_available": []
+        },
+        "gpu_1x_a10": {
+            "instance_type": {
+                "name": "gpu_1x_a10",
+                "description": "1x A10 (24 GB PCIe)",
+                "gpu_description": "A10 (24 GB PCIe)",
+                "price_cents_per_hour": 75,
+                "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-east-1", "description": "Virginia, USA"},
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        }
+    }})
 }
 
 fn region_description(r: &str) -> &'static str {
@@ -119,6 +170,10 @@ impl Cloud for Lambda {
         json!({"error": {"code": "global/unknown", "message": "An unknown error occurred"}})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::lambda()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         let auth = req.header("authorization").unwrap_or("");
         let basic = format!(
@@ -129,56 +184,21 @@ impl Cloud for Lambda {
             )
         );
         if auth != format!("Bearer {KEY}") && auth != basic {
-            return err(
+            // Lambda's document requires a suggestion with this error.
+            return Reply::json(
                 401,
-                "global/invalid-api-key",
-                "API key was invalid, expired, or deleted.",
+                json!({"error": {
+                    "code": "global/invalid-api-key",
+                    "message": "API key was invalid, expired, or deleted.",
+                    "suggestion": "Check your API key or create a new one, then try again."
+                }}),
             );
         }
         let Some(path) = req.path.strip_prefix("/api/v1") else {
             return not_found();
         };
         match (req.method.as_str(), path) {
-            ("GET", "/instance-types") => Reply::json(
-                200,
-                json!({"data": {
-                    "gpu_1x_a6000": {
-                        "instance_type": {
-                            "name": "gpu_1x_a6000",
-                            "description": "1x RTX A6000 (48 GB)",
-                            "gpu_description": "RTX A6000 (48 GB)",
-                            "price_cents_per_hour": 80,
-                            "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    },
-                    "gpu_8x_h100_sxm5": {
-                        "instance_type": {
-                            "name": "gpu_8x_h100_sxm5",
-                            "description": "8x H100 (80 GB SXM5)",
-                            "gpu_description": "H100 (80 GB SXM5)",
-                            "price_cents_per_hour": 2392,
-                            "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
-                        },
-                        "regions_with_capacity_available": []
-                    },
-                    "gpu_1x_a10": {
-                        "instance_type": {
-                            "name": "gpu_1x_a10",
-                            "description": "1x A10 (24 GB PCIe)",
-                            "gpu_description": "A10 (24 GB PCIe)",
-                            "price_cents_per_hour": 75,
-                            "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-east-1", "description": "Virginia, USA"},
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    }
-                }}),
-            ),
+            ("GET", "/instance-types") => Reply::json(200, instance_types()),
             ("GET", "/instances") => {
                 let data: Vec<Value> = self
                     .machines

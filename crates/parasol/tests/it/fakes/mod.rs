@@ -8,12 +8,18 @@
 //!
 //! AWS is the exception: the real moto EC2 server stands in for it
 //! ([`moto`]), behind a recording, fault-injecting proxy ([`aws_proxy`]).
+//!
+//! A fake is held to its provider's published API document ([`openapi`]):
+//! every request it receives and every answer it serves is checked against
+//! it, and a mismatch fails the test that caused it, naming the request
+//! and the rule it broke (see [`FakeServer::violations`]).
 
 pub mod aws_proxy;
 pub mod digitalocean;
 pub mod hyperstack;
 pub mod lambda;
 pub mod moto;
+pub mod openapi;
 pub mod runpod;
 pub mod vastai;
 pub mod verda;
@@ -99,6 +105,17 @@ pub trait Cloud: Send + 'static {
     fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// The provider's published API documents the fake is held to; empty
+    /// where the provider publishes none (Verda: its fake is driven by the
+    /// provider's official client instead).
+    fn documents(&self) -> Vec<&'static openapi::Document> {
+        Vec::new()
+    }
+    /// Whether `path` is served outside every document, and so checked by
+    /// other means (RunPod's GraphQL API, which has no published document).
+    fn undocumented(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 /// Faults every fake can inject, checked before the cloud sees a request.
@@ -128,6 +145,8 @@ pub struct FakeServer<C> {
     pub cloud: Arc<Mutex<C>>,
     pub faults: Arc<Mutex<Faults>>,
     pub log: Arc<Mutex<Vec<Recorded>>>,
+    /// Every way a request or an answer broke the provider's document.
+    violations: Arc<Mutex<Vec<String>>>,
 }
 
 impl<C: Cloud> FakeServer<C> {
@@ -136,11 +155,17 @@ impl<C: Cloud> FakeServer<C> {
         let cloud = Arc::new(Mutex::new(cloud));
         let faults = Arc::new(Mutex::new(Faults::default()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (c, f, l) = (cloud.clone(), faults.clone(), log.clone());
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (c, f, l, v) = (
+            cloud.clone(),
+            faults.clone(),
+            log.clone(),
+            violations.clone(),
+        );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (c, f, l) = (c.clone(), f.clone(), l.clone());
-                async move { answer(&c, &f, &l, method, uri, headers, body) }
+                let (c, f, l, v) = (c.clone(), f.clone(), l.clone(), v.clone());
+                async move { answer(&c, &f, &l, &v, method, uri, headers, body) }
             },
         );
         // Its own thread and runtime: tests block their runtime while the
@@ -164,11 +189,31 @@ impl<C: Cloud> FakeServer<C> {
             cloud,
             faults,
             log,
+            violations,
         }
     }
 
-    /// Every request so far.
+    /// Every way a request the fake received, or an answer it served,
+    /// broke the provider's document, one line each.
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// Panics with every violation of the provider's document so far.
+    pub fn assert_documented(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "the fake saw {} request(s) or answer(s) its provider's document does not allow:\n{}",
+            v.len(),
+            v.join("\n")
+        );
+    }
+
+    /// Every request so far. Panics first if any broke the provider's
+    /// document, so the next assertion on the log names the broken rule.
     pub fn requests(&self) -> Vec<Recorded> {
+        self.assert_documented();
         self.log.lock().unwrap().clone()
     }
 
@@ -210,10 +255,29 @@ impl<C: Cloud> FakeServer<C> {
     }
 }
 
+/// A test ends by dropping its fakes: one whose provider's document was
+/// broken fails the test there, if nothing failed it before.
+impl<C> Drop for FakeServer<C> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let v = self.violations.lock().unwrap().clone();
+        assert!(
+            v.is_empty(),
+            "the fake saw {} request(s) or answer(s) its provider's document does not allow:\n{}",
+            v.len(),
+            v.join("\n")
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn answer<C: Cloud>(
     cloud: &Mutex<C>,
     faults: &Mutex<Faults>,
     log: &Mutex<Vec<Recorded>>,
+    violations: &Mutex<Vec<String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -242,6 +306,29 @@ fn answer<C: Cloud>(
     };
     log.lock().unwrap().push(req.clone());
     let line = req.line();
+    let shown = if req.query.is_empty() {
+        line.clone()
+    } else {
+        format!("{line}?{}", req.query)
+    };
+    let (docs, exempt) = {
+        let c = cloud.lock().unwrap();
+        (c.documents(), c.undocumented(&req.path))
+    };
+    let matched = if docs.is_empty() || exempt {
+        None
+    } else {
+        match openapi::check_request(&docs, &req) {
+            Ok(m) => Some(m),
+            Err(errors) => {
+                violations
+                    .lock()
+                    .unwrap()
+                    .extend(errors.into_iter().map(|e| format!("{shown}: {e}")));
+                None
+            }
+        }
+    };
     let reply = {
         let mut f = faults.lock().unwrap();
         let mut c = cloud.lock().unwrap();
@@ -264,6 +351,13 @@ fn answer<C: Cloud>(
             c.handle(&req)
         }
     };
+    if let Some(m) = &matched {
+        violations.lock().unwrap().extend(
+            openapi::check_response(m, reply.status, &reply.body)
+                .into_iter()
+                .map(|e| format!("{shown} -> {}: {e}", reply.status)),
+        );
+    }
     let mut res = (
         StatusCode::from_u16(reply.status).unwrap(),
         [("content-type", reply.content_type)],

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -175,6 +176,17 @@ impl Cloud for Runpod {
         json!({"error": "internal server error", "status": 500})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::runpod_v1(), docs::runpod_v2()]
+    }
+
+    /// RunPod publishes no document for its GraphQL API; the official
+    /// `runpod` client drives this fake's catalog instead
+    /// (`providers::runpod_graphql_answers_the_official_client`).
+    fn undocumented(&self, path: &str) -> bool {
+        path == "/graphql"
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         if req.header("authorization") != Some(&*format!("Bearer {KEY}")) {
             return err(401, "Unauthorized: invalid api key");
@@ -252,7 +264,8 @@ impl Cloud for Runpod {
                         if self.pods[i].terminated.is_none() {
                             self.pods[i].terminated = Some(Instant::now());
                         }
-                        Reply::text(200, "")
+                        // The document's answer to a delete: 204, no body.
+                        Reply::text(204, "")
                     }
                     ("POST", ["restart"]) if self.pods[i].terminated.is_none() => {
                         self.pods[i].restarts += 1;

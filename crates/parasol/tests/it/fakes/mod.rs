@@ -199,6 +199,12 @@ impl<C: Cloud> FakeServer<C> {
         self.violations.lock().unwrap().clone()
     }
 
+    /// The violations so far, forgotten: for a test that breaks the
+    /// document on purpose.
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.violations.lock().unwrap())
+    }
+
     /// Panics with every violation of the provider's document so far.
     pub fn assert_documented(&self) {
         let v = self.violations();
@@ -408,4 +414,47 @@ impl Default for Timing {
 /// A documentation-range address (RFC 5737) for machine `n`.
 pub fn ip(n: usize) -> String {
     format!("203.0.113.{}", 10 + n % 200)
+}
+
+/// A request the document forbids is recorded with the rule it broke, and
+/// the next look at the log fails with it.
+#[tokio::test]
+async fn a_request_the_document_forbids_fails_the_test_naming_the_rule() {
+    let fake = FakeServer::start(digitalocean::DigitalOcean::default()).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v2/droplets?per_page=500&type=gpu", fake.url))
+        .bearer_auth(digitalocean::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the fake still answers");
+    let v = fake.violations();
+    assert!(
+        v.iter().any(
+            |e| e.starts_with("GET /v2/droplets?per_page=500&type=gpu: ")
+                && e.contains("droplets_list")
+                && e.contains("per_page")
+        ),
+        "{v:#?}"
+    );
+    assert!(
+        v.iter().any(|e| e.contains("query parameter type")),
+        "{v:#?}"
+    );
+    let log = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.requests()));
+    let why = log.expect_err("the log is not read past a violation");
+    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        why.contains("per_page") && why.contains("does not allow"),
+        "{why}"
+    );
+    assert_eq!(fake.take_violations().len(), v.len());
+    // A request the document allows leaves nothing behind.
+    reqwest::Client::new()
+        .get(format!("{}/v2/droplets?per_page=200&type=gpus", fake.url))
+        .bearer_auth(digitalocean::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fake.requests().len(), 2);
 }

@@ -142,11 +142,19 @@ impl Runpod {
                         .ok()
                 })
                 .unwrap_or(1);
+            // `gpuTypes(input: {id: "..."})` asks for one type, as the
+            // official client's `get_gpu` does.
+            let only = query
+                .split_once("input: {id: \"")
+                .and_then(|(_, rest)| rest.split('"').next());
             let types: Vec<Value> = TYPES
                 .iter()
+                .filter(|(id, ..)| only.is_none_or(|o| o == *id))
                 .map(|(id, name, price, bid)| {
                     json!({
                         "id": id, "displayName": name, "memoryInGb": 48, "maxGpuCount": 8,
+                        "manufacturer": id.split(' ').next().unwrap_or(""),
+                        "secureCloud": true, "communityCloud": true,
                         "lowestPrice": {
                             "uninterruptablePrice": price, "minimumBidPrice": bid,
                             "minVcpu": 9 * n, "minMemory": 50 * n, "stockStatus": "High"

@@ -377,3 +377,57 @@ impl Cloud for DigitalOcean {
         }
     }
 }
+
+/// Droplet listings page as DigitalOcean documents it: `per_page` defaults
+/// to 20, `links.pages` has `first` and `prev` past the first page and
+/// `next` and `last` before the last, and `meta.total` counts them all.
+#[tokio::test]
+async fn droplet_listings_page_as_documented() {
+    let fake = super::FakeServer::start(DigitalOcean::default()).await;
+    fake.with(|f| {
+        for i in 0..45 {
+            f.plant(&format!("m{i}"), &[]);
+        }
+    });
+    let get = |q: &'static str| {
+        let url = format!("{}/v2/droplets?type=gpus{q}", fake.url);
+        async move {
+            let v: Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let link = |p: usize, n: usize| {
+        format!("https://api.digitalocean.com/v2/droplets?page={p}&per_page={n}")
+    };
+    let first = get("").await;
+    assert_eq!(first["droplets"].as_array().unwrap().len(), 20);
+    assert_eq!(first["meta"]["total"], 45);
+    assert_eq!(
+        first["links"]["pages"],
+        json!({"next": link(2, 20), "last": link(3, 20)})
+    );
+    let middle = get("&page=2").await;
+    assert_eq!(middle["droplets"][0]["name"], "m20");
+    assert_eq!(
+        middle["links"]["pages"],
+        json!({"first": link(1, 20), "prev": link(1, 20), "next": link(3, 20), "last": link(3, 20)})
+    );
+    let last = get("&page=3").await;
+    assert_eq!(last["droplets"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        last["links"]["pages"],
+        json!({"first": link(1, 20), "prev": link(2, 20)})
+    );
+    let all = get("&per_page=50").await;
+    assert_eq!(all["droplets"].as_array().unwrap().len(), 45);
+    assert_eq!(all["links"], json!({}), "one page: no page links");
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}

@@ -458,3 +458,25 @@ async fn a_request_the_document_forbids_fails_the_test_naming_the_rule() {
         .unwrap();
     assert_eq!(fake.requests().len(), 2);
 }
+
+/// RunPod's two REST APIs answer errors as each one's document says: API
+/// v2 with an RFC 9457 problem, which its document requires.
+#[tokio::test]
+async fn runpod_v2_errors_are_problems_as_documented() {
+    let fake = FakeServer::start(runpod::Runpod::default()).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v2/pods/nope", fake.url))
+        .bearer_auth(runpod::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    fake.assert_documented();
+}

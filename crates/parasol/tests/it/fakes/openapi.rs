@@ -565,8 +565,10 @@ fn json_content(content: &Value) -> Option<&Value> {
         .map(|(_, m)| m.get("schema").unwrap_or(&Value::Bool(true)))
 }
 
-/// `nullable: true` → a `null` alternative; everything else unchanged.
-fn convert(v: &Value) -> Value {
+/// An OpenAPI schema (or a map of them) as JSON Schema: `nullable: true`
+/// becomes a `null` alternative (and joins an enum's values), the
+/// OpenAPI-only `discriminator` and `xml` go; everything else is unchanged.
+pub fn convert(v: &Value) -> Value {
     match v {
         Value::Object(map) => {
             let mut out = Map::new();

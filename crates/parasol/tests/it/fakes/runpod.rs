@@ -171,6 +171,19 @@ impl Runpod {
     }
 }
 
+/// An error of RunPod's REST API v2, as its document gives them: an RFC
+/// 9457 problem (`ErrorResponse`). (API v1's document gives no error body;
+/// [`err`] answers as that API does.)
+fn problem(status: u16, title: &str, detail: &str) -> Reply {
+    Reply {
+        content_type: "application/problem+json",
+        ..Reply::json(
+            status,
+            json!({"title": title, "status": status, "detail": detail}),
+        )
+    }
+}
+
 fn err(status: u16, message: &str) -> Reply {
     Reply::json(status, json!({"error": message, "status": status}))
 }
@@ -196,11 +209,18 @@ impl Cloud for Runpod {
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {
+        let v2 = req.path.starts_with("/v2/");
         if req.header("authorization") != Some(&*format!("Bearer {KEY}")) {
+            if v2 {
+                return problem(401, "Unauthorized", "invalid api key");
+            }
             return err(401, "Unauthorized: invalid api key");
         }
         if req.path == "/graphql" {
             return self.graphql(req.body["query"].as_str().unwrap_or(""));
+        }
+        if v2 {
+            return problem(404, "Not Found", "resource not found");
         }
         let Some(path) = req.path.strip_prefix("/v1") else {
             return err(404, "not found");

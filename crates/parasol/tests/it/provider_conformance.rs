@@ -7,6 +7,12 @@
 //! The properties drive the [`Provider`] trait directly, as the reconciler
 //! does. The HTTP clouds run against their fakes (`fakes/`); adding a cloud
 //! is one [`FakeCloud`] impl and one line in the macro call at the bottom.
+//!
+//! A subject hands out fresh adapters too ([`Subject::fresh_provider`]):
+//! a new instance for the same deployment and the same provider, with
+//! nothing remembered, as after a restart. `a_cold_restart_finds_every_machine`
+//! drives every machine through one, since what a process remembers is
+//! gone exactly when a provider must still find its machines.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +54,18 @@ const OTHER_DEPLOYMENT: &str = "0123456789";
 pub trait Subject: Send + Sync {
     /// The adapter, marking machines as [`DEPLOYMENT`]'s.
     fn provider(&self) -> Arc<dyn Provider>;
+    /// A new adapter for the same deployment and provider, remembering
+    /// nothing, as a restarted process makes.
+    fn fresh_provider(&self) -> Arc<dyn Provider>;
+    /// How many machines the provider can hold at once for [`Subject::request`].
+    fn room(&self) -> usize {
+        2
+    }
+    /// Whether [`Subject::plant`] can put a machine at the provider behind
+    /// Parasol's back (the sim and hosts have no such machines).
+    fn plants(&self) -> bool {
+        true
+    }
     /// A launch the provider accepts.
     fn request(&self, id: Uuid) -> LaunchRequest;
     /// Provider-side ids of the machines that exist and are not being torn
@@ -128,6 +146,10 @@ impl<C: FakeCloud> Http<C> {
 impl<C: FakeCloud + Send> Subject for Http<C> {
     fn provider(&self) -> Arc<dyn Provider> {
         self.provider.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        C::adapter(&self.fake.url, DEPLOYMENT)
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -233,7 +255,8 @@ async fn wait_not_live(s: &dyn Subject, machine: &str) {
     }
 }
 
-/// A launch whose answer was lost, retried twice, rents one machine.
+/// A launch whose answer was lost, retried twice (the second time by a
+/// restarted process), rents one machine.
 pub async fn launch_twice_is_one_machine(s: impl Subject) {
     let p = s.provider();
     let req = s.request(Uuid::new_v4());
@@ -245,7 +268,11 @@ pub async fn launch_twice_is_one_machine(s: impl Subject) {
         );
     }
     let a = p.launch(&req).await.expect("the retry adopts the machine");
-    let b = p.launch(&req).await.expect("and so does the next");
+    let b = s
+        .fresh_provider()
+        .launch(&req)
+        .await
+        .expect("and so does a restarted process's");
     assert_eq!(a, b);
     let live = s.live().await;
     assert_eq!(live.len(), 1, "one machine: {live:?}");
@@ -366,13 +393,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
         .await;
     let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4())).await;
     let unmarked = s.plant("my-own-box").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
-        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
-        max_connections: 2,
-    })
-    .await
-    .unwrap();
+    let (_dir, store) = empty_store().await;
     let mut providers = Providers::default();
     providers.add(p.clone(), &[s.request(Uuid::nil()).cloud]);
     assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
@@ -381,6 +402,64 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
     for kept in [&theirs, &legacy, &unmarked] {
         assert!(live.contains(kept), "{kept} was swept: {live:?}");
     }
+}
+
+/// A store of its own holding no instances, for the sweep.
+async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    (dir, store)
+}
+
+/// After a restart: new adapters, remembering nothing, describe, restart
+/// and terminate each machine an earlier adapter launched, and the sweep
+/// (through another new adapter) terminates an orphan under this
+/// deployment's marker.
+pub async fn a_cold_restart_finds_every_machine(s: impl Subject) {
+    let before = s.provider();
+    let ids: Vec<Uuid> = (0..s.room()).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        before.launch(&s.request(*id)).await.expect("launch");
+    }
+    let machines = s.live().await;
+    assert_eq!(machines.len(), ids.len(), "{machines:?}");
+    for id in &ids {
+        let cold = s.fresh_provider();
+        let first = cold.describe(*id).await.expect("describe");
+        assert_ne!(
+            first,
+            MachineState::Gone,
+            "a new adapter does not see the machine of {id}"
+        );
+        states_until(&*cold, *id, |s| matches!(s, MachineState::Running { .. })).await;
+    }
+    for id in &ids {
+        s.fresh_provider()
+            .restart(*id)
+            .await
+            .unwrap_or_else(|e| panic!("a new adapter could not restart {id}: {e}"));
+    }
+    // A machine taken for gone without being torn down stays live below.
+    for id in &ids {
+        terminate_until_gone(&*s.fresh_provider(), *id).await;
+    }
+    for m in &machines {
+        wait_not_live(&s, m).await;
+    }
+    if !s.plants() {
+        return;
+    }
+    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4())).await;
+    let (_dir, store) = empty_store().await;
+    let mut providers = Providers::default();
+    providers.add(s.fresh_provider(), &[s.request(Uuid::nil()).cloud]);
+    assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
+    wait_not_live(&s, &orphan).await;
 }
 
 /// A machine launched under the legacy marker (before deployment ids) is
@@ -428,6 +507,7 @@ macro_rules! http_cloud {
                 a_server_error_is_transient,
                 the_sweep_removes_only_this_deployments_orphans,
                 a_legacy_named_machine_is_still_found,
+                a_cold_restart_finds_every_machine,
             ]);
         )*
     };
@@ -450,6 +530,7 @@ conformance!(sim => SimSubject::start(), [
     describe_follows_the_boot,
     terminate_is_repeatable_until_gone,
     a_capacity_error_is_reported_as_capacity,
+    a_cold_restart_finds_every_machine,
 ]);
 
 // The hosts provider: one real sshd on 127.0.0.1 (see `hosts`), one host,
@@ -460,6 +541,7 @@ conformance!(hosts => HostsSubject::start(), [
     describe_follows_the_boot,
     terminate_is_repeatable_until_gone,
     a_capacity_error_is_reported_as_capacity,
+    a_cold_restart_finds_every_machine,
 ]);
 
 // AWS, against moto behind the fault-injecting proxy (one moto per test).
@@ -484,6 +566,7 @@ conformance!(aws => AwsSubject::start(), [
     a_rate_limit_is_retried,
     a_server_error_is_transient,
     the_sweep_removes_only_this_deployments_orphans,
+    a_cold_restart_finds_every_machine,
 ]);
 
 const AWS_REGION: &str = "us-east-1";
@@ -493,6 +576,7 @@ pub struct AwsSubject {
     moto: Moto,
     proxy: Proxy,
     aws: Arc<AwsAdapter>,
+    cfg: aws_adapter::config::AwsConfig,
 }
 
 impl AwsSubject {
@@ -518,11 +602,16 @@ impl AwsSubject {
         )
         .expect("the AWS settings resolve")
         .expect("AWS is configured");
-        let aws = Arc::new(AwsAdapter::new(cfg, DEPLOYMENT.to_string()));
+        let aws = Arc::new(AwsAdapter::new(cfg.clone(), DEPLOYMENT.to_string()));
         // Fills the adapter's zone cache before any fault is set.
         let offers = aws.offers().await.expect("the catalog");
         assert!(offers.iter().any(|o| o.shade_instance_type == "A10Gx4"));
-        AwsSubject { moto, proxy, aws }
+        AwsSubject {
+            moto,
+            proxy,
+            aws,
+            cfg,
+        }
     }
 }
 
@@ -530,6 +619,10 @@ impl AwsSubject {
 impl Subject for AwsSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.aws.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(AwsAdapter::new(self.cfg.clone(), DEPLOYMENT.to_string()))
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -638,6 +731,8 @@ impl Subject for AwsSubject {
 pub struct HostsSubject {
     sshd: crate::hosts::Sshd,
     hosts: Arc<Hosts>,
+    store: parasol::store::Store,
+    host: HostConfig,
     shade: String,
     _dir: tempfile::TempDir,
 }
@@ -664,13 +759,19 @@ impl HostsSubject {
             hourly_price: 100,
             allow_reboot: false,
         };
-        let hosts = Arc::new(Hosts::new(store, Arc::new(Clock::system()), vec![host]));
+        let hosts = Arc::new(Hosts::new(
+            store.clone(),
+            Arc::new(Clock::system()),
+            vec![host.clone()],
+        ));
         // The first catalog call waits for discovery.
         let offers = hosts.offers().await.expect("discovery");
         let shade = offers[0].shade_instance_type.clone();
         HostsSubject {
             sshd,
             hosts,
+            store,
+            host,
             shade,
             _dir: dir,
         }
@@ -681,6 +782,23 @@ impl HostsSubject {
 impl Subject for HostsSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.hosts.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(Hosts::new(
+            self.store.clone(),
+            Arc::new(Clock::system()),
+            vec![self.host.clone()],
+        ))
+    }
+
+    /// One host.
+    fn room(&self) -> usize {
+        1
+    }
+
+    fn plants(&self) -> bool {
+        false
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -736,6 +854,8 @@ impl Subject for HostsSubject {
 /// boots slow enough to watch.
 pub struct SimSubject {
     sim: Arc<Sim>,
+    store: parasol::store::Store,
+    cfg: SimConfig,
     offer: (String, String, String),
     _dir: tempfile::TempDir,
 }
@@ -749,14 +869,15 @@ impl SimSubject {
         })
         .await
         .unwrap();
+        let cfg = SimConfig {
+            boot_seconds: 1.2,
+            capacity: Some(1),
+            ..SimConfig::default()
+        };
         let sim = Arc::new(Sim::new(
-            store,
+            store.clone(),
             Arc::new(Clock::system()),
-            SimConfig {
-                boot_seconds: 1.2,
-                capacity: Some(1),
-                ..SimConfig::default()
-            },
+            cfg.clone(),
         ));
         let o = sim.offers().await.unwrap().remove(0);
         let offer = (
@@ -766,6 +887,8 @@ impl SimSubject {
         );
         SimSubject {
             sim,
+            store,
+            cfg,
             offer,
             _dir: dir,
         }
@@ -776,6 +899,23 @@ impl SimSubject {
 impl Subject for SimSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.sim.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(Sim::new(
+            self.store.clone(),
+            Arc::new(Clock::system()),
+            self.cfg.clone(),
+        ))
+    }
+
+    /// One machine per offer and region.
+    fn room(&self) -> usize {
+        1
+    }
+
+    fn plants(&self) -> bool {
+        false
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {

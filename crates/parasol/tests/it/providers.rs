@@ -1353,11 +1353,7 @@ async fn a_digitalocean_429_without_retry_after_waits_for_the_ratelimit_reset() 
 
 #[tokio::test]
 async fn digitalocean_droplet_listings_are_read_page_by_page() {
-    let fake = FakeServer::start(DigitalOcean {
-        page_size: Some(2),
-        ..DigitalOcean::default()
-    })
-    .await;
+    let fake = FakeServer::start(DigitalOcean::default()).await;
     let adapter = DoAdapter::new(
         DigitalOceanConfig {
             token: Secret::new(dof::TOKEN),
@@ -1365,7 +1361,8 @@ async fn digitalocean_droplet_listings_are_read_page_by_page() {
         },
         "c0ffee0042",
     );
-    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    // More than two pages of DigitalOcean's largest page (200).
+    let ids: Vec<Uuid> = (0..450).map(|_| Uuid::new_v4()).collect();
     fake.with(|f| {
         for id in &ids {
             f.plant(&format!("parasol-c0ffee0042-{id}"), &["parasol-c0ffee0042"]);
@@ -1376,8 +1373,15 @@ async fn digitalocean_droplet_listings_are_read_page_by_page() {
     let mut want = ids.clone();
     want.sort();
     assert_eq!(marked, want, "all three pages");
+    let fresh = DoAdapter::new(
+        DigitalOceanConfig {
+            token: Secret::new(dof::TOKEN),
+            url: format!("{}/v2", fake.url),
+        },
+        "c0ffee0042",
+    );
     assert!(matches!(
-        adapter.describe(ids[4]).await.unwrap(),
+        fresh.describe(ids[449]).await.unwrap(),
         parasol::providers::MachineState::Running { .. }
     ));
     let pages: Vec<String> = fake
@@ -1386,4 +1390,151 @@ async fn digitalocean_droplet_listings_are_read_page_by_page() {
         .map(|r| r.query.clone())
         .collect();
     assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+    assert!(!pages.iter().any(|q| q.contains("page=4")), "{pages:?}");
+}
+
+/// The fake lists droplets as DigitalOcean documents `GET /v2/droplets`,
+/// so an adapter that leans on an undocumented listing fails against it.
+#[tokio::test]
+async fn the_digitalocean_fake_lists_gpu_droplets_only_when_asked() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let (gpu, cpu, other) = fake.with(|f| {
+        (
+            f.plant("gpu-box", &["team"]),
+            f.plant_sized("web-box", &["team"], "s-2vcpu-4gb"),
+            f.plant("gpu-untagged", &[]),
+        )
+    });
+    let http = reqwest::Client::new();
+    let list = |q: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/v2/droplets?{q}", fake.url);
+        async move {
+            let r = http.get(url).bearer_auth(dof::TOKEN).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| -> Vec<i64> {
+        v["droplets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, v) = list("").await;
+    assert_eq!(ids(&v), [cpu], "by default only droplets without GPUs");
+    let (_, v) = list("type=droplets").await;
+    assert_eq!(ids(&v), [cpu]);
+    let (_, v) = list("type=gpus").await;
+    assert_eq!(ids(&v), [gpu, other]);
+    let (_, v) = list("tag_name=team").await;
+    assert_eq!(ids(&v), [gpu, cpu], "a tag lists both kinds");
+    let (_, v) = list("type=gpus&name=GPU-BOX").await;
+    assert_eq!(ids(&v), [gpu], "names match without case");
+    let (status, v) = list("type=gpus&tag_name=team").await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = list("type=everything").await;
+    assert_eq!(status, 400);
+    // That request breaks the document on purpose; the fake said so.
+    let broke = fake.take_violations();
+    assert!(
+        broke.len() == 1 && broke[0].contains("type=everything"),
+        "{broke:?}"
+    );
+
+    let (_, v) = list("type=gpus&per_page=1").await;
+    assert_eq!(ids(&v), [gpu]);
+    assert_eq!(v["meta"]["total"], 2);
+    let pages = &v["links"]["pages"];
+    assert!(pages.get("first").is_none() && pages.get("prev").is_none());
+    let next = pages["next"].as_str().unwrap();
+    assert!(next.contains("type=gpus") && next.contains("per_page=1") && next.contains("page=2"));
+    assert_eq!(pages["last"], *next);
+    let (_, v) = list("type=gpus&per_page=1&page=2").await;
+    assert_eq!(ids(&v), [other]);
+    let pages = &v["links"]["pages"];
+    assert!(pages.get("next").is_none() && pages.get("last").is_none());
+    assert!(pages["prev"].as_str().unwrap().contains("page=1"));
+    assert!(pages["first"].as_str().unwrap().contains("page=1"));
+}
+
+/// Defect 1 of issue 25, end to end: after a restart the server finds its
+/// GPU droplets again (DigitalOcean lists them only under `type=gpus`),
+/// restarts and deletes them at DigitalOcean, and the sweep terminates an
+/// orphan under its marker instead of logging it gone.
+#[tokio::test]
+async fn digitalocean_gpu_droplets_are_found_after_the_server_is_killed() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let mut env = do_env(&fake);
+    env.push(("PARASOL_ORPHAN_SWEEP_SECONDS", "1".into()));
+    let mut s = Server::start(opts(&env));
+    let c = s.admin();
+    c.add_key("me").await;
+    let kept = create(&c, "digitalocean", "nyc2", "H100", "kept").await;
+    let deleted = create(&c, "digitalocean", "nyc2", "H100", "deleted").await;
+    for id in [&kept, &deleted] {
+        c.wait_status(id, "active").await;
+    }
+    let dep = deployment_id(&s, &c).await;
+    let droplet = |id: &str| {
+        let name = format!("parasol-{dep}-{id}");
+        fake.with(|f| f.live().iter().find(|d| d.name == name).map(|d| d.id))
+            .expect("the instance's droplet")
+    };
+    let (kept_droplet, deleted_droplet) = (droplet(&kept), droplet(&deleted));
+
+    s.kill();
+    s.restart();
+    let c = s.admin();
+    let orphan_instance = Uuid::new_v4();
+    let orphan = fake.with(|f| {
+        f.plant(
+            &format!("parasol-{dep}-{orphan_instance}"),
+            &[&format!("parasol-{dep}")],
+        )
+    });
+    c.post_empty(&format!("/v1/instances/{kept}/restart"))
+        .await
+        .expect(200);
+    c.post_empty(&format!("/v1/instances/{deleted}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&deleted).await;
+    for (what, line) in [
+        (
+            "the reboot of the kept droplet",
+            format!("POST /v2/droplets/{kept_droplet}/actions"),
+        ),
+        (
+            "the delete of the deleted instance's droplet",
+            format!("DELETE /v2/droplets/{deleted_droplet}"),
+        ),
+        (
+            "the sweep's delete of the orphan",
+            format!("DELETE /v2/droplets/{orphan}"),
+        ),
+    ] {
+        fake.wait_for(what, |r| r.iter().any(|r| r.line() == line))
+            .await;
+    }
+    let live: Vec<i64> = fake.with(|f| f.live().iter().map(|d| d.id).collect());
+    assert_eq!(
+        live,
+        [kept_droplet],
+        "only the kept instance's droplet bills"
+    );
+    assert_eq!(
+        c.get(&format!("/v1/instances/{kept}/info"))
+            .await
+            .expect(200)["status"],
+        "active"
+    );
+    let log = s.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("already gone") && l.contains(&orphan_instance.to_string())),
+        "the orphan was logged gone instead of terminated: {log}"
+    );
 }

@@ -9,9 +9,14 @@
 //! offered in every region with a GPU size.
 //!
 //! Droplets are named with the deployment's marker and tagged
-//! `parasol-<deployment id>`; the sweep lists by that tag, and a launch
-//! first looks for the name, so a retried launch adopts the droplet an
-//! earlier attempt made.
+//! `parasol-<deployment id>` (for operators). They are found as every cloud
+//! finds its machines (`find.rs`): by the remembered droplet id, else
+//! by name in the listing, so a retried launch adopts the droplet an
+//! earlier attempt made. That listing is `GET /droplets?type=gpus`:
+//! without `type`, DigitalOcean lists only droplets without GPUs, and
+//! Parasol rents nothing else (its offers are the sizes with `gpu_info`),
+//! so the GPU listing holds every droplet Parasol made, tagged or, from
+//! before deployment ids, not.
 //!
 //! A create refused with 422 for the size or region being unavailable is a
 //! capacity error; other 422s are permanent. A 429 is waited out as
@@ -37,8 +42,8 @@
 //!   is named from the model and slug (`H100`, `H100x8`).
 //! - A size's `available` flag applies to every region it lists.
 //! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
-//! - Droplet listings follow `links.pages.next`; sizes, regions and keys
-//!   are read as one page of 200.
+//! - Droplet listings follow `links.pages.next`, 200 a page; sizes,
+//!   regions and keys are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
 use std::collections::{HashMap, HashSet};
@@ -51,11 +56,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
+    Failure, Http, OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
     VolumeOffer,
@@ -84,12 +89,11 @@ pub struct DigitalOceanConfig {
 /// The DigitalOcean adapter.
 pub struct DigitalOcean {
     cfg: DigitalOceanConfig,
-    marker: Marker,
+    known: KnownMachines,
     /// The tag every droplet of this deployment carries.
     tag: String,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, i64>>,
     /// SSH key ids at DigitalOcean, by Parasol's key name.
     keys: StdMutex<HashMap<String, i64>>,
     key_setup: tokio::sync::Mutex<()>,
@@ -163,7 +167,7 @@ struct OneDroplet {
 }
 
 #[derive(Deserialize, Clone)]
-struct Droplet {
+pub(crate) struct Droplet {
     id: i64,
     name: String,
     status: String,
@@ -216,11 +220,10 @@ impl DigitalOcean {
     pub fn new(cfg: DigitalOceanConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             tag: format!("parasol-{deployment_id}"),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashMap::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -286,52 +289,6 @@ impl DigitalOcean {
             });
         }
         Ok(out)
-    }
-
-    /// Every droplet (with `tag`), following `links.pages.next`.
-    async fn list(&self, tag: Option<&str>) -> Result<Vec<Droplet>, ProviderError> {
-        let mut all = Vec::new();
-        for page in 1.. {
-            let page = page.to_string();
-            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
-            if let Some(t) = tag {
-                q.push(("tag_name", t));
-            }
-            let d: Droplets = self.json_query(Method::GET, "/droplets", &q, None).await?;
-            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
-            all.extend(d.droplets);
-            if !more {
-                break;
-            }
-        }
-        Ok(all)
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Droplet>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).copied();
-        if let Some(did) = known {
-            let path = format!("/droplets/{did}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse::<OneDroplet>(CLOUD, &what, &text).map(|d| Some(d.droplet));
-        }
-        // All droplets, not just the tagged: a legacy droplet carries no tag.
-        let found = self
-            .list(None)
-            .await?
-            .into_iter()
-            .find(|d| self.marker.is_for(&d.name, id));
-        if let Some(d) = &found {
-            self.ids.lock().expect("poisoned").insert(id, d.id);
-        }
-        Ok(found)
     }
 
     async fn ensure_key(&self, public_key: &str) -> Result<i64, ProviderError> {
@@ -410,6 +367,50 @@ fn state(d: &Droplet) -> MachineState {
     }
 }
 
+impl Machines for DigitalOcean {
+    type Machine = Droplet;
+
+    /// Every GPU droplet, following `links.pages.next`.
+    async fn list_machines(&self) -> Result<Vec<Droplet>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let q = [
+                ("type", "gpus"),
+                ("per_page", PER_PAGE),
+                ("page", page.as_str()),
+            ];
+            let d: Droplets = self.json_query(Method::GET, "/droplets", &q, None).await?;
+            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
+            all.extend(d.droplets);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn get_machine(&self, droplet_id: &str) -> Result<Option<Droplet>, ProviderError> {
+        let path = format!("/droplets/{droplet_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        let d: Option<OneDroplet> =
+            parse_found(CLOUD, &format!("GET {path}"), status, text, classify)?;
+        Ok(d.map(|d| d.droplet))
+    }
+
+    fn cloud_id(d: &Droplet) -> String {
+        d.id.to_string()
+    }
+
+    fn marker_name(d: &Droplet) -> Option<&str> {
+        Some(&d.name)
+    }
+
+    fn torn_down(d: &Droplet) -> bool {
+        d.status == "archive"
+    }
+}
+
 impl RestApi for DigitalOcean {
     fn http(&self) -> &Http {
         &self.http
@@ -460,49 +461,45 @@ impl Provider for DigitalOcean {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(d) = self.find(req.instance_id).await? {
-            return Ok(Launched {
-                cloud_assigned_id: d.id.to_string(),
-            });
-        }
-        let keys = match req.ssh_public_key.as_deref() {
-            Some(k) => vec![self.ensure_key(k).await?],
-            None => vec![],
-        };
-        let body = json!({
-            "name": self.marker.name(req.instance_id),
-            "region": req.region,
-            "size": req.cloud_instance_type,
-            "image": IMAGE,
-            "ssh_keys": keys,
-            "tags": [self.tag],
-        });
-        let d: OneDroplet = match self.json(Method::POST, "/droplets", Some(&body)).await {
-            Ok(d) => d,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, d.droplet.id);
-        Ok(Launched {
-            cloud_assigned_id: d.droplet.id.to_string(),
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let keys = match req.ssh_public_key.as_deref() {
+                    Some(k) => vec![self.ensure_key(k).await?],
+                    None => vec![],
+                };
+                let body = json!({
+                    "name": name,
+                    "region": req.region,
+                    "size": req.cloud_instance_type,
+                    "image": IMAGE,
+                    "ssh_keys": keys,
+                    "tags": [self.tag],
+                });
+                match self
+                    .json::<OneDroplet>(Method::POST, "/droplets", Some(&body))
+                    .await
+                {
+                    Ok(d) => Ok(d.droplet.id.to_string()),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |d| state(&d)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(d) = self.find(id).await? else {
+        let Some(d) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "DigitalOcean has no droplet for this instance".into(),
             ));
@@ -518,7 +515,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(d) = self.find(id).await? else {
+        let Some(d) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if d.status == "archive" {
@@ -527,7 +524,7 @@ impl Provider for DigitalOcean {
         let path = format!("/droplets/{}", d.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -540,23 +537,11 @@ impl Provider for DigitalOcean {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        Ok(self
-            .list(Some(&self.tag))
-            .await?
-            .iter()
-            .filter(|d| d.status != "archive")
-            .filter_map(|d| self.marker.ours(&d.name))
-            .collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        Ok(self
-            .list(None)
-            .await?
-            .iter()
-            .filter(|d| d.status != "archive")
-            .filter_map(|d| self.marker.legacy(&d.name))
-            .collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -11,8 +11,10 @@
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
-//! `parasol-<deployment id>-<instance id>`; a launch first looks for that name, so a
-//! retried launch adopts the machine an earlier attempt made.
+//! `parasol-<deployment id>-<instance id>` and found as every cloud finds
+//! its machines (`find.rs`), in `GET /core/virtual-machines`; a
+//! launch first looks for that name, so a retried launch adopts the machine
+//! an earlier attempt made.
 //!
 //! Hyperstack refuses to delete a machine that is still being created; that
 //! refusal is transient, so the reconciler keeps trying until the delete is
@@ -44,11 +46,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
+    Failure, Http, Num, OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
 };
@@ -72,10 +74,9 @@ pub struct HyperstackConfig {
 /// The Hyperstack adapter.
 pub struct Hyperstack {
     cfg: HyperstackConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// Environments known to exist.
     envs: StdMutex<HashSet<String>>,
     /// Keypairs known to exist, as (environment, name).
@@ -163,7 +164,7 @@ struct VmOne {
 }
 
 #[derive(Deserialize, Clone)]
-struct Vm {
+pub(crate) struct Vm {
     id: Value,
     #[serde(default)]
     name: String,
@@ -195,10 +196,9 @@ impl Hyperstack {
     pub fn new(cfg: HyperstackConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             envs: StdMutex::new(HashSet::new()),
             keys: StdMutex::new(HashSet::new()),
             setup: tokio::sync::Mutex::new(()),
@@ -263,51 +263,6 @@ impl Hyperstack {
             });
         }
         Ok(out)
-    }
-
-    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
-            .await?
-            .instances)
-    }
-
-    /// Names of the machines not being deleted, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|v| !matches!(v.status.as_str(), "DELETING" | "DELETED"))
-            .map(|v| v.name)
-            .collect())
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Vm>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(hid) = known {
-            let path = format!("/core/virtual-machines/{hid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse::<VmOne>(CLOUD, &what, &text).map(|v| Some(v.instance));
-        }
-        let found = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|v| self.marker.is_for(&v.name, id))
-            .min_by_key(|v| v.status == "DELETED");
-        if let Some(v) = &found {
-            self.ids.lock().expect("poisoned").insert(id, v.id());
-        }
-        Ok(found)
     }
 
     async fn ensure_environment(&self, region: &str) -> Result<String, ProviderError> {
@@ -417,6 +372,39 @@ fn state(v: &Vm) -> MachineState {
     }
 }
 
+impl Machines for Hyperstack {
+    type Machine = Vm;
+
+    /// `Create_VMs`'s `name` holds 50 characters.
+    const NAME_LIMIT: usize = 50;
+
+    async fn list_machines(&self) -> Result<Vec<Vm>, ProviderError> {
+        Ok(self
+            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
+            .await?
+            .instances)
+    }
+
+    async fn get_machine(&self, vm_id: &str) -> Result<Option<Vm>, ProviderError> {
+        let path = format!("/core/virtual-machines/{vm_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        let v: Option<VmOne> = parse_found(CLOUD, &format!("GET {path}"), status, text, classify)?;
+        Ok(v.map(|v| v.instance))
+    }
+
+    fn cloud_id(v: &Vm) -> String {
+        v.id()
+    }
+
+    fn marker_name(v: &Vm) -> Option<&str> {
+        Some(&v.name)
+    }
+
+    fn torn_down(v: &Vm) -> bool {
+        matches!(v.status.as_str(), "DELETING" | "DELETED")
+    }
+}
+
 impl RestApi for Hyperstack {
     fn http(&self) -> &Http {
         &self.http
@@ -444,66 +432,56 @@ impl Provider for Hyperstack {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(v) = self.find(req.instance_id).await? {
-            if matches!(v.status.as_str(), "DELETING" | "DELETED") {
-                return Err(ProviderError::Permanent(
-                    "the machine for this instance was already deleted".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: v.id(),
-            });
-        }
-        let Some(public_key) = req.ssh_public_key.as_deref() else {
-            return Err(ProviderError::Permanent(
-                "Hyperstack needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
-                    .into(),
-            ));
-        };
-        let env = self.ensure_environment(&req.region).await?;
-        let key = self.ensure_keypair(&env, public_key).await?;
-        let body = json!({
-            // Hyperstack's names hold 50 characters (`Create_VMs`'s `name`).
-            "name": self.marker.short_name(req.instance_id),
-            "environment_name": env,
-            "image_name": IMAGE,
-            "flavor_name": req.cloud_instance_type,
-            "key_name": key,
-            "count": 1,
-            "assign_floating_ip": true,
-        });
-        let created: VmList = match self
-            .json(Method::POST, "/core/virtual-machines", Some(&body))
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let Some(public_key) = req.ssh_public_key.as_deref() else {
+                    return Err(ProviderError::Permanent(
+                        "Hyperstack needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
+                            .into(),
+                    ));
+                };
+                let env = self.ensure_environment(&req.region).await?;
+                let key = self.ensure_keypair(&env, public_key).await?;
+                let body = json!({
+                    "name": name,
+                    "environment_name": env,
+                    "image_name": IMAGE,
+                    "flavor_name": req.cloud_instance_type,
+                    "key_name": key,
+                    "count": 1,
+                    "assign_floating_ip": true,
+                });
+                let created: VmList = match self
+                    .json(Method::POST, "/core/virtual-machines", Some(&body))
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                let vm = created.instances.into_iter().next().ok_or_else(|| {
+                    ProviderError::Transient(
+                        "Hyperstack accepted the create but listed no machine".into(),
+                    )
+                })?;
+                Ok(vm.id())
+            })
             .await
-        {
-            Ok(c) => c,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        let vm = created.instances.into_iter().next().ok_or_else(|| {
-            ProviderError::Transient("Hyperstack accepted the create but listed no machine".into())
-        })?;
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, vm.id());
-        Ok(Launched {
-            cloud_assigned_id: vm.id(),
-        })
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |v| state(&v)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(v) = self.find(id).await? else {
+        let Some(v) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Hyperstack has no machine for this instance".into(),
             ));
@@ -519,7 +497,7 @@ impl Provider for Hyperstack {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(v) = self.find(id).await? else {
+        let Some(v) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         match v.status.as_str() {
@@ -530,7 +508,7 @@ impl Provider for Hyperstack {
         let path = format!("/core/virtual-machines/{}", v.id());
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if status.is_success() {
@@ -551,13 +529,11 @@ impl Provider for Hyperstack {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -8,7 +8,8 @@
 //! `Authorization: Bearer <api key>`.
 //!
 //! Machines are named `parasol-<deployment id>-<instance id>` (see
-//! [`super::Marker`]); a launch first looks for a
+//! [`super::Marker`]) and found as every cloud finds its machines
+//! (`find.rs`), in `GET /instances`; a launch first looks for a
 //! machine of that name, so a launch retried after a timeout adopts the
 //! machine the first attempt made instead of renting a second. Launches are
 //! paced client-side (Lambda allows about one launch request per 12 s).
@@ -30,7 +31,7 @@
 //! A machine that no longer appears (404 on `GET /instances/{id}`, absent
 //! from the list) is `Gone`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -40,9 +41,10 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::parse_found;
 use super::{
     configuration, generic_failure, gpu_model, key_name, shade_type, short, Failure, Http,
-    LaunchPacer, Marker, OffersCache, Secret,
+    KnownMachines, LaunchPacer, Machines, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -73,12 +75,10 @@ pub struct LambdaConfig {
 /// The Lambda Cloud adapter.
 pub struct Lambda {
     cfg: LambdaConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
     pacer: LaunchPacer,
-    /// Lambda's id of each machine seen, by Parasol's instance id.
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key names known to exist at Lambda.
     keys: StdMutex<HashSet<String>>,
     /// Serializes key registration, so two launches with the same new key
@@ -125,7 +125,7 @@ struct LRegion {
 }
 
 #[derive(Deserialize, Clone)]
-struct LInstance {
+pub(crate) struct LInstance {
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -165,11 +165,10 @@ impl Lambda {
         let pacer = LaunchPacer::new(cfg.launch_interval);
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
             pacer,
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashSet::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -275,44 +274,6 @@ impl Lambda {
         Ok(out)
     }
 
-    /// The machine of `id`, from the remembered Lambda id or by its name.
-    async fn find(&self, id: Uuid) -> Result<Option<LInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(lambda_id) = known {
-            let path = format!("/instances/{lambda_id}");
-            let what = format!("GET {path}");
-            let (status, body) = self.http.send(|| self.req(Method::GET, &path)).await?;
-            if status.as_u16() == 404 {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body }));
-            }
-            let d: Data<LInstance> = super::parse(CLOUD, &what, &body)?;
-            return Ok(Some(d.data));
-        }
-        let all: Vec<LInstance> = self.get("/instances").await?;
-        let found = all
-            .into_iter()
-            .filter(|i| i.name.as_deref().is_some_and(|n| self.marker.is_for(n, id)))
-            .min_by_key(|i| i.status == "terminated");
-        if let Some(i) = &found {
-            self.ids.lock().expect("poisoned").insert(id, i.id.clone());
-        }
-        Ok(found)
-    }
-
-    /// Names of the machines not being torn down, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        let all: Vec<LInstance> = self.get("/instances").await?;
-        Ok(all
-            .into_iter()
-            .filter(|i| !matches!(i.status.as_str(), "terminating" | "terminated"))
-            .filter_map(|i| i.name)
-            .collect())
-    }
-
     /// Registers the public key under a name derived from it, once.
     async fn ensure_key(&self, public_key: &str) -> Result<String, ProviderError> {
         let name = key_name(public_key);
@@ -388,6 +349,34 @@ fn state(i: &LInstance) -> MachineState {
     }
 }
 
+impl Machines for Lambda {
+    type Machine = LInstance;
+
+    async fn list_machines(&self) -> Result<Vec<LInstance>, ProviderError> {
+        self.get("/instances").await
+    }
+
+    async fn get_machine(&self, lambda_id: &str) -> Result<Option<LInstance>, ProviderError> {
+        let path = format!("/instances/{lambda_id}");
+        let (status, body) = self.http.send(|| self.req(Method::GET, &path)).await?;
+        let d: Option<Data<LInstance>> =
+            parse_found(CLOUD, &format!("GET {path}"), status, body, classify)?;
+        Ok(d.map(|d| d.data))
+    }
+
+    fn cloud_id(i: &LInstance) -> String {
+        i.id.clone()
+    }
+
+    fn marker_name(i: &LInstance) -> Option<&str> {
+        i.name.as_deref()
+    }
+
+    fn torn_down(i: &LInstance) -> bool {
+        matches!(i.status.as_str(), "terminating" | "terminated")
+    }
+}
+
 #[async_trait]
 impl Provider for Lambda {
     fn name(&self) -> &'static str {
@@ -399,68 +388,55 @@ impl Provider for Lambda {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            return match i.status.as_str() {
-                "terminating" | "terminated" => Err(ProviderError::Permanent(
-                    "the machine for this instance was already terminated".into(),
-                )),
-                _ => Ok(Launched {
-                    cloud_assigned_id: i.id,
-                }),
-            };
-        }
-        let Some(public_key) = req.ssh_public_key.as_deref() else {
-            return Err(ProviderError::Permanent(
-                "Lambda needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
-                    .into(),
-            ));
-        };
-        let key = self.ensure_key(public_key).await?;
-        // The slot must come well inside the reconciler's call timeout; a
-        // later slot is a transient error that the reconciler retries.
-        self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
-        let body = json!({
-            "region_name": req.region,
-            "instance_type_name": req.cloud_instance_type,
-            "ssh_key_names": [key],
-            "quantity": 1,
-            "name": self.marker.name(req.instance_id),
-        });
-        match self
-            .post::<Launch>("/instance-operations/launch", body)
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let Some(public_key) = req.ssh_public_key.as_deref() else {
+                    return Err(ProviderError::Permanent(
+                        "Lambda needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
+                            .into(),
+                    ));
+                };
+                let key = self.ensure_key(public_key).await?;
+                // The slot must come well inside the reconciler's call
+                // timeout; a later slot is a transient error that the
+                // reconciler retries.
+                self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
+                let body = json!({
+                    "region_name": req.region,
+                    "instance_type_name": req.cloud_instance_type,
+                    "ssh_key_names": [key],
+                    "quantity": 1,
+                    "name": name,
+                });
+                match self
+                    .post::<Launch>("/instance-operations/launch", body)
+                    .await
+                {
+                    Ok(l) => l.instance_ids.into_iter().next().ok_or_else(|| {
+                        ProviderError::Transient(
+                            "Lambda accepted the launch but named no instance".into(),
+                        )
+                    }),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
             .await
-        {
-            Ok(l) => {
-                let id = l.instance_ids.into_iter().next().ok_or_else(|| {
-                    ProviderError::Transient(
-                        "Lambda accepted the launch but named no instance".into(),
-                    )
-                })?;
-                self.ids
-                    .lock()
-                    .expect("poisoned")
-                    .insert(req.instance_id, id.clone());
-                Ok(Launched {
-                    cloud_assigned_id: id,
-                })
-            }
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Lambda has no machine for this instance".into(),
             ));
@@ -475,7 +451,7 @@ impl Provider for Lambda {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         match i.status.as_str() {
@@ -493,13 +469,11 @@ impl Provider for Lambda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -1,12 +1,14 @@
 //! The real clouds: one adapter per cloud, each written from the cloud's
 //! public API documentation and tested against a fake server that behaves
 //! as documented (`tests/it/fakes`), and what they share: credentials that
-//! never print, the machine marker, the HTTP plumbing ([`http`]), the GPU
-//! naming ([`gpus`]) and the settings that enable each cloud ([`setup`]).
+//! never print, the machine marker, how a machine is found by it
+//! (`find`), the HTTP plumbing ([`http`]), the GPU naming ([`gpus`]) and
+//! the settings that enable each cloud ([`setup`]).
 //! AWS ([`aws`]) is tested against moto's EC2 server instead of a fake.
 
 pub mod aws;
 pub mod digitalocean;
+pub(crate) mod find;
 pub mod gpus;
 pub mod http;
 pub mod hyperstack;
@@ -16,9 +18,12 @@ pub mod setup;
 pub mod vastai;
 pub mod verda;
 
+pub(crate) use find::{KnownMachines, Machines};
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};
 pub(crate) use http::RestApi;
-pub use http::{generic_failure, parse, short, Failure, Http, LaunchPacer, OffersCache};
+pub use http::{
+    generic_failure, parse, parse_found, short, Failure, Http, LaunchPacer, OffersCache,
+};
 
 use uuid::Uuid;
 

@@ -13,8 +13,10 @@
 //! `root`, with the key passed in the `PUBLIC_KEY` environment variable
 //! that RunPod's images install. Interruptible pods are Shadeform's `spot`.
 //!
-//! Pods are named with the deployment's marker; a launch first looks for
-//! that name, so a retried launch adopts the pod an earlier attempt made.
+//! Pods are named with the deployment's marker and found as every cloud
+//! finds its machines (`find.rs`), in `GET /pods`; a launch first
+//! looks for that name, so a retried launch adopts the pod an earlier
+//! attempt made.
 //!
 //! Status mapping (`desiredStatus`, `publicIp`, `portMappings` →
 //! [`MachineState`]):
@@ -46,8 +48,7 @@
 //! - The rate-limit headers are not documented: `Retry-After` when sent,
 //!   else backoff.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex as StdMutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,11 +59,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
-use super::RestApi;
+use super::parse_found;
 use super::{
-    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
-    Marker, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http, Num,
+    OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
     VolumeOffer,
@@ -97,11 +99,9 @@ pub struct RunpodConfig {
 /// The RunPod adapter.
 pub struct Runpod {
     cfg: RunpodConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    /// RunPod's pod id of each machine seen, by Parasol's instance id.
-    ids: StdMutex<HashMap<Uuid, String>>,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +178,7 @@ struct GpuAvailability {
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct Pod {
+pub(crate) struct Pod {
     id: String,
     #[serde(default)]
     name: String,
@@ -215,10 +215,9 @@ impl Runpod {
     pub fn new(cfg: RunpodConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
         }
     }
 
@@ -336,47 +335,6 @@ impl Runpod {
         }
         Ok(out)
     }
-
-    async fn list(&self) -> Result<Vec<Pod>, ProviderError> {
-        self.json(Method::GET, "/pods", None).await
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Pod>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(pid) = known {
-            let path = format!("/pods/{pid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse(CLOUD, &what, &text).map(Some);
-        }
-        let found = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|p| self.marker.is_for(&p.name, id))
-            .min_by_key(|p| p.desired_status == "TERMINATED");
-        if let Some(p) = &found {
-            self.ids.lock().expect("poisoned").insert(id, p.id.clone());
-        }
-        Ok(found)
-    }
-
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|p| p.desired_status != "TERMINATED")
-            .map(|p| p.name)
-            .collect())
-    }
 }
 
 fn dc_display(dc: &DataCenter) -> String {
@@ -416,6 +374,32 @@ fn state(p: &Pod) -> MachineState {
         },
         ("TERMINATED", _, _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for Runpod {
+    type Machine = Pod;
+
+    async fn list_machines(&self) -> Result<Vec<Pod>, ProviderError> {
+        self.json(Method::GET, "/pods", None).await
+    }
+
+    async fn get_machine(&self, pod_id: &str) -> Result<Option<Pod>, ProviderError> {
+        let path = format!("/pods/{pod_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        parse_found(CLOUD, &format!("GET {path}"), status, text, classify)
+    }
+
+    fn cloud_id(p: &Pod) -> String {
+        p.id.clone()
+    }
+
+    fn marker_name(p: &Pod) -> Option<&str> {
+        Some(&p.name)
+    }
+
+    fn torn_down(p: &Pod) -> bool {
+        p.desired_status == "TERMINATED"
     }
 }
 
@@ -471,64 +455,52 @@ impl Provider for Runpod {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(p) = self.find(req.instance_id).await? {
-            if p.desired_status == "TERMINATED" {
-                return Err(ProviderError::Permanent(
-                    "the pod for this instance was already terminated".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: p.id,
-            });
-        }
-        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
-        let mut env = serde_json::Map::new();
-        for e in &req.envs {
-            env.insert(e.name.clone(), Value::String(e.value.clone()));
-        }
-        if let Some(k) = &req.ssh_public_key {
-            env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
-        }
-        let body = json!({
-            "name": self.marker.name(req.instance_id),
-            "imageName": IMAGE,
-            "gpuTypeIds": [gpu],
-            "gpuCount": count,
-            "cloudType": "SECURE",
-            "computeType": "GPU",
-            "dataCenterIds": [req.region],
-            "interruptible": req.rental_type == RentalType::Spot,
-            "supportPublicIp": true,
-            "ports": ["22/tcp"],
-            "containerDiskInGb": 50,
-            "env": env,
-        });
-        let pod: Pod = match self.json(Method::POST, "/pods", Some(&body)).await {
-            Ok(p) => p,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, pod.id.clone());
-        Ok(Launched {
-            cloud_assigned_id: pod.id,
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
+                let mut env = serde_json::Map::new();
+                for e in &req.envs {
+                    env.insert(e.name.clone(), Value::String(e.value.clone()));
+                }
+                if let Some(k) = &req.ssh_public_key {
+                    env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
+                }
+                let body = json!({
+                    "name": name,
+                    "imageName": IMAGE,
+                    "gpuTypeIds": [gpu],
+                    "gpuCount": count,
+                    "cloudType": "SECURE",
+                    "computeType": "GPU",
+                    "dataCenterIds": [req.region],
+                    "interruptible": req.rental_type == RentalType::Spot,
+                    "supportPublicIp": true,
+                    "ports": ["22/tcp"],
+                    "containerDiskInGb": 50,
+                    "env": env,
+                });
+                match self.json::<Pod>(Method::POST, "/pods", Some(&body)).await {
+                    Ok(p) => Ok(p.id),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |p| state(&p)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(p) = self.find(id).await? else {
+        let Some(p) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "RunPod has no pod for this instance".into(),
             ));
@@ -545,7 +517,7 @@ impl Provider for Runpod {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(p) = self.find(id).await? else {
+        let Some(p) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if p.desired_status == "TERMINATED" {
@@ -554,7 +526,7 @@ impl Provider for Runpod {
         let path = format!("/pods/{}", p.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -567,13 +539,11 @@ impl Provider for Runpod {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -23,8 +23,11 @@
 //! first, and accepts one with the deployment's marker as `label`; an
 //! offer taken meanwhile (`no_such_ask`) moves on to the next, up to
 //! [`ACCEPT_ATTEMPTS`], before reporting no capacity. Interruptible
-//! (`spot`) launches bid the offer's `min_bid`. A launch first looks for an
-//! instance with its label, so a retried launch adopts the earlier one.
+//! (`spot`) launches bid the offer's `min_bid`. Instances are found by
+//! their label as every cloud finds its machines (`find.rs`), in
+//! `GET /instances/`, which serves both the listing and the look-up by id;
+//! a launch first looks for its label, so a retried launch adopts the
+//! earlier instance.
 //!
 //! Status mapping (`actual_status` → [`MachineState`]):
 //!
@@ -53,7 +56,7 @@
 //!   instances from the account's keys.
 //! - A 429 comes without `Retry-After`: exponential backoff.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -65,11 +68,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Marker,
-    Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Num,
+    OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
 };
@@ -96,10 +99,9 @@ pub struct VastaiConfig {
 /// The Vast.ai adapter.
 pub struct Vastai {
     cfg: VastaiConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, i64>>,
     /// Public keys known to be on the account.
     keys: StdMutex<HashSet<String>>,
     key_setup: tokio::sync::Mutex<()>,
@@ -148,7 +150,7 @@ const PAGE: &str = "25";
 const V1_INSTANCES: &str = "/api/v1/instances/";
 
 #[derive(Deserialize, Clone)]
-struct VInstance {
+pub(crate) struct VInstance {
     id: i64,
     #[serde(default)]
     label: Option<String>,
@@ -244,10 +246,9 @@ impl Vastai {
     pub fn new(cfg: VastaiConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashSet::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -342,53 +343,55 @@ impl Vastai {
         Ok(out)
     }
 
-    async fn list(&self) -> Result<Vec<VInstance>, ProviderError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = vec![("limit", PAGE.to_string())];
-            if let Some(t) = after.take() {
-                query.push(("after_token", t));
-            }
-            let page: Instances = self
-                .json_query(Method::GET, V1_INSTANCES, &query, None)
-                .await?;
-            let done = page.instances.is_empty();
-            all.extend(page.instances);
-            match page.next_token {
-                Some(t) if !t.is_empty() && !done => after = Some(t),
-                _ => return Ok(all),
-            }
+    /// Accepts the cheapest matching offer in the region under `label`;
+    /// answers the new instance's id.
+    async fn accept(&self, req: &LaunchRequest, label: String) -> Result<String, ProviderError> {
+        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
+        if let Some(k) = &req.ssh_public_key {
+            self.ensure_key(k).await?;
         }
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<VInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).copied();
-        let found = self.list().await?.into_iter().find(|i| match known {
-            Some(k) => i.id == k,
-            None => i
-                .label
-                .as_deref()
-                .is_some_and(|l| self.marker.is_for(l, id)),
-        });
-        match &found {
-            Some(i) => {
-                self.ids.lock().expect("poisoned").insert(id, i.id);
-            }
-            None => {
-                self.ids.lock().expect("poisoned").remove(&id);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
+        let candidates: Vec<VOffer> = self
+            .search(json!({"gpu_name": {"eq": gpu}, "num_gpus": {"eq": count}}))
             .await?
             .into_iter()
-            .filter_map(|i| i.label)
-            .collect())
+            .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
+            .take(ACCEPT_ATTEMPTS)
+            .collect();
+        let spot = req.rental_type == RentalType::Spot;
+        let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
+        let mut last = format!(
+            "no verified offer of {count}x {gpu} in {} is left",
+            req.region
+        );
+        for o in candidates {
+            let mut body = json!({
+                "client_id": "me",
+                "image": IMAGE,
+                "disk": DISK_GB,
+                "label": label,
+                // SSH straight to the host's mapped port 22, which is what
+                // `state` reads (`createInstance`'s runtype `ssh_direct`).
+                "runtype": "ssh_direct",
+                "env": env,
+            });
+            if spot {
+                body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
+            }
+            match self
+                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), Some(&body))
+                .await
+            {
+                Ok(a) => return Ok(a.new_contract.to_string()),
+                // Taken by someone else since the search: try the next.
+                Err(ProviderError::Capacity(why)) => {
+                    tracing::debug!(offer = o.id, why = %why, "offer taken; trying the next");
+                    last = why;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.offers.clear().await;
+        Err(ProviderError::Capacity(format!("{CLOUD}: {last}")))
     }
 
     /// Puts the public key on the account, once.
@@ -474,6 +477,53 @@ fn state(i: &VInstance) -> MachineState {
     }
 }
 
+impl Machines for Vastai {
+    type Machine = VInstance;
+
+    /// API v1's list, page by page (`showInstances`; v0 has no list).
+    async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            if let Some(t) = after.take() {
+                query.push(("after_token", t));
+            }
+            let page: Instances = self
+                .json_query(Method::GET, V1_INSTANCES, &query, None)
+                .await?;
+            let done = page.instances.is_empty();
+            all.extend(page.instances);
+            match page.next_token {
+                Some(t) if !t.is_empty() && !done => after = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// From the listing: Vast drops a destroyed instance from it at once.
+    async fn get_machine(&self, instance_id: &str) -> Result<Option<VInstance>, ProviderError> {
+        Ok(self
+            .list_machines()
+            .await?
+            .into_iter()
+            .find(|i| i.id.to_string() == instance_id))
+    }
+
+    fn cloud_id(i: &VInstance) -> String {
+        i.id.to_string()
+    }
+
+    fn marker_name(i: &VInstance) -> Option<&str> {
+        i.label.as_deref()
+    }
+
+    /// Never: Vast deletes a destroyed instance at once.
+    fn torn_down(_: &VInstance) -> bool {
+        false
+    }
+}
+
 impl RestApi for Vastai {
     fn http(&self) -> &Http {
         &self.http
@@ -509,97 +559,40 @@ impl Provider for Vastai {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            return Ok(Launched {
-                cloud_assigned_id: i.id.to_string(),
-            });
-        }
-        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
-        if let Some(k) = &req.ssh_public_key {
-            self.ensure_key(k).await?;
-        }
-        let candidates: Vec<VOffer> = self
-            .search(json!({"gpu_name": {"eq": gpu}, "num_gpus": {"eq": count}}))
-            .await?
-            .into_iter()
-            .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
-            .take(ACCEPT_ATTEMPTS)
-            .collect();
-        let spot = req.rental_type == RentalType::Spot;
-        let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
-        let mut last = format!(
-            "no verified offer of {count}x {gpu} in {} is left",
-            req.region
-        );
-        for o in candidates {
-            let mut body = json!({
-                "client_id": "me",
-                "image": IMAGE,
-                "disk": DISK_GB,
-                "label": self.marker.name(req.instance_id),
-                // SSH straight to the host's mapped port 22, which is what
-                // `state` reads (`createInstance`'s runtype `ssh_direct`).
-                "runtype": "ssh_direct",
-                "env": env,
-            });
-            if spot {
-                body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
-            }
-            match self
-                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), Some(&body))
-                .await
-            {
-                Ok(a) => {
-                    self.ids
-                        .lock()
-                        .expect("poisoned")
-                        .insert(req.instance_id, a.new_contract);
-                    return Ok(Launched {
-                        cloud_assigned_id: a.new_contract.to_string(),
-                    });
-                }
-                // Taken by someone else since the search: try the next.
-                Err(ProviderError::Capacity(why)) => {
-                    tracing::debug!(offer = o.id, why = %why, "offer taken; trying the next");
-                    last = why;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.offers.clear().await;
-        Err(ProviderError::Capacity(format!("{CLOUD}: {last}")))
+        self.known
+            .launch(self, req.instance_id, |label| self.accept(req, label))
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Vast.ai has no instance for this instance".into(),
             ));
         };
+        // `rebootInstance` takes no body.
         let _: Value = self
-            .json(
-                Method::PUT,
-                &format!("/instances/reboot/{}/", i.id),
-                Some(&json!({})),
-            )
+            .json(Method::PUT, &format!("/instances/reboot/{}/", i.id), None)
             .await?;
         Ok(())
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         let path = format!("/instances/{}/", i.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -612,13 +605,11 @@ impl Provider for Vastai {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

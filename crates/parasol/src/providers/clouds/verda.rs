@@ -9,9 +9,10 @@
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
 //! and `restart`), `GET|POST /sshkeys`.
 //!
-//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and the same
-//! description); a launch first looks for it, so a retried launch adopts the
-//! machine an earlier attempt made.
+//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and
+//! the same description) and are found by it as every cloud finds its
+//! machines (`find.rs`), in `GET /instances`; a launch first looks
+//! for it, so a retried launch adopts the machine an earlier attempt made.
 //!
 //! Status mapping (Verda `status` → [`MachineState`]):
 //!
@@ -40,9 +41,10 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::parse_found;
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, Num, OffersCache, Secret,
+    Http, KnownMachines, Machines, Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -68,11 +70,10 @@ pub struct VerdaConfig {
 /// The Verda adapter.
 pub struct Verda {
     cfg: VerdaConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     token: Mutex<Option<(Secret, Instant)>>,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key ids at Verda, by key name.
     keys: StdMutex<HashMap<String, String>>,
     /// Serializes key registration, so two launches with the same new key
@@ -135,7 +136,7 @@ struct Location {
 }
 
 #[derive(Deserialize, Clone)]
-struct VInstance {
+pub(crate) struct VInstance {
     id: String,
     #[serde(default)]
     hostname: Option<String>,
@@ -163,11 +164,10 @@ impl Verda {
     pub fn new(cfg: VerdaConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             token: Mutex::new(None),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashMap::new()),
             key_setup: Mutex::new(()),
         }
@@ -343,46 +343,6 @@ impl Verda {
         Ok(out)
     }
 
-    async fn find(&self, id: Uuid) -> Result<Option<VInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(vid) = known {
-            let path = format!("/instances/{vid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse(CLOUD, &what, &text).map(Some);
-        }
-        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
-        let found = all
-            .into_iter()
-            .filter(|i| {
-                i.hostname
-                    .as_deref()
-                    .is_some_and(|n| self.marker.is_for(n, id))
-            })
-            .min_by_key(|i| gone(&i.status));
-        if let Some(i) = &found {
-            self.ids.lock().expect("poisoned").insert(id, i.id.clone());
-        }
-        Ok(found)
-    }
-
-    /// Hostnames of the machines not being torn down, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
-        Ok(all
-            .into_iter()
-            .filter(|i| !gone(&i.status) && i.status != "deleting")
-            .filter_map(|i| i.hostname)
-            .collect())
-    }
-
     async fn ensure_key(&self, public_key: &str) -> Result<String, ProviderError> {
         let name = key_name(public_key);
         if let Some(id) = self.keys.lock().expect("poisoned").get(&name) {
@@ -477,6 +437,32 @@ fn state(i: &VInstance) -> MachineState {
     }
 }
 
+impl Machines for Verda {
+    type Machine = VInstance;
+
+    async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
+        self.json(Method::GET, "/instances", None).await
+    }
+
+    async fn get_machine(&self, verda_id: &str) -> Result<Option<VInstance>, ProviderError> {
+        let path = format!("/instances/{verda_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        parse_found(CLOUD, &format!("GET {path}"), status, text, classify)
+    }
+
+    fn cloud_id(i: &VInstance) -> String {
+        i.id.clone()
+    }
+
+    fn marker_name(i: &VInstance) -> Option<&str> {
+        i.hostname.as_deref()
+    }
+
+    fn torn_down(i: &VInstance) -> bool {
+        gone(&i.status) || i.status == "deleting"
+    }
+}
+
 #[async_trait]
 impl Provider for Verda {
     fn name(&self) -> &'static str {
@@ -488,68 +474,55 @@ impl Provider for Verda {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            if gone(&i.status) || i.status == "deleting" {
-                return Err(ProviderError::Permanent(
-                    "the machine for this instance was already deleted".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: i.id,
-            });
-        }
-        let path = format!(
-            "/instance-availability/{}?location_code={}",
-            req.cloud_instance_type, req.region
-        );
-        let available: bool = self.json(Method::GET, &path, None).await?;
-        if !available {
-            self.offers.clear().await;
-            return Err(ProviderError::Capacity(format!(
-                "{CLOUD} has no {} available in {}",
-                req.cloud_instance_type, req.region
-            )));
-        }
-        let keys = match req.ssh_public_key.as_deref() {
-            Some(k) => vec![self.ensure_key(k).await?],
-            None => vec![],
-        };
-        let name = self.marker.name(req.instance_id);
-        let body = json!({
-            "instance_type": req.cloud_instance_type,
-            "image": IMAGE,
-            "ssh_key_ids": keys,
-            "location_code": req.region,
-            "hostname": name,
-            "description": name,
-            "is_spot": false,
-        });
-        let id = match self.send(Method::POST, "/instances", &body).await {
-            Ok(text) => bare_id(&text)?,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, id.clone());
-        Ok(Launched {
-            cloud_assigned_id: id,
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let path = format!(
+                    "/instance-availability/{}?location_code={}",
+                    req.cloud_instance_type, req.region
+                );
+                let available: bool = self.json(Method::GET, &path, None).await?;
+                if !available {
+                    self.offers.clear().await;
+                    return Err(ProviderError::Capacity(format!(
+                        "{CLOUD} has no {} available in {}",
+                        req.cloud_instance_type, req.region
+                    )));
+                }
+                let keys = match req.ssh_public_key.as_deref() {
+                    Some(k) => vec![self.ensure_key(k).await?],
+                    None => vec![],
+                };
+                let body = json!({
+                    "instance_type": req.cloud_instance_type,
+                    "image": IMAGE,
+                    "ssh_key_ids": keys,
+                    "location_code": req.region,
+                    "hostname": name,
+                    "description": name,
+                    "is_spot": false,
+                });
+                match self.send(Method::POST, "/instances", &body).await {
+                    Ok(text) => bare_id(&text),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Verda has no machine for this instance".into(),
             ));
@@ -564,7 +537,7 @@ impl Provider for Verda {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if gone(&i.status) {
@@ -583,13 +556,11 @@ impl Provider for Verda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

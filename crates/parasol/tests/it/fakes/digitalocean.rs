@@ -4,6 +4,14 @@
 //! (204, then 404). Errors are `{"id", "message"}`; a create without
 //! capacity is a 422; a 429 carries `Retry-After` and DigitalOcean's
 //! `ratelimit-*` headers.
+//!
+//! `GET /v2/droplets` filters as `droplets_list` documents: without `type`
+//! (or with `type=droplets`) only droplets without GPUs, with `type=gpus`
+//! only GPU droplets, with `tag_name` every droplet carrying the tag, with
+//! `name` the exact name (case-insensitive); `tag_name` combined with
+//! `type` or `name` is refused. Pages are `per_page` long (default 20, at
+//! most 200), with `links.pages` holding `first`/`prev` after the first
+//! page and `last`/`next` before the last, each keeping the query.
 
 use std::time::Instant;
 
@@ -36,20 +44,23 @@ pub struct DigitalOcean {
     pub timing: Timing,
     /// `(size, region)` pairs whose creates get 422 for capacity.
     pub no_capacity: Vec<(String, String)>,
-    /// A page size below the `per_page` asked for, to exercise paging.
-    pub page_size: Option<usize>,
 }
 
 impl DigitalOcean {
-    /// Puts an active droplet at the fake as if created elsewhere.
+    /// Puts an active GPU droplet at the fake as if created elsewhere.
     pub fn plant(&mut self, name: &str, tags: &[&str]) -> i64 {
+        self.plant_sized(name, tags, "gpu-h100x1-80gb")
+    }
+
+    /// Puts an active droplet of size `size` at the fake.
+    pub fn plant_sized(&mut self, name: &str, tags: &[&str], size: &str) -> i64 {
         let n = self.droplets.len();
         let id = 3000 + n as i64;
         self.droplets.push(Droplet {
             id,
             name: name.to_string(),
             region: "nyc2".into(),
-            size: "gpu-h100x1-80gb".into(),
+            size: size.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             launched: Instant::now() - self.timing.boot - self.timing.ip_after,
             restarts: 0,
@@ -118,27 +129,10 @@ fn region_name(slug: &str) -> &'static str {
     }
 }
 
-/// `links` of a listing's page as DigitalOcean documents it: `pages` has
-/// `first` and `prev` once past the first page, `next` and `last` before
-/// the last one, and is absent when everything fits one page.
-fn page_links(what: &str, page: usize, per_page: usize, total: usize) -> Value {
-    let last = total.div_ceil(per_page.max(1)).max(1);
-    let url =
-        |p: usize| format!("https://api.digitalocean.com/v2/{what}?page={p}&per_page={per_page}");
-    let mut pages = serde_json::Map::new();
-    if page > 1 {
-        pages.insert("first".into(), json!(url(1)));
-        pages.insert("prev".into(), json!(url(page - 1)));
-    }
-    if page < last {
-        pages.insert("last".into(), json!(url(last)));
-        pages.insert("next".into(), json!(url(page + 1)));
-    }
-    if pages.is_empty() {
-        json!({})
-    } else {
-        json!({ "pages": pages })
-    }
+/// Whether droplets of `size` have GPUs: DigitalOcean's GPU sizes (those
+/// `/v2/sizes` gives `gpu_info`) are the `gpu-` slugs.
+fn gpu_size(size: &str) -> bool {
+    size.starts_with("gpu-")
 }
 
 fn err(status: u16, id: &str, message: &str) -> Reply {
@@ -149,6 +143,98 @@ fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
     req.query
         .split('&')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl DigitalOcean {
+    /// `GET /v2/droplets`, filtered and paged as documented.
+    fn list_droplets(&self, req: &Recorded) -> Reply {
+        let tag = query(req, "tag_name");
+        let name = query(req, "name");
+        let kind = query(req, "type");
+        if tag.is_some() && (kind.is_some() || name.is_some()) {
+            return err(
+                400,
+                "bad_request",
+                "tag_name can not be combined with name or type",
+            );
+        }
+        let gpus = match kind {
+            None | Some("droplets") => false,
+            Some("gpus") => true,
+            Some(other) => {
+                return err(
+                    400,
+                    "bad_request",
+                    &format!("type must be droplets or gpus, not {other:?}"),
+                )
+            }
+        };
+        let number = |key: &str, default: usize| match query(req, key) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                err(
+                    400,
+                    "bad_request",
+                    &format!("{key} must be a positive integer, not {v:?}"),
+                )
+            }),
+        };
+        let per_page = match number("per_page", 20) {
+            Ok(n) => n.min(200),
+            Err(e) => return e,
+        };
+        let page = match number("page", 1) {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        let all: Vec<&Droplet> = self
+            .droplets
+            .iter()
+            .filter(|d| match tag {
+                Some(t) => d.tags.iter().any(|x| x == t),
+                None => gpu_size(&d.size) == gpus,
+            })
+            .filter(|d| name.is_none_or(|n| d.name.eq_ignore_ascii_case(n)))
+            .collect();
+        let total = all.len();
+        let list: Vec<Value> = all
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|d| self.render(d))
+            .collect();
+        let last = total.div_ceil(per_page).max(1);
+        // Each link keeps the query's filters, as DigitalOcean's do.
+        let kept: Vec<&str> = req
+            .query
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+            .collect();
+        let link = |p: usize| {
+            let mut q = kept.clone();
+            let page = format!("page={p}");
+            q.push(&page);
+            format!("https://api.digitalocean.com/v2/droplets?{}", q.join("&"))
+        };
+        let mut pages = serde_json::Map::new();
+        if page > 1 {
+            pages.insert("first".into(), json!(link(1)));
+            pages.insert("prev".into(), json!(link((page - 1).min(last))));
+        }
+        if page < last {
+            pages.insert("last".into(), json!(link(last)));
+            pages.insert("next".into(), json!(link(page + 1)));
+        }
+        let links = if pages.is_empty() {
+            json!({})
+        } else {
+            json!({ "pages": pages })
+        };
+        Reply::json(
+            200,
+            json!({"droplets": list, "links": links, "meta": {"total": total}}),
+        )
+    }
 }
 
 impl Cloud for DigitalOcean {
@@ -267,31 +353,7 @@ impl Cloud for DigitalOcean {
                     json!({"ssh_key": {"id": id, "name": name, "public_key": pk, "fingerprint": format!("fp:{id}")}}),
                 )
             }
-            ("GET", ["droplets"]) => {
-                let tag = query(req, "tag_name");
-                let per_page: usize = query(req, "per_page")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(20)
-                    .min(self.page_size.unwrap_or(200));
-                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
-                let all: Vec<Value> = self
-                    .droplets
-                    .iter()
-                    .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|x| x == t)))
-                    .map(|d| self.render(d))
-                    .collect();
-                let total = all.len();
-                let list: Vec<Value> = all
-                    .into_iter()
-                    .skip((page.max(1) - 1) * per_page)
-                    .take(per_page)
-                    .collect();
-                let links = page_links("droplets", page, per_page, total);
-                Reply::json(
-                    200,
-                    json!({"droplets": list, "links": links, "meta": {"total": total}}),
-                )
-            }
+            ("GET", ["droplets"]) => self.list_droplets(req),
             ("POST", ["droplets"]) => {
                 let b = &req.body;
                 let (Some(name), Some(region), Some(size), Some(_image)) = (
@@ -376,58 +438,4 @@ impl Cloud for DigitalOcean {
             ),
         }
     }
-}
-
-/// Droplet listings page as DigitalOcean documents it: `per_page` defaults
-/// to 20, `links.pages` has `first` and `prev` past the first page and
-/// `next` and `last` before the last, and `meta.total` counts them all.
-#[tokio::test]
-async fn droplet_listings_page_as_documented() {
-    let fake = super::FakeServer::start(DigitalOcean::default()).await;
-    fake.with(|f| {
-        for i in 0..45 {
-            f.plant(&format!("m{i}"), &[]);
-        }
-    });
-    let get = |q: &'static str| {
-        let url = format!("{}/v2/droplets?type=gpus{q}", fake.url);
-        async move {
-            let v: Value = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
-    };
-    let link = |p: usize, n: usize| {
-        format!("https://api.digitalocean.com/v2/droplets?page={p}&per_page={n}")
-    };
-    let first = get("").await;
-    assert_eq!(first["droplets"].as_array().unwrap().len(), 20);
-    assert_eq!(first["meta"]["total"], 45);
-    assert_eq!(
-        first["links"]["pages"],
-        json!({"next": link(2, 20), "last": link(3, 20)})
-    );
-    let middle = get("&page=2").await;
-    assert_eq!(middle["droplets"][0]["name"], "m20");
-    assert_eq!(
-        middle["links"]["pages"],
-        json!({"first": link(1, 20), "prev": link(1, 20), "next": link(3, 20), "last": link(3, 20)})
-    );
-    let last = get("&page=3").await;
-    assert_eq!(last["droplets"].as_array().unwrap().len(), 5);
-    assert_eq!(
-        last["links"]["pages"],
-        json!({"first": link(1, 20), "prev": link(2, 20)})
-    );
-    let all = get("&per_page=50").await;
-    assert_eq!(all["droplets"].as_array().unwrap().len(), 45);
-    assert_eq!(all["links"], json!({}), "one page: no page links");
-    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }

@@ -52,6 +52,14 @@ struct Operation {
     responses: Vec<(String, Option<Value>)>,
 }
 
+impl Operation {
+    /// What its compiled schemas are cached under: the method and path,
+    /// since an operationId may name two (RunPod's `UpdatePod`).
+    fn key(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+}
+
 struct Param {
     name: String,
     location: String,
@@ -295,7 +303,7 @@ impl Document {
             {
                 Some(p) => out.extend(
                     self.errors(
-                        &format!("{} path {name}", op.id),
+                        &format!("{} path {name}", op.key()),
                         &p.schema,
                         &typed(raw, &p.schema),
                     )
@@ -352,7 +360,7 @@ impl Document {
                 typed(&values[0], &p.schema)
             };
             out.extend(
-                self.errors(&format!("{} query {name}", op.id), &p.schema, &value)
+                self.errors(&format!("{} query {name}", op.key()), &p.schema, &value)
                     .into_iter()
                     .map(|e| format!("query parameter {name}={:?}: {e}", values.join(","))),
             );
@@ -392,7 +400,7 @@ impl Document {
                     }
                 }
                 out.extend(
-                    self.errors(&format!("{} body", op.id), s, body)
+                    self.errors(&format!("{} body", op.key()), s, body)
                         .into_iter()
                         .map(|e| format!("request body {e}")),
                 );
@@ -450,7 +458,7 @@ impl Document {
                 )]
             }
         };
-        self.errors(&format!("{} {code}", op.id), schema, &value)
+        self.errors(&format!("{} {code}", op.key()), schema, &value)
             .into_iter()
             .map(|e| format!("answer {status} {e}"))
             .collect()
@@ -624,17 +632,20 @@ fn every_provider_document_loads_and_compiles() {
         assert!(!doc.ops.is_empty(), "{} has no operations", doc.file);
         for op in &doc.ops {
             for p in &op.params {
-                doc.validator(&format!("{} {} {}", op.id, p.location, p.name), &p.schema);
+                doc.validator(
+                    &format!("{} {} {}", op.key(), p.location, p.name),
+                    &p.schema,
+                );
             }
             if let Some(Body {
                 schema: Some(s), ..
             }) = &op.body
             {
-                doc.validator(&format!("{} body", op.id), s);
+                doc.validator(&format!("{} body", op.key()), s);
             }
             for (status, s) in &op.responses {
                 if let Some(s) = s {
-                    doc.validator(&format!("{} {status}", op.id), s);
+                    doc.validator(&format!("{} {status}", op.key()), s);
                 }
             }
         }

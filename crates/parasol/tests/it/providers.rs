@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use parasol::api::RentalType;
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
 use parasol::providers::clouds::{Marker, Secret};
@@ -690,6 +691,44 @@ async fn hyperstack_flavors_with_stock_and_the_pricebook_map_to_shadeform_offers
     for r in fake.requests() {
         assert_eq!(r.header("api_key"), Some(hs::KEY));
     }
+}
+
+/// Hyperstack's listing is paged (`page`, `pageSize`) with no documented
+/// default size: a restarted adapter must read every page to find its
+/// machines, and the sweep to see its orphans.
+#[tokio::test]
+async fn hyperstack_machine_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Hyperstack::default()).await;
+    let adapter = HsAdapter::new(
+        HyperstackConfig {
+            api_key: Secret::new(hs::KEY),
+            url: format!("{}/v1", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..230).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked.len(), 230, "every page");
+    assert_eq!(marked, want);
+    assert!(!matches!(
+        adapter.describe(ids[229]).await.unwrap(),
+        parasol::providers::MachineState::Gone
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /v1/core/virtual-machines")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+    assert!(pages.iter().all(|q| q.contains("pageSize=")), "{pages:?}");
 }
 
 #[tokio::test]

@@ -43,7 +43,47 @@ pub struct Hyperstack {
     pub out_of_stock: Vec<String>,
 }
 
+/// Machines per page when the request names no `pageSize`. Hyperstack's
+/// document gives `page` and `pageSize` but no default; the fake picks a
+/// small one so that a client reading only the first page misses machines.
+pub const DEFAULT_PAGE_SIZE: usize = 10;
+
+fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
+    req.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
 impl Hyperstack {
+    /// `GET /core/virtual-machines`: one page (`page` counts from 1), with
+    /// `count` the number of machines on every page together.
+    fn list_machines(&self, req: &Recorded) -> Reply {
+        let number = |key: &str, default: usize| match query(req, key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| fail(400, &format!("{key} must be a positive integer"))),
+        };
+        let (page, size) = match (number("page", 1), number("pageSize", DEFAULT_PAGE_SIZE)) {
+            (Ok(p), Ok(s)) => (p, s),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        let all: Vec<Value> = self
+            .machines
+            .iter()
+            .filter_map(|m| self.render(m))
+            .collect();
+        let count = all.len();
+        let vms: Vec<Value> = all.into_iter().skip((page - 1) * size).take(size).collect();
+        Reply::json(
+            200,
+            json!({"status": true, "message": "Success", "instances": vms,
+                   "count": count, "page": page, "page_size": size}),
+        )
+    }
+
     /// Puts a machine at the fake as if launched outside this server.
     pub fn plant(&mut self, name: &str) -> i64 {
         let id = 1000 + self.machines.len() as i64;
@@ -231,17 +271,7 @@ impl Cloud for Hyperstack {
                     json!({"status": true, "message": "Keypair imported", "keypair": {"id": self.keypairs.len(), "name": n, "environment": {"name": e}}}),
                 )
             }
-            ("GET", "/core/virtual-machines") => {
-                let vms: Vec<Value> = self
-                    .machines
-                    .iter()
-                    .filter_map(|m| self.render(m))
-                    .collect();
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Success", "instances": vms}),
-                )
-            }
+            ("GET", "/core/virtual-machines") => self.list_machines(req),
             ("POST", "/core/virtual-machines") => {
                 let b = &req.body;
                 let (Some(name), Some(env), Some(flavor), Some(key), Some(_img)) = (

@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use parasol::api::RentalType;
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
-use parasol::providers::clouds::Secret;
+use parasol::providers::clouds::{Marker, Secret};
 use parasol::providers::{LaunchRequest, Provider, ProviderError};
 
 use crate::fakes::digitalocean::{self as dof, DigitalOcean};
@@ -700,6 +701,44 @@ async fn hyperstack_flavors_with_stock_and_the_pricebook_map_to_shadeform_offers
     }
 }
 
+/// Hyperstack's listing is paged (`page`, `pageSize`) with no documented
+/// default size: a restarted adapter must read every page to find its
+/// machines, and the sweep to see its orphans.
+#[tokio::test]
+async fn hyperstack_machine_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Hyperstack::default()).await;
+    let adapter = HsAdapter::new(
+        HyperstackConfig {
+            api_key: Secret::new(hs::KEY),
+            url: format!("{}/v1", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..230).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked.len(), 230, "every page");
+    assert_eq!(marked, want);
+    assert!(!matches!(
+        adapter.describe(ids[229]).await.unwrap(),
+        parasol::providers::MachineState::Gone
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /v1/core/virtual-machines")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+    assert!(pages.iter().all(|q| q.contains("pageSize=")), "{pages:?}");
+}
+
 #[tokio::test]
 async fn a_hyperstack_machine_deleted_while_still_creating_is_deleted_once_hyperstack_allows() {
     let fake = FakeServer::start(Hyperstack {
@@ -775,7 +814,9 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
     assert_eq!(vm.len(), 1);
     assert_eq!(
         vm[0].body,
-        json!({"name": format!("parasol-{}-{id}", deployment_id(&s, &c).await), "environment_name": "parasol-canada-1",
+        // The marker's short form: Hyperstack's names hold 50 characters.
+        json!({"name": Marker::new(&deployment_id(&s, &c).await).short_name(id.parse().unwrap()),
+               "environment_name": "parasol-canada-1",
                "image_name": "Ubuntu Server 22.04 LTS R535 CUDA 12.2",
                "flavor_name": "n3-RTX-A6000x1", "key_name": key_name(), "count": 1,
                "assign_floating_ip": true})
@@ -1102,8 +1143,10 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     let small = find(&all, "A100x8");
     assert_eq!(small["hourly_price"], 640);
     assert_eq!(small["configuration"]["vram_per_gpu_in_gb"], 40);
-    let search = &fake.requests_to("GET /api/v0/bundles/")[0];
-    assert!(search.query.starts_with("q="), "{}", search.query);
+    // The query is the body of a POST, as Vast's document has it.
+    let search = &fake.requests_to("POST /api/v0/bundles/")[0];
+    assert_eq!(search.body["verified"], json!({"eq": true}));
+    assert_eq!(search.body["type"], "ondemand");
 
     // Per region, the spot price is the cheapest offer's minimum bid.
     let offers = vast_adapter(&fake).offers().await.unwrap();
@@ -1220,6 +1263,39 @@ async fn a_vast_launch_of_the_80_gb_a100_rents_an_80_gb_machine() {
         .map(|r| r.line())
         .collect();
     assert_eq!(puts, ["PUT /api/v0/asks/5008/"], "not the 40 GB ask 5009");
+}
+
+/// Vast's instance list (API v1, `showInstances`) holds 25 instances a
+/// page: the adapter follows `next_token` until the last page, so a
+/// machine past the first page is still found.
+#[tokio::test]
+async fn vast_instance_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked, want, "both pages");
+    assert!(matches!(
+        adapter.describe(ids[29]).await.unwrap(),
+        parasol::providers::MachineState::Running { .. }
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /api/v1/instances/")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        pages.iter().any(|q| q.contains("after_token=after-")),
+        "{pages:?}"
+    );
 }
 
 // ---------------------------------------------------------- DigitalOcean
@@ -1541,6 +1617,12 @@ async fn the_digitalocean_fake_lists_gpu_droplets_only_when_asked() {
     assert_eq!(status, 400, "{v}");
     let (status, _) = list("type=everything").await;
     assert_eq!(status, 400);
+    // That request breaks the document on purpose; the fake said so.
+    let broke = fake.take_violations();
+    assert!(
+        broke.len() == 1 && broke[0].contains("type=everything"),
+        "{broke:?}"
+    );
 
     let (_, v) = list("type=gpus&per_page=1").await;
     assert_eq!(ids(&v), [gpu]);

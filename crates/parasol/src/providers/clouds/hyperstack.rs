@@ -12,7 +12,7 @@
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
 //! `parasol-<deployment id>-<instance id>` and found as every cloud finds
-//! its machines (`find.rs`), in `GET /core/virtual-machines`; a
+//! its machines (`find.rs`), in `GET /core/virtual-machines` (every page); a
 //! launch first looks for that name, so a retried launch adopts the machine
 //! an earlier attempt made.
 //!
@@ -161,7 +161,14 @@ struct Named {
 struct VmList {
     #[serde(default)]
     instances: Vec<Vm>,
+    /// Machines on all pages together.
+    #[serde(default)]
+    count: Option<i64>,
 }
+
+/// Machines asked for per page of `GET /core/virtual-machines`.
+const PAGE_SIZE_N: usize = 100;
+const PAGE_SIZE: &str = "100";
 
 #[derive(Deserialize)]
 struct VmOne {
@@ -387,11 +394,32 @@ fn state(v: &Vm) -> MachineState {
 impl Machines for Hyperstack {
     type Machine = Vm;
 
+    /// `Create_VMs`'s `name` holds 50 characters.
+    const NAME_LIMIT: usize = 50;
+
+    /// Every page of the listing: the document gives `page` and `pageSize`
+    /// but no default size, so the size is always sent and pages are read
+    /// until one comes back short (or `count` says there are no more). A
+    /// first page alone would hide the machines beyond it after a restart.
     async fn list_machines(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
-            .await?
-            .instances)
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let list: VmList = self
+                .json_query(
+                    Method::GET,
+                    "/core/virtual-machines",
+                    &[("page", page.as_str()), ("pageSize", PAGE_SIZE)],
+                    None,
+                )
+                .await?;
+            let short = list.instances.len() < PAGE_SIZE_N;
+            all.extend(list.instances);
+            if short || list.count.is_some_and(|c| all.len() as i64 >= c) {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     async fn get_machine(&self, vm_id: &str) -> Result<Option<Vm>, ProviderError> {

@@ -3,11 +3,13 @@
 //!
 //! Every request carries `Authorization: Bearer <api key>`. Endpoints used
 //! (relative to the configured base URL, by default
-//! `https://console.vast.ai/api/v0`): `GET /bundles/?q=<json>` (offer
-//! search), `PUT /asks/{offer id}/` (accept an offer: creates an instance),
-//! `GET /instances/`, `DELETE /instances/{id}/`, `PUT
-//! /instances/reboot/{id}/`, `GET|POST /ssh/` (account keys, which Vast
-//! installs on new instances).
+//! `https://console.vast.ai/api/v0`), as Vast's OpenAPI document gives
+//! them: `POST /bundles/` (offer search, the query as the JSON body),
+//! `PUT /asks/{offer id}/` (accept an offer: creates an instance),
+//! `DELETE /instances/{id}/`, `PUT /instances/reboot/{id}/`, `GET|POST
+//! /ssh/` (account keys, which Vast installs on new instances); and from
+//! API v1 beside it, `GET /api/v1/instances/` (the instance list, 25 a
+//! page, followed by `next_token`).
 //!
 //! Offers are grouped onto Shadeform types by GPU model and count; a type's
 //! price is that of the cheapest verified, rentable offer, per region. VRAM
@@ -142,10 +144,20 @@ struct VOffer {
     verified: Option<bool>,
 }
 
+/// A page of `GET /api/v1/instances/`.
 #[derive(Deserialize)]
 struct Instances {
     instances: Vec<VInstance>,
+    /// The `after_token` of the next page; none after the last.
+    #[serde(default)]
+    next_token: Option<String>,
 }
+
+/// The most instances API v1 lists a page (its `limit`'s maximum).
+const PAGE: &str = "25";
+/// The instance list, in API v1: a path from the host's root, beside the
+/// configured v0 base.
+const V1_INSTANCES: &str = "/api/v1/instances/";
 
 #[derive(Deserialize, Clone)]
 pub(crate) struct VInstance {
@@ -190,7 +202,8 @@ enum Keys {
 
 #[derive(Deserialize)]
 struct VKey {
-    #[serde(alias = "ssh_key")]
+    /// `key` in Vast's document (`getSshKeysUser`).
+    #[serde(alias = "ssh_key", alias = "key")]
     public_key: String,
 }
 
@@ -277,15 +290,15 @@ impl Vastai {
             "verified": {"eq": true},
             "rentable": {"eq": true},
             "rented": {"eq": false},
-            "type": "on-demand",
-            "order": [["dph_total", "asc"]],
+            "type": "ondemand",
+            // `searchOffers` takes exactly two order terms: price, then id
+            // so equal prices list the same way every time.
+            "order": [["dph_total", "asc"], ["id", "asc"]],
         });
         if let (Some(q), Some(f)) = (q.as_object_mut(), filter.as_object()) {
             q.extend(f.clone());
         }
-        let o: Offers = self
-            .json_query(Method::GET, "/bundles/", &[("q", q.to_string())], None)
-            .await?;
+        let o: Offers = self.json(Method::POST, "/bundles/", Some(&q)).await?;
         let mut offers: Vec<VOffer> = o
             .offers
             .into_iter()
@@ -382,11 +395,7 @@ impl Vastai {
             .take(ACCEPT_ATTEMPTS)
             .collect();
         let spot = req.rental_type == RentalType::Spot;
-        let env: serde_json::Map<String, Value> = req
-            .envs
-            .iter()
-            .map(|e| (e.name.clone(), Value::String(e.value.clone())))
-            .collect();
+        let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
         let mut last = format!(
             "no verified offer of {count}x {gpu} in {} is left",
             req.region
@@ -397,8 +406,9 @@ impl Vastai {
                 "image": IMAGE,
                 "disk": DISK_GB,
                 "label": label,
-                // The CLI's `--ssh --direct`: a direct SSH port beside the proxy.
-                "runtype": "ssh_direc ssh_proxy",
+                // SSH straight to the host's mapped port 22, which is what
+                // `state` reads (`createInstance`'s runtype `ssh_direct`).
+                "runtype": "ssh_direct",
                 "env": env,
             });
             if spot {
@@ -439,6 +449,24 @@ impl Vastai {
         self.keys.lock().expect("poisoned").insert(key);
         Ok(())
     }
+}
+
+/// Environment variables as `createInstance`'s `env` string: docker run
+/// options, `-e NAME=value` each, a value single-quoted where the shell
+/// would split or expand it.
+fn docker_env<'a>(vars: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    vars.map(|(k, v)| {
+        let plain = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:@+=,".contains(&b));
+        if plain {
+            format!("-e {k}={v}")
+        } else {
+            format!("-e {k}='{}'", v.replace('\'', "'\\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 fn detail(f: &Failure) -> (String, String) {
@@ -490,11 +518,25 @@ fn state(i: &VInstance) -> MachineState {
 impl Machines for Vastai {
     type Machine = VInstance;
 
+    /// API v1's list, page by page (`showInstances`; v0 has no list).
     async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
-        Ok(self
-            .json::<Instances>(Method::GET, "/instances/", None)
-            .await?
-            .instances)
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            if let Some(t) = after.take() {
+                query.push(("after_token", t));
+            }
+            let page: Instances = self
+                .json_query(Method::GET, V1_INSTANCES, &query, None)
+                .await?;
+            let done = page.instances.is_empty();
+            all.extend(page.instances);
+            match page.next_token {
+                Some(t) if !t.is_empty() && !done => after = Some(t),
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// From the listing: Vast drops a destroyed instance from it at once.
@@ -526,8 +568,16 @@ impl RestApi for Vastai {
     }
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        // A path of another API version (`/api/v1/...`) starts at the
+        // host's root, which the configured `.../api/v0` base lies under.
+        let base = self.cfg.url.trim_end_matches('/');
+        let base = if path.starts_with("/api/") {
+            base.strip_suffix("/api/v0").unwrap_or(base)
+        } else {
+            base
+        };
         self.http
-            .request(method, &self.cfg.url, path)
+            .request(method, base, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 
@@ -566,12 +616,9 @@ impl Provider for Vastai {
                 "Vast.ai has no instance for this instance".into(),
             ));
         };
+        // `rebootInstance` takes no body.
         let _: Value = self
-            .json(
-                Method::PUT,
-                &format!("/instances/reboot/{}/", i.id),
-                Some(&json!({})),
-            )
+            .json(Method::PUT, &format!("/instances/reboot/{}/", i.id), None)
             .await?;
         Ok(())
     }
@@ -607,6 +654,21 @@ impl Provider for Vastai {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_become_docker_options_quoted_where_needed() {
+        let vars = [
+            ("PUBLIC_KEY", "ssh-ed25519 AAAA me@host"),
+            ("MODE", "fast"),
+            ("QUOTE", "it's"),
+            ("EMPTY", ""),
+        ];
+        assert_eq!(
+            docker_env(vars.iter().copied()),
+            "-e PUBLIC_KEY='ssh-ed25519 AAAA me@host' -e MODE=fast -e QUOTE='it'\\''s' -e EMPTY=''"
+        );
+        assert_eq!(docker_env(std::iter::empty()), "");
+    }
 
     #[test]
     fn geolocations_group_into_documented_regions() {

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The token the fake accepts.
@@ -96,7 +97,22 @@ impl DigitalOcean {
             "vcpus": 20,
             "disk": 720,
             "size_slug": d.size,
-            "region": {"slug": d.region, "name": region_name(&d.region)},
+            // What the document requires of every droplet, as a droplet
+            // fresh from a base image has it.
+            "locked": false,
+            "features": [],
+            "backup_ids": [],
+            "next_backup_window": null,
+            "snapshot_ids": [],
+            "volume_ids": [],
+            "image": {"id": 1, "type": "base", "public": true, "status": "available"},
+            "size": {
+                "slug": d.size, "memory": 245760, "vcpus": 20, "disk": 720, "transfer": 15.0,
+                "price_monthly": 2522.16, "price_hourly": 3.39, "regions": [d.region],
+                "available": true, "description": ""
+            },
+            "region": {"slug": d.region, "name": region_name(&d.region), "features": [],
+                       "available": true, "sizes": []},
             "networks": {"v4": v4, "v6": []},
             "tags": d.tags,
             "created_at": "2026-01-01T00:00:00Z",
@@ -111,6 +127,8 @@ pub struct Size {
     pub memory: i64,
     pub vcpus: i64,
     pub disk: i64,
+    /// TB of outbound transfer included.
+    pub transfer: f64,
     pub price_hourly: f64,
     pub regions: &'static [&'static str],
     pub available: bool,
@@ -130,6 +148,7 @@ pub const SIZES: &[Size] = &[
         memory: 4096,
         vcpus: 2,
         disk: 80,
+        transfer: 4.0,
         price_hourly: 0.03571,
         regions: &["nyc2", "tor1", "ams3"],
         available: true,
@@ -141,6 +160,7 @@ pub const SIZES: &[Size] = &[
         memory: 245760,
         vcpus: 20,
         disk: 720,
+        transfer: 15.0,
         price_hourly: 3.39,
         regions: &["nyc2", "tor1"],
         available: true,
@@ -152,6 +172,7 @@ pub const SIZES: &[Size] = &[
         memory: 1966080,
         vcpus: 160,
         disk: 2046,
+        transfer: 60.0,
         price_hourly: 23.92,
         regions: &["nyc2"],
         available: false,
@@ -163,6 +184,7 @@ pub const SIZES: &[Size] = &[
         memory: 65536,
         vcpus: 8,
         disk: 500,
+        transfer: 10.0,
         price_hourly: 1.57,
         regions: &["tor1"],
         available: true,
@@ -174,6 +196,7 @@ pub const SIZES: &[Size] = &[
         memory: 32768,
         vcpus: 8,
         disk: 500,
+        transfer: 10.0,
         price_hourly: 0.76,
         regions: &["tor1", "atl1"],
         available: true,
@@ -185,6 +208,7 @@ pub const SIZES: &[Size] = &[
         memory: 65536,
         vcpus: 8,
         disk: 500,
+        transfer: 10.0,
         price_hourly: 1.89,
         regions: &["tor1"],
         available: true,
@@ -196,6 +220,7 @@ pub const SIZES: &[Size] = &[
         memory: 245760,
         vcpus: 20,
         disk: 720,
+        transfer: 15.0,
         price_hourly: 1.99,
         regions: &["atl1"],
         available: true,
@@ -207,6 +232,7 @@ pub const SIZES: &[Size] = &[
         memory: 1966080,
         vcpus: 160,
         disk: 2046,
+        transfer: 60.0,
         price_hourly: 15.92,
         regions: &["atl1"],
         available: true,
@@ -219,7 +245,7 @@ impl Size {
     fn render(&self) -> Value {
         let mut v = json!({
             "slug": self.slug, "memory": self.memory, "vcpus": self.vcpus, "disk": self.disk,
-            "transfer": 15.0, "price_hourly": self.price_hourly,
+            "transfer": self.transfer, "price_hourly": self.price_hourly,
             "price_monthly": (self.price_hourly * 730.0 * 100.0).round() / 100.0,
             "regions": self.regions, "available": self.available,
             "description": self.description,
@@ -374,6 +400,10 @@ impl Cloud for DigitalOcean {
                 .to_string(),
             ),
         ]
+    }
+
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::digitalocean()]
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {

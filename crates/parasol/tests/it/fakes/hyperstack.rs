@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -42,6 +43,17 @@ pub struct Hyperstack {
     pub out_of_stock: Vec<String>,
 }
 
+/// Machines per page when the request names no `pageSize`. Hyperstack's
+/// document gives `page` and `pageSize` but no default; the fake picks a
+/// small one so that a client reading only the first page misses machines.
+pub const DEFAULT_PAGE_SIZE: usize = 10;
+
+fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
+    req.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
 impl Hyperstack {
     /// `GET /v1/core/flavors`: flavors per GPU and region, with stock.
     pub fn flavors(&self) -> Value {
@@ -60,6 +72,35 @@ impl Hyperstack {
                 flavor("n1-cpu-small", "CANADA-1", "", 0, 4, 4.0, true),
             ]}
         ]})
+    }
+
+    /// `GET /core/virtual-machines`: one page (`page` counts from 1), with
+    /// `count` the number of machines on every page together.
+    fn list_machines(&self, req: &Recorded) -> Reply {
+        let number = |key: &str, default: usize| match query(req, key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| fail(400, &format!("{key} must be a positive integer"))),
+        };
+        let (page, size) = match (number("page", 1), number("pageSize", DEFAULT_PAGE_SIZE)) {
+            (Ok(p), Ok(s)) => (p, s),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        let all: Vec<Value> = self
+            .machines
+            .iter()
+            .filter_map(|m| self.render(m))
+            .collect();
+        let count = all.len();
+        let vms: Vec<Value> = all.into_iter().skip((page - 1) * size).take(size).collect();
+        Reply::json(
+            200,
+            json!({"status": true, "message": "Success", "instances": vms,
+                   "count": count, "page": page, "page_size": size}),
+        )
     }
 
     /// Puts a machine at the fake as if launched outside this server.
@@ -101,20 +142,25 @@ impl Hyperstack {
         let status = self.status(m)?;
         let fip = (status == "ACTIVE" && m.launched.elapsed() >= self.timing.ip_after)
             .then(|| ip(m.id as usize));
-        Some(json!({
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
             "status": status,
             "power_state": if status == "ACTIVE" { "RUNNING" } else { "NOSTATE" },
             "vm_state": status.to_ascii_lowercase(),
             "fixed_ip": "10.0.0.5",
-            "floating_ip": fip,
             "floating_ip_status": if fip.is_some() { "ATTACHED" } else { "NOT_ATTACHED" },
             "environment": {"name": m.environment, "region": "CANADA-1"},
             "flavor": {"name": m.flavor},
             "keypair": {"name": m.key_name},
-            "created_at": "2026-11-27T10:00:00",
-        }))
+            "created_at": "2026-11-27T10:00:00Z",
+        });
+        // The document types `floating_ip` as a string: none yet is no
+        // field, not a null.
+        if let Some(ip) = fip {
+            v["floating_ip"] = json!(ip);
+        }
+        Some(v)
     }
 }
 
@@ -126,7 +172,6 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
     json!({
         "id": 90 + n,
         "name": name,
-        "display_name": null,
         "region_name": region,
         "cpu": cpu,
         "ram": ram,
@@ -135,7 +180,7 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
         "gpu": gpu,
         "gpu_count": n,
         "stock_available": stock,
-        "created_at": "2026-05-06T16:04:09",
+        "created_at": "2026-05-06T16:04:09Z",
         "labels": [],
         "features": {}
     })
@@ -144,8 +189,8 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
 /// `GET /v1/pricebook`: price per GPU per hour.
 pub fn pricebook() -> Value {
     json!([
-        {"id": 1, "name": "RTX-A6000", "value": "0.50", "original_value": "0.50", "discount_applied": false, "start_time": null, "end_time": null},
-        {"id": 2, "name": "H100-80G-PCIe", "value": "1.90", "original_value": "1.90", "discount_applied": false, "start_time": null, "end_time": null}
+        {"id": 1, "name": "RTX-A6000", "value": 0.50, "original_value": 0.50, "discount_applied": false},
+        {"id": 2, "name": "H100-80G-PCIe", "value": 1.90, "original_value": 1.90, "discount_applied": false}
     ])
 }
 
@@ -156,6 +201,10 @@ impl Cloud for Hyperstack {
 
     fn server_error(&self) -> Value {
         json!({"status": false, "message": "Internal server error"})
+    }
+
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::hyperstack()]
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {
@@ -173,7 +222,7 @@ impl Cloud for Hyperstack {
                     .environments
                     .iter()
                     .enumerate()
-                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00"}))
+                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00Z"}))
                     .collect();
                 Reply::json(
                     200,
@@ -224,17 +273,7 @@ impl Cloud for Hyperstack {
                     json!({"status": true, "message": "Keypair imported", "keypair": {"id": self.keypairs.len(), "name": n, "environment": {"name": e}}}),
                 )
             }
-            ("GET", "/core/virtual-machines") => {
-                let vms: Vec<Value> = self
-                    .machines
-                    .iter()
-                    .filter_map(|m| self.render(m))
-                    .collect();
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Success", "instances": vms}),
-                )
-            }
+            ("GET", "/core/virtual-machines") => self.list_machines(req),
             ("POST", "/core/virtual-machines") => {
                 let b = &req.body;
                 let (Some(name), Some(env), Some(flavor), Some(key), Some(_img)) = (

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -74,19 +75,28 @@ impl Lambda {
 
     fn render(&self, m: &Machine) -> Option<Value> {
         let status = self.status(m)?;
-        let ip =
-            (status != "booting" && m.launched.elapsed() >= self.timing.ip_after).then(|| ip(m.n));
-        Some(json!({
+        let up = status != "booting" && m.launched.elapsed() >= self.timing.ip_after;
+        let can = |yes: bool| json!({ "available": yes });
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
-            "ip": ip,
             "status": status,
             "ssh_key_names": m.ssh_key_names,
             "file_system_names": [],
             "region": {"name": m.region, "description": region_description(&m.region)},
-            "instance_type": {"name": m.instance_type, "description": "", "price_cents_per_hour": 80},
+            "instance_type": instance_types()["data"][&m.instance_type]["instance_type"],
             "hostname": format!("{}.cloud.lambdalabs.com", m.id),
-        }))
+            "actions": {
+                "migrate": can(false), "rebuild": can(false), "cold_reboot": can(false),
+                "restart": can(status == "active"), "terminate": can(status != "terminating"),
+            },
+        });
+        // The document types `ip` as a string: a machine without one yet
+        // has no `ip` field, not a null.
+        if up {
+            v["ip"] = json!(ip(m.n));
+        }
+        Some(v)
     }
 }
 
@@ -112,7 +122,7 @@ fn not_found() -> Reply {
 
 /// `GET /api/v1/instance-types`: Lambda's published types (its price list's
 /// numbers and its document's examples), with the regions that have
-/// capacity now.
+/// capacity now; instances show their type's entry.
 pub fn instance_types() -> Value {
     json!({"data": {
         "gpu_1x_a6000": {
@@ -185,6 +195,10 @@ impl Cloud for Lambda {
         json!({"error": {"code": "global/unknown", "message": "An unknown error occurred"}})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::lambda()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         let auth = req.header("authorization").unwrap_or("");
         let basic = format!(
@@ -195,10 +209,14 @@ impl Cloud for Lambda {
             )
         );
         if auth != format!("Bearer {KEY}") && auth != basic {
-            return err(
+            // Lambda's document requires a suggestion with this error.
+            return Reply::json(
                 401,
-                "global/invalid-api-key",
-                "API key was invalid, expired, or deleted.",
+                json!({"error": {
+                    "code": "global/invalid-api-key",
+                    "message": "API key was invalid, expired, or deleted.",
+                    "suggestion": "Check your API key or create a new one, then try again."
+                }}),
             );
         }
         let Some(path) = req.path.strip_prefix("/api/v1") else {

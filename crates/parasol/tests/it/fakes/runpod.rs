@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -197,16 +198,6 @@ pub fn secure_stock(gpu: &str, dc: &str) -> bool {
         .any(|(g, d, s, _)| *g == gpu && *d == dc && s.is_some_and(|s| s != "NONE"))
 }
 
-fn problem(status: u16, title: &str, detail: &str) -> Reply {
-    Reply {
-        content_type: "application/problem+json",
-        ..Reply::json(
-            status,
-            json!({"title": title, "status": status, "detail": detail}),
-        )
-    }
-}
-
 impl Runpod {
     /// Puts a running pod at the fake as if launched outside this server.
     pub fn plant(&mut self, name: &str) -> String {
@@ -303,12 +294,19 @@ impl Runpod {
                         .ok()
                 })
                 .unwrap_or(1);
+            // `gpuTypes(input: {id: "..."})` asks for one type, as the
+            // official client's `get_gpu` does.
+            let only = query
+                .split_once("input: {id: \"")
+                .and_then(|(_, rest)| rest.split('"').next());
             let types: Vec<Value> = TYPES
                 .iter()
+                .filter(|t| only.is_none_or(|o| o == t.id))
                 .map(|t| {
                     json!({
                         "id": t.id, "displayName": t.display_name, "memoryInGb": t.memory_in_gb,
-                        "maxGpuCount": t.max_gpu_count,
+                        "maxGpuCount": t.max_gpu_count, "manufacturer": t.manufacturer,
+                        "secureCloud": true, "communityCloud": true,
                         "lowestPrice": {
                             "uninterruptablePrice": t.price, "minimumBidPrice": t.bid,
                             "minVcpu": t.vcpus * n, "minMemory": t.ram * n, "stockStatus": "High"
@@ -397,6 +395,19 @@ impl Runpod {
     }
 }
 
+/// An error of RunPod's REST API v2, as its document gives them: an RFC
+/// 9457 problem (`ErrorResponse`). (API v1's document gives no error body;
+/// [`err`] answers as that API does.)
+fn problem(status: u16, title: &str, detail: &str) -> Reply {
+    Reply {
+        content_type: "application/problem+json",
+        ..Reply::json(
+            status,
+            json!({"title": title, "status": status, "detail": detail}),
+        )
+    }
+}
+
 fn err(status: u16, message: &str) -> Reply {
     Reply::json(status, json!({"error": message, "status": status}))
 }
@@ -410,8 +421,23 @@ impl Cloud for Runpod {
         json!({"error": "internal server error", "status": 500})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::runpod_v1(), docs::runpod_v2()]
+    }
+
+    /// RunPod publishes no document for its GraphQL API; the official
+    /// `runpod` client drives this fake's catalog instead
+    /// (`providers::runpod_graphql_answers_the_official_client`).
+    fn undocumented(&self, path: &str) -> bool {
+        path == "/graphql"
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
+        let v2 = req.path.starts_with("/v2/");
         if req.header("authorization") != Some(&*format!("Bearer {KEY}")) {
+            if v2 {
+                return problem(401, "Unauthorized", "invalid api key");
+            }
             return err(401, "Unauthorized: invalid api key");
         }
         if req.path == "/graphql" {
@@ -419,6 +445,9 @@ impl Cloud for Runpod {
         }
         if req.method == "GET" && req.path == "/v2/catalog/gpus" {
             return self.catalog_gpus(req);
+        }
+        if v2 {
+            return problem(404, "Not Found", "resource not found");
         }
         let Some(path) = req.path.strip_prefix("/v1") else {
             return err(404, "not found");
@@ -494,7 +523,8 @@ impl Cloud for Runpod {
                         if self.pods[i].terminated.is_none() {
                             self.pods[i].terminated = Some(Instant::now());
                         }
-                        Reply::text(200, "")
+                        // The document's answer to a delete: 204, no body.
+                        Reply::text(204, "")
                     }
                     ("POST", ["restart"]) if self.pods[i].terminated.is_none() => {
                         self.pods[i].restarts += 1;

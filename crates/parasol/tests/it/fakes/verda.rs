@@ -136,7 +136,12 @@ pub fn instance_types() -> Value {
             "storage": {"description": "dynamic"},
             "model": "RTX A6000",
             "name": "RTX A6000 48GB",
-            "currency": "usd"
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "",
+            "manufacturer": "NVIDIA",
+            "display_name": "RTX A6000",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
         },
         {
             "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
@@ -151,12 +156,18 @@ pub fn instance_types() -> Value {
             "storage": {"description": "dynamic"},
             "model": "H100",
             "name": "H100 SXM5 80GB",
-            "currency": "usd"
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "900 GB/s",
+            "manufacturer": "NVIDIA",
+            "display_name": "H100 SXM5",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
         },
         {
             "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
             "instance_type": "CPU.4V.16G",
             "price_per_hour": "0.03",
+            "spot_price": "0.01",
             "description": "CPU Node",
             "cpu": {"description": "4 CPU", "number_of_cores": 4},
             "gpu": {"description": "", "number_of_gpus": 0},
@@ -165,7 +176,12 @@ pub fn instance_types() -> Value {
             "storage": {"description": "dynamic"},
             "model": "CPU Node",
             "name": "CPU Node",
-            "currency": "usd"
+            "currency": "usd",
+            "best_for": ["Running services"],
+            "p2p": "",
+            "manufacturer": "AMD",
+            "display_name": "CPU Node",
+            "supported_os": ["ubuntu-22.04"]
         }
     ])
 }

@@ -6,10 +6,7 @@ use parasol_hostinfo::{
     HostSpec,
 };
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/hosts"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hosts");
 
 /// The captured output of one host, read at run time so a missing fixture
 /// fails with its path rather than breaking the build.

@@ -632,6 +632,7 @@ impl Reconciler {
                 ip,
                 ssh_port,
                 ssh_user,
+                placement,
             }) => {
                 let now = self.clock.now();
                 rec.instance.status = Status::Active;
@@ -639,7 +640,7 @@ impl Reconciler {
                 rec.instance.ssh_port = ssh_port;
                 rec.instance.ssh_user = ssh_user;
                 rec.instance.active_at = Some(now);
-                rec.instance.status_details = None;
+                rec.instance.status_details = placement;
                 rec.internal.attempts = 0;
                 rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }

@@ -194,6 +194,10 @@ pub enum MachineState {
         ip: String,
         ssh_port: i64,
         ssh_user: String,
+        /// Where in the region the machine landed, where the provider
+        /// chooses that (AWS: "availability zone us-east-1b"); the
+        /// instance's `status_details` while it is active.
+        placement: Option<String>,
     },
     /// Broke; the reason is for the user.
     Failed { reason: String },

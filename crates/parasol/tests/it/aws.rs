@@ -156,6 +156,56 @@ async fn the_catalog_lists_p5_as_h100x8_with_the_shipped_price_and_spot_and_gp3(
     );
 }
 
+/// Defect 6: one offer per shape (the cheapest) left g6.2xlarge to
+/// g6.16xlarge, g5.24xlarge and both gr6 types unrentable.
+#[tokio::test]
+async fn every_priced_gpu_type_is_offered_under_its_own_stable_name() {
+    use parasol::providers::clouds::aws::catalog::US_PRICES;
+    let w = world().await;
+    let c = w.server.admin();
+    let all = types(&c).await;
+    let by_type = |aws: &str| -> Vec<&Value> {
+        all.iter()
+            .filter(|t| t["cloud_instance_type"] == aws)
+            .collect()
+    };
+    // moto lists every priced type but p5e (no on-demand price) in
+    // us-east-1, each exactly once.
+    for (aws, _) in US_PRICES {
+        assert_eq!(by_type(aws).len(), 1, "{aws} offered once");
+    }
+    let names: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|t| t["shade_instance_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), all.len(), "every name is unique: {names:?}");
+    for (aws, shade) in [
+        ("g6.xlarge", "L4"),
+        ("g6.2xlarge", "L4_g6.2xlarge"),
+        ("g6.16xlarge", "L4_g6.16xlarge"),
+        ("gr6.4xlarge", "L4_gr6.4xlarge"),
+        ("gr6.8xlarge", "L4_gr6.8xlarge"),
+        ("g6.12xlarge", "L4x4"),
+        ("g6.24xlarge", "L4x4_g6.24xlarge"),
+        ("g5.12xlarge", "A10Gx4"),
+        ("g5.24xlarge", "A10Gx4_g5.24xlarge"),
+    ] {
+        let t = by_type(aws)[0];
+        assert_eq!(t["shade_instance_type"], shade, "{aws}");
+    }
+    // Each one's own numbers, EC2's: gr6.4xlarge is 16 vCPUs and 128 GiB.
+    let gr6 = by_type("gr6.4xlarge")[0];
+    assert_eq!(gr6["configuration"]["vcpus"], 16);
+    assert_eq!(gr6["configuration"]["memory_in_gb"], 128);
+    assert_eq!(gr6["hourly_price"], 154);
+
+    // And it can be rented.
+    let id = create(&c, "L4_gr6.4xlarge", json!({})).await;
+    c.wait_status(&id, "active").await;
+    let m = one_machine(&w.moto, &id).await;
+    assert_eq!(m.text_at(&["instanceType"]), Some("gr6.4xlarge"));
+}
+
 #[tokio::test]
 async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
     let w = world().await;
@@ -179,6 +229,16 @@ async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
     assert_eq!(info["ssh_user"], "ubuntu");
     assert_eq!(m.text_at(&["instanceType"]), Some("g5.12xlarge"));
     assert_eq!(m.text_at(&["imageId"]), Some(moto::NEWEST_DLAMI));
+    // Defect 6: the zone the machine landed in is shown, and tagged.
+    let zone = m
+        .text_at(&["placement", "availabilityZone"])
+        .expect("moto placed the machine in a zone")
+        .to_string();
+    assert_eq!(
+        info["status_details"],
+        format!("availability zone {zone}").as_str()
+    );
+    assert_eq!(m.tag("parasol:zone"), Some(zone.as_str()));
     assert!(m.tag("parasol:deployment").is_some_and(|d| !d.is_empty()));
     let deployment = w
         .server

@@ -7,6 +7,12 @@
 //! The properties drive the [`Provider`] trait directly, as the reconciler
 //! does. The HTTP clouds run against their fakes (`fakes/`); adding a cloud
 //! is one [`FakeCloud`] impl and one line in the macro call at the bottom.
+//!
+//! A subject hands out fresh adapters too ([`Subject::fresh_provider`]):
+//! a new instance for the same deployment and the same provider, with
+//! nothing remembered, as after a restart. `a_cold_restart_finds_every_machine`
+//! drives every machine through one, since what a process remembers is
+//! gone exactly when a provider must still find its machines.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +30,8 @@ use parasol::providers::clouds::{Marker, Secret};
 use parasol::providers::hosts::{HostConfig, Hosts};
 use parasol::providers::sim::{Sim, SimConfig};
 use parasol::providers::{
-    sweep, LaunchRequest, LaunchVolume, MachineState, Provider, ProviderError, Providers,
-    VolumeRef, VolumeRequest, VolumeState,
+    sweep, Capacity, LaunchRequest, LaunchVolume, MachineState, Offer, Provider, ProviderError,
+    Providers, VolumeRef, VolumeRequest, VolumeState,
 };
 use uuid::Uuid;
 
@@ -51,6 +57,18 @@ const OTHER_DEPLOYMENT: &str = "0123456789";
 pub trait Subject: Send + Sync {
     /// The adapter, marking machines as [`DEPLOYMENT`]'s.
     fn provider(&self) -> Arc<dyn Provider>;
+    /// A new adapter for the same deployment and provider, remembering
+    /// nothing, as a restarted process makes.
+    fn fresh_provider(&self) -> Arc<dyn Provider>;
+    /// How many machines the provider can hold at once for [`Subject::request`].
+    fn room(&self) -> usize {
+        2
+    }
+    /// Whether [`Subject::plant`] can put a machine at the provider behind
+    /// Parasol's back (the sim and hosts have no such machines).
+    fn plants(&self) -> bool {
+        true
+    }
     /// A launch the provider accepts.
     fn request(&self, id: Uuid) -> LaunchRequest;
     /// Provider-side ids of the machines that exist and are not being torn
@@ -82,6 +100,32 @@ pub trait Subject: Send + Sync {
     fn boots_after_launch(&self) -> bool {
         true
     }
+    /// Every GPU type the cloud lists, in its own numbers (clouds only).
+    async fn listing(&self) -> Vec<Listed> {
+        unimplemented!("only for clouds")
+    }
+}
+
+/// One GPU type as a cloud lists it, in the cloud's own numbers (read from
+/// what its fake serves, or from moto): what the catalog properties hold
+/// the adapter's offers to.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// `cloud_instance_type` of the offer for it.
+    pub cloud_type: String,
+    /// Shadeform's `gpu_type` of its GPU; `None` for a GPU Shadeform has no
+    /// name for, which the adapter counts as unmapped and does not offer.
+    pub gpu: Option<&'static str>,
+    /// `gpu_manufacturer`: `nvidia` or `AMD`.
+    pub manufacturer: &'static str,
+    pub gpus: i64,
+    /// GB per GPU.
+    pub vram: i64,
+    pub vcpus: i64,
+    /// GB.
+    pub memory: i64,
+    /// Regions where the cloud reports stock for the type.
+    pub in_stock: Vec<String>,
 }
 
 /// A fake cloud the generic HTTP subject knows how to drive.
@@ -100,6 +144,8 @@ pub trait FakeCloud: Cloud + Default + Sized {
     fn sends_retry_after() -> bool {
         true
     }
+    /// Every GPU type the fake lists, in its own numbers.
+    fn listing(&self) -> Vec<Listed>;
 }
 
 /// Slow enough that every boot phase is seen by polling.
@@ -131,6 +177,10 @@ impl<C: FakeCloud> Http<C> {
 impl<C: FakeCloud + Send> Subject for Http<C> {
     fn provider(&self) -> Arc<dyn Provider> {
         self.provider.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        C::adapter(&self.fake.url, DEPLOYMENT)
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -187,6 +237,10 @@ impl<C: FakeCloud + Send> Subject for Http<C> {
     fn rate_limits_pending(&self) -> u32 {
         self.fake.faults(|f| f.rate_limit_next)
     }
+
+    async fn listing(&self) -> Vec<Listed> {
+        self.fake.with(|c| c.listing())
+    }
 }
 
 // ------------------------------------------------------------ properties
@@ -236,7 +290,8 @@ async fn wait_not_live(s: &dyn Subject, machine: &str) {
     }
 }
 
-/// A launch whose answer was lost, retried twice, rents one machine.
+/// A launch whose answer was lost, retried twice (the second time by a
+/// restarted process), rents one machine.
 pub async fn launch_twice_is_one_machine(s: impl Subject) {
     let p = s.provider();
     let req = s.request(Uuid::new_v4());
@@ -248,7 +303,11 @@ pub async fn launch_twice_is_one_machine(s: impl Subject) {
         );
     }
     let a = p.launch(&req).await.expect("the retry adopts the machine");
-    let b = p.launch(&req).await.expect("and so does the next");
+    let b = s
+        .fresh_provider()
+        .launch(&req)
+        .await
+        .expect("and so does a restarted process's");
     assert_eq!(a, b);
     let live = s.live().await;
     assert_eq!(live.len(), 1, "one machine: {live:?}");
@@ -292,6 +351,7 @@ pub async fn describe_follows_the_boot(s: impl Subject) {
         ip,
         ssh_port,
         ssh_user,
+        ..
     }) = seen.last()
     else {
         unreachable!()
@@ -369,13 +429,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
         .await;
     let legacy = s.plant(&format!("parasol-{}", Uuid::new_v4())).await;
     let unmarked = s.plant("my-own-box").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
-        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
-        max_connections: 2,
-    })
-    .await
-    .unwrap();
+    let (_dir, store) = empty_store().await;
     let mut providers = Providers::default();
     providers.add(p.clone(), &[s.request(Uuid::nil()).cloud]);
     assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
@@ -384,6 +438,64 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
     for kept in [&theirs, &legacy, &unmarked] {
         assert!(live.contains(kept), "{kept} was swept: {live:?}");
     }
+}
+
+/// A store of its own holding no instances, for the sweep.
+async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    (dir, store)
+}
+
+/// After a restart: new adapters, remembering nothing, describe, restart
+/// and terminate each machine an earlier adapter launched, and the sweep
+/// (through another new adapter) terminates an orphan under this
+/// deployment's marker.
+pub async fn a_cold_restart_finds_every_machine(s: impl Subject) {
+    let before = s.provider();
+    let ids: Vec<Uuid> = (0..s.room()).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        before.launch(&s.request(*id)).await.expect("launch");
+    }
+    let machines = s.live().await;
+    assert_eq!(machines.len(), ids.len(), "{machines:?}");
+    for id in &ids {
+        let cold = s.fresh_provider();
+        let first = cold.describe(*id).await.expect("describe");
+        assert_ne!(
+            first,
+            MachineState::Gone,
+            "a new adapter does not see the machine of {id}"
+        );
+        states_until(&*cold, *id, |s| matches!(s, MachineState::Running { .. })).await;
+    }
+    for id in &ids {
+        s.fresh_provider()
+            .restart(*id)
+            .await
+            .unwrap_or_else(|e| panic!("a new adapter could not restart {id}: {e}"));
+    }
+    // A machine taken for gone without being torn down stays live below.
+    for id in &ids {
+        terminate_until_gone(&*s.fresh_provider(), *id).await;
+    }
+    for m in &machines {
+        wait_not_live(&s, m).await;
+    }
+    if !s.plants() {
+        return;
+    }
+    let orphan = s.plant(&Marker::new(DEPLOYMENT).name(Uuid::new_v4())).await;
+    let (_dir, store) = empty_store().await;
+    let mut providers = Providers::default();
+    providers.add(s.fresh_provider(), &[s.request(Uuid::nil()).cloud]);
+    assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
+    wait_not_live(&s, &orphan).await;
 }
 
 /// A machine launched under the legacy marker (before deployment ids) is
@@ -400,6 +512,146 @@ pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
     assert!(p.list_marked().await.unwrap().is_empty());
     terminate_until_gone(&*p, id).await;
     wait_not_live(&s, &machine).await;
+}
+
+/// The offer of a listed type: the one of its cloud type with its GPU.
+fn offer_of<'a>(offers: &'a [Offer], l: &Listed) -> Option<&'a Offer> {
+    offers.iter().find(|o| {
+        o.cloud_instance_type == l.cloud_type && Some(o.configuration.gpu_type.as_str()) == l.gpu
+    })
+}
+
+/// Catalog truth: every GPU type the cloud lists is offered with the
+/// cloud's own model, count, VRAM per GPU, vCPUs and RAM, under a name of
+/// its own; one whose GPU Shadeform has no name for is not offered, and is
+/// counted in `parasol_catalog_unmapped_types`, never dropped silently.
+pub async fn the_catalog_holds_the_clouds_own_numbers(s: impl Subject) {
+    let offers = s.provider().offers().await.expect("offers");
+    let listed = s.listing().await;
+    let cloud = s.request(Uuid::nil()).cloud;
+    assert!(!listed.is_empty(), "{cloud} lists nothing");
+    let mut wrong = Vec::new();
+    for l in &listed {
+        let of_type: Vec<(&str, &str)> = offers
+            .iter()
+            .filter(|o| o.cloud_instance_type == l.cloud_type)
+            .map(|o| {
+                (
+                    o.shade_instance_type.as_str(),
+                    o.configuration.gpu_type.as_str(),
+                )
+            })
+            .collect();
+        let Some(gpu) = l.gpu else {
+            if !of_type.is_empty() {
+                wrong.push(format!(
+                    "{}: Shadeform has no name for its GPU, yet it is offered as {of_type:?}",
+                    l.cloud_type
+                ));
+            }
+            continue;
+        };
+        let Some(o) = offer_of(&offers, l) else {
+            wrong.push(format!(
+                "{}: not offered as a {gpu}; offers of it (name, gpu): {of_type:?}",
+                l.cloud_type
+            ));
+            continue;
+        };
+        let c = &o.configuration;
+        let got = (
+            c.gpu_manufacturer.as_str(),
+            c.num_gpus,
+            c.vram_per_gpu_in_gb,
+            c.vcpus,
+            c.memory_in_gb,
+        );
+        let want = (l.manufacturer, l.gpus, l.vram, l.vcpus, l.memory);
+        if got != want {
+            wrong.push(format!(
+                "{} ({}): offered as (manufacturer, gpus, vram per gpu, vcpus, memory) {got:?}; the cloud says {want:?}",
+                l.cloud_type, o.shade_instance_type
+            ));
+        }
+    }
+    let unmapped = parasol::metrics::global().unmapped_types(&cloud);
+    let nameless: Vec<&Listed> = listed.iter().filter(|l| l.gpu.is_none()).collect();
+    for l in &nameless {
+        if !unmapped
+            .iter()
+            .any(|u| l.cloud_type.starts_with(u.as_str()))
+        {
+            wrong.push(format!(
+                "{} is dropped without being counted as unmapped (counted: {unmapped:?})",
+                l.cloud_type
+            ));
+        }
+    }
+    for u in &unmapped {
+        if !nameless
+            .iter()
+            .any(|l| l.cloud_type.starts_with(u.as_str()))
+        {
+            wrong.push(format!(
+                "{u} is counted as unmapped, but Shadeform has a name for its GPU"
+            ));
+        }
+    }
+    let names: std::collections::BTreeSet<&str> = offers
+        .iter()
+        .map(|o| o.shade_instance_type.as_str())
+        .collect();
+    if names.len() != offers.len() {
+        wrong.push(format!("two offers share a name: {names:?}"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{cloud}'s catalog differs from what {cloud} lists:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// An offer is available in a region exactly where the cloud reports
+/// stock for its type there.
+pub async fn offers_are_available_only_where_the_cloud_reports_stock(s: impl Subject) {
+    let offers = s.provider().offers().await.expect("offers");
+    let listed = s.listing().await;
+    let cloud = s.request(Uuid::nil()).cloud;
+    let mut wrong = Vec::new();
+    let mut available = 0;
+    for l in &listed {
+        let Some(o) = offer_of(&offers, l) else {
+            continue;
+        };
+        for r in &o.regions {
+            let offered = match r.capacity {
+                Capacity::Available(a) => a,
+                Capacity::Slots(n) => n > 0,
+            };
+            let stocked = l.in_stock.contains(&r.region);
+            if offered != stocked {
+                wrong.push(format!(
+                    "{} in {}: available {offered}, but the cloud reports stock {stocked}",
+                    o.shade_instance_type, r.region
+                ));
+            }
+            available += usize::from(offered);
+        }
+        for r in &l.in_stock {
+            if !o.regions.iter().any(|x| &x.region == r) {
+                wrong.push(format!(
+                    "{}: the cloud has stock in {r}, which the offer does not list",
+                    o.shade_instance_type
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{cloud}'s availability differs from its stock:\n{}",
+        wrong.join("\n")
+    );
+    assert!(available > 0, "{cloud}: nothing is available anywhere");
 }
 
 /// One test per property for one provider: `$cloud::$property`.
@@ -431,6 +683,9 @@ macro_rules! http_cloud {
                 a_server_error_is_transient,
                 the_sweep_removes_only_this_deployments_orphans,
                 a_legacy_named_machine_is_still_found,
+                the_catalog_holds_the_clouds_own_numbers,
+                offers_are_available_only_where_the_cloud_reports_stock,
+                a_cold_restart_finds_every_machine,
             ]);
         )*
     };
@@ -453,6 +708,7 @@ conformance!(sim => SimSubject::start(), [
     describe_follows_the_boot,
     terminate_is_repeatable_until_gone,
     a_capacity_error_is_reported_as_capacity,
+    a_cold_restart_finds_every_machine,
 ]);
 
 // The hosts provider: one real sshd on 127.0.0.1 (see `hosts`), one host,
@@ -463,6 +719,7 @@ conformance!(hosts => HostsSubject::start(), [
     describe_follows_the_boot,
     terminate_is_repeatable_until_gone,
     a_capacity_error_is_reported_as_capacity,
+    a_cold_restart_finds_every_machine,
 ]);
 
 // AWS, against moto behind the fault-injecting proxy (one moto per test).
@@ -487,6 +744,9 @@ conformance!(aws => AwsSubject::start(), [
     a_rate_limit_is_retried,
     a_server_error_is_transient,
     the_sweep_removes_only_this_deployments_orphans,
+    the_catalog_holds_the_clouds_own_numbers,
+    offers_are_available_only_where_the_cloud_reports_stock,
+    a_cold_restart_finds_every_machine,
 ]);
 
 const AWS_REGION: &str = "us-east-1";
@@ -496,6 +756,7 @@ pub struct AwsSubject {
     moto: Moto,
     proxy: Proxy,
     aws: Arc<AwsAdapter>,
+    cfg: aws_adapter::config::AwsConfig,
 }
 
 impl AwsSubject {
@@ -521,11 +782,16 @@ impl AwsSubject {
         )
         .expect("the AWS settings resolve")
         .expect("AWS is configured");
-        let aws = Arc::new(AwsAdapter::new(cfg, DEPLOYMENT.to_string()));
+        let aws = Arc::new(AwsAdapter::new(cfg.clone(), DEPLOYMENT.to_string()));
         // Fills the adapter's zone cache before any fault is set.
         let offers = aws.offers().await.expect("the catalog");
         assert!(offers.iter().any(|o| o.shade_instance_type == "A10Gx4"));
-        AwsSubject { moto, proxy, aws }
+        AwsSubject {
+            moto,
+            proxy,
+            aws,
+            cfg,
+        }
     }
 }
 
@@ -533,6 +799,10 @@ impl AwsSubject {
 impl Subject for AwsSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.aws.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(AwsAdapter::new(self.cfg.clone(), DEPLOYMENT.to_string()))
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -635,12 +905,112 @@ impl Subject for AwsSubject {
     fn rate_limits_pending(&self) -> u32 {
         self.proxy.pending("RequestLimitExceeded")
     }
+    /// moto's DescribeInstanceTypes (AWS's own data) for the served
+    /// families, of the types the shipped price table sells, in stock in
+    /// the region where some zone offers them.
+    async fn listing(&self) -> Vec<Listed> {
+        use aws_adapter::catalog::{price_cents, served_family, FAMILIES};
+        let mut params: Vec<(String, String)> = vec![
+            ("MaxResults".into(), "100".into()),
+            ("Filter.1.Name".into(), "instance-type".into()),
+        ];
+        for (i, f) in FAMILIES.iter().enumerate() {
+            params.push((format!("Filter.1.Value.{}", i + 1), format!("{f}*")));
+        }
+        let mut types = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut p = params.clone();
+            if let Some(t) = &token {
+                p.push(("NextToken".into(), t.clone()));
+            }
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let x = self
+                .moto
+                .call(AWS_REGION, "DescribeInstanceTypes", &p)
+                .await;
+            types.extend(x.items(&["instanceTypeSet"]).into_iter().cloned());
+            token = x.text_at(&["nextToken"]).map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for t in types {
+            let name = t.text_at(&["instanceType"]).unwrap().to_string();
+            if !served_family(&name) || price_cents(&name, AWS_REGION).is_none() {
+                continue;
+            }
+            let Some(g) = t.items(&["gpuInfo", "gpus"]).into_iter().next().cloned() else {
+                continue;
+            };
+            let num = |x: &crate::fakes::moto::Xml, path: &[&str]| -> i64 {
+                x.text_at(path).unwrap().parse().unwrap()
+            };
+            let mib = num(&g, &["memoryInfo", "sizeInMiB"]);
+            let gpu = match g.text_at(&["name"]).unwrap() {
+                "A100" if mib > 50 * 1024 => "A100_80G",
+                "A100" => "A100",
+                "T4" => "T4",
+                "A10G" => "A10G",
+                "L4" => "L4",
+                "L40S" => "L40S",
+                "H100" => "H100",
+                "H200" => "H200",
+                "B200" => "B200",
+                other => panic!("no model written down for {other}"),
+            };
+            let offerings = self
+                .moto
+                .call(
+                    AWS_REGION,
+                    "DescribeInstanceTypeOfferings",
+                    &[
+                        ("LocationType", "availability-zone"),
+                        ("Filter.1.Name", "instance-type"),
+                        ("Filter.1.Value.1", &name),
+                    ],
+                )
+                .await;
+            let zones = offerings.items(&["instanceTypeOfferingSet"]).len();
+            let gib = |m: i64| (m as f64 / 1024.0).round() as i64;
+            // EC2 writes some GPUs' memory as MiB of decimal gigabytes
+            // (A10G: 22888 MiB = 24.0 GB), others of binary ones (H100:
+            // 81920 MiB = 80 GiB): the size is the one that is whole.
+            let vram = {
+                let (bin, dec) = (mib as f64 / 1024.0, mib as f64 * 1.048576 / 1000.0);
+                let off = |x: f64| (x - x.round()).abs();
+                if off(dec) < off(bin) {
+                    dec.round() as i64
+                } else {
+                    bin.round() as i64
+                }
+            };
+            out.push(Listed {
+                cloud_type: name,
+                gpu: Some(gpu),
+                manufacturer: "nvidia",
+                gpus: num(&g, &["count"]),
+                vram,
+                vcpus: num(&t, &["vCpuInfo", "defaultVCpus"]),
+                memory: gib(num(&t, &["memoryInfo", "sizeInMiB"])),
+                in_stock: if zones > 0 {
+                    vec![AWS_REGION.to_string()]
+                } else {
+                    vec![]
+                },
+            });
+        }
+        out
+    }
 }
 
 /// One host behind a test sshd.
 pub struct HostsSubject {
     sshd: crate::hosts::Sshd,
     hosts: Arc<Hosts>,
+    store: parasol::store::Store,
+    host: HostConfig,
     shade: String,
     _dir: tempfile::TempDir,
 }
@@ -667,13 +1037,19 @@ impl HostsSubject {
             hourly_price: 100,
             allow_reboot: false,
         };
-        let hosts = Arc::new(Hosts::new(store, Arc::new(Clock::system()), vec![host]));
+        let hosts = Arc::new(Hosts::new(
+            store.clone(),
+            Arc::new(Clock::system()),
+            vec![host.clone()],
+        ));
         // The first catalog call waits for discovery.
         let offers = hosts.offers().await.expect("discovery");
         let shade = offers[0].shade_instance_type.clone();
         HostsSubject {
             sshd,
             hosts,
+            store,
+            host,
             shade,
             _dir: dir,
         }
@@ -684,6 +1060,23 @@ impl HostsSubject {
 impl Subject for HostsSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.hosts.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(Hosts::new(
+            self.store.clone(),
+            Arc::new(Clock::system()),
+            vec![self.host.clone()],
+        ))
+    }
+
+    /// One host.
+    fn room(&self) -> usize {
+        1
+    }
+
+    fn plants(&self) -> bool {
+        false
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -739,6 +1132,8 @@ impl Subject for HostsSubject {
 /// boots slow enough to watch.
 pub struct SimSubject {
     sim: Arc<Sim>,
+    store: parasol::store::Store,
+    cfg: SimConfig,
     offer: (String, String, String),
     _dir: tempfile::TempDir,
 }
@@ -752,14 +1147,15 @@ impl SimSubject {
         })
         .await
         .unwrap();
+        let cfg = SimConfig {
+            boot_seconds: 1.2,
+            capacity: Some(1),
+            ..SimConfig::default()
+        };
         let sim = Arc::new(Sim::new(
-            store,
+            store.clone(),
             Arc::new(Clock::system()),
-            SimConfig {
-                boot_seconds: 1.2,
-                capacity: Some(1),
-                ..SimConfig::default()
-            },
+            cfg.clone(),
         ));
         let o = sim.offers().await.unwrap().remove(0);
         let offer = (
@@ -769,6 +1165,8 @@ impl SimSubject {
         );
         SimSubject {
             sim,
+            store,
+            cfg,
             offer,
             _dir: dir,
         }
@@ -779,6 +1177,23 @@ impl SimSubject {
 impl Subject for SimSubject {
     fn provider(&self) -> Arc<dyn Provider> {
         self.sim.clone()
+    }
+
+    fn fresh_provider(&self) -> Arc<dyn Provider> {
+        Arc::new(Sim::new(
+            self.store.clone(),
+            Arc::new(Clock::system()),
+            self.cfg.clone(),
+        ))
+    }
+
+    /// One machine per offer and region.
+    fn room(&self) -> usize {
+        1
+    }
+
+    fn plants(&self) -> bool {
+        false
     }
 
     fn request(&self, id: Uuid) -> LaunchRequest {
@@ -862,6 +1277,43 @@ impl FakeCloud for Lambda {
     fn launch_line(&self) -> String {
         "POST /api/v1/instance-operations/launch".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let all = laf::instance_types();
+        all["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, t)| {
+                let it = &t["instance_type"];
+                let specs = &it["specs"];
+                // "RTX A6000 (48 GB)": the size Lambda states.
+                let desc = it["gpu_description"].as_str().unwrap();
+                let vram = desc.split('(').nth(1).and_then(|r| r.split(' ').next());
+                Listed {
+                    cloud_type: name.clone(),
+                    gpu: Some(match name.as_str() {
+                        "gpu_1x_a6000" => "A6000",
+                        "gpu_8x_h100_sxm5" => "H100",
+                        "gpu_1x_a10" => "A10",
+                        "gpu_8x_a100" => "A100",
+                        "gpu_1x_gh200" => "GH200",
+                        other => panic!("no model written down for {other}"),
+                    }),
+                    manufacturer: "nvidia",
+                    gpus: specs["gpus"].as_i64().unwrap(),
+                    vram: vram.unwrap().parse().unwrap(),
+                    vcpus: specs["vcpus"].as_i64().unwrap(),
+                    memory: specs["memory_gib"].as_i64().unwrap(),
+                    in_stock: t["regions_with_capacity_available"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["name"].as_str().unwrap().to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
 }
 
 impl FakeCloud for Verda {
@@ -897,6 +1349,45 @@ impl FakeCloud for Verda {
     fn launch_line(&self) -> String {
         "POST /v1/instances".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let avail = self.availability();
+        vef::instance_types()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["gpu"]["number_of_gpus"].as_i64().unwrap() > 0)
+            .map(|t| {
+                let name = t["instance_type"].as_str().unwrap();
+                let n = t["gpu"]["number_of_gpus"].as_i64().unwrap();
+                Listed {
+                    cloud_type: name.to_string(),
+                    gpu: Some(match name {
+                        "1A6000.10V" => "A6000",
+                        "8H100.80S.176V" => "H100",
+                        other => panic!("no model written down for {other}"),
+                    }),
+                    manufacturer: "nvidia",
+                    gpus: n,
+                    vram: t["gpu_memory"]["size_in_gigabytes"].as_i64().unwrap() / n,
+                    vcpus: t["cpu"]["number_of_cores"].as_i64().unwrap(),
+                    memory: t["memory"]["size_in_gigabytes"].as_i64().unwrap(),
+                    in_stock: avail
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|a| {
+                            a["availabilities"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|x| x == name)
+                        })
+                        .map(|a| a["location_code"].as_str().unwrap().to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
 }
 
 impl FakeCloud for Hyperstack {
@@ -931,6 +1422,44 @@ impl FakeCloud for Hyperstack {
     fn launch_line(&self) -> String {
         "POST /v1/core/virtual-machines".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let mut out: Vec<Listed> = Vec::new();
+        let flavors = self.flavors();
+        for f in flavors["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["flavors"].as_array().unwrap())
+            .filter(|f| f["gpu_count"].as_i64().unwrap() > 0)
+        {
+            let name = f["name"].as_str().unwrap();
+            // Hyperstack states no VRAM: the cards' published sizes.
+            let (gpu, vram) = match f["gpu"].as_str().unwrap() {
+                "RTX-A6000" => ("A6000", 48),
+                "H100-80G-PCIe" => ("H100", 80),
+                other => panic!("no model written down for {other}"),
+            };
+            let region = f["region_name"].as_str().unwrap().to_string();
+            let stocked = f["stock_available"].as_bool().unwrap();
+            if let Some(l) = out.iter_mut().find(|l| l.cloud_type == name) {
+                if stocked {
+                    l.in_stock.push(region);
+                }
+                continue;
+            }
+            out.push(Listed {
+                cloud_type: name.to_string(),
+                gpu: Some(gpu),
+                manufacturer: "nvidia",
+                gpus: f["gpu_count"].as_i64().unwrap(),
+                vram,
+                vcpus: f["cpu"].as_i64().unwrap(),
+                memory: f["ram"].as_f64().unwrap().round() as i64,
+                in_stock: if stocked { vec![region] } else { vec![] },
+            });
+        }
+        out
+    }
 }
 
 impl FakeCloud for Runpod {
@@ -940,6 +1469,7 @@ impl FakeCloud for Runpod {
                 api_key: Secret::new(rpf::KEY),
                 url: format!("{url}/v1"),
                 graphql_url: format!("{url}/graphql"),
+                catalog_url: format!("{url}/v2"),
             },
             deployment,
         ))
@@ -962,6 +1492,33 @@ impl FakeCloud for Runpod {
     }
     fn launch_line(&self) -> String {
         "POST /v1/pods".into()
+    }
+    fn listing(&self) -> Vec<Listed> {
+        let mut out = Vec::new();
+        for t in rpf::TYPES {
+            for n in [1, 2, 4, 8].into_iter().filter(|n| *n <= t.max_gpu_count) {
+                out.push(Listed {
+                    cloud_type: format!("{}:{n}", t.id),
+                    gpu: t.shade,
+                    manufacturer: if t.manufacturer == "AMD" {
+                        "AMD"
+                    } else {
+                        "nvidia"
+                    },
+                    gpus: n,
+                    vram: t.memory_in_gb,
+                    vcpus: t.vcpus * n,
+                    memory: t.ram * n,
+                    // Parasol launches on the secure cloud: its stock only.
+                    in_stock: rpf::DATA_CENTERS
+                        .iter()
+                        .filter(|(dc, _, _)| rpf::secure_stock(t.id, dc))
+                        .map(|(dc, _, _)| dc.to_string())
+                        .collect(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -997,6 +1554,53 @@ impl FakeCloud for Vastai {
     }
     fn sends_retry_after() -> bool {
         false
+    }
+    /// Vast is a market: a type is each (GPU, count, VRAM) some verified
+    /// host offers, with the numbers of the cheapest such offer, in stock
+    /// in the regions Parasol groups the hosts' countries into.
+    fn listing(&self) -> Vec<Listed> {
+        let region = |geo: &str| match geo.rsplit(", ").next().unwrap() {
+            "US" | "CA" => "north-america",
+            "SE" | "NO" => "europe",
+            "JP" => "asia-pacific",
+            other => panic!("no region written down for {other}"),
+        };
+        let mut asks: Vec<_> = self.asks.iter().filter(|a| a.verified).collect();
+        asks.sort_by(|a, b| a.dph_total.total_cmp(&b.dph_total));
+        let mut out: Vec<(i64, Listed)> = Vec::new();
+        for a in asks {
+            let stocked = region(&a.geolocation).to_string();
+            if let Some((_, l)) = out.iter_mut().find(|(ram, l)| {
+                l.cloud_type == format!("{}:{}", a.gpu_name, a.num_gpus) && *ram == a.gpu_ram
+            }) {
+                if !l.in_stock.contains(&stocked) {
+                    l.in_stock.push(stocked);
+                }
+                continue;
+            }
+            let gpu = match (a.gpu_name.as_str(), a.gpu_ram) {
+                ("RTX 4090", _) => Some("RTX4090"),
+                ("H100 SXM", _) => Some("H100"),
+                ("A100 SXM4", r) if r > 50_000 => Some("A100_80G"),
+                ("A100 SXM4", _) => Some("A100"),
+                ("Q RTX 8000", _) => None,
+                (other, _) => panic!("no model written down for {other}"),
+            };
+            out.push((
+                a.gpu_ram,
+                Listed {
+                    cloud_type: format!("{}:{}", a.gpu_name, a.num_gpus),
+                    gpu,
+                    manufacturer: "nvidia",
+                    gpus: a.num_gpus,
+                    vram: (a.gpu_ram as f64 / 1024.0).round() as i64,
+                    vcpus: a.cpu_cores_effective.floor() as i64,
+                    memory: (a.cpu_ram as f64 / 1024.0).round() as i64,
+                    in_stock: vec![stocked],
+                },
+            ));
+        }
+        out.into_iter().map(|(_, l)| l).collect()
     }
 }
 
@@ -1035,6 +1639,33 @@ impl FakeCloud for DigitalOcean {
     }
     fn launch_line(&self) -> String {
         "POST /v2/droplets".into()
+    }
+    fn listing(&self) -> Vec<Listed> {
+        dof::SIZES
+            .iter()
+            .filter_map(|s| {
+                let (count, vram, model, shade) = s.gpu?;
+                Some(Listed {
+                    cloud_type: s.slug.to_string(),
+                    gpu: Some(shade),
+                    manufacturer: if model.starts_with("amd") {
+                        "AMD"
+                    } else {
+                        "nvidia"
+                    },
+                    gpus: count,
+                    // The droplet's VRAM, all GPUs together.
+                    vram: vram / count,
+                    vcpus: s.vcpus,
+                    memory: s.memory / 1024,
+                    in_stock: if s.available {
+                        s.regions.iter().map(|r| r.to_string()).collect()
+                    } else {
+                        vec![]
+                    },
+                })
+            })
+            .collect()
     }
 }
 

@@ -17,9 +17,14 @@
 //! (`volumes: [id]`); deleting the droplet detaches it.
 //!
 //! Droplets are named with the deployment's marker and tagged
-//! `parasol-<deployment id>`; the sweep lists by that tag, and a launch
-//! first looks for the name, so a retried launch adopts the droplet an
-//! earlier attempt made.
+//! `parasol-<deployment id>` (for operators). They are found as every cloud
+//! finds its machines (`find.rs`): by the remembered droplet id, else
+//! by name in the listing, so a retried launch adopts the droplet an
+//! earlier attempt made. That listing is `GET /droplets?type=gpus`:
+//! without `type`, DigitalOcean lists only droplets without GPUs, and
+//! Parasol rents nothing else (its offers are the sizes with `gpu_info`),
+//! so the GPU listing holds every droplet Parasol made, tagged or, from
+//! before deployment ids, not.
 //!
 //! A create refused with 422 for the size or region being unavailable is a
 //! capacity error; other 422s are permanent. A 429 is waited out as
@@ -41,12 +46,19 @@
 //! Where the documentation is silent, and what this adapter assumes:
 //! - Which 422 texts mean "no capacity" is not listed: those naming
 //!   capacity or availability are; others (bad name, image) are permanent.
-//! - `gpu_info.model` (`nvidia_h100`) does not say SXM or PCIe; the type
-//!   is named from the model and slug (`H100`, `H100x8`).
+//! - `gpu_info.model` (`nvidia_h100`, `amd_mi300x`) does not say SXM or
+//!   PCIe; the type is named from the model and slug (`H100`, `H100x8`,
+//!   `MI300Xx8`). A GPU size no Shadeform model fits is not offered, and
+//!   is logged and counted ([`super::gpus::unmapped`]).
+//! - `gpu_info.vram` is the droplet's VRAM, all its GPUs together (the
+//!   slugs say so: `gpu-h100x8-640gb`, `gpu-mi300x8-1536gb`): VRAM per GPU
+//!   is that over `count`.
 //! - A size's `available` flag applies to every region it lists.
-//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
-//! - Droplet listings follow `links.pages.next`; sizes, regions and keys
-//!   are read as one page of 200.
+//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size,
+//!   and the ROCm one, `gpu-amd-base`, for AMD sizes: each size offers the
+//!   one OS its GPUs run, and the launch picks the image by the OS.
+//! - Droplet listings follow `links.pages.next`, 200 a page; sizes,
+//!   regions and keys are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
 use std::collections::HashMap;
@@ -59,12 +71,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gpus::AMD;
 use super::volumes::{self, VolumeApi, VolumeKind};
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
+    Failure, Http, OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
     VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
@@ -75,8 +88,12 @@ pub const CLOUD: &str = "digitalocean";
 /// The public API.
 pub const DEFAULT_URL: &str = "https://api.digitalocean.com/v2";
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+/// The OS of AMD sizes: ROCm instead of CUDA.
+const OS_AMD: &str = "ubuntu22.04_rocm6_shade_os";
 /// DigitalOcean's AI/ML-ready image for NVIDIA GPU Droplets.
 const IMAGE: &str = "gpu-h100x1-base";
+/// DigitalOcean's AI/ML-ready image for AMD GPU Droplets.
+const IMAGE_AMD: &str = "gpu-amd-base";
 /// Block storage volumes: $0.10 per GB-month (730 hours), 1 GB to 16 TB,
 /// in every region with a GPU size.
 const VOLUMES: VolumeKind = VolumeKind {
@@ -102,12 +119,11 @@ pub struct DigitalOceanConfig {
 /// The DigitalOcean adapter.
 pub struct DigitalOcean {
     cfg: DigitalOceanConfig,
-    marker: Marker,
+    known: KnownMachines,
     /// The tag every droplet of this deployment carries.
     tag: String,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, i64>>,
     /// SSH key ids at DigitalOcean, by Parasol's key name.
     keys: StdMutex<HashMap<String, i64>>,
     key_setup: tokio::sync::Mutex<()>,
@@ -143,6 +159,28 @@ struct GpuInfo {
     count: i64,
     #[serde(default)]
     model: String,
+    #[serde(default)]
+    vram: Option<Vram>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Vram {
+    amount: i64,
+    #[serde(default)]
+    unit: String,
+}
+
+impl GpuInfo {
+    /// VRAM per GPU in GB, where the size states it.
+    fn vram_per_gpu(&self) -> Option<i64> {
+        let v = self.vram.as_ref()?;
+        let total = match v.unit.to_ascii_lowercase().as_str() {
+            "tib" | "tb" => v.amount * 1024,
+            "mib" | "mb" => v.amount / 1024,
+            _ => v.amount,
+        };
+        (self.count > 0).then(|| total / self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,7 +219,7 @@ struct OneDroplet {
 }
 
 #[derive(Deserialize, Clone)]
-struct Droplet {
+pub(crate) struct Droplet {
     id: i64,
     name: String,
     status: String,
@@ -259,11 +297,10 @@ impl DigitalOcean {
     pub fn new(cfg: DigitalOceanConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             tag: format!("parasol-{deployment_id}"),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashMap::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -297,8 +334,11 @@ impl DigitalOcean {
             // when the model does not.
             let desc = format!("{} {}", g.model.replace('_', " "), s.slug);
             let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &s.slug);
                 continue;
             };
+            let gpu = gpu.with_vram(g.vram_per_gpu().unwrap_or(0));
+            let os = if gpu.manufacturer == AMD { OS_AMD } else { OS };
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, g.count),
@@ -309,7 +349,7 @@ impl DigitalOcean {
                     s.vcpus,
                     s.memory / 1024,
                     s.disk,
-                    &[OS],
+                    &[os],
                 ),
                 hourly_price: cents(s.price_hourly),
                 deployment_type: "vm".to_string(),
@@ -328,53 +368,9 @@ impl DigitalOcean {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
-    }
-
-    /// Every droplet (with `tag`), following `links.pages.next`.
-    async fn list(&self, tag: Option<&str>) -> Result<Vec<Droplet>, ProviderError> {
-        let mut all = Vec::new();
-        for page in 1.. {
-            let page = page.to_string();
-            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
-            if let Some(t) = tag {
-                q.push(("tag_name", t));
-            }
-            let d: Droplets = self.json_query(Method::GET, "/droplets", &q, None).await?;
-            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
-            all.extend(d.droplets);
-            if !more {
-                break;
-            }
-        }
-        Ok(all)
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Droplet>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).copied();
-        if let Some(did) = known {
-            let path = format!("/droplets/{did}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse::<OneDroplet>(CLOUD, &what, &text).map(|d| Some(d.droplet));
-        }
-        // All droplets, not just the tagged: a legacy droplet carries no tag.
-        let found = self
-            .list(None)
-            .await?
-            .into_iter()
-            .find(|d| self.marker.is_for(&d.name, id));
-        if let Some(d) = &found {
-            self.ids.lock().expect("poisoned").insert(id, d.id);
-        }
-        Ok(found)
     }
 
     async fn ensure_key(&self, public_key: &str) -> Result<i64, ProviderError> {
@@ -440,7 +436,7 @@ impl VolumeApi for DigitalOcean {
 
     async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
         let body = json!({
-            "name": self.marker.name(req.volume_id),
+            "name": self.known.marker().name(req.volume_id),
             "description": req.name,
             "region": req.region,
             "size_gigabytes": req.size_in_gb,
@@ -456,7 +452,7 @@ impl VolumeApi for DigitalOcean {
     }
 
     fn marked(&self, v: &DoVolume) -> Option<Uuid> {
-        self.marker.ours(&v.name)
+        self.known.marker().ours(&v.name)
     }
 
     fn place(&self, v: &DoVolume) -> (String, String) {
@@ -518,9 +514,54 @@ fn state(d: &Droplet) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("archive", _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for DigitalOcean {
+    type Machine = Droplet;
+
+    /// Every GPU droplet, following `links.pages.next`.
+    async fn list_machines(&self) -> Result<Vec<Droplet>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let q = [
+                ("type", "gpus"),
+                ("per_page", PER_PAGE),
+                ("page", page.as_str()),
+            ];
+            let d: Droplets = self.json_query(Method::GET, "/droplets", &q, None).await?;
+            let more = d.links.pages.and_then(|p| p.next).is_some() && !d.droplets.is_empty();
+            all.extend(d.droplets);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn get_machine(&self, droplet_id: &str) -> Result<Option<Droplet>, ProviderError> {
+        let path = format!("/droplets/{droplet_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        let d: Option<OneDroplet> =
+            parse_found(CLOUD, &format!("GET {path}"), status, text, classify)?;
+        Ok(d.map(|d| d.droplet))
+    }
+
+    fn cloud_id(d: &Droplet) -> String {
+        d.id.to_string()
+    }
+
+    fn marker_name(d: &Droplet) -> Option<&str> {
+        Some(&d.name)
+    }
+
+    fn torn_down(d: &Droplet) -> bool {
+        d.status == "archive"
     }
 }
 
@@ -555,50 +596,46 @@ impl Provider for DigitalOcean {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(d) = self.find(req.instance_id).await? {
-            return Ok(Launched {
-                cloud_assigned_id: d.id.to_string(),
-            });
-        }
-        let keys = match req.ssh_public_key.as_deref() {
-            Some(k) => vec![self.ensure_key(k).await?],
-            None => vec![],
-        };
-        let mut body = json!({
-            "name": self.marker.name(req.instance_id),
-            "region": req.region,
-            "size": req.cloud_instance_type,
-            "image": IMAGE,
-            "ssh_keys": keys,
-            "tags": [self.tag],
-        });
-        attach_at_create(&mut body, req);
-        let d: OneDroplet = match self.json(Method::POST, "/droplets", Some(&body)).await {
-            Ok(d) => d,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, d.droplet.id);
-        Ok(Launched {
-            cloud_assigned_id: d.droplet.id.to_string(),
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let keys = match req.ssh_public_key.as_deref() {
+                    Some(k) => vec![self.ensure_key(k).await?],
+                    None => vec![],
+                };
+                let mut body = json!({
+                    "name": name,
+                    "region": req.region,
+                    "size": req.cloud_instance_type,
+                    "image": if req.os == OS_AMD { IMAGE_AMD } else { IMAGE },
+                    "ssh_keys": keys,
+                    "tags": [self.tag],
+                });
+                attach_at_create(&mut body, req);
+                match self
+                    .json::<OneDroplet>(Method::POST, "/droplets", Some(&body))
+                    .await
+                {
+                    Ok(d) => Ok(d.droplet.id.to_string()),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |d| state(&d)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(d) = self.find(id).await? else {
+        let Some(d) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "DigitalOcean has no droplet for this instance".into(),
             ));
@@ -614,7 +651,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(d) = self.find(id).await? else {
+        let Some(d) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if d.status == "archive" {
@@ -623,7 +660,7 @@ impl Provider for DigitalOcean {
         let path = format!("/droplets/{}", d.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -636,13 +673,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        Ok(self
-            .list(Some(&self.tag))
-            .await?
-            .iter()
-            .filter(|d| d.status != "archive")
-            .filter_map(|d| self.marker.ours(&d.name))
-            .collect())
+        self.known.marked(self).await
     }
 
     async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
@@ -662,13 +693,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        Ok(self
-            .list(None)
-            .await?
-            .iter()
-            .filter(|d| d.status != "archive")
-            .filter_map(|d| self.marker.legacy(&d.name))
-            .collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -117,6 +117,25 @@ pub fn parse<T: DeserializeOwned>(cloud: &str, what: &str, body: &str) -> Result
     })
 }
 
+/// The answer to a `GET` of one resource: `None` when the cloud answers
+/// 404 (it has no such resource), the parsed body on success, and else
+/// what `classify` makes of the failure.
+pub fn parse_found<T: DeserializeOwned>(
+    cloud: &str,
+    what: &str,
+    status: StatusCode,
+    body: String,
+    classify: impl FnOnce(&str, &Failure) -> ProviderError,
+) -> Result<Option<T>, ProviderError> {
+    if status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(classify(what, &Failure { status, body }));
+    }
+    parse(cloud, what, &body).map(Some)
+}
+
 /// The generic part of every adapter's classification: 429 left after the
 /// retries and 5xx are transient, 401/403 mean the credentials are wrong.
 pub fn generic_failure(cloud: &str, what: &str, f: &Failure, detail: &str) -> ProviderError {

@@ -15,13 +15,16 @@
 //! detaches it. Hyperstack allows 50 characters for a volume name, too few
 //! for the marker, so a volume is named `parasol-<volume id, 32 hex>` and
 //! carries the full marker (`parasol-<deployment>-<volume id>`) as its
-//! description, by which the sweep tells this deployment's volumes.
+//! description, by which the sweep tells this deployment's volumes in
+//! `GET /core/volumes` (every page, as for machines).
 //!
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
-//! `parasol-<deployment id>-<instance id>`; a launch first looks for that name, so a
-//! retried launch adopts the machine an earlier attempt made.
+//! `parasol-<deployment id>-<instance id>` and found as every cloud finds
+//! its machines (`find.rs`), in `GET /core/virtual-machines` (every page); a
+//! launch first looks for that name, so a retried launch adopts the machine
+//! an earlier attempt made.
 //!
 //! Hyperstack refuses to delete a machine that is still being created; that
 //! refusal is transient, so the reconciler keeps trying until the delete is
@@ -42,6 +45,11 @@
 //!
 //! A machine that `GET /core/virtual-machines/{id}` answers 404 for, or that
 //! the list no longer holds, is `Gone`.
+//!
+//! Flavors state no VRAM: a GPU name that states a size ("A100-80G-PCIe")
+//! gives it, any other the model's published size. A flavor whose GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
@@ -49,16 +57,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::volumes::{self, VolumeApi, VolumeKind};
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
+    Failure, Http, Num, OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
     VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
@@ -83,10 +92,9 @@ pub struct HyperstackConfig {
 /// The Hyperstack adapter.
 pub struct Hyperstack {
     cfg: HyperstackConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// Environments known to exist.
     envs: StdMutex<HashSet<String>>,
     /// Keypairs known to exist, as (environment, name).
@@ -166,6 +174,28 @@ struct Named {
 struct VmList {
     #[serde(default)]
     instances: Vec<Vm>,
+    /// Machines on all pages together.
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+/// Items asked for per page of a listing (machines, volumes).
+const PAGE_SIZE_N: usize = 100;
+const PAGE_SIZE: &str = "100";
+
+/// One page of a listing Hyperstack pages (`page`, `pageSize`).
+trait Page: DeserializeOwned {
+    type Item;
+    /// The page's items, and how many there are on every page together
+    /// where Hyperstack says.
+    fn items(self) -> (Vec<Self::Item>, Option<i64>);
+}
+
+impl Page for VmList {
+    type Item = Vm;
+    fn items(self) -> (Vec<Vm>, Option<i64>) {
+        (self.instances, self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -174,7 +204,7 @@ struct VmOne {
 }
 
 #[derive(Deserialize, Clone)]
-struct Vm {
+pub(crate) struct Vm {
     id: Value,
     #[serde(default)]
     name: String,
@@ -206,14 +236,40 @@ impl Hyperstack {
     pub fn new(cfg: HyperstackConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             envs: StdMutex::new(HashSet::new()),
             keys: StdMutex::new(HashSet::new()),
             setup: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Every item of the listing at `path`, page by page: `pageSize` is
+    /// always sent (the document gives no default size), and reading stops
+    /// at a short page or once `count` items are in. A listing read only
+    /// to its first page would hide machines and volumes from a restarted
+    /// adapter and from the sweep.
+    async fn every_page<P: Page>(&self, path: &str) -> Result<Vec<P::Item>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let list: P = self
+                .json_query(
+                    Method::GET,
+                    path,
+                    &[("page", page.as_str()), ("pageSize", PAGE_SIZE)],
+                    None,
+                )
+                .await?;
+            let (items, count) = list.items();
+            let short = items.len() < PAGE_SIZE_N;
+            all.extend(items);
+            if short || count.is_some_and(|c| all.len() as i64 >= c) {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
@@ -239,8 +295,12 @@ impl Hyperstack {
         for (name, regions) in by_name {
             let f = &regions[0];
             let Some(gpu) = gpu_model(&f.gpu) else {
+                super::gpus::unmapped(CLOUD, &name);
                 continue;
             };
+            // Flavors carry no VRAM field; the GPU's name states it where
+            // the model comes in sizes ("A100-80G-PCIe").
+            let gpu = gpu.with_vram(super::gpus::stated_vram(&f.gpu).unwrap_or(0));
             let Some(price) = per_gpu.get(&f.gpu) else {
                 tracing::debug!(flavor = %name, gpu = %f.gpu, "no price for this GPU in the pricebook; not offered");
                 continue;
@@ -273,52 +333,9 @@ impl Hyperstack {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
-    }
-
-    async fn list(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
-            .await?
-            .instances)
-    }
-
-    /// Names of the machines not being deleted, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|v| !matches!(v.status.as_str(), "DELETING" | "DELETED"))
-            .map(|v| v.name)
-            .collect())
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Vm>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(hid) = known {
-            let path = format!("/core/virtual-machines/{hid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse::<VmOne>(CLOUD, &what, &text).map(|v| Some(v.instance));
-        }
-        let found = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|v| self.marker.is_for(&v.name, id))
-            .min_by_key(|v| v.status == "DELETED");
-        if let Some(v) = &found {
-            self.ids.lock().expect("poisoned").insert(id, v.id());
-        }
-        Ok(found)
     }
 
     async fn ensure_environment(&self, region: &str) -> Result<String, ProviderError> {
@@ -398,11 +415,21 @@ fn detail(f: &Failure) -> String {
     }
 }
 
-/// Volumes as Hyperstack lists them.
+/// Volumes as Hyperstack lists them, a page at a time.
 #[derive(Deserialize)]
 struct HsVolumes {
     #[serde(default)]
     volumes: Vec<HsVolume>,
+    /// Volumes on all pages together.
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+impl Page for HsVolumes {
+    type Item = HsVolume;
+    fn items(self) -> (Vec<HsVolume>, Option<i64>) {
+        (self.volumes, self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -457,9 +484,8 @@ impl VolumeApi for Hyperstack {
     }
 
     async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<HsVolume>, ProviderError> {
-        let all: HsVolumes = self.json(Method::GET, "/core/volumes", None).await?;
+        let all = self.every_page::<HsVolumes>("/core/volumes").await?;
         Ok(all
-            .volumes
             .into_iter()
             .filter(|v| region.is_none_or(|r| v.environment.as_ref().is_none_or(|e| e.region == r)))
             .collect())
@@ -469,7 +495,7 @@ impl VolumeApi for Hyperstack {
         let env = self.ensure_environment(&req.region).await?;
         let body = json!({
             "name": volume_name(req.volume_id),
-            "description": self.marker.name(req.volume_id),
+            "description": self.known.marker().name(req.volume_id),
             "environment_name": env,
             "size": req.size_in_gb,
             "volume_type": VOLUME_TYPE,
@@ -488,7 +514,7 @@ impl VolumeApi for Hyperstack {
 
     /// The marker is in the description: the name is too short for it.
     fn marked(&self, v: &HsVolume) -> Option<Uuid> {
-        self.marker.ours(&v.description)
+        self.known.marker().ours(&v.description)
     }
 
     fn place(&self, v: &HsVolume) -> (String, String) {
@@ -535,6 +561,7 @@ fn state(v: &Vm) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("ERROR", _) => MachineState::Failed {
             reason: format!("{CLOUD} reported the machine in ERROR"),
@@ -542,6 +569,40 @@ fn state(v: &Vm) -> MachineState {
         ("DELETING", _) => MachineState::Terminating,
         ("DELETED", _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for Hyperstack {
+    type Machine = Vm;
+
+    /// `Create_VMs`'s `name` holds 50 characters.
+    const NAME_LIMIT: usize = 50;
+
+    /// Every page of the listing: the document gives `page` and `pageSize`
+    /// but no default size, so the size is always sent and pages are read
+    /// until one comes back short (or `count` says there are no more). A
+    /// first page alone would hide the machines beyond it after a restart.
+    async fn list_machines(&self) -> Result<Vec<Vm>, ProviderError> {
+        self.every_page::<VmList>("/core/virtual-machines").await
+    }
+
+    async fn get_machine(&self, vm_id: &str) -> Result<Option<Vm>, ProviderError> {
+        let path = format!("/core/virtual-machines/{vm_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        let v: Option<VmOne> = parse_found(CLOUD, &format!("GET {path}"), status, text, classify)?;
+        Ok(v.map(|v| v.instance))
+    }
+
+    fn cloud_id(v: &Vm) -> String {
+        v.id()
+    }
+
+    fn marker_name(v: &Vm) -> Option<&str> {
+        Some(&v.name)
+    }
+
+    fn torn_down(v: &Vm) -> bool {
+        matches!(v.status.as_str(), "DELETING" | "DELETED")
     }
 }
 
@@ -572,68 +633,59 @@ impl Provider for Hyperstack {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(v) = self.find(req.instance_id).await? {
-            if matches!(v.status.as_str(), "DELETING" | "DELETED") {
-                return Err(ProviderError::Permanent(
-                    "the machine for this instance was already deleted".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: v.id(),
-            });
-        }
-        let Some(public_key) = req.ssh_public_key.as_deref() else {
-            return Err(ProviderError::Permanent(
-                "Hyperstack needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
-                    .into(),
-            ));
-        };
-        let env = self.ensure_environment(&req.region).await?;
-        let key = self.ensure_keypair(&env, public_key).await?;
-        let mut body = json!({
-            "name": self.marker.name(req.instance_id),
-            "environment_name": env,
-            "image_name": IMAGE,
-            "flavor_name": req.cloud_instance_type,
-            "key_name": key,
-            "count": 1,
-            "assign_floating_ip": true,
-        });
-        if let Some(v) = req.volumes.first() {
-            body["volume_name"] = json!(volume_name(v.id));
-        }
-        let created: VmList = match self
-            .json(Method::POST, "/core/virtual-machines", Some(&body))
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let Some(public_key) = req.ssh_public_key.as_deref() else {
+                    return Err(ProviderError::Permanent(
+                        "Hyperstack needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
+                            .into(),
+                    ));
+                };
+                let env = self.ensure_environment(&req.region).await?;
+                let key = self.ensure_keypair(&env, public_key).await?;
+                let mut body = json!({
+                    "name": name,
+                    "environment_name": env,
+                    "image_name": IMAGE,
+                    "flavor_name": req.cloud_instance_type,
+                    "key_name": key,
+                    "count": 1,
+                    "assign_floating_ip": true,
+                });
+                if let Some(v) = req.volumes.first() {
+                    body["volume_name"] = json!(volume_name(v.id));
+                }
+                let created: VmList = match self
+                    .json(Method::POST, "/core/virtual-machines", Some(&body))
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                let vm = created.instances.into_iter().next().ok_or_else(|| {
+                    ProviderError::Transient(
+                        "Hyperstack accepted the create but listed no machine".into(),
+                    )
+                })?;
+                Ok(vm.id())
+            })
             .await
-        {
-            Ok(c) => c,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        let vm = created.instances.into_iter().next().ok_or_else(|| {
-            ProviderError::Transient("Hyperstack accepted the create but listed no machine".into())
-        })?;
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, vm.id());
-        Ok(Launched {
-            cloud_assigned_id: vm.id(),
-        })
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |v| state(&v)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(v) = self.find(id).await? else {
+        let Some(v) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Hyperstack has no machine for this instance".into(),
             ));
@@ -649,7 +701,7 @@ impl Provider for Hyperstack {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(v) = self.find(id).await? else {
+        let Some(v) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         match v.status.as_str() {
@@ -660,7 +712,7 @@ impl Provider for Hyperstack {
         let path = format!("/core/virtual-machines/{}", v.id());
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if status.is_success() {
@@ -701,13 +753,11 @@ impl Provider for Hyperstack {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

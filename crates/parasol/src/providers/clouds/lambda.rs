@@ -15,7 +15,8 @@
 //! refuses to delete one still mounted.
 //!
 //! Machines are named `parasol-<deployment id>-<instance id>` (see
-//! [`super::Marker`]); a launch first looks for a
+//! [`super::Marker`]) and found as every cloud finds its machines
+//! (`find.rs`), in `GET /instances`; a launch first looks for a
 //! machine of that name, so a launch retried after a timeout adopts the
 //! machine the first attempt made instead of renting a second. Launches are
 //! paced client-side (Lambda allows about one launch request per 12 s).
@@ -36,8 +37,12 @@
 //!
 //! A machine that no longer appears (404 on `GET /instances/{id}`, absent
 //! from the list) is `Gone`.
+//!
+//! VRAM per GPU is the size `gpu_description` states ("H100 (80 GB
+//! SXM5)"); a type whose GPU no Shadeform model fits is not offered, and is
+//! logged and counted ([`super::gpus::unmapped`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -47,10 +52,11 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::parse_found;
 use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     configuration, generic_failure, gpu_model, key_name, shade_type, short, Failure, Http,
-    LaunchPacer, Marker, OffersCache, Secret,
+    KnownMachines, LaunchPacer, Machines, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -82,12 +88,10 @@ pub struct LambdaConfig {
 /// The Lambda Cloud adapter.
 pub struct Lambda {
     cfg: LambdaConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
     pacer: LaunchPacer,
-    /// Lambda's id of each machine seen, by Parasol's instance id.
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key names known to exist at Lambda.
     keys: StdMutex<HashSet<String>>,
     /// Serializes key registration, so two launches with the same new key
@@ -134,7 +138,7 @@ struct LRegion {
 }
 
 #[derive(Deserialize, Clone)]
-struct LInstance {
+pub(crate) struct LInstance {
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -174,11 +178,10 @@ impl Lambda {
         let pacer = LaunchPacer::new(cfg.launch_interval);
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
             pacer,
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashSet::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -240,8 +243,11 @@ impl Lambda {
                 &it.gpu_description
             };
             let Some(gpu) = gpu_model(desc) else {
+                super::gpus::unmapped(CLOUD, name);
                 continue;
             };
+            // Lambda states the size in the description: "(80 GB SXM5)".
+            let gpu = gpu.with_vram(super::gpus::stated_vram(desc).unwrap_or(0));
             let n = it
                 .specs
                 .gpus
@@ -281,45 +287,10 @@ impl Lambda {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name (Lambda's A100 PCIe and SXM4)
+        // each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
-    }
-
-    /// The machine of `id`, from the remembered Lambda id or by its name.
-    async fn find(&self, id: Uuid) -> Result<Option<LInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(lambda_id) = known {
-            let path = format!("/instances/{lambda_id}");
-            let what = format!("GET {path}");
-            let (status, body) = self.http.send(|| self.req(Method::GET, &path)).await?;
-            if status.as_u16() == 404 {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body }));
-            }
-            let d: Data<LInstance> = super::parse(CLOUD, &what, &body)?;
-            return Ok(Some(d.data));
-        }
-        let all: Vec<LInstance> = self.get("/instances").await?;
-        let found = all
-            .into_iter()
-            .filter(|i| i.name.as_deref().is_some_and(|n| self.marker.is_for(n, id)))
-            .min_by_key(|i| i.status == "terminated");
-        if let Some(i) = &found {
-            self.ids.lock().expect("poisoned").insert(id, i.id.clone());
-        }
-        Ok(found)
-    }
-
-    /// Names of the machines not being torn down, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        let all: Vec<LInstance> = self.get("/instances").await?;
-        Ok(all
-            .into_iter()
-            .filter(|i| !matches!(i.status.as_str(), "terminating" | "terminated"))
-            .filter_map(|i| i.name)
-            .collect())
     }
 
     /// Registers the public key under a name derived from it, once.
@@ -398,7 +369,7 @@ impl VolumeApi for Lambda {
         let f: Filesystem = self
             .post(
                 "/filesystems",
-                json!({"name": self.marker.name(req.volume_id), "region": req.region}),
+                json!({"name": self.known.marker().name(req.volume_id), "region": req.region}),
             )
             .await?;
         Ok(self.state(&f))
@@ -418,7 +389,7 @@ impl VolumeApi for Lambda {
     }
 
     fn marked(&self, f: &Filesystem) -> Option<Uuid> {
-        self.marker.ours(&f.name)
+        self.known.marker().ours(&f.name)
     }
 
     fn place(&self, f: &Filesystem) -> (String, String) {
@@ -473,11 +444,40 @@ fn state(i: &LInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("terminating", _) => MachineState::Terminating,
         ("terminated", _) => MachineState::Gone,
         ("preempted", _) => MachineState::Preempted,
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for Lambda {
+    type Machine = LInstance;
+
+    async fn list_machines(&self) -> Result<Vec<LInstance>, ProviderError> {
+        self.get("/instances").await
+    }
+
+    async fn get_machine(&self, lambda_id: &str) -> Result<Option<LInstance>, ProviderError> {
+        let path = format!("/instances/{lambda_id}");
+        let (status, body) = self.http.send(|| self.req(Method::GET, &path)).await?;
+        let d: Option<Data<LInstance>> =
+            parse_found(CLOUD, &format!("GET {path}"), status, body, classify)?;
+        Ok(d.map(|d| d.data))
+    }
+
+    fn cloud_id(i: &LInstance) -> String {
+        i.id.clone()
+    }
+
+    fn marker_name(i: &LInstance) -> Option<&str> {
+        i.name.as_deref()
+    }
+
+    fn torn_down(i: &LInstance) -> bool {
+        matches!(i.status.as_str(), "terminating" | "terminated")
     }
 }
 
@@ -492,76 +492,63 @@ impl Provider for Lambda {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            return match i.status.as_str() {
-                "terminating" | "terminated" => Err(ProviderError::Permanent(
-                    "the machine for this instance was already terminated".into(),
-                )),
-                _ => Ok(Launched {
-                    cloud_assigned_id: i.id,
-                }),
-            };
-        }
-        let Some(public_key) = req.ssh_public_key.as_deref() else {
-            return Err(ProviderError::Permanent(
-                "Lambda needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
-                    .into(),
-            ));
-        };
-        let key = self.ensure_key(public_key).await?;
-        // The slot must come well inside the reconciler's call timeout; a
-        // later slot is a transient error that the reconciler retries.
-        self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
-        let mut body = json!({
-            "region_name": req.region,
-            "instance_type_name": req.cloud_instance_type,
-            "ssh_key_names": [key],
-            "quantity": 1,
-            "name": self.marker.name(req.instance_id),
-        });
-        if !req.volumes.is_empty() {
-            // Lambda mounts filesystems by name, and names them ours.
-            body["file_system_names"] = json!(req
-                .volumes
-                .iter()
-                .map(|v| self.marker.name(v.id))
-                .collect::<Vec<_>>());
-        }
-        match self
-            .post::<Launch>("/instance-operations/launch", body)
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let Some(public_key) = req.ssh_public_key.as_deref() else {
+                    return Err(ProviderError::Permanent(
+                        "Lambda needs an SSH key to launch; add one with /sshkeys/add or pass ssh_key_id"
+                            .into(),
+                    ));
+                };
+                let key = self.ensure_key(public_key).await?;
+                // The slot must come well inside the reconciler's call
+                // timeout; a later slot is a transient error that the
+                // reconciler retries.
+                self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
+                let mut body = json!({
+                    "region_name": req.region,
+                    "instance_type_name": req.cloud_instance_type,
+                    "ssh_key_names": [key],
+                    "quantity": 1,
+                    "name": name,
+                });
+                if !req.volumes.is_empty() {
+                    // Lambda mounts filesystems by name, and names them ours.
+                    body["file_system_names"] = json!(req
+                        .volumes
+                        .iter()
+                        .map(|v| self.known.marker().name(v.id))
+                        .collect::<Vec<_>>());
+                }
+                match self
+                    .post::<Launch>("/instance-operations/launch", body)
+                    .await
+                {
+                    Ok(l) => l.instance_ids.into_iter().next().ok_or_else(|| {
+                        ProviderError::Transient(
+                            "Lambda accepted the launch but named no instance".into(),
+                        )
+                    }),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
             .await
-        {
-            Ok(l) => {
-                let id = l.instance_ids.into_iter().next().ok_or_else(|| {
-                    ProviderError::Transient(
-                        "Lambda accepted the launch but named no instance".into(),
-                    )
-                })?;
-                self.ids
-                    .lock()
-                    .expect("poisoned")
-                    .insert(req.instance_id, id.clone());
-                Ok(Launched {
-                    cloud_assigned_id: id,
-                })
-            }
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Lambda has no machine for this instance".into(),
             ));
@@ -576,7 +563,7 @@ impl Provider for Lambda {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         match i.status.as_str() {
@@ -614,13 +601,11 @@ impl Provider for Lambda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -6,16 +6,23 @@
 //! /pods/{id}`, `POST /pods/{id}/restart`, `GET|POST /networkvolumes`,
 //! `GET|DELETE /networkvolumes/{id}`. The REST
 //! API has no price list, so offers come from GraphQL (by default
-//! `https://api.runpod.io/graphql`): `gpuTypes` with `lowestPrice` per GPU
-//! count (secure cloud), and `dataCenters` with their `gpuAvailability`.
+//! `https://api.runpod.io/graphql`): `gpuTypes` with `memoryInGb` and
+//! `lowestPrice` per GPU count (secure cloud), and `dataCenters` (network
+//! volume support). Stock comes from the REST API v2 catalog (by default
+//! `https://api.runpod.io/v2`): `GET /catalog/gpus` with
+//! `include=AVAILABILITY`, `product=POD`, `cloud=SECURE` and the GPU count,
+//! which lists per GPU type the data centers offering that configuration
+//! with their stock level.
 //!
 //! Pods are containers on shared hosts: SSH reaches the container through
 //! the public port RunPod maps to its port 22 (`portMappings["22"]`), as
 //! `root`, with the key passed in the `PUBLIC_KEY` environment variable
 //! that RunPod's images install. Interruptible pods are Shadeform's `spot`.
 //!
-//! Pods are named with the deployment's marker; a launch first looks for
-//! that name, so a retried launch adopts the pod an earlier attempt made.
+//! Pods are named with the deployment's marker and found as every cloud
+//! finds its machines (`find.rs`), in `GET /pods`; a launch first
+//! looks for that name, so a retried launch adopts the pod an earlier
+//! attempt made.
 //!
 //! Volumes are network volumes, named with the marker and Parasol's volume
 //! id (RunPod's names need not be unique, so a create first looks for the
@@ -45,16 +52,23 @@
 //! - REST pods carry no phase besides `desiredStatus`; the public IP and
 //!   the port mapping appearing are taken as the boot's progress.
 //! - vCPUs and memory per type are `lowestPrice.minVcpu` / `minMemory` for
-//!   the count (the least a pod gets); disk is not stated (0).
-//! - Data-center availability is `gpuAvailability[].available`; GPU counts
+//!   the count (the least a pod gets); disk is not stated (0). VRAM per GPU
+//!   is the type's `memoryInGb`: RunPod's names do not always say the size
+//!   ("A100 SXM" is the 80 GB part).
+//! - A type is offered in the data centers the v2 catalog lists for it with
+//!   secure-cloud pod stock at that GPU count, and available in those whose
+//!   level is not `NONE`. Parasol launches with `cloudType: SECURE`, so
+//!   community-cloud stock (and GraphQL's `gpuAvailability`, which does not
+//!   say which cloud it counts) never makes a type available. GPU counts
 //!   offered are 1, 2, 4 and 8 up to the type's `maxGpuCount`.
+//! - A GPU type no Shadeform model fits is not offered, and is logged and
+//!   counted ([`super::gpus::unmapped`]).
 //! - Network volumes: `storageSupport` data centers, at the published
 //!   $0.07/GB-month, up to 4 TB.
 //! - The rate-limit headers are not documented: `Retry-After` when sent,
 //!   else backoff.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,12 +79,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
+use super::parse_found;
 use super::volumes::{self, VolumeApi};
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http,
-    Marker, Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http, Num,
+    OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
     VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
@@ -82,6 +97,8 @@ pub const CLOUD: &str = "runpod";
 pub const DEFAULT_URL: &str = "https://rest.runpod.io/v1";
 /// The public GraphQL API.
 pub const DEFAULT_GRAPHQL_URL: &str = "https://api.runpod.io/graphql";
+/// The public REST API v2, for its catalog's stock levels.
+pub const DEFAULT_CATALOG_URL: &str = "https://api.runpod.io/v2";
 /// The OS offered, and the image it launches.
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
 const IMAGE: &str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04";
@@ -100,16 +117,16 @@ pub struct RunpodConfig {
     pub url: String,
     /// The GraphQL endpoint.
     pub graphql_url: String,
+    /// REST API v2 base URL, up to and including `/v2` (the catalog).
+    pub catalog_url: String,
 }
 
 /// The RunPod adapter.
 pub struct Runpod {
     cfg: RunpodConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    /// RunPod's pod id of each machine seen, by Parasol's instance id.
-    ids: StdMutex<HashMap<Uuid, String>>,
 }
 
 #[derive(Deserialize)]
@@ -138,9 +155,35 @@ struct GpuType {
     #[serde(default)]
     display_name: String,
     #[serde(default)]
+    memory_in_gb: Option<i64>,
+    #[serde(default)]
     max_gpu_count: Option<i64>,
     #[serde(default)]
     lowest_price: Option<LowestPrice>,
+}
+
+/// `GET /v2/catalog/gpus` with `include=AVAILABILITY`.
+#[derive(Deserialize)]
+struct CatalogGpus {
+    gpus: Vec<CatalogGpu>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CatalogGpu {
+    id: String,
+    /// Absent when the configuration is unavailable everywhere.
+    #[serde(default)]
+    data_centers: Vec<CatalogDataCenter>,
+}
+
+#[derive(Deserialize)]
+struct CatalogDataCenter {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// `NONE`, `LOW`, `MEDIUM` or `HIGH`.
+    availability: String,
 }
 
 #[derive(Deserialize)]
@@ -167,26 +210,12 @@ struct DataCenters {
 struct DataCenter {
     id: String,
     #[serde(default)]
-    name: String,
-    #[serde(default)]
-    location: String,
-    #[serde(default)]
     storage_support: bool,
-    #[serde(default)]
-    gpu_availability: Vec<GpuAvailability>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GpuAvailability {
-    gpu_type_id: String,
-    #[serde(default)]
-    available: bool,
 }
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct Pod {
+pub(crate) struct Pod {
     id: String,
     #[serde(default)]
     name: String,
@@ -203,15 +232,25 @@ struct Pod {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ErrorBody {
-    Text { error: String },
+    Text {
+        error: String,
+    },
     List(Vec<ErrorBody>),
-    Message { message: String },
+    Message {
+        message: String,
+    },
+    /// The v2 API's problem details.
+    Problem {
+        title: String,
+        detail: String,
+    },
 }
 
 impl ErrorBody {
     fn text(&self) -> String {
         match self {
             ErrorBody::Text { error } => error.clone(),
+            ErrorBody::Problem { title, detail } => format!("{title}: {detail}"),
             ErrorBody::Message { message } => message.clone(),
             ErrorBody::List(l) => l.iter().map(|e| e.text()).collect::<Vec<_>>().join("; "),
         }
@@ -223,10 +262,9 @@ impl Runpod {
     pub fn new(cfg: RunpodConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
         }
     }
 
@@ -270,15 +308,39 @@ impl Runpod {
         }
     }
 
-    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
-        let dcs: DataCenters = self
-            .graphql(
-                "dataCenters",
-                "query { dataCenters { id name location storageSupport gpuAvailability { gpuTypeId available stockStatus } } }",
+    /// Secure-cloud pod stock of every GPU type at `count` GPUs: the data
+    /// centers offering each type so, with their stock level.
+    async fn secure_stock(
+        &self,
+        count: i64,
+    ) -> Result<HashMap<String, Vec<CatalogDataCenter>>, ProviderError> {
+        let what = "GET /v2/catalog/gpus";
+        let count = count.to_string();
+        let c: CatalogGpus = self
+            .http
+            .json(
+                what,
+                || {
+                    self.http
+                        .request(Method::GET, &self.cfg.catalog_url, "/catalog/gpus")
+                        .query(&[
+                            ("include", "AVAILABILITY"),
+                            ("product", "POD"),
+                            ("cloud", "SECURE"),
+                            ("count", count.as_str()),
+                        ])
+                        .bearer_auth(self.cfg.api_key.expose())
+                },
+                |f| classify(what, f),
             )
             .await?;
+        Ok(c.gpus.into_iter().map(|g| (g.id, g.data_centers)).collect())
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let mut out = Vec::new();
         for n in COUNTS {
+            let stock = self.secure_stock(n).await?;
             let q = format!(
                 "query {{ gpuTypes {{ id displayName memoryInGb maxGpuCount lowestPrice(input: {{gpuCount: {n}, secureCloud: true}}) {{ uninterruptablePrice minimumBidPrice minVcpu minMemory stockStatus }} }} }}"
             );
@@ -287,13 +349,13 @@ impl Runpod {
                 if t.max_gpu_count.is_some_and(|m| m < n) {
                     continue;
                 }
-                let Some(gpu) = gpu_model(if t.display_name.is_empty() {
-                    &t.id
-                } else {
-                    &t.display_name
-                }) else {
+                // The id ("NVIDIA A100-SXM4-80GB") is the more specific
+                // name; the display name ("A100 SXM") fills in the rest.
+                let Some(gpu) = gpu_model(&format!("{} {}", t.id, t.display_name)) else {
+                    super::gpus::unmapped(CLOUD, &t.id);
                     continue;
                 };
+                let gpu = gpu.with_vram(t.memory_in_gb.unwrap_or(0));
                 let Some(lp) = t.lowest_price else { continue };
                 let Some(price) = lp.uninterruptable_price.map(Num::get).filter(|p| *p > 0.0)
                 else {
@@ -304,17 +366,19 @@ impl Runpod {
                     .map(Num::get)
                     .filter(|p| *p > 0.0)
                     .map(|p| cents(p * n as f64));
-                let regions: Vec<RegionOffer> = dcs
-                    .data_centers
-                    .iter()
-                    .filter_map(|dc| {
-                        let a = dc.gpu_availability.iter().find(|a| a.gpu_type_id == t.id)?;
-                        Some(RegionOffer {
-                            region: dc.id.clone(),
-                            display_name: dc_display(dc),
-                            capacity: Capacity::Available(a.available),
-                            spot_price: spot,
-                        })
+                let regions: Vec<RegionOffer> = stock
+                    .get(&t.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|dc| RegionOffer {
+                        region: dc.id.clone(),
+                        display_name: if dc.name.is_empty() {
+                            dc.id.clone()
+                        } else {
+                            dc.name.clone()
+                        },
+                        capacity: Capacity::Available(dc.availability != "NONE"),
+                        spot_price: spot,
                     })
                     .collect();
                 if regions.is_empty() {
@@ -342,48 +406,15 @@ impl Runpod {
                 });
             }
         }
+        // RunPod sells variants of one model ("H100 PCIe", "H100 NVL"):
+        // each under its own name, after its GPU type id.
+        super::gpus::unique_names(&mut out, |o| {
+            o.cloud_instance_type
+                .rsplit_once(':')
+                .map_or(o.cloud_instance_type.as_str(), |(id, _)| id)
+                .to_string()
+        });
         Ok(out)
-    }
-
-    async fn list(&self) -> Result<Vec<Pod>, ProviderError> {
-        self.json(Method::GET, "/pods", None).await
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<Pod>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(pid) = known {
-            let path = format!("/pods/{pid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse(CLOUD, &what, &text).map(Some);
-        }
-        let found = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|p| self.marker.is_for(&p.name, id))
-            .min_by_key(|p| p.desired_status == "TERMINATED");
-        if let Some(p) = &found {
-            self.ids.lock().expect("poisoned").insert(id, p.id.clone());
-        }
-        Ok(found)
-    }
-
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|p| p.desired_status != "TERMINATED")
-            .map(|p| p.name)
-            .collect())
     }
 }
 
@@ -423,7 +454,7 @@ impl VolumeApi for Runpod {
 
     async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
         let body = json!({
-            "name": self.marker.name(req.volume_id),
+            "name": self.known.marker().name(req.volume_id),
             "size": req.size_in_gb,
             "dataCenterId": req.region,
         });
@@ -438,7 +469,7 @@ impl VolumeApi for Runpod {
     }
 
     fn marked(&self, v: &NetworkVolume) -> Option<Uuid> {
-        self.marker.ours(&v.name)
+        self.known.marker().ours(&v.name)
     }
 
     fn place(&self, v: &NetworkVolume) -> (String, String) {
@@ -463,15 +494,6 @@ fn mount_volume(body: &mut Value, req: &LaunchRequest) {
     }
 }
 
-fn dc_display(dc: &DataCenter) -> String {
-    match (dc.name.is_empty(), dc.location.is_empty()) {
-        (false, false) => format!("{} ({})", dc.location, dc.name),
-        (true, false) => dc.location.clone(),
-        (false, true) => dc.name.clone(),
-        (true, true) => dc.id.clone(),
-    }
-}
-
 fn classify(what: &str, f: &Failure) -> ProviderError {
     let detail = serde_json::from_str::<ErrorBody>(&f.body)
         .map(|e| e.text())
@@ -493,6 +515,7 @@ fn state(p: &Pod) -> MachineState {
             ip,
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("EXITED", _, _) if p.interruptible => MachineState::Preempted,
         ("EXITED", _, _) => MachineState::Failed {
@@ -500,6 +523,32 @@ fn state(p: &Pod) -> MachineState {
         },
         ("TERMINATED", _, _) => MachineState::Gone,
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for Runpod {
+    type Machine = Pod;
+
+    async fn list_machines(&self) -> Result<Vec<Pod>, ProviderError> {
+        self.json(Method::GET, "/pods", None).await
+    }
+
+    async fn get_machine(&self, pod_id: &str) -> Result<Option<Pod>, ProviderError> {
+        let path = format!("/pods/{pod_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        parse_found(CLOUD, &format!("GET {path}"), status, text, classify)
+    }
+
+    fn cloud_id(p: &Pod) -> String {
+        p.id.clone()
+    }
+
+    fn marker_name(p: &Pod) -> Option<&str> {
+        Some(&p.name)
+    }
+
+    fn torn_down(p: &Pod) -> bool {
+        p.desired_status == "TERMINATED"
     }
 }
 
@@ -557,65 +606,53 @@ impl Provider for Runpod {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(p) = self.find(req.instance_id).await? {
-            if p.desired_status == "TERMINATED" {
-                return Err(ProviderError::Permanent(
-                    "the pod for this instance was already terminated".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: p.id,
-            });
-        }
-        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
-        let mut env = serde_json::Map::new();
-        for e in &req.envs {
-            env.insert(e.name.clone(), Value::String(e.value.clone()));
-        }
-        if let Some(k) = &req.ssh_public_key {
-            env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
-        }
-        let mut body = json!({
-            "name": self.marker.name(req.instance_id),
-            "imageName": IMAGE,
-            "gpuTypeIds": [gpu],
-            "gpuCount": count,
-            "cloudType": "SECURE",
-            "computeType": "GPU",
-            "dataCenterIds": [req.region],
-            "interruptible": req.rental_type == RentalType::Spot,
-            "supportPublicIp": true,
-            "ports": ["22/tcp"],
-            "containerDiskInGb": 50,
-            "env": env,
-        });
-        mount_volume(&mut body, req);
-        let pod: Pod = match self.json(Method::POST, "/pods", Some(&body)).await {
-            Ok(p) => p,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, pod.id.clone());
-        Ok(Launched {
-            cloud_assigned_id: pod.id,
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
+                let mut env = serde_json::Map::new();
+                for e in &req.envs {
+                    env.insert(e.name.clone(), Value::String(e.value.clone()));
+                }
+                if let Some(k) = &req.ssh_public_key {
+                    env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
+                }
+                let mut body = json!({
+                    "name": name,
+                    "imageName": IMAGE,
+                    "gpuTypeIds": [gpu],
+                    "gpuCount": count,
+                    "cloudType": "SECURE",
+                    "computeType": "GPU",
+                    "dataCenterIds": [req.region],
+                    "interruptible": req.rental_type == RentalType::Spot,
+                    "supportPublicIp": true,
+                    "ports": ["22/tcp"],
+                    "containerDiskInGb": 50,
+                    "env": env,
+                });
+                mount_volume(&mut body, req);
+                match self.json::<Pod>(Method::POST, "/pods", Some(&body)).await {
+                    Ok(p) => Ok(p.id),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |p| state(&p)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(p) = self.find(id).await? else {
+        let Some(p) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "RunPod has no pod for this instance".into(),
             ));
@@ -632,7 +669,7 @@ impl Provider for Runpod {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(p) = self.find(id).await? else {
+        let Some(p) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if p.desired_status == "TERMINATED" {
@@ -641,7 +678,7 @@ impl Provider for Runpod {
         let path = format!("/pods/{}", p.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            self.ids.lock().expect("poisoned").remove(&id);
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -670,13 +707,11 @@ impl Provider for Runpod {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 
@@ -710,7 +745,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40123,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         assert_eq!(

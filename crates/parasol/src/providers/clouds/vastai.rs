@@ -3,14 +3,20 @@
 //!
 //! Every request carries `Authorization: Bearer <api key>`. Endpoints used
 //! (relative to the configured base URL, by default
-//! `https://console.vast.ai/api/v0`): `GET /bundles/?q=<json>` (offer
-//! search), `PUT /asks/{offer id}/` (accept an offer: creates an instance),
-//! `GET /instances/`, `DELETE /instances/{id}/`, `PUT
-//! /instances/reboot/{id}/`, `GET|POST /ssh/` (account keys, which Vast
-//! installs on new instances).
+//! `https://console.vast.ai/api/v0`), as Vast's OpenAPI document gives
+//! them: `POST /bundles/` (offer search, the query as the JSON body),
+//! `PUT /asks/{offer id}/` (accept an offer: creates an instance),
+//! `DELETE /instances/{id}/`, `PUT /instances/reboot/{id}/`, `GET|POST
+//! /ssh/` (account keys, which Vast installs on new instances); and from
+//! API v1 beside it, `GET /api/v1/instances/` (the instance list, 25 a
+//! page, followed by `next_token`).
 //!
 //! Offers are grouped onto Shadeform types by GPU model and count; a type's
-//! price is that of the cheapest verified, rentable offer, per region.
+//! price is that of the cheapest verified, rentable offer, per region. VRAM
+//! per GPU is the offer's own `gpu_ram` (MB), which also tells an 80 GB
+//! A100 from a 40 GB one where `gpu_name` ("A100 SXM4") does not. A GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 //! Regions group Vast's `geolocation` (`"City, CC"` or `"CC"`) by its
 //! country code: `north-america` (US, CA, MX), `south-america`, `europe`
 //! (EU and EEA states, GB, CH, UA, RS, ...), `asia-pacific` (JP, KR, CN,
@@ -21,8 +27,11 @@
 //! first, and accepts one with the deployment's marker as `label`; an
 //! offer taken meanwhile (`no_such_ask`) moves on to the next, up to
 //! [`ACCEPT_ATTEMPTS`], before reporting no capacity. Interruptible
-//! (`spot`) launches bid the offer's `min_bid`. A launch first looks for an
-//! instance with its label, so a retried launch adopts the earlier one.
+//! (`spot`) launches bid the offer's `min_bid`. Instances are found by
+//! their label as every cloud finds its machines (`find.rs`), in
+//! `GET /instances/`, which serves both the listing and the look-up by id;
+//! a launch first looks for its label, so a retried launch adopts the
+//! earlier instance.
 //!
 //! Status mapping (`actual_status` → [`MachineState`]):
 //!
@@ -58,7 +67,7 @@
 //!   instances from the account's keys.
 //! - A 429 comes without `Retry-After`: exponential backoff.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -70,11 +79,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
-use super::RestApi;
 use super::{
-    cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Marker,
-    Num, OffersCache, Secret,
+    cents, configuration, generic_failure, gpu_model, shade_type, short, Failure, Http, Num,
+    OffersCache, Secret,
 };
+use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
 };
@@ -101,10 +110,9 @@ pub struct VastaiConfig {
 /// The Vast.ai adapter.
 pub struct Vastai {
     cfg: VastaiConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, i64>>,
     /// Public keys known to be on the account.
     keys: StdMutex<HashSet<String>>,
     key_setup: tokio::sync::Mutex<()>,
@@ -125,6 +133,12 @@ struct VOffer {
     /// MB.
     #[serde(default)]
     cpu_ram: Option<Num>,
+    /// MB per GPU.
+    #[serde(default)]
+    gpu_ram: Option<Num>,
+    /// MB, all GPUs together.
+    #[serde(default)]
+    gpu_total_ram: Option<Num>,
     /// GB.
     #[serde(default)]
     disk_space: Option<Num>,
@@ -137,13 +151,23 @@ struct VOffer {
     verified: Option<bool>,
 }
 
+/// A page of `GET /api/v1/instances/`.
 #[derive(Deserialize)]
 struct Instances {
     instances: Vec<VInstance>,
+    /// The `after_token` of the next page; none after the last.
+    #[serde(default)]
+    next_token: Option<String>,
 }
 
+/// The most instances API v1 lists a page (its `limit`'s maximum).
+const PAGE: &str = "25";
+/// The instance list, in API v1: a path from the host's root, beside the
+/// configured v0 base.
+const V1_INSTANCES: &str = "/api/v1/instances/";
+
 #[derive(Deserialize, Clone)]
-struct VInstance {
+pub(crate) struct VInstance {
     id: i64,
     #[serde(default)]
     label: Option<String>,
@@ -185,7 +209,8 @@ enum Keys {
 
 #[derive(Deserialize)]
 struct VKey {
-    #[serde(alias = "ssh_key")]
+    /// `key` in Vast's document (`getSshKeysUser`).
+    #[serde(alias = "ssh_key", alias = "key")]
     public_key: String,
 }
 
@@ -233,15 +258,33 @@ const REGIONS: [&str; 5] = [
     "south-america",
 ];
 
+impl VOffer {
+    /// VRAM per GPU in GB (Vast states MB), 0 where the offer does not say.
+    fn vram_per_gpu(&self) -> i64 {
+        let mb = match (self.gpu_ram, self.gpu_total_ram) {
+            (Some(r), _) => r.get(),
+            (None, Some(t)) => t.get() / self.num_gpus.max(1) as f64,
+            (None, None) => 0.0,
+        };
+        (mb / 1024.0).round() as i64
+    }
+
+    /// The Shadeform type this offer is one of; `None` for a GPU no
+    /// Shadeform model fits.
+    fn shade_type(&self) -> Option<String> {
+        let gpu = gpu_model(&self.gpu_name)?.with_vram(self.vram_per_gpu());
+        Some(shade_type(&gpu, self.num_gpus))
+    }
+}
+
 impl Vastai {
     /// An adapter; it calls nothing until asked.
     pub fn new(cfg: VastaiConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashSet::new()),
             key_setup: tokio::sync::Mutex::new(()),
         }
@@ -254,15 +297,15 @@ impl Vastai {
             "verified": {"eq": true},
             "rentable": {"eq": true},
             "rented": {"eq": false},
-            "type": "on-demand",
-            "order": [["dph_total", "asc"]],
+            "type": "ondemand",
+            // `searchOffers` takes exactly two order terms: price, then id
+            // so equal prices list the same way every time.
+            "order": [["dph_total", "asc"], ["id", "asc"]],
         });
         if let (Some(q), Some(f)) = (q.as_object_mut(), filter.as_object()) {
             q.extend(f.clone());
         }
-        let o: Offers = self
-            .json_query(Method::GET, "/bundles/", &[("q", q.to_string())], None)
-            .await?;
+        let o: Offers = self.json(Method::POST, "/bundles/", Some(&q)).await?;
         let mut offers: Vec<VOffer> = o
             .offers
             .into_iter()
@@ -278,13 +321,13 @@ impl Vastai {
         let mut by_type: BTreeMap<String, (BTreeMap<&'static str, VOffer>, VOffer)> =
             BTreeMap::new();
         for o in offers {
-            let Some(gpu) = gpu_model(&o.gpu_name) else {
-                continue;
-            };
             if o.num_gpus < 1 {
                 continue;
             }
-            let shade = shade_type(&gpu, o.num_gpus);
+            let Some(shade) = o.shade_type() else {
+                super::gpus::unmapped(CLOUD, &o.gpu_name);
+                continue;
+            };
             let region = region_of(o.geolocation.as_deref());
             let entry = by_type
                 .entry(shade)
@@ -299,7 +342,9 @@ impl Vastai {
         }
         let mut out = Vec::new();
         for (shade, (regions, best)) in by_type {
-            let gpu = gpu_model(&best.gpu_name).expect("recognized above");
+            let gpu = gpu_model(&best.gpu_name)
+                .expect("recognized above")
+                .with_vram(best.vram_per_gpu());
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade,
@@ -336,40 +381,61 @@ impl Vastai {
         Ok(out)
     }
 
-    async fn list(&self) -> Result<Vec<VInstance>, ProviderError> {
-        Ok(self
-            .json::<Instances>(Method::GET, "/instances/", None)
-            .await?
-            .instances)
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<VInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).copied();
-        let found = self.list().await?.into_iter().find(|i| match known {
-            Some(k) => i.id == k,
-            None => i
-                .label
-                .as_deref()
-                .is_some_and(|l| self.marker.is_for(l, id)),
-        });
-        match &found {
-            Some(i) => {
-                self.ids.lock().expect("poisoned").insert(id, i.id);
-            }
-            None => {
-                self.ids.lock().expect("poisoned").remove(&id);
-            }
+    /// Accepts the cheapest matching offer in the region under `label`;
+    /// answers the new instance's id.
+    async fn accept(&self, req: &LaunchRequest, label: String) -> Result<String, ProviderError> {
+        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
+        if let Some(k) = &req.ssh_public_key {
+            self.ensure_key(k).await?;
         }
-        Ok(found)
-    }
-
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .list()
+        let candidates: Vec<VOffer> = self
+            .search(json!({"gpu_name": {"eq": gpu}, "num_gpus": {"eq": count}}))
             .await?
             .into_iter()
-            .filter_map(|i| i.label)
-            .collect())
+            .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
+            // One gpu_name can cover two sizes (A100 SXM4 40 and 80 GB):
+            // only offers of the type asked for.
+            .filter(|o| {
+                req.shade_instance_type.is_empty()
+                    || o.shade_type().as_deref() == Some(req.shade_instance_type.as_str())
+            })
+            .take(ACCEPT_ATTEMPTS)
+            .collect();
+        let spot = req.rental_type == RentalType::Spot;
+        let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
+        let mut last = format!(
+            "no verified offer of {count}x {gpu} in {} is left",
+            req.region
+        );
+        for o in candidates {
+            let mut body = json!({
+                "client_id": "me",
+                "image": IMAGE,
+                "disk": DISK_GB,
+                "label": label,
+                // SSH straight to the host's mapped port 22, which is what
+                // `state` reads (`createInstance`'s runtype `ssh_direct`).
+                "runtype": "ssh_direct",
+                "env": env,
+            });
+            if spot {
+                body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
+            }
+            match self
+                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), Some(&body))
+                .await
+            {
+                Ok(a) => return Ok(a.new_contract.to_string()),
+                // Taken by someone else since the search: try the next.
+                Err(ProviderError::Capacity(why)) => {
+                    tracing::debug!(offer = o.id, why = %why, "offer taken; trying the next");
+                    last = why;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.offers.clear().await;
+        Err(ProviderError::Capacity(format!("{CLOUD}: {last}")))
     }
 
     /// Puts the public key on the account, once.
@@ -390,6 +456,24 @@ impl Vastai {
         self.keys.lock().expect("poisoned").insert(key);
         Ok(())
     }
+}
+
+/// Environment variables as `createInstance`'s `env` string: docker run
+/// options, `-e NAME=value` each, a value single-quoted where the shell
+/// would split or expand it.
+fn docker_env<'a>(vars: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    vars.map(|(k, v)| {
+        let plain = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:@+=,".contains(&b));
+        if plain {
+            format!("-e {k}={v}")
+        } else {
+            format!("-e {k}='{}'", v.replace('\'', "'\\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 fn detail(f: &Failure) -> (String, String) {
@@ -428,6 +512,7 @@ fn state(i: &VInstance) -> MachineState {
             ip: ip.trim().to_string(),
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         (Some("exited" | "stopped"), _, _) if i.is_bid => MachineState::Preempted,
         (Some(s @ ("exited" | "stopped")), _, _) => MachineState::Failed {
@@ -437,14 +522,69 @@ fn state(i: &VInstance) -> MachineState {
     }
 }
 
+impl Machines for Vastai {
+    type Machine = VInstance;
+
+    /// API v1's list, page by page (`showInstances`; v0 has no list).
+    async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            if let Some(t) = after.take() {
+                query.push(("after_token", t));
+            }
+            let page: Instances = self
+                .json_query(Method::GET, V1_INSTANCES, &query, None)
+                .await?;
+            let done = page.instances.is_empty();
+            all.extend(page.instances);
+            match page.next_token {
+                Some(t) if !t.is_empty() && !done => after = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// From the listing: Vast drops a destroyed instance from it at once.
+    async fn get_machine(&self, instance_id: &str) -> Result<Option<VInstance>, ProviderError> {
+        Ok(self
+            .list_machines()
+            .await?
+            .into_iter()
+            .find(|i| i.id.to_string() == instance_id))
+    }
+
+    fn cloud_id(i: &VInstance) -> String {
+        i.id.to_string()
+    }
+
+    fn marker_name(i: &VInstance) -> Option<&str> {
+        i.label.as_deref()
+    }
+
+    /// Never: Vast deletes a destroyed instance at once.
+    fn torn_down(_: &VInstance) -> bool {
+        false
+    }
+}
+
 impl RestApi for Vastai {
     fn http(&self) -> &Http {
         &self.http
     }
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        // A path of another API version (`/api/v1/...`) starts at the
+        // host's root, which the configured `.../api/v0` base lies under.
+        let base = self.cfg.url.trim_end_matches('/');
+        let base = if path.starts_with("/api/") {
+            base.strip_suffix("/api/v0").unwrap_or(base)
+        } else {
+            base
+        };
         self.http
-            .request(method, &self.cfg.url, path)
+            .request(method, base, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 
@@ -464,100 +604,40 @@ impl Provider for Vastai {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            return Ok(Launched {
-                cloud_assigned_id: i.id.to_string(),
-            });
-        }
-        let (gpu, count) = split_gpu_count(CLOUD, &req.cloud_instance_type)?;
-        if let Some(k) = &req.ssh_public_key {
-            self.ensure_key(k).await?;
-        }
-        let candidates: Vec<VOffer> = self
-            .search(json!({"gpu_name": {"eq": gpu}, "num_gpus": {"eq": count}}))
-            .await?
-            .into_iter()
-            .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
-            .take(ACCEPT_ATTEMPTS)
-            .collect();
-        let spot = req.rental_type == RentalType::Spot;
-        let env: serde_json::Map<String, Value> = req
-            .envs
-            .iter()
-            .map(|e| (e.name.clone(), Value::String(e.value.clone())))
-            .collect();
-        let mut last = format!(
-            "no verified offer of {count}x {gpu} in {} is left",
-            req.region
-        );
-        for o in candidates {
-            let mut body = json!({
-                "client_id": "me",
-                "image": IMAGE,
-                "disk": DISK_GB,
-                "label": self.marker.name(req.instance_id),
-                // The CLI's `--ssh --direct`: a direct SSH port beside the proxy.
-                "runtype": "ssh_direc ssh_proxy",
-                "env": env,
-            });
-            if spot {
-                body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
-            }
-            match self
-                .json::<Accepted>(Method::PUT, &format!("/asks/{}/", o.id), Some(&body))
-                .await
-            {
-                Ok(a) => {
-                    self.ids
-                        .lock()
-                        .expect("poisoned")
-                        .insert(req.instance_id, a.new_contract);
-                    return Ok(Launched {
-                        cloud_assigned_id: a.new_contract.to_string(),
-                    });
-                }
-                // Taken by someone else since the search: try the next.
-                Err(ProviderError::Capacity(why)) => {
-                    tracing::debug!(offer = o.id, why = %why, "offer taken; trying the next");
-                    last = why;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.offers.clear().await;
-        Err(ProviderError::Capacity(format!("{CLOUD}: {last}")))
+        self.known
+            .launch(self, req.instance_id, |label| self.accept(req, label))
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Vast.ai has no instance for this instance".into(),
             ));
         };
+        // `rebootInstance` takes no body.
         let _: Value = self
-            .json(
-                Method::PUT,
-                &format!("/instances/reboot/{}/", i.id),
-                Some(&json!({})),
-            )
+            .json(Method::PUT, &format!("/instances/reboot/{}/", i.id), None)
             .await?;
         Ok(())
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         let path = format!("/instances/{}/", i.id);
         let (status, text) = self.call(Method::DELETE, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
+            self.known.forget(id);
             return Ok(MachineState::Gone);
         }
         if !status.is_success() {
@@ -570,19 +650,32 @@ impl Provider for Vastai {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_become_docker_options_quoted_where_needed() {
+        let vars = [
+            ("PUBLIC_KEY", "ssh-ed25519 AAAA me@host"),
+            ("MODE", "fast"),
+            ("QUOTE", "it's"),
+            ("EMPTY", ""),
+        ];
+        assert_eq!(
+            docker_env(vars.iter().copied()),
+            "-e PUBLIC_KEY='ssh-ed25519 AAAA me@host' -e MODE=fast -e QUOTE='it'\\''s' -e EMPTY=''"
+        );
+        assert_eq!(docker_env(std::iter::empty()), "");
+    }
 
     #[test]
     fn geolocations_group_into_documented_regions() {
@@ -615,7 +708,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40022,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         let bid = VInstance {

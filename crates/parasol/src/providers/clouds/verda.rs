@@ -17,9 +17,10 @@
 //! volume is deleted permanently (`is_permanent`), not moved to Verda's
 //! trash, where it would go on billing.
 //!
-//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and the same
-//! description); a launch first looks for it, so a retried launch adopts the
-//! machine an earlier attempt made.
+//! Machines get the hostname `parasol-<deployment id>-<instance id>` (and
+//! the same description) and are found by it as every cloud finds its
+//! machines (`find.rs`), in `GET /instances`; a launch first looks
+//! for it, so a retried launch adopts the machine an earlier attempt made.
 //!
 //! Status mapping (Verda `status` → [`MachineState`]):
 //!
@@ -36,6 +37,10 @@
 //!
 //! A machine that `GET /instances/{id}` answers 404 for, or that the list no
 //! longer holds, is `Gone`.
+//!
+//! VRAM per GPU is the type's `gpu_memory` (all its GPUs together) over
+//! its GPU count; a type whose GPU no Shadeform model fits is not offered,
+//! and is logged and counted ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
@@ -48,10 +53,11 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::parse_found;
 use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
-    Http, Marker, Num, OffersCache, Secret,
+    Http, KnownMachines, Machines, Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
@@ -78,11 +84,10 @@ pub struct VerdaConfig {
 /// The Verda adapter.
 pub struct Verda {
     cfg: VerdaConfig,
-    marker: Marker,
+    known: KnownMachines,
     http: Http,
     token: Mutex<Option<(Secret, Instant)>>,
     offers: OffersCache,
-    ids: StdMutex<HashMap<Uuid, String>>,
     /// SSH key ids at Verda, by key name.
     keys: StdMutex<HashMap<String, String>>,
     /// Serializes key registration, so two launches with the same new key
@@ -108,6 +113,9 @@ struct VType {
     cpu: Amount,
     gpu: Gpu,
     memory: Size,
+    /// VRAM of all the type's GPUs together.
+    #[serde(default)]
+    gpu_memory: Option<Size>,
     #[serde(default)]
     storage: Option<Size>,
 }
@@ -145,7 +153,7 @@ struct Location {
 }
 
 #[derive(Deserialize, Clone)]
-struct VInstance {
+pub(crate) struct VInstance {
     id: String,
     #[serde(default)]
     hostname: Option<String>,
@@ -173,11 +181,10 @@ impl Verda {
     pub fn new(cfg: VerdaConfig, deployment_id: &str) -> Self {
         Self {
             cfg,
-            marker: Marker::new(deployment_id),
+            known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
             token: Mutex::new(None),
             offers: OffersCache::new(Duration::from_secs(20)),
-            ids: StdMutex::new(HashMap::new()),
             keys: StdMutex::new(HashMap::new()),
             key_setup: Mutex::new(()),
         }
@@ -317,9 +324,14 @@ impl Verda {
                 t.gpu.description.clone()
             };
             let n = t.gpu.number_of_gpus;
-            let Some(gpu) = gpu_model(&desc).filter(|_| n > 0) else {
+            if n < 1 {
+                continue;
+            }
+            let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &t.instance_type);
                 continue;
             };
+            let gpu = gpu.with_vram(t.gpu_memory.as_ref().map_or(0, |m| m.size_in_gigabytes / n));
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, n),
@@ -350,47 +362,9 @@ impl Verda {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Option<VInstance>, ProviderError> {
-        let known = self.ids.lock().expect("poisoned").get(&id).cloned();
-        if let Some(vid) = known {
-            let path = format!("/instances/{vid}");
-            let (status, text) = self.call(Method::GET, &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                self.ids.lock().expect("poisoned").remove(&id);
-                return Ok(None);
-            }
-            let what = format!("GET {path}");
-            if !status.is_success() {
-                return Err(classify(&what, &Failure { status, body: text }));
-            }
-            return parse(CLOUD, &what, &text).map(Some);
-        }
-        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
-        let found = all
-            .into_iter()
-            .filter(|i| {
-                i.hostname
-                    .as_deref()
-                    .is_some_and(|n| self.marker.is_for(n, id))
-            })
-            .min_by_key(|i| gone(&i.status));
-        if let Some(i) = &found {
-            self.ids.lock().expect("poisoned").insert(id, i.id.clone());
-        }
-        Ok(found)
-    }
-
-    /// Hostnames of the machines not being torn down, for the sweep.
-    async fn live_names(&self) -> Result<Vec<String>, ProviderError> {
-        let all: Vec<VInstance> = self.json(Method::GET, "/instances", None).await?;
-        Ok(all
-            .into_iter()
-            .filter(|i| !gone(&i.status) && i.status != "deleting")
-            .filter_map(|i| i.hostname)
-            .collect())
     }
 
     async fn ensure_key(&self, public_key: &str) -> Result<String, ProviderError> {
@@ -494,7 +468,7 @@ impl VolumeApi for Verda {
     async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
         let body = json!({
             "type": VOLUME_TYPE,
-            "name": self.marker.name(req.volume_id),
+            "name": self.known.marker().name(req.volume_id),
             "size": req.size_in_gb,
             "location_code": req.region,
         });
@@ -521,7 +495,7 @@ impl VolumeApi for Verda {
     }
 
     fn marked(&self, v: &VVolume) -> Option<Uuid> {
-        self.marker.ours(&v.name)
+        self.known.marker().ours(&v.name)
     }
 
     fn place(&self, v: &VVolume) -> (String, String) {
@@ -578,6 +552,7 @@ fn state(i: &VInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("deleting", _) => MachineState::Terminating,
         ("discontinued" | "notfound", _) => MachineState::Gone,
@@ -588,6 +563,32 @@ fn state(i: &VInstance) -> MachineState {
             reason: format!("insufficient capacity: {CLOUD} had no capacity for the machine"),
         },
         _ => MachineState::Booting,
+    }
+}
+
+impl Machines for Verda {
+    type Machine = VInstance;
+
+    async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
+        self.json(Method::GET, "/instances", None).await
+    }
+
+    async fn get_machine(&self, verda_id: &str) -> Result<Option<VInstance>, ProviderError> {
+        let path = format!("/instances/{verda_id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        parse_found(CLOUD, &format!("GET {path}"), status, text, classify)
+    }
+
+    fn cloud_id(i: &VInstance) -> String {
+        i.id.clone()
+    }
+
+    fn marker_name(i: &VInstance) -> Option<&str> {
+        i.hostname.as_deref()
+    }
+
+    fn torn_down(i: &VInstance) -> bool {
+        gone(&i.status) || i.status == "deleting"
     }
 }
 
@@ -602,75 +603,62 @@ impl Provider for Verda {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
-        if let Some(i) = self.find(req.instance_id).await? {
-            if gone(&i.status) || i.status == "deleting" {
-                return Err(ProviderError::Permanent(
-                    "the machine for this instance was already deleted".into(),
-                ));
-            }
-            return Ok(Launched {
-                cloud_assigned_id: i.id,
-            });
-        }
-        let path = format!(
-            "/instance-availability/{}?location_code={}",
-            req.cloud_instance_type, req.region
-        );
-        let available: bool = self.json(Method::GET, &path, None).await?;
-        if !available {
-            self.offers.clear().await;
-            return Err(ProviderError::Capacity(format!(
-                "{CLOUD} has no {} available in {}",
-                req.cloud_instance_type, req.region
-            )));
-        }
-        let keys = match req.ssh_public_key.as_deref() {
-            Some(k) => vec![self.ensure_key(k).await?],
-            None => vec![],
-        };
-        let name = self.marker.name(req.instance_id);
-        let mut body = json!({
-            "instance_type": req.cloud_instance_type,
-            "image": IMAGE,
-            "ssh_key_ids": keys,
-            "location_code": req.region,
-            "hostname": name,
-            "description": name,
-            "is_spot": false,
-        });
-        if !req.volumes.is_empty() {
-            body["existing_volumes"] = json!(req
-                .volumes
-                .iter()
-                .map(|v| &v.cloud_assigned_id)
-                .collect::<Vec<_>>());
-        }
-        let id = match self.send(Method::POST, "/instances", &body).await {
-            Ok(text) => bare_id(&text)?,
-            Err(e @ ProviderError::Capacity(_)) => {
-                self.offers.clear().await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        self.ids
-            .lock()
-            .expect("poisoned")
-            .insert(req.instance_id, id.clone());
-        Ok(Launched {
-            cloud_assigned_id: id,
-        })
+        self.known
+            .launch(self, req.instance_id, |name| async move {
+                let path = format!(
+                    "/instance-availability/{}?location_code={}",
+                    req.cloud_instance_type, req.region
+                );
+                let available: bool = self.json(Method::GET, &path, None).await?;
+                if !available {
+                    self.offers.clear().await;
+                    return Err(ProviderError::Capacity(format!(
+                        "{CLOUD} has no {} available in {}",
+                        req.cloud_instance_type, req.region
+                    )));
+                }
+                let keys = match req.ssh_public_key.as_deref() {
+                    Some(k) => vec![self.ensure_key(k).await?],
+                    None => vec![],
+                };
+                let mut body = json!({
+                    "instance_type": req.cloud_instance_type,
+                    "image": IMAGE,
+                    "ssh_key_ids": keys,
+                    "location_code": req.region,
+                    "hostname": name,
+                    "description": name,
+                    "is_spot": false,
+                });
+                if !req.volumes.is_empty() {
+                    body["existing_volumes"] = json!(req
+                        .volumes
+                        .iter()
+                        .map(|v| &v.cloud_assigned_id)
+                        .collect::<Vec<_>>());
+                }
+                match self.send(Method::POST, "/instances", &body).await {
+                    Ok(text) => bare_id(&text),
+                    Err(e @ ProviderError::Capacity(_)) => {
+                        self.offers.clear().await;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         Ok(self
-            .find(id)
+            .known
+            .find(self, id)
             .await?
             .map_or(MachineState::Gone, |i| state(&i)))
     }
 
     async fn restart(&self, id: Uuid) -> Result<(), ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Err(ProviderError::Permanent(
                 "Verda has no machine for this instance".into(),
             ));
@@ -685,7 +673,7 @@ impl Provider for Verda {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        let Some(i) = self.find(id).await? else {
+        let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };
         if gone(&i.status) {
@@ -724,13 +712,11 @@ impl Provider for Verda {
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.ours(n)).collect())
+        self.known.marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
-        let names = self.live_names().await?;
-        Ok(names.iter().filter_map(|n| self.marker.legacy(n)).collect())
+        self.known.legacy_marked(self).await
     }
 }
 

@@ -572,6 +572,7 @@ impl Provider for Sim {
                 ip: ip.unwrap_or_else(|| ip_for(id)),
                 ssh_port: 22,
                 ssh_user: "shadeform".into(),
+                placement: None,
             },
         })
     }

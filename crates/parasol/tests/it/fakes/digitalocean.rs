@@ -5,6 +5,14 @@
 //! capacity is a 422; a 429 carries `Retry-After` and DigitalOcean's
 //! `ratelimit-*` headers.
 //!
+//! `GET /v2/droplets` filters as `droplets_list` documents: without `type`
+//! (or with `type=droplets`) only droplets without GPUs, with `type=gpus`
+//! only GPU droplets, with `tag_name` every droplet carrying the tag, with
+//! `name` the exact name (case-insensitive); `tag_name` combined with
+//! `type` or `name` is refused. Pages are `per_page` long (default 20, at
+//! most 200), with `links.pages` holding `first`/`prev` after the first
+//! page and `last`/`next` before the last, each keeping the query.
+//!
 //! Block storage volumes (`/v2/volumes`): names lowercase letters, digits
 //! and `-`, at most 64, starting with a letter, unique per region; a
 //! droplet create's `volumes` attaches volumes of its region that no
@@ -14,6 +22,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The token the fake accepts.
@@ -57,20 +66,23 @@ pub struct DigitalOcean {
     pub timing: Timing,
     /// `(size, region)` pairs whose creates get 422 for capacity.
     pub no_capacity: Vec<(String, String)>,
-    /// A page size below the `per_page` asked for, to exercise paging.
-    pub page_size: Option<usize>,
 }
 
 impl DigitalOcean {
-    /// Puts an active droplet at the fake as if created elsewhere.
+    /// Puts an active GPU droplet at the fake as if created elsewhere.
     pub fn plant(&mut self, name: &str, tags: &[&str]) -> i64 {
+        self.plant_sized(name, tags, "gpu-h100x1-80gb")
+    }
+
+    /// Puts an active droplet of size `size` at the fake.
+    pub fn plant_sized(&mut self, name: &str, tags: &[&str], size: &str) -> i64 {
         let n = self.droplets.len();
         let id = 3000 + n as i64;
         self.droplets.push(Droplet {
             id,
             name: name.to_string(),
             region: "nyc2".into(),
-            size: "gpu-h100x1-80gb".into(),
+            size: size.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             launched: Instant::now() - self.timing.boot - self.timing.ip_after,
             restarts: 0,
@@ -107,12 +119,165 @@ impl DigitalOcean {
             "vcpus": 20,
             "disk": 720,
             "size_slug": d.size,
-            "region": {"slug": d.region, "name": region_name(&d.region)},
+            // What the document requires of every droplet, as a droplet
+            // fresh from a base image has it.
+            "locked": false,
+            "features": [],
+            "backup_ids": [],
+            "next_backup_window": null,
+            "snapshot_ids": [],
+            "volume_ids": [],
+            "image": {"id": 1, "type": "base", "public": true, "status": "available"},
+            "size": {
+                "slug": d.size, "memory": 245760, "vcpus": 20, "disk": 720, "transfer": 15.0,
+                "price_monthly": 2522.16, "price_hourly": 3.39, "regions": [d.region],
+                "available": true, "description": ""
+            },
+            "region": {"slug": d.region, "name": region_name(&d.region), "features": [],
+                       "available": true, "sizes": []},
             "networks": {"v4": v4, "v6": []},
             "tags": d.tags,
             "volume_ids": self.volumes.iter().filter(|v| v.droplet_ids.contains(&d.id)).map(|v| v.id.clone()).collect::<Vec<_>>(),
             "created_at": "2026-01-01T00:00:00Z",
         })
+    }
+}
+
+/// A size as `GET /v2/sizes` lists it.
+pub struct Size {
+    pub slug: &'static str,
+    /// MB.
+    pub memory: i64,
+    pub vcpus: i64,
+    pub disk: i64,
+    /// TB of outbound transfer included.
+    pub transfer: f64,
+    pub price_hourly: f64,
+    pub regions: &'static [&'static str],
+    pub available: bool,
+    pub description: &'static str,
+    /// `gpu_info`: count, the droplet's VRAM in GiB (all GPUs), model;
+    /// and Shadeform's name of the model, for the catalog property.
+    pub gpu: Option<(i64, i64, &'static str, &'static str)>,
+}
+
+/// The sizes, with the numbers of DigitalOcean's GPU Droplet plans and
+/// price list (docs.digitalocean.com, Droplet pricing and GPU Droplet
+/// plans): H100 $3.39 and 8x $23.92, MI300X $1.99 and 8x $15.92, L40S
+/// $1.57, RTX 4000 Ada $0.76, RTX 6000 Ada $1.89 per hour.
+pub const SIZES: &[Size] = &[
+    Size {
+        slug: "s-2vcpu-4gb",
+        memory: 4096,
+        vcpus: 2,
+        disk: 80,
+        transfer: 4.0,
+        price_hourly: 0.03571,
+        regions: &["nyc2", "tor1", "ams3"],
+        available: true,
+        description: "Basic",
+        gpu: None,
+    },
+    Size {
+        slug: "gpu-h100x1-80gb",
+        memory: 245760,
+        vcpus: 20,
+        disk: 720,
+        transfer: 15.0,
+        price_hourly: 3.39,
+        regions: &["nyc2", "tor1"],
+        available: true,
+        description: "H100 GPU - 1X",
+        gpu: Some((1, 80, "nvidia_h100", "H100")),
+    },
+    Size {
+        slug: "gpu-h100x8-640gb",
+        memory: 1966080,
+        vcpus: 160,
+        disk: 2046,
+        transfer: 60.0,
+        price_hourly: 23.92,
+        regions: &["nyc2"],
+        available: false,
+        description: "H100 GPU - 8X",
+        gpu: Some((8, 640, "nvidia_h100", "H100")),
+    },
+    Size {
+        slug: "gpu-l40sx1-48gb",
+        memory: 65536,
+        vcpus: 8,
+        disk: 500,
+        transfer: 10.0,
+        price_hourly: 1.57,
+        regions: &["tor1"],
+        available: true,
+        description: "L40S GPU - 1X",
+        gpu: Some((1, 48, "nvidia_l40s", "L40S")),
+    },
+    Size {
+        slug: "gpu-4000adax1-20gb",
+        memory: 32768,
+        vcpus: 8,
+        disk: 500,
+        transfer: 10.0,
+        price_hourly: 0.76,
+        regions: &["tor1", "atl1"],
+        available: true,
+        description: "RTX 4000 Ada GPU - 1X",
+        gpu: Some((1, 20, "nvidia_rtx_4000_ada", "RTX4000Ada")),
+    },
+    Size {
+        slug: "gpu-6000adax1-48gb",
+        memory: 65536,
+        vcpus: 8,
+        disk: 500,
+        transfer: 10.0,
+        price_hourly: 1.89,
+        regions: &["tor1"],
+        available: true,
+        description: "RTX 6000 Ada GPU - 1X",
+        gpu: Some((1, 48, "nvidia_rtx_6000_ada", "RTX6000Ada")),
+    },
+    Size {
+        slug: "gpu-mi300x1-192gb",
+        memory: 245760,
+        vcpus: 20,
+        disk: 720,
+        transfer: 15.0,
+        price_hourly: 1.99,
+        regions: &["atl1"],
+        available: true,
+        description: "AMD MI300X GPU - 1X",
+        gpu: Some((1, 192, "amd_mi300x", "MI300X")),
+    },
+    Size {
+        slug: "gpu-mi300x8-1536gb",
+        memory: 1966080,
+        vcpus: 160,
+        disk: 2046,
+        transfer: 60.0,
+        price_hourly: 15.92,
+        regions: &["atl1"],
+        available: true,
+        description: "AMD MI300X GPU - 8X",
+        gpu: Some((8, 1536, "amd_mi300x", "MI300X")),
+    },
+];
+
+impl Size {
+    fn render(&self) -> Value {
+        let mut v = json!({
+            "slug": self.slug, "memory": self.memory, "vcpus": self.vcpus, "disk": self.disk,
+            "transfer": self.transfer, "price_hourly": self.price_hourly,
+            "price_monthly": (self.price_hourly * 730.0 * 100.0).round() / 100.0,
+            "regions": self.regions, "available": self.available,
+            "description": self.description,
+        });
+        if let Some((count, vram, model, _)) = self.gpu {
+            v["gpu_info"] =
+                json!({"count": count, "vram": {"amount": vram, "unit": "gib"}, "model": model});
+        }
+        v
     }
 }
 
@@ -141,13 +306,23 @@ fn valid_volume_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The regions the fake has; block storage is in each of them.
+const REGIONS: &[&str] = &["nyc2", "tor1", "ams3", "atl1"];
+
 fn region_name(slug: &str) -> &'static str {
     match slug {
         "nyc2" => "New York 2",
         "tor1" => "Toronto 1",
         "ams3" => "Amsterdam 3",
+        "atl1" => "Atlanta 1",
         _ => "Somewhere",
     }
+}
+
+/// Whether droplets of `size` have GPUs: DigitalOcean's GPU sizes (those
+/// `/v2/sizes` gives `gpu_info`) are the `gpu-` slugs.
+fn gpu_size(size: &str) -> bool {
+    size.starts_with("gpu-")
 }
 
 fn err(status: u16, id: &str, message: &str) -> Reply {
@@ -158,6 +333,109 @@ fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
     req.query
         .split('&')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl DigitalOcean {
+    /// `GET /v2/droplets`, filtered and paged as documented.
+    fn list_droplets(&self, req: &Recorded) -> Reply {
+        let tag = query(req, "tag_name");
+        let name = query(req, "name");
+        let kind = query(req, "type");
+        if tag.is_some() && (kind.is_some() || name.is_some()) {
+            return err(
+                400,
+                "bad_request",
+                "tag_name can not be combined with name or type",
+            );
+        }
+        let gpus = match kind {
+            None | Some("droplets") => false,
+            Some("gpus") => true,
+            Some(other) => {
+                return err(
+                    400,
+                    "bad_request",
+                    &format!("type must be droplets or gpus, not {other:?}"),
+                )
+            }
+        };
+        let all: Vec<Value> = self
+            .droplets
+            .iter()
+            .filter(|d| match tag {
+                Some(t) => d.tags.iter().any(|x| x == t),
+                None => gpu_size(&d.size) == gpus,
+            })
+            .filter(|d| name.is_none_or(|n| d.name.eq_ignore_ascii_case(n)))
+            .map(|d| self.render(d))
+            .collect();
+        paged(req, "droplets", all)
+    }
+}
+
+/// One page of a listing (`droplets`, `volumes`) as DigitalOcean pages
+/// them: `per_page` long (default 20, at most 200), `links.pages` holding
+/// `first`/`prev` after the first page and `last`/`next` before the last,
+/// each keeping the query.
+fn paged(req: &Recorded, collection: &str, all: Vec<Value>) -> Reply {
+    let number = |key: &str, default: usize| match query(req, key) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            err(
+                400,
+                "bad_request",
+                &format!("{key} must be a positive integer, not {v:?}"),
+            )
+        }),
+    };
+    let per_page = match number("per_page", 20) {
+        Ok(n) => n.min(200),
+        Err(e) => return e,
+    };
+    let page = match number("page", 1) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let total = all.len();
+    let list: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let last = total.div_ceil(per_page).max(1);
+    // Each link keeps the query's filters, as DigitalOcean's do.
+    let kept: Vec<&str> = req
+        .query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+        .collect();
+    let link = |p: usize| {
+        let mut q = kept.clone();
+        let page = format!("page={p}");
+        q.push(&page);
+        format!(
+            "https://api.digitalocean.com/v2/{collection}?{}",
+            q.join("&")
+        )
+    };
+    let mut pages = serde_json::Map::new();
+    if page > 1 {
+        pages.insert("first".into(), json!(link(1)));
+        pages.insert("prev".into(), json!(link((page - 1).min(last))));
+    }
+    if page < last {
+        pages.insert("last".into(), json!(link(last)));
+        pages.insert("next".into(), json!(link(page + 1)));
+    }
+    let links = if pages.is_empty() {
+        json!({})
+    } else {
+        json!({ "pages": pages })
+    };
+    Reply::json(
+        200,
+        json!({collection: list, "links": links, "meta": {"total": total}}),
+    )
 }
 
 impl Cloud for DigitalOcean {
@@ -186,6 +464,10 @@ impl Cloud for DigitalOcean {
         ]
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::digitalocean()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         if req.header("authorization") != Some(&*format!("Bearer {TOKEN}")) {
             return err(401, "unauthorized", "Unable to authenticate you");
@@ -199,32 +481,16 @@ impl Cloud for DigitalOcean {
         };
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segs.as_slice()) {
-            ("GET", ["sizes"]) => Reply::json(
-                200,
-                json!({"sizes": [
-                    {"slug": "s-2vcpu-4gb", "memory": 4096, "vcpus": 2, "disk": 80,
-                     "price_hourly": 0.03571, "price_monthly": 24.0,
-                     "regions": ["nyc2", "tor1", "ams3"], "available": true,
-                     "description": "Basic"},
-                    {"slug": "gpu-h100x1-80gb", "memory": 245760, "vcpus": 20, "disk": 720,
-                     "price_hourly": 3.39, "price_monthly": 2522.16,
-                     "regions": ["nyc2", "tor1"], "available": true,
-                     "description": "H100 GPU - 1X",
-                     "gpu_info": {"count": 1, "vram": {"amount": 80, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-h100x8-640gb", "memory": 1966080, "vcpus": 160, "disk": 2046,
-                     "price_hourly": 23.92, "price_monthly": 17796.48,
-                     "regions": ["nyc2"], "available": false,
-                     "description": "H100 GPU - 8X",
-                     "gpu_info": {"count": 8, "vram": {"amount": 640, "unit": "gib"}, "model": "nvidia_h100"}},
-                    {"slug": "gpu-l40sx1-48gb", "memory": 65536, "vcpus": 8, "disk": 500,
-                     "price_hourly": 1.57, "price_monthly": 1168.08,
-                     "regions": ["tor1"], "available": true,
-                     "description": "L40S GPU - 1X",
-                     "gpu_info": {"count": 1, "vram": {"amount": 48, "unit": "gib"}, "model": "nvidia_l40s"}}
-                ], "links": {}, "meta": {"total": 4}}),
-            ),
+            ("GET", ["sizes"]) => {
+                let sizes: Vec<Value> = SIZES.iter().map(Size::render).collect();
+                let total = sizes.len();
+                Reply::json(
+                    200,
+                    json!({"sizes": sizes, "links": {}, "meta": {"total": total}}),
+                )
+            }
             ("GET", ["regions"]) => {
-                let regions: Vec<Value> = ["nyc2", "tor1", "ams3"]
+                let regions: Vec<Value> = REGIONS
                     .iter()
                     .map(|s| {
                         json!({"slug": s, "name": region_name(s), "available": true,
@@ -233,7 +499,7 @@ impl Cloud for DigitalOcean {
                     .collect();
                 Reply::json(
                     200,
-                    json!({"regions": regions, "links": {}, "meta": {"total": 3}}),
+                    json!({"regions": regions, "links": {}, "meta": {"total": 4}}),
                 )
             }
             ("GET", ["account", "keys"]) => {
@@ -272,35 +538,7 @@ impl Cloud for DigitalOcean {
                     json!({"ssh_key": {"id": id, "name": name, "public_key": pk, "fingerprint": format!("fp:{id}")}}),
                 )
             }
-            ("GET", ["droplets"]) => {
-                let tag = query(req, "tag_name");
-                let per_page: usize = query(req, "per_page")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(20)
-                    .min(self.page_size.unwrap_or(200));
-                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
-                let all: Vec<Value> = self
-                    .droplets
-                    .iter()
-                    .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|x| x == t)))
-                    .map(|d| self.render(d))
-                    .collect();
-                let total = all.len();
-                let list: Vec<Value> = all
-                    .into_iter()
-                    .skip((page.max(1) - 1) * per_page)
-                    .take(per_page)
-                    .collect();
-                let links = if page * per_page < total {
-                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/droplets?page={}&per_page={per_page}", page + 1)}})
-                } else {
-                    json!({})
-                };
-                Reply::json(
-                    200,
-                    json!({"droplets": list, "links": links, "meta": {"total": total}}),
-                )
-            }
+            ("GET", ["droplets"]) => self.list_droplets(req),
             ("POST", ["droplets"]) => {
                 let b = &req.body;
                 let (Some(name), Some(region), Some(size), Some(_image)) = (
@@ -385,11 +623,6 @@ impl Cloud for DigitalOcean {
             ("GET", ["volumes"]) => {
                 let name = query(req, "name");
                 let region = query(req, "region");
-                let per_page: usize = query(req, "per_page")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(20)
-                    .min(self.page_size.unwrap_or(200));
-                let page: usize = query(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
                 let all: Vec<Value> = self
                     .volumes
                     .iter()
@@ -397,21 +630,7 @@ impl Cloud for DigitalOcean {
                     .filter(|v| region.is_none_or(|r| v.region == r))
                     .map(render_volume)
                     .collect();
-                let total = all.len();
-                let list: Vec<Value> = all
-                    .into_iter()
-                    .skip((page.max(1) - 1) * per_page)
-                    .take(per_page)
-                    .collect();
-                let links = if page * per_page < total {
-                    json!({"pages": {"next": format!("https://api.digitalocean.com/v2/volumes?page={}&per_page={per_page}", page + 1)}})
-                } else {
-                    json!({})
-                };
-                Reply::json(
-                    200,
-                    json!({"volumes": list, "links": links, "meta": {"total": total}}),
-                )
+                paged(req, "volumes", all)
             }
             ("POST", ["volumes"]) => {
                 let b = &req.body;
@@ -440,7 +659,7 @@ impl Cloud for DigitalOcean {
                         "size_gigabytes must be between 1 and 16384.",
                     );
                 }
-                if !["nyc2", "tor1", "ams3"].contains(&region) {
+                if !REGIONS.contains(&region) {
                     return err(422, "unprocessable_entity", "Region is not available.");
                 }
                 if self.volume_limit.is_some_and(|n| self.volumes.len() >= n) {

@@ -9,12 +9,14 @@
 //! characters, type `Cloud-SSD`), `creating` for a moment then
 //! `available`; a machine created with `volume_name` in the volume's
 //! environment has it attached (`in-use`) until the machine is deleted; an
-//! attached volume cannot be deleted.
+//! attached volume cannot be deleted. Volumes are listed a page at a time,
+//! as machines are.
 
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -62,7 +64,49 @@ pub struct Hyperstack {
     pub out_of_stock: Vec<String>,
 }
 
+/// Machines or volumes per page when the request names no `pageSize`.
+/// Hyperstack's document gives `page` and `pageSize` but no default; the
+/// fake picks a small one so that a client reading only the first page
+/// misses some.
+pub const DEFAULT_PAGE_SIZE: usize = 10;
+
+fn query<'a>(req: &'a Recorded, key: &str) -> Option<&'a str> {
+    req.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
 impl Hyperstack {
+    /// `GET /v1/core/flavors`: flavors per GPU and region, with stock.
+    pub fn flavors(&self) -> Value {
+        let a6000_stock = !self.out_of_stock.iter().any(|f| f == "n3-RTX-A6000x1");
+        json!({"status": true, "message": "Getting flavors success", "data": [
+            {"gpu": "RTX-A6000", "region_name": "CANADA-1", "flavors": [
+                flavor("n3-RTX-A6000x1", "CANADA-1", "RTX-A6000", 1, 8, 57.0, a6000_stock),
+            ]},
+            {"gpu": "H100-80G-PCIe", "region_name": "CANADA-1", "flavors": [
+                flavor("n3-H100x8", "CANADA-1", "H100-80G-PCIe", 8, 192, 1800.0, false),
+            ]},
+            {"gpu": "H100-80G-PCIe", "region_name": "NORWAY-1", "flavors": [
+                flavor("n3-H100x8", "NORWAY-1", "H100-80G-PCIe", 8, 192, 1800.0, true),
+            ]},
+            {"gpu": "", "region_name": "CANADA-1", "flavors": [
+                flavor("n1-cpu-small", "CANADA-1", "", 0, 4, 4.0, true),
+            ]}
+        ]})
+    }
+
+    /// `GET /core/virtual-machines`: one page (`page` counts from 1), with
+    /// `count` the number of machines on every page together.
+    fn list_machines(&self, req: &Recorded) -> Reply {
+        let all: Vec<Value> = self
+            .machines
+            .iter()
+            .filter_map(|m| self.render(m))
+            .collect();
+        paged(req, "instances", all)
+    }
+
     /// Puts a machine at the fake as if launched outside this server.
     pub fn plant(&mut self, name: &str) -> i64 {
         let id = 1000 + self.machines.len() as i64;
@@ -114,8 +158,8 @@ impl Hyperstack {
             "attachments": at.map(|m| json!([{"id": 1, "instance_id": m, "device": "/dev/vdb",
                                               "status": "ATTACHED", "protected": false}]))
                 .unwrap_or_else(|| json!([])),
-            "created_at": "2026-11-27T10:00:00",
-            "updated_at": "2026-11-27T10:00:00",
+            "created_at": "2026-11-27T10:00:00Z",
+            "updated_at": "2026-11-27T10:00:00Z",
         })
     }
 
@@ -142,14 +186,13 @@ impl Hyperstack {
         let status = self.status(m)?;
         let fip = (status == "ACTIVE" && m.launched.elapsed() >= self.timing.ip_after)
             .then(|| ip(m.id as usize));
-        Some(json!({
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
             "status": status,
             "power_state": if status == "ACTIVE" { "RUNNING" } else { "NOSTATE" },
             "vm_state": status.to_ascii_lowercase(),
             "fixed_ip": "10.0.0.5",
-            "floating_ip": fip,
             "floating_ip_status": if fip.is_some() { "ATTACHED" } else { "NOT_ATTACHED" },
             "environment": {"name": m.environment, "region": "CANADA-1"},
             "flavor": {"name": m.flavor},
@@ -159,9 +202,41 @@ impl Hyperstack {
                                             "volume_type": "Cloud-SSD", "bootable": false},
                                  "device": "/dev/vdb", "status": "ATTACHED"}]))
                 .unwrap_or_else(|| json!([])),
-            "created_at": "2026-11-27T10:00:00",
-        }))
+            "created_at": "2026-11-27T10:00:00Z",
+        });
+        // The document types `floating_ip` as a string: none yet is no
+        // field, not a null.
+        if let Some(ip) = fip {
+            v["floating_ip"] = json!(ip);
+        }
+        Some(v)
     }
+}
+
+/// One page of a listing (`instances`, `volumes`) as Hyperstack pages
+/// them: `page` counts from 1, `pageSize` defaults to
+/// [`DEFAULT_PAGE_SIZE`], and `count` is the number of items on every page
+/// together.
+fn paged(req: &Recorded, key: &str, all: Vec<Value>) -> Reply {
+    let number = |name: &str, default: usize| match query(req, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| fail(400, &format!("{name} must be a positive integer"))),
+    };
+    let (page, size) = match (number("page", 1), number("pageSize", DEFAULT_PAGE_SIZE)) {
+        (Ok(p), Ok(s)) => (p, s),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let count = all.len();
+    let items: Vec<Value> = all.into_iter().skip((page - 1) * size).take(size).collect();
+    Reply::json(
+        200,
+        json!({"status": true, "message": "Success", key: items,
+               "count": count, "page": page, "page_size": size}),
+    )
 }
 
 fn fail(status: u16, message: &str) -> Reply {
@@ -172,7 +247,6 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
     json!({
         "id": 90 + n,
         "name": name,
-        "display_name": null,
         "region_name": region,
         "cpu": cpu,
         "ram": ram,
@@ -181,10 +255,18 @@ fn flavor(name: &str, region: &str, gpu: &str, n: i64, cpu: i64, ram: f64, stock
         "gpu": gpu,
         "gpu_count": n,
         "stock_available": stock,
-        "created_at": "2026-05-06T16:04:09",
+        "created_at": "2026-05-06T16:04:09Z",
         "labels": [],
         "features": {}
     })
+}
+
+/// `GET /v1/pricebook`: price per GPU per hour.
+pub fn pricebook() -> Value {
+    json!([
+        {"id": 1, "name": "RTX-A6000", "value": 0.50, "original_value": 0.50, "discount_applied": false},
+        {"id": 2, "name": "H100-80G-PCIe", "value": 1.90, "original_value": 1.90, "discount_applied": false}
+    ])
 }
 
 impl Cloud for Hyperstack {
@@ -196,6 +278,10 @@ impl Cloud for Hyperstack {
         json!({"status": false, "message": "Internal server error"})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::hyperstack()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         if req.header("api_key") != Some(KEY) {
             return fail(401, "Invalid API key");
@@ -204,39 +290,14 @@ impl Cloud for Hyperstack {
             return fail(404, "Not found");
         };
         match (req.method.as_str(), path) {
-            ("GET", "/core/flavors") => {
-                let a6000_stock = !self.out_of_stock.iter().any(|f| f == "n3-RTX-A6000x1");
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Getting flavors success", "data": [
-                        {"gpu": "RTX-A6000", "region_name": "CANADA-1", "flavors": [
-                            flavor("n3-RTX-A6000x1", "CANADA-1", "RTX-A6000", 1, 8, 57.0, a6000_stock),
-                        ]},
-                        {"gpu": "H100-80G-PCIe", "region_name": "CANADA-1", "flavors": [
-                            flavor("n3-H100x8", "CANADA-1", "H100-80G-PCIe", 8, 192, 1800.0, false),
-                        ]},
-                        {"gpu": "H100-80G-PCIe", "region_name": "NORWAY-1", "flavors": [
-                            flavor("n3-H100x8", "NORWAY-1", "H100-80G-PCIe", 8, 192, 1800.0, true),
-                        ]},
-                        {"gpu": "", "region_name": "CANADA-1", "flavors": [
-                            flavor("n1-cpu-small", "CANADA-1", "", 0, 4, 4.0, true),
-                        ]}
-                    ]}),
-                )
-            }
-            ("GET", "/pricebook") => Reply::json(
-                200,
-                json!([
-                    {"id": 1, "name": "RTX-A6000", "value": "0.50", "original_value": "0.50", "discount_applied": false, "start_time": null, "end_time": null},
-                    {"id": 2, "name": "H100-80G-PCIe", "value": "1.90", "original_value": "1.90", "discount_applied": false, "start_time": null, "end_time": null}
-                ]),
-            ),
+            ("GET", "/core/flavors") => Reply::json(200, self.flavors()),
+            ("GET", "/pricebook") => Reply::json(200, pricebook()),
             ("GET", "/core/environments") => {
                 let envs: Vec<Value> = self
                     .environments
                     .iter()
                     .enumerate()
-                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00"}))
+                    .map(|(i, (n, r))| json!({"id": i + 1, "name": n, "region": r, "created_at": "2026-11-27T10:00:00Z"}))
                     .collect();
                 Reply::json(
                     200,
@@ -287,17 +348,7 @@ impl Cloud for Hyperstack {
                     json!({"status": true, "message": "Keypair imported", "keypair": {"id": self.keypairs.len(), "name": n, "environment": {"name": e}}}),
                 )
             }
-            ("GET", "/core/virtual-machines") => {
-                let vms: Vec<Value> = self
-                    .machines
-                    .iter()
-                    .filter_map(|m| self.render(m))
-                    .collect();
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Success", "instances": vms}),
-                )
-            }
+            ("GET", "/core/virtual-machines") => self.list_machines(req),
             ("POST", "/core/virtual-machines") => {
                 let b = &req.body;
                 let (Some(name), Some(env), Some(flavor), Some(key), Some(_img)) = (
@@ -352,12 +403,7 @@ impl Cloud for Hyperstack {
             }
             ("GET", "/core/volumes") => {
                 let vs: Vec<Value> = self.volumes.iter().map(|v| self.render_volume(v)).collect();
-                let n = vs.len();
-                Reply::json(
-                    200,
-                    json!({"status": true, "message": "Success", "volumes": vs, "count": n,
-                           "page": 1, "page_size": n}),
-                )
+                paged(req, "volumes", vs)
             }
             ("POST", "/core/volumes") => {
                 let b = &req.body;

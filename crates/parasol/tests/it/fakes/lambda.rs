@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -94,19 +95,28 @@ impl Lambda {
 
     fn render(&self, m: &Machine) -> Option<Value> {
         let status = self.status(m)?;
-        let ip =
-            (status != "booting" && m.launched.elapsed() >= self.timing.ip_after).then(|| ip(m.n));
-        Some(json!({
+        let up = status != "booting" && m.launched.elapsed() >= self.timing.ip_after;
+        let can = |yes: bool| json!({ "available": yes });
+        let mut v = json!({
             "id": m.id,
             "name": m.name,
-            "ip": ip,
             "status": status,
             "ssh_key_names": m.ssh_key_names,
             "file_system_names": m.file_system_names,
             "region": {"name": m.region, "description": region_description(&m.region)},
-            "instance_type": {"name": m.instance_type, "description": "", "price_cents_per_hour": 80},
+            "instance_type": instance_types()["data"][&m.instance_type]["instance_type"],
             "hostname": format!("{}.cloud.lambdalabs.com", m.id),
-        }))
+            "actions": {
+                "migrate": can(false), "rebuild": can(false), "cold_reboot": can(false),
+                "restart": can(status == "active"), "terminate": can(status != "terminating"),
+            },
+        });
+        // The document types `ip` as a string: a machine without one yet
+        // has no `ip` field, not a null.
+        if up {
+            v["ip"] = json!(ip(m.n));
+        }
+        Some(v)
     }
 }
 
@@ -160,6 +170,72 @@ fn not_found() -> Reply {
     )
 }
 
+/// `GET /api/v1/instance-types`: Lambda's published types (its price list's
+/// numbers and its document's examples), with the regions that have
+/// capacity now; instances show their type's entry.
+pub fn instance_types() -> Value {
+    json!({"data": {
+        "gpu_1x_a6000": {
+            "instance_type": {
+                "name": "gpu_1x_a6000",
+                "description": "1x RTX A6000 (48 GB)",
+                "gpu_description": "RTX A6000 (48 GB)",
+                "price_cents_per_hour": 80,
+                "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        },
+        "gpu_8x_h100_sxm5": {
+            "instance_type": {
+                "name": "gpu_8x_h100_sxm5",
+                "description": "8x H100 (80 GB SXM5)",
+                "gpu_description": "H100 (80 GB SXM5)",
+                "price_cents_per_hour": 2392,
+                "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
+            },
+            "regions_with_capacity_available": []
+        },
+        // The two types Lambda's document gives as examples.
+        "gpu_8x_a100": {
+            "instance_type": {
+                "name": "gpu_8x_a100",
+                "description": "8x A100 (40 GB SXM4)",
+                "gpu_description": "A100 (40 GB SXM4)",
+                "price_cents_per_hour": 1032,
+                "specs": {"vcpus": 124, "memory_gib": 1800, "storage_gib": 6144, "gpus": 8}
+            },
+            "regions_with_capacity_available": []
+        },
+        "gpu_1x_gh200": {
+            "instance_type": {
+                "name": "gpu_1x_gh200",
+                "description": "1x GH200 (96 GB)",
+                "gpu_description": "GH200 (96 GB)",
+                "price_cents_per_hour": 149,
+                "specs": {"vcpus": 64, "memory_gib": 432, "storage_gib": 4096, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-east-1", "description": "Virginia, USA"}
+            ]
+        },
+        "gpu_1x_a10": {
+            "instance_type": {
+                "name": "gpu_1x_a10",
+                "description": "1x A10 (24 GB PCIe)",
+                "gpu_description": "A10 (24 GB PCIe)",
+                "price_cents_per_hour": 75,
+                "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
+            },
+            "regions_with_capacity_available": [
+                {"name": "us-east-1", "description": "Virginia, USA"},
+                {"name": "us-west-1", "description": "California, USA"}
+            ]
+        }
+    }})
+}
+
 impl Cloud for Lambda {
     fn rate_limited(&self) -> Value {
         json!({"error": {"code": "global/too-many-requests", "message": "Too many requests"}})
@@ -167,6 +243,10 @@ impl Cloud for Lambda {
 
     fn server_error(&self) -> Value {
         json!({"error": {"code": "global/unknown", "message": "An unknown error occurred"}})
+    }
+
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::lambda()]
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {
@@ -179,56 +259,21 @@ impl Cloud for Lambda {
             )
         );
         if auth != format!("Bearer {KEY}") && auth != basic {
-            return err(
+            // Lambda's document requires a suggestion with this error.
+            return Reply::json(
                 401,
-                "global/invalid-api-key",
-                "API key was invalid, expired, or deleted.",
+                json!({"error": {
+                    "code": "global/invalid-api-key",
+                    "message": "API key was invalid, expired, or deleted.",
+                    "suggestion": "Check your API key or create a new one, then try again."
+                }}),
             );
         }
         let Some(path) = req.path.strip_prefix("/api/v1") else {
             return not_found();
         };
         match (req.method.as_str(), path) {
-            ("GET", "/instance-types") => Reply::json(
-                200,
-                json!({"data": {
-                    "gpu_1x_a6000": {
-                        "instance_type": {
-                            "name": "gpu_1x_a6000",
-                            "description": "1x RTX A6000 (48 GB)",
-                            "gpu_description": "RTX A6000 (48 GB)",
-                            "price_cents_per_hour": 80,
-                            "specs": {"vcpus": 14, "memory_gib": 46, "storage_gib": 512, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    },
-                    "gpu_8x_h100_sxm5": {
-                        "instance_type": {
-                            "name": "gpu_8x_h100_sxm5",
-                            "description": "8x H100 (80 GB SXM5)",
-                            "gpu_description": "H100 (80 GB SXM5)",
-                            "price_cents_per_hour": 2392,
-                            "specs": {"vcpus": 208, "memory_gib": 1800, "storage_gib": 24780, "gpus": 8}
-                        },
-                        "regions_with_capacity_available": []
-                    },
-                    "gpu_1x_a10": {
-                        "instance_type": {
-                            "name": "gpu_1x_a10",
-                            "description": "1x A10 (24 GB PCIe)",
-                            "gpu_description": "A10 (24 GB PCIe)",
-                            "price_cents_per_hour": 75,
-                            "specs": {"vcpus": 30, "memory_gib": 200, "storage_gib": 1400, "gpus": 1}
-                        },
-                        "regions_with_capacity_available": [
-                            {"name": "us-east-1", "description": "Virginia, USA"},
-                            {"name": "us-west-1", "description": "California, USA"}
-                        ]
-                    }
-                }}),
-            ),
+            ("GET", "/instance-types") => Reply::json(200, instance_types()),
             ("GET", "/instances") => {
                 let data: Vec<Value> = self
                     .machines

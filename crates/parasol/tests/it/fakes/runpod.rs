@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -57,13 +58,163 @@ pub struct Runpod {
     pub no_capacity: Vec<(String, String)>,
 }
 
-/// A GPU type of the fake: id, display name, on-demand and bid price per
-/// GPU.
-const TYPES: [(&str, &str, f64, f64); 3] = [
-    ("NVIDIA RTX A6000", "RTX A6000", 0.49, 0.25),
-    ("NVIDIA H100 80GB HBM3", "H100 SXM", 2.69, 1.75),
-    ("AMD Instinct MI300X OAM", "MI300X", 2.49, 1.49),
+/// A GPU type of the fake, with RunPod's published numbers (runpod.io
+/// pricing, secure cloud; ids as the REST document's `gpuTypeIds` enum).
+pub struct GpuType {
+    pub id: &'static str,
+    pub display_name: &'static str,
+    pub manufacturer: &'static str,
+    /// VRAM per GPU, GB.
+    pub memory_in_gb: i64,
+    pub max_gpu_count: i64,
+    /// On-demand and lowest bid price per GPU, dollars per hour.
+    pub price: f64,
+    pub bid: f64,
+    /// vCPUs and RAM (GB) a pod gets per GPU.
+    pub vcpus: i64,
+    pub ram: i64,
+    /// Shadeform's name of the model; `None` for one it has no name for.
+    pub shade: Option<&'static str>,
+}
+
+/// The GPU types.
+pub const TYPES: &[GpuType] = &[
+    GpuType {
+        id: "NVIDIA RTX A6000",
+        display_name: "RTX A6000",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 48,
+        max_gpu_count: 8,
+        price: 0.49,
+        bid: 0.25,
+        vcpus: 9,
+        ram: 50,
+        shade: Some("A6000"),
+    },
+    GpuType {
+        id: "NVIDIA H100 80GB HBM3",
+        display_name: "H100 SXM",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 80,
+        max_gpu_count: 8,
+        price: 2.69,
+        bid: 1.75,
+        vcpus: 20,
+        ram: 125,
+        shade: Some("H100"),
+    },
+    GpuType {
+        id: "NVIDIA H100 PCIe",
+        display_name: "H100 PCIe",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 80,
+        max_gpu_count: 8,
+        price: 2.39,
+        bid: 1.35,
+        vcpus: 16,
+        ram: 188,
+        shade: Some("H100"),
+    },
+    GpuType {
+        id: "NVIDIA H100 NVL",
+        display_name: "H100 NVL",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 94,
+        max_gpu_count: 8,
+        price: 2.59,
+        bid: 1.55,
+        vcpus: 16,
+        ram: 94,
+        shade: Some("H100"),
+    },
+    GpuType {
+        id: "NVIDIA A100-SXM4-80GB",
+        display_name: "A100 SXM",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 80,
+        max_gpu_count: 8,
+        price: 1.49,
+        bid: 0.95,
+        vcpus: 16,
+        ram: 125,
+        shade: Some("A100_80G"),
+    },
+    GpuType {
+        id: "NVIDIA GeForce RTX 4090",
+        display_name: "RTX 4090",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 24,
+        max_gpu_count: 8,
+        price: 0.69,
+        bid: 0.35,
+        vcpus: 6,
+        ram: 41,
+        shade: Some("RTX4090"),
+    },
+    GpuType {
+        id: "AMD Instinct MI300X OAM",
+        display_name: "MI300X",
+        manufacturer: "AMD",
+        memory_in_gb: 192,
+        max_gpu_count: 8,
+        price: 2.49,
+        bid: 1.49,
+        vcpus: 24,
+        ram: 283,
+        shade: Some("MI300X"),
+    },
+    GpuType {
+        id: "NVIDIA RTX 2000 Ada Generation",
+        display_name: "RTX 2000 Ada",
+        manufacturer: "NVIDIA",
+        memory_in_gb: 16,
+        max_gpu_count: 4,
+        price: 0.24,
+        bid: 0.13,
+        vcpus: 6,
+        ram: 31,
+        shade: None,
+    },
 ];
+
+/// Data centers: id, name, network volume support.
+pub const DATA_CENTERS: &[(&str, &str, bool)] = &[
+    ("US-KS-2", "US Kansas 2", true),
+    ("EU-RO-1", "EU Romania 1", false),
+    ("AP-JP-1", "AP Japan 1", false),
+    ("EU-SE-1", "EU Sweden 1", true),
+];
+
+/// Pod stock per GPU type and data center: the secure-cloud level (`None`
+/// where the data center offers the type only on the community cloud) and
+/// the community level. The RTX 4090 in AP-JP-1 and EU-SE-1 is community
+/// stock only, as in the report of issue 25.
+pub const STOCK: &[(&str, &str, Option<&str>, &str)] = &[
+    ("NVIDIA RTX A6000", "US-KS-2", Some("HIGH"), "HIGH"),
+    ("NVIDIA RTX A6000", "EU-RO-1", Some("LOW"), "NONE"),
+    ("NVIDIA H100 80GB HBM3", "US-KS-2", Some("NONE"), "NONE"),
+    ("NVIDIA H100 80GB HBM3", "EU-RO-1", Some("MEDIUM"), "NONE"),
+    ("NVIDIA A100-SXM4-80GB", "US-KS-2", Some("LOW"), "NONE"),
+    ("NVIDIA H100 PCIe", "US-KS-2", Some("LOW"), "LOW"),
+    ("NVIDIA H100 NVL", "EU-RO-1", Some("HIGH"), "NONE"),
+    ("NVIDIA GeForce RTX 4090", "US-KS-2", Some("HIGH"), "HIGH"),
+    ("NVIDIA GeForce RTX 4090", "AP-JP-1", None, "HIGH"),
+    ("NVIDIA GeForce RTX 4090", "EU-SE-1", None, "MEDIUM"),
+    ("AMD Instinct MI300X OAM", "EU-RO-1", Some("LOW"), "NONE"),
+    (
+        "NVIDIA RTX 2000 Ada Generation",
+        "EU-SE-1",
+        Some("HIGH"),
+        "HIGH",
+    ),
+];
+
+/// Whether a secure-cloud pod of `gpu` can start in `dc` now.
+pub fn secure_stock(gpu: &str, dc: &str) -> bool {
+    STOCK
+        .iter()
+        .any(|(g, d, s, _)| *g == gpu && *d == dc && s.is_some_and(|s| s != "NONE"))
+}
 
 impl Runpod {
     /// Puts a running pod at the fake as if launched outside this server.
@@ -113,7 +264,7 @@ impl Runpod {
         } else {
             BTreeMap::new()
         };
-        Some(json!({
+        let mut v = json!({
             "id": p.id,
             "name": p.name,
             "desiredStatus": status,
@@ -125,31 +276,40 @@ impl Runpod {
             "machine": {"dataCenterId": p.data_center, "gpuTypeId": p.gpu_type},
             "costPerHr": 0.49,
             "env": p.env,
-            "networkVolume": p.network_volume.as_ref().and_then(|id| {
-                self.volumes.iter().find(|v| &v.id == id).map(render_volume)
-            }),
-        }))
+        });
+        // The document types `networkVolume` as an object: a pod without
+        // one has no field, not a null.
+        if let Some(nv) = p
+            .network_volume
+            .as_ref()
+            .and_then(|id| self.volumes.iter().find(|v| &v.id == id))
+        {
+            v["networkVolume"] = render_volume(nv);
+        }
+        Some(v)
     }
 
     fn graphql(&self, query: &str) -> Reply {
         if query.contains("dataCenters") {
-            return Reply::json(
-                200,
-                json!({"data": {"dataCenters": [
-                    {"id": "US-KS-2", "name": "US-KS-2", "location": "United States",
-                     "storageSupport": true,
-                     "gpuAvailability": [
-                        {"gpuTypeId": "NVIDIA RTX A6000", "available": true, "stockStatus": "High"},
-                        {"gpuTypeId": "NVIDIA H100 80GB HBM3", "available": false, "stockStatus": null}
-                     ]},
-                    {"id": "EU-RO-1", "name": "EU-RO-1", "location": "Romania",
-                     "storageSupport": false,
-                     "gpuAvailability": [
-                        {"gpuTypeId": "NVIDIA RTX A6000", "available": true, "stockStatus": "Low"},
-                        {"gpuTypeId": "NVIDIA H100 80GB HBM3", "available": true, "stockStatus": "Medium"}
-                     ]}
-                ]}}),
-            );
+            // GraphQL's availability does not say which cloud it counts:
+            // community stock shows here too.
+            let dcs: Vec<Value> = DATA_CENTERS
+                .iter()
+                .map(|(id, name, storage)| {
+                    let gpus: Vec<Value> = STOCK
+                        .iter()
+                        .filter(|(_, d, _, _)| d == id)
+                        .map(|(g, _, secure, community)| {
+                            let any = secure.is_some_and(|s| s != "NONE") || *community != "NONE";
+                            json!({"gpuTypeId": g, "available": any,
+                                   "stockStatus": if any { json!("High") } else { Value::Null }})
+                        })
+                        .collect();
+                    json!({"id": id, "name": name, "location": name, "storageSupport": storage,
+                           "gpuAvailability": gpus})
+                })
+                .collect();
+            return Reply::json(200, json!({"data": {"dataCenters": dcs}}));
         }
         if query.contains("gpuTypes") {
             let n: i64 = query
@@ -163,14 +323,22 @@ impl Runpod {
                         .ok()
                 })
                 .unwrap_or(1);
+            // `gpuTypes(input: {id: "..."})` asks for one type, as the
+            // official client's `get_gpu` does.
+            let only = query
+                .split_once("input: {id: \"")
+                .and_then(|(_, rest)| rest.split('"').next());
             let types: Vec<Value> = TYPES
                 .iter()
-                .map(|(id, name, price, bid)| {
+                .filter(|t| only.is_none_or(|o| o == t.id))
+                .map(|t| {
                     json!({
-                        "id": id, "displayName": name, "memoryInGb": 48, "maxGpuCount": 8,
+                        "id": t.id, "displayName": t.display_name, "memoryInGb": t.memory_in_gb,
+                        "maxGpuCount": t.max_gpu_count, "manufacturer": t.manufacturer,
+                        "secureCloud": true, "communityCloud": true,
                         "lowestPrice": {
-                            "uninterruptablePrice": price, "minimumBidPrice": bid,
-                            "minVcpu": 9 * n, "minMemory": 50 * n, "stockStatus": "High"
+                            "uninterruptablePrice": t.price, "minimumBidPrice": t.bid,
+                            "minVcpu": t.vcpus * n, "minMemory": t.ram * n, "stockStatus": "High"
                         }
                     })
                 })
@@ -180,6 +348,91 @@ impl Runpod {
         Reply::json(
             400,
             json!({"errors": [{"message": "Cannot query this field"}]}),
+        )
+    }
+
+    /// `GET /v2/catalog/gpus`, with the v2 document's rules for its query:
+    /// `include=AVAILABILITY` needs `product`, and `product`, `count` and
+    /// `cloud` are valid only with it (400 either way).
+    fn catalog_gpus(&self, req: &Recorded) -> Reply {
+        let q: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let include = get("include") == Some("AVAILABILITY");
+        if let Some(i) = get("include").filter(|i| *i != "AVAILABILITY") {
+            return problem(400, "Bad Request", &format!("unknown include {i:?}"));
+        }
+        if include && get("product").is_none() {
+            return problem(400, "Bad Request", "include=AVAILABILITY requires product");
+        }
+        if !include
+            && ["product", "count", "cloud"]
+                .iter()
+                .any(|k| get(k).is_some())
+        {
+            return problem(
+                400,
+                "Bad Request",
+                "product, count and cloud are valid only with include=AVAILABILITY",
+            );
+        }
+        let count: i64 = match get("count").map(str::parse) {
+            None => 1,
+            Some(Ok(n)) if n >= 1 => n,
+            Some(_) => return problem(400, "Bad Request", "count must be an integer >= 1"),
+        };
+        let secure = match get("cloud") {
+            None | Some("SECURE") => true,
+            Some("COMMUNITY") => false,
+            Some(c) => return problem(400, "Bad Request", &format!("unknown cloud {c:?}")),
+        };
+        let gpus: Vec<Value> = TYPES
+            .iter()
+            .map(|t| {
+                let mut g = json!({
+                    "id": t.id, "name": t.display_name, "pool": null,
+                    "manufacturer": t.manufacturer, "memory": t.memory_in_gb,
+                    "secure": true, "community": true,
+                    "price": {"secure": t.price, "community": t.price * 0.8},
+                    "maxCount": {"secure": t.max_gpu_count, "community": t.max_gpu_count},
+                });
+                if include {
+                    let dcs: Vec<Value> = STOCK
+                        .iter()
+                        .filter(|(g, _, _, _)| *g == t.id)
+                        .filter(|_| count <= t.max_gpu_count)
+                        .filter_map(|(_, dc, s, c)| {
+                            let level = if secure { (*s)? } else { c };
+                            let name = DATA_CENTERS.iter().find(|d| d.0 == *dc)?.1;
+                            Some(json!({"id": dc, "name": name, "availability": level}))
+                        })
+                        .collect();
+                    let best = ["HIGH", "MEDIUM", "LOW"]
+                        .into_iter()
+                        .find(|l| dcs.iter().any(|d| d["availability"] == *l))
+                        .unwrap_or("NONE");
+                    g["availability"] = json!(best);
+                    if !dcs.is_empty() {
+                        g["dataCenters"] = json!(dcs);
+                    }
+                }
+                g
+            })
+            .collect();
+        Reply::json(200, json!({ "gpus": gpus }))
+    }
+}
+
+/// An error of RunPod's REST API v2, as its document gives them: an RFC
+/// 9457 problem (`ErrorResponse`). (API v1's document gives no error body;
+/// [`err`] answers as that API does.)
+fn problem(status: u16, title: &str, detail: &str) -> Reply {
+    Reply {
+        content_type: "application/problem+json",
+        ..Reply::json(
+            status,
+            json!({"title": title, "status": status, "detail": detail}),
         )
     }
 }
@@ -204,12 +457,33 @@ impl Cloud for Runpod {
         json!({"error": "internal server error", "status": 500})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::runpod_v1(), docs::runpod_v2()]
+    }
+
+    /// RunPod publishes no document for its GraphQL API; the official
+    /// `runpod` client drives this fake's catalog instead
+    /// (`providers::runpod_graphql_answers_the_official_client`).
+    fn undocumented(&self, path: &str) -> bool {
+        path == "/graphql"
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
+        let v2 = req.path.starts_with("/v2/");
         if req.header("authorization") != Some(&*format!("Bearer {KEY}")) {
+            if v2 {
+                return problem(401, "Unauthorized", "invalid api key");
+            }
             return err(401, "Unauthorized: invalid api key");
         }
         if req.path == "/graphql" {
             return self.graphql(req.body["query"].as_str().unwrap_or(""));
+        }
+        if req.method == "GET" && req.path == "/v2/catalog/gpus" {
+            return self.catalog_gpus(req);
+        }
+        if v2 {
+            return problem(404, "Not Found", "resource not found");
         }
         let Some(path) = req.path.strip_prefix("/v1") else {
             return err(404, "not found");
@@ -248,7 +522,11 @@ impl Cloud for Runpod {
                         );
                     }
                 }
-                if self.no_capacity.iter().any(|(t, d)| t == gpu && d == dc) {
+                // Parasol asks for the secure cloud, RunPod's default.
+                let secure = b["cloudType"].as_str().is_none_or(|c| c == "SECURE");
+                if self.no_capacity.iter().any(|(t, d)| t == gpu && d == dc)
+                    || (secure && !secure_stock(gpu, dc))
+                {
                     return err(
                         500,
                         "create pod: There are no longer any instances available with the requested specifications. Please refresh and try again.",
@@ -294,7 +572,8 @@ impl Cloud for Runpod {
                         if self.pods[i].terminated.is_none() {
                             self.pods[i].terminated = Some(Instant::now());
                         }
-                        Reply::text(200, "")
+                        // The document's answer to a delete: 204, no body.
+                        Reply::text(204, "")
                     }
                     ("POST", ["restart"]) if self.pods[i].terminated.is_none() => {
                         self.pods[i].restarts += 1;

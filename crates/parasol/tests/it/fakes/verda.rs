@@ -64,6 +64,23 @@ pub struct Verda {
 }
 
 impl Verda {
+    /// `GET /v1/instance-availability`: the types in stock per location.
+    pub fn availability(&self) -> Value {
+        let fin: Vec<&str> = ["1A6000.10V", "CPU.4V.16G"]
+            .into_iter()
+            .filter(|t| {
+                !self
+                    .no_capacity
+                    .iter()
+                    .any(|(nt, l)| nt == t && l == "FIN-01")
+            })
+            .collect();
+        json!([
+            {"location_code": "FIN-01", "availabilities": fin},
+            {"location_code": "ICE-01", "availabilities": ["8H100.80S.176V"]}
+        ])
+    }
+
     /// Puts a machine at the fake as if launched outside this server.
     pub fn plant(&mut self, hostname: &str) -> String {
         let n = self.machines.len();
@@ -160,6 +177,73 @@ fn err(status: u16, code: &str, message: &str) -> Reply {
     Reply::json(status, json!({"code": code, "message": message}))
 }
 
+/// `GET /v1/instance-types`: Verda's published instance types (prices and
+/// sizes as its price list gives them).
+pub fn instance_types() -> Value {
+    json!([
+        {
+            "id": "2e5e2b5c-6d3e-4c8b-9d44-1a2b3c4d5e6f",
+            "instance_type": "1A6000.10V",
+            "price_per_hour": "0.79",
+            "spot_price": "0.29",
+            "description": "Dedicated Hardware Instance",
+            "cpu": {"description": "10 CPU", "number_of_cores": 10},
+            "gpu": {"description": "1x RTX A6000 48GB", "number_of_gpus": 1},
+            "memory": {"description": "60GB RAM", "size_in_gigabytes": 60},
+            "gpu_memory": {"description": "48GB VRAM", "size_in_gigabytes": 48},
+            "storage": {"description": "dynamic"},
+            "model": "RTX A6000",
+            "name": "RTX A6000 48GB",
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "",
+            "manufacturer": "NVIDIA",
+            "display_name": "RTX A6000",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
+        },
+        {
+            "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
+            "instance_type": "8H100.80S.176V",
+            "price_per_hour": 21.52,
+            "spot_price": 8.0,
+            "description": "Dedicated Hardware Instance",
+            "cpu": {"description": "176 CPU", "number_of_cores": 176},
+            "gpu": {"description": "8x H100 SXM5 80GB", "number_of_gpus": 8},
+            "memory": {"description": "1480GB RAM", "size_in_gigabytes": 1480},
+            "gpu_memory": {"description": "640GB VRAM", "size_in_gigabytes": 640},
+            "storage": {"description": "dynamic"},
+            "model": "H100",
+            "name": "H100 SXM5 80GB",
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "900 GB/s",
+            "manufacturer": "NVIDIA",
+            "display_name": "H100 SXM5",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
+        },
+        {
+            "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
+            "instance_type": "CPU.4V.16G",
+            "price_per_hour": "0.03",
+            "spot_price": "0.01",
+            "description": "CPU Node",
+            "cpu": {"description": "4 CPU", "number_of_cores": 4},
+            "gpu": {"description": "", "number_of_gpus": 0},
+            "memory": {"description": "16GB RAM", "size_in_gigabytes": 16},
+            "gpu_memory": {"description": "", "size_in_gigabytes": 0},
+            "storage": {"description": "dynamic"},
+            "model": "CPU Node",
+            "name": "CPU Node",
+            "currency": "usd",
+            "best_for": ["Running services"],
+            "p2p": "",
+            "manufacturer": "AMD",
+            "display_name": "CPU Node",
+            "supported_os": ["ubuntu-22.04"]
+        }
+    ])
+}
+
 impl Cloud for Verda {
     fn rate_limited(&self) -> Value {
         json!({"code": "too_many_requests", "message": "Rate limit exceeded"})
@@ -203,73 +287,8 @@ impl Cloud for Verda {
             );
         }
         match (req.method.as_str(), path) {
-            ("GET", "/instance-types") => Reply::json(
-                200,
-                json!([
-                    {
-                        "id": "2e5e2b5c-6d3e-4c8b-9d44-1a2b3c4d5e6f",
-                        "instance_type": "1A6000.10V",
-                        "price_per_hour": "0.79",
-                        "spot_price": "0.29",
-                        "description": "Dedicated Hardware Instance",
-                        "cpu": {"description": "10 CPU", "number_of_cores": 10},
-                        "gpu": {"description": "1x RTX A6000 48GB", "number_of_gpus": 1},
-                        "memory": {"description": "60GB RAM", "size_in_gigabytes": 60},
-                        "gpu_memory": {"description": "48GB VRAM", "size_in_gigabytes": 48},
-                        "storage": {"description": "dynamic"},
-                        "model": "RTX A6000",
-                        "name": "RTX A6000 48GB",
-                        "currency": "usd"
-                    },
-                    {
-                        "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
-                        "instance_type": "8H100.80S.176V",
-                        "price_per_hour": 21.52,
-                        "spot_price": 8.0,
-                        "description": "Dedicated Hardware Instance",
-                        "cpu": {"description": "176 CPU", "number_of_cores": 176},
-                        "gpu": {"description": "8x H100 SXM5 80GB", "number_of_gpus": 8},
-                        "memory": {"description": "1480GB RAM", "size_in_gigabytes": 1480},
-                        "gpu_memory": {"description": "640GB VRAM", "size_in_gigabytes": 640},
-                        "storage": {"description": "dynamic"},
-                        "model": "H100",
-                        "name": "H100 SXM5 80GB",
-                        "currency": "usd"
-                    },
-                    {
-                        "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
-                        "instance_type": "CPU.4V.16G",
-                        "price_per_hour": "0.03",
-                        "description": "CPU Node",
-                        "cpu": {"description": "4 CPU", "number_of_cores": 4},
-                        "gpu": {"description": "", "number_of_gpus": 0},
-                        "memory": {"description": "16GB RAM", "size_in_gigabytes": 16},
-                        "gpu_memory": {"description": "", "size_in_gigabytes": 0},
-                        "storage": {"description": "dynamic"},
-                        "model": "CPU Node",
-                        "name": "CPU Node",
-                        "currency": "usd"
-                    }
-                ]),
-            ),
-            ("GET", "/instance-availability") => {
-                let fin: Vec<&str> = ["1A6000.10V", "CPU.4V.16G"]
-                    .into_iter()
-                    .filter(|t| {
-                        !self
-                            .no_capacity
-                            .iter()
-                            .any(|(nt, l)| nt == t && l == "FIN-01")
-                    })
-                    .collect();
-                Reply::json(
-                    200,
-                    json!([
-                        {"location_code": "FIN-01", "availabilities": fin},
-                        {"location_code": "ICE-01", "availabilities": ["8H100.80S.176V"]}
-                    ]),
-                )
-            }
+            ("GET", "/instance-types") => Reply::json(200, instance_types()),
+            ("GET", "/instance-availability") => Reply::json(200, self.availability()),
             ("GET", "/locations") => Reply::json(
                 200,
                 json!([

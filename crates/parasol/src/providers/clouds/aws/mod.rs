@@ -21,7 +21,9 @@
 //! delete.
 //!
 //! Every machine is tagged `parasol:instance-id=<id>` and
-//! `parasol:deployment=<deployment id>` (and `Name=parasol-<id>`). A launch
+//! `parasol:deployment=<deployment id>` (and `Name=parasol-<id>`, and
+//! `parasol:zone=<zone>`); a running machine's zone is its instance's
+//! `status_details` ("availability zone us-east-1b"). A launch
 //! first looks the machine up by that tag, because `ClientToken`
 //! idempotency is not something to rely on (moto ignores it). The zone is
 //! Parasol's choice: the region's zones that offer the type, in order,
@@ -192,6 +194,9 @@ fn live_state(i: &Xml) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: i
+                .text_at(&["placement", "availabilityZone"])
+                .map(|z| format!("availability zone {z}")),
         },
         ("running", None) => MachineState::Booting,
         ("shutting-down" | "terminated", _) => {
@@ -424,20 +429,28 @@ impl Aws {
         }
         *self.zones.lock().expect("poisoned") = zones_seen;
 
-        // One offer per Shadeform type: the cheapest AWS type of that shape.
-        let mut best: BTreeMap<String, Offer> = BTreeMap::new();
+        let mut models = BTreeMap::new();
+        for (name, t) in &infos {
+            match catalog::gpu(&t.gpu_name, t.gpu_memory_mib, &t.name) {
+                Some(gpu) => {
+                    models.insert(name.clone(), gpu);
+                }
+                None => super::gpus::unmapped(CLOUD, name),
+            }
+        }
+        let mut out = Vec::new();
         for (name, regions) in per_region {
             let t = &infos[&name];
-            let Some(gpu) = catalog::gpu(&t.gpu_name, t.gpu_memory_mib, &t.name) else {
+            let Some(gpu) = models.get(&name) else {
                 continue;
             };
             let hourly = regions.iter().map(|r| r.2).min().unwrap_or(0);
-            let offer = Offer {
+            out.push(Offer {
                 cloud: CLOUD.to_string(),
-                shade_instance_type: shade_type(&gpu, t.gpu_count),
+                shade_instance_type: shade_type(gpu, t.gpu_count),
                 cloud_instance_type: name.clone(),
                 configuration: configuration(
-                    &gpu,
+                    gpu,
                     t.gpu_count,
                     t.vcpus,
                     (t.memory_mib as f64 / 1024.0).round() as i64,
@@ -458,15 +471,12 @@ impl Aws {
                     .collect(),
                 ssh_user: "ubuntu".to_string(),
                 ssh_port: 22,
-            };
-            match best.get(&offer.shade_instance_type) {
-                Some(b) if b.hourly_price <= offer.hourly_price => {}
-                _ => {
-                    best.insert(offer.shade_instance_type.clone(), offer);
-                }
-            }
+            });
         }
-        Ok(best.into_values().collect())
+        // Every served type is an offer under a name of its own: the
+        // smallest of a shape is `L4`, the others `L4_g6.2xlarge` ...
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
+        Ok(out)
     }
 
     /// The zones of `region` that offer `instance_type`.
@@ -1279,7 +1289,15 @@ mod tests {
         );
         assert!(matches!(
             live_state(&inst("running", Some("3.3.3.3"), "")),
-            MachineState::Running { ip, .. } if ip == "3.3.3.3"
+            MachineState::Running { ip, placement: None, .. } if ip == "3.3.3.3"
+        ));
+        assert!(matches!(
+            live_state(&inst(
+                "running",
+                Some("3.3.3.3"),
+                "<placement><availabilityZone>us-east-1b</availabilityZone></placement>"
+            )),
+            MachineState::Running { placement: Some(p), .. } if p == "availability zone us-east-1b"
         ));
         assert_eq!(
             live_state(&inst(

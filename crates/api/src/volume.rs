@@ -20,6 +20,15 @@ pub struct Volume {
     /// The instance mounting it; empty when none. With multi-mount, the
     /// oldest of them.
     pub mounted_by: String,
+    /// Parasol extension: where the volume is at its cloud: `creating`
+    /// (being made there; `cloud_assigned_id` is empty until it is),
+    /// `available`, or `error` (the cloud refused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Parasol extension: why the volume is in `error`, in the cloud's
+    /// words, or what a call being retried last failed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<String>,
 }
 
 /// Body of `GET /volumes`.

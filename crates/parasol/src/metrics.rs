@@ -7,7 +7,7 @@
 //! describe stored state (instances by status) are not kept here at all;
 //! the scrape handler queries the store, so they can never drift from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -172,6 +172,8 @@ pub struct Metrics {
     pub webhook_attempts: CounterFamily,
     /// Webhook attempt latency.
     pub webhook_duration: HistogramFamily,
+    /// GPU types each cloud lists that map onto no Shadeform model.
+    unmapped_types: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Metrics {
@@ -227,7 +229,29 @@ impl Metrics {
                 "Time a webhook delivery attempt took, answer or timeout included.",
                 &[],
             ),
+            unmapped_types: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Notes a GPU type of `cloud` that no Shadeform model fits; true the
+    /// first time this process sees the pair.
+    pub fn note_unmapped_type(&self, cloud: &str, cloud_type: &str) -> bool {
+        self.unmapped_types
+            .lock()
+            .expect("poisoned")
+            .entry(cloud.to_string())
+            .or_default()
+            .insert(cloud_type.to_string())
+    }
+
+    /// The GPU types of `cloud` noted as unmapped, in order.
+    pub fn unmapped_types(&self, cloud: &str) -> Vec<String> {
+        self.unmapped_types
+            .lock()
+            .expect("poisoned")
+            .get(cloud)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Counts a connection refused at accept.
@@ -287,6 +311,23 @@ impl Metrics {
         self.rate_limited.render(out);
         self.webhook_attempts.render(out);
         self.webhook_duration.render(out);
+        let unmapped = self.unmapped_types.lock().expect("poisoned");
+        if !unmapped.is_empty() {
+            header(
+                out,
+                "parasol_catalog_unmapped_types",
+                "GPU types a cloud lists that map onto no Shadeform model and so are not offered (each logged once), by cloud.",
+                "gauge",
+            );
+            for (cloud, types) in unmapped.iter() {
+                sample(
+                    out,
+                    "parasol_catalog_unmapped_types",
+                    &[("cloud", cloud)],
+                    types.len(),
+                );
+            }
+        }
     }
 }
 
@@ -380,6 +421,22 @@ mod tests {
         assert!(out.contains(
             "parasol_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/instances\"} 3\n"
         ));
+    }
+
+    #[test]
+    fn unmapped_gpu_types_are_counted_once_per_cloud() {
+        let m = Metrics::new();
+        assert!(m.note_unmapped_type("runpod", "NVIDIA RTX 2000 Ada Generation"));
+        assert!(!m.note_unmapped_type("runpod", "NVIDIA RTX 2000 Ada Generation"));
+        assert!(m.note_unmapped_type("runpod", "Tesla K80"));
+        assert!(m.note_unmapped_type("vastai", "Tesla K80"));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("# TYPE parasol_catalog_unmapped_types gauge\n"));
+        assert!(out.contains("parasol_catalog_unmapped_types{cloud=\"runpod\"} 2\n"));
+        assert!(out.contains("parasol_catalog_unmapped_types{cloud=\"vastai\"} 1\n"));
+        assert_eq!(m.unmapped_types("runpod").len(), 2);
+        assert!(m.unmapped_types("lambdalabs").is_empty());
     }
 
     #[test]

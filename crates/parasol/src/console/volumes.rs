@@ -38,11 +38,12 @@ async fn render(app: &AppRef, s: &Session, f: &CreateForm, err: Option<&ApiError
             (empty("No volumes yet: a volume keeps data across instances in one region.", "#create-volume", "Create a volume"))
         } @else {
             table #volumes {
-                thead { tr { th { "Name" } th { "Cloud" } th { "Region" } th.num { "Size" } th { "Mounted by" } th.num { "Cost so far" } th {} } }
+                thead { tr { th { "Name" } th { "Cloud" } th { "Region" } th.num { "Size" } th { "Status" } th { "Mounted by" } th.num { "Cost so far" } th {} } }
                 tbody {
                     @for v in &vols.volumes {
                         tr data-id=(v.id) {
                             td { (v.name) } td { (v.cloud) } td { (v.region) } td.num { (v.size_in_gb) " GB" }
+                            td { (v.status.as_deref().unwrap_or("")) @if let Some(d) = &v.status_details { " " span.muted { (d) } } }
                             td { @if v.mounted_by.is_empty() { span.muted { "no instance" } } @else {
                                 a href=(format!("/instances/{}", v.mounted_by)) { (v.mounted_by) } } }
                             td.num { "$" (v.cost_estimate) }

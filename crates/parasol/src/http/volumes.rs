@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{ok, path_id, AppRef, Body};
 use crate::error::ApiError;
 use crate::lifecycle::cost;
-use crate::store::{Account, DeleteVolumeOutcome, VolumeRecord};
+use crate::store::{Account, DeleteVolumeOutcome, VolumeRecord, VolumeStatus};
 use crate::validate;
 
 /// `GET /volumes/types`.
@@ -72,23 +72,25 @@ fn render(v: &VolumeRecord, now_ms: i64) -> Volume {
     Volume {
         id: v.id,
         cloud: v.cloud.clone(),
-        cloud_assigned_id: format!("{}-vol-{}", v.cloud, &v.id.simple().to_string()[..12]),
+        cloud_assigned_id: v.cloud_assigned_id.clone().unwrap_or_default(),
         region: v.region.clone(),
         name: v.name.clone(),
         fixed_size: v.fixed_size,
         size_in_gb: v.size_in_gb,
-        cost_estimate: dollars(cost::volume_cents(
-            v.size_in_gb,
-            v.price_micros,
-            v.created_at,
-            now_ms,
-        )),
+        // A volume its cloud refused never existed there, so never cost.
+        cost_estimate: dollars(if v.status == VolumeStatus::Error {
+            0
+        } else {
+            cost::volume_cents(v.size_in_gb, v.price_micros, v.created_at, now_ms)
+        }),
         supports_multi_mount: v.multi_mount,
         mounted_by: v
             .mounted_by
             .first()
             .map(Uuid::to_string)
             .unwrap_or_default(),
+        status: Some(v.status.as_str().to_string()),
+        status_details: v.status_details.clone(),
     }
 }
 
@@ -134,20 +136,20 @@ pub async fn create(
             ),
         ));
     }
-    let v = VolumeRecord {
-        id: Uuid::new_v4(),
-        account_id: account.id,
-        cloud: offer.cloud.clone(),
-        region: offer.region.clone(),
-        name: req.name.clone(),
-        size_in_gb: req.size_in_gb,
-        fixed_size: offer.fixed_size,
-        multi_mount: offer.supports_multi_mount,
-        price_micros: offer.price_micros_per_gb_hour,
-        created_at: app.clock.now_ms(),
-        mounted_by: Vec::new(),
-    };
+    let v = VolumeRecord::new(
+        account.id,
+        &offer.cloud,
+        &offer.region,
+        &req.name,
+        req.size_in_gb,
+        offer.fixed_size,
+        offer.supports_multi_mount,
+        offer.price_micros_per_gb_hour,
+        app.clock.now_ms(),
+    );
     app.store.insert_volume(&v).await?;
+    // The reconciler makes it at the cloud; wake it rather than wait.
+    app.notify.notify_one();
     tracing::info!(volume = %v.id, account = %account.id, size_in_gb = v.size_in_gb, "volume created");
     Ok(ok(CreateVolumeResponse { id: v.id }))
 }
@@ -164,10 +166,14 @@ pub async fn delete(
         .delete_volume(account.id, id, app.clock.now_ms())
         .await?
     {
-        DeleteVolumeOutcome::Deleted => Ok(ok(Confirmation {
-            id,
-            status: "deleted".into(),
-        })),
+        DeleteVolumeOutcome::Deleted => {
+            // The reconciler deletes it at the cloud.
+            app.notify.notify_one();
+            Ok(ok(Confirmation {
+                id,
+                status: "deleted".into(),
+            }))
+        }
         DeleteVolumeOutcome::NotFound => Err(ApiError::not_found("volume")),
         DeleteVolumeOutcome::Mounted => Err(ApiError::conflict(
             "the volume is mounted by a live instance; delete the instance first",
@@ -176,7 +182,12 @@ pub async fn delete(
 }
 
 /// Checks the `volume_ids` of an instance create: at most one, the
-/// account's, in the instance's cloud and region. Whether it is free is
+/// account's, not refused by its cloud, in the instance's cloud and region
+/// (every cloud's rule: a DigitalOcean, Lambda, Hyperstack or Verda volume
+/// mounts in its region, a RunPod network volume in its data center, which
+/// is its region here; an AWS volume in its zone, where the adapter
+/// launches the machine). One still being made is accepted: the launch
+/// waits for it. Whether it is free is
 /// decided when the instance is stored (see `Store::insert_instance_with_volumes`).
 pub async fn volumes_for_instance(
     app: &AppRef,
@@ -198,11 +209,32 @@ pub async fn volumes_for_instance(
             ApiError::invalid_field("volume_ids[0]", format!("no volume with id {id}"))
         })?;
         if v.cloud != cloud || v.region != region {
+            let rule = app
+                .catalog
+                .volume_offers()
+                .iter()
+                .find(|o| o.cloud == v.cloud && o.region == v.region)
+                .map_or_else(
+                    || "a volume mounts only on instances in its own cloud and region".to_string(),
+                    |o| o.mount_rule.clone(),
+                );
             return Err(ApiError::invalid_field(
                 "volume_ids[0]",
                 format!(
-                    "volume {id} is in {} {}, but the instance is in {cloud} {region}; a volume mounts only in its own cloud and region",
+                    "volume {id} is in {} {}, but the instance is in {cloud} {region}: {rule}",
                     v.cloud, v.region
+                ),
+            ));
+        }
+        if v.status == VolumeStatus::Error {
+            return Err(ApiError::invalid_field(
+                "volume_ids[0]",
+                format!(
+                    "volume {id} could not be made at {}: {}; delete it and create another",
+                    v.cloud,
+                    v.status_details
+                        .as_deref()
+                        .unwrap_or("the cloud refused it")
                 ),
             ));
         }

@@ -19,6 +19,7 @@ pub mod clusters;
 pub mod cost;
 pub mod placement;
 pub mod reconciler;
+pub mod volumes;
 
 use parasol_api::Status;
 

@@ -24,7 +24,7 @@ use super::{begin_delete, cost};
 use crate::clock::Clock;
 use crate::providers::catalog::Catalog;
 use crate::providers::{LaunchRequest, LaunchVolume, MachineState, Provider, ProviderError};
-use crate::store::{wall_ms, InstanceRecord, Store, StoreResult};
+use crate::store::{wall_ms, InstanceRecord, Store, StoreResult, VolumeStatus};
 
 /// Reconciler settings.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub struct ReconcilerStats {
 /// The lifecycle engine.
 pub struct Reconciler {
     pub(super) store: Store,
-    catalog: Arc<Catalog>,
+    pub(super) catalog: Arc<Catalog>,
     pub(super) clock: Arc<Clock>,
     pub(super) notify: Arc<Notify>,
     pub(super) cfg: ReconcilerConfig,
@@ -150,12 +150,13 @@ impl Reconciler {
         let next = match (
             self.store.next_wake().await,
             self.store.next_cluster_wake().await,
+            self.store.next_volume_wake().await,
         ) {
-            (Ok(a), Ok(b)) => {
+            (Ok(a), Ok(b), Ok(c)) => {
                 let budget = self.budget_wake.load(Ordering::Relaxed);
-                Ok(a.into_iter().chain(b).chain(Some(budget)).min())
+                Ok(a.into_iter().chain(b).chain(c).chain(Some(budget)).min())
             }
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
         };
         match next {
             Ok(Some(at)) => {
@@ -230,6 +231,30 @@ impl Reconciler {
             )
             .await?;
         let taken = taken.max(clusters.len());
+        let wall = wall_ms();
+        let volumes = self
+            .store
+            .claim_due_volumes(
+                self.replica,
+                self.clock.now_ms(),
+                wall,
+                wall + self.cfg.lease_timeout.as_millis() as i64,
+                self.cfg.batch,
+            )
+            .await?;
+        let taken = taken.max(volumes.len());
+        futures::stream::iter(volumes)
+            .for_each_concurrent(self.cfg.concurrency, |v| async move {
+                let id = v.id;
+                if let Err(e) = self.step_volume(v).await {
+                    tracing::warn!(volume = %id, error = %e, "volume step failed");
+                    // As for an instance step: retried when due.
+                    if let Err(e) = self.store.release_volume_lease(id, self.replica).await {
+                        tracing::warn!(volume = %id, error = %e, "could not give the lease back");
+                    }
+                }
+            })
+            .await;
         futures::stream::iter(clusters)
             .for_each_concurrent(self.cfg.concurrency, |rec| async move {
                 let id = rec.cluster.id;
@@ -307,7 +332,7 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         provider: &dyn Provider,
         operation: &'static str,
@@ -341,10 +366,33 @@ impl Reconciler {
                 continue;
             };
             match self.store.get_volume(rec.account_id, v).await {
-                Ok(Some(v)) => volumes.push(LaunchVolume {
-                    id: v.id,
-                    size_in_gb: v.size_in_gb,
-                }),
+                Ok(Some(v)) => match (v.status, v.cloud_assigned_id) {
+                    (VolumeStatus::Available, Some(cloud_assigned_id)) => {
+                        volumes.push(LaunchVolume {
+                            id: v.id,
+                            size_in_gb: v.size_in_gb,
+                            cloud_assigned_id,
+                            zone: v.zone,
+                        })
+                    }
+                    (VolumeStatus::Error, _) => {
+                        let why = v.status_details.unwrap_or_default();
+                        return self.fail(
+                            rec,
+                            format!("volume {} could not be made at {}: {why}", v.name, v.cloud),
+                        );
+                    }
+                    // Still being made at the cloud: the machine launches
+                    // once it can mount the volume.
+                    _ => {
+                        rec.instance.status_details = Some(format!(
+                            "waiting for volume {} to be made at {}",
+                            v.name, v.cloud
+                        ));
+                        rec.wake_at = Some(self.clock.now_ms() + self.cfg.poll.as_millis() as i64);
+                        return;
+                    }
+                },
                 // Deleted since the create: nothing to mount.
                 Ok(None) => {}
                 Err(e) => {
@@ -373,6 +421,14 @@ impl Reconciler {
                 rec.instance.cloud_assigned_id = launched.cloud_assigned_id;
                 rec.instance.status = Status::PendingProvider;
                 clear_retrying(rec);
+                if rec
+                    .instance
+                    .status_details
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("waiting for volume"))
+                {
+                    rec.instance.status_details = None;
+                }
                 rec.internal.attempts = 0;
                 rec.wake_at = Some(self.clock.now_ms());
             }
@@ -587,6 +643,7 @@ impl Reconciler {
                 ip,
                 ssh_port,
                 ssh_user,
+                placement,
             }) => {
                 let now = self.clock.now();
                 rec.instance.status = Status::Active;
@@ -594,7 +651,7 @@ impl Reconciler {
                 rec.instance.ssh_port = ssh_port;
                 rec.instance.ssh_user = ssh_user;
                 rec.instance.active_at = Some(now);
-                rec.instance.status_details = None;
+                rec.instance.status_details = placement;
                 rec.internal.attempts = 0;
                 rec.wake_at = Some(self.next_active_check(rec, now.timestamp_millis()));
             }

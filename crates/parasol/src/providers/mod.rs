@@ -7,6 +7,11 @@
 //! terminate can be repeated until the provider says the machine is gone.
 //! The API never sees a provider's own statuses: each adapter maps them onto
 //! [`MachineState`], which the reconciler maps onto the seven API states.
+//!
+//! A provider that sells storage also makes, describes and deletes volumes
+//! ([`Provider::create_volume`] and the rest), named by Parasol's volume
+//! id the same way, and attaches them at launch ([`LaunchRequest::volumes`]);
+//! the defaults are for providers that sell none.
 
 pub mod catalog;
 pub mod clouds;
@@ -90,6 +95,9 @@ pub struct VolumeOffer {
     pub price_micros_per_gb_hour: i64,
     pub min_size_gb: i64,
     pub max_size_gb: i64,
+    /// Where a volume of this kind mounts, in the cloud's terms, for the
+    /// error that refuses a mount elsewhere.
+    pub mount_rule: String,
 }
 
 /// Everything a provider needs to launch one machine.
@@ -110,8 +118,9 @@ pub struct LaunchRequest {
     /// Set for the nodes of a cluster: they come from the provider's
     /// cluster capacity, not its single-machine capacity.
     pub cluster_id: Option<Uuid>,
-    /// The volumes the instance mounts, for providers that make a disk per
-    /// machine (AWS); the others ignore them.
+    /// The volumes the instance mounts, each already made at the cloud: the
+    /// adapter attaches them at launch (or, where the cloud cannot, once the
+    /// machine runs) and places the machine where they are.
     pub volumes: Vec<LaunchVolume>,
 }
 
@@ -120,6 +129,51 @@ pub struct LaunchRequest {
 pub struct LaunchVolume {
     pub id: Uuid,
     pub size_in_gb: i64,
+    /// The cloud's id of the volume.
+    pub cloud_assigned_id: String,
+    /// Where inside the region the volume lives, for clouds whose volumes
+    /// mount only there (an AWS availability zone).
+    pub zone: Option<String>,
+}
+
+/// Everything a provider needs to make one storage volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRequest {
+    /// Parasol's id: the idempotency key of every call about this volume.
+    pub volume_id: Uuid,
+    pub name: String,
+    pub cloud: String,
+    pub region: String,
+    pub size_in_gb: i64,
+}
+
+/// A volume as Parasol knows it when asking about it: its id, where it
+/// is, and the cloud's id once a create has answered. A call without the
+/// cloud's id finds the volume by its marker name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRef {
+    pub volume_id: Uuid,
+    pub region: String,
+    pub cloud_assigned_id: Option<String>,
+}
+
+/// Where a volume is, in provider-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeState {
+    /// Accepted; not usable yet.
+    Creating { cloud_assigned_id: String },
+    /// Usable: an instance may mount it.
+    Available {
+        cloud_assigned_id: String,
+        /// See [`LaunchVolume::zone`].
+        zone: Option<String>,
+    },
+    /// The cloud gave up on it; the reason is for the user.
+    Failed { reason: String },
+    /// Being deleted.
+    Deleting,
+    /// No volume exists (never made, or fully deleted).
+    Gone,
 }
 
 /// A provider's answer to a launch.
@@ -140,6 +194,10 @@ pub enum MachineState {
         ip: String,
         ssh_port: i64,
         ssh_user: String,
+        /// Where in the region the machine landed, where the provider
+        /// chooses that (AWS: "availability zone us-east-1b"); the
+        /// instance's `status_details` while it is active.
+        placement: Option<String>,
     },
     /// Broke; the reason is for the user.
     Failed { reason: String },
@@ -202,6 +260,38 @@ pub trait Provider: Send + Sync + 'static {
     /// marker and is not already tearing down, for the orphan sweep. A
     /// provider that keeps no machines outside the store lists none.
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// Makes the volume for `req.volume_id`, or answers the one already made
+    /// for it (found by its marker name), so a retried create never makes a
+    /// second. A provider that sells no volumes refuses.
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let _ = req;
+        Err(ProviderError::Permanent(format!(
+            "{} sells no storage volumes",
+            self.name()
+        )))
+    }
+
+    /// Where the volume is.
+    async fn describe_volume(&self, v: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let _ = v;
+        Ok(VolumeState::Gone)
+    }
+
+    /// Starts or continues deleting the volume; returns
+    /// [`VolumeState::Gone`] once nothing is left. Safe to call for a
+    /// volume that never existed. The volume's machines are gone by then:
+    /// Parasol deletes no volume an instance still holds.
+    async fn delete_volume(&self, v: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let _ = v;
+        Ok(VolumeState::Gone)
+    }
+
+    /// The volumes this provider holds under this deployment's marker, for
+    /// the orphan sweep.
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
         Ok(Vec::new())
     }
 

@@ -14,19 +14,72 @@
 //! was this deployment's, and its instance is gone. A legacy machine no
 //! store here knows of is left alone (it may be another deployment's) and
 //! logged once per pass, for an operator to remove by hand.
+//!
+//! Volumes are swept the same way: a volume at a cloud under this
+//! deployment's marker whose row is missing (the row is stored before the
+//! cloud is asked, so only a store restored from an old backup lacks it)
+//! or says it was deleted is deleted.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{MachineState, Providers};
+use super::{MachineState, Provider, Providers, VolumeState};
 use crate::lifecycle::is_settled;
-use crate::store::Store;
+use crate::store::{Store, VolumeStatus};
 
-/// One pass over every provider; returns how many orphans were found.
+/// Deletes `p`'s volumes under this deployment's marker that no live
+/// volume row accounts for; returns how many it found.
+async fn sweep_volumes(p: &dyn Provider, store: &Store) -> usize {
+    let marked = match p.list_marked_volumes().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(provider = p.name(), error = %e, "orphan sweep could not list volumes; will try again");
+            return 0;
+        }
+    };
+    let mut found = 0;
+    for r in marked {
+        let orphan = match store.get_volume_any(r.volume_id).await {
+            Ok(Some(v)) => v.status == VolumeStatus::Deleted,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(volume = %r.volume_id, error = %e, "orphan sweep could not read the store; skipping");
+                continue;
+            }
+        };
+        if !orphan {
+            continue;
+        }
+        found += 1;
+        match p.delete_volume(&r).await {
+            Ok(VolumeState::Gone) => tracing::warn!(
+                provider = p.name(),
+                volume = %r.volume_id,
+                "orphan sweep: deleted a volume that carries this deployment's marker but has no live volume"
+            ),
+            Ok(_) => tracing::warn!(
+                provider = p.name(),
+                volume = %r.volume_id,
+                "orphan sweep: deleting a volume that carries this deployment's marker but has no live volume"
+            ),
+            Err(e) => tracing::warn!(
+                provider = p.name(),
+                volume = %r.volume_id,
+                error = %e,
+                "orphan sweep: deleting an orphaned volume failed; will try again"
+            ),
+        }
+    }
+    found
+}
+
+/// One pass over every provider; returns how many orphans (machines and
+/// volumes) were found.
 pub async fn sweep_once(providers: &Providers, store: &Store) -> usize {
     let mut found = 0;
     for p in providers.all() {
+        found += sweep_volumes(p.as_ref(), store).await;
         let marked = match p.list_marked().await {
             Ok(ids) => ids,
             Err(e) => {

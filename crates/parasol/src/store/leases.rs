@@ -73,6 +73,11 @@ impl Store {
         self.release_lease("instances", id, owner).await
     }
 
+    /// [`Store::release_instance_lease`] for a volume.
+    pub async fn release_volume_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
+        self.release_lease("volumes", id, owner).await
+    }
+
     /// [`Store::release_instance_lease`] for a cluster.
     pub async fn release_cluster_lease(&self, id: Uuid, owner: Uuid) -> StoreResult<()> {
         self.release_lease("clusters", id, owner).await
@@ -117,7 +122,7 @@ impl Store {
 }
 
 impl Store {
-    /// Claims due rows of `table` (instances or clusters) for `owner` and
+    /// Claims due rows of `table` (instances, clusters or volumes) for `owner` and
     /// returns their `columns`; see [`claim_sql`].
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn claim_rows(
@@ -148,7 +153,7 @@ impl Store {
     }
 }
 
-/// The claim statement for `table` (instances or clusters), returning
+/// The claim statement for `table` (instances, clusters or volumes), returning
 /// `columns`. Parameters: $1 owner, $2 lease expiry, $3 lifecycle now,
 /// $4 wall-clock now, $5 limit.
 fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
@@ -205,7 +210,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let mut renewed = 0;
-                for table in ["instances", "clusters"] {
+                for table in ["instances", "clusters", "volumes"] {
                     let res = sqlx::query(&format!(
                         "UPDATE {table} SET lease_until = $1 WHERE lease_owner = $2"
                     ))
@@ -225,7 +230,7 @@ impl Store {
     /// live process reconciles: an embedded SQLite file at server start,
     /// so that a restart after a crash resumes at once.
     pub async fn clear_all_leases(&self) -> StoreResult<()> {
-        for table in ["instances", "clusters", "webhook_deliveries"] {
+        for table in ["instances", "clusters", "volumes", "webhook_deliveries"] {
             sqlx::query(&format!(
                 "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
             ))

@@ -263,6 +263,35 @@ const STEPS: &[&[&str]] = &[&[
     // owes one even on a store that was recounted before.
     "DELETE FROM settings WHERE name = 'capacity_recount'",
 ], &[
+    // Volumes that exist at their cloud (issue 25): the reconciler makes
+    // each at its cloud and deletes it there (store/volumes.rs), so a
+    // volume row gets a lifecycle like an instance's: a status, the
+    // cloud's id and zone, a generation, a due time and a lease. Volumes
+    // stored before were never made at any cloud: each live one is due
+    // now, to be made for real; a deleted one had nothing to delete.
+    "ALTER TABLE volumes ADD COLUMN status TEXT NOT NULL DEFAULT 'creating'",
+    "ALTER TABLE volumes ADD COLUMN status_details TEXT",
+    "ALTER TABLE volumes ADD COLUMN cloud_assigned_id TEXT",
+    "ALTER TABLE volumes ADD COLUMN zone TEXT",
+    "ALTER TABLE volumes ADD COLUMN generation BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE volumes ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE volumes ADD COLUMN wake_at BIGINT",
+    "ALTER TABLE volumes ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE volumes ADD COLUMN lease_until BIGINT",
+    "UPDATE volumes SET wake_at = created_at WHERE deleted_at IS NULL",
+    "UPDATE volumes SET status = 'deleted' WHERE deleted_at IS NOT NULL",
+    "CREATE INDEX volumes_wake ON volumes (wake_at)",
+    "CREATE INDEX volumes_leased ON volumes (lease_owner) WHERE lease_owner IS NOT NULL",
+    // The sim's simulated volumes, as sim_machines holds its machines.
+    "CREATE TABLE sim_volumes (
+        volume_id TEXT PRIMARY KEY,
+        cloud TEXT NOT NULL,
+        region TEXT NOT NULL,
+        size_in_gb BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        deleted_at BIGINT
+    )",
+], &[
     // Webhooks (issue 27): subscriptions, the delivery queue (claimed
     // with leases like instances: store/webhooks.rs) and each attempt.
     // Events keep the object they are about, which subscribers receive.

@@ -42,7 +42,7 @@ pub use leases::{keep_leases, wall_ms};
 pub use migrations::version_creating;
 pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
-pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord};
+pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord, VolumeStatus};
 pub use webhooks::{
     envelope, Attempt, DeliveryRecord, Format, Next, WebhookRecord, ALERT_WEBHOOK_ID, MAX_WEBHOOKS,
 };

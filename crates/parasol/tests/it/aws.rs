@@ -156,6 +156,56 @@ async fn the_catalog_lists_p5_as_h100x8_with_the_shipped_price_and_spot_and_gp3(
     );
 }
 
+/// Defect 6: one offer per shape (the cheapest) left g6.2xlarge to
+/// g6.16xlarge, g5.24xlarge and both gr6 types unrentable.
+#[tokio::test]
+async fn every_priced_gpu_type_is_offered_under_its_own_stable_name() {
+    use parasol::providers::clouds::aws::catalog::US_PRICES;
+    let w = world().await;
+    let c = w.server.admin();
+    let all = types(&c).await;
+    let by_type = |aws: &str| -> Vec<&Value> {
+        all.iter()
+            .filter(|t| t["cloud_instance_type"] == aws)
+            .collect()
+    };
+    // moto lists every priced type but p5e (no on-demand price) in
+    // us-east-1, each exactly once.
+    for (aws, _) in US_PRICES {
+        assert_eq!(by_type(aws).len(), 1, "{aws} offered once");
+    }
+    let names: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|t| t["shade_instance_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), all.len(), "every name is unique: {names:?}");
+    for (aws, shade) in [
+        ("g6.xlarge", "L4"),
+        ("g6.2xlarge", "L4_g6.2xlarge"),
+        ("g6.16xlarge", "L4_g6.16xlarge"),
+        ("gr6.4xlarge", "L4_gr6.4xlarge"),
+        ("gr6.8xlarge", "L4_gr6.8xlarge"),
+        ("g6.12xlarge", "L4x4"),
+        ("g6.24xlarge", "L4x4_g6.24xlarge"),
+        ("g5.12xlarge", "A10Gx4"),
+        ("g5.24xlarge", "A10Gx4_g5.24xlarge"),
+    ] {
+        let t = by_type(aws)[0];
+        assert_eq!(t["shade_instance_type"], shade, "{aws}");
+    }
+    // Each one's own numbers, EC2's: gr6.4xlarge is 16 vCPUs and 128 GiB.
+    let gr6 = by_type("gr6.4xlarge")[0];
+    assert_eq!(gr6["configuration"]["vcpus"], 16);
+    assert_eq!(gr6["configuration"]["memory_in_gb"], 128);
+    assert_eq!(gr6["hourly_price"], 154);
+
+    // And it can be rented.
+    let id = create(&c, "L4_gr6.4xlarge", json!({})).await;
+    c.wait_status(&id, "active").await;
+    let m = one_machine(&w.moto, &id).await;
+    assert_eq!(m.text_at(&["instanceType"]), Some("gr6.4xlarge"));
+}
+
 #[tokio::test]
 async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
     let w = world().await;
@@ -179,6 +229,16 @@ async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
     assert_eq!(info["ssh_user"], "ubuntu");
     assert_eq!(m.text_at(&["instanceType"]), Some("g5.12xlarge"));
     assert_eq!(m.text_at(&["imageId"]), Some(moto::NEWEST_DLAMI));
+    // Defect 6: the zone the machine landed in is shown, and tagged.
+    let zone = m
+        .text_at(&["placement", "availabilityZone"])
+        .expect("moto placed the machine in a zone")
+        .to_string();
+    assert_eq!(
+        info["status_details"],
+        format!("availability zone {zone}").as_str()
+    );
+    assert_eq!(m.tag("parasol:zone"), Some(zone.as_str()));
     assert!(m.tag("parasol:deployment").is_some_and(|d| !d.is_empty()));
     let deployment = w
         .server
@@ -570,7 +630,7 @@ async fn an_auth_failure_makes_aws_unavailable_and_leaves_the_other_clouds() {
 }
 
 #[tokio::test]
-async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine() {
+async fn a_volume_is_made_in_a_zone_the_machine_launches_there_and_it_outlives_the_machine() {
     let w = world().await;
     let c = w.server.admin();
     let vol = c
@@ -583,6 +643,21 @@ async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine()
         .as_str()
         .unwrap()
         .to_string();
+    // Made at /volumes/create, before any machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        let info = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+        if info["status"] == "available" {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "never available: {info:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let created = w.proxy.requests_for("CreateVolume");
+    assert_eq!(created.len(), 1);
+    let vol_zone = created[0].param("AvailabilityZone").unwrap().to_string();
+    let ebs_id = info["cloud_assigned_id"].as_str().unwrap().to_string();
+    assert!(ebs_id.starts_with("vol-"), "{info}");
     let id = create(&c, "L4", json!({"volume_ids": [vol]})).await;
     c.wait_status(&id, "active").await;
     let m = one_machine(&w.moto, &id).await;
@@ -619,22 +694,33 @@ async fn a_volume_is_created_in_the_zone_attached_and_deleted_with_the_machine()
     };
     assert_eq!(v.text_at(&["size"]), Some("100"));
     assert_eq!(v.text_at(&["volumeType"]), Some("gp3"));
+    assert_eq!(zone, vol_zone, "the machine launched in the volume's zone");
     assert_eq!(v.text_at(&["availabilityZone"]), Some(zone.as_str()));
+    assert_eq!(v.text_at(&["volumeId"]), Some(ebs_id.as_str()));
     let att = v.items(&["attachmentSet"]);
     assert_eq!(att[0].text_at(&["instanceId"]), Some(ec2_id.as_str()));
     assert_eq!(att[0].text_at(&["device"]), Some("/dev/sdf"));
-    let created = w.proxy.requests_for("CreateVolume");
-    assert_eq!(created.len(), 1);
-    assert_eq!(created[0].param("AvailabilityZone"), Some(zone.as_str()));
+    assert_eq!(w.proxy.requests_for("CreateVolume").len(), 1);
 
     c.post_empty(&format!("/v1/instances/{id}/delete"))
         .await
         .expect(200);
     c.wait_gone(&id).await;
-    assert!(
-        attached().await.is_empty(),
-        "the EBS volume is deleted with the machine"
-    );
-    assert!(!w.proxy.requests_for("DetachVolume").is_empty());
+    let left = attached().await;
+    assert_eq!(left.len(), 1, "the volume outlives the machine");
+    assert_ne!(left[0].text_at(&["status"]), Some("in-use"), "detached");
+    assert!(w.proxy.requests_for("DeleteVolume").is_empty());
+
+    c.post_empty(&format!("/v1/volumes/{vol}/delete"))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !attached().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the EBS volume was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(w.proxy.requests_for("DeleteVolume").len(), 1);
 }

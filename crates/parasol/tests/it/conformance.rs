@@ -2,8 +2,9 @@
 //!
 //! The document is the repository's facts-only copy of Shadeform's
 //! (`specs/shadeform.openapi.json`, see `specs/README.md`), its
-//! component schemas are turned into one JSON Schema (draft 7) document, and
-//! each operation's 200 body is checked against the schema the document
+//! component schemas are turned into JSON Schema (draft 7) by the conversion
+//! the providers' documents go through ([`crate::fakes::openapi::convert`]),
+//! and each operation's 200 body is checked against the schema the document
 //! names for it. OpenAPI 3.0's `nullable` becomes a `null` alternative.
 //! The document is used as published, unpatched: a `null` where it does not
 //! allow one fails, as it would crash a client generated from it.
@@ -13,6 +14,8 @@ use std::sync::OnceLock;
 
 use jsonschema::{Draft, Validator};
 use serde_json::{json, Value};
+
+use crate::fakes::openapi::convert;
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -34,8 +37,8 @@ fn spec() -> &'static Spec {
 fn load() -> Spec {
     let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("reading {SPEC}: {e}"));
     let doc: Value = serde_yaml::from_str(&text).expect("the spec is valid YAML");
-    let schemas = doc["components"]["schemas"].clone();
-    let definitions = convert(&schemas);
+    // OpenAPI 3.0 → JSON Schema as the providers' documents are converted.
+    let components = convert(&doc["components"]);
     let mut responses = HashMap::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {
@@ -50,7 +53,8 @@ fn load() -> Spec {
     }
     let mut validators = HashMap::new();
     for name in responses.values() {
-        let root = json!({"definitions": definitions, "$ref": format!("#/definitions/{name}")});
+        let root =
+            json!({"components": components, "$ref": format!("#/components/schemas/{name}")});
         let v = jsonschema::options()
             .with_draft(Draft::Draft7)
             .should_validate_formats(true)
@@ -78,48 +82,6 @@ fn load() -> Spec {
         responses,
         validators,
         error,
-    }
-}
-
-/// OpenAPI 3.0 schema -> JSON Schema draft 7.
-fn convert(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, val) in map {
-                match k.as_str() {
-                    "$ref" => {
-                        let r = val
-                            .as_str()
-                            .unwrap()
-                            .replace("#/components/schemas/", "#/definitions/");
-                        out.insert(k.clone(), json!(r));
-                    }
-                    "nullable" | "example" | "x-speakeasy-name-override" => {}
-                    // `properties` maps names to schemas: convert the values only.
-                    "properties" => {
-                        let props = val
-                            .as_object()
-                            .unwrap()
-                            .iter()
-                            .map(|(name, s)| (name.clone(), convert(s)))
-                            .collect();
-                        out.insert(k.clone(), Value::Object(props));
-                    }
-                    _ => {
-                        out.insert(k.clone(), convert(val));
-                    }
-                }
-            }
-            let obj = Value::Object(out);
-            if map.get("nullable") == Some(&json!(true)) {
-                json!({"anyOf": [obj, {"type": "null"}]})
-            } else {
-                obj
-            }
-        }
-        Value::Array(a) => Value::Array(a.iter().map(convert).collect()),
-        other => other.clone(),
     }
 }
 

@@ -24,6 +24,7 @@ mod keys;
 mod logs;
 mod mcp;
 mod metrics;
+mod official_clients;
 mod openapi;
 mod placement;
 mod properties;

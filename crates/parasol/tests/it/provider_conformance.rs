@@ -29,7 +29,10 @@ use parasol::providers::clouds::verda::{Verda as VerdaAdapter, VerdaConfig};
 use parasol::providers::clouds::{Marker, Secret};
 use parasol::providers::hosts::{HostConfig, Hosts};
 use parasol::providers::sim::{Sim, SimConfig};
-use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
+use parasol::providers::{
+    sweep, Capacity, LaunchRequest, LaunchVolume, MachineState, Offer, Provider, ProviderError,
+    Providers, VolumeRef, VolumeRequest, VolumeState,
+};
 use uuid::Uuid;
 
 use crate::fakes::aws_proxy::{Fault, Proxy, ANY_ACTION};
@@ -97,6 +100,32 @@ pub trait Subject: Send + Sync {
     fn boots_after_launch(&self) -> bool {
         true
     }
+    /// Every GPU type the cloud lists, in its own numbers (clouds only).
+    async fn listing(&self) -> Vec<Listed> {
+        unimplemented!("only for clouds")
+    }
+}
+
+/// One GPU type as a cloud lists it, in the cloud's own numbers (read from
+/// what its fake serves, or from moto): what the catalog properties hold
+/// the adapter's offers to.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// `cloud_instance_type` of the offer for it.
+    pub cloud_type: String,
+    /// Shadeform's `gpu_type` of its GPU; `None` for a GPU Shadeform has no
+    /// name for, which the adapter counts as unmapped and does not offer.
+    pub gpu: Option<&'static str>,
+    /// `gpu_manufacturer`: `nvidia` or `AMD`.
+    pub manufacturer: &'static str,
+    pub gpus: i64,
+    /// GB per GPU.
+    pub vram: i64,
+    pub vcpus: i64,
+    /// GB.
+    pub memory: i64,
+    /// Regions where the cloud reports stock for the type.
+    pub in_stock: Vec<String>,
 }
 
 /// A fake cloud the generic HTTP subject knows how to drive.
@@ -115,6 +144,8 @@ pub trait FakeCloud: Cloud + Default + Sized {
     fn sends_retry_after() -> bool {
         true
     }
+    /// Every GPU type the fake lists, in its own numbers.
+    fn listing(&self) -> Vec<Listed>;
 }
 
 /// Slow enough that every boot phase is seen by polling.
@@ -205,6 +236,10 @@ impl<C: FakeCloud + Send> Subject for Http<C> {
 
     fn rate_limits_pending(&self) -> u32 {
         self.fake.faults(|f| f.rate_limit_next)
+    }
+
+    async fn listing(&self) -> Vec<Listed> {
+        self.fake.with(|c| c.listing())
     }
 }
 
@@ -316,6 +351,7 @@ pub async fn describe_follows_the_boot(s: impl Subject) {
         ip,
         ssh_port,
         ssh_user,
+        ..
     }) = seen.last()
     else {
         unreachable!()
@@ -478,6 +514,146 @@ pub async fn a_legacy_named_machine_is_still_found(s: impl Subject) {
     wait_not_live(&s, &machine).await;
 }
 
+/// The offer of a listed type: the one of its cloud type with its GPU.
+fn offer_of<'a>(offers: &'a [Offer], l: &Listed) -> Option<&'a Offer> {
+    offers.iter().find(|o| {
+        o.cloud_instance_type == l.cloud_type && Some(o.configuration.gpu_type.as_str()) == l.gpu
+    })
+}
+
+/// Catalog truth: every GPU type the cloud lists is offered with the
+/// cloud's own model, count, VRAM per GPU, vCPUs and RAM, under a name of
+/// its own; one whose GPU Shadeform has no name for is not offered, and is
+/// counted in `parasol_catalog_unmapped_types`, never dropped silently.
+pub async fn the_catalog_holds_the_clouds_own_numbers(s: impl Subject) {
+    let offers = s.provider().offers().await.expect("offers");
+    let listed = s.listing().await;
+    let cloud = s.request(Uuid::nil()).cloud;
+    assert!(!listed.is_empty(), "{cloud} lists nothing");
+    let mut wrong = Vec::new();
+    for l in &listed {
+        let of_type: Vec<(&str, &str)> = offers
+            .iter()
+            .filter(|o| o.cloud_instance_type == l.cloud_type)
+            .map(|o| {
+                (
+                    o.shade_instance_type.as_str(),
+                    o.configuration.gpu_type.as_str(),
+                )
+            })
+            .collect();
+        let Some(gpu) = l.gpu else {
+            if !of_type.is_empty() {
+                wrong.push(format!(
+                    "{}: Shadeform has no name for its GPU, yet it is offered as {of_type:?}",
+                    l.cloud_type
+                ));
+            }
+            continue;
+        };
+        let Some(o) = offer_of(&offers, l) else {
+            wrong.push(format!(
+                "{}: not offered as a {gpu}; offers of it (name, gpu): {of_type:?}",
+                l.cloud_type
+            ));
+            continue;
+        };
+        let c = &o.configuration;
+        let got = (
+            c.gpu_manufacturer.as_str(),
+            c.num_gpus,
+            c.vram_per_gpu_in_gb,
+            c.vcpus,
+            c.memory_in_gb,
+        );
+        let want = (l.manufacturer, l.gpus, l.vram, l.vcpus, l.memory);
+        if got != want {
+            wrong.push(format!(
+                "{} ({}): offered as (manufacturer, gpus, vram per gpu, vcpus, memory) {got:?}; the cloud says {want:?}",
+                l.cloud_type, o.shade_instance_type
+            ));
+        }
+    }
+    let unmapped = parasol::metrics::global().unmapped_types(&cloud);
+    let nameless: Vec<&Listed> = listed.iter().filter(|l| l.gpu.is_none()).collect();
+    for l in &nameless {
+        if !unmapped
+            .iter()
+            .any(|u| l.cloud_type.starts_with(u.as_str()))
+        {
+            wrong.push(format!(
+                "{} is dropped without being counted as unmapped (counted: {unmapped:?})",
+                l.cloud_type
+            ));
+        }
+    }
+    for u in &unmapped {
+        if !nameless
+            .iter()
+            .any(|l| l.cloud_type.starts_with(u.as_str()))
+        {
+            wrong.push(format!(
+                "{u} is counted as unmapped, but Shadeform has a name for its GPU"
+            ));
+        }
+    }
+    let names: std::collections::BTreeSet<&str> = offers
+        .iter()
+        .map(|o| o.shade_instance_type.as_str())
+        .collect();
+    if names.len() != offers.len() {
+        wrong.push(format!("two offers share a name: {names:?}"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{cloud}'s catalog differs from what {cloud} lists:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// An offer is available in a region exactly where the cloud reports
+/// stock for its type there.
+pub async fn offers_are_available_only_where_the_cloud_reports_stock(s: impl Subject) {
+    let offers = s.provider().offers().await.expect("offers");
+    let listed = s.listing().await;
+    let cloud = s.request(Uuid::nil()).cloud;
+    let mut wrong = Vec::new();
+    let mut available = 0;
+    for l in &listed {
+        let Some(o) = offer_of(&offers, l) else {
+            continue;
+        };
+        for r in &o.regions {
+            let offered = match r.capacity {
+                Capacity::Available(a) => a,
+                Capacity::Slots(n) => n > 0,
+            };
+            let stocked = l.in_stock.contains(&r.region);
+            if offered != stocked {
+                wrong.push(format!(
+                    "{} in {}: available {offered}, but the cloud reports stock {stocked}",
+                    o.shade_instance_type, r.region
+                ));
+            }
+            available += usize::from(offered);
+        }
+        for r in &l.in_stock {
+            if !o.regions.iter().any(|x| &x.region == r) {
+                wrong.push(format!(
+                    "{}: the cloud has stock in {r}, which the offer does not list",
+                    o.shade_instance_type
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{cloud}'s availability differs from its stock:\n{}",
+        wrong.join("\n")
+    );
+    assert!(available > 0, "{cloud}: nothing is available anywhere");
+}
+
 /// One test per property for one provider: `$cloud::$property`.
 macro_rules! conformance {
     ($cloud:ident => $start:expr, [$($property:ident),* $(,)?]) => {
@@ -507,6 +683,8 @@ macro_rules! http_cloud {
                 a_server_error_is_transient,
                 the_sweep_removes_only_this_deployments_orphans,
                 a_legacy_named_machine_is_still_found,
+                the_catalog_holds_the_clouds_own_numbers,
+                offers_are_available_only_where_the_cloud_reports_stock,
                 a_cold_restart_finds_every_machine,
             ]);
         )*
@@ -566,6 +744,8 @@ conformance!(aws => AwsSubject::start(), [
     a_rate_limit_is_retried,
     a_server_error_is_transient,
     the_sweep_removes_only_this_deployments_orphans,
+    the_catalog_holds_the_clouds_own_numbers,
+    offers_are_available_only_where_the_cloud_reports_stock,
     a_cold_restart_finds_every_machine,
 ]);
 
@@ -724,6 +904,104 @@ impl Subject for AwsSubject {
 
     fn rate_limits_pending(&self) -> u32 {
         self.proxy.pending("RequestLimitExceeded")
+    }
+    /// moto's DescribeInstanceTypes (AWS's own data) for the served
+    /// families, of the types the shipped price table sells, in stock in
+    /// the region where some zone offers them.
+    async fn listing(&self) -> Vec<Listed> {
+        use aws_adapter::catalog::{price_cents, served_family, FAMILIES};
+        let mut params: Vec<(String, String)> = vec![
+            ("MaxResults".into(), "100".into()),
+            ("Filter.1.Name".into(), "instance-type".into()),
+        ];
+        for (i, f) in FAMILIES.iter().enumerate() {
+            params.push((format!("Filter.1.Value.{}", i + 1), format!("{f}*")));
+        }
+        let mut types = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut p = params.clone();
+            if let Some(t) = &token {
+                p.push(("NextToken".into(), t.clone()));
+            }
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let x = self
+                .moto
+                .call(AWS_REGION, "DescribeInstanceTypes", &p)
+                .await;
+            types.extend(x.items(&["instanceTypeSet"]).into_iter().cloned());
+            token = x.text_at(&["nextToken"]).map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for t in types {
+            let name = t.text_at(&["instanceType"]).unwrap().to_string();
+            if !served_family(&name) || price_cents(&name, AWS_REGION).is_none() {
+                continue;
+            }
+            let Some(g) = t.items(&["gpuInfo", "gpus"]).into_iter().next().cloned() else {
+                continue;
+            };
+            let num = |x: &crate::fakes::moto::Xml, path: &[&str]| -> i64 {
+                x.text_at(path).unwrap().parse().unwrap()
+            };
+            let mib = num(&g, &["memoryInfo", "sizeInMiB"]);
+            let gpu = match g.text_at(&["name"]).unwrap() {
+                "A100" if mib > 50 * 1024 => "A100_80G",
+                "A100" => "A100",
+                "T4" => "T4",
+                "A10G" => "A10G",
+                "L4" => "L4",
+                "L40S" => "L40S",
+                "H100" => "H100",
+                "H200" => "H200",
+                "B200" => "B200",
+                other => panic!("no model written down for {other}"),
+            };
+            let offerings = self
+                .moto
+                .call(
+                    AWS_REGION,
+                    "DescribeInstanceTypeOfferings",
+                    &[
+                        ("LocationType", "availability-zone"),
+                        ("Filter.1.Name", "instance-type"),
+                        ("Filter.1.Value.1", &name),
+                    ],
+                )
+                .await;
+            let zones = offerings.items(&["instanceTypeOfferingSet"]).len();
+            let gib = |m: i64| (m as f64 / 1024.0).round() as i64;
+            // EC2 writes some GPUs' memory as MiB of decimal gigabytes
+            // (A10G: 22888 MiB = 24.0 GB), others of binary ones (H100:
+            // 81920 MiB = 80 GiB): the size is the one that is whole.
+            let vram = {
+                let (bin, dec) = (mib as f64 / 1024.0, mib as f64 * 1.048576 / 1000.0);
+                let off = |x: f64| (x - x.round()).abs();
+                if off(dec) < off(bin) {
+                    dec.round() as i64
+                } else {
+                    bin.round() as i64
+                }
+            };
+            out.push(Listed {
+                cloud_type: name,
+                gpu: Some(gpu),
+                manufacturer: "nvidia",
+                gpus: num(&g, &["count"]),
+                vram,
+                vcpus: num(&t, &["vCpuInfo", "defaultVCpus"]),
+                memory: gib(num(&t, &["memoryInfo", "sizeInMiB"])),
+                in_stock: if zones > 0 {
+                    vec![AWS_REGION.to_string()]
+                } else {
+                    vec![]
+                },
+            });
+        }
+        out
     }
 }
 
@@ -999,6 +1277,43 @@ impl FakeCloud for Lambda {
     fn launch_line(&self) -> String {
         "POST /api/v1/instance-operations/launch".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let all = laf::instance_types();
+        all["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, t)| {
+                let it = &t["instance_type"];
+                let specs = &it["specs"];
+                // "RTX A6000 (48 GB)": the size Lambda states.
+                let desc = it["gpu_description"].as_str().unwrap();
+                let vram = desc.split('(').nth(1).and_then(|r| r.split(' ').next());
+                Listed {
+                    cloud_type: name.clone(),
+                    gpu: Some(match name.as_str() {
+                        "gpu_1x_a6000" => "A6000",
+                        "gpu_8x_h100_sxm5" => "H100",
+                        "gpu_1x_a10" => "A10",
+                        "gpu_8x_a100" => "A100",
+                        "gpu_1x_gh200" => "GH200",
+                        other => panic!("no model written down for {other}"),
+                    }),
+                    manufacturer: "nvidia",
+                    gpus: specs["gpus"].as_i64().unwrap(),
+                    vram: vram.unwrap().parse().unwrap(),
+                    vcpus: specs["vcpus"].as_i64().unwrap(),
+                    memory: specs["memory_gib"].as_i64().unwrap(),
+                    in_stock: t["regions_with_capacity_available"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["name"].as_str().unwrap().to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
 }
 
 impl FakeCloud for Verda {
@@ -1034,6 +1349,45 @@ impl FakeCloud for Verda {
     fn launch_line(&self) -> String {
         "POST /v1/instances".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let avail = self.availability();
+        vef::instance_types()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["gpu"]["number_of_gpus"].as_i64().unwrap() > 0)
+            .map(|t| {
+                let name = t["instance_type"].as_str().unwrap();
+                let n = t["gpu"]["number_of_gpus"].as_i64().unwrap();
+                Listed {
+                    cloud_type: name.to_string(),
+                    gpu: Some(match name {
+                        "1A6000.10V" => "A6000",
+                        "8H100.80S.176V" => "H100",
+                        other => panic!("no model written down for {other}"),
+                    }),
+                    manufacturer: "nvidia",
+                    gpus: n,
+                    vram: t["gpu_memory"]["size_in_gigabytes"].as_i64().unwrap() / n,
+                    vcpus: t["cpu"]["number_of_cores"].as_i64().unwrap(),
+                    memory: t["memory"]["size_in_gigabytes"].as_i64().unwrap(),
+                    in_stock: avail
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|a| {
+                            a["availabilities"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|x| x == name)
+                        })
+                        .map(|a| a["location_code"].as_str().unwrap().to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
 }
 
 impl FakeCloud for Hyperstack {
@@ -1068,6 +1422,44 @@ impl FakeCloud for Hyperstack {
     fn launch_line(&self) -> String {
         "POST /v1/core/virtual-machines".into()
     }
+    fn listing(&self) -> Vec<Listed> {
+        let mut out: Vec<Listed> = Vec::new();
+        let flavors = self.flavors();
+        for f in flavors["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["flavors"].as_array().unwrap())
+            .filter(|f| f["gpu_count"].as_i64().unwrap() > 0)
+        {
+            let name = f["name"].as_str().unwrap();
+            // Hyperstack states no VRAM: the cards' published sizes.
+            let (gpu, vram) = match f["gpu"].as_str().unwrap() {
+                "RTX-A6000" => ("A6000", 48),
+                "H100-80G-PCIe" => ("H100", 80),
+                other => panic!("no model written down for {other}"),
+            };
+            let region = f["region_name"].as_str().unwrap().to_string();
+            let stocked = f["stock_available"].as_bool().unwrap();
+            if let Some(l) = out.iter_mut().find(|l| l.cloud_type == name) {
+                if stocked {
+                    l.in_stock.push(region);
+                }
+                continue;
+            }
+            out.push(Listed {
+                cloud_type: name.to_string(),
+                gpu: Some(gpu),
+                manufacturer: "nvidia",
+                gpus: f["gpu_count"].as_i64().unwrap(),
+                vram,
+                vcpus: f["cpu"].as_i64().unwrap(),
+                memory: f["ram"].as_f64().unwrap().round() as i64,
+                in_stock: if stocked { vec![region] } else { vec![] },
+            });
+        }
+        out
+    }
 }
 
 impl FakeCloud for Runpod {
@@ -1077,6 +1469,7 @@ impl FakeCloud for Runpod {
                 api_key: Secret::new(rpf::KEY),
                 url: format!("{url}/v1"),
                 graphql_url: format!("{url}/graphql"),
+                catalog_url: format!("{url}/v2"),
             },
             deployment,
         ))
@@ -1099,6 +1492,33 @@ impl FakeCloud for Runpod {
     }
     fn launch_line(&self) -> String {
         "POST /v1/pods".into()
+    }
+    fn listing(&self) -> Vec<Listed> {
+        let mut out = Vec::new();
+        for t in rpf::TYPES {
+            for n in [1, 2, 4, 8].into_iter().filter(|n| *n <= t.max_gpu_count) {
+                out.push(Listed {
+                    cloud_type: format!("{}:{n}", t.id),
+                    gpu: t.shade,
+                    manufacturer: if t.manufacturer == "AMD" {
+                        "AMD"
+                    } else {
+                        "nvidia"
+                    },
+                    gpus: n,
+                    vram: t.memory_in_gb,
+                    vcpus: t.vcpus * n,
+                    memory: t.ram * n,
+                    // Parasol launches on the secure cloud: its stock only.
+                    in_stock: rpf::DATA_CENTERS
+                        .iter()
+                        .filter(|(dc, _, _)| rpf::secure_stock(t.id, dc))
+                        .map(|(dc, _, _)| dc.to_string())
+                        .collect(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -1134,6 +1554,53 @@ impl FakeCloud for Vastai {
     }
     fn sends_retry_after() -> bool {
         false
+    }
+    /// Vast is a market: a type is each (GPU, count, VRAM) some verified
+    /// host offers, with the numbers of the cheapest such offer, in stock
+    /// in the regions Parasol groups the hosts' countries into.
+    fn listing(&self) -> Vec<Listed> {
+        let region = |geo: &str| match geo.rsplit(", ").next().unwrap() {
+            "US" | "CA" => "north-america",
+            "SE" | "NO" => "europe",
+            "JP" => "asia-pacific",
+            other => panic!("no region written down for {other}"),
+        };
+        let mut asks: Vec<_> = self.asks.iter().filter(|a| a.verified).collect();
+        asks.sort_by(|a, b| a.dph_total.total_cmp(&b.dph_total));
+        let mut out: Vec<(i64, Listed)> = Vec::new();
+        for a in asks {
+            let stocked = region(&a.geolocation).to_string();
+            if let Some((_, l)) = out.iter_mut().find(|(ram, l)| {
+                l.cloud_type == format!("{}:{}", a.gpu_name, a.num_gpus) && *ram == a.gpu_ram
+            }) {
+                if !l.in_stock.contains(&stocked) {
+                    l.in_stock.push(stocked);
+                }
+                continue;
+            }
+            let gpu = match (a.gpu_name.as_str(), a.gpu_ram) {
+                ("RTX 4090", _) => Some("RTX4090"),
+                ("H100 SXM", _) => Some("H100"),
+                ("A100 SXM4", r) if r > 50_000 => Some("A100_80G"),
+                ("A100 SXM4", _) => Some("A100"),
+                ("Q RTX 8000", _) => None,
+                (other, _) => panic!("no model written down for {other}"),
+            };
+            out.push((
+                a.gpu_ram,
+                Listed {
+                    cloud_type: format!("{}:{}", a.gpu_name, a.num_gpus),
+                    gpu,
+                    manufacturer: "nvidia",
+                    gpus: a.num_gpus,
+                    vram: (a.gpu_ram as f64 / 1024.0).round() as i64,
+                    vcpus: a.cpu_cores_effective.floor() as i64,
+                    memory: (a.cpu_ram as f64 / 1024.0).round() as i64,
+                    in_stock: vec![stocked],
+                },
+            ));
+        }
+        out.into_iter().map(|(_, l)| l).collect()
     }
 }
 
@@ -1172,5 +1639,401 @@ impl FakeCloud for DigitalOcean {
     }
     fn launch_line(&self) -> String {
         "POST /v2/droplets".into()
+    }
+    fn listing(&self) -> Vec<Listed> {
+        dof::SIZES
+            .iter()
+            .filter_map(|s| {
+                let (count, vram, model, shade) = s.gpu?;
+                Some(Listed {
+                    cloud_type: s.slug.to_string(),
+                    gpu: Some(shade),
+                    manufacturer: if model.starts_with("amd") {
+                        "AMD"
+                    } else {
+                        "nvidia"
+                    },
+                    gpus: count,
+                    // The droplet's VRAM, all GPUs together.
+                    vram: vram / count,
+                    vcpus: s.vcpus,
+                    memory: s.memory / 1024,
+                    in_stock: if s.available {
+                        s.regions.iter().map(|r| r.to_string()).collect()
+                    } else {
+                        vec![]
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+// ------------------------------------------------------------ volumes
+
+/// A provider that sells volumes, with a way to see them behind it.
+#[async_trait::async_trait]
+pub trait VolumeSubject: Subject {
+    /// `(cloud id, name)` of every volume at the provider.
+    async fn volumes_at(&self) -> Vec<(String, String)>;
+    /// Cloud ids of the volumes attached to the machine `machine` (its
+    /// cloud id).
+    async fn attached(&self, machine: &str) -> Vec<String>;
+    /// The next volume create is carried out but its answer is lost.
+    fn lose_next_volume_answer(&self);
+}
+
+/// The volume side of a fake cloud.
+pub trait FakeVolumes: FakeCloud {
+    /// `(cloud id, name)` of every volume at the fake.
+    fn volumes_at(&self) -> Vec<(String, String)>;
+    /// Cloud ids of the volumes attached to `machine`.
+    fn attached(&self, machine: &str) -> Vec<String>;
+    /// `"METHOD /path"` of the volume create request.
+    fn volume_create_line(&self) -> String;
+}
+
+#[async_trait::async_trait]
+impl<C: FakeVolumes + Send> VolumeSubject for Http<C> {
+    async fn volumes_at(&self) -> Vec<(String, String)> {
+        self.fake.with(|c| c.volumes_at())
+    }
+    async fn attached(&self, machine: &str) -> Vec<String> {
+        self.fake.with(|c| c.attached(machine))
+    }
+    fn lose_next_volume_answer(&self) {
+        let line = self.fake.with(|c| c.volume_create_line());
+        self.fake.faults(|f| {
+            f.lose_answer.insert(line, 1);
+        });
+    }
+}
+
+/// Asks until the volume is available; its cloud id and zone.
+async fn until_available(
+    p: &dyn Provider,
+    r: &VolumeRef,
+    first: VolumeState,
+) -> (String, Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut state = first;
+    loop {
+        match state {
+            VolumeState::Available {
+                cloud_assigned_id,
+                zone,
+            } => return (cloud_assigned_id, zone),
+            VolumeState::Creating { .. } => {}
+            other => panic!("a volume being made went {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the volume never became available"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = p.describe_volume(r).await.expect("describe_volume");
+    }
+}
+
+/// Deletes until the provider says the volume is gone.
+async fn delete_until_gone(p: &dyn Provider, r: &VolumeRef) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match p.delete_volume(r).await {
+            Ok(VolumeState::Gone) => return,
+            Ok(VolumeState::Deleting) | Err(ProviderError::Transient(_)) => {}
+            other => panic!("delete_volume answered {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the volume is never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Create makes one volume at the cloud under Parasol's id (a create whose
+/// answer was lost is found again, not made twice); a launch with it
+/// gives the machine the volume; delete removes it at the cloud; and the
+/// sweep deletes a volume under this deployment's marker that no store row
+/// accounts for.
+pub async fn volume_lifecycle(s: impl VolumeSubject) {
+    let p = s.provider();
+    let base = s.request(Uuid::nil());
+    let vid = Uuid::new_v4();
+    let vreq = VolumeRequest {
+        volume_id: vid,
+        name: "conformance data".into(),
+        cloud: base.cloud.clone(),
+        region: base.region.clone(),
+        size_in_gb: 10,
+    };
+    let cold = VolumeRef {
+        volume_id: vid,
+        region: base.region.clone(),
+        cloud_assigned_id: None,
+    };
+    assert_eq!(p.describe_volume(&cold).await.unwrap(), VolumeState::Gone);
+    s.lose_next_volume_answer();
+    let lost = p.create_volume(&vreq).await;
+    assert!(
+        matches!(lost, Err(ProviderError::Transient(_))),
+        "a lost answer is transient: {lost:?}"
+    );
+    let first = p.create_volume(&vreq).await.expect("the retry adopts it");
+    let (cloud_id, zone) = until_available(&*p, &cold, first).await;
+    let at = s.volumes_at().await;
+    let ours: Vec<_> = at
+        .iter()
+        .filter(|(_, name)| Marker::new(DEPLOYMENT).ours(name) == Some(vid))
+        .collect();
+    assert_eq!(ours.len(), 1, "one volume under our id: {at:?}");
+    assert_eq!(ours[0].0, cloud_id, "{at:?}");
+    let again = p.create_volume(&vreq).await.expect("create again");
+    assert_eq!(until_available(&*p, &cold, again).await.0, cloud_id);
+    assert_eq!(s.volumes_at().await.len(), at.len(), "no second volume");
+    let marked: Vec<Uuid> = p
+        .list_marked_volumes()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.volume_id)
+        .collect();
+    assert_eq!(marked, vec![vid]);
+
+    let iid = Uuid::new_v4();
+    let mut req = s.request(iid);
+    req.volumes = vec![LaunchVolume {
+        id: vid,
+        size_in_gb: 10,
+        cloud_assigned_id: cloud_id.clone(),
+        zone,
+    }];
+    let machine = p.launch(&req).await.expect("launch with the volume");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Some clouds attach only once the machine runs (AWS).
+        p.describe(iid).await.expect("describe");
+        if s.attached(&machine.cloud_assigned_id)
+            .await
+            .contains(&cloud_id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "machine {} never had volume {cloud_id} attached",
+            machine.cloud_assigned_id
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate_until_gone(&*p, iid).await;
+    let known = VolumeRef {
+        cloud_assigned_id: Some(cloud_id.clone()),
+        ..cold.clone()
+    };
+    assert!(
+        matches!(
+            p.describe_volume(&known).await.unwrap(),
+            VolumeState::Available { .. }
+        ),
+        "the volume outlives the machine"
+    );
+    delete_until_gone(&*p, &known).await;
+    let at = s.volumes_at().await;
+    assert!(
+        !at.iter().any(|(c, _)| *c == cloud_id),
+        "still there: {at:?}"
+    );
+    assert_eq!(p.describe_volume(&cold).await.unwrap(), VolumeState::Gone);
+    assert_eq!(p.delete_volume(&known).await.unwrap(), VolumeState::Gone);
+
+    let orphan = Uuid::new_v4();
+    let oreq = VolumeRequest {
+        volume_id: orphan,
+        ..vreq.clone()
+    };
+    let oref = VolumeRef {
+        volume_id: orphan,
+        ..cold.clone()
+    };
+    let made = p.create_volume(&oreq).await.expect("create the orphan");
+    let (orphan_id, _) = until_available(&*p, &oref, made).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    let mut providers = Providers::default();
+    providers.add(p.clone(), std::slice::from_ref(&base.cloud));
+    assert_eq!(sweep::sweep_once(&providers, &store).await, 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.volumes_at().await.iter().any(|(c, _)| *c == orphan_id) {
+        assert!(Instant::now() < deadline, "the orphan volume was not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sweep::sweep_once(&providers, &store).await;
+    }
+}
+
+/// The volume property, for clouds behind HTTP that sell volumes.
+macro_rules! volume_cloud {
+    ($($cloud:ident => $fake:ty;)*) => {
+        $(
+            mod $cloud {
+                use super::*;
+                #[tokio::test]
+                async fn volume_lifecycle() {
+                    super::super::volume_lifecycle(Http::<$fake>::start().await).await
+                }
+            }
+        )*
+    };
+}
+
+mod volumes {
+    use super::*;
+    volume_cloud! {
+        digitalocean => DigitalOcean;
+        runpod => Runpod;
+        lambda => Lambda;
+        hyperstack => Hyperstack;
+        verda => Verda;
+    }
+
+    #[tokio::test]
+    async fn aws_volume_lifecycle() {
+        super::volume_lifecycle(AwsSubject::start().await).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VolumeSubject for AwsSubject {
+    async fn volumes_at(&self) -> Vec<(String, String)> {
+        let x = self.moto.call(AWS_REGION, "DescribeVolumes", &[]).await;
+        x.items(&["volumeSet"])
+            .into_iter()
+            .filter(|v| v.text_at(&["status"]) != Some("deleted"))
+            .filter_map(|v| {
+                Some((
+                    v.text_at(&["volumeId"])?.to_string(),
+                    v.tag("Name").unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+    async fn attached(&self, machine: &str) -> Vec<String> {
+        let x = self.moto.call(AWS_REGION, "DescribeVolumes", &[]).await;
+        x.items(&["volumeSet"])
+            .into_iter()
+            .filter(|v| {
+                v.items(&["attachmentSet"])
+                    .iter()
+                    .any(|a| a.text_at(&["instanceId"]) == Some(machine))
+            })
+            .filter_map(|v| v.text_at(&["volumeId"]).map(str::to_string))
+            .collect()
+    }
+    /// moto makes the volume and the proxy never answers.
+    fn lose_next_volume_answer(&self) {
+        self.proxy.fault(Fault::hang("CreateVolume").times(1));
+    }
+}
+
+impl FakeVolumes for DigitalOcean {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.volumes
+            .iter()
+            .map(|v| (v.id.clone(), v.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.volumes
+            .iter()
+            .filter(|v| v.droplet_ids.iter().any(|d| d.to_string() == machine))
+            .map(|v| v.id.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v2/volumes".into()
+    }
+}
+
+impl FakeVolumes for Runpod {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.volumes
+            .iter()
+            .map(|v| (v.id.clone(), v.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|p| p.id == machine && p.terminated.is_none())
+            .filter_map(|p| p.network_volume.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/networkvolumes".into()
+    }
+}
+
+impl FakeVolumes for Lambda {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.filesystems
+            .iter()
+            .map(|f| (f.id.clone(), f.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        let Some(m) = self.machines.iter().find(|m| m.id == machine) else {
+            return vec![];
+        };
+        self.filesystems
+            .iter()
+            .filter(|f| m.file_system_names.contains(&f.name))
+            .map(|f| f.id.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /api/v1/filesystems".into()
+    }
+}
+
+impl FakeVolumes for Hyperstack {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        // Hyperstack's names are too short for the marker, which the
+        // volume carries as its description.
+        self.volumes
+            .iter()
+            .map(|v| (v.id.to_string(), v.description.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|m| m.id.to_string() == machine && m.deleted.is_none())
+            .filter_map(|m| m.volume.map(|v| v.to_string()))
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/core/volumes".into()
+    }
+}
+
+impl FakeVolumes for Verda {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.volumes
+            .iter()
+            .map(|v| (v.id.clone(), v.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|m| m.id == machine && m.deleted.is_none())
+            .flat_map(|m| m.volumes.clone())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        "POST /v1/volumes".into()
     }
 }

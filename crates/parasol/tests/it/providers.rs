@@ -12,10 +12,11 @@ use uuid::Uuid;
 
 use parasol::api::RentalType;
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
 use parasol::providers::clouds::vastai::{Vastai as VastAdapter, VastaiConfig};
-use parasol::providers::clouds::Secret;
-use parasol::providers::{LaunchRequest, Provider, ProviderError};
+use parasol::providers::clouds::{Marker, Secret};
+use parasol::providers::{LaunchRequest, Provider, ProviderError, VolumeRequest, VolumeState};
 
 use crate::fakes::digitalocean::{self as dof, DigitalOcean};
 use crate::fakes::hyperstack::{self as hs, Hyperstack};
@@ -159,7 +160,7 @@ async fn lambda_types_map_to_shadeform_names_with_cents_and_regions_and_the_sim_
         all.iter().all(|t| t["cloud"] == "lambdalabs"),
         "a real cloud turns the sim off by default"
     );
-    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
     let a6000 = find(&all, "A6000");
     assert_eq!(a6000["cloud_instance_type"], "gpu_1x_a6000");
     assert_eq!(a6000["hourly_price"], 80);
@@ -180,6 +181,12 @@ async fn lambda_types_map_to_shadeform_names_with_cents_and_regions_and_the_sim_
     assert_eq!(h100["configuration"]["nvlink"], true);
     assert!(availability(h100).iter().all(|a| !a.1));
     assert_eq!(find(&all, "A10")["hourly_price"], 75);
+    let gh200 = find(&all, "GH200");
+    assert_eq!(gh200["configuration"]["vram_per_gpu_in_gb"], 96);
+    assert_eq!(
+        find(&all, "A100x8")["configuration"]["vram_per_gpu_in_gb"],
+        40
+    );
 
     let reqs = fake.requests();
     assert_eq!(reqs[0].line(), "GET /api/v1/instance-types");
@@ -444,7 +451,7 @@ async fn a_real_cloud_takes_its_name_from_the_sim_which_keeps_serving_the_others
     let s = Server::start(opts(&lambda_env(&fake)).args(&["--config", config.to_str().unwrap()]));
     let c = s.admin();
 
-    // Every lambdalabs offer is the real adapter's: the fake's three types,
+    // Every lambdalabs offer is the real adapter's: the fake's five types,
     // under Lambda's own type names, and none of the sim's.
     let lambda = types(&c, "cloud=lambdalabs").await;
     let mut names: Vec<_> = lambda
@@ -461,7 +468,9 @@ async fn a_real_cloud_takes_its_name_from_the_sim_which_keeps_serving_the_others
         names,
         [
             ("A10", "gpu_1x_a10"),
+            ("A100x8", "gpu_8x_a100"),
             ("A6000", "gpu_1x_a6000"),
+            ("GH200", "gpu_1x_gh200"),
             ("H100_sxm5x8", "gpu_8x_h100_sxm5")
         ]
     );
@@ -692,6 +701,113 @@ async fn hyperstack_flavors_with_stock_and_the_pricebook_map_to_shadeform_offers
     }
 }
 
+/// Hyperstack's listing is paged (`page`, `pageSize`) with no documented
+/// default size: a restarted adapter must read every page to find its
+/// machines, and the sweep to see its orphans.
+#[tokio::test]
+async fn hyperstack_machine_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Hyperstack::default()).await;
+    let adapter = HsAdapter::new(
+        HyperstackConfig {
+            api_key: Secret::new(hs::KEY),
+            url: format!("{}/v1", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..230).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked.len(), 230, "every page");
+    assert_eq!(marked, want);
+    assert!(!matches!(
+        adapter.describe(ids[229]).await.unwrap(),
+        parasol::providers::MachineState::Gone
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /v1/core/virtual-machines")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+    assert!(pages.iter().all(|q| q.contains("pageSize=")), "{pages:?}");
+}
+
+/// Hyperstack pages its volume listing as it pages machines: the sweep and
+/// a retried create (which looks for the volume by its marker) read every
+/// page, so a volume past the first is neither leaked nor made twice.
+#[tokio::test]
+async fn hyperstack_volume_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Hyperstack {
+        environments: vec![("parasol-CANADA-1".into(), "CANADA-1".into())],
+        ..Hyperstack::default()
+    })
+    .await;
+    let adapter = HsAdapter::new(
+        HyperstackConfig {
+            api_key: Secret::new(hs::KEY),
+            url: format!("{}/v1", fake.url),
+        },
+        "c0ffee0042",
+    );
+    let ids: Vec<Uuid> = (0..230).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for (n, id) in ids.iter().enumerate() {
+            f.volumes.push(hs::Volume {
+                id: 5000 + n as i64,
+                name: format!("parasol-{}", id.simple()),
+                description: format!("parasol-c0ffee0042-{id}"),
+                environment: "parasol-CANADA-1".into(),
+                size: 10,
+                made: Instant::now() - Duration::from_secs(60),
+            });
+        }
+    });
+    let mut marked: Vec<Uuid> = adapter
+        .list_marked_volumes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.volume_id)
+        .collect();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked.len(), 230, "every page");
+    assert_eq!(marked, want);
+    let last = adapter
+        .create_volume(&VolumeRequest {
+            volume_id: ids[229],
+            name: "data".into(),
+            cloud: "hyperstack".into(),
+            region: "CANADA-1".into(),
+            size_in_gb: 10,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&last, VolumeState::Available { cloud_assigned_id, .. } if cloud_assigned_id == "5229"),
+        "{last:?}"
+    );
+    assert!(
+        fake.requests_to("POST /v1/core/volumes").is_empty(),
+        "the retried create adopts the volume on the last page"
+    );
+    let pages: Vec<String> = fake
+        .requests_to("GET /v1/core/volumes")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=3")), "{pages:?}");
+    assert!(pages.iter().all(|q| q.contains("pageSize=")), "{pages:?}");
+}
+
 #[tokio::test]
 async fn a_hyperstack_machine_deleted_while_still_creating_is_deleted_once_hyperstack_allows() {
     let fake = FakeServer::start(Hyperstack {
@@ -767,7 +883,9 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
     assert_eq!(vm.len(), 1);
     assert_eq!(
         vm[0].body,
-        json!({"name": format!("parasol-{}-{id}", deployment_id(&s, &c).await), "environment_name": "parasol-canada-1",
+        // The marker's short form: Hyperstack's names hold 50 characters.
+        json!({"name": Marker::new(&deployment_id(&s, &c).await).short_name(id.parse().unwrap()),
+               "environment_name": "parasol-canada-1",
                "image_name": "Ubuntu Server 22.04 LTS R535 CUDA 12.2",
                "flavor_name": "n3-RTX-A6000x1", "key_name": key_name(), "count": 1,
                "assign_floating_ip": true})
@@ -806,6 +924,7 @@ fn runpod_env(fake: &FakeServer<Runpod>) -> Vec<(&'static str, String)> {
             "PARASOL_RUNPOD_GRAPHQL_URL",
             format!("{}/graphql", fake.url),
         ),
+        ("PARASOL_RUNPOD_CATALOG_URL", format!("{}/v2", fake.url)),
     ]
 }
 
@@ -815,6 +934,7 @@ fn runpod_adapter(fake: &FakeServer<Runpod>) -> RunpodAdapter {
             api_key: Secret::new(rp::KEY),
             url: format!("{}/v1", fake.url),
             graphql_url: format!("{}/graphql", fake.url),
+            catalog_url: format!("{}/v2", fake.url),
         },
         "c0ffee0042",
     )
@@ -850,31 +970,24 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
     let c = s.admin();
     let all = types(&c, "").await;
     assert!(all.iter().all(|t| t["cloud"] == "runpod"));
-    let names: std::collections::BTreeSet<&str> = all
-        .iter()
-        .map(|t| t["shade_instance_type"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.iter().all(|n| !n.contains("MI300")),
-        "an unrecognized GPU is not offered: {names:?}"
-    );
     let a6000 = find(&all, "A6000");
     assert_eq!(a6000["cloud_instance_type"], "NVIDIA RTX A6000:1");
     assert_eq!(a6000["hourly_price"], 49);
     assert_eq!(a6000["configuration"]["vcpus"], 9);
     assert_eq!(a6000["configuration"]["memory_in_gb"], 50);
+    assert_eq!(a6000["configuration"]["vram_per_gpu_in_gb"], 48);
     assert_eq!(a6000["deployment_type"], "container");
     assert_eq!(
         availability(a6000),
         vec![
-            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
-            ("US-KS-2".into(), true, "United States (US-KS-2)".into()),
+            ("EU-RO-1".into(), true, "EU Romania 1".into()),
+            ("US-KS-2".into(), true, "US Kansas 2".into()),
         ]
     );
     let h100 = find(&all, "H100_sxm5x8");
     assert_eq!(h100["cloud_instance_type"], "NVIDIA H100 80GB HBM3:8");
     assert_eq!(h100["hourly_price"], 2152, "8 GPUs at $2.69");
-    assert_eq!(h100["configuration"]["vcpus"], 72);
+    assert_eq!(h100["configuration"]["vcpus"], 160);
     let spot: Vec<_> = h100["availability"]
         .as_array()
         .unwrap()
@@ -884,19 +997,81 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
         .collect();
     assert_eq!(spot.len(), 2, "interruptible pods are spot: {spot:?}");
     assert!(spot.iter().all(|(_, p)| *p == json!("14.00")), "{spot:?}");
+    // Listed for secure pods in both, with no stock in US-KS-2.
     assert_eq!(
         availability(h100),
         vec![
-            ("EU-RO-1".into(), true, "Romania (EU-RO-1)".into()),
-            ("US-KS-2".into(), false, "United States (US-KS-2)".into()),
+            ("EU-RO-1".into(), true, "EU Romania 1".into()),
+            ("US-KS-2".into(), false, "US Kansas 2".into()),
         ]
+    );
+    // Defect 4: the A100 SXM4 80GB ("A100 SXM") has RunPod's 80 GB.
+    let a100 = find(&all, "A100_80Gx8");
+    assert_eq!(a100["cloud_instance_type"], "NVIDIA A100-SXM4-80GB:8");
+    assert_eq!(a100["configuration"]["gpu_type"], "A100_80G");
+    assert_eq!(a100["configuration"]["vram_per_gpu_in_gb"], 80);
+    // Defect 5: AP-JP-1 and EU-SE-1 hold only community-cloud RTX 4090s,
+    // and Parasol launches on the secure cloud.
+    assert_eq!(
+        availability(find(&all, "RTX4090")),
+        vec![("US-KS-2".into(), true, "US Kansas 2".into())]
+    );
+    // Two variants of one model, each orderable under its own name.
+    assert_eq!(
+        find(&all, "H100")["cloud_instance_type"],
+        "NVIDIA H100 PCIe:1"
+    );
+    let nvl = find(&all, "H100_NVIDIA-H100-NVL");
+    assert_eq!(nvl["cloud_instance_type"], "NVIDIA H100 NVL:1");
+    assert_eq!(nvl["configuration"]["vram_per_gpu_in_gb"], 94);
+    // AMD is a first-class model.
+    let mi = find(&all, "MI300X");
+    assert_eq!(mi["configuration"]["gpu_manufacturer"], "AMD");
+    assert_eq!(mi["configuration"]["vram_per_gpu_in_gb"], 192);
+    // A GPU with no Shadeform name is not offered (and is counted).
+    assert!(all.iter().all(|t| !t["cloud_instance_type"]
+        .as_str()
+        .unwrap()
+        .contains("2000 Ada")));
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("parasol_catalog_unmapped_types{cloud=\"runpod\"} 1\n"),
+        "{metrics}"
+    );
+    // Listed at three GPU counts, logged once.
+    let log = s.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("maps onto no Shadeform model"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("NVIDIA RTX 2000 Ada Generation"),
+        "{}",
+        warned[0]
     );
     for r in fake.requests() {
         assert_eq!(
             r.header("authorization"),
             Some(&*format!("Bearer {}", rp::KEY))
         );
-        assert_eq!(r.line(), "POST /graphql", "offers come from GraphQL");
+        assert!(
+            ["POST /graphql", "GET /v2/catalog/gpus"].contains(&r.line().as_str()),
+            "offers come from GraphQL and the v2 catalog: {}",
+            r.line()
+        );
+        if r.path == "/v2/catalog/gpus" {
+            assert!(
+                r.query.contains("cloud=SECURE") && r.query.contains("product=POD"),
+                "{}",
+                r.query
+            );
+        }
     }
 
     // Spot prices are the bid minimum; network volumes where the data
@@ -911,7 +1086,7 @@ async fn runpod_gpu_types_and_data_centers_map_to_shadeform_offers() {
     let vols = adapter.volume_offers().await.unwrap();
     assert_eq!(
         vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
-        ["US-KS-2"]
+        ["US-KS-2", "EU-SE-1"]
     );
     assert_eq!(vols[0].price_micros_per_gb_hour, 96);
 }
@@ -999,15 +1174,18 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     let s = Server::start(opts(&vast_env(&fake)));
     let c = s.admin();
     let all = types(&c, "").await;
-    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all.len(), 4, "{all:#?}");
     let rtx = find(&all, "RTX4090");
     assert_eq!(rtx["cloud_instance_type"], "RTX 4090:1");
     assert_eq!(
         rtx["hourly_price"], 30,
         "the cheapest verified offer (the unverified $0.10 one is not offered)"
     );
-    assert_eq!(rtx["configuration"]["vcpus"], 16);
-    assert_eq!(rtx["configuration"]["memory_in_gb"], 63);
+    // That offer's own host: 14 effective cores, 36 GB (36864 MB), and
+    // the card's 24564 MB.
+    assert_eq!(rtx["configuration"]["vcpus"], 14);
+    assert_eq!(rtx["configuration"]["memory_in_gb"], 36);
+    assert_eq!(rtx["configuration"]["vram_per_gpu_in_gb"], 24);
     let avail: Vec<(String, bool)> = availability(rtx)
         .into_iter()
         .map(|(r, a, _)| (r, a))
@@ -1024,8 +1202,20 @@ async fn vast_offers_group_by_gpu_and_count_with_the_cheapest_verified_price_and
     );
     let h100 = find(&all, "H100_sxm5x8");
     assert_eq!(h100["hourly_price"], 1920);
-    let search = &fake.requests_to("GET /api/v0/bundles/")[0];
-    assert!(search.query.starts_with("q="), "{}", search.query);
+    assert_eq!(h100["configuration"]["vram_per_gpu_in_gb"], 80);
+    // Defect 4: "A100 SXM4" covers two sizes; each offer's gpu_ram says
+    // which, so the 80 GB machines are A100_80G with 80 GB.
+    let big = find(&all, "A100_80Gx8");
+    assert_eq!(big["cloud_instance_type"], "A100 SXM4:8");
+    assert_eq!(big["hourly_price"], 1040);
+    assert_eq!(big["configuration"]["vram_per_gpu_in_gb"], 80);
+    let small = find(&all, "A100x8");
+    assert_eq!(small["hourly_price"], 640);
+    assert_eq!(small["configuration"]["vram_per_gpu_in_gb"], 40);
+    // The query is the body of a POST, as Vast's document has it.
+    let search = &fake.requests_to("POST /api/v0/bundles/")[0];
+    assert_eq!(search.body["verified"], json!({"eq": true}));
+    assert_eq!(search.body["type"], "ondemand");
 
     // Per region, the spot price is the cheapest offer's minimum bid.
     let offers = vast_adapter(&fake).offers().await.unwrap();
@@ -1121,6 +1311,62 @@ async fn a_taken_vast_offer_moves_the_launch_to_the_next_and_all_taken_is_capaci
     }
 }
 
+/// One gpu_name, two sizes: a launch of the 80 GB type accepts only an 80
+/// GB machine, though a 40 GB one of the same name is cheaper.
+#[tokio::test]
+async fn a_vast_launch_of_the_80_gb_a100_rents_an_80_gb_machine() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    let mut req = launch_request(
+        "vastai",
+        "north-america",
+        "A100 SXM4:8",
+        RentalType::OnDemand,
+    );
+    req.shade_instance_type = "A100_80Gx8".into();
+    adapter.launch(&req).await.unwrap();
+    let puts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.line())
+        .collect();
+    assert_eq!(puts, ["PUT /api/v0/asks/5008/"], "not the 40 GB ask 5009");
+}
+
+/// Vast's instance list (API v1, `showInstances`) holds 25 instances a
+/// page: the adapter follows `next_token` until the last page, so a
+/// machine past the first page is still found.
+#[tokio::test]
+async fn vast_instance_listings_are_read_page_by_page() {
+    let fake = FakeServer::start(Vastai::default()).await;
+    let adapter = vast_adapter(&fake);
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    fake.with(|f| {
+        for id in &ids {
+            f.plant(&format!("parasol-c0ffee0042-{id}"));
+        }
+    });
+    let mut marked = adapter.list_marked().await.unwrap();
+    marked.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(marked, want, "both pages");
+    assert!(matches!(
+        adapter.describe(ids[29]).await.unwrap(),
+        parasol::providers::MachineState::Running { .. }
+    ));
+    let pages: Vec<String> = fake
+        .requests_to("GET /api/v1/instances/")
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        pages.iter().any(|q| q.contains("after_token=after-")),
+        "{pages:?}"
+    );
+}
+
 // ---------------------------------------------------------- DigitalOcean
 
 fn do_env(fake: &FakeServer<DigitalOcean>) -> Vec<(&'static str, String)> {
@@ -1136,7 +1382,7 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let s = Server::start(opts(&do_env(&fake)));
     let c = s.admin();
     let all = types(&c, "").await;
-    assert_eq!(all.len(), 3, "CPU sizes are not offered: {all:#?}");
+    assert_eq!(all.len(), 7, "every GPU size, no CPU size: {all:#?}");
     let h100 = find(&all, "H100");
     assert_eq!(h100["cloud_instance_type"], "gpu-h100x1-80gb");
     assert_eq!(h100["hourly_price"], 339);
@@ -1153,6 +1399,26 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let h100x8 = find(&all, "H100x8");
     assert!(availability(h100x8).iter().all(|a| !a.1));
     assert_eq!(find(&all, "L40S")["hourly_price"], 157);
+    // Defect 3: the AMD sizes and the RTX 4000 Ada are offered, AMD ones
+    // as AMD with DigitalOcean's VRAM per GPU.
+    for (shade, slug, n, vram, maker, price) in [
+        ("MI300X", "gpu-mi300x1-192gb", 1, 192, "AMD", 199),
+        ("MI300Xx8", "gpu-mi300x8-1536gb", 8, 192, "AMD", 1592),
+        ("RTX4000Ada", "gpu-4000adax1-20gb", 1, 20, "nvidia", 76),
+    ] {
+        let t = find(&all, shade);
+        assert_eq!(t["cloud_instance_type"], slug, "{shade}");
+        assert_eq!(t["hourly_price"], price, "{shade}");
+        let cfg = &t["configuration"];
+        assert_eq!(cfg["num_gpus"], n, "{shade}");
+        assert_eq!(cfg["vram_per_gpu_in_gb"], vram, "{shade}");
+        assert_eq!(cfg["gpu_manufacturer"], maker, "{shade}");
+    }
+    assert_eq!(
+        find(&all, "H100x8")["configuration"]["vram_per_gpu_in_gb"],
+        80,
+        "640 GiB over 8 GPUs"
+    );
     for r in fake.requests() {
         assert_eq!(
             r.header("authorization"),
@@ -1169,7 +1435,7 @@ async fn digitalocean_gpu_sizes_map_to_shadeform_offers_with_region_names() {
     let vols = adapter.volume_offers().await.unwrap();
     assert_eq!(
         vols.iter().map(|v| v.region.as_str()).collect::<Vec<_>>(),
-        ["nyc2", "tor1"],
+        ["atl1", "nyc2", "tor1"],
         "block storage where the GPU sizes are"
     );
 }
@@ -1232,6 +1498,25 @@ async fn a_droplet_is_named_and_tagged_with_the_marker_and_rate_limits_are_waite
     assert!(!s.log().contains(dof::TOKEN));
 }
 
+/// An AMD size runs DigitalOcean's ROCm image, not the CUDA one.
+#[tokio::test]
+async fn a_digitalocean_mi300x_droplet_gets_the_amd_image() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(opts(&do_env(&fake)));
+    let c = s.admin();
+    let mi = find(&types(&c, "cloud=digitalocean").await, "MI300X").clone();
+    assert_eq!(
+        mi["configuration"]["os_options"],
+        json!(["ubuntu22.04_rocm6_shade_os"])
+    );
+    let id = create(&c, "digitalocean", "atl1", "MI300X", "amd").await;
+    c.wait_status(&id, "active").await;
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].body["size"], "gpu-mi300x1-192gb");
+    assert_eq!(creates[0].body["image"], "gpu-amd-base");
+}
+
 #[tokio::test]
 async fn digitalocean_422_without_capacity_errors_the_instance_and_marks_the_region() {
     let fake = FakeServer::start(DigitalOcean::default()).await;
@@ -1268,6 +1553,7 @@ async fn wrong_keys_make_runpod_vast_and_digitalocean_unavailable_without_leakin
         ("PARASOL_RUNPOD_API_KEY", "wrong-runpod-key".to_string()),
         ("PARASOL_RUNPOD_URL", format!("{}/v1", rf.url)),
         ("PARASOL_RUNPOD_GRAPHQL_URL", format!("{}/graphql", rf.url)),
+        ("PARASOL_RUNPOD_CATALOG_URL", format!("{}/v2", rf.url)),
         ("PARASOL_VASTAI_API_KEY", "wrong-vast-key".to_string()),
         ("PARASOL_VASTAI_URL", format!("{}/api/v0", vf.url)),
     ];
@@ -1400,6 +1686,12 @@ async fn the_digitalocean_fake_lists_gpu_droplets_only_when_asked() {
     assert_eq!(status, 400, "{v}");
     let (status, _) = list("type=everything").await;
     assert_eq!(status, 400);
+    // That request breaks the document on purpose; the fake said so.
+    let broke = fake.take_violations();
+    assert!(
+        broke.len() == 1 && broke[0].contains("type=everything"),
+        "{broke:?}"
+    );
 
     let (_, v) = list("type=gpus&per_page=1").await;
     assert_eq!(ids(&v), [gpu]);

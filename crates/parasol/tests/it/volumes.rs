@@ -1,5 +1,9 @@
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
+use crate::fakes::digitalocean::{self as dof, DigitalOcean};
+use crate::fakes::FakeServer;
 use crate::harness::{default_create, Client, Opts, Server};
 
 async fn create_volume(c: &Client, cloud: &str, region: &str, size: i64) -> String {
@@ -209,4 +213,220 @@ async fn a_multi_mount_volume_is_shared_by_several_instances() {
     }
     let v = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
     assert_eq!(v["mounted_by"], ids[0].as_str());
+}
+
+/// Polls a volume until its `status` is `want`.
+async fn wait_volume(c: &Client, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c.get(&format!("/v1/volumes/{id}/info")).await.expect(200);
+        if v["status"] == want {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {v:#}");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+fn do_opts(fake: &FakeServer<DigitalOcean>) -> Opts {
+    Opts {
+        env: vec![
+            ("PARASOL_DIGITALOCEAN_TOKEN".into(), dof::TOKEN.to_string()),
+            (
+                "PARASOL_DIGITALOCEAN_URL".into(),
+                format!("{}/v2", fake.url),
+            ),
+        ],
+        ..Opts::default()
+    }
+}
+
+#[tokio::test]
+async fn the_sim_makes_its_volumes_and_deletes_them() {
+    let s = Server::start(Opts::default());
+    let c = s.admin();
+    let id = create_volume(&c, "lambdalabs", "us-east-1", 100).await;
+    let v = wait_volume(&c, &id, "available").await;
+    let cloud_id = v["cloud_assigned_id"].as_str().unwrap();
+    assert!(cloud_id.starts_with("vol-"), "{v}");
+    assert!(v.get("status_details").is_none(), "{v}");
+    c.post_empty(&format!("/v1/volumes/{id}/delete"))
+        .await
+        .expect(200);
+    c.get(&format!("/v1/volumes/{id}/info"))
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_digitalocean_volume_is_made_mounted_and_deleted_at_digitalocean() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(do_opts(&fake));
+    let c = s.admin();
+    c.add_key("me").await;
+    // The create answers at once; DigitalOcean's failures are retried
+    // behind it, and the volume shows it is still being made.
+    fake.faults(|f| {
+        f.server_error.insert("POST /v2/volumes".into(), 2);
+    });
+    let vol = create_volume(&c, "digitalocean", "nyc2", 100).await;
+    let early = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+    assert_eq!(early["status"], "creating", "{early}");
+    assert_eq!(early["cloud_assigned_id"], "", "{early}");
+    let v = wait_volume(&c, &vol, "available").await;
+    assert_eq!(fake.requests_to("POST /v2/volumes").len(), 3);
+    let at = fake.with(|f| f.volumes.clone());
+    assert_eq!(at.len(), 1, "one block storage volume at DigitalOcean");
+    assert_eq!(v["cloud_assigned_id"], at[0].id.as_str());
+    assert!(
+        at[0].name.starts_with("parasol-") && at[0].name.ends_with(&vol),
+        "named with the deployment's marker: {}",
+        at[0].name
+    );
+    assert_eq!((at[0].region.as_str(), at[0].size_gigabytes), ("nyc2", 100));
+    assert_eq!(at[0].description, "data");
+
+    // DigitalOcean's rule: a droplet of the volume's region.
+    let e = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "tor1", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "far", "volume_ids": [vol]}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(e["field"], "volume_ids[0]", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("mounts only on droplets in its own region"),
+        "{e}"
+    );
+    let inst = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "nyc2", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "mounter", "volume_ids": [vol]}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_status(&inst, "active").await;
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].body["volumes"], json!([at[0].id]));
+    let droplet = fake.with(|f| f.droplets[0].id);
+    assert_eq!(
+        fake.with(|f| f.volumes[0].droplet_ids.clone()),
+        vec![droplet]
+    );
+
+    c.post_empty(&format!("/v1/instances/{inst}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&inst).await;
+    assert!(fake.with(|f| f.volumes[0].droplet_ids.is_empty()));
+    c.post_empty(&format!("/v1/volumes/{vol}/delete"))
+        .await
+        .expect(200);
+    let line = format!("DELETE /v2/volumes/{}", at[0].id);
+    fake.wait_for("the volume's delete", |r| {
+        r.iter().any(|r| r.line() == line)
+    })
+    .await;
+    assert!(fake.with(|f| f.volumes.is_empty()));
+}
+
+#[tokio::test]
+async fn a_volume_the_cloud_refuses_is_in_error_with_the_clouds_reason() {
+    let fake = FakeServer::start(DigitalOcean {
+        volume_limit: Some(0),
+        ..DigitalOcean::default()
+    })
+    .await;
+    let s = Server::start(do_opts(&fake));
+    let c = s.admin();
+    let vol = create_volume(&c, "digitalocean", "nyc2", 100).await;
+    let v = wait_volume(&c, &vol, "error").await;
+    let why = v["status_details"].as_str().unwrap();
+    assert!(why.contains("volume limit"), "{v}");
+    assert_eq!(v["cloud_assigned_id"], "");
+    // Shadeform's fields are all still there.
+    for field in [
+        "id",
+        "cloud",
+        "cloud_assigned_id",
+        "region",
+        "name",
+        "fixed_size",
+        "size_in_gb",
+        "cost_estimate",
+        "supports_multi_mount",
+        "mounted_by",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing: {v}");
+    }
+    let e = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "nyc2", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "mounter", "volume_ids": [vol]}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(e["field"], "volume_ids[0]", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("volume limit"),
+        "{e}"
+    );
+    c.post_empty(&format!("/v1/volumes/{vol}/delete"))
+        .await
+        .expect(200);
+    assert!(fake.with(|f| f.volumes.is_empty()));
+}
+
+#[tokio::test]
+async fn an_instance_created_with_a_volume_still_being_made_launches_once_it_is_made() {
+    let fake = FakeServer::start(DigitalOcean::default()).await;
+    let s = Server::start(do_opts(&fake));
+    let c = s.admin();
+    c.add_key("me").await;
+    // DigitalOcean fails the first creates: the volume stays `creating`
+    // for a few seconds of backoff.
+    fake.faults(|f| {
+        f.server_error.insert("POST /v2/volumes".into(), 2);
+    });
+    let vol = create_volume(&c, "digitalocean", "nyc2", 100).await;
+    let inst = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "digitalocean", "region": "nyc2", "shade_instance_type": "H100",
+                   "shade_cloud": true, "name": "early", "volume_ids": [vol]}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = c
+        .wait_instance(&inst, "waiting for its volume", |r| {
+            r.body["status_details"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("waiting for volume"))
+        })
+        .await;
+    assert_eq!(waiting.body["status"], "creating", "{}", waiting.body);
+    assert!(
+        fake.requests_to("POST /v2/droplets").is_empty(),
+        "no droplet before its volume"
+    );
+    c.wait_status(&inst, "active").await;
+    let v = c.get(&format!("/v1/volumes/{vol}/info")).await.expect(200);
+    assert_eq!(v["status"], "available");
+    let creates = fake.requests_to("POST /v2/droplets");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].body["volumes"], json!([v["cloud_assigned_id"]]));
 }

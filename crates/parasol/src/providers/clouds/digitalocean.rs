@@ -5,8 +5,16 @@
 //! `https://api.digitalocean.com/v2`): `GET /sizes` (GPU sizes carry
 //! `gpu_info`), `GET /regions` (display names), `GET|POST
 //! /account/keys`, `GET|POST /droplets`, `GET|DELETE /droplets/{id}`,
-//! `POST /droplets/{id}/actions` (`reboot`). Block storage volumes are
-//! offered in every region with a GPU size.
+//! `POST /droplets/{id}/actions` (`reboot`), `GET|POST /volumes`,
+//! `GET|DELETE /volumes/{id}`.
+//!
+//! Volumes are block storage volumes, offered in every region with a GPU
+//! size; one mounts only on a droplet of its own region, one droplet at a
+//! time. A volume is named with the deployment's marker and Parasol's
+//! volume id (`parasol-<deployment>-<volume id>`, within DigitalOcean's
+//! 64 lowercase characters), tagged like droplets, formatted ext4 (so it
+//! mounts itself on Ubuntu), and attached at droplet create
+//! (`volumes: [id]`); deleting the droplet detaches it.
 //!
 //! Droplets are named with the deployment's marker and tagged
 //! `parasol-<deployment id>` (for operators). They are found as every cloud
@@ -38,15 +46,22 @@
 //! Where the documentation is silent, and what this adapter assumes:
 //! - Which 422 texts mean "no capacity" is not listed: those naming
 //!   capacity or availability are; others (bad name, image) are permanent.
-//! - `gpu_info.model` (`nvidia_h100`) does not say SXM or PCIe; the type
-//!   is named from the model and slug (`H100`, `H100x8`).
+//! - `gpu_info.model` (`nvidia_h100`, `amd_mi300x`) does not say SXM or
+//!   PCIe; the type is named from the model and slug (`H100`, `H100x8`,
+//!   `MI300Xx8`). A GPU size no Shadeform model fits is not offered, and
+//!   is logged and counted ([`super::gpus::unmapped`]).
+//! - `gpu_info.vram` is the droplet's VRAM, all its GPUs together (the
+//!   slugs say so: `gpu-h100x8-640gb`, `gpu-mi300x8-1536gb`): VRAM per GPU
+//!   is that over `count`.
 //! - A size's `available` flag applies to every region it lists.
-//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size.
+//! - The image is the AI/ML-ready `gpu-h100x1-base` for every NVIDIA size,
+//!   and the ROCm one, `gpu-amd-base`, for AMD sizes: each size offers the
+//!   one OS its GPUs run, and the launch picks the image by the OS.
 //! - Droplet listings follow `links.pages.next`, 200 a page; sizes,
 //!   regions and keys are read as one page of 200.
 //! - Block storage: $0.10/GB-month, 1 GB to 16 TB, in every GPU region.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -56,6 +71,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gpus::AMD;
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
     Failure, Http, OffersCache, Secret,
@@ -63,7 +80,7 @@ use super::{
 use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
-    VolumeOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -71,10 +88,23 @@ pub const CLOUD: &str = "digitalocean";
 /// The public API.
 pub const DEFAULT_URL: &str = "https://api.digitalocean.com/v2";
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
+/// The OS of AMD sizes: ROCm instead of CUDA.
+const OS_AMD: &str = "ubuntu22.04_rocm6_shade_os";
 /// DigitalOcean's AI/ML-ready image for NVIDIA GPU Droplets.
 const IMAGE: &str = "gpu-h100x1-base";
-/// Block storage: $0.10 per GB-month (730 hours).
-const VOLUME_MICROS_PER_GB_HOUR: i64 = 137;
+/// DigitalOcean's AI/ML-ready image for AMD GPU Droplets.
+const IMAGE_AMD: &str = "gpu-amd-base";
+/// Block storage volumes: $0.10 per GB-month (730 hours), 1 GB to 16 TB,
+/// in every region with a GPU size.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: false,
+    price_micros_per_gb_hour: 137,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a DigitalOcean volume mounts only on droplets in its own region",
+};
 /// Droplets and sizes listed per page (DigitalOcean's maximum).
 const PER_PAGE: &str = "200";
 
@@ -129,6 +159,28 @@ struct GpuInfo {
     count: i64,
     #[serde(default)]
     model: String,
+    #[serde(default)]
+    vram: Option<Vram>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Vram {
+    amount: i64,
+    #[serde(default)]
+    unit: String,
+}
+
+impl GpuInfo {
+    /// VRAM per GPU in GB, where the size states it.
+    fn vram_per_gpu(&self) -> Option<i64> {
+        let v = self.vram.as_ref()?;
+        let total = match v.unit.to_ascii_lowercase().as_str() {
+            "tib" | "tb" => v.amount * 1024,
+            "mib" | "mb" => v.amount / 1024,
+            _ => v.amount,
+        };
+        (self.count > 0).then(|| total / self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -208,6 +260,31 @@ struct DoKey {
 }
 
 #[derive(Deserialize)]
+struct DoVolumes {
+    volumes: Vec<DoVolume>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize)]
+struct OneVolume {
+    volume: DoVolume,
+}
+
+/// A block storage volume as DigitalOcean shows it.
+#[derive(Deserialize, Clone)]
+pub(crate) struct DoVolume {
+    id: String,
+    name: String,
+    region: VolumeRegion,
+}
+
+#[derive(Deserialize, Clone)]
+pub(crate) struct VolumeRegion {
+    slug: String,
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
     id: String,
@@ -257,8 +334,11 @@ impl DigitalOcean {
             // when the model does not.
             let desc = format!("{} {}", g.model.replace('_', " "), s.slug);
             let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &s.slug);
                 continue;
             };
+            let gpu = gpu.with_vram(g.vram_per_gpu().unwrap_or(0));
+            let os = if gpu.manufacturer == AMD { OS_AMD } else { OS };
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, g.count),
@@ -269,7 +349,7 @@ impl DigitalOcean {
                     s.vcpus,
                     s.memory / 1024,
                     s.disk,
-                    &[OS],
+                    &[os],
                 ),
                 hourly_price: cents(s.price_hourly),
                 deployment_type: "vm".to_string(),
@@ -288,6 +368,8 @@ impl DigitalOcean {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 
@@ -327,6 +409,77 @@ impl DigitalOcean {
     }
 }
 
+impl VolumeApi for DigitalOcean {
+    type Volume = DoVolume;
+
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<DoVolume>, ProviderError> {
+        let v: Option<OneVolume> = volumes::get_found(self, &format!("/volumes/{id}")).await?;
+        Ok(v.map(|v| v.volume))
+    }
+
+    /// Following `links.pages.next`.
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<DoVolume>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let mut q = vec![("per_page", PER_PAGE), ("page", page.as_str())];
+            q.extend(region.map(|r| ("region", r)));
+            let v: DoVolumes = self.json_query(Method::GET, "/volumes", &q, None).await?;
+            let more = v.links.pages.and_then(|p| p.next).is_some() && !v.volumes.is_empty();
+            all.extend(v.volumes);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "name": self.known.marker().name(req.volume_id),
+            "description": req.name,
+            "region": req.region,
+            "size_gigabytes": req.size_in_gb,
+            "filesystem_type": "ext4",
+            "tags": [self.tag],
+        });
+        let v: OneVolume = self.json(Method::POST, "/volumes", Some(&body)).await?;
+        Ok(self.state(&v.volume))
+    }
+
+    async fn remove_volume(&self, v: &DoVolume) -> Result<VolumeState, ProviderError> {
+        volumes::delete_found(self, &format!("/volumes/{}", v.id)).await
+    }
+
+    fn marked(&self, v: &DoVolume) -> Option<Uuid> {
+        self.known.marker().ours(&v.name)
+    }
+
+    fn place(&self, v: &DoVolume) -> (String, String) {
+        (v.id.clone(), v.region.slug.clone())
+    }
+
+    /// Usable as soon as it is listed: the create answers it made.
+    fn state(&self, v: &DoVolume) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: v.id.clone(),
+            zone: None,
+        }
+    }
+}
+
+/// Attaches the instance's volumes in the droplet create (`volumes`), the
+/// only way DigitalOcean attaches at launch.
+fn attach_at_create(body: &mut Value, req: &LaunchRequest) {
+    if !req.volumes.is_empty() {
+        body["volumes"] = json!(req
+            .volumes
+            .iter()
+            .map(|v| &v.cloud_assigned_id)
+            .collect::<Vec<_>>());
+    }
+}
+
 fn classify(what: &str, f: &Failure) -> ProviderError {
     let (id, d) = match serde_json::from_str::<ErrorBody>(&f.body) {
         Ok(e) if !e.message.is_empty() => (e.id.clone(), format!("{}: {}", e.id, e.message)),
@@ -361,6 +514,7 @@ fn state(d: &Droplet) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("archive", _) => MachineState::Gone,
         _ => MachineState::Booting,
@@ -438,26 +592,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
-        let regions: HashSet<String> = self
-            .gpu_sizes()
-            .await?
-            .into_iter()
-            .flat_map(|s| s.regions)
-            .collect();
-        let mut regions: Vec<String> = regions.into_iter().collect();
-        regions.sort();
-        Ok(regions
-            .into_iter()
-            .map(|region| VolumeOffer {
-                cloud: CLOUD.to_string(),
-                region,
-                supports_multi_mount: false,
-                fixed_size: false,
-                price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
-                min_size_gb: 1,
-                max_size_gb: 16_384,
-            })
-            .collect())
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
@@ -467,14 +602,15 @@ impl Provider for DigitalOcean {
                     Some(k) => vec![self.ensure_key(k).await?],
                     None => vec![],
                 };
-                let body = json!({
+                let mut body = json!({
                     "name": name,
                     "region": req.region,
                     "size": req.cloud_instance_type,
-                    "image": IMAGE,
+                    "image": if req.os == OS_AMD { IMAGE_AMD } else { IMAGE },
                     "ssh_keys": keys,
                     "tags": [self.tag],
                 });
+                attach_at_create(&mut body, req);
                 match self
                     .json::<OneDroplet>(Method::POST, "/droplets", Some(&body))
                     .await
@@ -538,6 +674,22 @@ impl Provider for DigitalOcean {
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
         self.known.marked(self).await
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        volumes::create(self, req).await
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::describe(self, r).await
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::delete(self, r).await
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        volumes::list_marked(self).await
     }
 
     async fn list_legacy_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -62,6 +62,11 @@ pub(crate) trait Machines: Sync {
     /// adopt it, the sweep does not list it, and a live machine of the
     /// same name is found before it.
     fn torn_down(m: &Self::Machine) -> bool;
+
+    /// The most characters a machine's name may have at this cloud: where
+    /// [`Marker::name`] is longer, machines are made under
+    /// [`Marker::short_name`] (the marker finds either form).
+    const NAME_LIMIT: usize = usize::MAX;
 }
 
 /// The deployment's marker and the cloud ids of the machines found or
@@ -79,6 +84,12 @@ impl KnownMachines {
             marker: Marker::new(deployment_id),
             ids: StdMutex::new(HashMap::new()),
         }
+    }
+
+    /// The deployment's marker, which also names what else Parasol makes at
+    /// the cloud for this deployment (volumes), so the sweep finds it.
+    pub fn marker(&self) -> &Marker {
+        &self.marker
     }
 
     fn known(&self, id: Uuid) -> Option<String> {
@@ -144,7 +155,11 @@ impl KnownMachines {
                 cloud_assigned_id: C::cloud_id(&m),
             });
         }
-        let cloud_id = create(self.marker.name(id)).await?;
+        let mut name = self.marker.name(id);
+        if name.len() > C::NAME_LIMIT {
+            name = self.marker.short_name(id);
+        }
+        let cloud_id = create(name).await?;
         self.remember(id, cloud_id.clone());
         Ok(Launched {
             cloud_assigned_id: cloud_id,

@@ -6,13 +6,23 @@
 //! `stock_available` per region), `GET /pricebook` (hourly price per GPU
 //! model), `GET|POST /core/environments`, `GET|POST /core/keypairs`,
 //! `GET|POST /core/virtual-machines`, `GET|DELETE
-//! /core/virtual-machines/{id}`, `GET /core/virtual-machines/{id}/hard-reboot`.
+//! /core/virtual-machines/{id}`, `GET /core/virtual-machines/{id}/hard-reboot`,
+//! `GET|POST /core/volumes`, `GET|DELETE /core/volumes/{id}`.
+//!
+//! Volumes are `Cloud-SSD` volumes of a fixed size, in the region's
+//! environment; a machine of that environment mounts one by name at
+//! create (`volume_name`), one machine at a time, and deleting the machine
+//! detaches it. Hyperstack allows 50 characters for a volume name, too few
+//! for the marker, so a volume is named `parasol-<volume id, 32 hex>` and
+//! carries the full marker (`parasol-<deployment>-<volume id>`) as its
+//! description, by which the sweep tells this deployment's volumes in
+//! `GET /core/volumes` (every page, as for machines).
 //!
 //! Keypairs and machines live in an environment, and an environment in one
 //! region, so Parasol keeps one environment per region
 //! (`parasol-<region>`), created on first use. Machines are named
 //! `parasol-<deployment id>-<instance id>` and found as every cloud finds
-//! its machines (`find.rs`), in `GET /core/virtual-machines`; a
+//! its machines (`find.rs`), in `GET /core/virtual-machines` (every page); a
 //! launch first looks for that name, so a retried launch adopts the machine
 //! an earlier attempt made.
 //!
@@ -35,6 +45,11 @@
 //!
 //! A machine that `GET /core/virtual-machines/{id}` answers 404 for, or that
 //! the list no longer holds, is `Gone`.
+//!
+//! Flavors state no VRAM: a GPU name that states a size ("A100-80G-PCIe")
+//! gives it, any other the model's published size. A flavor whose GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
@@ -42,10 +57,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse_found, shade_type, short,
     Failure, Http, Num, OffersCache, Secret,
@@ -53,6 +70,7 @@ use super::{
 use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -156,6 +174,28 @@ struct Named {
 struct VmList {
     #[serde(default)]
     instances: Vec<Vm>,
+    /// Machines on all pages together.
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+/// Items asked for per page of a listing (machines, volumes).
+const PAGE_SIZE_N: usize = 100;
+const PAGE_SIZE: &str = "100";
+
+/// One page of a listing Hyperstack pages (`page`, `pageSize`).
+trait Page: DeserializeOwned {
+    type Item;
+    /// The page's items, and how many there are on every page together
+    /// where Hyperstack says.
+    fn items(self) -> (Vec<Self::Item>, Option<i64>);
+}
+
+impl Page for VmList {
+    type Item = Vm;
+    fn items(self) -> (Vec<Vm>, Option<i64>) {
+        (self.instances, self.count)
+    }
 }
 
 #[derive(Deserialize)]
@@ -205,6 +245,33 @@ impl Hyperstack {
         }
     }
 
+    /// Every item of the listing at `path`, page by page: `pageSize` is
+    /// always sent (the document gives no default size), and reading stops
+    /// at a short page or once `count` items are in. A listing read only
+    /// to its first page would hide machines and volumes from a restarted
+    /// adapter and from the sweep.
+    async fn every_page<P: Page>(&self, path: &str) -> Result<Vec<P::Item>, ProviderError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let list: P = self
+                .json_query(
+                    Method::GET,
+                    path,
+                    &[("page", page.as_str()), ("pageSize", PAGE_SIZE)],
+                    None,
+                )
+                .await?;
+            let (items, count) = list.items();
+            let short = items.len() < PAGE_SIZE_N;
+            all.extend(items);
+            if short || count.is_some_and(|c| all.len() as i64 >= c) {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let flavors: Flavors = self.json(Method::GET, "/core/flavors", None).await?;
         let prices = match self
@@ -228,8 +295,12 @@ impl Hyperstack {
         for (name, regions) in by_name {
             let f = &regions[0];
             let Some(gpu) = gpu_model(&f.gpu) else {
+                super::gpus::unmapped(CLOUD, &name);
                 continue;
             };
+            // Flavors carry no VRAM field; the GPU's name states it where
+            // the model comes in sizes ("A100-80G-PCIe").
+            let gpu = gpu.with_vram(super::gpus::stated_vram(&f.gpu).unwrap_or(0));
             let Some(price) = per_gpu.get(&f.gpu) else {
                 tracing::debug!(flavor = %name, gpu = %f.gpu, "no price for this GPU in the pricebook; not offered");
                 continue;
@@ -262,6 +333,8 @@ impl Hyperstack {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 
@@ -342,6 +415,132 @@ fn detail(f: &Failure) -> String {
     }
 }
 
+/// Volumes as Hyperstack lists them, a page at a time.
+#[derive(Deserialize)]
+struct HsVolumes {
+    #[serde(default)]
+    volumes: Vec<HsVolume>,
+    /// Volumes on all pages together.
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+impl Page for HsVolumes {
+    type Item = HsVolume;
+    fn items(self) -> (Vec<HsVolume>, Option<i64>) {
+        (self.volumes, self.count)
+    }
+}
+
+#[derive(Deserialize)]
+struct OneHsVolume {
+    volume: HsVolume,
+}
+
+/// A volume as Hyperstack shows it.
+#[derive(Deserialize, Clone)]
+pub(crate) struct HsVolume {
+    id: i64,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    environment: Option<HsVolumeEnvironment>,
+}
+
+#[derive(Deserialize, Clone)]
+struct HsVolumeEnvironment {
+    #[serde(default)]
+    region: String,
+}
+
+/// The volume type Parasol makes.
+const VOLUME_TYPE: &str = "Cloud-SSD";
+/// `Cloud-SSD` volumes: $0.08 per GB-month (730 hours), of a fixed size up
+/// to Hyperstack's 1048576 GB, in every region with a flavor.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: true,
+    price_micros_per_gb_hour: 110,
+    min_size_gb: 1,
+    max_size_gb: 1_048_576,
+    mount_rule: "a Hyperstack volume mounts only on machines in its own region's environment",
+};
+
+/// The name of Parasol volume `id` at Hyperstack.
+fn volume_name(id: Uuid) -> String {
+    format!("parasol-{}", id.simple())
+}
+
+impl VolumeApi for Hyperstack {
+    type Volume = HsVolume;
+
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<HsVolume>, ProviderError> {
+        let v: Option<OneHsVolume> =
+            volumes::get_found(self, &format!("/core/volumes/{id}")).await?;
+        Ok(v.map(|v| v.volume))
+    }
+
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<HsVolume>, ProviderError> {
+        let all = self.every_page::<HsVolumes>("/core/volumes").await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| region.is_none_or(|r| v.environment.as_ref().is_none_or(|e| e.region == r)))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let env = self.ensure_environment(&req.region).await?;
+        let body = json!({
+            "name": volume_name(req.volume_id),
+            "description": self.known.marker().name(req.volume_id),
+            "environment_name": env,
+            "size": req.size_in_gb,
+            "volume_type": VOLUME_TYPE,
+        });
+        let v: OneHsVolume = self
+            .json(Method::POST, "/core/volumes", Some(&body))
+            .await?;
+        Ok(self.state(&v.volume))
+    }
+
+    /// A volume still attached to a machine being deleted is refused, and
+    /// retried.
+    async fn remove_volume(&self, v: &HsVolume) -> Result<VolumeState, ProviderError> {
+        volumes::delete_found(self, &format!("/core/volumes/{}", v.id)).await
+    }
+
+    /// The marker is in the description: the name is too short for it.
+    fn marked(&self, v: &HsVolume) -> Option<Uuid> {
+        self.known.marker().ours(&v.description)
+    }
+
+    fn place(&self, v: &HsVolume) -> (String, String) {
+        let region = v.environment.as_ref().map(|e| e.region.clone());
+        (v.id.to_string(), region.unwrap_or_default())
+    }
+
+    fn state(&self, v: &HsVolume) -> VolumeState {
+        let id = v.id.to_string();
+        match v.status.to_ascii_lowercase().as_str() {
+            "available" | "in-use" | "attached" => VolumeState::Available {
+                cloud_assigned_id: id,
+                zone: None,
+            },
+            "deleting" => VolumeState::Deleting,
+            "deleted" => VolumeState::Gone,
+            s if s.starts_with("error") => VolumeState::Failed {
+                reason: format!("{CLOUD}: volume {id} is {}", v.status),
+            },
+            _ => VolumeState::Creating {
+                cloud_assigned_id: id,
+            },
+        }
+    }
+}
+
 fn classify(what: &str, f: &Failure) -> ProviderError {
     let d = detail(f);
     let lower = d.to_ascii_lowercase();
@@ -362,6 +561,7 @@ fn state(v: &Vm) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("ERROR", _) => MachineState::Failed {
             reason: format!("{CLOUD} reported the machine in ERROR"),
@@ -375,11 +575,15 @@ fn state(v: &Vm) -> MachineState {
 impl Machines for Hyperstack {
     type Machine = Vm;
 
+    /// `Create_VMs`'s `name` holds 50 characters.
+    const NAME_LIMIT: usize = 50;
+
+    /// Every page of the listing: the document gives `page` and `pageSize`
+    /// but no default size, so the size is always sent and pages are read
+    /// until one comes back short (or `count` says there are no more). A
+    /// first page alone would hide the machines beyond it after a restart.
     async fn list_machines(&self) -> Result<Vec<Vm>, ProviderError> {
-        Ok(self
-            .json::<VmList>(Method::GET, "/core/virtual-machines", None)
-            .await?
-            .instances)
+        self.every_page::<VmList>("/core/virtual-machines").await
     }
 
     async fn get_machine(&self, vm_id: &str) -> Result<Option<Vm>, ProviderError> {
@@ -439,7 +643,7 @@ impl Provider for Hyperstack {
                 };
                 let env = self.ensure_environment(&req.region).await?;
                 let key = self.ensure_keypair(&env, public_key).await?;
-                let body = json!({
+                let mut body = json!({
                     "name": name,
                     "environment_name": env,
                     "image_name": IMAGE,
@@ -448,6 +652,9 @@ impl Provider for Hyperstack {
                     "count": 1,
                     "assign_floating_ip": true,
                 });
+                if let Some(v) = req.volumes.first() {
+                    body["volume_name"] = json!(volume_name(v.id));
+                }
                 let created: VmList = match self
                     .json(Method::POST, "/core/virtual-machines", Some(&body))
                     .await
@@ -523,6 +730,26 @@ impl Provider for Hyperstack {
             )));
         }
         Err(classify(&format!("DELETE {path}"), &f))
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        volumes::create(self, req).await
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::describe(self, r).await
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::delete(self, r).await
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -4,8 +4,15 @@
 //! `https://cloud.lambda.ai/api/v1`): `GET /instance-types`,
 //! `GET /instances`, `GET /instances/{id}`,
 //! `POST /instance-operations/{launch,restart,terminate}`,
-//! `GET|POST /ssh-keys`. Every request carries
+//! `GET|POST /ssh-keys`, `GET /file-systems`, `POST /filesystems`,
+//! `DELETE /filesystems/{id}`. Every request carries
 //! `Authorization: Bearer <api key>`.
+//!
+//! Volumes are Lambda's shared filesystems: elastic (no size; billed per
+//! GB stored at $0.20/GB-month), in one region, mounted by name at launch
+//! (`file_system_names`) on any number of instances of that region. A
+//! filesystem is named with the marker and Parasol's volume id; Lambda
+//! refuses to delete one still mounted.
 //!
 //! Machines are named `parasol-<deployment id>-<instance id>` (see
 //! [`super::Marker`]) and found as every cloud finds its machines
@@ -30,6 +37,10 @@
 //!
 //! A machine that no longer appears (404 on `GET /instances/{id}`, absent
 //! from the list) is `Gone`.
+//!
+//! VRAM per GPU is the size `gpu_description` states ("H100 (80 GB
+//! SXM5)"); a type whose GPU no Shadeform model fits is not offered, and is
+//! logged and counted ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex as StdMutex;
@@ -42,12 +53,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::parse_found;
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     configuration, generic_failure, gpu_model, key_name, shade_type, short, Failure, Http,
     KnownMachines, LaunchPacer, Machines, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -230,8 +243,11 @@ impl Lambda {
                 &it.gpu_description
             };
             let Some(gpu) = gpu_model(desc) else {
+                super::gpus::unmapped(CLOUD, name);
                 continue;
             };
+            // Lambda states the size in the description: "(80 GB SXM5)".
+            let gpu = gpu.with_vram(super::gpus::stated_vram(desc).unwrap_or(0));
             let n = it
                 .specs
                 .gpus
@@ -271,6 +287,9 @@ impl Lambda {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name (Lambda's A100 PCIe and SXM4)
+        // each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 
@@ -299,6 +318,90 @@ impl Lambda {
         }
         self.keys.lock().expect("poisoned").insert(name.clone());
         Ok(name)
+    }
+}
+
+/// A shared filesystem as Lambda lists it.
+#[derive(Deserialize, Clone)]
+pub(crate) struct Filesystem {
+    id: String,
+    name: String,
+    region: LRegion,
+}
+
+/// Shared filesystems: $0.20 per GB-month (730 hours), elastic, in every
+/// Lambda region, mounted by any number of instances there.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: true,
+    fixed_size: false,
+    price_micros_per_gb_hour: 274,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a Lambda filesystem mounts only on instances in its own region",
+};
+
+impl VolumeApi for Lambda {
+    type Volume = Filesystem;
+
+    /// Lambda has no get by id: the list answers.
+    async fn get_volume(
+        &self,
+        id: &str,
+        region: &str,
+    ) -> Result<Option<Filesystem>, ProviderError> {
+        Ok(self
+            .list_volumes(Some(region))
+            .await?
+            .into_iter()
+            .find(|f| f.id == id))
+    }
+
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<Filesystem>, ProviderError> {
+        let all: Vec<Filesystem> = self.get("/file-systems").await?;
+        Ok(all
+            .into_iter()
+            .filter(|f| region.is_none_or(|r| f.region.name == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let f: Filesystem = self
+            .post(
+                "/filesystems",
+                json!({"name": self.known.marker().name(req.volume_id), "region": req.region}),
+            )
+            .await?;
+        Ok(self.state(&f))
+    }
+
+    async fn remove_volume(&self, f: &Filesystem) -> Result<VolumeState, ProviderError> {
+        let path = format!("/filesystems/{}", f.id);
+        let (status, body) = self.http.send(|| self.req(Method::DELETE, &path)).await?;
+        if status.is_success() || status.as_u16() == 404 {
+            return Ok(VolumeState::Gone);
+        }
+        // Still mounted by a machine being terminated: retried.
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body },
+        ))
+    }
+
+    fn marked(&self, f: &Filesystem) -> Option<Uuid> {
+        self.known.marker().ours(&f.name)
+    }
+
+    fn place(&self, f: &Filesystem) -> (String, String) {
+        (f.id.clone(), f.region.name.clone())
+    }
+
+    /// Usable as soon as it is listed.
+    fn state(&self, f: &Filesystem) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: f.id.clone(),
+            zone: None,
+        }
     }
 }
 
@@ -341,6 +444,7 @@ fn state(i: &LInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: None,
         },
         ("terminating", _) => MachineState::Terminating,
         ("terminated", _) => MachineState::Gone,
@@ -401,13 +505,21 @@ impl Provider for Lambda {
                 // timeout; a later slot is a transient error that the
                 // reconciler retries.
                 self.pacer.wait(CLOUD, Duration::from_secs(8)).await?;
-                let body = json!({
+                let mut body = json!({
                     "region_name": req.region,
                     "instance_type_name": req.cloud_instance_type,
                     "ssh_key_names": [key],
                     "quantity": 1,
                     "name": name,
                 });
+                if !req.volumes.is_empty() {
+                    // Lambda mounts filesystems by name, and names them ours.
+                    body["file_system_names"] = json!(req
+                        .volumes
+                        .iter()
+                        .map(|v| self.known.marker().name(v.id))
+                        .collect::<Vec<_>>());
+                }
                 match self
                     .post::<Launch>("/instance-operations/launch", body)
                     .await
@@ -466,6 +578,26 @@ impl Provider for Lambda {
             )
             .await?;
         Ok(MachineState::Terminating)
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        volumes::create(self, req).await
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::describe(self, r).await
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::delete(self, r).await
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

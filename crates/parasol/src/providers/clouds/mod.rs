@@ -17,6 +17,7 @@ pub mod runpod;
 pub mod setup;
 pub mod vastai;
 pub mod verda;
+pub(crate) mod volumes;
 
 pub(crate) use find::{KnownMachines, Machines};
 pub use gpus::{cents, configuration, gpu_model, shade_type, GpuModel, Num};
@@ -83,9 +84,19 @@ impl Marker {
         format!("{}{instance_id}", self.prefix)
     }
 
-    /// The instance id carried by a name this deployment gave.
+    /// The name of the machine of `instance_id` at a cloud whose names are
+    /// too short for [`Marker::name`] (Hyperstack's hold 50 characters):
+    /// the instance id in lowercase base32, 26 characters instead of 36,
+    /// so a name is 45 characters long.
+    pub fn short_name(&self, instance_id: Uuid) -> String {
+        format!("{}{}", self.prefix, base32(instance_id))
+    }
+
+    /// The instance id carried by a name this deployment gave, in either
+    /// [`Marker::name`]'s or [`Marker::short_name`]'s form.
     pub fn ours(&self, name: &str) -> Option<Uuid> {
-        name.strip_prefix(&self.prefix).and_then(strict_uuid)
+        let rest = name.strip_prefix(&self.prefix)?;
+        strict_uuid(rest).or_else(|| from_base32(rest))
     }
 
     /// The instance id carried by a legacy (pre-deployment-id) name.
@@ -103,6 +114,45 @@ impl Marker {
 /// read as a bare UUID.
 fn strict_uuid(s: &str) -> Option<Uuid> {
     (s.len() == 36).then(|| Uuid::parse_str(s).ok()).flatten()
+}
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A UUID's 128 bits in RFC 4648 base32, lowercase, unpadded (26
+/// characters, the last carrying 3 bits and two zero bits).
+fn base32(id: Uuid) -> String {
+    let n = id.as_u128();
+    (0..26)
+        .map(|i| {
+            let shift = 128 - 5 * (i + 1);
+            let v = if shift >= 0 {
+                (n >> shift) & 31
+            } else {
+                (n << -shift) & 31
+            };
+            BASE32[v as usize] as char
+        })
+        .collect()
+}
+
+/// The UUID [`base32`] wrote as `s`, and nothing else: a string of
+/// another length, alphabet or padding is not one.
+fn from_base32(s: &str) -> Option<Uuid> {
+    if s.len() != 26 {
+        return None;
+    }
+    let mut n: u128 = 0;
+    for (i, c) in s.bytes().enumerate() {
+        let v = BASE32.iter().position(|&b| b == c)? as u128;
+        if i < 25 {
+            n = (n << 5) | v;
+        } else if v & 3 != 0 {
+            return None;
+        } else {
+            n = (n << 3) | (v >> 2);
+        }
+    }
+    Some(Uuid::from_u128(n))
 }
 
 /// A fresh deployment id: ten lowercase hex digits, short enough for every
@@ -146,6 +196,28 @@ mod tests {
         assert!(d
             .chars()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn short_names_fit_fifty_characters_and_round_trip() {
+        let ours = Marker::new("0a1b2c3d4e");
+        for id in [Uuid::nil(), Uuid::max(), Uuid::new_v4(), Uuid::new_v4()] {
+            let name = ours.short_name(id);
+            assert_eq!(name.len(), 45, "{name}");
+            assert_eq!(ours.ours(&name), Some(id));
+            assert!(ours.is_for(&name, id));
+            assert_eq!(Marker::new("ffffffffff").ours(&name), None);
+            assert_eq!(ours.legacy(&name), None);
+        }
+        // Not base32, or nonzero padding bits: not a name this marker gave.
+        assert_eq!(
+            ours.ours("parasol-0a1b2c3d4e-aaaaaaaaaaaaaaaaaaaaaaaaa1"),
+            None
+        );
+        assert_eq!(
+            ours.ours("parasol-0a1b2c3d4e-aaaaaaaaaaaaaaaaaaaaaaaaab"),
+            None
+        );
     }
 
     #[test]

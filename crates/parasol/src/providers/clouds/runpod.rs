@@ -3,10 +3,16 @@
 //! Every request carries `Authorization: Bearer <api key>`. REST endpoints
 //! (relative to the configured base URL, by default
 //! `https://rest.runpod.io/v1`): `GET|POST /pods`, `GET|DELETE
-//! /pods/{id}`, `POST /pods/{id}/restart`, `GET /networkvolumes`. The REST
+//! /pods/{id}`, `POST /pods/{id}/restart`, `GET|POST /networkvolumes`,
+//! `GET|DELETE /networkvolumes/{id}`. The REST
 //! API has no price list, so offers come from GraphQL (by default
-//! `https://api.runpod.io/graphql`): `gpuTypes` with `lowestPrice` per GPU
-//! count (secure cloud), and `dataCenters` with their `gpuAvailability`.
+//! `https://api.runpod.io/graphql`): `gpuTypes` with `memoryInGb` and
+//! `lowestPrice` per GPU count (secure cloud), and `dataCenters` (network
+//! volume support). Stock comes from the REST API v2 catalog (by default
+//! `https://api.runpod.io/v2`): `GET /catalog/gpus` with
+//! `include=AVAILABILITY`, `product=POD`, `cloud=SECURE` and the GPU count,
+//! which lists per GPU type the data centers offering that configuration
+//! with their stock level.
 //!
 //! Pods are containers on shared hosts: SSH reaches the container through
 //! the public port RunPod maps to its port 22 (`portMappings["22"]`), as
@@ -17,6 +23,12 @@
 //! finds its machines (`find.rs`), in `GET /pods`; a launch first
 //! looks for that name, so a retried launch adopts the pod an earlier
 //! attempt made.
+//!
+//! Volumes are network volumes, named with the marker and Parasol's volume
+//! id (RunPod's names need not be unique, so a create first looks for the
+//! name). A network volume lives in one data center (a Parasol region
+//! here) and mounts only on pods there: a pod created with
+//! `networkVolumeId` is placed in the volume's data center.
 //!
 //! Status mapping (`desiredStatus`, `publicIp`, `portMappings` →
 //! [`MachineState`]):
@@ -40,15 +52,23 @@
 //! - REST pods carry no phase besides `desiredStatus`; the public IP and
 //!   the port mapping appearing are taken as the boot's progress.
 //! - vCPUs and memory per type are `lowestPrice.minVcpu` / `minMemory` for
-//!   the count (the least a pod gets); disk is not stated (0).
-//! - Data-center availability is `gpuAvailability[].available`; GPU counts
+//!   the count (the least a pod gets); disk is not stated (0). VRAM per GPU
+//!   is the type's `memoryInGb`: RunPod's names do not always say the size
+//!   ("A100 SXM" is the 80 GB part).
+//! - A type is offered in the data centers the v2 catalog lists for it with
+//!   secure-cloud pod stock at that GPU count, and available in those whose
+//!   level is not `NONE`. Parasol launches with `cloudType: SECURE`, so
+//!   community-cloud stock (and GraphQL's `gpuAvailability`, which does not
+//!   say which cloud it counts) never makes a type available. GPU counts
 //!   offered are 1, 2, 4 and 8 up to the type's `maxGpuCount`.
+//! - A GPU type no Shadeform model fits is not offered, and is logged and
+//!   counted ([`super::gpus::unmapped`]).
 //! - Network volumes: `storageSupport` data centers, at the published
 //!   $0.07/GB-month, up to 4 TB.
 //! - The rate-limit headers are not documented: `Retry-After` when sent,
 //!   else backoff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,6 +80,7 @@ use uuid::Uuid;
 
 use super::gpus::split_gpu_count;
 use super::parse_found;
+use super::volumes::{self, VolumeApi};
 use super::{
     cents, configuration, generic_failure, gpu_model, parse, shade_type, short, Failure, Http, Num,
     OffersCache, Secret,
@@ -67,7 +88,7 @@ use super::{
 use super::{KnownMachines, Machines, RestApi};
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
-    VolumeOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -76,6 +97,8 @@ pub const CLOUD: &str = "runpod";
 pub const DEFAULT_URL: &str = "https://rest.runpod.io/v1";
 /// The public GraphQL API.
 pub const DEFAULT_GRAPHQL_URL: &str = "https://api.runpod.io/graphql";
+/// The public REST API v2, for its catalog's stock levels.
+pub const DEFAULT_CATALOG_URL: &str = "https://api.runpod.io/v2";
 /// The OS offered, and the image it launches.
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
 const IMAGE: &str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04";
@@ -94,6 +117,8 @@ pub struct RunpodConfig {
     pub url: String,
     /// The GraphQL endpoint.
     pub graphql_url: String,
+    /// REST API v2 base URL, up to and including `/v2` (the catalog).
+    pub catalog_url: String,
 }
 
 /// The RunPod adapter.
@@ -130,9 +155,35 @@ struct GpuType {
     #[serde(default)]
     display_name: String,
     #[serde(default)]
+    memory_in_gb: Option<i64>,
+    #[serde(default)]
     max_gpu_count: Option<i64>,
     #[serde(default)]
     lowest_price: Option<LowestPrice>,
+}
+
+/// `GET /v2/catalog/gpus` with `include=AVAILABILITY`.
+#[derive(Deserialize)]
+struct CatalogGpus {
+    gpus: Vec<CatalogGpu>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CatalogGpu {
+    id: String,
+    /// Absent when the configuration is unavailable everywhere.
+    #[serde(default)]
+    data_centers: Vec<CatalogDataCenter>,
+}
+
+#[derive(Deserialize)]
+struct CatalogDataCenter {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// `NONE`, `LOW`, `MEDIUM` or `HIGH`.
+    availability: String,
 }
 
 #[derive(Deserialize)]
@@ -159,21 +210,7 @@ struct DataCenters {
 struct DataCenter {
     id: String,
     #[serde(default)]
-    name: String,
-    #[serde(default)]
-    location: String,
-    #[serde(default)]
     storage_support: bool,
-    #[serde(default)]
-    gpu_availability: Vec<GpuAvailability>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GpuAvailability {
-    gpu_type_id: String,
-    #[serde(default)]
-    available: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -195,15 +232,25 @@ pub(crate) struct Pod {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ErrorBody {
-    Text { error: String },
+    Text {
+        error: String,
+    },
     List(Vec<ErrorBody>),
-    Message { message: String },
+    Message {
+        message: String,
+    },
+    /// The v2 API's problem details.
+    Problem {
+        title: String,
+        detail: String,
+    },
 }
 
 impl ErrorBody {
     fn text(&self) -> String {
         match self {
             ErrorBody::Text { error } => error.clone(),
+            ErrorBody::Problem { title, detail } => format!("{title}: {detail}"),
             ErrorBody::Message { message } => message.clone(),
             ErrorBody::List(l) => l.iter().map(|e| e.text()).collect::<Vec<_>>().join("; "),
         }
@@ -261,15 +308,39 @@ impl Runpod {
         }
     }
 
-    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
-        let dcs: DataCenters = self
-            .graphql(
-                "dataCenters",
-                "query { dataCenters { id name location storageSupport gpuAvailability { gpuTypeId available stockStatus } } }",
+    /// Secure-cloud pod stock of every GPU type at `count` GPUs: the data
+    /// centers offering each type so, with their stock level.
+    async fn secure_stock(
+        &self,
+        count: i64,
+    ) -> Result<HashMap<String, Vec<CatalogDataCenter>>, ProviderError> {
+        let what = "GET /v2/catalog/gpus";
+        let count = count.to_string();
+        let c: CatalogGpus = self
+            .http
+            .json(
+                what,
+                || {
+                    self.http
+                        .request(Method::GET, &self.cfg.catalog_url, "/catalog/gpus")
+                        .query(&[
+                            ("include", "AVAILABILITY"),
+                            ("product", "POD"),
+                            ("cloud", "SECURE"),
+                            ("count", count.as_str()),
+                        ])
+                        .bearer_auth(self.cfg.api_key.expose())
+                },
+                |f| classify(what, f),
             )
             .await?;
+        Ok(c.gpus.into_iter().map(|g| (g.id, g.data_centers)).collect())
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let mut out = Vec::new();
         for n in COUNTS {
+            let stock = self.secure_stock(n).await?;
             let q = format!(
                 "query {{ gpuTypes {{ id displayName memoryInGb maxGpuCount lowestPrice(input: {{gpuCount: {n}, secureCloud: true}}) {{ uninterruptablePrice minimumBidPrice minVcpu minMemory stockStatus }} }} }}"
             );
@@ -278,13 +349,13 @@ impl Runpod {
                 if t.max_gpu_count.is_some_and(|m| m < n) {
                     continue;
                 }
-                let Some(gpu) = gpu_model(if t.display_name.is_empty() {
-                    &t.id
-                } else {
-                    &t.display_name
-                }) else {
+                // The id ("NVIDIA A100-SXM4-80GB") is the more specific
+                // name; the display name ("A100 SXM") fills in the rest.
+                let Some(gpu) = gpu_model(&format!("{} {}", t.id, t.display_name)) else {
+                    super::gpus::unmapped(CLOUD, &t.id);
                     continue;
                 };
+                let gpu = gpu.with_vram(t.memory_in_gb.unwrap_or(0));
                 let Some(lp) = t.lowest_price else { continue };
                 let Some(price) = lp.uninterruptable_price.map(Num::get).filter(|p| *p > 0.0)
                 else {
@@ -295,17 +366,19 @@ impl Runpod {
                     .map(Num::get)
                     .filter(|p| *p > 0.0)
                     .map(|p| cents(p * n as f64));
-                let regions: Vec<RegionOffer> = dcs
-                    .data_centers
-                    .iter()
-                    .filter_map(|dc| {
-                        let a = dc.gpu_availability.iter().find(|a| a.gpu_type_id == t.id)?;
-                        Some(RegionOffer {
-                            region: dc.id.clone(),
-                            display_name: dc_display(dc),
-                            capacity: Capacity::Available(a.available),
-                            spot_price: spot,
-                        })
+                let regions: Vec<RegionOffer> = stock
+                    .get(&t.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|dc| RegionOffer {
+                        region: dc.id.clone(),
+                        display_name: if dc.name.is_empty() {
+                            dc.id.clone()
+                        } else {
+                            dc.name.clone()
+                        },
+                        capacity: Capacity::Available(dc.availability != "NONE"),
+                        spot_price: spot,
                     })
                     .collect();
                 if regions.is_empty() {
@@ -333,16 +406,91 @@ impl Runpod {
                 });
             }
         }
+        // RunPod sells variants of one model ("H100 PCIe", "H100 NVL"):
+        // each under its own name, after its GPU type id.
+        super::gpus::unique_names(&mut out, |o| {
+            o.cloud_instance_type
+                .rsplit_once(':')
+                .map_or(o.cloud_instance_type.as_str(), |(id, _)| id)
+                .to_string()
+        });
         Ok(out)
     }
 }
 
-fn dc_display(dc: &DataCenter) -> String {
-    match (dc.name.is_empty(), dc.location.is_empty()) {
-        (false, false) => format!("{} ({})", dc.location, dc.name),
-        (true, false) => dc.location.clone(),
-        (false, true) => dc.name.clone(),
-        (true, true) => dc.id.clone(),
+/// A network volume as the REST API shows it.
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NetworkVolume {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    data_center_id: String,
+}
+
+impl VolumeApi for Runpod {
+    type Volume = NetworkVolume;
+
+    async fn get_volume(
+        &self,
+        id: &str,
+        _region: &str,
+    ) -> Result<Option<NetworkVolume>, ProviderError> {
+        volumes::get_found(self, &format!("/networkvolumes/{id}")).await
+    }
+
+    /// RunPod lists every data center's volumes at once.
+    async fn list_volumes(
+        &self,
+        region: Option<&str>,
+    ) -> Result<Vec<NetworkVolume>, ProviderError> {
+        let all: Vec<NetworkVolume> = self.json(Method::GET, "/networkvolumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| region.is_none_or(|r| v.data_center_id == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "name": self.known.marker().name(req.volume_id),
+            "size": req.size_in_gb,
+            "dataCenterId": req.region,
+        });
+        let v: NetworkVolume = self
+            .json(Method::POST, "/networkvolumes", Some(&body))
+            .await?;
+        Ok(self.state(&v))
+    }
+
+    async fn remove_volume(&self, v: &NetworkVolume) -> Result<VolumeState, ProviderError> {
+        volumes::delete_found(self, &format!("/networkvolumes/{}", v.id)).await
+    }
+
+    fn marked(&self, v: &NetworkVolume) -> Option<Uuid> {
+        self.known.marker().ours(&v.name)
+    }
+
+    fn place(&self, v: &NetworkVolume) -> (String, String) {
+        (v.id.clone(), v.data_center_id.clone())
+    }
+
+    /// Usable once listed; its data center is where its pods go.
+    fn state(&self, v: &NetworkVolume) -> VolumeState {
+        VolumeState::Available {
+            cloud_assigned_id: v.id.clone(),
+            zone: Some(v.data_center_id.clone()).filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Mounts the instance's network volume on the pod, placing the pod in the
+/// volume's data center (RunPod mounts it nowhere else).
+fn mount_volume(body: &mut Value, req: &LaunchRequest) {
+    if let Some(v) = req.volumes.first() {
+        body["networkVolumeId"] = json!(v.cloud_assigned_id);
+        body["dataCenterIds"] = json!([v.zone.as_deref().unwrap_or(&req.region)]);
     }
 }
 
@@ -367,6 +515,7 @@ fn state(p: &Pod) -> MachineState {
             ip,
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("EXITED", _, _) if p.interruptible => MachineState::Preempted,
         ("EXITED", _, _) => MachineState::Failed {
@@ -450,6 +599,8 @@ impl Provider for Runpod {
                 price_micros_per_gb_hour: VOLUME_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 4000,
+                mount_rule: "a RunPod network volume mounts only on pods in its own data center"
+                    .to_string(),
             })
             .collect())
     }
@@ -465,7 +616,7 @@ impl Provider for Runpod {
                 if let Some(k) = &req.ssh_public_key {
                     env.insert("PUBLIC_KEY".into(), Value::String(k.trim().to_string()));
                 }
-                let body = json!({
+                let mut body = json!({
                     "name": name,
                     "imageName": IMAGE,
                     "gpuTypeIds": [gpu],
@@ -479,6 +630,7 @@ impl Provider for Runpod {
                     "containerDiskInGb": 50,
                     "env": env,
                 });
+                mount_volume(&mut body, req);
                 match self.json::<Pod>(Method::POST, "/pods", Some(&body)).await {
                     Ok(p) => Ok(p.id),
                     Err(e @ ProviderError::Capacity(_)) => {
@@ -538,6 +690,22 @@ impl Provider for Runpod {
         Ok(MachineState::Terminating)
     }
 
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        volumes::create(self, req).await
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::describe(self, r).await
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::delete(self, r).await
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        volumes::list_marked(self).await
+    }
+
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
         self.known.marked(self).await
     }
@@ -577,7 +745,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40123,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         assert_eq!(

@@ -74,6 +74,7 @@ pub struct FileRunpod {
     pub api_key: Option<Secret>,
     pub url: Option<String>,
     pub graphql_url: Option<String>,
+    pub catalog_url: Option<String>,
 }
 
 /// `[providers.vastai]`.
@@ -320,6 +321,11 @@ pub fn resolve_with_files(
                 fr.and_then(|f| f.graphql_url.as_ref()),
                 runpod::DEFAULT_GRAPHQL_URL,
             )?,
+            catalog_url: url(
+                "PARASOL_RUNPOD_CATALOG_URL",
+                fr.and_then(|f| f.catalog_url.as_ref()),
+                runpod::DEFAULT_CATALOG_URL,
+            )?,
         }),
         None => None,
     };
@@ -449,6 +455,7 @@ mod tests {
         let r = c.runpod.unwrap();
         assert_eq!(r.url, "http://127.0.0.1:9/v1");
         assert_eq!(r.graphql_url, runpod::DEFAULT_GRAPHQL_URL);
+        assert_eq!(r.catalog_url, runpod::DEFAULT_CATALOG_URL);
         assert_eq!(c.vastai.unwrap().url, vastai::DEFAULT_URL);
         let d = c.digitalocean.unwrap();
         assert_eq!(d.token.expose(), "do-file");

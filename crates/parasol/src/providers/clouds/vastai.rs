@@ -3,14 +3,20 @@
 //!
 //! Every request carries `Authorization: Bearer <api key>`. Endpoints used
 //! (relative to the configured base URL, by default
-//! `https://console.vast.ai/api/v0`): `GET /bundles/?q=<json>` (offer
-//! search), `PUT /asks/{offer id}/` (accept an offer: creates an instance),
-//! `GET /instances/`, `DELETE /instances/{id}/`, `PUT
-//! /instances/reboot/{id}/`, `GET|POST /ssh/` (account keys, which Vast
-//! installs on new instances).
+//! `https://console.vast.ai/api/v0`), as Vast's OpenAPI document gives
+//! them: `POST /bundles/` (offer search, the query as the JSON body),
+//! `PUT /asks/{offer id}/` (accept an offer: creates an instance),
+//! `DELETE /instances/{id}/`, `PUT /instances/reboot/{id}/`, `GET|POST
+//! /ssh/` (account keys, which Vast installs on new instances); and from
+//! API v1 beside it, `GET /api/v1/instances/` (the instance list, 25 a
+//! page, followed by `next_token`).
 //!
 //! Offers are grouped onto Shadeform types by GPU model and count; a type's
-//! price is that of the cheapest verified, rentable offer, per region.
+//! price is that of the cheapest verified, rentable offer, per region. VRAM
+//! per GPU is the offer's own `gpu_ram` (MB), which also tells an 80 GB
+//! A100 from a 40 GB one where `gpu_name` ("A100 SXM4") does not. A GPU no
+//! Shadeform model fits is not offered, and is logged and counted
+//! ([`super::gpus::unmapped`]).
 //! Regions group Vast's `geolocation` (`"City, CC"` or `"CC"`) by its
 //! country code: `north-america` (US, CA, MX), `south-america`, `europe`
 //! (EU and EEA states, GB, CH, UA, RS, ...), `asia-pacific` (JP, KR, CN,
@@ -40,6 +46,13 @@
 //!
 //! Vast deletes a destroyed instance at once; one absent from the list is
 //! `Gone`.
+//!
+//! Volumes: none. Vast.ai's volumes (`PUT /volumes`, rented from a volume
+//! offer of `POST /volumes/search`) are disks of one host machine, which
+//! mount only on an instance of that same machine, and the rent takes no
+//! name or label: Parasol's launches pick offers by GPU, not by machine,
+//! and could neither find such a volume again after a lost answer nor
+//! sweep it by a marker. So this adapter sells no volumes.
 //!
 //! Where the documentation is silent, and what this adapter assumes:
 //! - A Shadeform type has one price, so a type's `hourly_price` is the
@@ -120,6 +133,12 @@ struct VOffer {
     /// MB.
     #[serde(default)]
     cpu_ram: Option<Num>,
+    /// MB per GPU.
+    #[serde(default)]
+    gpu_ram: Option<Num>,
+    /// MB, all GPUs together.
+    #[serde(default)]
+    gpu_total_ram: Option<Num>,
     /// GB.
     #[serde(default)]
     disk_space: Option<Num>,
@@ -132,10 +151,20 @@ struct VOffer {
     verified: Option<bool>,
 }
 
+/// A page of `GET /api/v1/instances/`.
 #[derive(Deserialize)]
 struct Instances {
     instances: Vec<VInstance>,
+    /// The `after_token` of the next page; none after the last.
+    #[serde(default)]
+    next_token: Option<String>,
 }
+
+/// The most instances API v1 lists a page (its `limit`'s maximum).
+const PAGE: &str = "25";
+/// The instance list, in API v1: a path from the host's root, beside the
+/// configured v0 base.
+const V1_INSTANCES: &str = "/api/v1/instances/";
 
 #[derive(Deserialize, Clone)]
 pub(crate) struct VInstance {
@@ -180,7 +209,8 @@ enum Keys {
 
 #[derive(Deserialize)]
 struct VKey {
-    #[serde(alias = "ssh_key")]
+    /// `key` in Vast's document (`getSshKeysUser`).
+    #[serde(alias = "ssh_key", alias = "key")]
     public_key: String,
 }
 
@@ -228,6 +258,25 @@ const REGIONS: [&str; 5] = [
     "south-america",
 ];
 
+impl VOffer {
+    /// VRAM per GPU in GB (Vast states MB), 0 where the offer does not say.
+    fn vram_per_gpu(&self) -> i64 {
+        let mb = match (self.gpu_ram, self.gpu_total_ram) {
+            (Some(r), _) => r.get(),
+            (None, Some(t)) => t.get() / self.num_gpus.max(1) as f64,
+            (None, None) => 0.0,
+        };
+        (mb / 1024.0).round() as i64
+    }
+
+    /// The Shadeform type this offer is one of; `None` for a GPU no
+    /// Shadeform model fits.
+    fn shade_type(&self) -> Option<String> {
+        let gpu = gpu_model(&self.gpu_name)?.with_vram(self.vram_per_gpu());
+        Some(shade_type(&gpu, self.num_gpus))
+    }
+}
+
 impl Vastai {
     /// An adapter; it calls nothing until asked.
     pub fn new(cfg: VastaiConfig, deployment_id: &str) -> Self {
@@ -248,15 +297,15 @@ impl Vastai {
             "verified": {"eq": true},
             "rentable": {"eq": true},
             "rented": {"eq": false},
-            "type": "on-demand",
-            "order": [["dph_total", "asc"]],
+            "type": "ondemand",
+            // `searchOffers` takes exactly two order terms: price, then id
+            // so equal prices list the same way every time.
+            "order": [["dph_total", "asc"], ["id", "asc"]],
         });
         if let (Some(q), Some(f)) = (q.as_object_mut(), filter.as_object()) {
             q.extend(f.clone());
         }
-        let o: Offers = self
-            .json_query(Method::GET, "/bundles/", &[("q", q.to_string())], None)
-            .await?;
+        let o: Offers = self.json(Method::POST, "/bundles/", Some(&q)).await?;
         let mut offers: Vec<VOffer> = o
             .offers
             .into_iter()
@@ -272,13 +321,13 @@ impl Vastai {
         let mut by_type: BTreeMap<String, (BTreeMap<&'static str, VOffer>, VOffer)> =
             BTreeMap::new();
         for o in offers {
-            let Some(gpu) = gpu_model(&o.gpu_name) else {
-                continue;
-            };
             if o.num_gpus < 1 {
                 continue;
             }
-            let shade = shade_type(&gpu, o.num_gpus);
+            let Some(shade) = o.shade_type() else {
+                super::gpus::unmapped(CLOUD, &o.gpu_name);
+                continue;
+            };
             let region = region_of(o.geolocation.as_deref());
             let entry = by_type
                 .entry(shade)
@@ -293,7 +342,9 @@ impl Vastai {
         }
         let mut out = Vec::new();
         for (shade, (regions, best)) in by_type {
-            let gpu = gpu_model(&best.gpu_name).expect("recognized above");
+            let gpu = gpu_model(&best.gpu_name)
+                .expect("recognized above")
+                .with_vram(best.vram_per_gpu());
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade,
@@ -342,14 +393,16 @@ impl Vastai {
             .await?
             .into_iter()
             .filter(|o| region_of(o.geolocation.as_deref()) == req.region)
+            // One gpu_name can cover two sizes (A100 SXM4 40 and 80 GB):
+            // only offers of the type asked for.
+            .filter(|o| {
+                req.shade_instance_type.is_empty()
+                    || o.shade_type().as_deref() == Some(req.shade_instance_type.as_str())
+            })
             .take(ACCEPT_ATTEMPTS)
             .collect();
         let spot = req.rental_type == RentalType::Spot;
-        let env: serde_json::Map<String, Value> = req
-            .envs
-            .iter()
-            .map(|e| (e.name.clone(), Value::String(e.value.clone())))
-            .collect();
+        let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
         let mut last = format!(
             "no verified offer of {count}x {gpu} in {} is left",
             req.region
@@ -360,8 +413,9 @@ impl Vastai {
                 "image": IMAGE,
                 "disk": DISK_GB,
                 "label": label,
-                // The CLI's `--ssh --direct`: a direct SSH port beside the proxy.
-                "runtype": "ssh_direc ssh_proxy",
+                // SSH straight to the host's mapped port 22, which is what
+                // `state` reads (`createInstance`'s runtype `ssh_direct`).
+                "runtype": "ssh_direct",
                 "env": env,
             });
             if spot {
@@ -404,6 +458,24 @@ impl Vastai {
     }
 }
 
+/// Environment variables as `createInstance`'s `env` string: docker run
+/// options, `-e NAME=value` each, a value single-quoted where the shell
+/// would split or expand it.
+fn docker_env<'a>(vars: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    vars.map(|(k, v)| {
+        let plain = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:@+=,".contains(&b));
+        if plain {
+            format!("-e {k}={v}")
+        } else {
+            format!("-e {k}='{}'", v.replace('\'', "'\\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
 fn detail(f: &Failure) -> (String, String) {
     match serde_json::from_str::<ErrorBody>(&f.body) {
         Ok(e) if !e.error.is_empty() || !e.msg.is_empty() => {
@@ -440,6 +512,7 @@ fn state(i: &VInstance) -> MachineState {
             ip: ip.trim().to_string(),
             ssh_port: port,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         (Some("exited" | "stopped"), _, _) if i.is_bid => MachineState::Preempted,
         (Some(s @ ("exited" | "stopped")), _, _) => MachineState::Failed {
@@ -452,11 +525,25 @@ fn state(i: &VInstance) -> MachineState {
 impl Machines for Vastai {
     type Machine = VInstance;
 
+    /// API v1's list, page by page (`showInstances`; v0 has no list).
     async fn list_machines(&self) -> Result<Vec<VInstance>, ProviderError> {
-        Ok(self
-            .json::<Instances>(Method::GET, "/instances/", None)
-            .await?
-            .instances)
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            if let Some(t) = after.take() {
+                query.push(("after_token", t));
+            }
+            let page: Instances = self
+                .json_query(Method::GET, V1_INSTANCES, &query, None)
+                .await?;
+            let done = page.instances.is_empty();
+            all.extend(page.instances);
+            match page.next_token {
+                Some(t) if !t.is_empty() && !done => after = Some(t),
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// From the listing: Vast drops a destroyed instance from it at once.
@@ -488,8 +575,16 @@ impl RestApi for Vastai {
     }
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        // A path of another API version (`/api/v1/...`) starts at the
+        // host's root, which the configured `.../api/v0` base lies under.
+        let base = self.cfg.url.trim_end_matches('/');
+        let base = if path.starts_with("/api/") {
+            base.strip_suffix("/api/v0").unwrap_or(base)
+        } else {
+            base
+        };
         self.http
-            .request(method, &self.cfg.url, path)
+            .request(method, base, path)
             .bearer_auth(self.cfg.api_key.expose())
     }
 
@@ -528,12 +623,9 @@ impl Provider for Vastai {
                 "Vast.ai has no instance for this instance".into(),
             ));
         };
+        // `rebootInstance` takes no body.
         let _: Value = self
-            .json(
-                Method::PUT,
-                &format!("/instances/reboot/{}/", i.id),
-                Some(&json!({})),
-            )
+            .json(Method::PUT, &format!("/instances/reboot/{}/", i.id), None)
             .await?;
         Ok(())
     }
@@ -571,6 +663,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn environment_variables_become_docker_options_quoted_where_needed() {
+        let vars = [
+            ("PUBLIC_KEY", "ssh-ed25519 AAAA me@host"),
+            ("MODE", "fast"),
+            ("QUOTE", "it's"),
+            ("EMPTY", ""),
+        ];
+        assert_eq!(
+            docker_env(vars.iter().copied()),
+            "-e PUBLIC_KEY='ssh-ed25519 AAAA me@host' -e MODE=fast -e QUOTE='it'\\''s' -e EMPTY=''"
+        );
+        assert_eq!(docker_env(std::iter::empty()), "");
+    }
+
+    #[test]
     fn geolocations_group_into_documented_regions() {
         assert_eq!(region_of(Some("California, US")), "north-america");
         assert_eq!(region_of(Some("CA")), "north-america");
@@ -601,7 +708,8 @@ mod tests {
             MachineState::Running {
                 ip: "1.2.3.4".into(),
                 ssh_port: 40022,
-                ssh_user: "root".into()
+                ssh_user: "root".into(),
+                placement: None,
             }
         );
         let bid = VInstance {

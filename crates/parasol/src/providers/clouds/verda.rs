@@ -7,7 +7,15 @@
 //! `GET /instance-types`, `GET /instance-availability`, `GET /locations`,
 //! `GET /instance-availability/{type}?location_code=..`, `GET|POST
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
-//! and `restart`), `GET|POST /sshkeys`.
+//! and `restart`), `GET|POST /sshkeys`, `GET|POST /volumes`,
+//! `GET|DELETE /volumes/{id}`.
+//!
+//! Volumes are `NVMe` block volumes in one location (a Parasol region),
+//! named with the marker and Parasol's volume id, attached at create
+//! (`existing_volumes`) to a machine of that location. Deleting the machine
+//! without naming the volume in `volume_ids` detaches it and keeps it; a
+//! volume is deleted permanently (`is_permanent`), not moved to Verda's
+//! trash, where it would go on billing.
 //!
 //! Machines get the hostname `parasol-<deployment id>-<instance id>` (and
 //! the same description) and are found by it as every cloud finds its
@@ -29,6 +37,10 @@
 //!
 //! A machine that `GET /instances/{id}` answers 404 for, or that the list no
 //! longer holds, is `Gone`.
+//!
+//! VRAM per GPU is the type's `gpu_memory` (all its GPUs together) over
+//! its GPU count; a type whose GPU no Shadeform model fits is not offered,
+//! and is logged and counted ([`super::gpus::unmapped`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
@@ -42,12 +54,14 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::parse_found;
+use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, gpu_model, key_name, parse, shade_type, short, Failure,
     Http, KnownMachines, Machines, Num, OffersCache, Secret,
 };
 use crate::providers::{
     Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API (Shadeform still calls Verda `datacrunch`).
@@ -99,6 +113,9 @@ struct VType {
     cpu: Amount,
     gpu: Gpu,
     memory: Size,
+    /// VRAM of all the type's GPUs together.
+    #[serde(default)]
+    gpu_memory: Option<Size>,
     #[serde(default)]
     storage: Option<Size>,
 }
@@ -307,9 +324,14 @@ impl Verda {
                 t.gpu.description.clone()
             };
             let n = t.gpu.number_of_gpus;
-            let Some(gpu) = gpu_model(&desc).filter(|_| n > 0) else {
+            if n < 1 {
+                continue;
+            }
+            let Some(gpu) = gpu_model(&desc) else {
+                super::gpus::unmapped(CLOUD, &t.instance_type);
                 continue;
             };
+            let gpu = gpu.with_vram(t.gpu_memory.as_ref().map_or(0, |m| m.size_in_gigabytes / n));
             out.push(Offer {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, n),
@@ -340,6 +362,8 @@ impl Verda {
                 ssh_port: 22,
             });
         }
+        // Two types of one Shadeform name each stay orderable.
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
         Ok(out)
     }
 
@@ -389,6 +413,110 @@ fn bare_id(text: &str) -> Result<String, ProviderError> {
     Ok(id)
 }
 
+/// A volume as Verda lists it.
+#[derive(Deserialize, Clone)]
+pub(crate) struct VVolume {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    location: String,
+}
+
+/// The volume type Parasol makes.
+const VOLUME_TYPE: &str = "NVMe";
+/// `NVMe` volumes: $0.10 per GB-month (730 hours), in every location with
+/// an instance type.
+const VOLUMES: VolumeKind = VolumeKind {
+    cloud: CLOUD,
+    supports_multi_mount: false,
+    fixed_size: true,
+    price_micros_per_gb_hour: 137,
+    min_size_gb: 1,
+    max_size_gb: 16_384,
+    mount_rule: "a Verda volume mounts only on machines in its own location",
+};
+
+impl VolumeApi for Verda {
+    type Volume = VVolume;
+
+    async fn get_volume(&self, id: &str, _region: &str) -> Result<Option<VVolume>, ProviderError> {
+        let path = format!("/volumes/{id}");
+        let (status, text) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("GET {path}");
+        if !status.is_success() {
+            return Err(classify(&what, &Failure { status, body: text }));
+        }
+        let v: VVolume = parse(CLOUD, &what, &text)?;
+        Ok((v.status != "deleted").then_some(v))
+    }
+
+    /// Not the trash (`deleted`): a volume there is gone for Parasol.
+    async fn list_volumes(&self, region: Option<&str>) -> Result<Vec<VVolume>, ProviderError> {
+        let all: Vec<VVolume> = self.json(Method::GET, "/volumes", None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| v.status != "deleted" && region.is_none_or(|r| v.location == r))
+            .collect())
+    }
+
+    async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let body = json!({
+            "type": VOLUME_TYPE,
+            "name": self.known.marker().name(req.volume_id),
+            "size": req.size_in_gb,
+            "location_code": req.region,
+        });
+        let id = bare_id(&self.send(Method::POST, "/volumes", &body).await?)?;
+        // The create answers only the id; the next step reads its state.
+        Ok(VolumeState::Creating {
+            cloud_assigned_id: id,
+        })
+    }
+
+    /// Permanently: a volume in Verda's trash goes on billing.
+    async fn remove_volume(&self, v: &VVolume) -> Result<VolumeState, ProviderError> {
+        let path = format!("/volumes/{}", v.id);
+        let (status, text) = self
+            .call(Method::DELETE, &path, Some(&json!({"is_permanent": true})))
+            .await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(VolumeState::Deleting);
+        }
+        Err(classify(
+            &format!("DELETE {path}"),
+            &Failure { status, body: text },
+        ))
+    }
+
+    fn marked(&self, v: &VVolume) -> Option<Uuid> {
+        self.known.marker().ours(&v.name)
+    }
+
+    fn place(&self, v: &VVolume) -> (String, String) {
+        (v.id.clone(), v.location.clone())
+    }
+
+    fn state(&self, v: &VVolume) -> VolumeState {
+        match v.status.as_str() {
+            "attached" | "detached" => VolumeState::Available {
+                cloud_assigned_id: v.id.clone(),
+                zone: None,
+            },
+            "deleting" => VolumeState::Deleting,
+            "deleted" => VolumeState::Gone,
+            _ => VolumeState::Creating {
+                cloud_assigned_id: v.id.clone(),
+            },
+        }
+    }
+}
+
 fn gone(status: &str) -> bool {
     matches!(status, "discontinued" | "notfound")
 }
@@ -424,6 +552,7 @@ fn state(i: &VInstance) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "root".to_string(),
+            placement: None,
         },
         ("deleting", _) => MachineState::Terminating,
         ("discontinued" | "notfound", _) => MachineState::Gone,
@@ -492,7 +621,7 @@ impl Provider for Verda {
                     Some(k) => vec![self.ensure_key(k).await?],
                     None => vec![],
                 };
-                let body = json!({
+                let mut body = json!({
                     "instance_type": req.cloud_instance_type,
                     "image": IMAGE,
                     "ssh_key_ids": keys,
@@ -501,6 +630,13 @@ impl Provider for Verda {
                     "description": name,
                     "is_spot": false,
                 });
+                if !req.volumes.is_empty() {
+                    body["existing_volumes"] = json!(req
+                        .volumes
+                        .iter()
+                        .map(|v| &v.cloud_assigned_id)
+                        .collect::<Vec<_>>());
+                }
                 match self.send(Method::POST, "/instances", &body).await {
                     Ok(text) => bare_id(&text),
                     Err(e @ ProviderError::Capacity(_)) => {
@@ -553,6 +689,26 @@ impl Provider for Verda {
         )
         .await?;
         Ok(MachineState::Terminating)
+    }
+
+    async fn volume_offers(&self) -> Result<Vec<VolumeOffer>, ProviderError> {
+        Ok(VOLUMES.in_regions_of(&self.offers().await?))
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        volumes::create(self, req).await
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::describe(self, r).await
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        volumes::delete(self, r).await
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        volumes::list_marked(self).await
     }
 
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {

@@ -637,6 +637,7 @@ impl Provider for Hosts {
             ip: host.address.clone(),
             ssh_port: i64::from(host.port),
             ssh_user: host.user.clone(),
+            placement: None,
         };
         match a.state.as_str() {
             "running" => Ok(running()),

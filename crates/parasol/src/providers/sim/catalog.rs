@@ -550,6 +550,8 @@ pub(super) fn volume_offers() -> Vec<VolumeOffer> {
                 price_micros_per_gb_hour: *price,
                 min_size_gb: 1,
                 max_size_gb: 16_384,
+                mount_rule: "a volume mounts only on instances in its own cloud and region"
+                    .to_string(),
             });
         }
     }

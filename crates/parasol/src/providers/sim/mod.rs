@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::{
     Capacity, ClusterOffer, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError,
-    RegionOffer, VolumeOffer,
+    RegionOffer, VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 use crate::clock::Clock;
 use crate::store::capacity::{self, Counted, Pool};
@@ -251,6 +251,37 @@ impl Sim {
         .await
         .map_err(transient)?;
         Ok(res.rows_affected() > 0)
+    }
+
+    /// Where a simulated volume is. Its cloud id is `vol-` and the first
+    /// twelve hex digits of Parasol's id, the shape of a cloud's own ids.
+    async fn volume_state(&self, id: Uuid) -> Result<VolumeState, ProviderError> {
+        let deleted: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT deleted_at FROM sim_volumes WHERE volume_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(transient)?;
+        Ok(match deleted {
+            Some(None) => VolumeState::Available {
+                cloud_assigned_id: format!("vol-{}", &id.simple().to_string()[..12]),
+                zone: None,
+            },
+            _ => VolumeState::Gone,
+        })
+    }
+
+    /// Simulated volumes that exist (tests).
+    pub async fn volumes(&self) -> Result<Vec<Uuid>, ProviderError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT volume_id FROM sim_volumes WHERE deleted_at IS NULL ORDER BY created_at, volume_id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(transient)?;
+        ids.iter()
+            .map(|s| Uuid::parse_str(s).map_err(|e| ProviderError::Transient(e.to_string())))
+            .collect()
     }
 
     /// A random transient failure, when configured to inject them; `Ok(true)`
@@ -541,6 +572,7 @@ impl Provider for Sim {
                 ip: ip.unwrap_or_else(|| ip_for(id)),
                 ssh_port: 22,
                 ssh_user: "shadeform".into(),
+                placement: None,
             },
         })
     }
@@ -564,6 +596,59 @@ impl Provider for Sim {
             ));
         }
         Ok(())
+    }
+
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let hang = self.injected_fault("create_volume")?;
+        sqlx::query(
+            "INSERT INTO sim_volumes (volume_id, cloud, region, size_in_gb, created_at, deleted_at)
+             VALUES ($1, $2, $3, $4, $5, NULL)
+             ON CONFLICT (volume_id) DO NOTHING",
+        )
+        .bind(req.volume_id.to_string())
+        .bind(&req.cloud)
+        .bind(&req.region)
+        .bind(req.size_in_gb)
+        .bind(self.clock.now_ms())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        if hang {
+            // Made, and the answer lost.
+            self.hang().await;
+        }
+        self.volume_state(req.volume_id).await
+    }
+
+    async fn describe_volume(&self, v: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        self.injected_fault("describe_volume")?;
+        self.volume_state(v.volume_id).await
+    }
+
+    async fn delete_volume(&self, v: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        self.injected_fault("delete_volume")?;
+        // A tombstone for a volume never made, as for machines: a create
+        // still in flight finds it and makes nothing.
+        let now = self.clock.now_ms();
+        sqlx::query(
+            "INSERT INTO sim_volumes (volume_id, cloud, region, size_in_gb, created_at, deleted_at)
+             VALUES ($1, '', '', 0, $2, $2)
+             ON CONFLICT (volume_id) DO NOTHING",
+        )
+        .bind(v.volume_id.to_string())
+        .bind(now)
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        sqlx::query(
+            "UPDATE sim_volumes SET deleted_at = $1 WHERE volume_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(v.volume_id.to_string())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(VolumeState::Gone)
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {

@@ -8,12 +8,18 @@
 //!
 //! AWS is the exception: the real moto EC2 server stands in for it
 //! ([`moto`]), behind a recording, fault-injecting proxy ([`aws_proxy`]).
+//!
+//! A fake is held to its provider's published API document ([`openapi`]):
+//! every request it receives and every answer it serves is checked against
+//! it, and a mismatch fails the test that caused it, naming the request
+//! and the rule it broke (see [`FakeServer::violations`]).
 
 pub mod aws_proxy;
 pub mod digitalocean;
 pub mod hyperstack;
 pub mod lambda;
 pub mod moto;
+pub mod openapi;
 pub mod runpod;
 pub mod vastai;
 pub mod verda;
@@ -99,6 +105,17 @@ pub trait Cloud: Send + 'static {
     fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// The provider's published API documents the fake is held to; empty
+    /// where the provider publishes none (Verda: its fake is driven by the
+    /// provider's official client instead).
+    fn documents(&self) -> Vec<&'static openapi::Document> {
+        Vec::new()
+    }
+    /// Whether `path` is served outside every document, and so checked by
+    /// other means (RunPod's GraphQL API, which has no published document).
+    fn undocumented(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 /// Faults every fake can inject, checked before the cloud sees a request.
@@ -128,6 +145,8 @@ pub struct FakeServer<C> {
     pub cloud: Arc<Mutex<C>>,
     pub faults: Arc<Mutex<Faults>>,
     pub log: Arc<Mutex<Vec<Recorded>>>,
+    /// Every way a request or an answer broke the provider's document.
+    violations: Arc<Mutex<Vec<String>>>,
 }
 
 impl<C: Cloud> FakeServer<C> {
@@ -136,11 +155,17 @@ impl<C: Cloud> FakeServer<C> {
         let cloud = Arc::new(Mutex::new(cloud));
         let faults = Arc::new(Mutex::new(Faults::default()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (c, f, l) = (cloud.clone(), faults.clone(), log.clone());
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (c, f, l, v) = (
+            cloud.clone(),
+            faults.clone(),
+            log.clone(),
+            violations.clone(),
+        );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (c, f, l) = (c.clone(), f.clone(), l.clone());
-                async move { answer(&c, &f, &l, method, uri, headers, body) }
+                let (c, f, l, v) = (c.clone(), f.clone(), l.clone(), v.clone());
+                async move { answer(&c, &f, &l, &v, method, uri, headers, body) }
             },
         );
         // Its own thread and runtime: tests block their runtime while the
@@ -164,11 +189,37 @@ impl<C: Cloud> FakeServer<C> {
             cloud,
             faults,
             log,
+            violations,
         }
     }
 
-    /// Every request so far.
+    /// Every way a request the fake received, or an answer it served,
+    /// broke the provider's document, one line each.
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// The violations so far, forgotten: for a test that breaks the
+    /// document on purpose.
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.violations.lock().unwrap())
+    }
+
+    /// Panics with every violation of the provider's document so far.
+    pub fn assert_documented(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "the fake saw {} request(s) or answer(s) its provider's document does not allow:\n{}",
+            v.len(),
+            v.join("\n")
+        );
+    }
+
+    /// Every request so far. Panics first if any broke the provider's
+    /// document, so the next assertion on the log names the broken rule.
     pub fn requests(&self) -> Vec<Recorded> {
+        self.assert_documented();
         self.log.lock().unwrap().clone()
     }
 
@@ -210,10 +261,29 @@ impl<C: Cloud> FakeServer<C> {
     }
 }
 
+/// A test ends by dropping its fakes: one whose provider's document was
+/// broken fails the test there, if nothing failed it before.
+impl<C> Drop for FakeServer<C> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let v = self.violations.lock().unwrap().clone();
+        assert!(
+            v.is_empty(),
+            "the fake saw {} request(s) or answer(s) its provider's document does not allow:\n{}",
+            v.len(),
+            v.join("\n")
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn answer<C: Cloud>(
     cloud: &Mutex<C>,
     faults: &Mutex<Faults>,
     log: &Mutex<Vec<Recorded>>,
+    violations: &Mutex<Vec<String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -242,6 +312,29 @@ fn answer<C: Cloud>(
     };
     log.lock().unwrap().push(req.clone());
     let line = req.line();
+    let shown = if req.query.is_empty() {
+        line.clone()
+    } else {
+        format!("{line}?{}", req.query)
+    };
+    let (docs, exempt) = {
+        let c = cloud.lock().unwrap();
+        (c.documents(), c.undocumented(&req.path))
+    };
+    let matched = if docs.is_empty() || exempt {
+        None
+    } else {
+        match openapi::check_request(&docs, &req) {
+            Ok(m) => Some(m),
+            Err(errors) => {
+                violations
+                    .lock()
+                    .unwrap()
+                    .extend(errors.into_iter().map(|e| format!("{shown}: {e}")));
+                None
+            }
+        }
+    };
     let reply = {
         let mut f = faults.lock().unwrap();
         let mut c = cloud.lock().unwrap();
@@ -264,6 +357,13 @@ fn answer<C: Cloud>(
             c.handle(&req)
         }
     };
+    if let Some(m) = &matched {
+        violations.lock().unwrap().extend(
+            openapi::check_response(m, reply.status, &reply.body)
+                .into_iter()
+                .map(|e| format!("{shown} -> {}: {e}", reply.status)),
+        );
+    }
     let mut res = (
         StatusCode::from_u16(reply.status).unwrap(),
         [("content-type", reply.content_type)],
@@ -314,4 +414,70 @@ impl Default for Timing {
 /// A documentation-range address (RFC 5737) for machine `n`.
 pub fn ip(n: usize) -> String {
     format!("203.0.113.{}", 10 + n % 200)
+}
+
+/// A request the document forbids is recorded with the rule it broke, and
+/// the next look at the log fails with it.
+#[tokio::test]
+async fn a_request_the_document_forbids_fails_the_test_naming_the_rule() {
+    let fake = FakeServer::start(digitalocean::DigitalOcean::default()).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v2/droplets?per_page=500&type=gpu", fake.url))
+        .bearer_auth(digitalocean::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    // The fake answers as the cloud would (here, 400 for the type).
+    assert_eq!(res.status(), 400);
+    let v = fake.violations();
+    assert!(
+        v.iter().any(
+            |e| e.starts_with("GET /v2/droplets?per_page=500&type=gpu: ")
+                && e.contains("droplets_list")
+                && e.contains("per_page")
+        ),
+        "{v:#?}"
+    );
+    assert!(
+        v.iter().any(|e| e.contains("query parameter type")),
+        "{v:#?}"
+    );
+    let log = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.requests()));
+    let why = log.expect_err("the log is not read past a violation");
+    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        why.contains("per_page") && why.contains("does not allow"),
+        "{why}"
+    );
+    assert_eq!(fake.take_violations().len(), v.len());
+    // A request the document allows leaves nothing behind.
+    reqwest::Client::new()
+        .get(format!("{}/v2/droplets?per_page=200&type=gpus", fake.url))
+        .bearer_auth(digitalocean::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fake.requests().len(), 2);
+}
+
+/// RunPod's two REST APIs answer errors as each one's document says: API
+/// v2 with an RFC 9457 problem, which its document requires.
+#[tokio::test]
+async fn runpod_v2_errors_are_problems_as_documented() {
+    let fake = FakeServer::start(runpod::Runpod::default()).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v2/pods/nope", fake.url))
+        .bearer_auth(runpod::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    fake.assert_documented();
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::openapi::{docs, Document};
 use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The key the fake accepts.
@@ -25,6 +26,26 @@ pub struct Ask {
     pub min_bid: f64,
     pub geolocation: String,
     pub verified: bool,
+    /// VRAM per GPU, MB, as the host reports it.
+    pub gpu_ram: i64,
+    pub cpu_cores_effective: f64,
+    /// MB.
+    pub cpu_ram: i64,
+    pub disk_space: f64,
+}
+
+/// VRAM per GPU (MB) hosts report for each `gpu_name` the fake sells:
+/// the cards' published sizes (RTX 4090 24 GB, H100 SXM 80 GB, A100 SXM4
+/// 40 or 80 GB, Quadro RTX 8000 48 GB), as MiB the driver counts.
+fn gpu_ram(gpu: &str, eighty: bool) -> i64 {
+    match gpu {
+        "RTX 4090" => 24564,
+        "H100 SXM" => 81559,
+        "A100 SXM4" if eighty => 81920,
+        "A100 SXM4" => 40960,
+        "Q RTX 8000" => 49152,
+        other => panic!("the fake sells no {other}"),
+    }
 }
 
 /// An instance at the fake.
@@ -53,7 +74,7 @@ pub struct Vastai {
 
 impl Default for Vastai {
     fn default() -> Self {
-        let ask = |id, gpu: &str, n, dph, bid, geo: &str, verified| Ask {
+        let ask = |id, gpu: &str, n: i64, dph, bid, geo: &str, verified| Ask {
             id,
             gpu_name: gpu.into(),
             num_gpus: n,
@@ -61,6 +82,11 @@ impl Default for Vastai {
             min_bid: bid,
             geolocation: geo.into(),
             verified,
+            gpu_ram: gpu_ram(gpu, id % 2 == 0),
+            // Hosts differ: each offer its own CPU share.
+            cpu_cores_effective: (8 * n + id % 7) as f64,
+            cpu_ram: 32768 * n + 1024 * (id % 5),
+            disk_space: 250.5 * n as f64,
         };
         Self {
             asks: vec![
@@ -72,6 +98,12 @@ impl Default for Vastai {
                 ask(5005, "RTX 4090", 1, 0.10, 0.05, "Oregon, US", false),
                 ask(5006, "H100 SXM", 8, 19.20, 12.0, "Norway, NO", true),
                 ask(5007, "H100 SXM", 8, 21.60, 14.0, "Japan, JP", true),
+                // One gpu_name, two sizes: even ids are the 80 GB part.
+                ask(5008, "A100 SXM4", 8, 11.20, 7.0, "Texas, US", true),
+                ask(5010, "A100 SXM4", 8, 10.40, 6.5, "Sweden, SE", true),
+                ask(5009, "A100 SXM4", 8, 6.40, 4.0, "Texas, US", true),
+                // No Shadeform name: counted, not offered.
+                ask(5011, "Q RTX 8000", 1, 0.25, 0.12, "Oregon, US", true),
             ],
             instances: Vec::new(),
             ssh_keys: Vec::new(),
@@ -136,6 +168,37 @@ impl Vastai {
         })
     }
 
+    /// `GET /api/v1/instances/`: by id, `limit` a page (25 at most, as
+    /// documented), `next_token` naming the last id shown while more follow.
+    fn list_v1(&self, req: &Recorded) -> Reply {
+        let mut limit = 25;
+        let mut after = None;
+        for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+            match &*k {
+                "limit" => limit = v.parse::<usize>().unwrap_or(25).clamp(1, 25),
+                "after_token" => match v.strip_prefix("after-").and_then(|n| n.parse::<i64>().ok())
+                {
+                    Some(n) => after = Some(n),
+                    None => return err(400, "invalid_args", "invalid after_token"),
+                },
+                _ => {}
+            }
+        }
+        let mut all: Vec<&Instance> = self
+            .instances
+            .iter()
+            .filter(|i| after.is_none_or(|a| i.id > a))
+            .collect();
+        all.sort_by_key(|i| i.id);
+        let page: Vec<Value> = all.iter().take(limit).map(|i| self.render(i)).collect();
+        let next = (all.len() > limit).then(|| format!("after-{}", all[limit - 1].id));
+        Reply::json(
+            200,
+            json!({"success": true, "instances_found": page.len(), "total_instances": self.instances.len(),
+                   "next_token": next, "instances": page}),
+        )
+    }
+
     fn search(&self, q: &Value) -> Vec<Value> {
         let mut asks: Vec<&Ask> = self
             .asks
@@ -152,8 +215,10 @@ impl Vastai {
             .map(|a| {
                 json!({
                     "id": a.id, "ask_contract_id": a.id, "gpu_name": a.gpu_name,
-                    "num_gpus": a.num_gpus, "gpu_ram": 24564, "cpu_cores_effective": 16.0,
-                    "cpu_ram": 64392, "disk_space": 500.5, "dph_total": a.dph_total,
+                    "num_gpus": a.num_gpus, "gpu_ram": a.gpu_ram,
+                    "gpu_total_ram": a.gpu_ram * a.num_gpus,
+                    "cpu_cores_effective": a.cpu_cores_effective,
+                    "cpu_ram": a.cpu_ram, "disk_space": a.disk_space, "dph_total": a.dph_total,
                     "min_bid": a.min_bid, "geolocation": a.geolocation,
                     "verified": a.verified, "rentable": true, "rented": false,
                     "reliability2": 0.995
@@ -179,34 +244,33 @@ impl Cloud for Vastai {
         json!({"success": false, "error": "server_error", "msg": "Internal error"})
     }
 
+    fn documents(&self) -> Vec<&'static Document> {
+        vec![docs::vastai()]
+    }
+
     fn handle(&mut self, req: &Recorded) -> Reply {
         if req.header("authorization") != Some(&*format!("Bearer {KEY}")) {
             return err(401, "invalid_user_key", "Invalid user key");
+        }
+        if req.method == "GET" && req.path.trim_end_matches('/') == "/api/v1/instances" {
+            return self.list_v1(req);
         }
         let Some(path) = req.path.strip_prefix("/api/v0") else {
             return err(404, "not_found", "Not found");
         };
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segs.as_slice()) {
-            ("GET", ["bundles"]) => {
-                let q = req
-                    .query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("q="))
-                    .map(|v| {
-                        let decoded = percent_decode(v);
-                        serde_json::from_str(&decoded).unwrap_or(Value::Null)
-                    })
-                    .unwrap_or(Value::Null);
-                Reply::json(200, json!({"offers": self.search(&q)}))
-            }
+            // The search query is the body (`searchOffers`).
+            ("POST", ["bundles"]) => Reply::json(200, json!({"offers": self.search(&req.body)})),
             ("PUT", ["asks", id]) => {
                 let Ok(id) = id.parse::<i64>() else {
                     return err(400, "invalid_args", "bad ask id");
                 };
+                // An offer gone is a 404 (`createInstance` lists 400 only
+                // for invalid arguments and prices).
                 let Some(pos) = self.asks.iter().position(|a| a.id == id) else {
                     return err(
-                        400,
+                        404,
                         "no_such_ask",
                         &format!("Instance type {id} is no longer available."),
                     );
@@ -215,7 +279,7 @@ impl Cloud for Vastai {
                     self.taken_next -= 1;
                     self.asks.remove(pos);
                     return err(
-                        400,
+                        404,
                         "no_such_ask",
                         &format!("Instance type {id} is no longer available."),
                     );
@@ -237,10 +301,6 @@ impl Cloud for Vastai {
                     n,
                 });
                 Reply::json(200, json!({"success": true, "new_contract": contract}))
-            }
-            ("GET", ["instances"]) => {
-                let list: Vec<Value> = self.instances.iter().map(|i| self.render(i)).collect();
-                Reply::json(200, json!({"instances": list}))
             }
             ("DELETE", ["instances", id]) => {
                 let before = self.instances.len();
@@ -264,7 +324,7 @@ impl Cloud for Vastai {
                     .ssh_keys
                     .iter()
                     .enumerate()
-                    .map(|(i, k)| json!({"id": i + 1, "public_key": k}))
+                    .map(|(i, k)| json!({"id": i + 1, "key": k}))
                     .collect();
                 Reply::json(200, json!(keys))
             }
@@ -273,35 +333,12 @@ impl Cloud for Vastai {
                     return err(400, "invalid_args", "ssh_key is required");
                 };
                 self.ssh_keys.push(k.to_string());
-                Reply::json(200, json!({"success": true, "id": self.ssh_keys.len()}))
+                Reply::json(
+                    200,
+                    json!({"success": true, "key": {"id": self.ssh_keys.len(), "public_key": k}}),
+                )
             }
             _ => err(404, "not_found", "Not found"),
         }
     }
-}
-
-/// Decodes `%XX` and `+` in a query value.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

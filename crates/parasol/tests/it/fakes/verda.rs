@@ -3,6 +3,14 @@
 //! answers, created ids as plain text, `PUT /instances` actions, and
 //! machines that go `ordered` → `provisioning` → `running` → `deleting` →
 //! gone.
+//!
+//! Volumes (`/v1/volumes`): made in a location (`type` NVMe, HDD or
+//! NVMe_Shared), `ordered` for a moment then `detached`; a machine created
+//! with `existing_volumes` of its location has them `attached` until it is
+//! deleted (without `volume_ids`, which would delete them too); an
+//! attached volume cannot be deleted; `DELETE /volumes/{id}` without
+//! `is_permanent` moves the volume to the trash (`deleted`), with it the
+//! volume is gone.
 
 use std::time::Instant;
 
@@ -26,12 +34,28 @@ pub struct Machine {
     pub deleted: Option<Instant>,
     pub restarts: u32,
     pub n: usize,
+    /// Ids of the volumes attached at create.
+    pub volumes: Vec<String>,
+}
+
+/// A volume at the fake.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub size: i64,
+    pub location: String,
+    pub made: Instant,
+    /// In the trash.
+    pub trashed: bool,
 }
 
 /// The fake's state and knobs.
 #[derive(Default)]
 pub struct Verda {
     pub machines: Vec<Machine>,
+    pub volumes: Vec<Volume>,
     pub keys: Vec<(String, String, String)>,
     pub tokens: Vec<String>,
     pub timing: Timing,
@@ -40,6 +64,23 @@ pub struct Verda {
 }
 
 impl Verda {
+    /// `GET /v1/instance-availability`: the types in stock per location.
+    pub fn availability(&self) -> Value {
+        let fin: Vec<&str> = ["1A6000.10V", "CPU.4V.16G"]
+            .into_iter()
+            .filter(|t| {
+                !self
+                    .no_capacity
+                    .iter()
+                    .any(|(nt, l)| nt == t && l == "FIN-01")
+            })
+            .collect();
+        json!([
+            {"location_code": "FIN-01", "availabilities": fin},
+            {"location_code": "ICE-01", "availabilities": ["8H100.80S.176V"]}
+        ])
+    }
+
     /// Puts a machine at the fake as if launched outside this server.
     pub fn plant(&mut self, hostname: &str) -> String {
         let n = self.machines.len();
@@ -54,8 +95,42 @@ impl Verda {
             deleted: None,
             restarts: 0,
             n,
+            volumes: vec![],
         });
         id
+    }
+
+    /// The live machine a volume is attached to.
+    pub fn attached_to(&self, volume: &str) -> Option<&Machine> {
+        self.machines
+            .iter()
+            .find(|m| m.deleted.is_none() && m.volumes.iter().any(|v| v == volume))
+    }
+
+    fn render_volume(&self, v: &Volume) -> Value {
+        let at = self.attached_to(&v.id);
+        let status = if v.trashed {
+            "deleted"
+        } else if at.is_some() {
+            "attached"
+        } else if v.made.elapsed() < self.timing.boot / 2 {
+            "ordered"
+        } else {
+            "detached"
+        };
+        json!({
+            "id": v.id,
+            "status": status,
+            "name": v.name,
+            "size": v.size,
+            "type": v.kind,
+            "is_os_volume": false,
+            "created_at": "2026-11-27T10:00:00.000Z",
+            "target": at.map(|_| "vdb"),
+            "location": v.location,
+            "instance_id": at.map(|m| m.id.clone()),
+            "ssh_key_ids": [],
+        })
     }
 
     /// Machines not gone yet.
@@ -102,6 +177,73 @@ fn err(status: u16, code: &str, message: &str) -> Reply {
     Reply::json(status, json!({"code": code, "message": message}))
 }
 
+/// `GET /v1/instance-types`: Verda's published instance types (prices and
+/// sizes as its price list gives them).
+pub fn instance_types() -> Value {
+    json!([
+        {
+            "id": "2e5e2b5c-6d3e-4c8b-9d44-1a2b3c4d5e6f",
+            "instance_type": "1A6000.10V",
+            "price_per_hour": "0.79",
+            "spot_price": "0.29",
+            "description": "Dedicated Hardware Instance",
+            "cpu": {"description": "10 CPU", "number_of_cores": 10},
+            "gpu": {"description": "1x RTX A6000 48GB", "number_of_gpus": 1},
+            "memory": {"description": "60GB RAM", "size_in_gigabytes": 60},
+            "gpu_memory": {"description": "48GB VRAM", "size_in_gigabytes": 48},
+            "storage": {"description": "dynamic"},
+            "model": "RTX A6000",
+            "name": "RTX A6000 48GB",
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "",
+            "manufacturer": "NVIDIA",
+            "display_name": "RTX A6000",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
+        },
+        {
+            "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
+            "instance_type": "8H100.80S.176V",
+            "price_per_hour": 21.52,
+            "spot_price": 8.0,
+            "description": "Dedicated Hardware Instance",
+            "cpu": {"description": "176 CPU", "number_of_cores": 176},
+            "gpu": {"description": "8x H100 SXM5 80GB", "number_of_gpus": 8},
+            "memory": {"description": "1480GB RAM", "size_in_gigabytes": 1480},
+            "gpu_memory": {"description": "640GB VRAM", "size_in_gigabytes": 640},
+            "storage": {"description": "dynamic"},
+            "model": "H100",
+            "name": "H100 SXM5 80GB",
+            "currency": "usd",
+            "best_for": ["Gargantuan ML models", "Multi-GPU training"],
+            "p2p": "900 GB/s",
+            "manufacturer": "NVIDIA",
+            "display_name": "H100 SXM5",
+            "supported_os": ["ubuntu-22.04-cuda-12.4-docker"]
+        },
+        {
+            "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
+            "instance_type": "CPU.4V.16G",
+            "price_per_hour": "0.03",
+            "spot_price": "0.01",
+            "description": "CPU Node",
+            "cpu": {"description": "4 CPU", "number_of_cores": 4},
+            "gpu": {"description": "", "number_of_gpus": 0},
+            "memory": {"description": "16GB RAM", "size_in_gigabytes": 16},
+            "gpu_memory": {"description": "", "size_in_gigabytes": 0},
+            "storage": {"description": "dynamic"},
+            "model": "CPU Node",
+            "name": "CPU Node",
+            "currency": "usd",
+            "best_for": ["Running services"],
+            "p2p": "",
+            "manufacturer": "AMD",
+            "display_name": "CPU Node",
+            "supported_os": ["ubuntu-22.04"]
+        }
+    ])
+}
+
 impl Cloud for Verda {
     fn rate_limited(&self) -> Value {
         json!({"code": "too_many_requests", "message": "Rate limit exceeded"})
@@ -145,73 +287,8 @@ impl Cloud for Verda {
             );
         }
         match (req.method.as_str(), path) {
-            ("GET", "/instance-types") => Reply::json(
-                200,
-                json!([
-                    {
-                        "id": "2e5e2b5c-6d3e-4c8b-9d44-1a2b3c4d5e6f",
-                        "instance_type": "1A6000.10V",
-                        "price_per_hour": "0.79",
-                        "spot_price": "0.29",
-                        "description": "Dedicated Hardware Instance",
-                        "cpu": {"description": "10 CPU", "number_of_cores": 10},
-                        "gpu": {"description": "1x RTX A6000 48GB", "number_of_gpus": 1},
-                        "memory": {"description": "60GB RAM", "size_in_gigabytes": 60},
-                        "gpu_memory": {"description": "48GB VRAM", "size_in_gigabytes": 48},
-                        "storage": {"description": "dynamic"},
-                        "model": "RTX A6000",
-                        "name": "RTX A6000 48GB",
-                        "currency": "usd"
-                    },
-                    {
-                        "id": "7a1c0d55-8a0f-4f3a-b3f2-5c6d7e8f9a0b",
-                        "instance_type": "8H100.80S.176V",
-                        "price_per_hour": 21.52,
-                        "spot_price": 8.0,
-                        "description": "Dedicated Hardware Instance",
-                        "cpu": {"description": "176 CPU", "number_of_cores": 176},
-                        "gpu": {"description": "8x H100 SXM5 80GB", "number_of_gpus": 8},
-                        "memory": {"description": "1480GB RAM", "size_in_gigabytes": 1480},
-                        "gpu_memory": {"description": "640GB VRAM", "size_in_gigabytes": 640},
-                        "storage": {"description": "dynamic"},
-                        "model": "H100",
-                        "name": "H100 SXM5 80GB",
-                        "currency": "usd"
-                    },
-                    {
-                        "id": "0b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e",
-                        "instance_type": "CPU.4V.16G",
-                        "price_per_hour": "0.03",
-                        "description": "CPU Node",
-                        "cpu": {"description": "4 CPU", "number_of_cores": 4},
-                        "gpu": {"description": "", "number_of_gpus": 0},
-                        "memory": {"description": "16GB RAM", "size_in_gigabytes": 16},
-                        "gpu_memory": {"description": "", "size_in_gigabytes": 0},
-                        "storage": {"description": "dynamic"},
-                        "model": "CPU Node",
-                        "name": "CPU Node",
-                        "currency": "usd"
-                    }
-                ]),
-            ),
-            ("GET", "/instance-availability") => {
-                let fin: Vec<&str> = ["1A6000.10V", "CPU.4V.16G"]
-                    .into_iter()
-                    .filter(|t| {
-                        !self
-                            .no_capacity
-                            .iter()
-                            .any(|(nt, l)| nt == t && l == "FIN-01")
-                    })
-                    .collect();
-                Reply::json(
-                    200,
-                    json!([
-                        {"location_code": "FIN-01", "availabilities": fin},
-                        {"location_code": "ICE-01", "availabilities": ["8H100.80S.176V"]}
-                    ]),
-                )
-            }
+            ("GET", "/instance-types") => Reply::json(200, instance_types()),
+            ("GET", "/instance-availability") => Reply::json(200, self.availability()),
             ("GET", "/locations") => Reply::json(
                 200,
                 json!([
@@ -268,6 +345,30 @@ impl Cloud for Verda {
                     );
                 };
                 let loc = b["location_code"].as_str().unwrap_or("FIN-01");
+                let volumes: Vec<String> = b["existing_volumes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for id in &volumes {
+                    match self.volumes.iter().find(|v| &v.id == id && !v.trashed) {
+                        None => return err(404, "not_found", "Volume not found"),
+                        Some(v) if v.location != loc => {
+                            return err(
+                                400,
+                                "invalid_request",
+                                "Volume is in another location than the instance",
+                            )
+                        }
+                        Some(v) if self.attached_to(&v.id).is_some() => {
+                            return err(400, "invalid_request", "Volume is already attached")
+                        }
+                        Some(_) => {}
+                    }
+                }
                 if self.no_capacity.iter().any(|(t, l)| t == ty && l == loc) {
                     return err(
                         400,
@@ -294,6 +395,7 @@ impl Cloud for Verda {
                     deleted: None,
                     restarts: 0,
                     n,
+                    volumes,
                 });
                 Reply::text(202, id)
             }
@@ -323,6 +425,70 @@ impl Cloud for Verda {
                     }
                 }
                 Reply::text(202, "")
+            }
+            ("GET", "/volumes") => {
+                let data: Vec<Value> = self.volumes.iter().map(|v| self.render_volume(v)).collect();
+                Reply::json(200, Value::Array(data))
+            }
+            ("POST", "/volumes") => {
+                let b = &req.body;
+                let (Some(kind), Some(name), Some(size), Some(loc)) = (
+                    b["type"].as_str(),
+                    b["name"].as_str(),
+                    b["size"].as_i64(),
+                    b["location_code"].as_str(),
+                ) else {
+                    return err(
+                        400,
+                        "invalid_request",
+                        "type, name, size and location_code are required",
+                    );
+                };
+                if !["NVMe", "HDD", "NVMe_Shared"].contains(&kind) {
+                    return err(400, "invalid_request", "Unknown volume type");
+                }
+                if !["FIN-01", "FIN-02", "FIN-03", "ICE-01"].contains(&loc) {
+                    return err(400, "invalid_request", "Unknown location");
+                }
+                if size < 1 {
+                    return err(400, "invalid_request", "size must be positive");
+                }
+                let id = format!("7e2d9c4b-0000-4000-8000-{:012}", self.volumes.len());
+                self.volumes.push(Volume {
+                    id: id.clone(),
+                    name: name.into(),
+                    kind: kind.into(),
+                    size,
+                    location: loc.into(),
+                    made: Instant::now(),
+                    trashed: false,
+                });
+                Reply::text(202, id)
+            }
+            (method, p) if p.starts_with("/volumes/") => {
+                let id = &p["/volumes/".len()..];
+                let Some(i) = self.volumes.iter().position(|v| v.id == id) else {
+                    return err(404, "not_found", "Volume not found");
+                };
+                match method {
+                    "GET" => Reply::json(200, self.render_volume(&self.volumes[i])),
+                    "DELETE" => {
+                        if self.attached_to(id).is_some() {
+                            return err(
+                                400,
+                                "invalid_request",
+                                "Volume is attached to an instance; detach it first",
+                            );
+                        }
+                        if req.body["is_permanent"] == true {
+                            self.volumes.remove(i);
+                        } else {
+                            self.volumes[i].trashed = true;
+                        }
+                        Reply::text(202, "")
+                    }
+                    _ => err(405, "invalid_request", "Method not allowed"),
+                }
             }
             ("GET", "/sshkeys") => {
                 let data: Vec<Value> = self

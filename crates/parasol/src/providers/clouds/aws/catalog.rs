@@ -15,9 +15,26 @@ pub fn served_family(instance_type: &str) -> bool {
     FAMILIES.iter().any(|f| instance_type.starts_with(f))
 }
 
-/// The Shadeform model of a GPU as EC2's `GpuInfo` names it, with its
-/// memory (A100s come in 40 and 80 GB). p-family GPUs are SXM parts joined
-/// by NVLink; g-family ones are PCIe.
+/// GB of a GPU memory EC2 states in MiB. EC2 counts some GPUs' memory in
+/// binary units (H100: 81920 MiB, 80 GiB) and others in decimal ones
+/// (A10G: 22888 MiB, 24.0 GB; L40S: 45776 MiB, 48.0 GB), so the number is
+/// read in whichever unit it is whole in (nearest a whole number; GiB on a
+/// tie).
+pub fn gpu_gb(mib: i64) -> i64 {
+    let gib = mib as f64 / 1024.0;
+    let gb = mib as f64 * 1.048576 / 1000.0;
+    let off = |x: f64| (x - x.round()).abs();
+    if off(gb) < off(gib) {
+        gb.round() as i64
+    } else {
+        gib.round() as i64
+    }
+}
+
+/// The Shadeform model of a GPU as EC2's `GpuInfo` names it, with EC2's
+/// memory per GPU (which also tells the 40 and 80 GB A100s apart; see
+/// [`gpu_gb`]). p-family GPUs are SXM parts joined by NVLink; g-family
+/// ones are PCIe.
 pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel> {
     let sxm = instance_type.starts_with('p');
     let m = |gpu_type, shade, vram, interconnect| {
@@ -26,9 +43,11 @@ pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel>
             shade,
             vram,
             interconnect,
+            manufacturer: super::super::gpus::NVIDIA,
         })
     };
-    match name.to_ascii_uppercase().as_str() {
+    let vram = gpu_gb(memory_mib);
+    let model = match name.to_ascii_uppercase().as_str() {
         "T4" => m("T4", "T4", 16, "pcie"),
         "A10G" => m("A10G", "A10G", 24, "pcie"),
         "L4" => m("L4", "L4", 24, "pcie"),
@@ -39,7 +58,8 @@ pub fn gpu(name: &str, memory_mib: i64, instance_type: &str) -> Option<GpuModel>
         "H200" => m("H200", "H200", 141, "sxm5"),
         "B200" => m("B200", "B200", 180, "sxm6"),
         _ => None,
-    }
+    };
+    model.map(|g| g.with_vram(vram))
 }
 
 /// Regions whose prices the table lists, with their display names.
@@ -150,6 +170,12 @@ mod tests {
         );
         assert_eq!(gpu("A100", 40960, "p4d.24xlarge").unwrap().shade, "A100");
         assert_eq!(gpu("Radeon Pro V520", 8192, "g4ad.xlarge"), None);
+        // EC2's own memory per GPU, in the unit it is whole in.
+        assert_eq!(gpu("L40S", 45776, "g6e.xlarge").unwrap().vram, 48);
+        assert_eq!(gpu("A10G", 22888, "g5.xlarge").unwrap().vram, 24);
+        assert_eq!(gpu("H200", 144384, "p5en.48xlarge").unwrap().vram, 141);
+        assert_eq!(gpu("T4", 16384, "g4dn.xlarge").unwrap().vram, 16);
+        assert_eq!(gpu("A100", 40960, "p4d.24xlarge").unwrap().vram, 40);
         assert!(served_family("p6-b200.48xlarge") && served_family("g6e.xlarge"));
         assert!(!served_family("g4ad.xlarge") && !served_family("p3.2xlarge"));
     }

@@ -7,10 +7,23 @@
 //! catalog; DescribeImages, DescribeKeyPairs, ImportKeyPair, DescribeVpcs,
 //! DescribeSecurityGroups, CreateSecurityGroup,
 //! AuthorizeSecurityGroupIngress, RunInstances, DescribeInstances,
-//! RebootInstances and TerminateInstances for machines.
+//! RebootInstances and TerminateInstances for machines; CreateVolume,
+//! DescribeVolumes, CreateTags, AttachVolume, DetachVolume and
+//! DeleteVolume for volumes.
+//!
+//! A volume is a gp3 EBS volume, made at `/volumes/create` in one zone of
+//! its region (the one offering the most GPU types) and tagged
+//! `parasol:volume-id` and `parasol:deployment`. EBS mounts only in its own
+//! zone, so an instance that mounts it launches in that zone; EC2 attaches
+//! only to a running machine, so the launch tags the volume with the
+//! instance and the describe that first sees the machine running attaches
+//! it. Terminating the machine detaches it; the volume stays until its own
+//! delete.
 //!
 //! Every machine is tagged `parasol:instance-id=<id>` and
-//! `parasol:deployment=<deployment id>` (and `Name=parasol-<id>`). A launch
+//! `parasol:deployment=<deployment id>` (and `Name=parasol-<id>`, and
+//! `parasol:zone=<zone>`); a running machine's zone is its instance's
+//! `status_details` ("availability zone us-east-1b"). A launch
 //! first looks the machine up by that tag, because `ClientToken`
 //! idempotency is not something to rely on (moto ignores it). The zone is
 //! Parasol's choice: the region's zones that offer the type, in order,
@@ -52,8 +65,8 @@ use self::config::AwsConfig;
 use self::xml::Xml;
 use super::{configuration, key_name, shade_type, Marker, OffersCache};
 use crate::providers::{
-    Capacity, LaunchRequest, LaunchVolume, Launched, MachineState, Offer, Provider, ProviderError,
-    RegionOffer, VolumeOffer,
+    Capacity, LaunchRequest, Launched, MachineState, Offer, Provider, ProviderError, RegionOffer,
+    VolumeOffer, VolumeRef, VolumeRequest, VolumeState,
 };
 
 /// The cloud name in the API.
@@ -181,6 +194,9 @@ fn live_state(i: &Xml) -> MachineState {
             ip,
             ssh_port: 22,
             ssh_user: "ubuntu".to_string(),
+            placement: i
+                .text_at(&["placement", "availabilityZone"])
+                .map(|z| format!("availability zone {z}")),
         },
         ("running", None) => MachineState::Booting,
         ("shutting-down" | "terminated", _) => {
@@ -413,20 +429,28 @@ impl Aws {
         }
         *self.zones.lock().expect("poisoned") = zones_seen;
 
-        // One offer per Shadeform type: the cheapest AWS type of that shape.
-        let mut best: BTreeMap<String, Offer> = BTreeMap::new();
+        let mut models = BTreeMap::new();
+        for (name, t) in &infos {
+            match catalog::gpu(&t.gpu_name, t.gpu_memory_mib, &t.name) {
+                Some(gpu) => {
+                    models.insert(name.clone(), gpu);
+                }
+                None => super::gpus::unmapped(CLOUD, name),
+            }
+        }
+        let mut out = Vec::new();
         for (name, regions) in per_region {
             let t = &infos[&name];
-            let Some(gpu) = catalog::gpu(&t.gpu_name, t.gpu_memory_mib, &t.name) else {
+            let Some(gpu) = models.get(&name) else {
                 continue;
             };
             let hourly = regions.iter().map(|r| r.2).min().unwrap_or(0);
-            let offer = Offer {
+            out.push(Offer {
                 cloud: CLOUD.to_string(),
-                shade_instance_type: shade_type(&gpu, t.gpu_count),
+                shade_instance_type: shade_type(gpu, t.gpu_count),
                 cloud_instance_type: name.clone(),
                 configuration: configuration(
-                    &gpu,
+                    gpu,
                     t.gpu_count,
                     t.vcpus,
                     (t.memory_mib as f64 / 1024.0).round() as i64,
@@ -447,15 +471,12 @@ impl Aws {
                     .collect(),
                 ssh_user: "ubuntu".to_string(),
                 ssh_port: 22,
-            };
-            match best.get(&offer.shade_instance_type) {
-                Some(b) if b.hourly_price <= offer.hourly_price => {}
-                _ => {
-                    best.insert(offer.shade_instance_type.clone(), offer);
-                }
-            }
+            });
         }
-        Ok(best.into_values().collect())
+        // Every served type is an offer under a name of its own: the
+        // smallest of a shape is `L4`, the others `L4_g6.2xlarge` ...
+        super::gpus::unique_names(&mut out, |o| o.cloud_instance_type.clone());
+        Ok(out)
     }
 
     /// The zones of `region` that offer `instance_type`.
@@ -678,50 +699,76 @@ impl Aws {
         Ok(x.items(&["volumeSet"]).into_iter().cloned().collect())
     }
 
-    /// Makes a gp3 volume in the machine's zone for each of the instance's
-    /// volumes that has none yet.
-    async fn create_volumes(
-        &self,
-        region: &str,
-        id: Uuid,
-        zone: &str,
-        volumes: &[LaunchVolume],
-    ) -> Result<(), ProviderError> {
-        if volumes.is_empty() {
+    /// Marks the instance's volumes as the machine's (its instance tag),
+    /// so the describe that sees it running attaches them; a volume that
+    /// served an earlier machine is simply re-tagged.
+    async fn claim_volumes(&self, region: &str, req: &LaunchRequest) -> Result<(), ProviderError> {
+        if req.volumes.is_empty() {
             return Ok(());
         }
-        let existing = self.volumes_of(region, id).await?;
-        for v in volumes {
-            let vid = v.id.to_string();
-            if existing
-                .iter()
-                .any(|e| e.tag(TAG_VOLUME) == Some(vid.as_str()))
-            {
-                continue;
-            }
-            let token = format!("{id}-{}", &vid[..8]);
-            let size = v.size_in_gb.to_string();
-            let iid = id.to_string();
-            self.call(
-                region,
-                "CreateVolume",
-                &params([
-                    ("AvailabilityZone", zone),
-                    ("Size", &size),
-                    ("VolumeType", "gp3"),
-                    ("ClientToken", &token),
-                    ("TagSpecification.1.ResourceType", "volume"),
-                    ("TagSpecification.1.Tag.1.Key", TAG_INSTANCE),
-                    ("TagSpecification.1.Tag.1.Value", &iid),
-                    ("TagSpecification.1.Tag.2.Key", TAG_VOLUME),
-                    ("TagSpecification.1.Tag.2.Value", &vid),
-                    ("TagSpecification.1.Tag.3.Key", TAG_DEPLOYMENT),
-                    ("TagSpecification.1.Tag.3.Value", &self.deployment_id),
-                ]),
-            )
-            .await?;
+        let iid = req.instance_id.to_string();
+        let mut p = params([("Tag.1.Key", TAG_INSTANCE), ("Tag.1.Value", iid.as_str())]);
+        for (n, v) in req.volumes.iter().enumerate() {
+            p.push((format!("ResourceId.{}", n + 1), v.cloud_assigned_id.clone()));
         }
+        self.call(region, "CreateTags", &p).await?;
         Ok(())
+    }
+
+    /// The zone a new volume goes in: of the region's zones, the one that
+    /// offers the most of the served GPU types, so the instances that
+    /// mount it have the widest choice (ties: the first by name).
+    async fn volume_zone(&self, region: &str) -> Result<String, ProviderError> {
+        let counted = |zones: &HashMap<(String, String), Vec<String>>| {
+            let mut n: BTreeMap<String, usize> = BTreeMap::new();
+            for ((r, _), zs) in zones {
+                if r == region {
+                    for z in zs {
+                        *n.entry(z.clone()).or_default() += 1;
+                    }
+                }
+            }
+            n.into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map(|(z, _)| z)
+        };
+        if let Some(z) = counted(&self.zones.lock().expect("poisoned")) {
+            return Ok(z);
+        }
+        // The zones come with the catalog.
+        self.offers().await?;
+        counted(&self.zones.lock().expect("poisoned")).ok_or_else(|| {
+            ProviderError::Permanent(format!(
+                "aws: no zone of {region} offers a GPU instance type"
+            ))
+        })
+    }
+
+    /// The EBS volume standing for Parasol's volume `r`: by its EBS id when
+    /// known, else by its volume tag.
+    async fn find_volume(&self, r: &VolumeRef) -> Result<Option<Xml>, ProviderError> {
+        let p = match &r.cloud_assigned_id {
+            Some(id) => params([("VolumeId.1", id.as_str())]),
+            None => {
+                let mut p = Params::new();
+                filter(
+                    &mut p,
+                    1,
+                    &format!("tag:{TAG_VOLUME}"),
+                    &[&r.volume_id.to_string()],
+                );
+                p
+            }
+        };
+        match self.ec2.call(&r.region, "DescribeVolumes", &p).await {
+            Ok(x) => Ok(x
+                .items(&["volumeSet"])
+                .into_iter()
+                .find(|v| v.text_at(&["status"]) != Some("deleted"))
+                .cloned()),
+            Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(None),
+            Err(e) => Err(e.into_provider("DescribeVolumes")),
+        }
     }
 
     /// Attaches the machine's volumes that are not attached yet (EC2
@@ -755,8 +802,9 @@ impl Aws {
         Ok(())
     }
 
-    /// Detaches the machine's attached volumes and deletes the detached
-    /// ones; true once none is left.
+    /// Detaches the machine's attached volumes, which outlive it (Parasol
+    /// deletes a volume only when its own delete asks); true once none is
+    /// attached.
     async fn release_volumes(&self, region: &str, id: Uuid) -> Result<bool, ProviderError> {
         let vols = self.volumes_of(region, id).await?;
         let mut left = false;
@@ -787,19 +835,7 @@ impl Aws {
                         Err(e) => return Err(e.into_provider("DetachVolume")),
                     }
                 }
-                "available" => {
-                    left = true;
-                    match self
-                        .ec2
-                        .call(region, "DeleteVolume", &params([("VolumeId", vol)]))
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.code() == Some("InvalidVolume.NotFound") => {}
-                        Err(e) => return Err(e.into_provider("DeleteVolume")),
-                    }
-                }
-                "deleted" => {}
+                "available" | "deleted" | "deleting" | "error" => {}
                 _ => left = true,
             }
         }
@@ -883,6 +919,7 @@ impl Provider for Aws {
                 price_micros_per_gb_hour: catalog::GP3_MICROS_PER_GB_HOUR,
                 min_size_gb: 1,
                 max_size_gb: 16384,
+                mount_rule: "an EBS volume mounts only on instances in its own region, which launch in its zone".to_string(),
             })
             .collect())
     }
@@ -908,10 +945,7 @@ impl Provider for Aws {
                 ));
             }
             let ec2_id = i.text_at(&["instanceId"]).unwrap_or("").to_string();
-            if let Some(zone) = i.text_at(&["placement", "availabilityZone"]) {
-                self.create_volumes(region, req.instance_id, zone, &req.volumes)
-                    .await?;
-            }
+            self.claim_volumes(region, req).await?;
             self.known.lock().expect("poisoned").insert(
                 req.instance_id,
                 Known {
@@ -931,7 +965,18 @@ impl Provider for Aws {
         };
         let group = self.ensure_group(region).await?;
         let image = self.ami(region).await?;
-        let zones = self.zones_for(region, &req.cloud_instance_type).await?;
+        let mut zones = self.zones_for(region, &req.cloud_instance_type).await?;
+        // An EBS volume mounts only in its own zone: the machine goes there.
+        if let Some(z) = req.volumes.iter().find_map(|v| v.zone.as_deref()) {
+            if !zones.iter().any(|o| o == z) {
+                return Err(ProviderError::Permanent(format!(
+                    "aws: the instance's volume is in {z}, which does not offer {}; an EBS volume mounts only in its own zone",
+                    req.cloud_instance_type
+                )));
+            }
+            zones = vec![z.to_string()];
+        }
+        self.claim_volumes(region, req).await?;
         if zones.is_empty() {
             self.offers.clear().await;
             return Err(ProviderError::Capacity(format!(
@@ -962,10 +1007,6 @@ impl Provider for Aws {
                         })?
                         .to_string();
                     tracing::info!(instance = %req.instance_id, ec2_id = %ec2_id, zone = %zone, "aws: launched");
-                    // The machine is made: a failure from here on is
-                    // retried, and the retry adopts it by its tag.
-                    self.create_volumes(region, req.instance_id, zone, &req.volumes)
-                        .await?;
                     self.known.lock().expect("poisoned").insert(
                         req.instance_id,
                         Known {
@@ -1057,6 +1098,122 @@ impl Provider for Aws {
         }
     }
 
+    async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
+        let region = req.region.as_str();
+        let r = VolumeRef {
+            volume_id: req.volume_id,
+            region: region.to_string(),
+            cloud_assigned_id: None,
+        };
+        if let Some(v) = self.find_volume(&r).await? {
+            return Ok(volume_state(&v));
+        }
+        let zone = self.volume_zone(region).await?;
+        let vid = req.volume_id.to_string();
+        let size = req.size_in_gb.to_string();
+        let name = Marker::new(&self.deployment_id).name(req.volume_id);
+        let x = self
+            .call(
+                region,
+                "CreateVolume",
+                &params([
+                    ("AvailabilityZone", zone.as_str()),
+                    ("Size", &size),
+                    ("VolumeType", "gp3"),
+                    ("ClientToken", &vid),
+                    ("TagSpecification.1.ResourceType", "volume"),
+                    ("TagSpecification.1.Tag.1.Key", TAG_VOLUME),
+                    ("TagSpecification.1.Tag.1.Value", &vid),
+                    ("TagSpecification.1.Tag.2.Key", TAG_DEPLOYMENT),
+                    ("TagSpecification.1.Tag.2.Value", &self.deployment_id),
+                    ("TagSpecification.1.Tag.3.Key", "Name"),
+                    ("TagSpecification.1.Tag.3.Value", &name),
+                ]),
+            )
+            .await?;
+        tracing::info!(volume = %req.volume_id, zone = %zone, "aws: volume created");
+        Ok(volume_state(&x))
+    }
+
+    async fn describe_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        Ok(self
+            .find_volume(r)
+            .await?
+            .map_or(VolumeState::Gone, |v| volume_state(&v)))
+    }
+
+    async fn delete_volume(&self, r: &VolumeRef) -> Result<VolumeState, ProviderError> {
+        let Some(v) = self.find_volume(r).await? else {
+            return Ok(VolumeState::Gone);
+        };
+        let vol = v.text_at(&["volumeId"]).unwrap_or("").to_string();
+        match v.text_at(&["status"]).unwrap_or("") {
+            "in-use" => {
+                // Its machine is gone or going; EBS deletes only a
+                // detached volume.
+                let to = v
+                    .items(&["attachmentSet"])
+                    .first()
+                    .and_then(|a| a.text_at(&["instanceId"]))
+                    .unwrap_or("")
+                    .to_string();
+                match self
+                    .ec2
+                    .call(
+                        &r.region,
+                        "DetachVolume",
+                        &params([("VolumeId", vol.as_str()), ("InstanceId", &to)]),
+                    )
+                    .await
+                {
+                    Ok(_) => Ok(VolumeState::Deleting),
+                    Err(e) if e.code() == Some("IncorrectState") => Ok(VolumeState::Deleting),
+                    Err(e) => Err(e.into_provider("DetachVolume")),
+                }
+            }
+            "available" | "error" => match self
+                .ec2
+                .call(
+                    &r.region,
+                    "DeleteVolume",
+                    &params([("VolumeId", vol.as_str())]),
+                )
+                .await
+            {
+                Ok(_) => Ok(VolumeState::Deleting),
+                Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(VolumeState::Gone),
+                Err(e) => Err(e.into_provider("DeleteVolume")),
+            },
+            _ => Ok(VolumeState::Deleting),
+        }
+    }
+
+    async fn list_marked_volumes(&self) -> Result<Vec<VolumeRef>, ProviderError> {
+        let mut out = Vec::new();
+        for region in self.regions() {
+            let mut p = Params::new();
+            filter(
+                &mut p,
+                1,
+                &format!("tag:{TAG_DEPLOYMENT}"),
+                &[&self.deployment_id],
+            );
+            filter(&mut p, 2, "tag-key", &[TAG_VOLUME]);
+            let x = self.call(region, "DescribeVolumes", &p).await?;
+            out.extend(x.items(&["volumeSet"]).into_iter().filter_map(|v| {
+                if v.text_at(&["status"]) == Some("deleted") {
+                    return None;
+                }
+                Some(VolumeRef {
+                    volume_id: Uuid::parse_str(v.tag(TAG_VOLUME)?).ok()?,
+                    region: region.clone(),
+                    cloud_assigned_id: v.text_at(&["volumeId"]).map(str::to_string),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
     async fn list_marked(&self) -> Result<Vec<Uuid>, ProviderError> {
         let mut out = Vec::new();
         for region in self.regions() {
@@ -1086,6 +1243,26 @@ impl Provider for Aws {
     }
 }
 
+/// An EBS volume's state (CreateVolume's answer or a DescribeVolumes
+/// item) in provider-neutral terms.
+fn volume_state(v: &Xml) -> VolumeState {
+    let id = v.text_at(&["volumeId"]).unwrap_or("").to_string();
+    match v.text_at(&["status"]).unwrap_or("") {
+        "creating" => VolumeState::Creating {
+            cloud_assigned_id: id,
+        },
+        "available" | "in-use" => VolumeState::Available {
+            cloud_assigned_id: id,
+            zone: v.text_at(&["availabilityZone"]).map(str::to_string),
+        },
+        "deleting" => VolumeState::Deleting,
+        "deleted" => VolumeState::Gone,
+        other => VolumeState::Failed {
+            reason: format!("aws: EBS volume {id} is {other:?}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1112,7 +1289,15 @@ mod tests {
         );
         assert!(matches!(
             live_state(&inst("running", Some("3.3.3.3"), "")),
-            MachineState::Running { ip, .. } if ip == "3.3.3.3"
+            MachineState::Running { ip, placement: None, .. } if ip == "3.3.3.3"
+        ));
+        assert!(matches!(
+            live_state(&inst(
+                "running",
+                Some("3.3.3.3"),
+                "<placement><availabilityZone>us-east-1b</availabilityZone></placement>"
+            )),
+            MachineState::Running { placement: Some(p), .. } if p == "availability zone us-east-1b"
         ));
         assert_eq!(
             live_state(&inst(

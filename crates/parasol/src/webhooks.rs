@@ -93,6 +93,7 @@ pub const TYPES: &[&str] = &[
     "placement.moved",
     "placement.relaunched",
     "cluster.status_changed",
+    "volume.status_changed",
     "budget.alert",
     "budget.exceeded",
     "alert",

@@ -68,7 +68,8 @@ pub async fn info(
     Ok(ok(render(&v, app.clock.now_ms())))
 }
 
-fn render(v: &VolumeRecord, now_ms: i64) -> Volume {
+/// The API view of a stored volume, with its cost as of `now_ms`.
+pub(crate) fn render(v: &VolumeRecord, now_ms: i64) -> Volume {
     Volume {
         id: v.id,
         cloud: v.cloud.clone(),

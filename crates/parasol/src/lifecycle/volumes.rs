@@ -57,11 +57,43 @@ impl Reconciler {
                 );
                 // Instances waiting for this volume launch now.
                 self.notify.notify_one();
+                self.volume_event(&v, before).await;
             }
         } else {
             self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Records a written transition as a `volume.status_changed` event
+    /// (data: the volume as the API shows it, with `from` and `to`); a
+    /// failure is logged, not fatal.
+    async fn volume_event(&self, v: &VolumeRecord, before: VolumeStatus) {
+        let now = self.clock.now_ms();
+        let mut data =
+            serde_json::to_value(crate::http::volumes::render(v, now)).unwrap_or_default();
+        data["from"] = serde_json::json!(before.as_str());
+        data["to"] = serde_json::json!(v.status.as_str());
+        let message = format!(
+            "volume {} went from {} to {}",
+            v.name,
+            before.as_str(),
+            v.status.as_str()
+        );
+        if let Err(e) = self
+            .store
+            .record_event_with(
+                v.account_id,
+                None,
+                "volume.status_changed",
+                &message,
+                data,
+                now,
+            )
+            .await
+        {
+            tracing::warn!(volume = %v.id, error = %e, "could not record a volume event");
+        }
     }
 
     /// `creating`: asks the cloud to make the volume (or, once it has an

@@ -845,3 +845,47 @@ async fn redirects_are_not_followed_and_large_answers_do_not_matter() {
     assert_eq!(attempts(&c, &moved).await.len(), 1);
     assert_all_verified(&rx.records("/moved").await);
 }
+
+#[tokio::test]
+async fn a_volume_reports_being_made_and_deleted() {
+    let rx = Receiver::start();
+    let s = Server::start(Opts::default().args(LOCAL));
+    let c = s.admin();
+    let (_, secret) = create_hook(&c, &rx.url("/vol"), &["volume.*"]).await;
+    rx.set("/vol", json!({"secrets": [secret]})).await;
+    let id = c
+        .post(
+            "/v1/volumes/create",
+            json!({"cloud": "lambdalabs", "region": "us-east-1", "size_in_gb": 100, "name": "data"}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changed = |r: &[Value], to: &str| {
+        r.iter()
+            .map(body)
+            .any(|b| b["data"]["id"] == id.as_str() && b["data"]["to"] == to)
+    };
+    let got = rx
+        .wait("/vol", "the volume to be made", |r| changed(r, "available"))
+        .await;
+    let made = got
+        .iter()
+        .map(body)
+        .find(|b| b["data"]["to"] == "available")
+        .unwrap();
+    assert_eq!(made["type"], "volume.status_changed");
+    assert_eq!(made["data"]["from"], "creating");
+    assert_eq!(made["data"]["status"], "available");
+    c.post_empty(&format!("/v1/volumes/{id}/delete"))
+        .await
+        .expect(200);
+    let got = rx
+        .wait("/vol", "the volume to be deleted", |r| {
+            changed(r, "deleted")
+        })
+        .await;
+    assert_all_verified(&got);
+}

@@ -339,6 +339,18 @@ const STEPS: &[&[&str]] = &[&[
         at BIGINT NOT NULL
     )",
     "CREATE INDEX webhook_attempts_hook ON webhook_attempts (webhook_id, at)",
+], &[
+    // The live event stream (issue 27) resumes from an event's place in
+    // the log, which neither the random id nor created_at (the lifecycle
+    // clock, not unique) gives: seq numbers events in commit order
+    // (store/event_log.rs says why commit order). Events already stored
+    // are numbered in the order GET /v1/events lists them.
+    "ALTER TABLE events ADD COLUMN seq BIGINT",
+    "UPDATE events SET seq = numbered.n
+     FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) AS n FROM events) AS numbered
+     WHERE events.id = numbered.id",
+    "CREATE UNIQUE INDEX events_seq ON events (seq)",
+    "CREATE INDEX events_account_seq ON events (account_id, seq)",
 ]];
 
 /// The schema version this binary writes.

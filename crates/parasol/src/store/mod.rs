@@ -24,6 +24,8 @@ pub(crate) mod capacity;
 mod clusters;
 mod copy;
 pub use copy::Dump;
+mod event_log;
+pub use event_log::LoggedEvent;
 mod instances;
 mod leases;
 mod migrations;
@@ -175,6 +177,9 @@ pub struct Store {
     /// not inside it while it holds the write lock.
     monthly_limited: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
     writer: writer::Writer,
+    /// Notified after each commit of this process's writes, so that the
+    /// event stream reads new events at once (see [`Store::committed`]).
+    committed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -238,12 +243,14 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
-        let writer = writer::Writer::start(pool.clone(), backend);
+        let committed = std::sync::Arc::new(tokio::sync::Notify::new());
+        let writer = writer::Writer::start(pool.clone(), backend, committed.clone());
         let store = Store {
             pool,
             backend,
             monthly_limited: Default::default(),
             writer,
+            committed,
         };
         migrations::apply_up_to(&store, version).await?;
         Ok(store)
@@ -287,6 +294,13 @@ impl Store {
             + 'static,
     {
         self.writer.submit_one(work).await
+    }
+
+    /// Notified (one waiter) after each commit of this process's writes:
+    /// the event stream's tail waits on it, and polls for other
+    /// processes' writes.
+    pub fn committed(&self) -> &std::sync::Arc<tokio::sync::Notify> {
+        &self.committed
     }
 
     /// The pool, for providers that keep their own tables (the sim).

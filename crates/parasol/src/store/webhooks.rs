@@ -328,9 +328,12 @@ pub(super) async fn insert_event(
     data: &Value,
     now_ms: i64,
 ) -> StoreResult<()> {
+    // The next number of the log (see store/event_log.rs): writes are
+    // serialised (SQLite's write lock, the writer's advisory lock on
+    // PostgreSQL), so numbers follow commit order.
     sqlx::query(
-        "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data, seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events))",
     )
     .bind(id.to_string())
     .bind(account.to_string())

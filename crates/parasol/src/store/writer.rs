@@ -14,12 +14,13 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::{AnyConnection, AnyPool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Backend, StoreError, StoreResult};
 
@@ -127,12 +128,13 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer task on the current runtime.
-    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Writer {
+    /// `committed` is notified after each commit.
+    pub(crate) fn start(pool: AnyPool, backend: Backend, committed: Arc<Notify>) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoints(pool.clone(), queue.downgrade()));
         }
-        tokio::spawn(run(pool, backend, jobs));
+        tokio::spawn(run(pool, backend, jobs, committed));
         Writer { queue }
     }
 
@@ -222,7 +224,12 @@ async fn checkpoints(pool: AnyPool, writer: mpsc::WeakSender<Box<dyn Job>>) {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    committed: Arc<Notify>,
+) {
     while let Some(first) = jobs.recv().await {
         let mut waiting = VecDeque::from([first]);
         while waiting.len() < MAX_BATCH {
@@ -231,18 +238,20 @@ async fn run(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Box<dyn J
                 Err(_) => break,
             }
         }
-        batch(&pool, backend, waiting, &mut jobs).await;
+        if batch(&pool, backend, waiting, &mut jobs).await {
+            committed.notify_one();
+        }
     }
 }
 
 /// Runs one batch: the `waiting` jobs, and those that arrive while it runs
-/// until it is full or old; commits; answers.
+/// until it is full or old; commits; answers. `true`: it committed.
 async fn batch(
     pool: &AnyPool,
     backend: Backend,
     mut waiting: VecDeque<Box<dyn Job>>,
     jobs: &mut mpsc::Receiver<Box<dyn Job>>,
-) {
+) -> bool {
     // SQLite: take the write lock up front, so no statement of the batch
     // can fail to upgrade a read lock.
     let begin = match backend {
@@ -323,6 +332,7 @@ async fn batch(
             for job in done {
                 job.answer(None);
             }
+            true
         }
         Err(e) => fail(waiting, done, e.into()),
     }
@@ -330,12 +340,13 @@ async fn batch(
 
 /// Answers every job of a batch that did not commit with its error. The
 /// transaction, dropped by the caller, is rolled back by sqlx before its
-/// connection is used again.
-fn fail(waiting: VecDeque<Box<dyn Job>>, done: Vec<Box<dyn Job>>, e: StoreError) {
+/// connection is used again. Answers `false` (nothing committed).
+fn fail(waiting: VecDeque<Box<dyn Job>>, done: Vec<Box<dyn Job>>, e: StoreError) -> bool {
     tracing::warn!(error = %e, jobs = waiting.len() + done.len(), "a batch of store writes failed");
     for job in done.into_iter().chain(waiting) {
         job.answer(Some(&e));
     }
+    false
 }
 
 #[cfg(test)]

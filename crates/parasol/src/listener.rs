@@ -9,6 +9,14 @@
 //! the idle timeout. hyper's own header timeout is not used because hyper
 //! also runs it while a kept-alive connection waits for its next request,
 //! which would make the two timeouts one.
+//!
+//! A request is in hand from its head until its response's body has been
+//! sent, however long that takes (the event stream's never ends by
+//! itself), so the idle timeout never cuts a response short; a response
+//! whose client stops reading is cut after its writes have been blocked
+//! for the idle timeout instead. At shutdown every request is told through
+//! [`Draining`], so that endless responses end themselves and the
+//! graceful shutdown, which waits for responses, can finish.
 
 use std::collections::HashMap;
 use std::io;
@@ -118,51 +126,146 @@ enum Phase {
 }
 
 /// The connection's phase and when it began, shared by its stream wrapper
-/// (which sees bytes) and its service (which sees requests).
+/// (which sees bytes), its service (which sees requests) and the bodies of
+/// its responses (which see a response end).
 #[derive(Clone)]
 struct Activity(Arc<ActivityInner>);
 
 struct ActivityInner {
-    state: Mutex<(Phase, Instant)>,
+    state: Mutex<ActivityState>,
+}
+
+struct ActivityState {
+    phase: Phase,
+    since: Instant,
+    /// Requests begun on the connection: a response that ends marks the
+    /// connection idle only if no later request has begun.
+    requests: u64,
+    /// Since when a write has been waiting for the client to read.
+    blocked: Option<Instant>,
 }
 
 impl Activity {
     fn new() -> Self {
         // A new connection owes its first request head at once.
         Self(Arc::new(ActivityInner {
-            state: Mutex::new((Phase::Head, Instant::now())),
+            state: Mutex::new(ActivityState {
+                phase: Phase::Head,
+                since: Instant::now(),
+                requests: 0,
+                blocked: None,
+            }),
         }))
     }
 
-    fn set(&self, phase: Phase) {
-        *self.0.state.lock().expect("poisoned") = (phase, Instant::now());
+    /// A request's head is in: answers its number.
+    fn begin_request(&self) -> u64 {
+        let mut a = self.0.state.lock().expect("poisoned");
+        a.requests += 1;
+        a.phase = Phase::Busy;
+        a.since = Instant::now();
+        a.requests
+    }
+
+    /// Request `n`'s response has been sent (or abandoned).
+    fn end_request(&self, n: u64) {
+        let mut a = self.0.state.lock().expect("poisoned");
+        if a.requests == n && a.phase == Phase::Busy {
+            a.phase = Phase::Idle;
+            a.since = Instant::now();
+        }
     }
 
     fn read_bytes(&self) {
         let mut a = self.0.state.lock().expect("poisoned");
-        if a.0 == Phase::Idle {
-            *a = (Phase::Head, Instant::now());
+        if a.phase == Phase::Idle {
+            a.phase = Phase::Head;
+            a.since = Instant::now();
         }
     }
 
     fn wrote_bytes(&self) {
         let mut a = self.0.state.lock().expect("poisoned");
-        if a.0 == Phase::Idle {
-            // A response still going out is not idleness.
-            a.1 = Instant::now();
+        a.blocked = None;
+        if a.phase == Phase::Idle {
+            // Bytes of a response still going out are not idleness.
+            a.since = Instant::now();
         }
     }
 
-    /// When the connection is due to be closed, if it is not busy.
+    fn write_blocked(&self) {
+        let mut a = self.0.state.lock().expect("poisoned");
+        if a.blocked.is_none() {
+            a.blocked = Some(Instant::now());
+        }
+    }
+
+    /// When the connection is due to be closed: a busy one only once its
+    /// writes have been blocked for the idle timeout.
     fn deadline(&self, limits: &ConnLimits) -> Option<Instant> {
-        let (phase, since) = *self.0.state.lock().expect("poisoned");
-        match phase {
-            Phase::Idle => Some(since + limits.idle_timeout),
-            Phase::Head => Some(since + limits.header_read_timeout),
-            Phase::Busy => None,
+        let a = self.0.state.lock().expect("poisoned");
+        match a.phase {
+            Phase::Idle => Some(a.since + limits.idle_timeout),
+            Phase::Head => Some(a.since + limits.header_read_timeout),
+            Phase::Busy => a.blocked.map(|t| t + limits.idle_timeout),
         }
     }
 }
+
+/// A response's body, which marks its request done when it has been sent
+/// or dropped.
+struct Tracked {
+    inner: axum::body::Body,
+    activity: Activity,
+    request: u64,
+    ended: bool,
+}
+
+impl Tracked {
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.activity.end_request(self.request);
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) {
+            self.end();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Whether the server is shutting down, in every request's extensions.
+/// A graceful shutdown waits for every response to be sent, so a response
+/// that would never end by itself (the event stream) watches this and
+/// ends when it turns true.
+#[derive(Clone, Debug)]
+pub struct Draining(pub watch::Receiver<bool>);
 
 /// A stream that reports its traffic to an [`Activity`].
 struct Watched<S> {
@@ -192,8 +295,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote_bytes();
+        match r {
+            Poll::Ready(Ok(n)) if n > 0 => self.activity.wrote_bytes(),
+            Poll::Pending => self.activity.write_blocked(),
+            _ => {}
         }
         r
     }
@@ -207,8 +312,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote_bytes();
+        match r {
+            Poll::Ready(Ok(n)) if n > 0 => self.activity.wrote_bytes(),
+            Poll::Pending => self.activity.write_blocked(),
+            _ => {}
         }
         r
     }
@@ -361,16 +468,24 @@ async fn connection(
         activity: activity.clone(),
     });
     let service_activity = activity.clone();
+    let draining = Draining(stop.clone());
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let activity = service_activity.clone();
             let mut router = router.clone();
             req.extensions_mut().insert(ConnectInfo(peer));
-            activity.set(Phase::Busy);
+            req.extensions_mut().insert(draining.clone());
+            let request = activity.begin_request();
             async move {
                 let res = tower_service::Service::call(&mut router, req).await;
-                activity.set(Phase::Idle);
-                res
+                res.map(|r| {
+                    r.map(|inner| Tracked {
+                        inner,
+                        activity,
+                        request,
+                        ended: false,
+                    })
+                })
             }
         });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -400,7 +515,7 @@ async fn connection(
                 return;
             }
             Some(d) => d.min(now + step),
-            // Busy: the handler bounds it.
+            // Busy and sending freely (or not at all): the handler bounds it.
             None => now + step,
         };
         sleep.as_mut().reset(wake);

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod event_stream;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

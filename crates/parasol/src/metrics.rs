@@ -172,6 +172,8 @@ pub struct Metrics {
     pub webhook_attempts: CounterFamily,
     /// Webhook attempt latency.
     pub webhook_duration: HistogramFamily,
+    /// Event streams the server ended itself, by reason.
+    pub event_stream_cuts: CounterFamily,
     /// GPU types each cloud lists that map onto no Shadeform model.
     unmapped_types: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -228,6 +230,11 @@ impl Metrics {
                 "parasol_webhook_attempt_duration_seconds",
                 "Time a webhook delivery attempt took, answer or timeout included.",
                 &[],
+            ),
+            event_stream_cuts: CounterFamily::new(
+                "parasol_event_stream_cuts_total",
+                "Event streams (GET /v1/events/stream) the server ended with a resume event, by reason (slow_client: more than the buffer behind; shutdown; unavailable: the log could not be read).",
+                &["reason"],
             ),
             unmapped_types: Mutex::new(BTreeMap::new()),
         }
@@ -299,6 +306,11 @@ impl Metrics {
         self.webhook_duration.observe(&[], took);
     }
 
+    /// Counts an event stream the server ended itself.
+    pub fn count_event_stream_cut(&self, reason: &str) {
+        self.event_stream_cuts.inc(&[reason]);
+    }
+
     /// The families kept here, in the text format.
     pub fn render(&self, out: &mut String) {
         self.http_requests.render(out);
@@ -311,6 +323,7 @@ impl Metrics {
         self.rate_limited.render(out);
         self.webhook_attempts.render(out);
         self.webhook_duration.render(out);
+        self.event_stream_cuts.render(out);
         let unmapped = self.unmapped_types.lock().expect("poisoned");
         if !unmapped.is_empty() {
             header(

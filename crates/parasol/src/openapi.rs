@@ -58,6 +58,9 @@ const TYPES_QUERY: &[(&str, &str)] = &[
 
 /// Name of the schema of `GET /v1/events`, which has no wire type.
 const EVENTS: &str = "EventsResponse";
+/// Marks the answer of `GET /v1/events/stream`: `text/event-stream`, not
+/// a JSON schema.
+const STREAM: &str = "text/event-stream";
 /// Name of the answer of the launches by requirements: the new id, or the
 /// candidates of a dry run.
 const LAUNCH: &str = "LaunchResponse";
@@ -379,6 +382,34 @@ fn ops() -> Vec<Op> {
             None,
             Cow::Borrowed(EVENTS),
         ),
+        Op {
+            method: Get,
+            path: "/events/stream",
+            id: "EventsStream",
+            tag: "parasol",
+            summary: "Parasol extension: the account's events (an admin key: every account's) \
+                 live, as server-sent events, in log order. Each event: `id` (its place in the \
+                 log), `event` (its type), `data` (the webhook body: `{id, type, created_at, \
+                 account_id, data}`). A `retry:` hint comes first and a `:heartbeat` comment \
+                 every 15 s. `Last-Event-ID` (header, or `last_event_id`) replays what came \
+                 after that event first. A client more than 1024 events behind, or a server \
+                 shutting down, gets a final `resume` event whose id is where to resume from, \
+                 and the stream ends.",
+            request: None,
+            response: Cow::Borrowed(STREAM),
+            query: &[
+                (
+                    "types",
+                    "Comma-separated event types or patterns, as webhook subscriptions name \
+                     them (`instance.*,budget.alert`); default every type.",
+                ),
+                (
+                    "last_event_id",
+                    "Resume after this event id, for clients that cannot send the \
+                     Last-Event-ID header.",
+                ),
+            ],
+        },
         op(
             Post,
             "/instances/launch",
@@ -636,16 +667,22 @@ fn json_ref(name: &str) -> utoipa::openapi::Content {
 fn build() -> serde_json::Value {
     let mut paths = PathsBuilder::new();
     for op in ops() {
-        let mut ok = ResponseBuilder::new()
-            .description("Success.")
-            .content("application/json", json_ref(&op.response));
+        let text = || {
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                .build()
+        };
+        let mut ok = if op.response == STREAM {
+            ResponseBuilder::new()
+                .description("A stream of server-sent events that lasts until the client leaves.")
+                .content(STREAM, text())
+        } else {
+            ResponseBuilder::new()
+                .description("Success.")
+                .content("application/json", json_ref(&op.response))
+        };
         if op.query.iter().any(|(q, _)| *q == "format") {
-            ok = ok.content(
-                "text/csv",
-                ContentBuilder::new()
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
-                    .build(),
-            );
+            ok = ok.content("text/csv", text());
         }
         let mut o = OperationBuilder::new()
             .operation_id(Some(op.id))
@@ -675,6 +712,18 @@ fn build() -> serde_json::Value {
                     .name(&op.path[start + 1..end])
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+            );
+        }
+        if op.response == STREAM {
+            o = o.parameter(
+                ParameterBuilder::new()
+                    .name("Last-Event-ID")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "The id of the last event received: the stream replays what came after it.",
+                    ))
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
             );
         }

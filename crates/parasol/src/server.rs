@@ -225,6 +225,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.webhooks,
         settings.reconciler.period,
     ));
+    let events = Arc::new(
+        crate::event_stream::EventHub::new(store.clone())
+            .await
+            .context("reading the event log")?,
+    );
     let state = Arc::new(AppState {
         deployment_id: deployment_id.clone(),
         store: store.clone(),
@@ -242,6 +247,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         audit_retention: settings.audit_retention,
         console_key: Default::default(),
         webhooks: settings.webhooks,
+        events: events.clone(),
     });
 
     let handshake = settings
@@ -286,6 +292,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let webhooks_task = tokio::spawn(deliverer.run(stop_rx.clone()));
+    let events_task = tokio::spawn(events.run(stop_rx.clone()));
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     crate::listener::serve(
@@ -302,6 +309,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     leases_task.await.ok();
     refresh_task.await.ok();
     webhooks_task.await.ok();
+    events_task.await.ok();
     audit_task.await.ok();
     sweep_task.await.ok();
     store.close().await;

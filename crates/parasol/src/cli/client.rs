@@ -174,7 +174,54 @@ impl Api {
         Ok((status, kind, bytes))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> CliError {
+    /// `GET /v1{path}` as a stream of server-sent events: the response once
+    /// its head is in, to be read chunk by chunk. No overall timeout (a
+    /// stream lasts), but a read that waits longer than [`STREAM_SILENCE`]
+    /// (well past the server's 15 s heartbeat) fails as a lost connection.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, StreamError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(STREAM_SILENCE)
+            .user_agent(concat!("parasol-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                StreamError::Fatal(CliError::new(format!("cannot build an HTTP client: {e}")))
+            })?;
+        let mut req = http
+            .get(format!("{}/v1{path}", self.base))
+            .header("X-API-KEY", &self.key)
+            .header("accept", "text/event-stream");
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| StreamError::Transient(self.transport_error(&e)))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
+        let bytes = res.bytes().await.unwrap_or_default();
+        let e = api_error(status, &bytes);
+        // Overload and outages pass; a refused key or request does not.
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Err(StreamError::Transient(e))
+        } else {
+            Err(StreamError::Fatal(e))
+        }
+    }
+
+    /// A transport failure as one line.
+    pub fn transport_error(&self, e: &reqwest::Error) -> CliError {
         let what = if e.is_timeout() {
             "the request timed out".to_string()
         } else {
@@ -185,6 +232,19 @@ impl Api {
             self.base
         ))
     }
+}
+
+/// Longest a stream may stay silent before the CLI treats its connection
+/// as lost.
+pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Worth trying again (no connection, overload, an outage).
+    Transient(CliError),
+    /// Trying again would fail the same way (a refused key or request).
+    Fatal(CliError),
 }
 
 /// Checks and trims a server URL.

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod client;
+pub mod events;
 pub mod instances;
 pub mod keys;
 pub mod launch;
@@ -87,6 +88,14 @@ pub enum Command {
         common: Common,
         #[command(subcommand)]
         command: webhooks::WebhooksCommand,
+    },
+    /// What happened to the account's resources; `--follow` prints events
+    /// live as they happen.
+    Events {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: events::EventsArgs,
     },
     /// Multi-node clusters.
     Clusters {
@@ -227,6 +236,10 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             webhooks::run(&api, common.output, command)
                 .await
                 .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Events { common, args } => {
+            let api = Api::from_profile()?;
+            events::run(&api, common.output, args).await
         }
         Command::Clusters { common, command } => {
             let api = Api::from_profile()?;

@@ -83,6 +83,8 @@ pub struct AppState {
     pub console_key: crate::console::SessionKey,
     /// What webhook URLs may be.
     pub webhooks: crate::webhooks::UrlPolicy,
+    /// The event log's tail, for `GET /v1/events/stream`.
+    pub events: Arc<crate::event_stream::EventHub>,
 }
 
 /// Shared state handle.
@@ -125,6 +127,7 @@ fn api_router(state: AppRef) -> Router {
         .route("/clusters/{id}/info", get(clusters::info))
         .route("/clusters/{id}/delete", post(clusters::delete))
         .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
         .route("/volumes", get(volumes::list))
         .route("/volumes/types", get(volumes::types))
         .route("/volumes/create", post(volumes::create))

@@ -16,6 +16,7 @@ mod console;
 mod crash;
 mod durability;
 mod errors;
+mod events_stream;
 mod first_start;
 mod generated_client;
 mod hosts;

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::harness::{Opts, Server};
 
 /// Scrapes the server; asserts the content type.
-async fn scrape(s: &Server) -> String {
+pub async fn scrape(s: &Server) -> String {
     let res = reqwest::get(format!("{}/metrics", s.base)).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(

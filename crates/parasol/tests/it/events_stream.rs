@@ -364,6 +364,12 @@ async fn stalled_stream(s: &Server, key: &str) -> tokio::net::TcpStream {
     tcp
 }
 
+/// The text of a chunked body that may be cut anywhere: the chunk sizes
+/// are left in, which no check here looks for.
+fn unchunk_lossy(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 /// Decodes a chunked body into text.
 fn unchunk(raw: &[u8]) -> String {
     let mut out = Vec::new();
@@ -666,4 +672,84 @@ async fn the_cli_follows_events_and_resumes_after_a_dropped_connection() {
     );
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed["events"].as_array().unwrap().len() >= log.len());
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_at_all_is_disconnected_after_the_idle_timeout() {
+    let s = Server::start(Opts::default().args(&["--idle-timeout-ms", "2000"]));
+    let a = s.client(&s.new_account("alpha"));
+    let account = account_id(&a).await;
+    let mut stalled = stalled_stream(&s, a.key.as_deref().unwrap()).await;
+    // Enough to fill its socket buffers (4 MiB at most here), so that the
+    // server's writes block; fewer events than a stream may fall behind,
+    // so that the stream itself never ends.
+    record_alerts(
+        &s,
+        account,
+        "fill",
+        600,
+        100,
+        Duration::from_millis(20),
+        10_000,
+    )
+    .await;
+    // Still reading nothing, past the idle timeout of blocked writes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // What the kernel held still arrives, then the end of the connection.
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut raw))
+        .await
+        .expect("the connection is still open")
+        .ok();
+    // Had the connection been open still, reading would have let the
+    // server go on: the rest of its buffer, a resume event and the end of
+    // the response. It was closed while blocked instead.
+    let text = unchunk_lossy(&raw);
+    assert!(text.contains("\"fill\""), "no event reached it");
+    assert!(
+        !text.contains("event: resume"),
+        "it was not closed while blocked"
+    );
+    assert!(!raw.ends_with(b"0\r\n\r\n"), "it was dropped, not ended");
+}
+
+#[tokio::test]
+async fn a_stream_on_one_replica_carries_the_events_written_by_another_in_log_order() {
+    let (url, _name) = crate::harness::fresh_pg_database();
+    let opts = || {
+        Opts {
+            database_url: Some(url.clone()),
+            ..Opts::default()
+        }
+        .args(crate::harness::UNLIMITED)
+    };
+    let first = Server::start(opts());
+    let second = Server::start(opts());
+    let mut on_first = Stream::open(&first, ADMIN_KEY, "", None).await;
+    let mut on_second = Stream::open(&second, ADMIN_KEY, "", None).await;
+    let (c1, c2) = (first.admin(), second.admin());
+    // Both replicas write at once, so their events interleave in the log.
+    let (mut ids1, mut ids2) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let (n1, n2) = (format!("one-{i}"), format!("two-{i}"));
+        let (x, y) = tokio::join!(c1.create_instance(&n1), c2.create_instance(&n2));
+        ids1.push(x);
+        ids2.push(y);
+    }
+    let last = c1.create_instance("last").await;
+    let a = on_first.until(is_active(&last)).await;
+    let b = on_second.until(is_active(&last)).await;
+    let created = |got: &[Block]| -> HashSet<String> {
+        got.iter()
+            .filter(|b| b.event.as_deref() == Some("instance.created"))
+            .map(|b| b.body()["data"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for id in ids1.iter().chain(&ids2) {
+        assert!(created(&a).contains(id) && created(&b).contains(id), "{id}");
+    }
+    // Each saw the whole log up to there, in its order, once.
+    let log = log_of(&first, None).await;
+    assert_eq!(ids(&a), log[..a.len()]);
+    assert_eq!(ids(&a), ids(&b));
 }

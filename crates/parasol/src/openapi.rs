@@ -390,7 +390,7 @@ fn ops() -> Vec<Op> {
             summary: "Parasol extension: the account's events (an admin key: every account's) \
                  live, as server-sent events, in log order. Each event: `id` (its place in the \
                  log), `event` (its type), `data` (the webhook body: `{id, type, created_at, \
-                 account_id, data}`). A `retry:` hint comes first and a `:heartbeat` comment \
+                 account_id, data}`). A `retry:` hint comes first and a `: heartbeat` comment \
                  every 15 s. `Last-Event-ID` (header, or `last_event_id`) replays what came \
                  after that event first. A client more than 1024 events behind, or a server \
                  shutting down, gets a final `resume` event whose id is where to resume from, \

@@ -228,6 +228,11 @@ async fn resuming_with_last_event_id_after_a_dropped_connection_loses_nothing() 
     let three = a.create_instance("three").await;
     rest.extend(second.until(is_active(&three)).await);
 
+    // The parameter, for clients that cannot set the header, does the same.
+    let query = format!("?last_event_id={last}");
+    let mut by_query = Stream::open(&s, a.key.as_deref().unwrap(), &query, None).await;
+    assert_eq!(ids(&[by_query.event().await.unwrap()]), ids(&rest[..1]));
+
     let mut all = ids(&got);
     all.extend(ids(&rest));
     let log = log_of(&s, Some(account)).await;

@@ -1088,6 +1088,15 @@ async fn webhooks_show_their_secret_once_are_disabled_and_show_their_deliveries(
     assert!(new.starts_with("whsec_") && new != secret);
     let one = b.get(&format!("/webhooks/{id}")).await.expect(200);
     assert!(!one.html.contains(&new) && one.html.contains("also signs until"));
+    // The page's new secret is the one that signs now.
+    rx.set("/console", json!({"secrets": [new]})).await;
+    b.post(&format!("/webhooks/{id}/test"), &[])
+        .await
+        .redirects_to(&format!("/webhooks/{id}"));
+    assert_all_verified(
+        &rx.wait("/console", "the second ping", |r| r.len() >= 2)
+            .await[1..],
+    );
 
     // Disabled: the API says so, the page offers Enable, and a test is
     // refused with the API's message.

@@ -9,7 +9,7 @@ use parasol_api::{ApiKeysResponse, Confirmation, CreateApiKeyResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::layout::{self, csrf, form_error, Nav};
+use super::layout::{self, csrf, form_error, when, Nav};
 use super::{api, html_status, request, see, PageResult, Session};
 use crate::error::ApiError;
 use crate::http::{self, AppRef, Body};
@@ -19,10 +19,6 @@ use crate::http::{self, AppRef, Body};
 #[serde(default)]
 pub struct CreateForm {
     name: String,
-}
-
-fn when(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 async fn render(

@@ -73,6 +73,7 @@ pub enum Nav {
     Clusters,
     Keys,
     ApiKeys,
+    Webhooks,
     Volumes,
     Templates,
     Events,
@@ -86,6 +87,7 @@ const ENTRIES: &[(Nav, &str, &str)] = &[
     (Nav::Clusters, "/clusters", "Clusters"),
     (Nav::Keys, "/keys", "SSH keys"),
     (Nav::ApiKeys, "/api-keys", "API keys"),
+    (Nav::Webhooks, "/webhooks", "Webhooks"),
     (Nav::Volumes, "/volumes", "Volumes"),
     (Nav::Templates, "/templates", "Templates"),
     (Nav::Events, "/events", "Events"),
@@ -147,6 +149,11 @@ pub fn form_error(err: Option<&crate::error::ApiError>, shown: &[&str]) -> Marku
             p.form-error role="alert" { (e.message) }
         }
     }
+}
+
+/// A time as the console's tables show it.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// A status word, coloured by what it means.

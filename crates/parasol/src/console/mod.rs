@@ -22,6 +22,7 @@ mod session;
 mod spend;
 mod templates;
 mod volumes;
+mod webhooks;
 
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
@@ -71,6 +72,16 @@ pub fn routes() -> Router<AppRef> {
         .route("/volumes/{id}/delete", post(volumes::delete))
         .route("/templates", get(templates::page).post(templates::save))
         .route("/templates/{id}/delete", post(templates::delete))
+        .route("/webhooks", get(webhooks::page).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::detail))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/update", post(webhooks::update))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/events", get(events::page))
         .route("/spend", get(spend::page))
         .route("/system", get(events::system))

@@ -24,7 +24,7 @@ pub(crate) mod sshkeys;
 pub(crate) mod templates;
 mod usage;
 pub(crate) mod volumes;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,8 +2,9 @@
 Playwright through Debian's chromium (never a downloaded browser).
 
 The server is the built `target/debug/parasol` (scripts/test.sh builds it
-first), started on port 0 with a fresh data directory. Screenshots of the
-main pages go to target/browser-screenshots/.
+first), started on port 0 with a fresh data directory; it lets webhooks
+reach plain-http receivers on loopback, so the tests can run one.
+Screenshots of the main pages go to target/browser-screenshots/.
 """
 
 import os
@@ -14,6 +15,7 @@ import threading
 import json
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -80,7 +82,7 @@ def server():
     proc = subprocess.Popen(
         [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", data.name,
          "--sim-boot-seconds", "1", "--reconcile-period-ms", "100", "--sim-capacity", "100",
-         "--test-clock"],
+         "--test-clock", "--webhook-allow-http", "--webhook-allow-private"],
         stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
     )
     lines = []
@@ -139,6 +141,34 @@ def sign_in(page, server):
 @pytest.fixture()
 def signed_in(page, server):
     return sign_in(page, server)
+
+
+class Receiver:
+    """A webhook receiver on loopback that answers 204 and keeps what it got."""
+
+    def __init__(self):
+        got = self.got = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("content-length") or 0)
+                got.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_port}/hook"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+
+@pytest.fixture()
+def receiver():
+    r = Receiver()
+    yield r
+    r.http.shutdown()
 
 
 def shot(page, name):

@@ -157,3 +157,46 @@ def test_spend_chart_and_sign_out(server, page):
     assert not [c for c in page.context.cookies() if c["name"] == "parasol_session" and c["value"]]
     page.goto("/instances")
     expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_webhook_secret_shown_once_test_ping_and_disable(signed_in, receiver):
+    page = signed_in
+    page.click("nav >> text=Webhooks")
+    expect(page.locator(".empty")).to_contain_text("No webhooks yet")
+    page.fill("input[name=url]", receiver.url)
+    page.fill("input[name=events]", "instance.bogus")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator('.field-error[data-field="events"]')).to_contain_text("unknown event type")
+    expect(page.locator("input[name=url]")).to_have_value(receiver.url)
+    page.fill("input[name=events]", "instance.*, ping")
+    page.fill("input[name=description]", "ops pager")
+    page.click("form.stack button[type=submit]")
+    secret = page.locator("#webhook-secret").inner_text()
+    assert secret.startswith("whsec_"), secret
+    page.click("[data-copy=webhook-secret]")
+    expect(page.locator("[data-copy=webhook-secret]")).to_have_text("Copied")
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
+    row = page.locator("#webhooks tr", has_text="ops pager")
+    expect(row).to_contain_text("enabled")
+    shot(page, "webhook-created")
+    # Shown once: coming back to the page, it is gone.
+    page.click("nav >> text=Webhooks")
+    expect(page.locator("#webhooks tr", has_text="ops pager")).to_have_count(1)
+    assert secret not in page.content()
+    expect(page.locator("#webhook-secret")).to_have_count(0)
+
+    page.locator("#webhooks tr", has_text="ops pager").locator("text=Send test").click()
+    expect(page).to_have_url(re.compile(r"/webhooks/[0-9a-f-]{36}$"))
+    # The attempt appears without a reload, with the receiver's answer.
+    expect(page.locator("#deliveries tr[data-type=ping] .result")).to_have_text("204", timeout=30000)
+    # Instances of the other tests may send events too: one ping, though.
+    pings = [b for b in receiver.got if b["type"] == "ping"]
+    assert len(pings) == 1, receiver.got
+    expect(page.locator("#deliveries tr[data-type=ping]")).to_contain_text(pings[0]["id"])
+    shot(page, "webhook")
+
+    page.click("text=Disable")
+    expect(page).to_have_url(re.compile(r"/webhooks$"))
+    expect(page.locator("#webhooks tr", has_text="ops pager")).to_contain_text("disabled")
+    expect(page.locator("#webhooks tr", has_text="ops pager").locator("text=Send test")).to_be_disabled()
+    shot(page, "webhooks")

@@ -257,6 +257,7 @@ async fn every_page_renders_and_the_assets_are_embedded() {
         ("/clusters/new", "Cluster shapes"),
         ("/keys", "No SSH keys yet"),
         ("/volumes", "No volumes yet"),
+        ("/webhooks", "No webhooks yet"),
         ("/templates", "Featured"),
         ("/events", "Nothing has happened yet"),
         ("/spend", "Month to date"),
@@ -955,4 +956,298 @@ async fn api_keys_are_made_shown_once_and_revoked_which_ends_their_sessions() {
         .await
         .expect(404);
     s.client(&other).get("/v1/account").await.expect(200);
+}
+
+/// The text of the element carrying `attr` (`data-secret`, …).
+fn marked(page: &Page, attr: &str) -> Option<String> {
+    page.html
+        .split(&format!("{attr}>"))
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .map(str::to_string)
+}
+
+/// Enables or disables a webhook with its button, and checks the API agrees.
+async fn set_enabled(b: &mut Browser, s: &Server, id: &str, on: bool) {
+    b.post(
+        &format!("/webhooks/{id}/update"),
+        &[("enabled", &on.to_string())],
+    )
+    .await
+    .redirects_to("/webhooks");
+    let w = s
+        .admin()
+        .get(&format!("/v1/webhooks/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(w["enabled"], on);
+}
+
+#[tokio::test]
+async fn webhooks_show_their_secret_once_are_disabled_and_show_their_deliveries() {
+    use crate::webhooks::{assert_all_verified, Receiver, LOCAL};
+    let rx = Receiver::start();
+    let s = Server::start(Opts::default().args(LOCAL));
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let empty = b.get("/webhooks").await.expect(200);
+    assert!(empty.html.contains("No webhooks yet"), "{}", empty.html);
+
+    let made = b
+        .post(
+            "/webhooks",
+            &[
+                ("url", &rx.url("/console")),
+                ("events", "instance.*, ping"),
+                ("description", "ops pager"),
+            ],
+        )
+        .await
+        .expect(200);
+    let secret =
+        marked(&made, "data-secret").unwrap_or_else(|| panic!("no secret shown: {}", made.html));
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(made.html.contains("data-copy=\"webhook-secret\""));
+    assert_eq!(made.rows("webhooks"), 1);
+    rx.set("/console", json!({"secrets": [secret]})).await;
+    let listed = s.admin().get("/v1/webhooks").await.expect(200);
+    let hook = &listed["webhooks"][0];
+    assert_eq!(hook["events"], json!(["instance.*", "ping"]));
+    assert_eq!(hook["description"], "ops pager");
+    assert_eq!(hook["enabled"], true);
+    let id = hook["id"].as_str().unwrap().to_string();
+
+    // Shown once: neither the list nor the endpoint's page has it again.
+    let list = b.get("/webhooks").await.expect(200);
+    assert_eq!(list.rows("webhooks"), 1);
+    assert!(list.html.contains("ops pager") && list.html.contains("instance.*, ping"));
+    assert!(!list.html.contains(&secret), "shown once only");
+    let one = b.get(&format!("/webhooks/{id}")).await.expect(200);
+    assert!(!one.html.contains(&secret), "shown once only");
+    assert!(one.html.contains("No attempts yet"), "{}", one.html);
+
+    // A test ping, signed with the secret the page showed, is listed with
+    // the receiver's answer.
+    b.post(&format!("/webhooks/{id}/test"), &[])
+        .await
+        .redirects_to(&format!("/webhooks/{id}"));
+    let got = rx.wait("/console", "the ping", |r| !r.is_empty()).await;
+    assert_all_verified(&got);
+    let sent: serde_json::Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["type"], "ping");
+    let part = wait_page(
+        &mut b,
+        &format!("/webhooks/{id}/deliveries"),
+        "data-type=\"ping\"",
+    )
+    .await;
+    assert_eq!(part.rows("deliveries"), 1);
+    assert!(
+        part.html.contains(sent["id"].as_str().unwrap()),
+        "{}",
+        part.html
+    );
+    assert!(
+        part.html
+            .contains("<span class=\"st st-active\">200</span>"),
+        "{}",
+        part.html
+    );
+    let one = b.get(&format!("/webhooks/{id}")).await.expect(200);
+    assert_eq!(one.rows("deliveries"), 1);
+
+    // A receiver that answers 503: its attempt shows the status as a failure.
+    rx.set("/down", json!({"status": 503})).await;
+    b.post("/webhooks", &[("url", &rx.url("/down")), ("events", "*")])
+        .await
+        .expect(200);
+    let down = s.admin().get("/v1/webhooks").await.expect(200)["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["url"].as_str().unwrap().ends_with("/down"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.post(&format!("/webhooks/{down}/test"), &[])
+        .await
+        .redirects_to("/webhooks/");
+    let part = wait_page(&mut b, &format!("/webhooks/{down}/deliveries"), "503").await;
+    assert!(
+        part.html.contains("<span class=\"st st-error\">503</span>"),
+        "{}",
+        part.html
+    );
+
+    // A rotation shows the new secret once; the old one signs beside it.
+    let rotated = b
+        .post(&format!("/webhooks/{id}/rotate-secret"), &[])
+        .await
+        .expect(200);
+    let new = marked(&rotated, "data-secret").expect("the new secret");
+    assert!(new.starts_with("whsec_") && new != secret);
+    let one = b.get(&format!("/webhooks/{id}")).await.expect(200);
+    assert!(!one.html.contains(&new) && one.html.contains("also signs until"));
+    // The page's new secret is the one that signs now.
+    rx.set("/console", json!({"secrets": [new]})).await;
+    b.post(&format!("/webhooks/{id}/test"), &[])
+        .await
+        .redirects_to(&format!("/webhooks/{id}"));
+    assert_all_verified(
+        &rx.wait("/console", "the second ping", |r| r.len() >= 2)
+            .await[1..],
+    );
+
+    // Disabled: the API says so, the page offers Enable, and a test is
+    // refused with the API's message.
+    set_enabled(&mut b, &s, &id, false).await;
+    let list = b.get("/webhooks").await.expect(200);
+    assert!(list.html.contains(">disabled<") && list.html.contains(">Enable<"));
+    let refused = b
+        .post(&format!("/webhooks/{id}/test"), &[])
+        .await
+        .expect(409);
+    assert!(
+        refused.html.contains("the webhook is disabled"),
+        "{}",
+        refused.html
+    );
+    let bad = b
+        .post(&format!("/webhooks/{id}/update"), &[("enabled", "maybe")])
+        .await
+        .expect(400);
+    assert!(
+        bad.html.contains("enabled must be true or false"),
+        "{}",
+        bad.html
+    );
+    set_enabled(&mut b, &s, &id, true).await;
+
+    // Another account sees none of it.
+    let mut bob = Browser::signed_in(&s, &s.new_account("bob")).await;
+    assert!(!bob.get("/webhooks").await.expect(200).html.contains(&id));
+    bob.get(&format!("/webhooks/{id}")).await.expect(404);
+    bob.get(&format!("/webhooks/{id}/deliveries"))
+        .await
+        .expect(404);
+    bob.post(&format!("/webhooks/{id}/delete"), &[])
+        .await
+        .expect(404);
+    bob.post(&format!("/webhooks/{id}/rotate-secret"), &[])
+        .await
+        .expect(404);
+
+    b.post(&format!("/webhooks/{id}/delete"), &[])
+        .await
+        .redirects_to("/webhooks");
+    assert_eq!(b.get("/webhooks").await.expect(200).rows("webhooks"), 1);
+    b.get(&format!("/webhooks/{id}")).await.expect(404);
+    b.get("/webhooks/not-a-uuid").await.expect(404);
+}
+
+#[tokio::test]
+async fn webhook_form_errors_show_beside_their_fields_and_cross_site_posts_are_refused() {
+    let s = Server::start(Opts::default());
+    let key = s.new_account("carol");
+    let mut b = Browser::signed_in(&s, &key).await;
+    for (url, field, why) in [
+        ("http://example.com/hook", "url", "https"),
+        ("not a url", "url", "not a valid URL"),
+        ("https://10.1.2.3/hook", "url", "private"),
+    ] {
+        let p = b
+            .post("/webhooks", &[("url", url), ("events", "*")])
+            .await
+            .expect(400);
+        let shown = p
+            .field_error(field)
+            .unwrap_or_else(|| panic!("{url}: no error by {field}: {}", p.html));
+        assert!(shown.contains(why), "{url}: {shown}");
+        assert!(
+            p.html.contains("value=\"*\""),
+            "the form keeps what was typed"
+        );
+    }
+    let p = b
+        .post(
+            "/webhooks",
+            &[
+                ("url", "https://203.0.113.9/h"),
+                ("events", "instance.activ"),
+            ],
+        )
+        .await
+        .expect(400);
+    assert!(
+        p.field_error("events")
+            .unwrap()
+            .contains("unknown event type"),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains("value=\"https://203.0.113.9/h\""));
+    let p = b
+        .post(
+            "/webhooks",
+            &[("url", "https://203.0.113.9/h"), ("events", " , ")],
+        )
+        .await
+        .expect(400);
+    assert!(p.field_error("events").unwrap().contains("at least one"));
+    // Not an admin: no checkbox, and a forged one gets the API's refusal.
+    assert!(!p.html.contains("name=\"all_accounts\""));
+    let p = b
+        .post(
+            "/webhooks",
+            &[
+                ("url", "https://203.0.113.9/h"),
+                ("events", "*"),
+                ("all_accounts", "true"),
+            ],
+        )
+        .await
+        .expect(403);
+    assert!(
+        p.html.contains("all_accounts: true needs an admin key"),
+        "{}",
+        p.html
+    );
+    let none = s.client(&key).get("/v1/webhooks").await.expect(200);
+    assert_eq!(none["webhooks"], json!([]));
+
+    // A cross-site or tokenless create makes nothing.
+    let form = [("url", "https://203.0.113.9/h"), ("events", "*")];
+    let p = b.post_raw("/webhooks", &form, &[]).await.expect(403);
+    assert!(p.html.contains("CSRF token"));
+    b.get("/webhooks").await;
+    let token = b.csrf.clone().unwrap();
+    let mut good: Vec<(&str, &str)> = form.to_vec();
+    good.push(("csrf", &token));
+    let p = b
+        .post_raw("/webhooks", &good, &[("origin", "http://evil.example")])
+        .await
+        .expect(403);
+    assert!(p.html.contains("cross-site request refused"));
+    let mut other = Browser::signed_in(&s, &key).await;
+    other.get("/webhooks").await;
+    let mut crossed: Vec<(&str, &str)> = form.to_vec();
+    let stolen = other.csrf.clone().unwrap();
+    crossed.push(("csrf", &stolen));
+    b.post_raw("/webhooks", &crossed, &[]).await.expect(403);
+    let none = s.client(&key).get("/v1/webhooks").await.expect(200);
+    assert_eq!(none["webhooks"], json!([]));
+    // The page's own token makes it, and a tokenless delete is refused.
+    let made = b.post_raw("/webhooks", &good, &[]).await.expect(200);
+    assert!(marked(&made, "data-secret").is_some());
+    let id = s.client(&key).get("/v1/webhooks").await.expect(200)["webhooks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.post_raw(&format!("/webhooks/{id}/delete"), &[], &[])
+        .await
+        .expect(403);
+    s.client(&key)
+        .get(&format!("/v1/webhooks/{id}"))
+        .await
+        .expect(200);
 }

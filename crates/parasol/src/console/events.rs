@@ -1,6 +1,11 @@
 //! Events (alerts, auto-deletes, preemptions) and the admin's system page.
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Extension;
 use maud::{html, Markup};
 use serde_json::Value;
@@ -10,6 +15,7 @@ use super::{api, html, PageResult, Session};
 use crate::clock::from_millis;
 use crate::error::ApiError;
 use crate::http::{self, AppRef};
+use crate::listener::Draining;
 
 /// `GET /events`, newest first.
 pub async fn page(State(app): State<AppRef>, session: Session) -> PageResult {
@@ -17,18 +23,22 @@ pub async fn page(State(app): State<AppRef>, session: Session) -> PageResult {
     events.reverse();
     let body = html! {
         h1 { "Events" }
-        @if events.is_empty() {
-            div.empty { p { "Nothing has happened yet. Alerts, auto-deletes and preemptions of your instances show up here." } }
-        } @else {
-            table #events {
-                thead { tr { th { "When" } th { "Kind" } th { "What" } th { "Instance" } } }
-                tbody {
-                    @for e in &events {
-                        tr {
-                            td.small { (from_millis(e.created_at).format("%Y-%m-%d %H:%M:%S UTC")) }
-                            td { span class=(kind_class(&e.kind)) { (e.kind) } }
-                            td { (e.message) }
-                            td { @if let Some(i) = e.instance_id { a href=(format!("/instances/{i}")) { "open" } } }
+        // Refreshed whenever the stream brings any event.
+        div #events-live hx-get="/events" hx-select="#events-live" hx-swap="outerHTML"
+            hx-trigger=(layout::LIVE_TRIGGER) data-live="" {
+            @if events.is_empty() {
+                div.empty { p { "Nothing has happened yet. Alerts, auto-deletes and preemptions of your instances show up here." } }
+            } @else {
+                table #events {
+                    thead { tr { th { "When" } th { "Kind" } th { "What" } th { "Instance" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td.small { (from_millis(e.created_at).format("%Y-%m-%d %H:%M:%S UTC")) }
+                                td { span class=(kind_class(&e.kind)) { (e.kind) } }
+                                td { (e.message) }
+                                td { @if let Some(i) = e.instance_id { a href=(format!("/instances/{i}")) { "open" } } }
+                            }
                         }
                     }
                 }
@@ -42,6 +52,20 @@ pub async fn page(State(app): State<AppRef>, session: Session) -> PageResult {
         "Events",
         body,
     )))
+}
+
+/// `GET /events/stream`: the API's event stream under the session cookie,
+/// for the pages' script (assets/live.js), so no API key reaches the
+/// browser. Only the account's own events, an admin's too: the pages it
+/// refreshes show the signed-in account's things.
+pub async fn stream(
+    State(app): State<AppRef>,
+    session: Session,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    draining: Option<Extension<Draining>>,
+) -> Result<Response, ApiError> {
+    http::events::serve(app, Some(session.account.id), query, headers, draining).await
 }
 
 fn kind_class(kind: &str) -> &'static str {

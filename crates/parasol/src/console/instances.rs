@@ -55,11 +55,13 @@ async fn one_page(
     Ok((rows, total, pages))
 }
 
-/// The list's body, polled every two seconds so statuses and costs move
-/// on their own. Checkboxes keep their state across refreshes.
+/// The list's body, refreshed when the stream brings an instance event
+/// (and slowly polled, so costs move). Checkboxes keep their state across
+/// refreshes.
 fn rows(list: &[Instance], page: usize) -> Markup {
     html! {
-        tbody #rows hx-get=(format!("/instances/rows?page={page}")) hx-trigger="every 2s" hx-swap="outerHTML" {
+        tbody #rows hx-get=(format!("/instances/rows?page={page}")) hx-trigger=(layout::LIVE_TRIGGER)
+            hx-swap="outerHTML" data-live="instance." {
             @for i in list {
                 tr data-id=(i.id) data-name=(i.name) {
                     td { input type="checkbox" name="ids" value=(i.id) id=(format!("sel-{}", i.id)) hx-preserve="true"
@@ -202,11 +204,14 @@ fn ssh_command(i: &Instance) -> Option<String> {
     Some(format!("ssh -p {} {}@{ip}", i.ssh_port, i.ssh_user))
 }
 
-/// The parts of an instance page that change on their own, polled.
+/// The parts of an instance page that change on their own, refreshed when
+/// the stream brings an event of this instance (and slowly polled, so the
+/// cost moves); a deleted instance's stay as they are.
 fn live_part(i: &Instance, steps: &[Step]) -> Markup {
     let done = matches!(i.status, Status::Deleted);
     html! {
-        div #live hx-get=[(!done).then(|| format!("/instances/{}/live", i.id))] hx-trigger="every 2s" hx-swap="outerHTML" {
+        div #live hx-get=[(!done).then(|| format!("/instances/{}/live", i.id))] hx-trigger=(layout::LIVE_TRIGGER)
+            hx-swap="outerHTML" data-live=[(!done).then_some("")] data-live-id=(i.id) {
             div.cards {
                 div.card { div.muted.small { "Status" } div.big.status { (status(i.status.as_str())) } }
                 div.card { div.muted.small { "Cost so far" } div.big.cost { "$" (i.cost_estimate) } }

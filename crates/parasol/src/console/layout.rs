@@ -11,10 +11,26 @@ use crate::http::AppRef;
 const HTMX: &str = include_str!("assets/htmx.min.js");
 /// The console's own style sheet.
 const CSS: &str = include_str!("assets/console.css");
+/// The console's own script refreshing live parts from the event stream.
+const LIVE: &str = include_str!("assets/live.js");
+
+/// The `hx-trigger` of a live part: the stream's nudge, and a slow poll
+/// for when the stream is down.
+pub const LIVE_TRIGGER: &str = "live, every 30s";
 
 /// `GET /assets/htmx.min.js`.
 pub async fn htmx() -> Response {
     asset("text/javascript; charset=utf-8", HTMX)
+}
+
+/// `GET /assets/live.js`: the script, after the stream's event names (the
+/// webhook types, listed once in crate::webhooks).
+pub async fn live() -> Response {
+    static SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let types = serde_json::to_string(crate::webhooks::TYPES).unwrap_or_default();
+        format!("var EVENT_TYPES = {types};\n{LIVE}")
+    });
+    asset("text/javascript; charset=utf-8", SCRIPT.as_str())
 }
 
 /// `GET /assets/console.css`.
@@ -41,6 +57,7 @@ fn head(title: &str) -> Markup {
             title { (title) " · Parasol" }
             link rel="stylesheet" href="/assets/console.css";
             script src="/assets/htmx.min.js" defer {}
+            script src="/assets/live.js" defer {}
         }
     }
 }

@@ -5,7 +5,8 @@
 //! API handler it stands for (same validation, same store writes) through
 //! [`api`], and renders the typed answer or the [`ApiError`] beside the
 //! form field it names. Pages work without script; the vendored htmx only
-//! refreshes live parts (statuses, costs) in place.
+//! refreshes live parts (statuses, costs) in place, when the account's
+//! event stream (`/events/stream`, assets/live.js) says they changed.
 //!
 //! Sign-in trades the API key for a signed, expiring session cookie
 //! ([`session`]); every POST is checked for its origin and for the
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppRef> {
         .route("/logout", post(session::logout))
         .route("/assets/htmx.min.js", get(layout::htmx))
         .route("/assets/console.css", get(layout::css))
+        .route("/assets/live.js", get(layout::live))
         .route("/offers", get(offers::page))
         .route("/launch", get(offers::launch_page).post(offers::launch))
         .route("/instances", get(instances::list))
@@ -83,6 +85,7 @@ pub fn routes() -> Router<AppRef> {
         )
         .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/events", get(events::page))
+        .route("/events/stream", get(events::stream))
         .route("/spend", get(spend::page))
         .route("/system", get(events::system))
 }

@@ -12,6 +12,7 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::json;
+use uuid::Uuid;
 
 use super::{ok, AppRef};
 use crate::clock::from_millis;
@@ -119,6 +120,19 @@ pub async fn stream(
     headers: HeaderMap,
     draining: Option<Extension<Draining>>,
 ) -> Result<Response, ApiError> {
+    let scope = (!account.is_admin).then_some(account.id);
+    serve(app, scope, query, headers, draining).await
+}
+
+/// The stream of one account's events (`None`: of every account), with
+/// the API's parameters and rules; the console's stream is this too.
+pub async fn serve(
+    app: AppRef,
+    account: Option<Uuid>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    draining: Option<Extension<Draining>>,
+) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {e}")))?;
     if let Some(k) = q.keys().find(|k| !STREAM_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::invalid_field(
@@ -131,10 +145,7 @@ pub async fn stream(
     }
     let types = q.get("types").map(|t| parse_types(t)).transpose()?;
     let after = parse_last_id(&headers, &q)?;
-    let filter = Filter {
-        account: (!account.is_admin).then_some(account.id),
-        types,
-    };
+    let filter = Filter { account, types };
     let stream = app
         .events
         .open(filter, after, draining.map(|Extension(d)| d.0))

@@ -61,13 +61,27 @@ def test_filter_offers_launch_watch_copy_and_delete(signed_in):
     expect(page.locator('.field-error[data-field="auto_delete"]')).to_be_visible()
     shot(page, "launch-error")
     page.fill("input[name=auto_delete_spend]", "")
+    # Every refresh of the instance page's live part, and the event streams opened.
+    refreshes, streams = [], []
+    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/live") else None)
+    page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/events/stream") else None)
     page.click("#launch button[type=submit]")
     expect(page).to_have_url(re.compile(r"/instances/[0-9a-f-]{36}$"))
+    # The live part waits for the stream; its only timer is the 30 s fallback.
+    assert page.get_attribute("#live", "hx-trigger") == "live, every 30s"
     # Watch it go active without reloading: a marker set on this document
-    # survives only if the page is never reloaded.
+    # survives only if the page is never reloaded. Well within the 30 s
+    # fallback poll, so the stream brought it.
     page.evaluate("() => { window.__still_here = true; }")
-    expect(page.locator("#live .status")).to_have_text("active", timeout=30000)
+    expect(page.locator("#live .status")).to_have_text("active", timeout=20000)
     assert page.evaluate("() => window.__still_here") is True
+    assert streams, "the page never opened the event stream"
+    # Nothing happens to an active instance, so nothing is fetched: the
+    # 2 s poll is gone.
+    page.wait_for_timeout(500)
+    quiet = len(refreshes)
+    page.wait_for_timeout(4500)
+    assert len(refreshes) == quiet, f"the instance page still polls: {refreshes}"
     cmd = page.locator("#ssh-command").inner_text()
     assert re.fullmatch(r"ssh -p \d+ shadeform@[\d.]+", cmd), cmd
     page.click("[data-copy=ssh-command]")
@@ -82,7 +96,8 @@ def test_filter_offers_launch_watch_copy_and_delete(signed_in):
     shot(page, "instances")
     row.locator("input[type=checkbox]").check()
     # The checkbox stays ticked across the list's live refreshes.
-    page.wait_for_timeout(2500)
+    page.evaluate("() => htmx.trigger('#rows', 'live')")
+    page.wait_for_timeout(1000)
     assert row.locator("input[type=checkbox]").is_checked()
     page.once("dialog", lambda d: d.accept())
     page.click("text=Delete selected")
@@ -91,6 +106,21 @@ def test_filter_offers_launch_watch_copy_and_delete(signed_in):
     # Deleting, then gone: the live list drops it with no reload.
     expect(page.locator('#instances tr[data-name="browser-box"]')).to_have_count(0, timeout=30000)
     assert page.evaluate("() => window.__still_here") is True
+
+
+def test_events_page_shows_new_events_as_they_happen(signed_in, server):
+    page = signed_in
+    page.click("nav >> text=Events")
+    # No timer but the 30 s fallback: the stream brings what is new.
+    assert page.get_attribute("#events-live", "hx-trigger") == "live, every 30s"
+    page.evaluate("() => { window.__still_here = true; }")
+    body = {"cloud": "massedcompute", "region": "us-central-1", "shade_instance_type": "A6000",
+            "shade_cloud": True, "name": "events-box"}
+    i = api(server, "POST", "/v1/instances/create", body)["id"]
+    wait_active(server, i)
+    expect(page.locator(f'#events a[href="/instances/{i}"]').first).to_be_visible(timeout=20000)
+    assert page.evaluate("() => window.__still_here") is True
+    api(server, "POST", f"/v1/instances/{i}/delete")
 
 
 def test_key_and_cluster_pages(signed_in):

@@ -278,6 +278,15 @@ async fn every_page_renders_and_the_assets_are_embedded() {
         "text/javascript; charset=utf-8"
     );
     assert!(js.text().await.unwrap().starts_with("/* htmx 2.0."));
+    // The console's own script, with the stream's event names first.
+    let live = reqwest::get(format!("{}/assets/live.js", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(live.starts_with("var EVENT_TYPES = [\"instance.created\","));
+    assert!(live.contains("new EventSource(\"/events/stream\")"));
     let css = reqwest::get(format!("{}/assets/console.css", s.base))
         .await
         .unwrap();
@@ -604,7 +613,9 @@ async fn instance_rename_restart_delete_and_bulk_delete() {
     assert_eq!(list.rows("instances"), 3);
     let rows = b.get("/instances/rows").await.expect(200);
     assert!(rows.html.starts_with("<tbody id=\"rows\""));
-    assert!(rows.html.contains("hx-trigger=\"every 2s\""));
+    // Refreshed by the stream's instance events, with a slow fallback poll.
+    assert!(rows.html.contains("hx-trigger=\"live, every 30s\""));
+    assert!(rows.html.contains("data-live=\"instance.\""));
     let none = b.post("/instances/delete", &[]).await.expect(400);
     assert!(none.html.contains("select the instances to delete first"));
     b.post(

@@ -71,6 +71,11 @@ impl Stream {
         if let Some(l) = last {
             req = req.header("Last-Event-ID", l.to_string());
         }
+        Stream::of(req).await
+    }
+
+    /// A stream from `req`, once its first block (the `retry:`) is read.
+    async fn of(req: reqwest::RequestBuilder) -> Stream {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
@@ -345,6 +350,92 @@ async fn the_types_filter_narrows_and_no_other_accounts_events_appear() {
         .map(|b| b.body()["account_id"].as_str().unwrap().to_string())
         .collect();
     assert!(accounts.contains(&ida.to_string()) && accounts.contains(&idb.to_string()));
+}
+
+/// Signs in to the console with `key`, as a browser would; the session
+/// cookie (`name=value`).
+async fn console_cookie(s: &Server, key: &str) -> String {
+    let res = no_redirects()
+        .post(format!("{}/login", s.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("api_key", key)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let set = res.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_consoles_stream_needs_a_session_and_carries_only_the_accounts_events() {
+    let s = Server::start(Opts::default());
+    let a = s.client(&s.new_account("alpha"));
+    let b = s.client(&s.new_account("beta"));
+    let (ida, idb) = (account_id(&a).await, account_id(&b).await);
+    let idadmin = account_id(&s.client(ADMIN_KEY)).await;
+    let url = format!("{}/events/stream", s.base);
+
+    // Without a session it is the sign-in page, never a stream; an API key
+    // is no session, and a forged cookie neither.
+    for (name, value) in [
+        ("x-other", "none"),
+        ("X-API-KEY", a.key.as_deref().unwrap()),
+        ("cookie", "parasol_session=forged.value"),
+    ] {
+        let res = no_redirects()
+            .get(&url)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "with {name}");
+        assert_eq!(res.headers()["location"], "/login", "with {name}");
+    }
+
+    let cookie_a = console_cookie(&s, a.key.as_deref().unwrap()).await;
+    // The API's rules for its parameters hold here too.
+    let bad = no_redirects()
+        .get(format!("{url}?types=nonsense"))
+        .header("cookie", &cookie_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert_eq!(bad["error"]["field"], "types");
+
+    let mut st_a = Stream::of(no_redirects().get(&url).header("cookie", &cookie_a)).await;
+    let cookie_admin = console_cookie(&s, ADMIN_KEY).await;
+    let mut st_admin = Stream::of(no_redirects().get(&url).header("cookie", &cookie_admin)).await;
+
+    record_alerts(&s, idb, "b", 2, 2, Duration::ZERO, 0).await;
+    record_alerts(&s, ida, "a", 2, 2, Duration::ZERO, 0).await;
+    let a1 = a.create_instance("a-one").await;
+    record_alerts(&s, idadmin, "admin", 1, 1, Duration::ZERO, 0).await;
+
+    let got = st_a.until(is_active(&a1)).await;
+    assert!(
+        got.iter()
+            .all(|b| b.body()["account_id"] == ida.to_string()),
+        "another account's event reached alpha's console stream: {got:?}"
+    );
+    assert_eq!(ids(&got), log_of(&s, Some(ida)).await);
+
+    // An admin's console follows its own account, not every account (the
+    // API's admin stream does): its pages show its own things.
+    let got = st_admin.until(is_alert("admin", 0)).await;
+    assert_eq!(ids(&got), log_of(&s, Some(idadmin)).await);
+    assert!(got
+        .iter()
+        .all(|b| b.body()["account_id"] == idadmin.to_string()));
 }
 
 /// Opens a stream on a socket with a small receive buffer and reads only

@@ -195,7 +195,6 @@ pub fn envelope(
 
 /// Queues `event` for every enabled subscription that wants it, on the
 /// connection of the transaction that records it.
-#[allow(clippy::too_many_arguments)]
 async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     event_id: Uuid,

@@ -103,16 +103,33 @@ impl Store {
     /// Recounts the rows behind every capacity counter and names each
     /// counter that disagrees (empty: all agree). Reads every holding row,
     /// so it is a check for tests and operators, not for request paths.
+    ///
+    /// The counters and the rows are read in one snapshot: the server keeps
+    /// writing while it is checked (a sim launch adds a machine and its
+    /// counter in one commit), and reads from two moments would report a
+    /// drift that no single moment had.
     pub async fn capacity_drift(&self) -> StoreResult<Vec<String>> {
         let mut conn = self.pool().acquire().await?;
-        let mut drift = Vec::new();
-        for counted in [Counted::Instances, Counted::SimMachines] {
-            drift.extend(drift_of(&mut conn, counted).await?);
+        let begin = match self.backend() {
+            // A deferred transaction reads one WAL snapshot from its first
+            // read to its end.
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        sqlx::query(begin).execute(&mut *conn).await?;
+        let result = async {
+            let mut drift = Vec::new();
+            for counted in [Counted::Instances, Counted::SimMachines] {
+                drift.extend(drift_of(&mut conn, counted).await?);
+            }
+            for (account, counter, rows) in super::budgets::drift(&mut conn).await? {
+                drift.push(super::budgets::describe(&account, counter, rows));
+            }
+            Ok::<_, StoreError>(drift)
         }
-        for (account, counter, rows) in super::budgets::drift(&mut conn).await? {
-            drift.push(super::budgets::describe(&account, counter, rows));
-        }
-        Ok(drift)
+        .await;
+        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        result
     }
 
     /// Sets every capacity counter that disagrees with its rows to the

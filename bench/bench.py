@@ -8,7 +8,8 @@ Run through bench/run.sh, which builds and checks the tools first:
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
 Names: ready, types, create, reconciler (also measures the list with 10,000
-instances), clusters, memory, million (a store of 1,000,000).
+instances), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
+to 10 endpoints), sse (1,000 idle streams).
 Benchmarks are not tests: nothing here is timed in CI.
 """
 
@@ -463,6 +464,128 @@ def bench_million(a):
     shutil.rmtree(s.data_dir, ignore_errors=True)
 
 
+class Tool:
+    """An events_bench process (crates/parasol/examples/events_bench.rs)."""
+
+    def __init__(self, binary, *args):
+        self.proc = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, text=True)
+
+    def line(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("events_bench exited")
+        return line.strip()
+
+    def result(self):
+        out = self.proc.communicate()[0].strip().splitlines()
+        return json.loads(out[-1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def settled(read, every=0.5, quiet=4, timeout=120):
+    """Polls `read` until its value stops changing for `quiet` polls."""
+    last, same, t0 = None, 0, time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        v = read()
+        same = same + 1 if v == last else 0
+        if same >= quiet:
+            return v
+        last = v
+        time.sleep(every)
+    return last
+
+
+def bench_webhooks(a):
+    """Fan-out: about 1,000 events/s, each delivered to 10 endpoints, for
+    `--events-seconds`; delivery lag from the moment the event was recorded
+    to its arrival at the receiver."""
+    events_bin = a.events_bench
+    s = fresh(a.bin, ["--webhook-allow-http", "--webhook-allow-private"])
+    s.start()
+    rx = Tool(events_bin, "receive", "127.0.0.1:0")
+    base = rx.line().split()[-1]
+    for n in range(10):
+        status, b = http("POST", s.base + "/v1/webhooks/create", json.dumps(
+            {"url": f"{base}/hook/{n}", "events": ["instance.*"], "all_accounts": True}))
+        assert status == 200, b
+    delivered = lambda: json.loads(http("GET", base + "/stats", key=None)[1])["deliveries"]
+    # A warm-up counts the instance.* events one create makes with the sim
+    # at zero boot delay (created, status changes, active).
+    for _ in range(20):
+        status, b = http("POST", s.base + "/v1/instances/create", CREATE_BODY)
+        assert status == 200, b
+    per_create = settled(delivered) / 10 / 20
+    http("POST", base + "/reset", key=None)
+    rate = a.events_rate / per_create
+    log(f"{per_create:.2f} events per create; creating {rate:.0f}/s for {a.events_seconds}s")
+    rss0 = s.rss_mib()[0]
+    gen = Tool(events_bin, "create", s.base, KEY, str(rate), str(a.events_seconds), CREATE_BODY)
+    made = gen.result()
+    sent_at_end = json.loads(http("GET", base + "/stats", key=None)[1])
+    expected = round(made["ok"] * per_create) * 10
+    # Whatever is still queued drains now; the lag figures include it.
+    t0 = time.perf_counter()
+    last, still = -1, 0
+    while True:
+        st = json.loads(http("GET", base + "/stats", key=None)[1])
+        if st["deliveries"] >= expected or time.perf_counter() - t0 > 600:
+            break
+        still = still + 1 if st["deliveries"] == last else 0
+        if still >= 20:
+            break
+        last = st["deliveries"]
+        time.sleep(0.5)
+    drain_s = time.perf_counter() - t0
+    rss = s.rss_mib()
+    record("webhooks_fanout", endpoints=10, events_per_create=round(per_create, 2),
+           creates=made["ok"], create_failures=made["failed"], seconds=a.events_seconds,
+           events_per_s=round(made["ok"] * per_create / made["seconds"], 1),
+           deliveries=st["deliveries"], expected_deliveries=expected,
+           unique_deliveries=st["unique"],
+           delivered_during_load=sent_at_end["deliveries"],
+           drain_after_load_s=round(drain_s, 2),
+           lag_p50_ms=st["lag_ms"]["p50"], lag_p99_ms=st["lag_ms"]["p99"],
+           lag_max_ms=st["lag_ms"]["max"],
+           rss_mib_before=round(rss0, 1), rss_mib=round(rss[0], 1),
+           rss_peak_mib=round(rss[1], 1))
+    rx.stop()
+    s.stop()
+
+
+def bench_sse(a):
+    """1,000 idle SSE clients: the server's memory per open stream, and the
+    lag of the events they receive while a few creates run."""
+    events_bin = a.events_bench
+    s = fresh(a.bin)
+    s.start()
+    # Warm the paths the measurement uses, so their one-time allocations
+    # are not counted per client.
+    status, b = http("POST", s.base + "/v1/instances/create", CREATE_BODY)
+    assert status == 200, b
+    time.sleep(2)
+    rss0 = s.rss_mib()[0]
+    hold = 30 + a.sse_seconds
+    t = Tool(events_bin, "sse", s.base, KEY, str(a.sse_clients), str(hold))
+    line = t.line()
+    assert line.startswith("connected"), line
+    time.sleep(5)
+    rss1 = s.rss_mib()[0]
+    gen = Tool(events_bin, "create", s.base, KEY, "2", str(a.sse_seconds), CREATE_BODY)
+    made = gen.result()
+    r = t.result()
+    record("sse_idle_clients", clients=a.sse_clients,
+           rss_mib_before=round(rss0, 1), rss_mib_connected=round(rss1, 1),
+           kib_per_client=round((rss1 - rss0) * 1024 / a.sse_clients, 1),
+           creates=made["ok"], events_received=r["events"],
+           events_per_client=round(r["events"] / a.sse_clients, 1),
+           lag_p50_ms=r["lag_ms"]["p50"], lag_p99_ms=r["lag_ms"]["p99"],
+           lag_max_ms=r["lag_ms"]["max"], cut=r["cut"], still_open=r["still_open"])
+    s.stop()
+
+
 def machine():
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"^Model name:\s+(.*)$", lscpu, re.M)
@@ -484,6 +607,8 @@ BENCHES = {
     "clusters": bench_clusters,
     "memory": bench_memory,
     "million": bench_million,
+    "webhooks": bench_webhooks,
+    "sse": bench_sse,
 }
 
 
@@ -505,6 +630,12 @@ def main():
     ap.add_argument("--sqlite-synchronous", default="full", choices=["full", "normal"],
                     help="the servers' --sqlite-synchronous (full: durable to power loss)")
     ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg")
+    ap.add_argument("--events-bench", default="target/release/examples/events_bench",
+                    help="the events_bench example (webhooks and sse steps)")
+    ap.add_argument("--events-rate", type=float, default=1000, help="events/s for `webhooks`")
+    ap.add_argument("--events-seconds", type=int, default=60, help="length of the fan-out load")
+    ap.add_argument("--sse-clients", type=int, default=1000, help="streams for `sse`")
+    ap.add_argument("--sse-seconds", type=int, default=30, help="creates while they are open")
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
     if a.only is None:

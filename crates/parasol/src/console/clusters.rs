@@ -80,7 +80,8 @@ async fn cluster_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiError
         p.small { a href="/clusters" { "← Clusters" } }
         h1 { (c.name) }
         (form_error(err, &[]))
-        div.cards hx-get=(format!("/clusters/{}", c.id)) hx-trigger="every 3s" hx-select=".cards" hx-swap="outerHTML" {
+        div.cards hx-get=(format!("/clusters/{}", c.id)) hx-trigger=(layout::LIVE_TRIGGER) hx-select=".cards" hx-swap="outerHTML"
+            data-live="cluster." data-live-id=(c.id) {
             div.card { div.muted.small { "Status" } div.big { (status(c.status.as_str())) } }
             div.card { div.muted.small { "Cost so far" } div.big { (c.cost_estimate.as_deref().unwrap_or("$0.00")) } }
             div.card { div.muted.small { "Price" } div.big { "$" (money(c.hourly_price)) "/h" } }

@@ -162,12 +162,17 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "volume")?;
-    match app
-        .store
-        .delete_volume(account.id, id, app.clock.now_ms())
-        .await?
-    {
+    // Read first, for the event's `from`: the delete hides the volume.
+    let before = app.store.get_volume(account.id, id).await?;
+    let now = app.clock.now_ms();
+    match app.store.delete_volume(account.id, id, now).await? {
         DeleteVolumeOutcome::Deleted => {
+            if let Some(mut v) = before {
+                let from = v.status;
+                v.status = VolumeStatus::Deleting;
+                v.status_details = None;
+                crate::lifecycle::volumes::record_transition(&app.store, &v, from, now).await;
+            }
             // The reconciler deletes it at the cloud.
             app.notify.notify_one();
             Ok(ok(Confirmation {

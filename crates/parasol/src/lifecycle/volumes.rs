@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 
 use super::reconciler::Reconciler;
 use crate::providers::{Provider, ProviderError, VolumeRequest, VolumeState};
-use crate::store::{StoreResult, VolumeRecord, VolumeStatus};
+use crate::store::{Store, StoreResult, VolumeRecord, VolumeStatus};
 
 impl Reconciler {
     /// One step of one volume; see the module documentation.
@@ -57,43 +57,12 @@ impl Reconciler {
                 );
                 // Instances waiting for this volume launch now.
                 self.notify.notify_one();
-                self.volume_event(&v, before).await;
+                record_transition(&self.store, &v, before, self.clock.now_ms()).await;
             }
         } else {
             self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    /// Records a written transition as a `volume.status_changed` event
-    /// (data: the volume as the API shows it, with `from` and `to`); a
-    /// failure is logged, not fatal.
-    async fn volume_event(&self, v: &VolumeRecord, before: VolumeStatus) {
-        let now = self.clock.now_ms();
-        let mut data =
-            serde_json::to_value(crate::http::volumes::render(v, now)).unwrap_or_default();
-        data["from"] = serde_json::json!(before.as_str());
-        data["to"] = serde_json::json!(v.status.as_str());
-        let message = format!(
-            "volume {} went from {} to {}",
-            v.name,
-            before.as_str(),
-            v.status.as_str()
-        );
-        if let Err(e) = self
-            .store
-            .record_event_with(
-                v.account_id,
-                None,
-                "volume.status_changed",
-                &message,
-                data,
-                now,
-            )
-            .await
-        {
-            tracing::warn!(volume = %v.id, error = %e, "could not record a volume event");
-        }
     }
 
     /// `creating`: asks the cloud to make the volume (or, once it has an
@@ -180,4 +149,39 @@ fn volume_failed(v: &mut VolumeRecord, reason: String) {
     v.status_details = Some(reason);
     v.attempts = 0;
     v.wake_at = None;
+}
+
+/// Records a written transition of `v` (now in its new status) as a
+/// `volume.status_changed` event (data: the volume as the API shows it,
+/// with `from` and `to`). The reconciler's steps and the API's delete both
+/// record theirs here; a failure is logged, not fatal, as the transition
+/// itself is already stored.
+pub(crate) async fn record_transition(
+    store: &Store,
+    v: &VolumeRecord,
+    before: VolumeStatus,
+    now: i64,
+) {
+    let mut data = serde_json::to_value(crate::http::volumes::render(v, now)).unwrap_or_default();
+    data["from"] = serde_json::json!(before.as_str());
+    data["to"] = serde_json::json!(v.status.as_str());
+    let message = format!(
+        "volume {} went from {} to {}",
+        v.name,
+        before.as_str(),
+        v.status.as_str()
+    );
+    if let Err(e) = store
+        .record_event_with(
+            v.account_id,
+            None,
+            "volume.status_changed",
+            &message,
+            data,
+            now,
+        )
+        .await
+    {
+        tracing::warn!(volume = %v.id, error = %e, "could not record a volume event");
+    }
 }

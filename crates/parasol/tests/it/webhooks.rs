@@ -885,5 +885,32 @@ async fn a_volume_reports_being_made_and_deleted() {
             changed(r, "deleted")
         })
         .await;
+    // The API's delete is a transition too: available to deleting, then
+    // the reconciler's deleting to deleted.
+    let steps: Vec<(String, String)> = got
+        .iter()
+        .map(body)
+        .filter(|b| b["data"]["id"] == id.as_str())
+        .map(|b| {
+            (
+                b["data"]["from"].as_str().unwrap_or("").to_string(),
+                b["data"]["to"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    // Deliveries may arrive in any order (README), so as a set.
+    pairs.sort_unstable();
+    assert_eq!(
+        pairs,
+        [
+            ("available", "deleting"),
+            ("creating", "available"),
+            ("deleting", "deleted")
+        ]
+    );
     assert_all_verified(&got);
 }

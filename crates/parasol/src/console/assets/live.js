@@ -37,6 +37,14 @@
   // EventSource reconnects by itself (the server's retry:), resuming
   // after the last event id it saw.
   var source = new EventSource("/events/stream");
+  // The stream starts at the log's end when it opens, after the page was
+  // drawn: whatever happened in between is caught by one refresh of each
+  // live part then.
+  source.addEventListener("open", function () {
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      window.htmx.trigger(el, "live");
+    });
+  });
   EVENT_TYPES.forEach(function (t) {
     source.addEventListener(t, onEvent);
   });

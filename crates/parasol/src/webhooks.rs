@@ -14,10 +14,14 @@
 //! (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` under each valid
 //! secret, space-separated during a rotation's grace period).
 //!
-//! Each attempt runs in its own task with a [`TIMEOUT`], and at most
+//! Each attempt runs in a task with a [`TIMEOUT`], and at most
 //! [`PER_ENDPOINT`] attempts to one endpoint are in flight per replica, so
 //! a slow or dead endpoint holds up neither the lifecycle (which only
-//! writes rows) nor other endpoints. 2xx is success; anything else is
+//! writes rows) nor other endpoints. A replica holds at most [`HOLD`]
+//! claimed deliveries per endpoint: those beyond the attempts in flight
+//! wait in memory, under their lease, for the endpoint's next free task,
+//! and an endpoint at its hold is left out of the next claims, so a busy
+//! endpoint's backlog costs no writes until it has room. 2xx is success; anything else is
 //! retried on [`SCHEDULE`] with jitter for [`RETRY_FOR_MS`], after which the
 //! delivery is given up; an endpoint failing for that long is disabled and
 //! a `webhook.disabled` event recorded.
@@ -58,8 +62,17 @@ const BODY_CAP: usize = 64 * 1024;
 /// Attempts one replica has in flight to one endpoint at most.
 pub const PER_ENDPOINT: usize = 8;
 
+/// Claimed deliveries one replica holds for one endpoint at most: those in
+/// flight and those waiting for a free task.
+pub const HOLD: usize = 2 * PER_ENDPOINT;
+
 /// Deliveries claimed per pass.
 const BATCH: i64 = 64;
+
+/// How long a claim lasts: a delivery waits at most for one attempt before
+/// its own starts, and its own takes at most [`TIMEOUT`], so it needs no
+/// renewal.
+const LEASE: Duration = Duration::from_secs(2 * TIMEOUT.as_secs() + 5);
 
 /// Delay before each retry, after the failed attempt it follows (the first
 /// attempt is made as soon as the event is recorded). Each delay varies by
@@ -281,6 +294,22 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// A claimed delivery, with its subscription as read at the claim.
+struct Claimed {
+    d: DeliveryRecord,
+    /// `None`: the subscription is gone.
+    hook: Option<Arc<WebhookRecord>>,
+    /// Wall-clock ms when the claim lapses.
+    lease_until: i64,
+}
+
+/// What one replica holds for one endpoint.
+#[derive(Default)]
+struct Held {
+    in_flight: usize,
+    waiting: std::collections::VecDeque<Claimed>,
+}
+
 /// The delivery worker of one replica.
 pub struct Deliverer {
     store: Store,
@@ -292,7 +321,8 @@ pub struct Deliverer {
     client: reqwest::Client,
     /// For the operator's `--alert-webhook-url`, which may be anywhere.
     operator_client: reqwest::Client,
-    in_flight: Mutex<HashMap<Uuid, usize>>,
+    /// The claimed deliveries of each endpoint this replica holds.
+    held: Mutex<HashMap<Uuid, Held>>,
     /// Wakes the worker when an event may have queued a delivery.
     pub wake: Arc<Notify>,
     period: Duration,
@@ -320,7 +350,7 @@ impl Deliverer {
             replica: Uuid::new_v4(),
             client: client(!policy.allow_private),
             operator_client: client(false),
-            in_flight: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             period,
         }
@@ -372,63 +402,127 @@ impl Deliverer {
         }
     }
 
-    /// Claims what is due and starts an attempt for each; returns how many
-    /// it claimed.
+    /// Claims what is due and starts an attempt for each, or queues it
+    /// behind its endpoint's attempts in flight; returns how many it
+    /// claimed.
     async fn pass(self: &Arc<Self>) -> StoreResult<usize> {
         let wall = wall_ms();
-        // The lease outlives the longest attempt, so it needs no renewal.
-        let lease = (TIMEOUT + Duration::from_secs(5)).as_millis() as i64;
-        let due = self
+        let lease_until = wall + LEASE.as_millis() as i64;
+        let full: Vec<Uuid> = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.iter()
+                .filter(|(_, h)| h.in_flight + h.waiting.len() >= HOLD)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut due = self
             .store
-            .claim_due_deliveries(self.replica, self.clock.now_ms(), wall, wall + lease, BATCH)
+            .claim_due_deliveries(
+                self.replica,
+                self.clock.now_ms(),
+                wall,
+                lease_until,
+                BATCH,
+                &full,
+            )
             .await?;
         let n = due.len();
-        for d in due {
-            let busy = {
-                let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                let c = m.entry(d.webhook_id).or_default();
-                if *c >= PER_ENDPOINT {
-                    true
-                } else {
-                    *c += 1;
-                    false
-                }
-            };
-            if busy {
-                // Back in the queue shortly, so this endpoint's backlog
-                // never takes the slots of others.
-                let at = self.clock.now_ms() + 200;
-                self.store.defer_delivery(d.id, self.replica, at).await?;
-                continue;
+        // Each subscription read once a pass, not once a delivery.
+        let mut hooks: HashMap<Uuid, Option<Arc<WebhookRecord>>> = HashMap::new();
+        for d in &due {
+            if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(d.webhook_id) {
+                slot.insert(self.store.get_webhook_any(d.webhook_id).await?.map(Arc::new));
             }
+        }
+        self.store
+            .fill_delivery_bodies(&mut due, |id| {
+                hooks
+                    .get(&id)
+                    .and_then(|h| h.as_ref())
+                    .map_or(Format::Standard, |h| h.format)
+            })
+            .await?;
+        let mut start = Vec::new();
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for d in due {
+                let c = Claimed {
+                    hook: hooks.get(&d.webhook_id).cloned().flatten(),
+                    d,
+                    lease_until,
+                };
+                let h = held.entry(c.d.webhook_id).or_default();
+                if h.in_flight < PER_ENDPOINT {
+                    h.in_flight += 1;
+                    start.push(c);
+                } else {
+                    h.waiting.push_back(c);
+                }
+            }
+        }
+        for c in start {
             let me = self.clone();
-            tokio::spawn(async move {
-                let hook = d.webhook_id;
-                if let Err(e) = me.attempt(&d).await {
-                    tracing::warn!(webhook = %hook, error = %e, "webhook delivery could not be recorded; it will be retried");
-                }
-                let mut m = me.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(c) = m.get_mut(&hook) {
-                    *c -= 1;
-                    if *c == 0 {
-                        m.remove(&hook);
-                    }
-                }
-            });
+            tokio::spawn(async move { me.work(c).await });
         }
         Ok(n)
     }
 
-    /// One attempt of one delivery, and its bookkeeping.
-    async fn attempt(&self, d: &DeliveryRecord) -> StoreResult<()> {
-        let Some(hook) = self.store.get_webhook_any(d.webhook_id).await? else {
+    /// Attempts `c`, then whatever waits for the same endpoint, until
+    /// nothing does. A waiting delivery whose lease would run out during
+    /// its attempt is put back instead (a claim made again by this or
+    /// another replica would otherwise send it twice at once).
+    async fn work(self: Arc<Self>, mut c: Claimed) {
+        let hook = c.d.webhook_id;
+        loop {
+            if let Err(e) = self.attempt(&c).await {
+                tracing::warn!(webhook = %hook, error = %e, "webhook delivery could not be recorded; it will be retried");
+            }
+            let mut late = Vec::new();
+            let next = {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(h) = held.get_mut(&hook) else {
+                    return;
+                };
+                let soonest_end = wall_ms() + TIMEOUT.as_millis() as i64;
+                let mut next = None;
+                while let Some(w) = h.waiting.pop_front() {
+                    if w.lease_until > soonest_end {
+                        next = Some(w);
+                        break;
+                    }
+                    late.push(w);
+                }
+                if next.is_none() {
+                    h.in_flight -= 1;
+                    if h.in_flight == 0 && h.waiting.is_empty() {
+                        held.remove(&hook);
+                    }
+                }
+                next
+            };
+            for w in late {
+                let at = self.clock.now_ms();
+                if let Err(e) = self.store.defer_delivery(w.d.id, self.replica, at).await {
+                    tracing::warn!(webhook = %hook, error = %e, "could not give back a delivery; its lease will lapse");
+                }
+            }
+            match next {
+                Some(n) => c = n,
+                None => return,
+            }
+        }
+    }
+
+    /// One attempt of one delivery, and its bookkeeping. The subscription
+    /// is as it was read when the delivery was claimed, at most a lease
+    /// ago.
+    async fn attempt(&self, c: &Claimed) -> StoreResult<()> {
+        let d = &c.d;
+        let Some(hook) = c.hook.as_deref().filter(|h| h.enabled) else {
             return self.store.drop_delivery(d.id).await;
         };
-        if !hook.enabled {
-            return self.store.drop_delivery(d.id).await;
-        }
         let start = Instant::now();
-        let result = self.post(&hook, d).await;
+        let result = self.post(hook, d).await;
         let now = self.clock.now_ms();
         let attempt = Attempt {
             status_code: result.as_ref().ok().copied(),
@@ -460,7 +554,7 @@ impl Deliverer {
             .finish_delivery(d, self.replica, attempt, next)
             .await?;
         if failing_since.is_some_and(|t| now - t >= RETRY_FOR_MS) {
-            self.disable(hook, now).await?;
+            self.disable(hook.clone(), now).await?;
         }
         Ok(())
     }

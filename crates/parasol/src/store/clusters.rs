@@ -218,6 +218,7 @@ impl Store {
             .claim_rows(
                 "clusters",
                 COLUMNS,
+                "",
                 owner,
                 now_ms,
                 wall_now,

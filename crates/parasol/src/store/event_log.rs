@@ -44,6 +44,23 @@ impl LoggedEvent {
     }
 }
 
+const LOGGED: &str = "seq, id, account_id, instance_id, kind, message, data, created_at";
+
+fn decode_logged(r: &sqlx::any::AnyRow) -> StoreResult<LoggedEvent> {
+    let inst: Option<String> = r.try_get(3)?;
+    let data: Option<String> = r.try_get(6)?;
+    Ok(LoggedEvent {
+        seq: r.try_get(0)?,
+        id: parse_uuid(&r.try_get::<String, _>(1)?)?,
+        account_id: parse_uuid(&r.try_get::<String, _>(2)?)?,
+        instance_id: inst.as_deref().map(parse_uuid).transpose()?,
+        kind: r.try_get(4)?,
+        message: r.try_get(5)?,
+        data: data.as_deref().map(serde_json::from_str).transpose()?,
+        created_at: r.try_get(7)?,
+    })
+}
+
 impl Store {
     /// Up to `limit` events after `after` in log order, of one account or
     /// (`None`) of all.
@@ -53,35 +70,37 @@ impl Store {
         account: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<LoggedEvent>> {
-        const COLUMNS: &str = "seq, id, account_id, instance_id, kind, message, data, created_at";
         let sql = match account {
             Some(_) => format!(
-                "SELECT {COLUMNS} FROM events WHERE account_id = $3 AND seq > $1
+                "SELECT {LOGGED} FROM events WHERE account_id = $3 AND seq > $1
                  ORDER BY seq LIMIT $2"
             ),
-            None => format!("SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            None => format!("SELECT {LOGGED} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
         };
         let mut q = sqlx::query(&sql).bind(after).bind(limit);
         if let Some(a) = account {
             q = q.bind(a.to_string());
         }
         let rows = q.fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| {
-                let inst: Option<String> = r.try_get(3)?;
-                let data: Option<String> = r.try_get(6)?;
-                Ok(LoggedEvent {
-                    seq: r.try_get(0)?,
-                    id: parse_uuid(&r.try_get::<String, _>(1)?)?,
-                    account_id: parse_uuid(&r.try_get::<String, _>(2)?)?,
-                    instance_id: inst.as_deref().map(parse_uuid).transpose()?,
-                    kind: r.try_get(4)?,
-                    message: r.try_get(5)?,
-                    data: data.as_deref().map(serde_json::from_str).transpose()?,
-                    created_at: r.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_logged).collect()
+    }
+
+    /// The events with these ids, in no particular order (one read).
+    pub async fn events_by_id(&self, ids: &[Uuid]) -> StoreResult<Vec<LoggedEvent>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {LOGGED} FROM events WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(decode_logged).collect()
     }
 
     /// The number of the last event in the log (0: none yet).

@@ -42,6 +42,7 @@ impl Store {
             .claim_rows(
                 "instances",
                 COLUMNS,
+                "",
                 owner,
                 now_ms,
                 wall_now,
@@ -122,20 +123,23 @@ impl Store {
 }
 
 impl Store {
-    /// Claims due rows of `table` (instances, clusters or volumes) for `owner` and
-    /// returns their `columns`; see [`claim_sql`].
+    /// Claims due rows of `table` (instances, clusters, volumes or webhook
+    /// deliveries) for `owner` and returns their `columns`; see
+    /// [`claim_sql`]. `also`: a further condition on the rows (SQL, ANDed;
+    /// empty for none), built by the caller from values it made itself.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn claim_rows(
         &self,
         table: &str,
         columns: &str,
+        also: &str,
         owner: Uuid,
         now_ms: i64,
         wall_now: i64,
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
-        let sql = claim_sql(self.backend(), table, columns);
+        let sql = claim_sql(self.backend(), table, columns, also);
         self.write_one(move |conn| {
             Box::pin(async move {
                 let rows = sqlx::query(&sql)
@@ -156,7 +160,7 @@ impl Store {
 /// The claim statement for `table` (instances, clusters or volumes), returning
 /// `columns`. Parameters: $1 owner, $2 lease expiry, $3 lifecycle now,
 /// $4 wall-clock now, $5 limit.
-fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
+fn claim_sql(backend: Backend, table: &str, columns: &str, also: &str) -> String {
     match backend {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint
         // rows instead of queueing on each other's row locks; a row another
@@ -166,7 +170,7 @@ fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
             "WITH due AS (
                 SELECT id FROM {table}
                 WHERE wake_at IS NOT NULL AND wake_at <= $3
-                  AND (lease_until IS NULL OR lease_until < $4)
+                  AND (lease_until IS NULL OR lease_until < $4) {also}
                 ORDER BY wake_at LIMIT $5
                 FOR UPDATE SKIP LOCKED
              )
@@ -182,7 +186,7 @@ fn claim_sql(backend: Backend, table: &str, columns: &str) -> String {
              WHERE id IN (
                 SELECT id FROM {table}
                 WHERE wake_at IS NOT NULL AND wake_at <= $3
-                  AND (lease_until IS NULL OR lease_until < $4)
+                  AND (lease_until IS NULL OR lease_until < $4) {also}
                 ORDER BY wake_at LIMIT $5
              )
              RETURNING {columns}"

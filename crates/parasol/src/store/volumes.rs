@@ -209,6 +209,7 @@ impl Store {
             .claim_rows(
                 "volumes",
                 COLUMNS,
+                "",
                 owner,
                 now_ms,
                 wall_now,

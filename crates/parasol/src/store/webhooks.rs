@@ -110,7 +110,10 @@ pub struct DeliveryRecord {
     pub webhook_id: Uuid,
     pub event_id: Uuid,
     pub event_type: String,
-    /// The exact bytes to POST (the signature covers them).
+    /// The exact bytes to POST (the signature covers them). Stored empty
+    /// for an event's deliveries, which are made from the event's row
+    /// (one copy of the object, not one per subscription);
+    /// [`Store::fill_delivery_bodies`] makes them when they are claimed.
     pub body: String,
     /// Attempts made so far.
     pub attempts: i64,
@@ -200,7 +203,6 @@ async fn enqueue(
     event_id: Uuid,
     kind: &str,
     account: Uuid,
-    data: &Value,
     now_ms: i64,
 ) -> StoreResult<()> {
     let rows = sqlx::query(
@@ -210,25 +212,38 @@ async fn enqueue(
     .bind(account.to_string())
     .fetch_all(&mut *conn)
     .await?;
+    let mut hooks = Vec::new();
     for r in rows {
         let patterns: Vec<String> = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
-        if !crate::webhooks::wants(&patterns, kind) {
-            continue;
+        if crate::webhooks::wants(&patterns, kind) {
+            hooks.push(r.try_get::<String, _>(0)?);
         }
-        let body = match Format::parse(&r.try_get::<String, _>(2)?) {
-            Format::Standard => envelope(event_id, kind, Some(account), data, now_ms),
-            Format::Alert => data.clone(),
-        };
-        insert_delivery(
-            conn,
-            &r.try_get::<String, _>(0)?,
-            event_id,
-            kind,
-            &body.to_string(),
-            now_ms,
-        )
-        .await?;
     }
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    // One statement for every subscription's delivery. The body is left
+    // empty: it is made from the event's row when the delivery is claimed.
+    let values: Vec<String> = (0..hooks.len())
+        .map(|i| {
+            let b = 4 + 2 * i;
+            format!("(${}, ${}, $1, $2, '', 0, $3, NULL, NULL, $3)", b, b + 1)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body, attempts,
+            wake_at, lease_owner, lease_until, created_at)
+         VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(event_id.to_string())
+        .bind(kind.to_string())
+        .bind(now_ms);
+    for hook in hooks {
+        q = q.bind(Uuid::new_v4().to_string()).bind(hook);
+    }
+    q.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -344,7 +359,7 @@ pub(super) async fn insert_event(
     .execute(&mut *conn)
     .await?;
     if let Some(t) = crate::webhooks::event_type(kind) {
-        enqueue(conn, id, t, account, data, now_ms).await?;
+        enqueue(conn, id, t, account, now_ms).await?;
     }
     Ok(())
 }
@@ -556,7 +571,9 @@ impl Store {
 
     /// Claims up to `limit` deliveries due at `now_ms` (lifecycle clock)
     /// for `owner` until `lease_until` (wall clock), as the reconciler
-    /// claims instances: no two replicas hold the same delivery.
+    /// claims instances: no two replicas hold the same delivery. None to
+    /// the subscriptions in `skip` (those this replica already holds
+    /// enough for).
     pub async fn claim_due_deliveries(
         &self,
         owner: Uuid,
@@ -564,11 +581,20 @@ impl Store {
         wall_now: i64,
         lease_until: i64,
         limit: i64,
+        skip: &[Uuid],
     ) -> StoreResult<Vec<DeliveryRecord>> {
+        // Ids this process made, so safe to write into the statement.
+        let also = if skip.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = skip.iter().map(|u| format!("'{u}'")).collect();
+            format!("AND webhook_id NOT IN ({})", ids.join(", "))
+        };
         let rows = self
             .claim_rows(
                 "webhook_deliveries",
                 DELIVERY_COLUMNS,
+                &also,
                 owner,
                 now_ms,
                 wall_now,
@@ -577,6 +603,50 @@ impl Store {
             )
             .await?;
         rows.iter().map(decode_delivery).collect()
+    }
+
+    /// Makes the bodies of claimed deliveries stored without one (an
+    /// event's, see [`DeliveryRecord::body`]) from their events' rows, in
+    /// the form of their subscription (`format_of`, by subscription id;
+    /// the standard envelope when unknown). One read for the batch.
+    pub async fn fill_delivery_bodies(
+        &self,
+        deliveries: &mut [DeliveryRecord],
+        format_of: impl Fn(Uuid) -> Format,
+    ) -> StoreResult<()> {
+        let mut ids: Vec<Uuid> = deliveries
+            .iter()
+            .filter(|d| d.body.is_empty())
+            .map(|d| d.event_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let events: std::collections::HashMap<Uuid, super::LoggedEvent> = self
+            .events_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        for d in deliveries.iter_mut().filter(|d| d.body.is_empty()) {
+            let Some(e) = events.get(&d.event_id) else {
+                // Events are never deleted; a delivery without one is a
+                // hand edit. Sent as an empty object rather than stuck.
+                d.body = "{}".into();
+                continue;
+            };
+            d.body = match format_of(d.webhook_id) {
+                Format::Standard => envelope(
+                    e.id,
+                    &d.event_type,
+                    Some(e.account_id),
+                    &e.data(),
+                    e.created_at,
+                ),
+                Format::Alert => e.data(),
+            }
+            .to_string();
+        }
+        Ok(())
     }
 
     /// Records an attempt, then retires or reschedules the delivery and

@@ -7,7 +7,7 @@
 //! server of the GCE machine Parasol runs on.
 //!
 //! With a key, a JWT signed RS256 with the key's private key (claims `iss`
-//! the service account, `scope` compute, `aud` the key's `token_uri`) is
+//! the service account, `scope` compute, `aud` Google's token endpoint) is
 //! exchanged at the key's `token_uri` for an access token (RFC 7523's
 //! `jwt-bearer` grant), which is cached until a minute before it expires.
 //! Signing is `ring`'s (already the TLS stack's), so no OpenSSL.
@@ -25,6 +25,10 @@ use crate::providers::ProviderError;
 
 /// The public Compute Engine API.
 pub const DEFAULT_URL: &str = "https://compute.googleapis.com/compute/v1";
+/// The audience of every service-account JWT: Google's token endpoint by
+/// its public name, whatever `token_uri` the request is sent to (Google's
+/// server-to-server OAuth guide: "always https://oauth2.googleapis.com/token").
+pub const JWT_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 /// The OAuth2 scope the adapter asks for.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/compute";
 /// The metadata server's token URL, on a GCE machine.
@@ -216,7 +220,7 @@ pub fn assertion(key: &ServiceAccountKey, now: u64) -> anyhow::Result<String> {
     let claims = serde_json::json!({
         "iss": key.client_email,
         "scope": SCOPE,
-        "aud": key.token_uri,
+        "aud": JWT_AUDIENCE,
         "iat": now,
         "exp": now + 3600,
     });

@@ -748,11 +748,15 @@ impl Gcp {
             },
         })];
         for v in &req.volumes {
+            let (disk_zone, disk) = v
+                .cloud_assigned_id
+                .split_once('/')
+                .unwrap_or((zone, &v.cloud_assigned_id));
             disks.push(json!({
                 "boot": false,
                 "autoDelete": false,
                 "type": "PERSISTENT",
-                "source": format!("projects/{}/zones/{}", self.cfg.project, v.cloud_assigned_id),
+                "source": format!("projects/{}/zones/{disk_zone}/disks/{disk}", self.cfg.project),
                 "deviceName": format!("parasol-{}", v.id.simple()),
             }));
         }

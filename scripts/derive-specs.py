@@ -353,6 +353,7 @@ GCP_METHODS = [
     "instances.delete", "instances.reset",
     "disks.insert", "disks.get", "disks.list", "disks.aggregatedList", "disks.delete",
     "zoneOperations.get", "zoneOperations.wait", "globalOperations.get",
+    "globalOperations.aggregatedList",
     "machineTypes.aggregatedList", "acceleratorTypes.aggregatedList",
     "zones.list", "regions.list", "firewalls.get", "firewalls.insert",
     "images.getFromFamily",

@@ -55,6 +55,14 @@ fn inserts(f: &FakeServer<Gcp>) -> Vec<Recorded> {
         .collect()
 }
 
+async fn terminate_until_gone(p: &dyn Provider, id: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.terminate(id).await.expect("terminate") != MachineState::Gone {
+        assert!(Instant::now() < deadline, "never gone");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn until_running(p: &dyn Provider, id: Uuid) -> MachineState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -284,8 +292,36 @@ async fn a_preempted_spot_machine_is_preempted_whether_google_still_lists_it_or_
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(p.describe(id).await.unwrap(), MachineState::Preempted);
     assert!(f.with(|g| g.machines.is_empty()), "Google deleted it");
-    // Once said, the machine is gone for good.
-    assert_eq!(p.describe(id).await.unwrap(), MachineState::Gone);
+    // After a restart too: Google's `compute.instances.preempted`
+    // operation names it.
+    let restarted = gcp_adapter(&f.url, DEPLOYMENT);
+    assert_eq!(
+        restarted.describe(id).await.unwrap(),
+        MachineState::Preempted
+    );
+    let notices = f.requests_to(&format!(
+        "GET /compute/v1/projects/{}/aggregated/operations",
+        gcf::PROJECT
+    ));
+    assert!(
+        notices
+            .iter()
+            .all(|r| r.query.contains("compute.instances.preempted")),
+        "{notices:?}"
+    );
+    // A machine Parasol deleted itself is gone, not preempted.
+    let other = Uuid::new_v4();
+    p.launch(&request(other, L4, RentalType::Spot))
+        .await
+        .expect("launch");
+    terminate_until_gone(&restarted, other).await;
+    assert_eq!(
+        gcp_adapter(&f.url, DEPLOYMENT)
+            .describe(other)
+            .await
+            .unwrap(),
+        MachineState::Gone
+    );
 }
 
 /// Google's own Python client (google-api-python-client, with

@@ -279,6 +279,8 @@ pub struct Gcp {
     pub firewalls: Vec<Value>,
     /// Operations by name: the operation, and whether it was read once.
     pub operations: BTreeMap<String, (Value, bool)>,
+    /// Operations Google started itself (`compute.instances.preempted`).
+    pub notices: Vec<Value>,
     /// Insert `requestId` → the operation it made.
     pub request_ids: HashMap<String, String>,
     /// Tokens handed out.
@@ -381,6 +383,26 @@ impl Gcp {
         assert!(m.spot(), "only spot machines are preempted");
         m.stopping = Some(Instant::now());
         m.preempted = true;
+        let (zone, name) = (m.zone.clone(), m.name.clone());
+        let id = self.id();
+        let scope = format!("{}/zones/{zone}", base());
+        self.notices.push(json!({
+            "kind": "compute#operation",
+            "id": id.to_string(),
+            "name": format!("systemevent-{id}"),
+            "operationType": "compute.instances.preempted",
+            "targetLink": format!("{scope}/instances/{name}"),
+            "targetId": id.to_string(),
+            "status": "DONE",
+            "statusMessage": "Instance was preempted.",
+            "user": "system",
+            "progress": 100,
+            "insertTime": now_rfc3339(),
+            "startTime": now_rfc3339(),
+            "endTime": now_rfc3339(),
+            "zone": scope,
+            "selfLink": format!("{scope}/operations/systemevent-{id}"),
+        }));
     }
 
     /// Forgets what has finished going away.
@@ -823,6 +845,33 @@ impl Cloud for Gcp {
                     .map(|d| (d.zone.clone(), self.render_disk(d)))
                     .collect();
                 self.aggregated(req, "compute#diskAggregatedList", "disks", &Self::zones(), items)
+            }
+            ("GET", ["aggregated", "operations"]) => {
+                // The one filter the fake understands: by operation type.
+                let only = match query(req, "filter") {
+                    None => None,
+                    Some(f) => {
+                        let f = f.replace(' ', "");
+                        match f
+                            .strip_prefix("operationType=\"")
+                            .and_then(|r| r.strip_suffix('"'))
+                        {
+                            Some(t) => Some(t.to_string()),
+                            None => return err(400, "invalid", &format!("Invalid value for field 'filter': '{f}'. Invalid list filter expression.")),
+                        }
+                    }
+                };
+                let mut items: Vec<(String, Value)> = self
+                    .operations
+                    .values()
+                    .map(|(op, _)| op.clone())
+                    .chain(self.notices.iter().cloned())
+                    .filter(|op| op["zone"].is_string())
+                    .filter(|op| only.as_deref().is_none_or(|t| op["operationType"] == t))
+                    .map(|op| (op["zone"].as_str().unwrap().rsplit('/').next().unwrap().to_string(), op))
+                    .collect();
+                items.sort_by(|a, b| a.0.cmp(&b.0));
+                self.aggregated(req, "compute#operationAggregatedList", "operations", &Self::zones(), items)
             }
             ("GET", ["global", "firewalls", name]) => match self
                 .firewalls

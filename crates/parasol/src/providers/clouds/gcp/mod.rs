@@ -56,9 +56,10 @@
 //! | `STOPPING`, `PENDING_STOP`, `STOPPED`, `SUSPENDING`, `SUSPENDED`, `TERMINATED`, `DEPROVISIONING` | any | spot: `Preempted`; else `Failed` (Parasol never stops a machine) |
 //!
 //! A machine `instances.get` answers 404 for is `Gone`, except a spot
-//! machine this process launched and never terminated, which Google
-//! deleted for a preemption (`instanceTerminationAction: DELETE`): that
-//! is `Preempted`. Restart is `instances.reset`; delete is
+//! machine Google deleted for a preemption (`instanceTerminationAction:
+//! DELETE`), which is `Preempted`: one this process launched and never
+//! terminated, or one whose `compute.instances.preempted` operation
+//! `globalOperations.aggregatedList` still lists (after a restart). Restart is `instances.reset`; delete is
 //! `instances.delete`, repeated until the machine answers 404.
 //!
 //! Volumes are zonal persistent disks (`pd-balanced`), made in the
@@ -240,6 +241,14 @@ struct OperationError {
     code: String,
     #[serde(default)]
     message: String,
+}
+
+/// An operation Google started itself (`compute.instances.preempted`).
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Notice {
+    #[serde(default)]
+    target_link: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -518,11 +527,24 @@ impl Gcp {
         resource: &str,
         field: &str,
     ) -> Result<Vec<(String, T)>, ProviderError> {
+        self.aggregated_where(resource, field, None).await
+    }
+
+    /// [`Gcp::aggregated`], with Google's `filter` expression.
+    async fn aggregated_where<T: serde::de::DeserializeOwned>(
+        &self,
+        resource: &str,
+        field: &str,
+        filter: Option<&str>,
+    ) -> Result<Vec<(String, T)>, ProviderError> {
         let path = self.project_path(&format!("/aggregated/{resource}"));
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut q = vec![("maxResults", "500".to_string())];
+            if let Some(f) = filter {
+                q.push(("filter", f.to_string()));
+            }
             if let Some(t) = &token {
                 q.push(("pageToken", t.clone()));
             }
@@ -873,6 +895,21 @@ impl Gcp {
         )))
     }
 
+    /// Whether Google preempted the machine of `id`: a
+    /// `compute.instances.preempted` operation names it.
+    async fn was_preempted(&self, id: Uuid) -> Result<bool, ProviderError> {
+        let notices: Vec<(String, Notice)> = self
+            .aggregated_where(
+                "operations",
+                "operations",
+                Some("operationType = \"compute.instances.preempted\""),
+            )
+            .await?;
+        Ok(notices
+            .iter()
+            .any(|(_, n)| self.known.marker().is_for(last(&n.target_link), id)))
+    }
+
     /// The zone new volumes of `region` go in: its first zone with GPUs.
     async fn volume_zone(&self, region: &str) -> Result<String, ProviderError> {
         self.offers().await?;
@@ -1042,6 +1079,7 @@ impl Provider for Gcp {
         match self.known.find(self, id).await? {
             Some(i) => Ok(state(&i)),
             None if self.spot.lock().expect("poisoned").remove(&id) => Ok(MachineState::Preempted),
+            None if self.was_preempted(id).await? => Ok(MachineState::Preempted),
             None => Ok(MachineState::Gone),
         }
     }

@@ -189,6 +189,57 @@ async fn googles_403_rate_limit_is_retried_and_a_token_is_fetched_once_and_verif
 }
 
 #[tokio::test]
+async fn on_gce_the_metadata_servers_token_serves_without_a_key() {
+    use parasol::providers::clouds::gcp::auth::{resolve, Credentials};
+    let f = fake().await;
+    let token_url = format!("{}{}", f.url, gcf::METADATA_TOKEN_PATH);
+    let url = format!("{}/compute/v1", f.url);
+    let env = [
+        ("PARASOL_GCP_PROJECT", gcf::PROJECT),
+        ("PARASOL_GCP_METADATA_TOKEN_URL", token_url.as_str()),
+        ("PARASOL_GCP_URL", url.as_str()),
+        ("PARASOL_GCP_REGIONS", "us-central1"),
+    ];
+    let cfg = resolve(
+        None,
+        &|k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        },
+        &|_| None,
+    )
+    .unwrap()
+    .expect("a project alone enables gcp on GCE");
+    assert!(matches!(cfg.credentials, Credentials::Metadata { .. }));
+    let p = adapter::Gcp::new(cfg, DEPLOYMENT);
+    let offers = p.offers().await.expect("offers with the metadata token");
+    assert!(offers.iter().any(|o| o.cloud_instance_type == L4));
+    let asked = f.requests_to(&format!("GET {}", gcf::METADATA_TOKEN_PATH));
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].header("metadata-flavor"), Some("Google"));
+    assert!(f.requests_to("POST /oauth2/token").is_empty());
+}
+
+#[tokio::test]
+async fn a_volume_on_a_machine_that_mounts_only_hyperdisk_is_refused_by_name() {
+    let f = fake().await;
+    let p = gcp_adapter(&f.url, DEPLOYMENT);
+    let mut req = request(Uuid::new_v4(), "a3-ultragpu-8g", RentalType::OnDemand);
+    req.volumes = vec![parasol::providers::LaunchVolume {
+        id: Uuid::new_v4(),
+        size_in_gb: 10,
+        cloud_assigned_id: "us-central1-b/parasol-vol".into(),
+        zone: Some("us-central1-b".into()),
+    }];
+    match p.launch(&req).await {
+        Err(ProviderError::Permanent(why)) => assert!(why.contains("Hyperdisk"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(inserts(&f).is_empty());
+}
+
+#[tokio::test]
 async fn an_insert_carries_the_marker_ssh_key_scheduling_and_an_external_ip_and_ssh_is_opened_once()
 {
     let f = fake().await;

@@ -479,6 +479,21 @@ mod tests {
     }
 
     #[test]
+    fn gcp_is_enabled_by_its_key_file_from_the_providers_table() {
+        let file: FileProviders =
+            toml::from_str("[gcp]\ncredentials_file = \"/k.json\"\nregions = [\"us-east1\"]\n")
+                .unwrap();
+        let key = r#"{"type": "service_account", "project_id": "p9", "private_key_id": "k",
+            "private_key": "not a key", "client_email": "a@p9.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token"}"#;
+        let e = resolve_with_files(&file, env(&[]), |p| (p == "/k.json").then(|| key.into()))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("private_key"), "{e:#}");
+        assert!(!format!("{e:#}").contains("not a key"), "{e:#}");
+        assert!(toml::from_str::<FileProviders>("[gcp]\nkey = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn a_url_without_a_scheme_is_refused() {
         let e = resolve(
             &FileProviders::default(),

@@ -5,6 +5,10 @@
 //! against it, and its objects are closed, so an unknown field or a bad
 //! enum fails the test.
 //!
+//! It also stands in for the GCE metadata server's token URL
+//! ([`METADATA_TOKEN_PATH`]), which answers only with
+//! `Metadata-Flavor: Google`.
+//!
 //! The token endpoint takes RFC 7523's `jwt-bearer` grant: it checks the
 //! JWT's RS256 signature against the test service account's public key
 //! (derived from [`PRIVATE_KEY_PEM`]), its issuer, audience (Google's
@@ -35,6 +39,8 @@ use super::{ip, Cloud, Recorded, Reply, Timing};
 
 /// The project the fake serves.
 pub const PROJECT: &str = "parasol-test";
+/// Where the fake serves the GCE metadata server's token.
+pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// The test service account.
 pub const CLIENT_EMAIL: &str = "parasol@parasol-test.iam.gserviceaccount.com";
 /// Its key id.
@@ -758,13 +764,26 @@ impl Cloud for Gcp {
     }
 
     fn undocumented(&self, path: &str) -> bool {
-        path == "/oauth2/token"
+        path == "/oauth2/token" || path == METADATA_TOKEN_PATH
     }
 
     fn handle(&mut self, req: &Recorded) -> Reply {
         self.settle();
         if req.path == "/oauth2/token" && req.method == "POST" {
             return self.token(req);
+        }
+        if req.path == METADATA_TOKEN_PATH && req.method == "GET" {
+            // The metadata server answers only requests that say they
+            // mean it.
+            if req.header("metadata-flavor") != Some("Google") {
+                return Reply::text(403, "Missing Metadata-Flavor:Google header.");
+            }
+            let token = format!("ya29.metadata-{}", self.tokens.len() + 1);
+            self.tokens.push(token.clone());
+            return Reply::json(
+                200,
+                json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
+            );
         }
         let bearer = req
             .header("authorization")

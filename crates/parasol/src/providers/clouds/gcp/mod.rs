@@ -755,6 +755,13 @@ impl Gcp {
             None => (req.cloud_instance_type.clone(), None),
         };
         let disk_type = if catalog::needs_hyperdisk(&shape) {
+            // Volumes are pd-balanced, which these machines cannot mount:
+            // refused here by name rather than by Google after a wait.
+            if !req.volumes.is_empty() {
+                return Err(ProviderError::Permanent(format!(
+                    "{shape} mounts only Hyperdisk, and Parasol's {CLOUD} volumes are pd-balanced persistent disks; launch it without the volume"
+                )));
+            }
             "hyperdisk-balanced"
         } else {
             "pd-balanced"

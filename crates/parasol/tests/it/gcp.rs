@@ -122,6 +122,40 @@ async fn an_exhausted_zone_falls_back_to_the_next_zone_of_the_region() {
 }
 
 #[tokio::test]
+async fn an_insert_that_fails_after_its_launch_returned_is_a_failure_with_googles_codes() {
+    let f = fake().await;
+    f.with(|g| {
+        g.slow_operations = 3;
+        g.exhausted.push((L4.into(), "us-central1-a".into()));
+    });
+    let p = gcp_adapter(&f.url, DEPLOYMENT).with_operation_wait(Duration::from_millis(100));
+    let id = Uuid::new_v4();
+    p.launch(&request(id, L4, RentalType::OnDemand))
+        .await
+        .expect("the operation is still running when the launch returns");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let s = p.describe(id).await.expect("describe");
+        if seen.last() != Some(&s) {
+            seen.push(s.clone());
+        }
+        if let MachineState::Failed { reason } = s {
+            break reason;
+        }
+        assert!(Instant::now() < deadline, "never failed: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert_eq!(seen[0], MachineState::Provisioning, "{seen:?}");
+    assert!(!seen.contains(&MachineState::Gone), "{seen:?}");
+    assert!(
+        reason.contains("ZONE_RESOURCE_POOL_EXHAUSTED") && reason.contains("us-central1-a"),
+        "{reason}"
+    );
+    assert!(f.with(|g| g.machines.is_empty()));
+}
+
+#[tokio::test]
 async fn an_exceeded_quota_is_an_error_naming_the_quota() {
     let f = fake().await;
     f.with(|g| g.quota_exceeded = Some("NVIDIA_L4_GPUS".into()));

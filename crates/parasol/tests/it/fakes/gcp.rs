@@ -18,8 +18,9 @@
 //!
 //! Machines go `PROVISIONING` → `STAGING` → `RUNNING` (the external IP
 //! appears later), and once deleted `STOPPING` until they are gone (404).
-//! Inserts, deletes and resets answer an operation, `PENDING` until it is
-//! next read and `DONE` from then on; an insert that fails (the zone's
+//! Inserts, deletes and resets answer an operation, `PENDING`, then
+//! `RUNNING` when first read (and for [`Gcp::slow_operations`] reads more),
+//! then `DONE`; an insert that fails (the zone's
 //! pool is exhausted, a quota is exceeded) makes no machine and carries
 //! Google's error codes in the operation. A repeated `requestId` answers
 //! the first insert's operation and makes nothing. A name taken in the
@@ -283,8 +284,12 @@ pub struct Gcp {
     pub machines: Vec<Machine>,
     pub disks: Vec<Disk>,
     pub firewalls: Vec<Value>,
-    /// Operations by name: the operation, and whether it was read once.
-    pub operations: BTreeMap<String, (Value, bool)>,
+    /// Operations by name: the operation as it ends, and how many times
+    /// it was read.
+    pub operations: BTreeMap<String, (Value, u32)>,
+    /// How many reads an operation stays `RUNNING` beyond the first
+    /// (Google's take seconds to minutes).
+    pub slow_operations: u32,
     /// Operations Google started itself (`compute.instances.preempted`).
     pub notices: Vec<Value>,
     /// Insert `requestId` → the operation it made.
@@ -559,7 +564,7 @@ impl Gcp {
                 "SERVICE UNAVAILABLE"
             });
         }
-        self.operations.insert(name, (done, false));
+        self.operations.insert(name, (done, 0));
         op
     }
 
@@ -916,8 +921,9 @@ impl Cloud for Gcp {
             }
             ("GET", ["zones", zone, "operations", name]) => {
                 match self.operations.get_mut(*name) {
-                    Some((done, read)) if done["zone"].as_str().is_some_and(|z| z.ends_with(&format!("/{zone}"))) => {
-                        let answer = if *read {
+                    Some((done, reads)) if done["zone"].as_str().is_some_and(|z| z.ends_with(&format!("/{zone}"))) => {
+                        *reads += 1;
+                        let answer = if *reads > 1 + self.slow_operations {
                             done.clone()
                         } else {
                             let mut v = done.clone();
@@ -928,7 +934,6 @@ impl Cloud for Gcp {
                             }
                             v
                         };
-                        *read = true;
                         Reply::json(200, answer)
                     }
                     _ => err(404, "notFound", &format!("The resource 'projects/{PROJECT}/zones/{zone}/operations/{name}' was not found")),

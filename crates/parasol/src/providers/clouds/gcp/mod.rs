@@ -69,8 +69,12 @@
 //!
 //! Where the document is silent, and what this adapter assumes:
 //! - How long an insert's operation takes to report a capacity error: up
-//!   to [`OPERATION_WAIT`] is waited inside the launch; a later failure
-//!   leaves no machine, which the describe then reports as gone.
+//!   to [`OPERATION_WAIT`] is waited inside the launch (where an exhausted
+//!   zone still moves on to the next); an operation that fails later
+//!   leaves no machine, and the describes that follow read the operation
+//!   and report the machine `Failed` with Google's error codes (this
+//!   process remembers the operation; after a restart such a machine is
+//!   `Gone`).
 //! - 429 and 403 `rateLimitExceeded` / `userRateLimitExceeded` are retried
 //!   with backoff and jitter (the shared [`Http`] client for 429, this
 //!   adapter's own loop for the 403 form).
@@ -147,6 +151,11 @@ pub struct Gcp {
     /// Spot machines this process launched and has not terminated: one
     /// that disappears was deleted by a preemption.
     spot: StdMutex<HashSet<Uuid>>,
+    /// Inserts whose operation had not ended when their launch returned,
+    /// as (zone, operation), until it is read `DONE`.
+    pending: StdMutex<HashMap<Uuid, (String, String)>>,
+    /// How long a launch waits for its insert's operation.
+    operation_wait: Duration,
     /// Networks whose SSH firewall rule is known to exist.
     firewalls: tokio::sync::Mutex<HashSet<String>>,
 }
@@ -432,8 +441,17 @@ impl Gcp {
             offers: OffersCache::new(Duration::from_secs(60)),
             zones: StdMutex::new(HashMap::new()),
             spot: StdMutex::new(HashSet::new()),
+            pending: StdMutex::new(HashMap::new()),
+            operation_wait: OPERATION_WAIT,
             firewalls: tokio::sync::Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The same adapter, waiting `wait` instead of [`OPERATION_WAIT`] for
+    /// an insert's operation inside a launch.
+    pub fn with_operation_wait(mut self, wait: Duration) -> Self {
+        self.operation_wait = wait;
+        self
     }
 
     /// `path` under the project.
@@ -865,20 +883,23 @@ impl Gcp {
             }
             let op: Operation = parse(CLOUD, &what, &text)?;
             let op = self
-                .wait_zone_op(zone, op, Instant::now() + OPERATION_WAIT)
+                .wait_zone_op(zone, op, Instant::now() + self.operation_wait)
                 .await?;
             let errors = op.error.map(|e| e.errors).unwrap_or_default();
             if errors.is_empty() {
                 if req.rental_type == RentalType::Spot {
                     self.spot.lock().expect("poisoned").insert(req.instance_id);
                 }
+                if op.status != "DONE" {
+                    // Describes read it from here on.
+                    self.pending
+                        .lock()
+                        .expect("poisoned")
+                        .insert(req.instance_id, (zone.clone(), op.name));
+                }
                 return Ok(format!("{zone}/{name}"));
             }
-            let text = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.code, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let text = error_text(&errors);
             if errors
                 .iter()
                 .any(|e| pool_exhausted(&e.code) || e.code == "resourceNotReady")
@@ -900,6 +921,32 @@ impl Gcp {
             req.cloud_instance_type,
             exhausted.join("; ")
         )))
+    }
+
+    /// Where the insert of `id` that was still running when its launch
+    /// returned stands: `None` once it ended well or where there is none,
+    /// else the machine's state (still being made, or failed with Google's
+    /// errors).
+    async fn pending_insert(&self, id: Uuid) -> Result<Option<MachineState>, ProviderError> {
+        let Some((zone, name)) = self.pending.lock().expect("poisoned").get(&id).cloned() else {
+            return Ok(None);
+        };
+        let path = self.project_path(&format!("/zones/{zone}/operations/{name}"));
+        let op: Operation = self.gjson(Method::GET, &path, &[], None).await?;
+        if op.status != "DONE" {
+            return Ok(Some(MachineState::Provisioning));
+        }
+        self.pending.lock().expect("poisoned").remove(&id);
+        let errors = op.error.map(|e| e.errors).unwrap_or_default();
+        if errors.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(MachineState::Failed {
+            reason: format!(
+                "Google Cloud could not make the machine in {zone}: {}",
+                error_text(&errors)
+            ),
+        }))
     }
 
     /// Whether Google preempted the machine of `id`: a
@@ -931,6 +978,14 @@ impl Gcp {
                 ProviderError::Permanent(format!("{CLOUD}: no zone of {region} offers GPUs"))
             })
     }
+}
+
+fn error_text(errors: &[OperationError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn gb(mb: i64) -> i64 {
@@ -1083,7 +1138,13 @@ impl Provider for Gcp {
     }
 
     async fn describe(&self, id: Uuid) -> Result<MachineState, ProviderError> {
-        match self.known.find(self, id).await? {
+        let found = self.known.find(self, id).await?;
+        if found.is_none() {
+            if let Some(s) = self.pending_insert(id).await? {
+                return Ok(s);
+            }
+        }
+        match found {
             Some(i) => Ok(state(&i)),
             None if self.spot.lock().expect("poisoned").remove(&id) => Ok(MachineState::Preempted),
             None if self.was_preempted(id).await? => Ok(MachineState::Preempted),
@@ -1104,6 +1165,7 @@ impl Provider for Gcp {
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
         self.spot.lock().expect("poisoned").remove(&id);
+        self.pending.lock().expect("poisoned").remove(&id);
         let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };

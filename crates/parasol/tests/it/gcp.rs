@@ -256,7 +256,7 @@ async fn on_gce_the_metadata_servers_token_serves_without_a_key() {
 }
 
 #[tokio::test]
-async fn a_volume_on_a_machine_that_mounts_only_hyperdisk_is_refused_by_name() {
+async fn a_volume_a_machine_cannot_mount_is_refused_by_name() {
     let f = fake().await;
     let p = gcp_adapter(&f.url, DEPLOYMENT);
     let mut req = request(Uuid::new_v4(), "a3-ultragpu-8g", RentalType::OnDemand);
@@ -268,6 +268,20 @@ async fn a_volume_on_a_machine_that_mounts_only_hyperdisk_is_refused_by_name() {
     }];
     match p.launch(&req).await {
         Err(ProviderError::Permanent(why)) => assert!(why.contains("Hyperdisk"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A disk in a zone that does not offer the type: refused naming it.
+    let mut req = request(Uuid::new_v4(), L4, RentalType::OnDemand);
+    req.volumes = vec![parasol::providers::LaunchVolume {
+        id: Uuid::new_v4(),
+        size_in_gb: 10,
+        cloud_assigned_id: "us-central1-c/parasol-vol".into(),
+        zone: Some("us-central1-c".into()),
+    }];
+    match p.launch(&req).await {
+        Err(ProviderError::Permanent(why)) => {
+            assert!(why.contains("us-central1-c") && why.contains(L4), "{why}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(inserts(&f).is_empty());

@@ -857,6 +857,12 @@ impl Gcp {
         // Volumes mount only in their own zone.
         if let Some(z) = req.volumes.iter().find_map(|v| v.zone.clone()) {
             zones.retain(|x| *x == z);
+            if zones.is_empty() {
+                return Err(ProviderError::Permanent(format!(
+                    "the volume is a persistent disk in zone {z}, which does not offer {}; a persistent disk mounts only in its own zone",
+                    req.cloud_instance_type
+                )));
+            }
         }
         if zones.is_empty() {
             return Err(ProviderError::Capacity(format!(

@@ -9,7 +9,9 @@
 //! `/projects/{project}`): `aggregated/machineTypes` and
 //! `aggregated/acceleratorTypes` for the catalog; `zones/{z}/instances`
 //! (insert), `aggregated/instances`, `zones/{z}/instances/{name}` (get,
-//! delete), `.../reset`, `zones/{z}/operations/{op}` for machines;
+//! delete), `.../reset`, `zones/{z}/operations/{op}`,
+//! `aggregated/operations` (Google's `compute.instances.preempted`) for
+//! machines;
 //! `global/firewalls` (get, insert) for SSH; `zones/{z}/disks` (insert),
 //! `aggregated/disks`, `zones/{z}/disks/{name}` (get, delete) for volumes.
 //!

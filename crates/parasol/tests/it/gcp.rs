@@ -638,3 +638,56 @@ async fn a_key_google_refuses_shows_gcp_unavailable_in_readyz_and_leaves_other_c
     assert!(!others["instance_types"].as_array().unwrap().is_empty());
     assert!(!w.fake.with(|g| g.refused_assertions.is_empty()));
 }
+
+/// The derived document holds requests and answers to Google's own
+/// schemas: an unknown field or a value outside an enum is a violation
+/// naming it, in a request or in an answer.
+#[test]
+fn unknown_fields_and_bad_enums_break_the_document() {
+    use crate::fakes::openapi::{check_request, check_response, docs, operation_id};
+    let d = &[docs::gcp()];
+    let insert = |body: Value| Recorded {
+        at: Instant::now(),
+        method: "POST".into(),
+        path: format!(
+            "/compute/v1/projects/{}/zones/us-central1-a/instances",
+            gcf::PROJECT
+        ),
+        query: format!("requestId={}", Uuid::new_v4()),
+        headers: Default::default(),
+        body,
+    };
+    let good = json!({"name": "x", "machineType": "zones/us-central1-a/machineTypes/g2-standard-4",
+                      "scheduling": {"provisioningModel": "SPOT", "instanceTerminationAction": "DELETE"}});
+    let m = check_request(d, &insert(good.clone())).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(operation_id(&m), "compute.instances.insert");
+    let mut unknown = good.clone();
+    unknown["gpuCount"] = json!(2);
+    let e = check_request(d, &insert(unknown))
+        .err()
+        .expect("an unknown field");
+    assert!(e.iter().any(|e| e.contains("gpuCount")), "{e:?}");
+    let mut bad_enum = good.clone();
+    bad_enum["scheduling"]["provisioningModel"] = json!("CHEAP");
+    let e = check_request(d, &insert(bad_enum))
+        .err()
+        .expect("a bad enum");
+    assert!(e.iter().any(|e| e.contains("CHEAP")), "{e:?}");
+    let mut nameless = good;
+    nameless.as_object_mut().unwrap().remove("name");
+    let e = check_request(d, &insert(nameless))
+        .err()
+        .expect("the name insert requires");
+    assert!(e.iter().any(|e| e.contains("name")), "{e:?}");
+    let bad_answer = check_response(
+        &m,
+        200,
+        r#"{"kind": "compute#operation", "status": "FINISHED"}"#,
+    );
+    assert!(
+        bad_answer.iter().any(|e| e.contains("FINISHED")),
+        "{bad_answer:?}"
+    );
+    let extra = check_response(&m, 200, r#"{"kind": "compute#operation", "done": true}"#);
+    assert!(extra.iter().any(|e| e.contains("done")), "{extra:?}");
+}

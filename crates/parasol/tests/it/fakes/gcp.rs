@@ -24,7 +24,9 @@
 //! pool is exhausted, a quota is exceeded) makes no machine and carries
 //! Google's error codes in the operation. A repeated `requestId` answers
 //! the first insert's operation and makes nothing. A name taken in the
-//! zone is 409 `alreadyExists`. Spot machines can be preempted: they go
+//! zone is 409 `alreadyExists`; an insert Google refuses outright (a
+//! machine type or GPU the zone lacks, more GPUs than it attaches, a Spot
+//! VM that restarts itself, a GPU machine that live-migrates) is 400. Spot machines can be preempted: they go
 //! `TERMINATED` and, as `instanceTerminationAction: DELETE` asks, are
 //! deleted. Aggregated lists page by `maxResults` and `pageToken`.
 
@@ -1071,6 +1073,26 @@ impl Gcp {
             }
             None => machine_type.clone(),
         };
+        let sched = &b["scheduling"];
+        if sched["provisioningModel"] == "SPOT" && sched["automaticRestart"] == true {
+            return err(400, "invalid", "Invalid value for field 'resource.scheduling.automaticRestart': 'true'. Spot VMs cannot be automatically restarted.");
+        }
+        if !sched["instanceTerminationAction"].is_null() && sched["provisioningModel"] != "SPOT" {
+            return err(400, "invalid", "Invalid value for field 'resource.scheduling.instanceTerminationAction'. It is supported only for Spot VMs.");
+        }
+        if let Some(acc) = b["guestAccelerators"][0]["acceleratorType"].as_str() {
+            let acc = acc.rsplit('/').next().unwrap();
+            let n = b["guestAccelerators"][0]["acceleratorCount"]
+                .as_i64()
+                .unwrap_or(0);
+            let max = ACCELERATOR_TYPES
+                .iter()
+                .find(|a| a.0 == zone && a.1 == acc)
+                .map_or(0, |a| a.2);
+            if n < 1 || n > max {
+                return err(400, "invalid", &format!("Invalid value for field 'resource.guestAccelerators[0].acceleratorCount': '{n}'. At most {max} of {acc} may be attached."));
+            }
+        }
         if b["scheduling"]["onHostMaintenance"] != "TERMINATE" {
             return err(
                 400,

@@ -346,6 +346,141 @@ def provider(name: str, rel: str):
     return make
 
 
+# Compute Engine methods (discovery ids, less the `compute.` prefix) that
+# the gcp adapter calls and its fake serves (google-api-python-client's test
+# calls a subset of them).
+GCP_METHODS = [
+    "instances.insert", "instances.get", "instances.aggregatedList", "instances.delete",
+    "instances.reset",
+    "disks.insert", "disks.get", "disks.aggregatedList", "disks.delete",
+    "zoneOperations.get", "globalOperations.aggregatedList",
+    "machineTypes.aggregatedList", "acceleratorTypes.aggregatedList",
+    "firewalls.get", "firewalls.insert",
+]
+# Discovery keys that are prose or client hints, not wire facts.
+DISCOVERY_PROSE = {"description", "enumDescriptions", "enumDeprecated", "annotations",
+                   "id", "deprecated"}
+
+
+def pypi_file(package: str, dist: str, rel: str) -> tuple[Path, str]:
+    """A file shipped inside an installed PyPI package (the test venv's), and
+    the package's pinned version. CI has the venv (scripts/setup.sh
+    installs scripts/requirements-test.txt), so this re-derives there with
+    no network."""
+    from importlib import metadata, util
+    spec = util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"derive-specs: {dist} is not installed in this Python "
+                         f"({sys.executable}); run scripts/setup.sh, or use target/test-venv/bin/python")
+    return Path(list(spec.submodule_search_locations)[0]) / rel, metadata.version(dist)
+
+
+def discovery_schema(node):
+    """A discovery-format schema as an OpenAPI 3.0 one: `$ref` names become
+    component references, prose goes, and an object with named properties
+    is closed (`additionalProperties: false`): Compute Engine refuses a
+    request with a field it does not know ("Unknown name"), and the fake
+    may answer none either."""
+    if isinstance(node, list):
+        return [discovery_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k in DISCOVERY_PROSE:
+            continue
+        if k == "$ref":
+            out[k] = f"#/components/schemas/{v}"
+        elif k == "properties":
+            out[k] = {n: discovery_schema(x) for n, x in v.items()}
+        elif k in LITERAL:
+            out[k] = copy.deepcopy(v)
+        elif k == "type" and v == "any":
+            # Discovery's "any" is JSON Schema's absence of a type.
+            continue
+        elif k in ("minimum", "maximum") and isinstance(v, str):
+            out[k] = float(v) if "." in v else int(v)
+        else:
+            out[k] = discovery_schema(v)
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def discovery_param(name: str, p: dict) -> dict:
+    schema = {k: copy.deepcopy(v) for k, v in p.items()
+              if k in ("type", "format", "enum", "pattern", "minimum", "maximum", "default")}
+    # Discovery writes bounds as strings ("minimum": "0"); JSON Schema's
+    # are numbers.
+    for bound in ("minimum", "maximum"):
+        if isinstance(schema.get(bound), str):
+            schema[bound] = float(schema[bound]) if "." in schema[bound] else int(schema[bound])
+    if p.get("repeated"):
+        schema = {"type": "array", "items": schema}
+    return {"name": name, "in": p["location"], "required": bool(p.get("required")),
+            "schema": schema}
+
+
+def gcp() -> dict:
+    """Compute Engine's discovery document, as the OpenAPI 3.0 shape the
+    fakes' validator reads: each kept method becomes an operation (its
+    discovery id as operationId, its `flatPath` as the path), its request
+    and response schemas component references, and the fields a method's
+    annotations require of its request the operation's `required`."""
+    src, version = pypi_file("googleapiclient", "google-api-python-client",
+                             "discovery_cache/documents/compute.v1.json")
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    schemas = doc["schemas"]
+    shared = {n: discovery_param(n, p) for n, p in doc["parameters"].items()}
+    paths: dict = {}
+    found = set()
+    for key in GCP_METHODS:
+        resource, method = key.split(".")
+        m = doc["resources"][resource]["methods"][method]
+        found.add(key)
+        params = [discovery_param(n, p) for n, p in sorted(m.get("parameters", {}).items())]
+        params += [shared[n] for n in sorted(shared)]
+        op = {"operationId": m["id"], "parameters": params}
+        if "request" in m:
+            name = m["request"]["$ref"]
+            body = {"$ref": f"#/components/schemas/{name}"}
+            required = sorted(n for n, p in schemas[name].get("properties", {}).items()
+                              if m["id"] in p.get("annotations", {}).get("required", []))
+            if required:
+                body = {"allOf": [body], "required": required}
+            op["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": body}}}
+        resp = {"description": ""}
+        if "response" in m:
+            resp["content"] = {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{m['response']['$ref']}"}}}
+        op["responses"] = {"200": resp}
+        paths.setdefault("/" + m["flatPath"], {})[m["httpMethod"].lower()] = op
+    missing = [k for k in GCP_METHODS if k not in found]
+    if missing:
+        raise SystemExit(f"derive-specs: methods not in compute.v1.json: {missing}")
+    out = {
+        "openapi": "3.0.3",
+        "info": {"title": doc["title"], "version": f"{doc['version']} revision {doc['revision']}"},
+        "servers": [{"url": doc["rootUrl"] + doc["servicePath"]}],
+        "paths": paths,
+        "components": {"schemas": {n: discovery_schema(s) for n, s in schemas.items()}},
+    }
+    out = prune(out, [doc["resources"][k.split(".")[0]]["methods"][k.split(".")[1]]["id"]
+                      for k in GCP_METHODS])
+    out["x-parasol-derived"] = {
+        "from": f"pypi:google-api-python-client=={version} "
+                "googleapiclient/discovery_cache/documents/compute.v1.json",
+        "version": out["info"]["version"],
+        "sha256": {"compute.v1.json": sha256(src)},
+        "by": "scripts/derive-specs.py",
+        "kept": "the methods the gcp adapter calls, as OpenAPI 3.0 operations; schemas with "
+                "names, types, formats, enums, patterns, defaults, and the fields each method "
+                "requires; objects closed to unknown fields; no descriptions",
+    }
+    return out
+
+
 # The derived documents, by the file name they get under specs/.
 DOCUMENTS = {
     "shadeform.openapi.json": shadeform,
@@ -356,6 +491,7 @@ DOCUMENTS = {
     "hyperstack.openapi.json":
         provider("hyperstack", "hyperstack/infrahub-api.sdk-go-v1.52.3.openapi.yaml"),
     "vastai.openapi.json": provider("vastai", "vastai/vast-api.openapi.yaml"),
+    "gcp-compute.openapi.json": gcp,
 }
 
 

@@ -18,6 +18,7 @@ mod durability;
 mod errors;
 mod events_stream;
 mod first_start;
+mod gcp;
 mod generated_client;
 mod hosts;
 mod instances;

@@ -21,6 +21,7 @@ use parasol::api::RentalType;
 use parasol::clock::Clock;
 use parasol::providers::clouds::aws::{self as aws_adapter, Aws as AwsAdapter};
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
+use parasol::providers::clouds::gcp::Gcp as GcpAdapter;
 use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::lambda::{Lambda as LambdaAdapter, LambdaConfig};
 use parasol::providers::clouds::runpod::{Runpod as RunpodAdapter, RunpodConfig};
@@ -37,6 +38,7 @@ use uuid::Uuid;
 
 use crate::fakes::aws_proxy::{Fault, Proxy, ANY_ACTION};
 use crate::fakes::digitalocean::{self as dof, DigitalOcean};
+use crate::fakes::gcp::{self as gcf, Gcp};
 use crate::fakes::hyperstack::{self as hsf, Hyperstack};
 use crate::fakes::lambda::{self as laf, Lambda};
 use crate::fakes::moto::{self, Moto};
@@ -698,6 +700,7 @@ http_cloud! {
     runpod => Runpod;
     vastai => Vastai;
     digitalocean => DigitalOcean;
+    gcp => Gcp;
 }
 
 // The sim keeps its machines in the deployment's own store, behind no
@@ -1669,6 +1672,139 @@ impl FakeCloud for DigitalOcean {
     }
 }
 
+/// The regions the `gcp` adapter under test serves: two priced ones and
+/// one the price table does not cover.
+pub const GCP_REGIONS: &[&str] = &["us-central1", "us-east1", "europe-west4"];
+
+/// The `gcp` adapter with the test service account's key, pointed at the
+/// fake `url` (API and token endpoint).
+pub fn gcp_adapter(url: &str, deployment: &str) -> GcpAdapter {
+    use parasol::providers::clouds::gcp::auth::{parse_key, Credentials, GcpConfig};
+    GcpAdapter::new(
+        GcpConfig {
+            credentials: Credentials::ServiceAccount(
+                parse_key(&gcf::key_json(url)).expect("the test key"),
+            ),
+            project: gcf::PROJECT.into(),
+            regions: GCP_REGIONS.iter().map(|r| r.to_string()).collect(),
+            url: format!("{url}/compute/v1"),
+            image: None,
+        },
+        deployment,
+    )
+}
+
+impl FakeCloud for Gcp {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(gcp_adapter(url, deployment))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("gcp", "us-central1", "L4", "g2-standard-4")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    /// Labelled as the deployment whose marker `name` carries labels its
+    /// machines; any other name gets no labels.
+    fn plant_named(&mut self, name: &str) -> String {
+        let labels = [DEPLOYMENT, OTHER_DEPLOYMENT]
+            .into_iter()
+            .find_map(|d| {
+                Marker::new(d).ours(name).map(|id| {
+                    serde_json::json!({"parasol-deployment": d, "parasol-instance": id.to_string()})
+                })
+            })
+            .unwrap_or_else(|| serde_json::json!({}));
+        self.plant(name, labels)
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .map(|m| format!("{}/{}", m.zone, m.name))
+            .collect()
+    }
+    /// Every zone of the region that lists the type is exhausted.
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        let machine = cloud_type.split('+').next().unwrap();
+        for (zone, t, ..) in gcf::MACHINE_TYPES {
+            if *t == machine && zone.starts_with(&format!("{region}-")) {
+                self.exhausted.push((cloud_type.into(), zone.to_string()));
+            }
+        }
+    }
+    fn launch_line(&self) -> String {
+        format!(
+            "POST /compute/v1/projects/{}/zones/us-central1-a/instances",
+            gcf::PROJECT
+        )
+    }
+    /// Google sends no `Retry-After` with its 429s.
+    fn sends_retry_after() -> bool {
+        false
+    }
+    /// The served families' machine types, and T4, V100 and P100 on the
+    /// N1 shape per count, from the fake's aggregated lists, in stock in
+    /// each served and priced region where a zone lists them.
+    fn listing(&self) -> Vec<Listed> {
+        use parasol::providers::clouds::gcp::{catalog, region_of};
+        let model = |acc: &str| -> (&'static str, i64) {
+            match acc {
+                "nvidia-tesla-a100" => ("A100", 40),
+                "nvidia-a100-80gb" => ("A100_80G", 80),
+                "nvidia-h100-80gb" | "nvidia-h100-mega-80gb" => ("H100", 80),
+                "nvidia-h200-141gb" => ("H200", 141),
+                "nvidia-b200" => ("B200", 180),
+                "nvidia-l4" => ("L4", 24),
+                "nvidia-tesla-t4" => ("T4", 16),
+                "nvidia-tesla-v100" => ("V100", 16),
+                "nvidia-tesla-p100" => ("P100", 16),
+                other => panic!("no model written down for {other}"),
+            }
+        };
+        let mut by_type: std::collections::BTreeMap<String, Listed> = Default::default();
+        let mut add = |t: String, acc: &str, n: i64, cpus: i64, mb: i64, zone: &str| {
+            let region = region_of(zone).to_string();
+            let (gpu, vram) = model(acc);
+            let l = by_type.entry(t.clone()).or_insert_with(|| Listed {
+                cloud_type: t.clone(),
+                gpu: Some(gpu),
+                manufacturer: "nvidia",
+                gpus: n,
+                vram,
+                vcpus: cpus,
+                memory: (mb as f64 / 1024.0).round() as i64,
+                in_stock: vec![],
+            });
+            if GCP_REGIONS.contains(&region.as_str())
+                && catalog::price(&t, &region).is_some()
+                && !l.in_stock.contains(&region)
+            {
+                l.in_stock.push(region);
+            }
+        };
+        for (zone, t, cpus, mb, acc) in gcf::MACHINE_TYPES {
+            if let (Some((acc, n)), true) = (acc, catalog::served_family(t)) {
+                add(t.to_string(), acc, *n, *cpus, *mb, zone);
+            }
+        }
+        for (zone, acc, _) in gcf::ACCELERATOR_TYPES {
+            let Some((_, counts)) = catalog::ATTACHED.iter().find(|(a, _)| a == acc) else {
+                continue;
+            };
+            for n in *counts {
+                let shape = catalog::n1_shape(*n);
+                if let Some((_, _, cpus, mb, _)) = gcf::MACHINE_TYPES
+                    .iter()
+                    .find(|m| m.0 == *zone && m.1 == shape)
+                {
+                    add(catalog::n1_type(acc, *n), acc, *n, *cpus, *mb, zone);
+                }
+            }
+        }
+        by_type.into_values().collect()
+    }
+}
+
 // ------------------------------------------------------------ volumes
 
 /// A provider that sells volumes, with a way to see them behind it.
@@ -1893,6 +2029,7 @@ mod volumes {
     use super::*;
     volume_cloud! {
         digitalocean => DigitalOcean;
+        gcp => Gcp;
         runpod => Runpod;
         lambda => Lambda;
         hyperstack => Hyperstack;
@@ -1935,6 +2072,28 @@ impl VolumeSubject for AwsSubject {
     /// moto makes the volume and the proxy never answers.
     fn lose_next_volume_answer(&self) {
         self.proxy.fault(Fault::hang("CreateVolume").times(1));
+    }
+}
+
+impl FakeVolumes for Gcp {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.disks
+            .iter()
+            .map(|d| (format!("{}/{}", d.zone, d.name), d.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|m| format!("{}/{}", m.zone, m.name) == machine)
+            .flat_map(|m| m.attached())
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        format!(
+            "POST /compute/v1/projects/{}/zones/us-central1-a/disks",
+            gcf::PROJECT
+        )
     }
 }
 

@@ -53,9 +53,9 @@ impl Http {
     }
 
     /// Sends the request `build` makes, again after a 429 (waiting as long
-    /// as `Retry-After` says, or backing off), and returns the status and
-    /// body of any other answer. Connection failures and timeouts are
-    /// transient; everything else is left to the caller.
+    /// as `Retry-After` says, or backing off with jitter), and returns the
+    /// status and body of any other answer. Connection failures and
+    /// timeouts are transient; everything else is left to the caller.
     pub async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
@@ -68,8 +68,11 @@ impl Http {
             })?;
             let status = res.status();
             if status == StatusCode::TOO_MANY_REQUESTS && attempt < RATE_LIMIT_ATTEMPTS {
-                let wait = retry_after(res.headers())
-                    .unwrap_or_else(|| Duration::from_millis(500 << attempt));
+                // Jitter, so clients rate limited together do not retry
+                // together.
+                let wait = retry_after(res.headers()).unwrap_or_else(|| {
+                    Duration::from_millis((500 << attempt) + rand::random::<u64>() % 250)
+                });
                 tracing::debug!(
                     cloud = self.cloud,
                     wait_ms = wait.as_millis() as u64,

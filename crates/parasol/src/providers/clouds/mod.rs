@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod digitalocean;
 pub(crate) mod find;
+pub mod gcp;
 pub mod gpus;
 pub mod http;
 pub mod hyperstack;
@@ -50,6 +51,31 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// The script a cloud machine runs once at first boot (AWS's user data,
+/// Google's `startup-script`): the launch configuration, run as the
+/// image's `ubuntu` user by the same script the hosts provider runs over
+/// SSH. `None` when there is nothing to run.
+pub(crate) fn first_boot_script(
+    req: &crate::providers::LaunchRequest,
+) -> Result<Option<String>, crate::providers::ProviderError> {
+    use crate::providers::hosts::remote;
+    let w = remote::workload(
+        req.instance_id,
+        req.launch_configuration.as_ref(),
+        &req.envs,
+        true,
+    )
+    .map_err(crate::providers::ProviderError::Permanent)?;
+    let Some(w) = w else {
+        return Ok(None);
+    };
+    let script = remote::setup_script(req.instance_id, None, Some(&w));
+    Ok(Some(format!(
+        "#!/bin/bash\n# Parasol instance {}\nsudo -u ubuntu -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
+        req.instance_id
+    )))
 }
 
 /// Prefix of every machine name Parasol gives a cloud.

@@ -14,6 +14,8 @@ use serde::Deserialize;
 use super::aws::config::{self as aws_config, AwsConfig, FileAws};
 use super::aws::{self, Aws};
 use super::digitalocean::{self, DigitalOcean, DigitalOceanConfig};
+use super::gcp::auth::{self as gcp_auth, FileGcp, GcpConfig};
+use super::gcp::{self, Gcp};
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
 use super::runpod::{self, Runpod, RunpodConfig};
@@ -38,6 +40,7 @@ pub struct FileProviders {
     pub vastai: Option<FileVastai>,
     pub digitalocean: Option<FileDigitalOcean>,
     pub aws: Option<FileAws>,
+    pub gcp: Option<FileGcp>,
 }
 
 /// `[providers.lambda]`.
@@ -103,6 +106,7 @@ pub struct CloudSettings {
     pub vastai: Option<VastaiConfig>,
     pub digitalocean: Option<DigitalOceanConfig>,
     pub aws: Option<AwsConfig>,
+    pub gcp: Option<GcpConfig>,
     /// How often machines carrying Parasol's marker are checked against the
     /// store.
     pub sweep_interval: Duration,
@@ -118,6 +122,7 @@ impl CloudSettings {
             || self.vastai.is_some()
             || self.digitalocean.is_some()
             || self.aws.is_some()
+            || self.gcp.is_some()
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
@@ -183,6 +188,15 @@ impl CloudSettings {
                 &c.endpoint_display(),
             );
         }
+        if let Some(c) = &self.gcp {
+            tracing::info!(credentials = %c.credentials.source(), project = %c.project, regions = %c.regions.join(","), "gcp credentials found");
+            enable(
+                providers,
+                Arc::new(Gcp::new(c.clone(), deployment_id)),
+                gcp::CLOUD,
+                &c.url,
+            );
+        }
     }
 }
 
@@ -216,6 +230,7 @@ pub fn resolve_with_files(
     read: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<CloudSettings> {
     let aws = aws_config::resolve(file.aws.as_ref(), &env, &read)?;
+    let gcp = gcp_auth::resolve(file.gcp.as_ref(), &env, &read)?;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let secret = |name: &str, file: Option<&Secret>| {
         env(name)
@@ -383,6 +398,7 @@ pub fn resolve_with_files(
         vastai,
         digitalocean,
         aws,
+        gcp,
         sweep_interval,
     })
 }
@@ -460,6 +476,21 @@ mod tests {
         let d = c.digitalocean.unwrap();
         assert_eq!(d.token.expose(), "do-file");
         assert_eq!(d.url, digitalocean::DEFAULT_URL);
+    }
+
+    #[test]
+    fn gcp_is_enabled_by_its_key_file_from_the_providers_table() {
+        let file: FileProviders =
+            toml::from_str("[gcp]\ncredentials_file = \"/k.json\"\nregions = [\"us-east1\"]\n")
+                .unwrap();
+        let key = r#"{"type": "service_account", "project_id": "p9", "private_key_id": "k",
+            "private_key": "not a key", "client_email": "a@p9.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token"}"#;
+        let e = resolve_with_files(&file, env(&[]), |p| (p == "/k.json").then(|| key.into()))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("private_key"), "{e:#}");
+        assert!(!format!("{e:#}").contains("not a key"), "{e:#}");
+        assert!(toml::from_str::<FileProviders>("[gcp]\nkey = \"x\"\n").is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod aws_proxy;
 pub mod digitalocean;
+pub mod gcp;
 pub mod hyperstack;
 pub mod lambda;
 pub mod moto;

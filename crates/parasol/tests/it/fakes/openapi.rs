@@ -14,6 +14,11 @@
 //! 3.1 documents are JSON Schema 2020-12 as they stand. Some 3.1 documents
 //! still write 3.0's `nullable: true`; their authors mean it, so it is
 //! honoured there too. Validation itself is the `jsonschema` crate's.
+//!
+//! Google publishes Compute Engine as a discovery document, not OpenAPI;
+//! `scripts/derive-specs.py` turns the methods Parasol uses into OpenAPI
+//! 3.0 operations (`specs/gcp-compute.openapi.json`), so one validator
+//! reads every provider.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -99,6 +104,7 @@ pub mod docs {
     doc!(lambda, "lambda.openapi.json", false);
     doc!(hyperstack, "hyperstack.openapi.json", false);
     doc!(vastai, "vastai.openapi.json", true);
+    doc!(gcp, "gcp-compute.openapi.json", false);
 }
 
 /// Which operation of which document a request was, so its answer can be
@@ -628,6 +634,7 @@ fn every_provider_document_loads_and_compiles() {
         docs::lambda(),
         docs::hyperstack(),
         docs::vastai(),
+        docs::gcp(),
     ] {
         assert!(!doc.ops.is_empty(), "{} has no operations", doc.file);
         for op in &doc.ops {

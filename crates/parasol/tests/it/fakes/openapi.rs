@@ -99,6 +99,8 @@ pub mod docs {
     doc!(lambda, "lambda.openapi.json", false);
     doc!(hyperstack, "hyperstack.openapi.json", false);
     doc!(vastai, "vastai.openapi.json", true);
+    doc!(azure_compute, "azure-compute.openapi.json", false);
+    doc!(azure_network, "azure-network.openapi.json", false);
 }
 
 /// Which operation of which document a request was, so its answer can be
@@ -628,6 +630,8 @@ fn every_provider_document_loads_and_compiles() {
         docs::lambda(),
         docs::hyperstack(),
         docs::vastai(),
+        docs::azure_compute(),
+        docs::azure_network(),
     ] {
         assert!(!doc.ops.is_empty(), "{} has no operations", doc.file);
         for op in &doc.ops {

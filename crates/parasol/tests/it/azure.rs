@@ -1,0 +1,329 @@
+//! Azure beyond the shared provider properties: zone fallback, quota,
+//! spot eviction, what a launch sends (`deleteOption`, spot settings,
+//! tags), a crash between the NIC and the VM swept clean, credentials, and
+//! prices from the Retail Prices API or the shipped table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parasol::api::RentalType;
+use parasol::providers::clouds::azure::{self, Azure as Adapter};
+use parasol::providers::clouds::Secret;
+use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
+use uuid::Uuid;
+
+use crate::fakes::azure::{self as azf, Azure};
+use crate::fakes::{FakeServer, Recorded, Timing};
+use crate::harness::public_key;
+use crate::provider_conformance::azure_config;
+
+const DEPLOYMENT: &str = "c0ffee0042";
+
+async fn start() -> (FakeServer<Azure>, Arc<Adapter>) {
+    let cloud = Azure {
+        timing: Timing {
+            boot: Duration::from_millis(300),
+            ip_after: Duration::from_millis(0),
+            teardown: Duration::from_millis(200),
+        },
+        ..Azure::default()
+    };
+    let fake = FakeServer::start(cloud).await;
+    let adapter = Arc::new(Adapter::new(azure_config(&fake.url), DEPLOYMENT));
+    (fake, adapter)
+}
+
+fn request(size: &str, rental: RentalType) -> LaunchRequest {
+    let shade = if size.contains("NC96") {
+        "A100_80Gx4"
+    } else {
+        "A100_80G"
+    };
+    LaunchRequest {
+        instance_id: Uuid::new_v4(),
+        name: "azure".into(),
+        cloud: azure::CLOUD.into(),
+        region: "eastus".into(),
+        shade_instance_type: shade.into(),
+        cloud_instance_type: size.into(),
+        os: "ubuntu22.04_hpc".into(),
+        rental_type: rental,
+        ssh_public_key: Some(public_key()),
+        launch_configuration: None,
+        envs: vec![],
+        cluster_id: None,
+        volumes: vec![],
+    }
+}
+
+fn vm_puts(fake: &FakeServer<Azure>) -> Vec<Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.contains(azf::VM))
+        .collect()
+}
+
+async fn until(p: &dyn Provider, id: Uuid, done: impl Fn(&MachineState) -> bool) -> MachineState {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = p.describe(id).await.expect("describe");
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "never done; last {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A zone without capacity sends the launch to the next one; a restricted
+/// zone is never asked for.
+#[tokio::test]
+async fn a_refused_zone_falls_back_to_the_next() {
+    let (fake, p) = start().await;
+    fake.with(|c| {
+        c.refuse.push((
+            "Standard_NC96ads_A100_v4".into(),
+            "eastus".into(),
+            Some("1".into()),
+        ))
+    });
+    let req = request("Standard_NC96ads_A100_v4", RentalType::OnDemand);
+    p.launch(&req).await.expect("launch");
+    let zones: Vec<String> = vm_puts(&fake)
+        .iter()
+        .map(|r| r.body["zones"][0].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(zones, ["1", "2"], "zone 3 is restricted for the size");
+    let s = until(&*p, req.instance_id, |s| {
+        matches!(s, MachineState::Running { .. })
+    })
+    .await;
+    let MachineState::Running { placement, .. } = s else {
+        unreachable!()
+    };
+    assert_eq!(placement.as_deref(), Some("availability zone 2"));
+
+    // Every zone refused: capacity, and the NIC and IP made for it go.
+    fake.with(|c| {
+        for z in ["2", "3"] {
+            c.refuse.push((
+                "Standard_NC96ads_A100_v4".into(),
+                "eastus".into(),
+                Some(z.into()),
+            ));
+        }
+    });
+    let req = request("Standard_NC96ads_A100_v4", RentalType::OnDemand);
+    let e = p.launch(&req).await.unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
+        "{e:?}"
+    );
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
+    let left: Vec<String> = fake.with(|c| {
+        c.resources
+            .iter()
+            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
+            .map(|r| r.id.clone())
+            .collect()
+    });
+    assert!(left.is_empty(), "a refused launch left {left:?}");
+}
+
+/// A used-up quota is an error naming the quota family to raise, not a
+/// capacity error, and leaves nothing behind.
+#[tokio::test]
+async fn an_exceeded_quota_names_the_family() {
+    let (fake, p) = start().await;
+    fake.with(|c| c.over_quota.push("Standard_NC24ads_A100_v4".into()));
+    let req = request("Standard_NC24ads_A100_v4", RentalType::OnDemand);
+    match p.launch(&req).await {
+        Err(ProviderError::Permanent(m)) => {
+            assert!(
+                m.contains("standardNCADSA100v4Family") && m.contains("eastus"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a quota error, got {other:?}"),
+    }
+    assert!(fake.with(|c| c.live(azf::NIC).is_empty() && c.live(azf::IP).is_empty()));
+}
+
+/// A launch puts the IP, NIC and VM under the marker's names with the
+/// marker in tags, `deleteOption: Delete` on the IP, NIC and OS disk and
+/// the spot settings; a terminate leaves none of them.
+#[tokio::test]
+async fn a_spot_launch_sends_what_azure_needs_and_an_eviction_is_a_preemption() {
+    let (fake, p) = start().await;
+    let req = request("Standard_NC24ads_A100_v4", RentalType::Spot);
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
+    let vm = p.launch(&req).await.expect("launch").cloud_assigned_id;
+    let puts = fake.requests();
+    let body = |suffix: &str| -> serde_json::Value {
+        puts.iter()
+            .find(|r| r.method == "PUT" && r.path.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no PUT of {suffix}"))
+            .body
+            .clone()
+    };
+    let nic = body(&format!("/{name}-nic"));
+    assert_eq!(
+        nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["properties"]
+            ["deleteOption"],
+        "Delete"
+    );
+    assert_eq!(nic["tags"]["parasol-instance"], req.instance_id.to_string());
+    let v = body(&format!("/{name}"));
+    let props = &v["properties"];
+    assert_eq!(props["priority"], "Spot");
+    assert_eq!(props["evictionPolicy"], "Delete");
+    assert_eq!(props["billingProfile"]["maxPrice"], -1.0);
+    assert_eq!(props["storageProfile"]["osDisk"]["deleteOption"], "Delete");
+    assert_eq!(
+        props["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"],
+        "Delete"
+    );
+    assert_eq!(
+        props["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"],
+        public_key().trim()
+    );
+    until(&*p, req.instance_id, |s| {
+        matches!(s, MachineState::Running { .. })
+    })
+    .await;
+    fake.with(|c| c.evict(&vm));
+    assert_eq!(
+        p.describe(req.instance_id).await.unwrap(),
+        MachineState::Preempted
+    );
+
+    // Everything of the machine goes with the VM.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match p.terminate(req.instance_id).await {
+            Ok(MachineState::Gone) => break,
+            Ok(_) | Err(ProviderError::Transient(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left: Vec<String> = fake.with(|c| {
+        c.resources
+            .iter()
+            .filter(|r| r.name.starts_with(&name))
+            .map(|r| r.id.clone())
+            .collect()
+    });
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A crash after the public IP and NIC exist, before the VM does: the
+/// sweep, from a restarted process, finds the instance by its NIC and IP
+/// and removes both.
+#[tokio::test]
+async fn the_sweep_removes_an_ip_and_nic_whose_vm_was_never_made() {
+    let (fake, p) = start().await;
+    let req = request("Standard_NC24ads_A100_v4", RentalType::OnDemand);
+    // The VM's PUT never lands: the process died on it.
+    fake.faults(|f| {
+        f.server_error.insert(
+            format!(
+                "PUT /subscriptions/{}/resourceGroups/{}/providers/{}/*",
+                azf::SUBSCRIPTION,
+                Adapter::group_name(DEPLOYMENT, "eastus"),
+                azf::VM
+            ),
+            1,
+        );
+    });
+    assert!(matches!(
+        p.launch(&req).await,
+        Err(ProviderError::Transient(_))
+    ));
+    assert!(fake.with(|c| c.live(azf::VM).is_empty()));
+    assert_eq!(
+        fake.with(|c| (c.live(azf::NIC).len(), c.live(azf::IP).len())),
+        (1, 1)
+    );
+
+    let restarted: Arc<dyn Provider> = Arc::new(Adapter::new(azure_config(&fake.url), DEPLOYMENT));
+    assert_eq!(
+        restarted.list_marked().await.unwrap(),
+        vec![req.instance_id]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    let mut providers = Providers::default();
+    providers.add(restarted.clone(), &[azure::CLOUD.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        sweep::sweep_once(&providers, &store).await;
+        if fake.with(|c| c.all(azf::NIC).is_empty() && c.all(azf::IP).is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the NIC or IP was not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restarted.list_marked().await.unwrap().is_empty());
+}
+
+/// A wrong client secret makes Azure unavailable with an error that says
+/// which setting to check, and never shows the secret.
+#[tokio::test]
+async fn a_wrong_secret_is_refused_by_name_without_showing_it() {
+    let (fake, _) = start().await;
+    let mut cfg = azure_config(&fake.url);
+    cfg.client_secret = Secret::new("not-the-secret-4242");
+    let p = Adapter::new(cfg, DEPLOYMENT);
+    match p.offers().await {
+        Err(ProviderError::Permanent(m)) => {
+            assert!(
+                m.contains("AZURE_CLIENT_SECRET") && m.contains("invalid_client"),
+                "{m}"
+            );
+            assert!(!m.contains("not-the-secret-4242"), "{m}");
+        }
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
+}
+
+/// Prices come from the Retail Prices API (Linux pay-as-you-go, its spot
+/// meter for spot, across its pages); without it, from the shipped table.
+#[tokio::test]
+async fn prices_come_from_the_retail_api_or_the_shipped_table() {
+    let (fake, p) = start().await;
+    let offers = p.offers().await.expect("offers");
+    let a100 = offers
+        .iter()
+        .find(|o| o.cloud_instance_type == "Standard_NC24ads_A100_v4")
+        .unwrap();
+    assert_eq!(a100.hourly_price, 350);
+    let east = a100.regions.iter().find(|r| r.region == "eastus").unwrap();
+    assert_eq!(east.spot_price, Some(90));
+    assert!(fake.with(|c| c.price_pages) > 2, "the pages were followed");
+    assert!(
+        !offers
+            .iter()
+            .any(|o| o.cloud_instance_type == "Standard_NV12ads_A10_v5"),
+        "fractional GPUs are not offered"
+    );
+
+    let (fake, p) = start().await;
+    fake.with(|c| c.prices_down = true);
+    let offers = p.offers().await.expect("offers without the price API");
+    let a100 = offers
+        .iter()
+        .find(|o| o.cloud_instance_type == "Standard_NC24ads_A100_v4")
+        .unwrap();
+    assert_eq!(
+        Some(a100.hourly_price),
+        azure::table_price("Standard_NC24ads_A100_v4")
+    );
+    assert!(a100.regions.iter().all(|r| r.spot_price.is_none()));
+}

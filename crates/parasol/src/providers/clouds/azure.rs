@@ -252,10 +252,11 @@ pub fn series_gpu(size: &str) -> Option<GpuModel> {
 }
 
 /// The shipped price table: on-demand Linux pay-as-you-go dollars per
-/// hour in East US, as the Azure Retail Prices API listed them
-/// (`priceType eq 'Consumption'`, the product without "Windows"), recorded
-/// 2026-12-07. Used wherever the Retail Prices API cannot be reached, for
-/// every location; spot prices come only from the API.
+/// hour in East US, from Microsoft's published list prices as recorded on
+/// 2026-12-07 (written down by hand, not read from the API: check them
+/// against the Retail Prices API before relying on them). Used wherever
+/// the Retail Prices API cannot be reached, for every location; spot
+/// prices come only from the API.
 pub const PRICES: &[(&str, f64)] = &[
     ("Standard_NC24ads_A100_v4", 3.673),
     ("Standard_NC48ads_A100_v4", 7.346),

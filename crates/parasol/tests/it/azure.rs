@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::fakes::azure::{self as azf, Azure};
 use crate::fakes::{FakeServer, Recorded, Timing};
 use crate::harness::public_key;
-use crate::provider_conformance::azure_config;
+use crate::provider_conformance::{azure_config, empty_store};
 
 const DEPLOYMENT: &str = "c0ffee0042";
 
@@ -252,13 +252,7 @@ async fn the_sweep_removes_an_ip_and_nic_whose_vm_was_never_made() {
         restarted.list_marked().await.unwrap(),
         vec![req.instance_id]
     );
-    let dir = tempfile::tempdir().unwrap();
-    let store = parasol::store::Store::open(&parasol::store::StoreOptions {
-        url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
-        max_connections: 2,
-    })
-    .await
-    .unwrap();
+    let (_dir, store) = empty_store().await;
     let mut providers = Providers::default();
     providers.add(restarted.clone(), &[azure::CLOUD.to_string()]);
     let deadline = Instant::now() + Duration::from_secs(20);

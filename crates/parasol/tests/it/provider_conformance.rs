@@ -443,7 +443,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
 }
 
 /// A store of its own holding no instances, for the sweep.
-async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
+pub async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = parasol::store::Store::open(&parasol::store::StoreOptions {
         url: format!("sqlite://{}", dir.path().join("sweep.db").display()),

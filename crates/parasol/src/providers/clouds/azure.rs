@@ -64,7 +64,6 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use base64::Engine;
 use parasol_api::RentalType;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -1283,27 +1282,10 @@ fn computer_name(id: Uuid) -> String {
     format!("parasol-{}", &id.simple().to_string()[..8])
 }
 
-/// The customData: the launch configuration run once at first boot by
-/// cloud-init, as the admin user, by the same script the hosts provider
-/// runs over SSH.
+/// The customData: the launch configuration run once at first boot (by
+/// cloud-init, which runs a `#!` script as it stands), as the admin user.
 fn custom_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
-    use crate::providers::hosts::remote;
-    let w = remote::workload(
-        req.instance_id,
-        req.launch_configuration.as_ref(),
-        &req.envs,
-        true,
-    )
-    .map_err(ProviderError::Permanent)?;
-    let Some(w) = w else {
-        return Ok(None);
-    };
-    let script = remote::setup_script(req.instance_id, None, Some(&w));
-    let text = format!(
-        "#!/bin/bash\n# Parasol instance {}\nsudo -u {ADMIN_USER} -H bash <<'PARASOL_CUSTOM_DATA'\n{script}\nPARASOL_CUSTOM_DATA\n",
-        req.instance_id
-    );
-    Ok(Some(base64::engine::general_purpose::STANDARD.encode(text)))
+    super::first_boot_script(req, ADMIN_USER)
 }
 
 /// A capability's whole number (`"MemoryGB": "880"`, `"1.5"` rounds down).

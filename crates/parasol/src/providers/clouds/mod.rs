@@ -162,6 +162,34 @@ pub fn new_deployment_id() -> String {
     Uuid::new_v4().simple().to_string()[..10].to_string()
 }
 
+/// The launch configuration of `req` as a first-boot script for clouds
+/// that take one with the machine (EC2's user data, Azure's customData),
+/// base64-encoded: run once as `user`, by the same script the hosts
+/// provider runs over SSH. `None` when there is nothing to run.
+pub(crate) fn first_boot_script(
+    req: &crate::providers::LaunchRequest,
+    user: &str,
+) -> Result<Option<String>, crate::providers::ProviderError> {
+    use crate::providers::hosts::remote;
+    use base64::Engine;
+    let w = remote::workload(
+        req.instance_id,
+        req.launch_configuration.as_ref(),
+        &req.envs,
+        true,
+    )
+    .map_err(crate::providers::ProviderError::Permanent)?;
+    let Some(w) = w else {
+        return Ok(None);
+    };
+    let script = remote::setup_script(req.instance_id, None, Some(&w));
+    let text = format!(
+        "#!/bin/bash\n# Parasol instance {}\nsudo -u {user} -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
+        req.instance_id
+    );
+    Ok(Some(base64::engine::general_purpose::STANDARD.encode(text)))
+}
+
 /// A short name for an SSH public key, the same every time: clouds that
 /// register keys by name get one key per distinct public key.
 pub fn key_name(public_key: &str) -> String {

@@ -220,26 +220,9 @@ fn live_state(i: &Xml) -> MachineState {
 }
 
 /// The user data: the launch configuration run once at first boot, as the
-/// image's `ubuntu` user, by the same script the hosts provider runs over
-/// SSH.
+/// image's `ubuntu` user.
 fn user_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
-    use crate::providers::hosts::remote;
-    let w = remote::workload(
-        req.instance_id,
-        req.launch_configuration.as_ref(),
-        &req.envs,
-        true,
-    )
-    .map_err(ProviderError::Permanent)?;
-    let Some(w) = w else {
-        return Ok(None);
-    };
-    let script = remote::setup_script(req.instance_id, None, Some(&w));
-    let text = format!(
-        "#!/bin/bash\n# Parasol instance {}\nsudo -u ubuntu -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
-        req.instance_id
-    );
-    Ok(Some(base64::engine::general_purpose::STANDARD.encode(text)))
+    super::first_boot_script(req, "ubuntu")
 }
 
 impl Aws {

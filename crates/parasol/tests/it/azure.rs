@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parasol::api::RentalType;
-use parasol::providers::clouds::azure::{self, Azure as Adapter};
+use parasol::providers::clouds::azure::{self, Azure as Adapter, AzureAuth};
 use parasol::providers::clouds::Secret;
 use parasol::providers::{sweep, LaunchRequest, MachineState, Provider, ProviderError, Providers};
 use uuid::Uuid;
@@ -273,7 +273,11 @@ async fn the_sweep_removes_an_ip_and_nic_whose_vm_was_never_made() {
 async fn a_wrong_secret_is_refused_by_name_without_showing_it() {
     let (fake, _) = start().await;
     let mut cfg = azure_config(&fake.url);
-    cfg.client_secret = Secret::new("not-the-secret-4242");
+    cfg.auth = AzureAuth::ClientSecret {
+        tenant_id: azf::TENANT.into(),
+        client_id: azf::CLIENT_ID.into(),
+        client_secret: Secret::new("not-the-secret-4242"),
+    };
     let p = Adapter::new(cfg, DEPLOYMENT);
     match p.offers().await {
         Err(ProviderError::Permanent(m)) => {
@@ -320,4 +324,45 @@ async fn prices_come_from_the_retail_api_or_the_shipped_table() {
         azure::table_price("Standard_NC24ads_A100_v4")
     );
     assert!(a100.regions.iter().all(|r| r.spot_price.is_none()));
+}
+
+/// On an Azure VM the managed identity's token comes from the instance
+/// metadata service (with `Metadata: true`, for Resource Manager, the
+/// user-assigned identity named); no secret is sent anywhere.
+#[tokio::test]
+async fn a_managed_identity_gets_its_token_from_the_metadata_service() {
+    let (fake, _) = start().await;
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::ManagedIdentity {
+        endpoint: fake.url.clone(),
+        client_id: Some(azf::CLIENT_ID.into()),
+    };
+    let p = Adapter::new(cfg, DEPLOYMENT);
+    let offers = p.offers().await.expect("offers with the VM's identity");
+    assert!(!offers.is_empty());
+    let asked = fake.requests_to("GET /metadata/identity/oauth2/token");
+    assert_eq!(asked.len(), 1, "one token, kept");
+    assert_eq!(asked[0].header("metadata"), Some("true"));
+    assert!(
+        asked[0]
+            .query
+            .contains(&format!("client_id={}", azf::CLIENT_ID)),
+        "{}",
+        asked[0].query
+    );
+    assert!(fake
+        .requests_to(&format!("POST /{}/oauth2/v2.0/token", azf::TENANT))
+        .is_empty());
+
+    // A VM without an identity: Azure unavailable, saying why.
+    fake.with(|c| c.no_identity = true);
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::ManagedIdentity {
+        endpoint: fake.url.clone(),
+        client_id: None,
+    };
+    match Adapter::new(cfg, DEPLOYMENT).offers().await {
+        Err(ProviderError::Permanent(m)) => assert!(m.contains("managed identity"), "{m}"),
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
 }

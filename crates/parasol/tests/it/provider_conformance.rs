@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use parasol::api::RentalType;
 use parasol::clock::Clock;
 use parasol::providers::clouds::aws::{self as aws_adapter, Aws as AwsAdapter};
-use parasol::providers::clouds::azure::{Azure as AzureAdapter, AzureConfig};
+use parasol::providers::clouds::azure::{Azure as AzureAdapter, AzureAuth, AzureConfig};
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
 use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
 use parasol::providers::clouds::lambda::{Lambda as LambdaAdapter, LambdaConfig};
@@ -2046,9 +2046,11 @@ impl FakeVolumes for Verda {
 /// Entra ID and the Retail Prices API all on it.
 pub fn azure_config(url: &str) -> AzureConfig {
     AzureConfig {
-        tenant_id: azf::TENANT.into(),
-        client_id: azf::CLIENT_ID.into(),
-        client_secret: Secret::new(azf::CLIENT_SECRET),
+        auth: AzureAuth::ClientSecret {
+            tenant_id: azf::TENANT.into(),
+            client_id: azf::CLIENT_ID.into(),
+            client_secret: Secret::new(azf::CLIENT_SECRET),
+        },
         subscription_id: azf::SUBSCRIPTION.into(),
         locations: azf::LOCATIONS.iter().map(|l| l.to_string()).collect(),
         url: url.into(),

@@ -140,9 +140,8 @@ const SETUP_WAIT: Duration = Duration::from_secs(40);
 /// How to reach Azure.
 #[derive(Debug, Clone)]
 pub struct AzureConfig {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: Secret,
+    /// How Parasol gets its tokens.
+    pub auth: AzureAuth,
     pub subscription_id: String,
     /// The locations served (`eastus`, ...).
     pub locations: Vec<String>,
@@ -155,6 +154,28 @@ pub struct AzureConfig {
     /// The image as `publisher:offer:sku:version`.
     pub image: String,
 }
+
+/// Where Azure tokens come from.
+#[derive(Debug, Clone)]
+pub enum AzureAuth {
+    /// A service principal's client secret, exchanged at Entra ID
+    /// (`authority_host`).
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        client_secret: Secret,
+    },
+    /// The managed identity of the Azure VM Parasol runs on, from the
+    /// instance metadata service at `endpoint`; `client_id` picks a
+    /// user-assigned identity.
+    ManagedIdentity {
+        endpoint: String,
+        client_id: Option<String>,
+    },
+}
+
+/// The instance metadata service of an Azure VM.
+pub const DEFAULT_IMDS_URL: &str = "http://169.254.169.254";
 
 impl AzureConfig {
     /// The default image, for settings that name none.
@@ -325,7 +346,7 @@ pub struct Azure {
 struct Token {
     access_token: String,
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -575,19 +596,50 @@ impl Azure {
                 return Ok(t.clone());
             }
         }
+        let t = match &self.cfg.auth {
+            AzureAuth::ClientSecret {
+                tenant_id,
+                client_id,
+                client_secret,
+            } => {
+                self.secret_token(tenant_id, client_id, client_secret)
+                    .await?
+            }
+            AzureAuth::ManagedIdentity {
+                endpoint,
+                client_id,
+            } => self.identity_token(endpoint, client_id.as_deref()).await?,
+        };
+        let expires_in = match &t.expires_in {
+            Some(Value::Number(n)) => n.as_u64(),
+            // The metadata service writes it as a string.
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let life = Duration::from_secs(expires_in.unwrap_or(3600).saturating_sub(60).max(1));
+        let secret = Secret::new(t.access_token);
+        *slot = Some((secret.clone(), Instant::now() + life));
+        Ok(secret)
+    }
+
+    /// The client-credentials grant at Entra ID.
+    async fn secret_token(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: &Secret,
+    ) -> Result<Token, ProviderError> {
         let url = format!(
-            "{}/{}/oauth2/v2.0/token",
+            "{}/{tenant_id}/oauth2/v2.0/token",
             self.cfg.authority_host.trim_end_matches('/'),
-            self.cfg.tenant_id
         );
         let form: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("client_secret", self.cfg.client_secret.expose())
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", client_secret.expose())
             .append_pair("scope", "https://management.azure.com/.default")
             .finish();
-        let t: Token = self
-            .http
+        self.http
             .json(
                 "POST /oauth2/v2.0/token",
                 || {
@@ -606,11 +658,47 @@ impl Azure {
                     _ => generic_failure(CLOUD, "POST /oauth2/v2.0/token", f, &token_error(&f.body)),
                 },
             )
-            .await?;
-        let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
-        let secret = Secret::new(t.access_token);
-        *slot = Some((secret.clone(), Instant::now() + life));
-        Ok(secret)
+            .await
+    }
+
+    /// A token of the VM's managed identity, from the instance metadata
+    /// service.
+    async fn identity_token(
+        &self,
+        endpoint: &str,
+        client_id: Option<&str>,
+    ) -> Result<Token, ProviderError> {
+        let mut query = vec![
+            ("api-version", "2018-02-01"),
+            ("resource", "https://management.azure.com/"),
+        ];
+        if let Some(c) = client_id {
+            query.push(("client_id", c));
+        }
+        let url = format!(
+            "{}/metadata/identity/oauth2/token",
+            endpoint.trim_end_matches('/')
+        );
+        self.http
+            .json(
+                "GET /metadata/identity/oauth2/token",
+                || {
+                    self.http
+                        .client
+                        .get(&url)
+                        .query(&query)
+                        .header("Metadata", "true")
+                },
+                |f| match f.status.as_u16() {
+                    400 | 401 | 403 | 404 => ProviderError::Permanent(format!(
+                        "{CLOUD}: the instance metadata service gave no managed identity token ({}: {}); is a managed identity assigned to this VM?",
+                        f.status.as_u16(),
+                        token_error(&f.body)
+                    )),
+                    _ => generic_failure(CLOUD, "GET /metadata/identity/oauth2/token", f, &token_error(&f.body)),
+                },
+            )
+            .await
     }
 
     /// Sends an authenticated request to `url` (absolute); after a 401 the

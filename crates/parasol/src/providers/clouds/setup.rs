@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::aws::config::{self as aws_config, AwsConfig, FileAws};
 use super::aws::{self, Aws};
-use super::azure::{self, Azure, AzureConfig};
+use super::azure::{self, Azure, AzureAuth, AzureConfig};
 use super::digitalocean::{self, DigitalOcean, DigitalOceanConfig};
 use super::hyperstack::{self, Hyperstack, HyperstackConfig};
 use super::lambda::{self, Lambda, LambdaConfig};
@@ -109,6 +109,9 @@ pub struct FileAzure {
     pub prices_url: Option<String>,
     /// `publisher:offer:sku:version`.
     pub image: Option<String>,
+    /// Tokens from the VM's managed identity instead of a client secret.
+    pub managed_identity: Option<bool>,
+    pub imds_url: Option<String>,
 }
 
 /// The real clouds to serve.
@@ -421,7 +424,10 @@ pub fn resolve_with_files(
 /// Azure, from the variables azure-identity reads (`AZURE_TENANT_ID`,
 /// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`) and
 /// `AZURE_SUBSCRIPTION_ID`, over `[providers.azure]`. Enabled by a client
-/// secret; the rest of the service principal must come with it.
+/// secret, the rest of the service principal coming with it; or, on an
+/// Azure VM, by `PARASOL_AZURE_MANAGED_IDENTITY=true` (or
+/// `managed_identity = true`), with `AZURE_CLIENT_ID` naming a
+/// user-assigned identity where there is one.
 fn resolve_azure(
     file: Option<&FileAzure>,
     env: &impl Fn(&str) -> Option<String>,
@@ -431,8 +437,13 @@ fn resolve_azure(
         .map(|v| Secret::new(v.trim()))
         .or_else(|| file.and_then(|f| f.client_secret.clone()))
         .filter(|s| !s.expose().trim().is_empty());
-    let Some(client_secret) = secret else {
-        return Ok(None);
+    let managed = match env("PARASOL_AZURE_MANAGED_IDENTITY") {
+        Some(v) => match v.trim() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            other => bail!("PARASOL_AZURE_MANAGED_IDENTITY must be true or false, got {other:?}"),
+        },
+        None => file.and_then(|f| f.managed_identity).unwrap_or(false),
     };
     let field = |var: &str, key: &str, get: fn(&FileAzure) -> Option<&String>| {
         env(var)
@@ -444,6 +455,25 @@ fn resolve_azure(
                     "Azure needs {var} (or [providers.azure] {key}) beside the client secret"
                 )
             })
+    };
+    let auth = match (secret, managed) {
+        (_, true) => AzureAuth::ManagedIdentity {
+            endpoint: url(
+                "PARASOL_AZURE_IMDS_URL",
+                file.and_then(|f| f.imds_url.as_ref()),
+                azure::DEFAULT_IMDS_URL,
+            )?,
+            client_id: env("AZURE_CLIENT_ID")
+                .or_else(|| file.and_then(|f| f.client_id.clone()))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        },
+        (Some(client_secret), false) => AzureAuth::ClientSecret {
+            tenant_id: field("AZURE_TENANT_ID", "tenant_id", |f| f.tenant_id.as_ref())?,
+            client_id: field("AZURE_CLIENT_ID", "client_id", |f| f.client_id.as_ref())?,
+            client_secret,
+        },
+        (None, false) => return Ok(None),
     };
     let locations: Vec<String> = match env("PARASOL_AZURE_LOCATIONS") {
         Some(v) => v.split(',').map(|l| l.trim().to_string()).collect(),
@@ -459,9 +489,7 @@ fn resolve_azure(
         bail!("PARASOL_AZURE_LOCATIONS names no location");
     }
     Ok(Some(AzureConfig {
-        tenant_id: field("AZURE_TENANT_ID", "tenant_id", |f| f.tenant_id.as_ref())?,
-        client_id: field("AZURE_CLIENT_ID", "client_id", |f| f.client_id.as_ref())?,
-        client_secret,
+        auth,
         subscription_id: field("AZURE_SUBSCRIPTION_ID", "subscription_id", |f| {
             f.subscription_id.as_ref()
         })?,
@@ -588,6 +616,20 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
         let none = resolve(&FileProviders::default(), env(&[("AZURE_TENANT_ID", "t")])).unwrap();
         assert!(none.azure.is_none(), "no secret, no Azure");
+        let mi = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_AZURE_MANAGED_IDENTITY", "true"),
+                ("AZURE_SUBSCRIPTION_ID", "s"),
+            ]),
+        )
+        .unwrap()
+        .azure
+        .unwrap();
+        assert!(matches!(
+            mi.auth,
+            AzureAuth::ManagedIdentity { ref endpoint, client_id: None } if endpoint == azure::DEFAULT_IMDS_URL
+        ));
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //!   others by id, which must exist (a NIC's subnet and public IP, a VM's
 //!   NIC and data disks), and a resource group must exist before anything
 //!   is put in it;
+//! - an Azure VM's instance metadata service gives its managed identity's
+//!   token at `/metadata/identity/oauth2/token` to a request with
+//!   `Metadata: true`;
 //! - a VM is `Creating` (instance view `ProvisioningState/creating`), then
 //!   `PowerState/starting`, then `PowerState/running`; its public IP has its
 //!   static address from creation;
@@ -202,6 +205,8 @@ pub struct Azure {
     pub prices_down: bool,
     /// Retail Prices API pages served.
     pub price_pages: u32,
+    /// The VM the metadata service runs on has no managed identity.
+    pub no_identity: bool,
 }
 
 fn arm_error(status: u16, code: &str, message: &str) -> Reply {
@@ -560,6 +565,39 @@ impl Azure {
         )
     }
 
+    /// The instance metadata service's managed identity token, as an Azure
+    /// VM's IMDS gives it (`expires_in` a string).
+    fn identity(&mut self, req: &Recorded) -> Reply {
+        if req.header("metadata") != Some("true") {
+            return Reply::json(
+                400,
+                json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+            );
+        }
+        let q: BTreeMap<String, String> = form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect();
+        if q.get("resource").map(String::as_str) != Some("https://management.azure.com/") {
+            return Reply::json(
+                400,
+                json!({"error": "invalid_resource", "error_description": "AADSTS500011: The resource principal was not found."}),
+            );
+        }
+        if self.no_identity {
+            return Reply::json(
+                400,
+                json!({"error": "invalid_request", "error_description": "Identity not found"}),
+            );
+        }
+        let t = format!("azure-token-{}", self.tokens.len());
+        self.tokens.push(t.clone());
+        Reply::json(
+            200,
+            json!({"access_token": t, "expires_in": "86399", "expires_on": "1900000000",
+            "resource": "https://management.azure.com/", "token_type": "Bearer"}),
+        )
+    }
+
     /// An accepted long-running operation: its status URL, already done.
     fn accepted(&self, req: &Recorded, status: u16, body: Option<Value>) -> Reply {
         let host = req.header("host").unwrap_or("127.0.0.1");
@@ -793,6 +831,9 @@ impl Cloud for Azure {
                 );
             }
             return self.token(req);
+        }
+        if (req.method.as_str(), req.path.as_str()) == ("GET", "/metadata/identity/oauth2/token") {
+            return self.identity(req);
         }
         if req.path == "/api/retail/prices" {
             return self.prices(req);

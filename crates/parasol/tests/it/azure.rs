@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use crate::fakes::azure::{self as azf, Azure};
 use crate::fakes::{FakeServer, Recorded, Timing};
-use crate::harness::public_key;
+use crate::harness::{public_key, Opts, Server};
 use crate::provider_conformance::{azure_config, empty_store};
+use serde_json::json;
 
 const DEPLOYMENT: &str = "c0ffee0042";
 
@@ -365,4 +366,138 @@ async fn a_managed_identity_gets_its_token_from_the_metadata_service() {
         Err(ProviderError::Permanent(m)) => assert!(m.contains("managed identity"), "{m}"),
         other => panic!("expected a credentials error, got {other:?}"),
     }
+}
+
+fn server_env(fake: &FakeServer<Azure>, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AZURE_TENANT_ID", azf::TENANT.into()),
+        ("AZURE_CLIENT_ID", azf::CLIENT_ID.into()),
+        ("AZURE_CLIENT_SECRET", secret.into()),
+        ("AZURE_SUBSCRIPTION_ID", azf::SUBSCRIPTION.into()),
+        ("AZURE_AUTHORITY_HOST", fake.url.clone()),
+        ("PARASOL_AZURE_URL", fake.url.clone()),
+        ("PARASOL_AZURE_PRICES_URL", fake.url.clone()),
+        ("PARASOL_AZURE_LOCATIONS", azf::LOCATIONS.join(",")),
+    ]
+}
+
+fn opts(env: &[(&str, String)]) -> Opts {
+    Opts {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Opts::default()
+    }
+}
+
+/// Through Parasol's API: the catalog holds Azure's sizes at the Retail
+/// Prices API's prices, an instance is created, runs and is deleted, and
+/// nothing of it (VM, NIC, public IP, OS disk) is left at Azure.
+#[tokio::test]
+async fn an_azure_instance_lives_and_dies_through_the_api_leaving_nothing() {
+    let fake = FakeServer::start(Azure::default()).await;
+    let s = Server::start(opts(&server_env(&fake, azf::CLIENT_SECRET)));
+    let c = s.admin();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let a100 = loop {
+        let all = c.get("/v1/instances/types?cloud=azure").await.expect(200)["instance_types"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if let Some(t) = all.iter().find(|t| t["shade_instance_type"] == "A100_80G") {
+            break t.clone();
+        }
+        assert!(Instant::now() < deadline, "no azure catalog: {all:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(a100["cloud_instance_type"], "Standard_NC24ads_A100_v4");
+    assert_eq!(a100["hourly_price"], 350);
+    let avail: Vec<(String, bool)> = a100["availability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rental_type"] != "spot")
+        .map(|a| {
+            (
+                a["region"].as_str().unwrap().to_string(),
+                a["available"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(avail.contains(&("eastus".into(), true)), "{avail:?}");
+    assert!(avail.contains(&("westus2".into(), false)), "{avail:?}");
+
+    let id = c
+        .post(
+            "/v1/instances/create",
+            json!({"cloud": "azure", "region": "eastus", "shade_instance_type": "A100_80G",
+                   "shade_cloud": true, "name": "azure-box"}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info = c.wait_status(&id, "active").await;
+    assert!(
+        info["ip"].as_str().unwrap().starts_with("203.0.113."),
+        "{info}"
+    );
+    assert_eq!(info["ssh_user"], azure::ADMIN_USER);
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<String> = fake.with(|c| {
+            c.resources
+                .iter()
+                .filter(|r| [azf::VM, azf::NIC, azf::IP, azf::DISK].contains(&r.kind.as_str()))
+                .map(|r| r.id.clone())
+                .collect()
+        });
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fake.assert_documented();
+}
+
+/// A wrong client secret makes Azure, and only Azure, unavailable in
+/// `/readyz`, with Entra's reason and never the secret.
+#[tokio::test]
+async fn a_wrong_azure_secret_shows_in_readyz_without_the_secret() {
+    let fake = FakeServer::start(Azure::default()).await;
+    let s = Server::start(opts(&server_env(&fake, "wrong-secret-9876")));
+    let c = s.admin();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let r = c
+            .http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            if v["unavailable_providers"].get("azure").is_some() {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "azure never unavailable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = ready["unavailable_providers"]["azure"]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        why.contains("invalid_client") && why.contains("AZURE_CLIENT_SECRET"),
+        "{why}"
+    );
+    assert!(!ready.to_string().contains("wrong-secret-9876"));
+    assert!(!s.log().contains("wrong-secret-9876"));
 }

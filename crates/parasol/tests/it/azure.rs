@@ -501,3 +501,55 @@ async fn a_wrong_azure_secret_shows_in_readyz_without_the_secret() {
     assert!(!ready.to_string().contains("wrong-secret-9876"));
     assert!(!s.log().contains("wrong-secret-9876"));
 }
+
+/// A volume is made in the zone offering the most GPU sizes, and a VM
+/// mounting it launches in that zone.
+#[tokio::test]
+async fn a_volume_pins_its_vm_to_its_zone() {
+    let (fake, p) = start().await;
+    let vid = Uuid::new_v4();
+    let made = p
+        .create_volume(&parasol::providers::VolumeRequest {
+            volume_id: vid,
+            name: "data".into(),
+            cloud: azure::CLOUD.into(),
+            region: "eastus".into(),
+            size_in_gb: 10,
+        })
+        .await
+        .expect("create the volume");
+    let r = parasol::providers::VolumeRef {
+        volume_id: vid,
+        region: "eastus".into(),
+        cloud_assigned_id: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut state = made;
+    let (disk, zone) = loop {
+        if let parasol::providers::VolumeState::Available {
+            cloud_assigned_id,
+            zone,
+        } = state
+        {
+            break (cloud_assigned_id, zone);
+        }
+        assert!(Instant::now() < deadline, "never available: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = p.describe_volume(&r).await.unwrap();
+    };
+    // eastus: zones 1 and 2 offer every size, zone 3 all but NC96ads.
+    assert_eq!(zone.as_deref(), Some("1"));
+    let mut req = request("Standard_NC96ads_A100_v4", RentalType::OnDemand);
+    req.volumes = vec![parasol::providers::LaunchVolume {
+        id: vid,
+        size_in_gb: 10,
+        cloud_assigned_id: disk,
+        zone,
+    }];
+    p.launch(&req).await.expect("launch with the volume");
+    let zones: Vec<serde_json::Value> = vm_puts(&fake)
+        .iter()
+        .map(|r| r.body["zones"].clone())
+        .collect();
+    assert_eq!(zones, [json!(["1"])]);
+}

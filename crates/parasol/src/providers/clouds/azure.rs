@@ -28,14 +28,19 @@
 //! - `GET {vm}/instanceView` and `GET {ip}` to describe, `POST
 //!   {vm}/restart`, `DELETE {vm}`;
 //! - volumes: Premium SSD managed disks (`PUT|GET|DELETE {disk}`, `GET
-//!   .../disks`), attached at launch as data disks that are detached, not
-//!   deleted, with the VM.
+//!   .../disks`), made in the location's zone that offers the most GPU
+//!   sizes (where it has zones), attached at launch as data disks that are
+//!   detached, not deleted, with the VM; a VM mounting one launches in its
+//!   zone.
 //!
 //! A launch tries the location's zones that offer the size, in order; a
-//! capacity refusal (`SkuNotAvailable`, `AllocationFailed`,
+//! capacity refusal of the `PUT` (`SkuNotAvailable`, `AllocationFailed`,
 //! `ZonalAllocationFailed`, `OverconstrainedAllocationRequest`) moves on to
 //! the next zone, and after the last the launch is a capacity error, so
-//! placement fails over to another location. A launch that fails for good
+//! placement fails over to another location. An allocation failure Azure
+//! reports later, through the VM's long-running operation, leaves the VM
+//! `Failed` with the code: describe reports it as failed for insufficient
+//! capacity, without trying another zone. A launch that fails for good
 //! deletes the NIC and IP it made. A terminate deletes the VM, then goes on
 //! until no NIC, public IP or OS disk of the machine is left either; the
 //! orphan sweep lists a machine whose NIC, IP or OS disk outlived its VM
@@ -1143,6 +1148,27 @@ impl Azure {
             .unwrap_or_default())
     }
 
+    /// The zone of `location` that offers the most served sizes (the
+    /// lowest on a tie); `None` where the location has no zones.
+    async fn volume_zone(&self, location: &str) -> Result<Option<String>, ProviderError> {
+        if self.sizes.lock().expect("poisoned").is_empty() {
+            self.offers().await?;
+        }
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for info in self.sizes.lock().expect("poisoned").values() {
+            if let Some(p) = info.places.get(location).filter(|p| p.allowed) {
+                for z in &p.zones {
+                    *count.entry(z.clone()).or_default() += 1;
+                }
+            }
+        }
+        let most = count.values().copied().max();
+        Ok(count
+            .into_iter()
+            .find(|(_, n)| Some(*n) == most)
+            .map(|(z, _)| z))
+    }
+
     /// The VM body of a launch.
     fn vm_body(
         &self,
@@ -1272,10 +1298,19 @@ impl Azure {
             }),
         )
         .await?;
-        // A managed disk made without a zone attaches only to a VM without
-        // one, so a launch with volumes is regional.
-        let zones: Vec<Option<String>> = match place {
-            Some(p) if !p.zones.is_empty() && req.volumes.is_empty() => {
+        // A zonal managed disk attaches only to a VM of its zone, and a
+        // regional one only to a VM without a zone.
+        let pinned = req.volumes.iter().find_map(|v| v.zone.clone());
+        let zones: Vec<Option<String>> = match (place, pinned) {
+            (Some(p), Some(z)) if p.zones.contains(&z) => vec![Some(z)],
+            (_, Some(z)) => {
+                self.remove_parts(&nic, &ip).await;
+                return Err(ProviderError::Permanent(format!(
+                    "{CLOUD}: the volume is in zone {z} of {location}, which does not offer {}",
+                    req.cloud_instance_type
+                )));
+            }
+            (Some(p), None) if !p.zones.is_empty() && req.volumes.is_empty() => {
                 p.zones.into_iter().map(Some).collect()
             }
             _ => vec![None],
@@ -1364,7 +1399,7 @@ impl Azure {
     }
 }
 
-/// A 15-character Linux host name of the instance (Azure allows 64; a
+/// A 16-character Linux host name of the instance (Azure allows 64; a
 /// short one reads better in prompts).
 fn computer_name(id: Uuid) -> String {
     format!("parasol-{}", &id.simple().to_string()[..8])
@@ -1651,24 +1686,25 @@ impl VolumeApi for Azure {
             .collect())
     }
 
+    /// In the location's zone that offers the most GPU sizes, where it has
+    /// zones, so the VMs mounting it have the widest choice.
     async fn make_volume(&self, req: &VolumeRequest) -> Result<VolumeState, ProviderError> {
         self.ensure_group(&req.region).await?;
         let name = self.known.marker().name(req.volume_id);
         let path = self.in_group(&req.region, "Microsoft.Compute/disks", &name);
-        self.put(
-            &path,
-            DISKS_API,
-            &json!({
-                "location": req.region,
-                "tags": {TAG_VOLUME: req.volume_id.to_string(), TAG_DEPLOYMENT: self.deployment()},
-                "sku": {"name": "Premium_LRS"},
-                "properties": {
-                    "creationData": {"createOption": "Empty"},
-                    "diskSizeGB": req.size_in_gb,
-                },
-            }),
-        )
-        .await?;
+        let mut body = json!({
+            "location": req.region,
+            "tags": {TAG_VOLUME: req.volume_id.to_string(), TAG_DEPLOYMENT: self.deployment()},
+            "sku": {"name": "Premium_LRS"},
+            "properties": {
+                "creationData": {"createOption": "Empty"},
+                "diskSizeGB": req.size_in_gb,
+            },
+        });
+        if let Some(z) = self.volume_zone(&req.region).await? {
+            body["zones"] = json!([z]);
+        }
+        self.put(&path, DISKS_API, &body).await?;
         Ok(VolumeState::Creating {
             cloud_assigned_id: path,
         })

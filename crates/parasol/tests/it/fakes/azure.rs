@@ -24,7 +24,8 @@
 //!   public IP, OS disk); parts without it stay, data disks are detached;
 //! - a NIC attached to a VM, an IP attached to a NIC, a disk attached to a
 //!   VM cannot be deleted (`NicInUse`, `PublicIPAddressInUse`,
-//!   `OperationNotAllowed`);
+//!   `OperationNotAllowed`), and a disk attaches only to a VM of its zone
+//!   (a regional disk to a VM without one);
 //! - a spot VM evicted with `evictionPolicy: Delete` is deallocated and
 //!   deleted ([`Azure::evict`]);
 //! - capacity and quota refusals answer the VM `PUT` with 409 and Azure's
@@ -684,6 +685,20 @@ impl Azure {
         if kind == VM {
             if let Some(refused) = self.refuse_vm(&body, &location) {
                 return refused;
+            }
+            let zone = body["zones"][0].as_str();
+            for d in body["properties"]["storageProfile"]["dataDisks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["managedDisk"]["id"].as_str())
+            {
+                let disk = self.find(d).map(|i| &self.resources[i].body);
+                let disk_zone = disk.and_then(|b| b["zones"][0].as_str());
+                if disk_zone != zone {
+                    return arm_error(400, "InvalidParameter", &format!(
+                        "Disk {d} in zone {disk_zone:?} cannot be attached to a VM in zone {zone:?}."));
+                }
             }
             for r in &refs {
                 if let Some(h) = self.holder(r) {

@@ -553,3 +553,21 @@ async fn a_volume_pins_its_vm_to_its_zone() {
         .collect();
     assert_eq!(zones, [json!(["1"])]);
 }
+
+/// A token Azure stops accepting (expired, revoked) is fetched again once,
+/// and the call goes through.
+#[tokio::test]
+async fn a_refused_token_is_fetched_again() {
+    let (fake, p) = start().await;
+    assert_eq!(
+        p.describe(Uuid::new_v4()).await.unwrap(),
+        MachineState::Gone
+    );
+    fake.with(|c| c.tokens.clear());
+    assert_eq!(
+        p.describe(Uuid::new_v4()).await.unwrap(),
+        MachineState::Gone
+    );
+    let grants = fake.requests_to(&format!("POST /{}/oauth2/v2.0/token", azf::TENANT));
+    assert_eq!(grants.len(), 2, "one token, then one more after the 401");
+}

@@ -7,7 +7,10 @@
 //! Entra ID token endpoint (`{authority}/{tenant}/oauth2/v2.0/token`, the
 //! client-credentials grant, scope `https://management.azure.com/.default`)
 //! for a bearer token kept until a minute before it expires, and fetched
-//! again after a 401.
+//! again after a 401. On an Azure VM the VM's managed identity may stand
+//! in for the secret ([`AzureAuth::ManagedIdentity`]): its token comes
+//! from the instance metadata service
+//! (`GET /metadata/identity/oauth2/token`, `Metadata: true`).
 //!
 //! Calls (each api-version pinned, see the constants below):
 //! - catalog: `GET /subscriptions/{s}/providers/Microsoft.Compute/skus`

@@ -15,6 +15,8 @@ the file it came from, that file's version and its SHA-256.
     python3 scripts/derive-specs.py --check    # fail if specs/ is stale
 
 `--check` is what .ci/run runs (CI always has ../shared beside the clone).
+The two Azure copies are derived from Microsoft's official Python clients
+pinned in scripts/requirements-test.txt instead (see AZURE below).
 Needs PyYAML (in the test venv that scripts/setup.sh makes).
 """
 

@@ -280,11 +280,13 @@ pub fn series_gpu(size: &str) -> Option<GpuModel> {
 }
 
 /// The shipped price table: on-demand Linux pay-as-you-go dollars per
-/// hour in East US, from Microsoft's published list prices as recorded on
-/// 2026-12-07 (written down by hand, not read from the API: check them
-/// against the Retail Prices API before relying on them). Used wherever
-/// the Retail Prices API cannot be reached, for every location; spot
-/// prices come only from the API.
+/// hour in East US, Microsoft's list prices as published in 2024 and 2025
+/// (the Retail Prices API's `retailPrice` for the size's Linux
+/// `Consumption` meter), written down on 2026-12-07 without the API at
+/// hand; the H200 and MI300X rows are the least certain. Check them
+/// against the API when refreshing this table. Used wherever the Retail
+/// Prices API cannot be reached, for every location; spot prices come only
+/// from the API.
 pub const PRICES: &[(&str, f64)] = &[
     ("Standard_NC24ads_A100_v4", 3.673),
     ("Standard_NC48ads_A100_v4", 7.346),

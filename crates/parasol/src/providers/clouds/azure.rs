@@ -127,8 +127,10 @@ pub const TAG_VOLUME: &str = "parasol-volume";
 pub const NSG: &str = "parasol-ssh";
 pub const VNET: &str = "parasol-vnet";
 pub const SUBNET: &str = "parasol-subnet";
-/// The VM's admin user, who gets the instance's SSH key.
-pub const ADMIN_USER: &str = "azureuser";
+/// The VM's admin user, who gets the instance's SSH key: `ubuntu`, as on
+/// the other clouds' Ubuntu images (Azure reserves names such as `admin`
+/// and `root`, not this one).
+pub const ADMIN_USER: &str = "ubuntu";
 /// The OS offered, and the image it launches unless configured otherwise:
 /// Microsoft's Ubuntu-HPC image, with the GPU drivers installed.
 const OS: &str = "ubuntu22.04_hpc";
@@ -1410,10 +1412,13 @@ fn computer_name(id: Uuid) -> String {
     format!("parasol-{}", &id.simple().to_string()[..8])
 }
 
-/// The customData: the launch configuration run once at first boot (by
-/// cloud-init, which runs a `#!` script as it stands), as the admin user.
+/// The customData: [`super::first_boot_script`] (which cloud-init runs as
+/// it stands, being a `#!` script), base64. It runs as `ubuntu`, the admin
+/// user Parasol gives every VM.
 fn custom_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
-    super::first_boot_script(req, ADMIN_USER)
+    use base64::Engine;
+    Ok(super::first_boot_script(req)?
+        .map(|text| base64::engine::general_purpose::STANDARD.encode(text)))
 }
 
 /// A capability's whole number (`"MemoryGB": "880"`, `"1.5"` rounds down).

@@ -53,6 +53,31 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The script a cloud machine runs once at first boot (AWS's user data,
+/// Google's `startup-script`): the launch configuration, run as the
+/// image's `ubuntu` user by the same script the hosts provider runs over
+/// SSH. `None` when there is nothing to run.
+pub(crate) fn first_boot_script(
+    req: &crate::providers::LaunchRequest,
+) -> Result<Option<String>, crate::providers::ProviderError> {
+    use crate::providers::hosts::remote;
+    let w = remote::workload(
+        req.instance_id,
+        req.launch_configuration.as_ref(),
+        &req.envs,
+        true,
+    )
+    .map_err(crate::providers::ProviderError::Permanent)?;
+    let Some(w) = w else {
+        return Ok(None);
+    };
+    let script = remote::setup_script(req.instance_id, None, Some(&w));
+    Ok(Some(format!(
+        "#!/bin/bash\n# Parasol instance {}\nsudo -u ubuntu -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
+        req.instance_id
+    )))
+}
+
 /// Prefix of every machine name Parasol gives a cloud.
 pub const MARKER_PREFIX: &str = "parasol-";
 
@@ -160,34 +185,6 @@ fn from_base32(s: &str) -> Option<Uuid> {
 /// cloud's name limits beside a UUID, and valid in hostnames and tags.
 pub fn new_deployment_id() -> String {
     Uuid::new_v4().simple().to_string()[..10].to_string()
-}
-
-/// The launch configuration of `req` as a first-boot script for clouds
-/// that take one with the machine (EC2's user data, Azure's customData),
-/// base64-encoded: run once as `user`, by the same script the hosts
-/// provider runs over SSH. `None` when there is nothing to run.
-pub(crate) fn first_boot_script(
-    req: &crate::providers::LaunchRequest,
-    user: &str,
-) -> Result<Option<String>, crate::providers::ProviderError> {
-    use crate::providers::hosts::remote;
-    use base64::Engine;
-    let w = remote::workload(
-        req.instance_id,
-        req.launch_configuration.as_ref(),
-        &req.envs,
-        true,
-    )
-    .map_err(crate::providers::ProviderError::Permanent)?;
-    let Some(w) = w else {
-        return Ok(None);
-    };
-    let script = remote::setup_script(req.instance_id, None, Some(&w));
-    let text = format!(
-        "#!/bin/bash\n# Parasol instance {}\nsudo -u {user} -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
-        req.instance_id
-    );
-    Ok(Some(base64::engine::general_purpose::STANDARD.encode(text)))
 }
 
 /// A short name for an SSH public key, the same every time: clouds that

@@ -219,10 +219,10 @@ fn live_state(i: &Xml) -> MachineState {
     }
 }
 
-/// The user data: the launch configuration run once at first boot, as the
-/// image's `ubuntu` user.
+/// The user data: [`super::first_boot_script`], base64.
 fn user_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
-    super::first_boot_script(req, "ubuntu")
+    Ok(super::first_boot_script(req)?
+        .map(|text| base64::engine::general_purpose::STANDARD.encode(text)))
 }
 
 impl Aws {

@@ -77,7 +77,6 @@ impl Http {
                 ProviderError::Transient(format!("{} unreachable: {}", self.cloud, without_url(&e)))
             })?;
             let status = res.status();
-            let headers = res.headers().clone();
             if status == StatusCode::TOO_MANY_REQUESTS && attempt < RATE_LIMIT_ATTEMPTS {
                 let wait = retry_after(res.headers())
                     .unwrap_or_else(|| Duration::from_millis(500 << attempt));
@@ -89,6 +88,7 @@ impl Http {
                 tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
                 continue;
             }
+            let headers = res.headers().clone();
             let body = res.text().await.map_err(|e| {
                 ProviderError::Transient(format!(
                     "{} answer unreadable: {}",

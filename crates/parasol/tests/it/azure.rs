@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use crate::fakes::azure::{self as azf, Azure};
 use crate::fakes::{FakeServer, Recorded, Timing};
-use crate::harness::{public_key, Opts, Server};
+use crate::harness::{public_key, Server};
 use crate::provider_conformance::{azure_config, empty_store};
+use crate::providers::opts;
 use serde_json::json;
 
 const DEPLOYMENT: &str = "c0ffee0042";
@@ -379,16 +380,6 @@ fn server_env(fake: &FakeServer<Azure>, secret: &str) -> Vec<(&'static str, Stri
         ("PARASOL_AZURE_PRICES_URL", fake.url.clone()),
         ("PARASOL_AZURE_LOCATIONS", azf::LOCATIONS.join(",")),
     ]
-}
-
-fn opts(env: &[(&str, String)]) -> Opts {
-    Opts {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        ..Opts::default()
-    }
 }
 
 /// Through Parasol's API: the catalog holds Azure's sizes at the Retail

@@ -15,6 +15,8 @@ the file it came from, that file's version and its SHA-256.
     python3 scripts/derive-specs.py --check    # fail if specs/ is stale
 
 `--check` is what .ci/run runs (CI always has ../shared beside the clone).
+The two Azure copies are derived from Microsoft's official Python clients
+pinned in scripts/requirements-test.txt instead (see AZURE below).
 Needs PyYAML (in the test venv that scripts/setup.sh makes).
 """
 
@@ -479,6 +481,226 @@ def gcp() -> dict:
                 "requires; objects closed to unknown fields; no descriptions",
     }
     return out
+# --- Azure: derived from Microsoft's official Python clients -------------
+#
+# Microsoft's REST API specification (Azure/azure-rest-api-specs) is over a
+# gigabyte and split over hundreds of files that refer to one another; the
+# official management clients on PyPI are generated from it and carry the
+# same facts in a form a program reads: each operation's method, URL
+# template, api-version and query parameters (the `build_*_request`
+# functions), its success statuses and models, and each model's wire names,
+# types, required fields and visibility. The copies below are derived from
+# the clients pinned in scripts/requirements-test.txt, installed in the
+# test venv, so CI re-derives them with no network.
+
+AZURE = {
+    "azure-compute.openapi.json": ("azure-mgmt-compute", "azure.mgmt.compute", [
+        # (operations class, build function stem, method name, body model)
+        ("VirtualMachinesOperations", "virtual_machines", "create_or_update", "VirtualMachine"),
+        ("VirtualMachinesOperations", "virtual_machines", "get", None),
+        ("VirtualMachinesOperations", "virtual_machines", "delete", None),
+        ("VirtualMachinesOperations", "virtual_machines", "restart", None),
+        ("VirtualMachinesOperations", "virtual_machines", "list_all", None),
+        ("VirtualMachinesOperations", "virtual_machines", "instance_view", None),
+        ("DisksOperations", "disks", "create_or_update", "Disk"),
+        ("DisksOperations", "disks", "get", None),
+        ("DisksOperations", "disks", "delete", None),
+        ("DisksOperations", "disks", "list", None),
+        ("ResourceSkusOperations", "resource_skus", "list", None),
+    ]),
+    "azure-network.openapi.json": ("azure-mgmt-network", "azure.mgmt.network", [
+        ("PublicIPAddressesOperations", "public_ip_addresses", "create_or_update", "PublicIPAddress"),
+        ("PublicIPAddressesOperations", "public_ip_addresses", "get", None),
+        ("PublicIPAddressesOperations", "public_ip_addresses", "delete", None),
+        ("PublicIPAddressesOperations", "public_ip_addresses", "list_all", None),
+        ("NetworkInterfacesOperations", "network_interfaces", "create_or_update", "NetworkInterface"),
+        ("NetworkInterfacesOperations", "network_interfaces", "get", None),
+        ("NetworkInterfacesOperations", "network_interfaces", "delete", None),
+        ("NetworkInterfacesOperations", "network_interfaces", "list_all", None),
+        ("VirtualNetworksOperations", "virtual_networks", "create_or_update", "VirtualNetwork"),
+        ("VirtualNetworksOperations", "virtual_networks", "get", None),
+        ("NetworkSecurityGroupsOperations", "network_security_groups", "create_or_update",
+         "NetworkSecurityGroup"),
+        ("NetworkSecurityGroupsOperations", "network_security_groups", "get", None),
+    ]),
+}
+
+
+def _block(src: str, start: re.Pattern, indent: str) -> str:
+    """The text from the last line `start` matches (an overloaded method's
+    implementation follows its stubs) up to the next definition at `indent`
+    or less."""
+    found = list(start.finditer(src))
+    m = found[-1] if found else None
+    if not m:
+        raise SystemExit(f"derive-specs: {start.pattern} not in the client")
+    end = re.compile(rf"^(?:{indent})?(?:def|class) ", re.M)
+    nxt = end.search(src, m.end())
+    return src[m.start(): nxt.start() if nxt else len(src)]
+
+
+class AzureModels:
+    """JSON schemas of a generated client's models, as components."""
+
+    def __init__(self, models_mod):
+        import typing
+        self.typing = typing
+        self.mod = models_mod
+        self.schemas: dict[str, dict] = {}
+
+    def ref(self, cls) -> dict:
+        name = cls.__name__
+        if name not in self.schemas:
+            self.schemas[name] = {}
+            self.schemas[name] = self.model(cls)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def model(self, cls) -> dict:
+        import sys as _sys
+        cls()  # the client computes its field table on first construction
+        ns = {**vars(_sys.modules[cls.__module__]), "_models": self.mod}
+        hints = self.typing.get_type_hints(cls, ns)
+        props, required = {}, []
+        for attr, rf in sorted(cls._attr_to_rest_field.items(), key=lambda kv: kv[1]._rest_name):
+            tp = hints.get(attr)
+            optional = tp is None or type(None) in self.typing.get_args(tp)
+            s = self.of(tp)
+            vis = rf._visibility
+            if vis == ["read"]:
+                s = {**s, "readOnly": True}
+            props[rf._rest_name] = s
+            if not optional and vis != ["read"]:
+                required.append(rf._rest_name)
+        out = {"type": "object", "properties": props, "additionalProperties": False}
+        if required:
+            out["required"] = sorted(required)
+        return out
+
+    def of(self, tp) -> dict:
+        import datetime
+        import enum
+        t = self.typing
+        if tp is None or tp is t.Any:
+            return {}
+        origin, args = t.get_origin(tp), t.get_args(tp)
+        if origin is t.Union or type(tp).__name__ == "UnionType":
+            rest = [a for a in args if a is not type(None)]
+            # `Union[str, SomeEnum]` is an open enum: any string.
+            if all(a is str or (isinstance(a, type) and issubclass(a, enum.Enum)) for a in rest):
+                closed = [a for a in rest if a is not str]
+                if len(closed) == len(rest) == 1:
+                    return {"type": "string", "enum": sorted(m.value for m in closed[0])}
+                return {"type": "string"}
+            if len(rest) == 1:
+                return self.of(rest[0])
+            return {"anyOf": [self.of(a) for a in rest]}
+        if origin is list:
+            return {"type": "array", "items": self.of(args[0])}
+        if origin is dict:
+            return {"type": "object", "additionalProperties": self.of(args[1])}
+        if tp is str:
+            return {"type": "string"}
+        if tp is bool:
+            return {"type": "boolean"}
+        if tp is int:
+            return {"type": "integer"}
+        if tp is float:
+            return {"type": "number"}
+        if tp in (datetime.datetime,):
+            return {"type": "string", "format": "date-time"}
+        if tp in (datetime.timedelta, datetime.date, datetime.time, bytes):
+            return {"type": "string"}
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return {"type": "string", "enum": sorted(m.value for m in tp)}
+        if isinstance(tp, type) and any(b.__name__ == "Model" for b in tp.__mro__):
+            return self.ref(tp)
+        raise SystemExit(f"derive-specs: no schema for {tp!r}")
+
+
+def azure(file: str):
+    def make() -> dict:
+        import importlib
+        import importlib.metadata as md
+        dist, pkg, ops = AZURE[file]
+        models = importlib.import_module(pkg + ".models")
+        opmod = importlib.import_module(pkg + ".operations._operations")
+        src_path = Path(opmod.__file__)
+        src = src_path.read_text(encoding="utf-8")
+        schemas = AzureModels(models)
+        paths: dict = {}
+        error = schemas.ref(models.CloudError)
+        for cls_name, stem, name, body in ops:
+            build = _block(src, re.compile(rf"^def build_{stem}_{name}_request\(", re.M), "")
+            url = re.search(r'_url = "([^"]+)"', build).group(1)
+            method = re.search(r'method="(\w+)"', build).group(1).lower()
+            params = [{"name": "api-version", "in": "query", "required": True,
+                       "schema": {"type": "string", "enum": [
+                           re.search(r'"api-version", "([^"]+)"', build).group(1)]}}]
+            for qname, qtype in re.findall(
+                    r'_params\["([^"]+)"\] = _SERIALIZER\.query\(\s*"\w+",\s*\w+,\s*"(\w+)"', build):
+                if qname == "api-version":
+                    continue
+                params.append({"name": qname, "in": "query", "required": False,
+                               "schema": {"type": {"str": "string", "bool": "boolean",
+                                                   "int": "integer"}[qtype]}})
+            for pname in re.findall(r"\{(\w+)\}", url):
+                params.append({"name": pname, "in": "path", "required": True,
+                               "schema": {"type": "string"}})
+            klass = _block(src, re.compile(rf"^class {cls_name}\b", re.M), "")
+            # A long-running operation's first answer is its `_initial` call's.
+            try:
+                meth = _block(klass, re.compile(rf"^    def _{name}_initial\(", re.M), "    ")
+            except SystemExit:
+                meth = _block(klass, re.compile(rf"^    def {name}\(", re.M), "    ")
+            statuses = re.search(r"status_code not in \[([\d, ]+)\]", meth).group(1)
+            returns = None
+            if name.startswith("list"):
+                m = re.search(r"_deserialize\(\s*[Ll]ist\[_models\.(\w+)\]", meth)
+                item = schemas.ref(getattr(models, m.group(1)))
+                returns = {"type": "object", "properties": {
+                    "value": {"type": "array", "items": item},
+                    "nextLink": {"type": "string"}}, "required": ["value"]}
+            else:
+                outer = _block(klass, re.compile(rf"^    def (?:begin_)?{name}\(", re.M), "    ")
+                m = re.search(r"(?<!failsafe)_deserialize\(\s*_models\.(\w+)", meth) or \
+                    re.search(r"(?<!failsafe)_deserialize\(\s*_models\.(\w+)", outer)
+                if m:
+                    returns = schemas.ref(getattr(models, m.group(1)))
+            responses = {}
+            for code in (s.strip() for s in statuses.split(",")):
+                r = {"description": ""}
+                # An accepted long-running call, or a delete of nothing,
+                # answers no body.
+                if returns is not None and code in ("200", "201"):
+                    r["content"] = {"application/json": {"schema": returns}}
+                responses[code] = r
+            responses["default"] = {"description": "",
+                                    "content": {"application/json": {"schema": error}}}
+            op = {"operationId": f"{cls_name.removesuffix('Operations')}_{name}",
+                  "parameters": params, "responses": responses}
+            if body:
+                op["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": schemas.ref(getattr(models, body))}}}
+            paths.setdefault(url, {})[method] = op
+        version = md.version(dist)
+        files = [Path(models.__file__).parent / "_models.py", src_path]
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": dist, "version": version},
+            "servers": [{"url": "https://management.azure.com"}],
+            "paths": paths,
+            "components": {"schemas": dict(sorted(schemas.schemas.items()))},
+            "x-parasol-derived": {
+                "from": f"PyPI {dist}=={version} (generated from Azure/azure-rest-api-specs)",
+                "version": version,
+                "sha256": {f"{dist}/{f.parent.name}/{f.name}": sha256(f) for f in files},
+                "by": "scripts/derive-specs.py",
+                "kept": "the operations Parasol calls: method, path, api-version, query "
+                        "parameters, success statuses; models' wire names, types, required "
+                        "fields, read-only fields and closed enums; no documentation",
+            },
+        }
+    return make
 
 
 # The derived documents, by the file name they get under specs/.
@@ -492,6 +714,7 @@ DOCUMENTS = {
         provider("hyperstack", "hyperstack/infrahub-api.sdk-go-v1.52.3.openapi.yaml"),
     "vastai.openapi.json": provider("vastai", "vastai/vast-api.openapi.yaml"),
     "gcp-compute.openapi.json": gcp,
+    **{f: azure(f) for f in AZURE},
 }
 
 

@@ -6,6 +6,7 @@ mod harness;
 
 mod audit;
 mod aws;
+mod azure;
 mod backups;
 mod budgets;
 mod cli;

@@ -5,13 +5,15 @@
 //! asserts what the client made of the fake's answers, so a field the
 //! client needs and the fake leaves out (or a filter the fake ignores)
 //! fails here, as it would fail against a fake that drifted from the
-//! provider.
+//! provider. Microsoft's `azure-mgmt-compute` (with `azure-mgmt-network`)
+//! drives the Azure fake the same way, on top of its document.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
+use crate::fakes::azure::{self as azf, Azure};
 use crate::fakes::runpod::{self as rpf, Runpod};
 use crate::fakes::verda::{self as vef, Verda};
 use crate::fakes::FakeServer;
@@ -148,4 +150,53 @@ async fn runpods_official_client_reads_the_runpod_fakes_graphql_catalog() {
     let q = fake.requests_to("POST /graphql");
     assert_eq!(q.len(), 2);
     assert!(q[1].body["query"].as_str().unwrap().contains("gpuCount: 2"));
+}
+
+#[tokio::test]
+async fn microsofts_compute_client_drives_the_azure_fake() {
+    let fake = FakeServer::start(Azure::default()).await;
+    let got = scenario(
+        "azure.mgmt.compute",
+        vec![
+            fake.url.clone(),
+            azf::TENANT.into(),
+            azf::CLIENT_ID.into(),
+            azf::CLIENT_SECRET.into(),
+            azf::SUBSCRIPTION.into(),
+            public_key(),
+        ],
+    )
+    .await;
+    let a100 = &got["skus"]["Standard_NC24ads_A100_v4"];
+    assert_eq!(a100["GPUs"], "1", "{got}");
+    assert_eq!(a100["vCPUs"], "24", "{got}");
+    assert_eq!(
+        got["zones"]["Standard_NC24ads_A100_v4"],
+        serde_json::json!(["1", "2", "3"])
+    );
+    assert!(
+        got["skus"].get("Standard_ND96isr_MI300X_v5").is_none(),
+        "the location filter is honoured: {got}"
+    );
+    assert_eq!(got["vm"], "vm");
+    assert_eq!(got["priority"], "Spot");
+    assert_eq!(got["size"], "Standard_NC24ads_A100_v4");
+    assert!(
+        got["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("PowerState/")),
+        "{got}"
+    );
+    assert_eq!(got["listed"], serde_json::json!(["vm"]));
+    assert!(
+        got["address"].as_str().unwrap().starts_with("203.0.113."),
+        "{got}"
+    );
+    assert_eq!(got["disk_size"], 10);
+    assert!(got["disks"].as_array().unwrap().contains(&"data".into()));
+    let restarts = fake.with(|c| c.all(azf::VM).iter().map(|v| v.restarts).sum::<u32>());
+    assert_eq!(restarts, 1);
+    fake.assert_documented();
 }

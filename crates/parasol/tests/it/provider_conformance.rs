@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use parasol::api::RentalType;
 use parasol::clock::Clock;
 use parasol::providers::clouds::aws::{self as aws_adapter, Aws as AwsAdapter};
+use parasol::providers::clouds::azure::{Azure as AzureAdapter, AzureAuth, AzureConfig};
 use parasol::providers::clouds::digitalocean::{DigitalOcean as DoAdapter, DigitalOceanConfig};
 use parasol::providers::clouds::gcp::Gcp as GcpAdapter;
 use parasol::providers::clouds::hyperstack::{Hyperstack as HsAdapter, HyperstackConfig};
@@ -37,6 +38,7 @@ use parasol::providers::{
 use uuid::Uuid;
 
 use crate::fakes::aws_proxy::{Fault, Proxy, ANY_ACTION};
+use crate::fakes::azure::{self as azf, Azure};
 use crate::fakes::digitalocean::{self as dof, DigitalOcean};
 use crate::fakes::gcp::{self as gcf, Gcp};
 use crate::fakes::hyperstack::{self as hsf, Hyperstack};
@@ -443,7 +445,7 @@ pub async fn the_sweep_removes_only_this_deployments_orphans(s: impl Subject) {
 }
 
 /// A store of its own holding no instances, for the sweep.
-async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
+pub async fn empty_store() -> (tempfile::TempDir, parasol::store::Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = parasol::store::Store::open(&parasol::store::StoreOptions {
         url: format!("sqlite://{}", dir.path().join("sweep.db").display()),
@@ -701,6 +703,7 @@ http_cloud! {
     vastai => Vastai;
     digitalocean => DigitalOcean;
     gcp => Gcp;
+    azure => Azure;
 }
 
 // The sim keeps its machines in the deployment's own store, behind no
@@ -2034,6 +2037,7 @@ mod volumes {
         lambda => Lambda;
         hyperstack => Hyperstack;
         verda => Verda;
+        azure => Azure;
     }
 
     #[tokio::test]
@@ -2194,5 +2198,137 @@ impl FakeVolumes for Verda {
     }
     fn volume_create_line(&self) -> String {
         "POST /v1/volumes".into()
+    }
+}
+
+/// The Azure adapter's settings for a fake at `url`: Resource Manager,
+/// Entra ID and the Retail Prices API all on it.
+pub fn azure_config(url: &str) -> AzureConfig {
+    AzureConfig {
+        auth: AzureAuth::ClientSecret {
+            tenant_id: azf::TENANT.into(),
+            client_id: azf::CLIENT_ID.into(),
+            client_secret: Secret::new(azf::CLIENT_SECRET),
+        },
+        subscription_id: azf::SUBSCRIPTION.into(),
+        locations: azf::LOCATIONS.iter().map(|l| l.to_string()).collect(),
+        url: url.into(),
+        authority_host: url.into(),
+        prices_url: url.into(),
+        image: AzureConfig::default_image(),
+    }
+}
+
+impl FakeCloud for Azure {
+    fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
+        Arc::new(AzureAdapter::new(azure_config(url), deployment))
+    }
+    fn launchable() -> (&'static str, &'static str, &'static str, &'static str) {
+        ("azure", "eastus", "A100_80G", "Standard_NC24ads_A100_v4")
+    }
+    fn set_timing(&mut self, t: Timing) {
+        self.timing = t;
+    }
+    /// In this deployment's resource group where the name carries its
+    /// marker (tagged as the adapter tags), elsewhere in one of its own.
+    fn plant_named(&mut self, name: &str) -> String {
+        let owner = [DEPLOYMENT, OTHER_DEPLOYMENT]
+            .into_iter()
+            .find_map(|d| Marker::new(d).ours(name).map(|id| (d, id)));
+        match owner {
+            Some((d, id)) => self.plant(
+                &AzureAdapter::group_name(d, "eastus"),
+                name,
+                serde_json::json!({"parasol-instance": id.to_string(), "parasol-deployment": d}),
+            ),
+            None => self.plant("my-own-group", name, serde_json::json!({})),
+        }
+    }
+    fn live_ids(&self) -> Vec<String> {
+        self.live(azf::VM).iter().map(|r| r.id.clone()).collect()
+    }
+    fn refuse(&mut self, cloud_type: &str, region: &str) {
+        self.refuse.push((cloud_type.into(), region.into(), None));
+    }
+    fn launch_line(&self) -> String {
+        format!(
+            "PUT /subscriptions/{}/resourceGroups/{}/providers/{}/*",
+            azf::SUBSCRIPTION,
+            AzureAdapter::group_name(DEPLOYMENT, "eastus"),
+            azf::VM
+        )
+    }
+    /// Resource SKUs' GPU sizes: the served series (whole GPUs) and the
+    /// M60 size Shadeform has no name for; stocked where no restriction
+    /// covers the location or every zone.
+    fn listing(&self) -> Vec<Listed> {
+        azf::SKUS
+            .iter()
+            .filter(|s| s.gpus.is_some() && !s.name.starts_with("Standard_NV12ads"))
+            .map(|s| {
+                let (gpu, manufacturer, vram) = match s.name {
+                    n if n.ends_with("_A100_v4") => (Some("A100_80G"), "nvidia", 80),
+                    n if n.ends_with("_H100_v5") && n.starts_with("Standard_ND") => {
+                        (Some("H100"), "nvidia", 80)
+                    }
+                    n if n.ends_with("_H100_v5") => (Some("H100"), "nvidia", 94),
+                    n if n.ends_with("_MI300X_v5") => (Some("MI300X"), "AMD", 192),
+                    n if n.ends_with("_T4_v3") => (Some("T4"), "nvidia", 16),
+                    n if n.ends_with("_A10_v5") => (Some("A10"), "nvidia", 24),
+                    "Standard_NV12s_v3" => (None, "nvidia", 8),
+                    other => panic!("no model written down for {other}"),
+                };
+                Listed {
+                    cloud_type: s.name.to_string(),
+                    gpu,
+                    manufacturer,
+                    gpus: s.gpus.unwrap().parse().unwrap(),
+                    vram,
+                    vcpus: s.vcpus,
+                    memory: s.memory_gb,
+                    in_stock: s
+                        .places
+                        .iter()
+                        .filter(|(_, zones, refused, whole)| {
+                            !whole
+                                && (zones.is_empty() || zones.iter().any(|z| !refused.contains(z)))
+                        })
+                        .map(|p| p.0.to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl FakeVolumes for Azure {
+    fn volumes_at(&self) -> Vec<(String, String)> {
+        self.all(azf::DISK)
+            .iter()
+            .filter(|d| d.tag("parasol-volume").is_some())
+            .filter(|d| d.deleting.is_none())
+            .map(|d| (d.id.clone(), d.name.clone()))
+            .collect()
+    }
+    fn attached(&self, machine: &str) -> Vec<String> {
+        self.live(azf::VM)
+            .iter()
+            .filter(|v| v.id == machine)
+            .flat_map(|v| {
+                v.body["properties"]["storageProfile"]["dataDisks"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|d| d["managedDisk"]["id"].as_str().map(str::to_string))
+            .collect()
+    }
+    fn volume_create_line(&self) -> String {
+        format!(
+            "PUT /subscriptions/{}/resourceGroups/{}/providers/{}/*",
+            azf::SUBSCRIPTION,
+            AzureAdapter::group_name(DEPLOYMENT, "eastus"),
+            azf::DISK
+        )
     }
 }

@@ -27,7 +27,7 @@ use crate::fakes::verda::{self as ve, Verda};
 use crate::fakes::{FakeServer, Timing};
 use crate::harness::{public_key, Client, Opts, Server};
 
-fn opts(env: &[(&str, String)]) -> Opts {
+pub fn opts(env: &[(&str, String)]) -> Opts {
     Opts {
         env: env
             .iter()

@@ -60,6 +60,16 @@ impl Http {
         &self,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<(StatusCode, String), ProviderError> {
+        let (status, _, body) = self.send_with_headers(build).await?;
+        Ok((status, body))
+    }
+
+    /// [`Http::send`], answering the response's headers too (where a
+    /// cloud says where to follow a long-running operation).
+    pub async fn send_with_headers(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), ProviderError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -81,6 +91,7 @@ impl Http {
                 tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
                 continue;
             }
+            let headers = res.headers().clone();
             let body = res.text().await.map_err(|e| {
                 ProviderError::Transient(format!(
                     "{} answer unreadable: {}",
@@ -88,7 +99,7 @@ impl Http {
                     without_url(&e)
                 ))
             })?;
-            return Ok((status, body));
+            return Ok((status, headers, body));
         }
     }
 
@@ -159,7 +170,7 @@ pub fn generic_failure(cloud: &str, what: &str, f: &Failure, detail: &str) -> Pr
 /// `ratelimit-reset` of an exhausted `ratelimit-remaining`, which
 /// DigitalOcean sends as a Unix time and the IETF draft as seconds from
 /// now (told apart by size). `None`: back off.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let num = |name: &str| {
         headers
             .get(name)?

@@ -7,6 +7,7 @@
 //! AWS ([`aws`]) is tested against moto's EC2 server instead of a fake.
 
 pub mod aws;
+pub mod azure;
 pub mod digitalocean;
 pub(crate) mod find;
 pub mod gcp;

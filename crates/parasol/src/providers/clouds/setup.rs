@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::aws::config::{self as aws_config, AwsConfig, FileAws};
 use super::aws::{self, Aws};
+use super::azure::{self, Azure, AzureAuth, AzureConfig};
 use super::digitalocean::{self, DigitalOcean, DigitalOceanConfig};
 use super::gcp::auth::{self as gcp_auth, FileGcp, GcpConfig};
 use super::gcp::{self, Gcp};
@@ -41,6 +42,7 @@ pub struct FileProviders {
     pub digitalocean: Option<FileDigitalOcean>,
     pub aws: Option<FileAws>,
     pub gcp: Option<FileGcp>,
+    pub azure: Option<FileAzure>,
 }
 
 /// `[providers.lambda]`.
@@ -96,6 +98,25 @@ pub struct FileDigitalOcean {
     pub url: Option<String>,
 }
 
+/// `[providers.azure]`: a service principal and where to reach Azure.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAzure {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub subscription_id: Option<String>,
+    pub locations: Option<Vec<String>>,
+    pub url: Option<String>,
+    pub authority_host: Option<String>,
+    pub prices_url: Option<String>,
+    /// `publisher:offer:sku:version`.
+    pub image: Option<String>,
+    /// Tokens from the VM's managed identity instead of a client secret.
+    pub managed_identity: Option<bool>,
+    pub imds_url: Option<String>,
+}
+
 /// The real clouds to serve.
 #[derive(Debug, Clone)]
 pub struct CloudSettings {
@@ -107,6 +128,7 @@ pub struct CloudSettings {
     pub digitalocean: Option<DigitalOceanConfig>,
     pub aws: Option<AwsConfig>,
     pub gcp: Option<GcpConfig>,
+    pub azure: Option<AzureConfig>,
     /// How often machines carrying Parasol's marker are checked against the
     /// store.
     pub sweep_interval: Duration,
@@ -123,6 +145,7 @@ impl CloudSettings {
             || self.digitalocean.is_some()
             || self.aws.is_some()
             || self.gcp.is_some()
+            || self.azure.is_some()
     }
 
     /// Registers every enabled cloud, after whatever `providers` holds, so
@@ -194,6 +217,14 @@ impl CloudSettings {
                 providers,
                 Arc::new(Gcp::new(c.clone(), deployment_id)),
                 gcp::CLOUD,
+                &c.url,
+            );
+        }
+        if let Some(c) = &self.azure {
+            enable(
+                providers,
+                Arc::new(Azure::new(c.clone(), deployment_id)),
+                azure::CLOUD,
                 &c.url,
             );
         }
@@ -377,6 +408,8 @@ pub fn resolve_with_files(
         None => None,
     };
 
+    let azure = resolve_azure(file.azure.as_ref(), &env, &url)?;
+
     let sweep_interval = match env("PARASOL_ORPHAN_SWEEP_SECONDS") {
         Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| {
             anyhow::anyhow!(
@@ -399,8 +432,103 @@ pub fn resolve_with_files(
         digitalocean,
         aws,
         gcp,
+        azure,
         sweep_interval,
     })
+}
+
+/// Azure, from the variables azure-identity reads (`AZURE_TENANT_ID`,
+/// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`) and
+/// `AZURE_SUBSCRIPTION_ID`, over `[providers.azure]`. Enabled by a client
+/// secret, the rest of the service principal coming with it; or, on an
+/// Azure VM, by `PARASOL_AZURE_MANAGED_IDENTITY=true` (or
+/// `managed_identity = true`), with `AZURE_CLIENT_ID` naming a
+/// user-assigned identity where there is one.
+fn resolve_azure(
+    file: Option<&FileAzure>,
+    env: &impl Fn(&str) -> Option<String>,
+    url: &impl Fn(&str, Option<&String>, &str) -> anyhow::Result<String>,
+) -> anyhow::Result<Option<AzureConfig>> {
+    let secret = env("AZURE_CLIENT_SECRET")
+        .map(|v| Secret::new(v.trim()))
+        .or_else(|| file.and_then(|f| f.client_secret.clone()))
+        .filter(|s| !s.expose().trim().is_empty());
+    let managed = match env("PARASOL_AZURE_MANAGED_IDENTITY") {
+        Some(v) => match v.trim() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            other => bail!("PARASOL_AZURE_MANAGED_IDENTITY must be true or false, got {other:?}"),
+        },
+        None => file.and_then(|f| f.managed_identity).unwrap_or(false),
+    };
+    let field = |var: &str, key: &str, get: fn(&FileAzure) -> Option<&String>| {
+        env(var)
+            .or_else(|| file.and_then(get).cloned())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "Azure needs {var} (or [providers.azure] {key}) beside the client secret"
+                )
+            })
+    };
+    let auth = match (secret, managed) {
+        (_, true) => AzureAuth::ManagedIdentity {
+            endpoint: url(
+                "PARASOL_AZURE_IMDS_URL",
+                file.and_then(|f| f.imds_url.as_ref()),
+                azure::DEFAULT_IMDS_URL,
+            )?,
+            client_id: env("AZURE_CLIENT_ID")
+                .or_else(|| file.and_then(|f| f.client_id.clone()))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        },
+        (Some(client_secret), false) => AzureAuth::ClientSecret {
+            tenant_id: field("AZURE_TENANT_ID", "tenant_id", |f| f.tenant_id.as_ref())?,
+            client_id: field("AZURE_CLIENT_ID", "client_id", |f| f.client_id.as_ref())?,
+            client_secret,
+        },
+        (None, false) => return Ok(None),
+    };
+    let locations: Vec<String> = match env("PARASOL_AZURE_LOCATIONS") {
+        Some(v) => v.split(',').map(|l| l.trim().to_string()).collect(),
+        None => file.and_then(|f| f.locations.clone()).unwrap_or_else(|| {
+            azure::DEFAULT_LOCATIONS
+                .iter()
+                .map(|l| l.to_string())
+                .collect()
+        }),
+    };
+    let locations: Vec<String> = locations.into_iter().filter(|l| !l.is_empty()).collect();
+    if locations.is_empty() {
+        bail!("PARASOL_AZURE_LOCATIONS names no location");
+    }
+    Ok(Some(AzureConfig {
+        auth,
+        subscription_id: field("AZURE_SUBSCRIPTION_ID", "subscription_id", |f| {
+            f.subscription_id.as_ref()
+        })?,
+        locations,
+        url: url(
+            "PARASOL_AZURE_URL",
+            file.and_then(|f| f.url.as_ref()),
+            azure::DEFAULT_URL,
+        )?,
+        authority_host: url(
+            "AZURE_AUTHORITY_HOST",
+            file.and_then(|f| f.authority_host.as_ref()),
+            azure::DEFAULT_AUTHORITY_HOST,
+        )?,
+        prices_url: url(
+            "PARASOL_AZURE_PRICES_URL",
+            file.and_then(|f| f.prices_url.as_ref()),
+            azure::DEFAULT_PRICES_URL,
+        )?,
+        image: env("PARASOL_AZURE_IMAGE")
+            .or_else(|| file.and_then(|f| f.image.clone()))
+            .unwrap_or_else(AzureConfig::default_image),
+    }))
 }
 
 #[cfg(test)]
@@ -491,6 +619,48 @@ mod tests {
         assert!(format!("{e:#}").contains("private_key"), "{e:#}");
         assert!(!format!("{e:#}").contains("not a key"), "{e:#}");
         assert!(toml::from_str::<FileProviders>("[gcp]\nkey = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn azure_is_enabled_by_a_service_principal_and_its_secret_never_prints() {
+        let file: FileProviders =
+            toml::from_str("[azure]\nsubscription_id = \"sub-file\"\nlocations = [\"eastus\"]\n")
+                .unwrap();
+        let e = resolve(&file, env(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")])).unwrap_err();
+        assert!(e.to_string().contains("AZURE_TENANT_ID"), "{e}");
+        let c = resolve(
+            &file,
+            env(&[
+                ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+                ("AZURE_TENANT_ID", "t"),
+                ("AZURE_CLIENT_ID", "c"),
+                ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9/"),
+            ]),
+        )
+        .unwrap();
+        let a = c.azure.clone().unwrap();
+        assert_eq!(a.subscription_id, "sub-file");
+        assert_eq!(a.locations, ["eastus"]);
+        assert_eq!(a.url, azure::DEFAULT_URL);
+        assert_eq!(a.prices_url, azure::DEFAULT_PRICES_URL);
+        assert_eq!(a.authority_host, "http://127.0.0.1:9");
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let none = resolve(&FileProviders::default(), env(&[("AZURE_TENANT_ID", "t")])).unwrap();
+        assert!(none.azure.is_none(), "no secret, no Azure");
+        let mi = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_AZURE_MANAGED_IDENTITY", "true"),
+                ("AZURE_SUBSCRIPTION_ID", "s"),
+            ]),
+        )
+        .unwrap()
+        .azure
+        .unwrap();
+        assert!(matches!(
+            mi.auth,
+            AzureAuth::ManagedIdentity { ref endpoint, client_id: None } if endpoint == azure::DEFAULT_IMDS_URL
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! and the rule it broke (see [`FakeServer::violations`]).
 
 pub mod aws_proxy;
+pub mod azure;
 pub mod digitalocean;
 pub mod gcp;
 pub mod hyperstack;
@@ -339,14 +340,16 @@ fn answer<C: Cloud>(
     let reply = {
         let mut f = faults.lock().unwrap();
         let mut c = cloud.lock().unwrap();
-        if f.rate_limit_next > 0 && !line.ends_with("/oauth2/token") {
+        // A token endpoint is not the API the faults stand for.
+        let token = line.contains("/oauth2/");
+        if f.rate_limit_next > 0 && !token {
             f.rate_limit_next -= 1;
             Reply {
                 retry_after: (!f.rate_limit_without_retry_after).then_some(1),
                 headers: c.rate_limit_headers(),
                 ..Reply::json(429, c.rate_limited())
             }
-        } else if f.server_error_next > 0 && !line.ends_with("/oauth2/token") {
+        } else if f.server_error_next > 0 && !token {
             f.server_error_next -= 1;
             Reply::json(500, c.server_error())
         } else if take(&mut f.server_error, &line) {
@@ -381,8 +384,19 @@ fn answer<C: Cloud>(
     res
 }
 
+/// Takes one of the faults set for `line`: under its own key, or a key
+/// ending in `*` that `line` starts with (for a path that names what the
+/// request makes, unknown when the fault is set).
 fn take(map: &mut BTreeMap<String, u32>, line: &str) -> bool {
-    match map.get_mut(line) {
+    let key = map
+        .keys()
+        .find(|k| {
+            k.as_str() == line
+                || k.strip_suffix('*')
+                    .is_some_and(|prefix| line.starts_with(prefix))
+        })
+        .cloned();
+    match key.and_then(|k| map.get_mut(&k)) {
         Some(n) if *n > 0 => {
             *n -= 1;
             true

@@ -105,6 +105,8 @@ pub mod docs {
     doc!(hyperstack, "hyperstack.openapi.json", false);
     doc!(vastai, "vastai.openapi.json", true);
     doc!(gcp, "gcp-compute.openapi.json", false);
+    doc!(azure_compute, "azure-compute.openapi.json", false);
+    doc!(azure_network, "azure-network.openapi.json", false);
 }
 
 /// Which operation of which document a request was, so its answer can be
@@ -635,6 +637,8 @@ fn every_provider_document_loads_and_compiles() {
         docs::hyperstack(),
         docs::vastai(),
         docs::gcp(),
+        docs::azure_compute(),
+        docs::azure_network(),
     ] {
         assert!(!doc.ops.is_empty(), "{} has no operations", doc.file);
         for op in &doc.ops {

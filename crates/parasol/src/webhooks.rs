@@ -431,7 +431,12 @@ impl Deliverer {
         let mut hooks: HashMap<Uuid, Option<Arc<WebhookRecord>>> = HashMap::new();
         for d in &due {
             if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(d.webhook_id) {
-                slot.insert(self.store.get_webhook_any(d.webhook_id).await?.map(Arc::new));
+                slot.insert(
+                    self.store
+                        .get_webhook_any(d.webhook_id)
+                        .await?
+                        .map(Arc::new),
+                );
             }
         }
         self.store

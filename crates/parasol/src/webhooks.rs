@@ -35,7 +35,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -303,6 +303,17 @@ struct Claimed {
     lease_until: i64,
 }
 
+/// An attempt made, to record.
+struct Finished {
+    d: DeliveryRecord,
+    hook: Arc<WebhookRecord>,
+    attempt: Attempt,
+    next: Next,
+}
+
+/// Attempts recorded in one transaction at most.
+const RECORD_BATCH: usize = 512;
+
 /// What one replica holds for one endpoint.
 #[derive(Default)]
 struct Held {
@@ -323,6 +334,10 @@ pub struct Deliverer {
     operator_client: reqwest::Client,
     /// The claimed deliveries of each endpoint this replica holds.
     held: Mutex<HashMap<Uuid, Held>>,
+    /// Attempts made and not yet recorded: one task records them in
+    /// batches ([`Deliverer::record`]).
+    finished: mpsc::UnboundedSender<Finished>,
+    finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     /// Wakes the worker when an event may have queued a delivery.
     pub wake: Arc<Notify>,
     period: Duration,
@@ -343,7 +358,10 @@ impl Deliverer {
     /// A worker; start it with [`Deliverer::run`]. `period`: the longest
     /// pause between looks at the queue.
     pub fn new(store: Store, clock: Arc<Clock>, policy: UrlPolicy, period: Duration) -> Self {
+        let (finished, finished_rx) = mpsc::unbounded_channel();
         Self {
+            finished,
+            finished_rx: Mutex::new(Some(finished_rx)),
             store,
             clock,
             policy,
@@ -359,6 +377,14 @@ impl Deliverer {
     /// Runs until `stop` turns true. Attempts in flight then are abandoned;
     /// their leases lapse and the deliveries are made again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let finished = self
+            .finished_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rx) = finished {
+            tokio::spawn(self.clone().record(rx, stop.clone()));
+        }
         let mut pruned_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
@@ -399,6 +425,60 @@ impl Deliverer {
                 Duration::from_millis((at - self.clock.now_ms()).max(1) as u64).min(self.period)
             }
             _ => self.period,
+        }
+    }
+
+    /// Records finished attempts, as many at once as have finished since
+    /// the last write (the store's writes are what a busy fan-out waits
+    /// on), until `stop` turns true. Attempts not recorded then are made
+    /// again once their leases lapse: at least once.
+    async fn record(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Finished>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                f = rx.recv() => f,
+                _ = stop.changed() => None,
+            };
+            let Some(first) = first else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            let hooks: HashMap<Uuid, Arc<WebhookRecord>> = batch
+                .iter()
+                .map(|f| (f.d.webhook_id, f.hook.clone()))
+                .collect();
+            let n = batch.len();
+            let done = batch
+                .into_iter()
+                .map(|f| (f.d, f.attempt, f.next))
+                .collect();
+            match self.store.finish_deliveries(done, self.replica).await {
+                Ok(failing) => {
+                    let now = self.clock.now_ms();
+                    for (id, since) in failing {
+                        if now - since < RETRY_FOR_MS {
+                            continue;
+                        }
+                        if let Some(hook) = hooks.get(&id) {
+                            if let Err(e) = self.disable(hook.as_ref().clone(), now).await {
+                                tracing::warn!(webhook = %id, error = %e, "could not disable a failing webhook; the next failure tries again");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(attempts = n, error = %e, "webhook attempts could not be recorded; their deliveries will be made again");
+                }
+            }
         }
     }
 
@@ -523,9 +603,10 @@ impl Deliverer {
     /// ago.
     async fn attempt(&self, c: &Claimed) -> StoreResult<()> {
         let d = &c.d;
-        let Some(hook) = c.hook.as_deref().filter(|h| h.enabled) else {
+        let Some(shared) = c.hook.clone().filter(|h| h.enabled) else {
             return self.store.drop_delivery(d.id).await;
         };
+        let hook = shared.as_ref();
         let start = Instant::now();
         let result = self.post(hook, d).await;
         let now = self.clock.now_ms();
@@ -554,13 +635,14 @@ impl Deliverer {
                 status = ?attempt.status_code, error = attempt.error.as_deref().unwrap_or(""),
                 "webhook delivery failed");
         }
-        let failing_since = self
-            .store
-            .finish_delivery(d, self.replica, attempt, next)
-            .await?;
-        if failing_since.is_some_and(|t| now - t >= RETRY_FOR_MS) {
-            self.disable(hook.clone(), now).await?;
-        }
+        // Recorded by `record`; a closed channel means the replica stops,
+        // and the lease's lapse makes the delivery again.
+        let _ = self.finished.send(Finished {
+            d: d.clone(),
+            hook: shared.clone(),
+            attempt,
+            next,
+        });
         Ok(())
     }
 

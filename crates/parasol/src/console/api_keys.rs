@@ -96,6 +96,7 @@ pub async fn create(
         api(http::api_keys::create(
             State(app.clone()),
             Extension(session.account.clone()),
+            Extension(session.role),
             Body(req),
         ))
         .await

@@ -29,6 +29,7 @@ use super::{html_status, layout, PageResult};
 use crate::error::ApiError;
 use crate::http::{hash_key, AppRef, BODY_LIMIT};
 use crate::store::Account;
+use parasol_api::Role;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "parasol_session";
@@ -64,10 +65,12 @@ impl SessionKey {
     }
 }
 
-/// A signed-in browser: its account and the CSRF token its forms carry.
+/// A signed-in browser: its account, its role there and the CSRF token
+/// its forms carry.
 #[derive(Clone)]
 pub struct Session {
     pub account: Account,
+    pub role: Role,
     pub csrf: String,
 }
 
@@ -149,11 +152,12 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
     let Some((key_hash, nonce)) = verify(key, token, app.clock.now_ms()) else {
         return Ok(None);
     };
-    let Some(account) = crate::http::account_for_key_hash(app, key_hash).await? else {
+    let Some(credential) = crate::http::credential_for_key_hash(app, key_hash).await? else {
         return Ok(None);
     };
     Ok(Some(Session {
-        account,
+        account: credential.account,
+        role: credential.role,
         csrf: csrf_for(key, nonce),
     }))
 }
@@ -222,7 +226,9 @@ fn refused(message: &str) -> Response {
 }
 
 /// Middleware on every console route: a POST must come from this site and,
-/// once signed in, carry the session's CSRF token (form field or header).
+/// once signed in, carry the session's CSRF token (form field or header),
+/// and the session's role must be one the route allows
+/// ([`crate::http::roles`], as for the API).
 pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -253,6 +259,13 @@ pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Respo
     let ok = sent.is_some_and(|t| bool::from(t.as_bytes().ct_eq(session.csrf.as_bytes())));
     if !ok {
         return refused("the form's CSRF token is missing or stale; reload the page and try again");
+    }
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or(parts.uri.path(), |m| m.as_str());
+    if let Err(e) = crate::http::roles::check(&parts.method, route, session.role, "session") {
+        return super::PageError(e).into_response();
     }
     parts.extensions.insert(session);
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))

@@ -1,11 +1,12 @@
 //! `/v1/account/keys/*`: Parasol's extension for the account's own API
-//! keys. Any key of the account may list, create and revoke them.
+//! keys. Any key may list them; owners create and revoke them
+//! ([`super::roles`]). A key never gets more than its maker's role.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
 use parasol_api::{
-    ApiKey, ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse,
+    ApiKey, ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse, Role,
 };
 
 use super::auth::{hash_key, new_api_key};
@@ -30,6 +31,7 @@ pub async fn list(
                 created_at: from_millis(k.created_at_ms),
                 last_used_at: k.last_used_at_ms.map(from_millis),
                 revoked_at: k.revoked_at_ms.map(from_millis),
+                role: k.role,
             })
             .collect(),
     }))
@@ -39,13 +41,27 @@ pub async fn list(
 pub async fn create(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
+    Extension(caller_role): Extension<Role>,
     Body(req): Body<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
     validate::name("name", &req.name)?;
+    let role = req.role.unwrap_or(caller_role);
+    if role > caller_role {
+        return Err(ApiError::forbidden(format!(
+            "a {caller_role} cannot make a key with the {role} role"
+        ))
+        .with_field("role"));
+    }
     let key = new_api_key();
     let outcome = app
         .store
-        .create_api_key(account.id, &req.name, &hash_key(&key), app.clock.now_ms())
+        .create_api_key(
+            account.id,
+            &req.name,
+            &hash_key(&key),
+            role,
+            app.clock.now_ms(),
+        )
         .await?;
     match outcome {
         NewKeyOutcome::Created(id) => Ok(ok(CreateApiKeyResponse {

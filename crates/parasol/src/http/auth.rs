@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
@@ -188,6 +188,19 @@ pub async fn require_key(
     }
     let caller = Caller(credential.account.id);
     let key_id = KeyId(credential.key_hash[..12].to_string());
+    // This runs as a route layer, so the route is matched; the raw path
+    // stands in should it ever not be (it is never a weaker rule).
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(req.uri().path(), |m| m.as_str());
+    if let Err(e) = super::roles::check(req.method(), route, credential.role, "API key") {
+        let mut res = e.into_response();
+        res.extensions_mut().insert(caller);
+        res.extensions_mut().insert(key_id);
+        return Ok(res);
+    }
+    req.extensions_mut().insert(credential.role);
     req.extensions_mut().insert(credential.account);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);

@@ -11,8 +11,10 @@
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use parasol_api::Role;
+
 use super::accounts::parse_uuid;
-use super::{Account, Store, StoreResult};
+use super::{Account, Store, StoreError, StoreResult};
 
 /// Live (unrevoked) keys an account may hold, as on Shadeform.
 pub const MAX_LIVE_KEYS: i64 = 10;
@@ -25,6 +27,7 @@ pub struct ApiKeyRecord {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    pub role: Role,
 }
 
 /// A live key and the account it belongs to: what a request's key
@@ -36,6 +39,14 @@ pub struct Credential {
     pub key_id: Uuid,
     /// Hex SHA-256 of the key.
     pub key_hash: String,
+    /// What the key may do in its account.
+    pub role: Role,
+}
+
+/// A stored role; anything else means the row was written by something
+/// other than Parasol.
+pub(super) fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Other(format!("unknown role {s:?}")))
 }
 
 /// What [`Store::create_api_key`] did.
@@ -69,16 +80,19 @@ pub(super) async fn insert_key(
     account: Uuid,
     name: &str,
     key_hash: &str,
+    role: Role,
     now_ms: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at, role)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id.to_string())
     .bind(account.to_string())
     .bind(name)
     .bind(key_hash)
     .bind(now_ms)
+    .bind(role.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -107,7 +121,7 @@ impl Store {
     /// The live key hashing to `key_hash`, with its account.
     pub async fn credential_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Credential>> {
         let row = sqlx::query(
-            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash
+            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash, k.role
              FROM api_keys k JOIN accounts a ON a.id = k.account_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
@@ -125,6 +139,7 @@ impl Store {
                 },
                 key_id: parse_uuid(&r.try_get::<String, _>(5)?)?,
                 key_hash: r.try_get(6)?,
+                role: parse_role(&r.try_get::<String, _>(7)?)?,
             })
         })
         .transpose()
@@ -133,7 +148,7 @@ impl Store {
     /// The account's keys, revoked ones included, oldest first.
     pub async fn list_api_keys(&self, account: Uuid) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys
+            "SELECT id, name, created_at, last_used_at, revoked_at, role FROM api_keys
              WHERE account_id = $1 ORDER BY created_at, id",
         )
         .bind(account.to_string())
@@ -147,6 +162,7 @@ impl Store {
                     created_at_ms: r.try_get(2)?,
                     last_used_at_ms: r.try_get(3)?,
                     revoked_at_ms: r.try_get(4)?,
+                    role: parse_role(&r.try_get::<String, _>(5)?)?,
                 })
             })
             .collect()
@@ -159,6 +175,7 @@ impl Store {
         account: Uuid,
         name: &str,
         key_hash: &str,
+        role: Role,
         now_ms: i64,
     ) -> StoreResult<NewKeyOutcome> {
         let mut tx = self.pool().begin().await?;
@@ -171,7 +188,7 @@ impl Store {
             return Ok(NewKeyOutcome::TooMany);
         }
         let id = Uuid::new_v4();
-        insert_key(&mut tx, id, account, name, key_hash, now_ms).await?;
+        insert_key(&mut tx, id, account, name, key_hash, role, now_ms).await?;
         tx.commit().await?;
         Ok(NewKeyOutcome::Created(id))
     }
@@ -276,6 +293,7 @@ mod tests {
                 created_at_ms: 1234,
                 last_used_at_ms: None,
                 revoked_at_ms: None,
+                role: Role::Owner,
             }]
         );
     }
@@ -292,7 +310,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .create_api_key(account.id, "k", &format!("h{i}"), 2)
+                    .create_api_key(account.id, "k", &format!("h{i}"), Role::Owner, 2)
                     .await
                     .unwrap()
             }

@@ -351,6 +351,10 @@ const STEPS: &[&[&str]] = &[&[
      WHERE events.id = numbered.id",
     "CREATE UNIQUE INDEX events_seq ON events (seq)",
     "CREATE INDEX events_account_seq ON events (account_id, seq)",
+], &[
+    // Roles (issue 30): what a key may do in its account. Keys made before
+    // roles could do everything, so they stay owners.
+    "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'owner'",
 ]];
 
 /// The schema version this binary writes.

@@ -1262,3 +1262,67 @@ async fn webhook_form_errors_show_beside_their_fields_and_cross_site_posts_are_r
         .await
         .expect(200);
 }
+
+/// The console route with a fresh id in each `{id}`.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn a_viewer_session_reads_every_page_and_is_refused_every_post_route_of_the_table() {
+    use parasol::http::roles::needed;
+    use parasol_api::Role;
+    let s = Server::start(Opts::default());
+    let made = s
+        .admin()
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": "viewer", "role": "viewer"}),
+        )
+        .await
+        .expect(200);
+    let mut b = Browser::signed_in(&s, made["api_key"].as_str().unwrap()).await;
+    b.get("/instances").await.expect(200);
+    let mut walked = 0;
+    for r in parasol::console::ROUTES
+        .iter()
+        .filter(|r| r.method == "post")
+    {
+        let need = needed(&axum::http::Method::POST, r.path);
+        let path = concrete(r.path);
+        let p = b.post(&path, &[("name", "x")]).await;
+        match r.path {
+            // Signing in needs no session; signing out only a session.
+            "/login" => continue,
+            "/logout" => {
+                assert_eq!(need, Role::Viewer);
+                continue;
+            }
+            _ => {}
+        }
+        assert!(need > Role::Viewer, "{} is open to viewers", r.path);
+        let p = p.expect(403);
+        assert!(
+            p.html.contains(&format!("needs the {need} role"))
+                && p.html.contains("has the viewer role"),
+            "{path}: {}",
+            p.html
+        );
+        walked += 1;
+    }
+    assert!(walked >= 20, "only {walked} POST routes in the table");
+    // The refused forms made nothing.
+    assert_eq!(
+        s.admin().get("/v1/instances").await.expect(200)["instances"],
+        json!([])
+    );
+}

@@ -33,6 +33,7 @@ mod provider_conformance;
 mod providers;
 mod rate_limits;
 mod robustness;
+mod roles;
 mod scaleout;
 mod sshkeys;
 mod templates;

@@ -1,0 +1,154 @@
+//! Roles on API keys: a viewer reads and is refused every POST of the
+//! router's own route table, a member is refused the owners' routes, keys
+//! made before roles are owners, and nobody mints a key above their role.
+
+use parasol::http::roles::needed;
+use parasol::http::{RouteEntry, ADMIN_ROUTES, V1_ROUTES};
+use parasol_api::Role;
+use serde_json::json;
+
+use crate::harness::{Opts, Server};
+
+async fn key_with_role(c: &crate::harness::Client, role: &str) -> String {
+    let made = c
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": format!("{role}-key"), "role": role}),
+        )
+        .await
+        .expect(200);
+    made["api_key"].as_str().unwrap().to_string()
+}
+
+/// The route with a fresh id in each `{id}`: nothing of the caller's, so
+/// a request that got past the role check would be a 404 or 400, never
+/// the 403 the checks look for.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn posts() -> impl Iterator<Item = &'static RouteEntry> {
+    V1_ROUTES
+        .iter()
+        .chain(ADMIN_ROUTES)
+        .filter(|r| r.method == "post")
+}
+
+#[tokio::test]
+async fn a_viewer_key_reads_and_is_refused_every_post_route_naming_the_role() {
+    let s = Server::start(Opts::default());
+    let admin = s.admin();
+    let viewer = s.client(&key_with_role(&admin, "viewer").await);
+    let member = s.client(&key_with_role(&admin, "member").await);
+
+    // Reads work, the account's keys list shows each key's role, and the
+    // admin's own key (made before any role was asked for) is an owner.
+    viewer.get("/v1/instances").await.expect(200);
+    viewer.get("/v1/instances/types").await.expect(200);
+    let keys = viewer.get("/v1/account/keys").await.expect(200);
+    let roles: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["owner", "viewer", "member"]);
+
+    let mut walked = 0;
+    for r in posts() {
+        let path = concrete(r.path);
+        let need = needed(&axum::http::Method::POST, r.path);
+        assert!(need > Role::Viewer, "{} is open to viewers", r.path);
+        let err = viewer
+            .post(&path, json!({}))
+            .await
+            .expect_error(403, "forbidden");
+        let msg = err["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("needs the {need} role"))
+                && msg.contains("has the viewer role")
+                && msg.contains(r.path),
+            "{path}: {msg}"
+        );
+        let from_member = member.post(&path, json!({})).await;
+        if need == Role::Owner {
+            let err = from_member.expect_error(403, "forbidden");
+            assert!(
+                err["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs the owner role"),
+                "{path}: {err}"
+            );
+        } else {
+            assert_ne!(
+                from_member.status.as_u16(),
+                403,
+                "{path}: a member was refused: {:#}",
+                from_member.body
+            );
+        }
+        walked += 1;
+    }
+    assert!(walked >= 30, "only {walked} POST routes in the table");
+
+    // Nothing was made by the refused calls, and a member does launch.
+    assert_eq!(
+        admin.get("/v1/instances").await.expect(200)["instances"],
+        json!([])
+    );
+    member
+        .post("/v1/instances/create", crate::harness::default_create("m"))
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn nobody_mints_a_key_above_their_role_and_a_new_key_takes_its_makers_role() {
+    let s = Server::start(Opts::default());
+    let admin = s.admin();
+    let err = admin
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": "x", "role": "superuser"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(err["field"], "role", "{err}");
+
+    // An owner's key without a role is an owner key.
+    let owner = s.client(&{
+        let made = admin
+            .post("/v1/account/keys/create", json!({"name": "plain"}))
+            .await
+            .expect(200);
+        made["api_key"].as_str().unwrap().to_string()
+    });
+    let viewer_key = key_with_role(&owner, "viewer").await;
+    let viewer = s.client(&viewer_key);
+    // The viewer cannot reach the create route at all.
+    viewer
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": "up", "role": "owner"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    let keys = admin.get("/v1/account/keys").await.expect(200);
+    let roles: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["owner", "owner", "viewer"]);
+}

@@ -57,7 +57,7 @@ async fn render(
                         td { (k.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
                         td { @if k.revoked_at.is_none() {
                             form.inline method="post" action=(format!("/api-keys/{}/revoke", k.id))
-                                onsubmit="return confirm('Revoke this key? Requests with it are refused from now on.');" {
+                                data-confirm="Revoke this key? Requests with it are refused from now on." {
                                 (csrf(s)) button.danger type="submit" { "Revoke" }
                             }
                         } }

@@ -88,7 +88,7 @@ async fn cluster_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiError
         @if let Some(d) = &c.status_details { p.muted { (d) } }
         div.actions {
             form.inline method="post" action=(format!("/clusters/{}/delete", c.id))
-                onsubmit="return confirm('Delete this cluster and all its nodes?');" {
+                data-confirm="Delete this cluster and all its nodes?" {
                 (csrf(s)) button.danger type="submit" { "Delete cluster" }
             }
         }

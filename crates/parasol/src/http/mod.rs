@@ -226,10 +226,15 @@ fn api_router(state: AppRef) -> Router {
             state.clone(),
             auth::require_key,
         ));
-    let console = crate::console::routes().layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::console::guard,
-    ));
+    let console = crate::console::routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::security_headers,
+        ));
     Router::new()
         .merge(authed)
         .merge(console)

@@ -126,8 +126,14 @@ def page(browser, server):
     )
     pg = ctx.new_page()
     pg.set_default_timeout(20000)
+    # Anything the Content-Security-Policy blocked is a page that relies on
+    # inline script or style: it fails the test that loaded it.
+    refused = []
+    pg.on("console", lambda m: refused.append(m.text)
+          if "Content Security Policy" in m.text else None)
     yield pg
     ctx.close()
+    assert not refused, refused
 
 
 def sign_in(page, server):

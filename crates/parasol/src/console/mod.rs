@@ -65,6 +65,7 @@ crate::http::routes! {
         "/keys/{id}/default" => post(keys::set_default),
         "/keys/{id}/delete" => post(keys::delete),
         "/api-keys" => get(api_keys::page).post(api_keys::create),
+        "/api-keys/personal" => post(api_keys::create_personal),
         "/api-keys/{id}/revoke" => post(api_keys::revoke),
         "/volumes" => get(volumes::page).post(volumes::create),
         "/volumes/{id}/delete" => post(volumes::delete),

@@ -3,10 +3,15 @@
 //! A session is a token the server signs (HMAC-SHA256) with a key made once
 //! per deployment and kept in the `settings` table, so every replica
 //! accepts every replica's cookies. The token holds its expiry, a random
-//! nonce and the SHA-256 of the API key it was made from (never the key):
-//! the account is found by that hash exactly as an API request finds it, so
-//! a session cannot outlive its account's key. The CSRF token is derived
-//! from the nonce with the same key, so it needs no storage either.
+//! nonce and the session's random id, whose SHA-256 keys a row of
+//! `console_sessions` that every request reads: signing out deletes the
+//! row, so the cookie is dead on every replica from the next request. A
+//! session made from an API key keeps that key's hash (never the key), and
+//! the account is found by it exactly as an API request finds it, so the
+//! session cannot outlive the key; a person's session holds the person and
+//! the account they are in, and their role is read from their membership
+//! on every request, so a removed membership ends it at once. The CSRF
+//! token is derived from the nonce with the same key.
 //!
 //! Cross-site POSTs are refused three ways: the cookie is SameSite=Strict,
 //! a browser's Origin (or Sec-Fetch-Site) must name this site, and every
@@ -28,7 +33,7 @@ use tokio::sync::OnceCell;
 use super::{html_status, layout, PageResult};
 use crate::error::ApiError;
 use crate::http::{hash_key, AppRef, BODY_LIMIT};
-use crate::store::Account;
+use crate::store::{Account, Membership, Person, SessionRow};
 use parasol_api::Role;
 
 /// Name of the session cookie.
@@ -66,12 +71,33 @@ impl SessionKey {
 }
 
 /// A signed-in browser: its account, its role there and the CSRF token
-/// its forms carry.
+/// its forms carry; for a person, who they are and their accounts.
 #[derive(Clone)]
 pub struct Session {
     pub account: Account,
     pub role: Role,
     pub csrf: String,
+    /// The SHA-256 of the session's id (its `console_sessions` key).
+    pub id_hash: String,
+    pub person: Option<SignedIn>,
+}
+
+impl Session {
+    /// Who acts through this session, as API handlers take it.
+    pub fn principal(&self) -> crate::http::Principal {
+        crate::http::Principal {
+            role: self.role,
+            person: self.person.as_ref().map(|p| p.person.id),
+        }
+    }
+}
+
+/// The person behind a session.
+#[derive(Clone)]
+pub struct SignedIn {
+    pub person: Person,
+    /// Every account they may switch to, the current one included.
+    pub accounts: Vec<Membership>,
 }
 
 fn to_hex(b: &[u8]) -> String {
@@ -110,15 +136,15 @@ fn csrf_for(key: &[u8], nonce: &str) -> String {
     to_hex(&hmac(key, format!("csrf.{nonce}").as_bytes()))
 }
 
-/// A fresh token for the account whose key hashes to `key_hash`.
-fn issue(key: &[u8], key_hash: &str, now_ms: i64) -> String {
+/// A fresh token for the session with this id.
+fn issue(key: &[u8], session_id: &str, now_ms: i64) -> String {
     let nonce: [u8; 16] = rand::rng().random();
-    let payload = format!("{}.{}.{key_hash}", now_ms + LIFETIME_MS, to_hex(&nonce));
+    let payload = format!("{}.{}.{session_id}", now_ms + LIFETIME_MS, to_hex(&nonce));
     let sig = to_hex(&hmac(key, payload.as_bytes()));
     format!("{payload}.{sig}")
 }
 
-/// The key hash and nonce of a token that is well signed and unexpired.
+/// The session id and nonce of a token that is well signed and unexpired.
 fn verify<'a>(key: &[u8], token: &'a str, now_ms: i64) -> Option<(&'a str, &'a str)> {
     let (payload, sig) = token.rsplit_once('.')?;
     let want = to_hex(&hmac(key, payload.as_bytes()));
@@ -149,7 +175,33 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
         return Ok(None);
     };
     let key = app.console_key.get(app).await?;
-    let Some((key_hash, nonce)) = verify(key, token, app.clock.now_ms()) else {
+    let now = app.clock.now_ms();
+    let Some((session_id, nonce)) = verify(key, token, now) else {
+        return Ok(None);
+    };
+    let id_hash = hash_key(session_id);
+    let Some(row) = app.store.console_session(&id_hash, now).await? else {
+        return Ok(None);
+    };
+    let csrf = csrf_for(key, nonce);
+    if let Some(person_id) = row.person_id {
+        let Some((account, role)) = app.store.member_access(person_id, row.account_id).await?
+        else {
+            return Ok(None);
+        };
+        let Some(person) = app.store.person(person_id).await? else {
+            return Ok(None);
+        };
+        let accounts = app.store.memberships_of(person_id).await?;
+        return Ok(Some(Session {
+            account,
+            role,
+            csrf,
+            id_hash,
+            person: Some(SignedIn { person, accounts }),
+        }));
+    }
+    let Some(key_hash) = &row.key_hash else {
         return Ok(None);
     };
     let Some(credential) = crate::http::credential_for_key_hash(app, key_hash).await? else {
@@ -158,8 +210,30 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
     Ok(Some(Session {
         account: credential.account,
         role: credential.role,
-        csrf: csrf_for(key, nonce),
+        csrf,
+        id_hash,
+        person: None,
     }))
+}
+
+/// Starts a session (for a key's account, or a person in one of their
+/// accounts) and answers the cookie to set.
+pub async fn start(app: &AppRef, row: SessionRow) -> Result<HeaderValue, ApiError> {
+    let id: [u8; 16] = rand::rng().random();
+    let id = to_hex(&id);
+    let now = app.clock.now_ms();
+    app.store
+        .create_console_session(
+            &hash_key(&id),
+            &SessionRow {
+                expires_at_ms: now + LIFETIME_MS,
+                ..row
+            },
+            now,
+        )
+        .await?;
+    let signing = app.console_key.get(app).await?;
+    Ok(cookie(app, &issue(signing, &id, now), LIFETIME_MS / 1000))
 }
 
 /// Pages for signed-in browsers only: others are sent to sign in. An htmx
@@ -264,12 +338,20 @@ pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Respo
         .extensions
         .get::<axum::extract::MatchedPath>()
         .map_or(parts.uri.path(), |m| m.as_str());
-    if let Err(e) = crate::http::roles::check(&parts.method, route, session.role, "session") {
-        return super::PageError(e).into_response();
-    }
-    parts.extensions.insert(session);
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let caller = crate::http::Caller(session.account.id);
+    let principal = session.principal();
+    let mut res = match crate::http::roles::check(&parts.method, route, session.role, "session") {
+        Err(e) => super::PageError(e).into_response(),
+        Ok(()) => {
+            parts.extensions.insert(session);
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+    };
+    // For the audit log, which runs outside this.
+    res.extensions_mut().insert(caller);
+    res.extensions_mut().insert(principal);
+    res
 }
 
 fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
@@ -346,7 +428,7 @@ pub async fn login(
     } else {
         crate::http::account_for_key_hash(&app, &hash).await?
     };
-    if account.is_none() {
+    let Some(account) = account else {
         app.limits.failed_authentication(ip);
         return Ok(html_status(
             StatusCode::UNAUTHORIZED,
@@ -359,21 +441,32 @@ pub async fn login(
                 app.sim.is_some(),
             ),
         ));
-    }
-    let signing = app.console_key.get(&app).await?;
-    let token = issue(signing, &hash, app.clock.now_ms());
+    };
+    let set = start(
+        &app,
+        SessionRow {
+            account_id: account.id,
+            person_id: None,
+            key_hash: Some(hash),
+            expires_at_ms: 0,
+        },
+    )
+    .await?;
     let mut res = Redirect::to("/instances").into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cookie(&app, &token, LIFETIME_MS / 1000));
+    res.headers_mut().insert(header::SET_COOKIE, set);
     Ok(res)
 }
 
-/// `POST /logout`: forgets the cookie.
-pub async fn logout(State(app): State<AppRef>) -> Response {
+/// `POST /logout`: ends the session on every replica and forgets the
+/// cookie.
+pub async fn logout(State(app): State<AppRef>, session: Session) -> PageResult {
+    app.store
+        .end_console_session(&session.id_hash, app.clock.now_ms())
+        .await?;
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut()
         .insert(header::SET_COOKIE, cookie(&app, "", 0));
-    res
+    Ok(res)
 }
 
 #[cfg(test)]

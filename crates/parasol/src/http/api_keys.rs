@@ -10,10 +10,10 @@ use parasol_api::{
 };
 
 use super::auth::{hash_key, new_api_key};
-use super::{ok, path_id, AppRef, Body};
+use super::{ok, path_id, AppRef, Body, Principal};
 use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::store::{Account, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
+use crate::store::{Account, NewKey, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
 use crate::validate;
 
 /// `GET /v1/account/keys`.
@@ -41,8 +41,21 @@ pub async fn list(
 pub async fn create(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
-    Extension(caller_role): Extension<Role>,
+    Extension(caller): Extension<Principal>,
     Body(req): Body<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    mint(&app, &account, caller.role, None, req).await
+}
+
+/// Makes a key of the account with at most `caller_role`; with `person`,
+/// a personal key, which works only while they are a member (and never
+/// above their role there).
+pub async fn mint(
+    app: &AppRef,
+    account: &Account,
+    caller_role: Role,
+    person: Option<uuid::Uuid>,
+    req: CreateApiKeyRequest,
 ) -> Result<Response, ApiError> {
     validate::name("name", &req.name)?;
     let role = req.role.unwrap_or(caller_role);
@@ -57,9 +70,12 @@ pub async fn create(
         .store
         .create_api_key(
             account.id,
-            &req.name,
-            &hash_key(&key),
-            role,
+            NewKey {
+                name: &req.name,
+                key_hash: &hash_key(&key),
+                role,
+                person,
+            },
             app.clock.now_ms(),
         )
         .await?;

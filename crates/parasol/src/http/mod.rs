@@ -17,6 +17,7 @@ pub(crate) mod events;
 pub(crate) mod featured;
 pub(crate) mod instances;
 mod launch;
+pub(crate) mod members;
 mod metrics;
 pub mod rate_limit;
 mod render_cache;
@@ -41,8 +42,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use auth::{
-    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, KeyCache,
-    HEADER as KEY_HEADER,
+    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, Caller, KeyCache,
+    Principal, HEADER as KEY_HEADER,
 };
 
 use crate::clock::Clock;
@@ -189,6 +190,11 @@ routes! {
         "/account/keys" => get(api_keys::list),
         "/account/keys/create" => post(api_keys::create),
         "/account/keys/{id}/revoke" => post(api_keys::revoke),
+        "/account/members" => get(members::list),
+        "/account/members/invite" => post(members::invite),
+        "/account/members/invites/delete" => post(members::uninvite),
+        "/account/members/{id}/update" => post(members::update),
+        "/account/members/{id}/remove" => post(members::remove),
         "/admin/audit" => get(audit::list),
         "/webhooks" => get(webhooks::list),
         "/webhooks/create" => post(webhooks::create),

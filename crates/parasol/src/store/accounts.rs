@@ -50,9 +50,12 @@ impl Store {
             &mut tx,
             Uuid::new_v4(),
             id,
-            "default",
-            key_hash,
-            parasol_api::Role::Owner,
+            super::NewKey {
+                name: "default",
+                key_hash,
+                role: parasol_api::Role::Owner,
+                person: None,
+            },
             now_ms,
         )
         .await?;

@@ -28,6 +28,8 @@ pub struct ApiKeyRecord {
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
     pub role: Role,
+    /// Whose personal key it is.
+    pub person_id: Option<Uuid>,
 }
 
 /// A live key and the account it belongs to: what a request's key
@@ -39,14 +41,28 @@ pub struct Credential {
     pub key_id: Uuid,
     /// Hex SHA-256 of the key.
     pub key_hash: String,
-    /// What the key may do in its account.
+    /// What the key may do in its account: a personal key's own role, capped
+    /// by its person's membership.
     pub role: Role,
+    /// The person whose personal key it is.
+    pub person_id: Option<Uuid>,
 }
 
 /// A stored role; anything else means the row was written by something
 /// other than Parasol.
 pub(super) fn parse_role(s: &str) -> StoreResult<Role> {
     Role::parse(s).ok_or_else(|| StoreError::Other(format!("unknown role {s:?}")))
+}
+
+/// A key to store: what the caller decided about it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    pub name: &'a str,
+    /// Hex SHA-256 of the key.
+    pub key_hash: &'a str,
+    pub role: Role,
+    /// Whose personal key it is, if anyone's.
+    pub person: Option<Uuid>,
 }
 
 /// What [`Store::create_api_key`] did.
@@ -78,21 +94,20 @@ pub(super) async fn insert_key(
     conn: &mut AnyConnection,
     id: Uuid,
     account: Uuid,
-    name: &str,
-    key_hash: &str,
-    role: Role,
+    key: NewKey<'_>,
     now_ms: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at, role)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at, role, person_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id.to_string())
     .bind(account.to_string())
-    .bind(name)
-    .bind(key_hash)
+    .bind(key.name)
+    .bind(key.key_hash)
     .bind(now_ms)
-    .bind(role.as_str())
+    .bind(key.role.as_str())
+    .bind(key.person.map(|p| p.to_string()))
     .execute(conn)
     .await?;
     Ok(())
@@ -118,12 +133,16 @@ async fn live_keys(conn: &mut AnyConnection, account: Uuid) -> StoreResult<i64> 
 }
 
 impl Store {
-    /// The live key hashing to `key_hash`, with its account.
+    /// The live key hashing to `key_hash`, with its account; a personal
+    /// key only while its person is a member of the account.
     pub async fn credential_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Credential>> {
         let row = sqlx::query(
-            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash, k.role
+            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash, k.role,
+                    k.person_id, m.role
              FROM api_keys k JOIN accounts a ON a.id = k.account_id
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+             LEFT JOIN memberships m ON m.person_id = k.person_id AND m.account_id = k.account_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+               AND (k.person_id IS NULL OR m.role IS NOT NULL)",
         )
         .bind(key_hash)
         .fetch_optional(self.pool())
@@ -139,7 +158,18 @@ impl Store {
                 },
                 key_id: parse_uuid(&r.try_get::<String, _>(5)?)?,
                 key_hash: r.try_get(6)?,
-                role: parse_role(&r.try_get::<String, _>(7)?)?,
+                role: {
+                    let own = parse_role(&r.try_get::<String, _>(7)?)?;
+                    match r.try_get::<Option<String>, _>(9)? {
+                        Some(member) => own.min(parse_role(&member)?),
+                        None => own,
+                    }
+                },
+                person_id: r
+                    .try_get::<Option<String>, _>(8)?
+                    .as_deref()
+                    .map(parse_uuid)
+                    .transpose()?,
             })
         })
         .transpose()
@@ -148,7 +178,7 @@ impl Store {
     /// The account's keys, revoked ones included, oldest first.
     pub async fn list_api_keys(&self, account: Uuid) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, last_used_at, revoked_at, role FROM api_keys
+            "SELECT id, name, created_at, last_used_at, revoked_at, role, person_id FROM api_keys
              WHERE account_id = $1 ORDER BY created_at, id",
         )
         .bind(account.to_string())
@@ -163,6 +193,11 @@ impl Store {
                     last_used_at_ms: r.try_get(3)?,
                     revoked_at_ms: r.try_get(4)?,
                     role: parse_role(&r.try_get::<String, _>(5)?)?,
+                    person_id: r
+                        .try_get::<Option<String>, _>(6)?
+                        .as_deref()
+                        .map(parse_uuid)
+                        .transpose()?,
                 })
             })
             .collect()
@@ -173,9 +208,7 @@ impl Store {
     pub async fn create_api_key(
         &self,
         account: Uuid,
-        name: &str,
-        key_hash: &str,
-        role: Role,
+        key: NewKey<'_>,
         now_ms: i64,
     ) -> StoreResult<NewKeyOutcome> {
         let mut tx = self.pool().begin().await?;
@@ -188,7 +221,7 @@ impl Store {
             return Ok(NewKeyOutcome::TooMany);
         }
         let id = Uuid::new_v4();
-        insert_key(&mut tx, id, account, name, key_hash, role, now_ms).await?;
+        insert_key(&mut tx, id, account, key, now_ms).await?;
         tx.commit().await?;
         Ok(NewKeyOutcome::Created(id))
     }
@@ -294,6 +327,7 @@ mod tests {
                 last_used_at_ms: None,
                 revoked_at_ms: None,
                 role: Role::Owner,
+                person_id: None,
             }]
         );
     }
@@ -310,7 +344,16 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .create_api_key(account.id, "k", &format!("h{i}"), Role::Owner, 2)
+                    .create_api_key(
+                        account.id,
+                        NewKey {
+                            name: "k",
+                            key_hash: &format!("h{i}"),
+                            role: Role::Owner,
+                            person: None,
+                        },
+                        2,
+                    )
                     .await
                     .unwrap()
             }

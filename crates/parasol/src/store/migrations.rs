@@ -355,6 +355,53 @@ const STEPS: &[&[&str]] = &[&[
     // Roles (issue 30): what a key may do in its account. Keys made before
     // roles could do everything, so they stay owners.
     "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'owner'",
+    // People who sign in through an identity provider, known by issuer
+    // and subject (an email can change hands; the pair cannot).
+    "CREATE TABLE people (
+        id TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        email TEXT,
+        name TEXT,
+        created_at BIGINT NOT NULL,
+        last_sign_in_at BIGINT
+    )",
+    "CREATE UNIQUE INDEX people_identity ON people (issuer, subject)",
+    // A person's role in an account; source says whether a config rule
+    // (re-evaluated at each sign-in) or an owner's invitation made it.
+    "CREATE TABLE memberships (
+        person_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (person_id, account_id)
+    )",
+    "CREATE INDEX memberships_account ON memberships (account_id)",
+    // Owners' invitations, by email, taken up at the invitee's sign-in.
+    "CREATE TABLE invites (
+        account_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (account_id, email)
+    )",
+    // Console sessions, looked up on each request so that ending one (sign
+    // out, a membership removed) holds on every replica from the next
+    // request. id_hash is the SHA-256 of the id the signed cookie carries.
+    "CREATE TABLE console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        person_id TEXT,
+        key_hash TEXT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX console_sessions_person ON console_sessions (person_id)",
+    // A person's own key ends with their membership; its role is capped
+    // by the membership's.
+    "ALTER TABLE api_keys ADD COLUMN person_id TEXT",
+    "ALTER TABLE audit_log ADD COLUMN person_id TEXT",
 ]];
 
 /// The schema version this binary writes.

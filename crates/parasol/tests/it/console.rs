@@ -236,10 +236,14 @@ async fn sign_in_gives_a_strict_http_only_cookie_and_sign_out_forgets_it() {
     let last = if good.ends_with('0') { '1' } else { '0' };
     b.cookie = Some(format!("{}{last}", &good[..good.len() - 1]));
     b.get("/instances").await.redirects_to("/login");
-    b.cookie = Some(good);
+    b.cookie = Some(good.clone());
     let out = b.post("/logout", &[]).await;
     out.redirects_to("/login");
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+    // Signing out ended the session itself: the old cookie, replayed, is
+    // no session any more (a browser that kept it gets nowhere).
+    b.cookie = Some(good);
+    b.get("/instances").await.redirects_to("/login");
 }
 
 #[tokio::test]
@@ -1299,18 +1303,19 @@ async fn a_viewer_session_reads_every_page_and_is_refused_every_post_route_of_th
     {
         let need = needed(&axum::http::Method::POST, r.path);
         let path = concrete(r.path);
-        let p = b.post(&path, &[("name", "x")]).await;
         match r.path {
             // Signing in needs no session; signing out only a session.
             "/login" => continue,
-            "/logout" => {
+            // Open to every signed-in role: signing out, switching
+            // account, minting a personal key (capped by the role).
+            "/logout" | "/account/switch" | "/api-keys/personal" => {
                 assert_eq!(need, Role::Viewer);
                 continue;
             }
             _ => {}
         }
         assert!(need > Role::Viewer, "{} is open to viewers", r.path);
-        let p = p.expect(403);
+        let p = b.post(&path, &[("name", "x")]).await.expect(403);
         assert!(
             p.html.contains(&format!("needs the {need} role"))
                 && p.html.contains("has the viewer role"),

@@ -152,3 +152,53 @@ async fn nobody_mints_a_key_above_their_role_and_a_new_key_takes_its_makers_role
         .collect();
     assert_eq!(roles, ["owner", "owner", "viewer"]);
 }
+
+#[tokio::test]
+async fn owners_invite_by_email_and_members_and_viewers_only_read_the_members() {
+    let s = Server::start(Opts::default());
+    let admin = s.admin();
+    let member = s.client(&key_with_role(&admin, "member").await);
+    let done = admin
+        .post(
+            "/v1/account/members/invite",
+            json!({"email": "Ada@Example.com", "role": "member"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(done["email"], "ada@example.com");
+    let listed = member.get("/v1/account/members").await.expect(200);
+    assert_eq!(listed["members"], json!([]));
+    assert_eq!(listed["invites"][0]["email"], "ada@example.com");
+    assert_eq!(listed["invites"][0]["role"], "member");
+    member
+        .post(
+            "/v1/account/members/invite",
+            json!({"email": "bob@example.com", "role": "viewer"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    let err = admin
+        .post(
+            "/v1/account/members/invite",
+            json!({"email": "not an email", "role": "viewer"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(err["field"], "email");
+    admin
+        .post(
+            &format!("/v1/account/members/{}/remove", uuid::Uuid::new_v4()),
+            json!({}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    admin
+        .post(
+            "/v1/account/members/invites/delete",
+            json!({"email": "ADA@example.com"}),
+        )
+        .await
+        .expect(200);
+    let listed = admin.get("/v1/account/members").await.expect(200);
+    assert_eq!(listed["invites"], json!([]));
+}

@@ -141,6 +141,20 @@ pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> M
                         }
                     }
                     div.who {
+                        @if let Some(me) = &s.person {
+                            span.person { (me.person.label()) " · " (s.role) }
+                            @if me.accounts.len() > 1 {
+                                form.switch method="post" action="/account/switch" {
+                                    (csrf(s))
+                                    select name="account" aria-label="Account" {
+                                        @for m in &me.accounts {
+                                            option value=(m.account_id) selected[m.account_id == s.account.id] { (m.account_name) }
+                                        }
+                                    }
+                                    button.link type="submit" { "Switch" }
+                                }
+                            }
+                        }
                         span.account { (s.account.name) @if s.account.is_admin { " (admin)" } }
                         form method="post" action="/logout" {
                             (csrf(s))

@@ -19,6 +19,7 @@ mod instances;
 mod keys;
 mod layout;
 mod offers;
+mod oidc;
 mod session;
 mod spend;
 mod templates;
@@ -43,6 +44,9 @@ crate::http::routes! {
         "/" => get(home),
         "/login" => get(session::login_page).post(session::login),
         "/logout" => post(session::logout),
+        "/oidc/{provider}/start" => get(oidc::start),
+        "/oidc/{provider}/callback" => get(oidc::callback),
+        "/account/switch" => post(oidc::switch),
         "/assets/htmx.min.js" => get(layout::htmx),
         "/assets/console.css" => get(layout::css),
         "/assets/live.js" => get(layout::live),

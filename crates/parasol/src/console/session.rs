@@ -158,7 +158,7 @@ fn verify<'a>(key: &[u8], token: &'a str, now_ms: i64) -> Option<(&'a str, &'a s
     (now_ms < expires).then_some((key_hash, nonce))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -359,7 +359,7 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
     pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn cookie(app: &AppRef, value: &str, max_age_s: i64) -> HeaderValue {
+pub(super) fn cookie(app: &AppRef, value: &str, max_age_s: i64) -> HeaderValue {
     let secure = if app.tls { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
@@ -374,21 +374,41 @@ pub struct LoginForm {
     api_key: String,
 }
 
-fn login_form(error: Option<&str>, sim: bool) -> maud::Markup {
+/// The sign-in page: a button for each identity provider, and the API-key
+/// form unless the operator turned it off.
+pub(super) fn login_form(app: &AppRef, error: Option<&str>) -> maud::Markup {
+    let providers = &app.oidc.settings.providers;
     layout::bare(
         "Sign in",
         html! {
-            @if sim { (layout::sim_banner()) }
+            @if app.sim.is_some() { (layout::sim_banner()) }
             main.login {
                 h1 { "Parasol" }
-                p { "Sign in with your API key: the admin key is printed at the server's first start "
-                    "(and saved as " code { "admin-api-key" } " in its data directory)." }
-                form method="post" action="/login" {
-                    label for="api_key" { "API key" }
-                    input #api_key type="password" name="api_key" autocomplete="current-password"
-                        placeholder="psl_…" required autofocus;
-                    @if let Some(e) = error { p.field-error role="alert" { (e) } }
-                    button.primary type="submit" { "Sign in" }
+                @if let Some(e) = error.filter(|_| !app.oidc.settings.key_sign_in) {
+                    p.field-error role="alert" { (e) }
+                }
+                @if !providers.is_empty() {
+                    div.providers {
+                        @for p in providers {
+                            a.button.primary href=(format!("/oidc/{}/start", p.id)) data-provider=(p.id) {
+                                "Sign in with " (p.name)
+                            }
+                        }
+                    }
+                }
+                @if app.oidc.settings.key_sign_in {
+                    @if !providers.is_empty() { p.small.muted { "or with an API key:" } }
+                    @else {
+                        p { "Sign in with your API key: the admin key is printed at the server's first start "
+                            "(and saved as " code { "admin-api-key" } " in its data directory)." }
+                    }
+                    form method="post" action="/login" {
+                        label for="api_key" { "API key" }
+                        input #api_key type="password" name="api_key" autocomplete="current-password"
+                            placeholder="psl_…" required autofocus[providers.is_empty()];
+                        @if let Some(e) = error { p.field-error role="alert" { (e) } }
+                        button.primary[providers.is_empty()] type="submit" { "Sign in" }
+                    }
                 }
             }
         },
@@ -400,7 +420,7 @@ pub async fn login_page(State(app): State<AppRef>, session: Option<Session>) -> 
     if session.is_some() {
         return Redirect::to("/instances").into_response();
     }
-    super::html(login_form(None, app.sim.is_some()))
+    super::html(login_form(&app, None))
 }
 
 /// `POST /login`: the key for a session cookie.
@@ -411,13 +431,22 @@ pub async fn login(
     conn: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> PageResult {
+    if !app.oidc.settings.key_sign_in {
+        return Ok(html_status(
+            StatusCode::FORBIDDEN,
+            login_form(
+                &app,
+                Some("Signing in with an API key is turned off on this server."),
+            ),
+        ));
+    }
     let ip = conn.map(|c| c.0 .0.ip());
     if app.limits.may_authenticate(ip).is_err() {
         return Ok(html_status(
             StatusCode::TOO_MANY_REQUESTS,
             login_form(
+                &app,
                 Some("Too many wrong keys from this address; wait a minute and try again."),
-                app.sim.is_some(),
             ),
         ));
     }
@@ -433,12 +462,12 @@ pub async fn login(
         return Ok(html_status(
             StatusCode::UNAUTHORIZED,
             login_form(
+                &app,
                 Some(if key.is_empty() {
                     "Enter your API key."
                 } else {
                     "That API key is not valid."
                 }),
-                app.sim.is_some(),
             ),
         ));
     };

@@ -121,6 +121,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::UrlPolicy,
     /// The event log's tail, for `GET /v1/events/stream`.
     pub events: Arc<crate::event_stream::EventHub>,
+    /// Sign-in through OpenID Connect providers.
+    pub oidc: Arc<crate::oidc::Oidc>,
 }
 
 /// Shared state handle.

@@ -402,6 +402,17 @@ const STEPS: &[&[&str]] = &[&[
     // by the membership's.
     "ALTER TABLE api_keys ADD COLUMN person_id TEXT",
     "ALTER TABLE audit_log ADD COLUMN person_id TEXT",
+    // Sign-ins under way at an identity provider, by the SHA-256 of their
+    // state; taken (deleted) by the callback, so each is used once, on
+    // whichever replica the browser comes back to.
+    "CREATE TABLE oidc_logins (
+        state_hash TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
 ]];
 
 /// The schema version this binary writes.

@@ -30,7 +30,9 @@ mod instances;
 mod leases;
 mod migrations;
 mod people;
-pub use people::{normal_email, Invite, Member, Membership, Person, SessionRow, Source};
+pub use people::{
+    normal_email, Invite, Member, Membership, PendingLogin, Person, SessionRow, Source,
+};
 mod settings;
 mod sshkeys;
 mod templates;

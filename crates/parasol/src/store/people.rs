@@ -90,6 +90,16 @@ pub struct Invite {
     pub created_at_ms: i64,
 }
 
+/// A sign-in under way at an identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub provider: String,
+    pub nonce: String,
+    pub verifier: String,
+    pub redirect_uri: String,
+    pub expires_at_ms: i64,
+}
+
 /// A live console session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -412,6 +422,68 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(res.rows_affected() > 0)
+    }
+
+    /// The ids of the accounts with this name (config rules name accounts).
+    pub async fn account_ids_named(&self, name: &str) -> StoreResult<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_all(self.pool())
+            .await?;
+        ids.iter().map(|i| parse_uuid(i)).collect()
+    }
+
+    /// Records a sign-in sent to a provider, under its state's hash (and
+    /// drops those long expired).
+    pub async fn put_oidc_login(
+        &self,
+        state_hash: &str,
+        p: &PendingLogin,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1")
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_logins (state_hash, provider, nonce, verifier, redirect_uri, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(state_hash)
+        .bind(&p.provider)
+        .bind(&p.nonce)
+        .bind(&p.verifier)
+        .bind(&p.redirect_uri)
+        .bind(p.expires_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the sign-in with this state: answered once, then gone.
+    pub async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<PendingLogin>> {
+        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+            "DELETE FROM oidc_logins WHERE state_hash = $1
+             RETURNING provider, nonce, verifier, redirect_uri, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row
+            .map(
+                |(provider, nonce, verifier, redirect_uri, expires)| PendingLogin {
+                    provider,
+                    nonce,
+                    verifier,
+                    redirect_uri,
+                    expires_at_ms: expires,
+                },
+            )
+            .filter(|p| p.expires_at_ms > now_ms))
     }
 
     /// Stores a console session.

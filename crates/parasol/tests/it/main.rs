@@ -26,6 +26,7 @@ mod logs;
 mod mcp;
 mod metrics;
 mod official_clients;
+mod oidc;
 mod openapi;
 mod placement;
 mod properties;

@@ -26,7 +26,9 @@ pub async fn list(State(app): State<AppRef>, session: Session) -> PageResult {
     .await?;
     let body = html! {
         h1 { "Clusters" }
-        div.actions { a.button.primary href="/clusters/new" { "Launch a cluster" } }
+        @if session.role >= parasol_api::Role::Member {
+            div.actions { a.button.primary href="/clusters/new" { "Launch a cluster" } }
+        }
         @if all.clusters.is_empty() {
             (empty("No clusters yet: a cluster is several nodes of one shape, rented all or nothing.", "/clusters/new", "Launch a cluster"))
         } @else {

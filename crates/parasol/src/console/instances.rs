@@ -99,8 +99,10 @@ fn list_page(
                 data-confirm="Delete {n} instance(s)? This cannot be undone." data-confirm-selected="Select the instances to delete first." {
                 (csrf(s))
                 div.actions {
-                    a.button.primary href="/offers" { "Launch another" }
-                    button.danger type="submit" { "Delete selected" }
+                    @if s.role >= parasol_api::Role::Member {
+                        a.button.primary href="/offers" { "Launch another" }
+                        button.danger type="submit" { "Delete selected" }
+                    }
                     span.muted.small { (total) " instances" }
                 }
                 table #instances {

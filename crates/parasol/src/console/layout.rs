@@ -105,6 +105,7 @@ pub enum Nav {
     Templates,
     Events,
     Spend,
+    Members,
     System,
 }
 
@@ -136,6 +137,9 @@ pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> M
                         @for (n, href, label) in ENTRIES {
                             a href=(href) class=[(*n == nav).then_some("active")] { (label) }
                         }
+                        @if s.role >= parasol_api::Role::Owner {
+                            a href="/members" class=[(nav == Nav::Members).then_some("active")] { "Members" }
+                        }
                         @if s.account.is_admin {
                             a href="/system" class=[(nav == Nav::System).then_some("active")] { "System" }
                         }
@@ -166,6 +170,14 @@ pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> M
                 main { (body) }
             }
         }
+    }
+}
+
+/// Said where a button is left out for the session's role.
+pub fn role_note(s: &Session, what: &str) -> Markup {
+    html! {
+        p.small.muted.role-note { "Your role here (" (s.role) ") cannot " (what) "; ask an owner of "
+            (s.account.name) " for the member role." }
     }
 }
 

@@ -18,6 +18,7 @@ mod events;
 mod instances;
 mod keys;
 mod layout;
+mod members;
 mod offers;
 mod oidc;
 mod session;
@@ -82,6 +83,11 @@ crate::http::routes! {
         "/webhooks/{id}/test" => post(webhooks::test),
         "/webhooks/{id}/rotate-secret" => post(webhooks::rotate_secret),
         "/webhooks/{id}/delete" => post(webhooks::delete),
+        "/members" => get(members::page),
+        "/members/invite" => post(members::invite),
+        "/members/invites/delete" => post(members::uninvite),
+        "/members/{id}/role" => post(members::set_role),
+        "/members/{id}/remove" => post(members::remove),
         "/events" => get(events::page),
         "/events/stream" => get(events::stream),
         "/spend" => get(spend::page),

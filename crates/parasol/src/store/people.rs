@@ -222,6 +222,13 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.pool().begin().await?;
+        // A write first, so the transaction holds the write lock from its
+        // start: SQLite refuses (SQLITE_BUSY, without waiting) a read
+        // transaction's upgrade when another write came in between.
+        sqlx::query("UPDATE people SET last_sign_in_at = last_sign_in_at WHERE id = $1")
+            .bind(person.id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let had: Vec<(String, String)> =
             sqlx::query_as("SELECT account_id, source FROM memberships WHERE person_id = $1")
                 .bind(person.id.to_string())

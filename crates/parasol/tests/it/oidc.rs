@@ -664,3 +664,88 @@ async fn a_removed_membership_ends_the_session_on_another_replica_at_once() {
     let page = b.get("/instances").await;
     assert_eq!(page.location.as_deref(), Some("/login"), "{}", page.html);
 }
+
+#[tokio::test]
+async fn an_owner_invites_from_the_members_page_changes_the_role_and_removes_the_person() {
+    let idp = Idp::start();
+    let (opts, _dir) = opts_for(&idp, RULES, &[]);
+    let s = Server::start(opts);
+    let mut owner = Browser::new(&s);
+    let signed = owner
+        .post("/login", &[("api_key", crate::harness::ADMIN_KEY)])
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.html);
+    let page = owner.get("/members").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html.contains("href=\"/members\""),
+        "owners see Members in the nav"
+    );
+    let bad = owner
+        .post("/members/invite", &[("email", "nope"), ("role", "viewer")])
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.html);
+    assert!(bad.html.contains("is not an email address"), "{}", bad.html);
+    let sent = owner
+        .post(
+            "/members/invite",
+            &[("email", "bob@corp.example"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.html);
+    assert!(owner
+        .get("/members")
+        .await
+        .html
+        .contains("bob@corp.example"));
+
+    // Bob matches no rule, but the invitation lets him in as a viewer.
+    idp.set_user("bob", json!({"email": "bob@corp.example"}))
+        .await;
+    let mut bob = Browser::new(&s);
+    assert_eq!(bob.sign_in("bob").await.status, 200);
+    let home = bob.get("/instances").await;
+    assert!(
+        home.html.contains("bob@corp.example · viewer"),
+        "{}",
+        home.html
+    );
+    assert!(!home.html.contains("href=\"/members\""), "not an owner");
+    // Bob cannot open the owners' forms.
+    let forged = bob
+        .post(
+            "/members/invite",
+            &[("email", "eve@corp.example"), ("role", "owner")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.html);
+
+    let page = owner.get("/members").await;
+    let id = page
+        .html
+        .split("<tr data-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let changed = owner
+        .post(&format!("/members/{id}/role"), &[("role", "member")])
+        .await;
+    assert_eq!(changed.status, 303, "{}", changed.html);
+    assert!(bob
+        .get("/instances")
+        .await
+        .html
+        .contains("bob@corp.example · member"));
+    let removed = owner.post(&format!("/members/{id}/remove"), &[]).await;
+    assert_eq!(removed.status, 303, "{}", removed.html);
+    assert_eq!(
+        bob.get("/instances").await.location.as_deref(),
+        Some("/login")
+    );
+    // Signing in again: no rule, no invitation left, no access.
+    let mut again = Browser::new(&s);
+    assert_eq!(again.sign_in("bob").await.status, 403);
+}

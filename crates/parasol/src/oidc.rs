@@ -792,3 +792,84 @@ impl Oidc {
         self.settings.providers.iter().find(|p| p.id == id)
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn file(toml_text: &str) -> (FileConsole, FileOidc, Option<String>) {
+        #[derive(Deserialize)]
+        struct F {
+            public_url: Option<String>,
+            #[serde(default)]
+            console: FileConsole,
+            #[serde(default)]
+            oidc: FileOidc,
+        }
+        let f: F = toml::from_str(toml_text).unwrap();
+        (f.console, f.oidc, f.public_url)
+    }
+
+    #[test]
+    fn flags_and_several_file_providers_resolve_and_mistakes_are_named() {
+        let (console, oidc, public) = file(
+            r#"
+            public_url = "https://parasol.example.com/"
+            [oidc]
+            issuer = "https://sso.example.com/realms/acme"
+            client_id = "parasol"
+            [[oidc.providers]]
+            id = "google"
+            name = "Google"
+            issuer = "https://accounts.google.com"
+            client_id = "g"
+            [[oidc.rules]]
+            provider = "google"
+            email_domain = "example.com"
+            account = "research"
+            role = "viewer"
+            "#,
+        );
+        let args = OidcArgs {
+            oidc_scopes: Some("openid email".into()),
+            ..OidcArgs::default()
+        };
+        let s = resolve(&args, public.as_deref(), &console, &oidc).unwrap();
+        let ids: Vec<&str> = s.providers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["default", "google"]);
+        assert_eq!(s.providers[0].name, "sso.example.com");
+        assert_eq!(s.providers[0].scopes, "openid email");
+        assert_eq!(s.providers[1].scopes, "openid email profile");
+        assert_eq!(s.providers[1].groups_claim, "groups");
+        assert_eq!(s.public_url.as_deref(), Some("https://parasol.example.com"));
+        assert!(s.key_sign_in);
+
+        // The flag turns the key form off; without any provider that is
+        // refused, since nobody could sign in.
+        let off = OidcArgs {
+            console_key_sign_in: Some(false),
+            ..OidcArgs::default()
+        };
+        assert!(!resolve(&off, None, &console, &oidc).unwrap().key_sign_in);
+        let e = resolve(&off, None, &console, &FileOidc::default()).unwrap_err();
+        assert!(e.to_string().contains("needs an OpenID provider"), "{e}");
+
+        let (_, mut dup, _) = file(
+            "[[oidc.providers]]\nid = \"a\"\nissuer = \"https://x\"\nclient_id = \"c\"\n\
+             [[oidc.providers]]\nid = \"a\"\nissuer = \"https://y\"\nclient_id = \"c\"\n",
+        );
+        let e = resolve(&OidcArgs::default(), None, &console, &dup).unwrap_err();
+        assert!(e.to_string().contains("two OIDC providers"), "{e}");
+        dup.providers.pop();
+        dup.rules.push(Rule {
+            provider: Some("nope".into()),
+            group: Some("g".into()),
+            email_domain: None,
+            account: "a".into(),
+            role: Role::Viewer,
+        });
+        let e = resolve(&OidcArgs::default(), None, &console, &dup).unwrap_err();
+        assert!(e.to_string().contains("\"nope\""), "{e}");
+        assert!(toml::from_str::<FileOidc>("issuer = \"https://x\"\nclinet_id = \"c\"").is_err());
+    }
+}

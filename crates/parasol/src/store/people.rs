@@ -139,18 +139,29 @@ async fn upsert_membership(
     source: Source,
     now_ms: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO memberships (person_id, account_id, role, source, created_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (person_id, account_id) DO UPDATE SET role = $3, source = $4",
-    )
-    .bind(person.to_string())
-    .bind(account.to_string())
-    .bind(role.as_str())
-    .bind(source.as_str())
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
+    // A rule's grant never overrides what an owner decided (an invitation,
+    // a role set by hand); an invitation does take over a rule's grant.
+    let sql = match source {
+        Source::Rule => {
+            "INSERT INTO memberships (person_id, account_id, role, source, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (person_id, account_id) DO UPDATE SET role = $3, source = $4
+             WHERE memberships.source = 'rule'"
+        }
+        Source::Invite => {
+            "INSERT INTO memberships (person_id, account_id, role, source, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (person_id, account_id) DO UPDATE SET role = $3, source = $4"
+        }
+    };
+    sqlx::query(sql)
+        .bind(person.to_string())
+        .bind(account.to_string())
+        .bind(role.as_str())
+        .bind(source.as_str())
+        .bind(now_ms)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -661,6 +672,27 @@ mod tests {
             s.console_session("sess", 10_000).await.unwrap().is_none(),
             "expired"
         );
+
+        // An owner's choice outlasts the rule's at the next sign-in.
+        assert!(s
+            .set_member_role(research.id, ada.id, Role::Viewer)
+            .await
+            .unwrap());
+        s.sync_memberships(&ada, &[(research.id, Role::Member)], 8)
+            .await
+            .unwrap();
+        let (_, role) = s.member_access(ada.id, research.id).await.unwrap().unwrap();
+        assert_eq!(role, Role::Viewer);
+        assert!(s
+            .set_member_role(research.id, ada.id, Role::Member)
+            .await
+            .unwrap());
+        // As the rule had granted it, for what follows.
+        sqlx::query("UPDATE memberships SET source = 'rule' WHERE account_id = $1")
+            .bind(research.id.to_string())
+            .execute(s.pool())
+            .await
+            .unwrap();
 
         // The rule no longer grants research: the membership, its session
         // and its personal key all end; the invited one stays.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::Opts;
-use crate::harness::{public_key, Server, ADMIN_KEY};
+use crate::harness::{concrete, public_key, Server, ADMIN_KEY};
 
 /// A browser-like client: follows no redirects, keeps the session cookie.
 struct Browser {
@@ -1265,20 +1265,6 @@ async fn webhook_form_errors_show_beside_their_fields_and_cross_site_posts_are_r
         .get(&format!("/v1/webhooks/{id}"))
         .await
         .expect(200);
-}
-
-/// The console route with a fresh id in each `{id}`.
-fn concrete(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if seg.starts_with('{') {
-                uuid::Uuid::new_v4().to_string()
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[tokio::test]

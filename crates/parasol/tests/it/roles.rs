@@ -7,7 +7,7 @@ use parasol::http::{RouteEntry, ADMIN_ROUTES, V1_ROUTES};
 use parasol_api::Role;
 use serde_json::json;
 
-use crate::harness::{Opts, Server};
+use crate::harness::{concrete, Opts, Server};
 
 async fn key_with_role(c: &crate::harness::Client, role: &str) -> String {
     let made = c
@@ -20,20 +20,15 @@ async fn key_with_role(c: &crate::harness::Client, role: &str) -> String {
     made["api_key"].as_str().unwrap().to_string()
 }
 
-/// The route with a fresh id in each `{id}`: nothing of the caller's, so
-/// a request that got past the role check would be a 404 or 400, never
-/// the 403 the checks look for.
-fn concrete(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if seg.starts_with('{') {
-                uuid::Uuid::new_v4().to_string()
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+/// The roles of the account's keys, oldest first.
+async fn key_roles(c: &crate::harness::Client) -> Vec<String> {
+    let keys = c.get("/v1/account/keys").await.expect(200);
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn posts() -> impl Iterator<Item = &'static RouteEntry> {
@@ -54,13 +49,7 @@ async fn a_viewer_key_reads_and_is_refused_every_post_route_naming_the_role() {
     // admin's own key (made before any role was asked for) is an owner.
     viewer.get("/v1/instances").await.expect(200);
     viewer.get("/v1/instances/types").await.expect(200);
-    let keys = viewer.get("/v1/account/keys").await.expect(200);
-    let roles: Vec<&str> = keys["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["role"].as_str().unwrap())
-        .collect();
+    let roles = key_roles(&viewer).await;
     assert_eq!(roles, ["owner", "viewer", "member"]);
 
     let mut walked = 0;
@@ -143,13 +132,7 @@ async fn nobody_mints_a_key_above_their_role_and_a_new_key_takes_its_makers_role
         )
         .await
         .expect_error(403, "forbidden");
-    let keys = admin.get("/v1/account/keys").await.expect(200);
-    let roles: Vec<&str> = keys["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["role"].as_str().unwrap())
-        .collect();
+    let roles = key_roles(&admin).await;
     assert_eq!(roles, ["owner", "owner", "viewer"]);
 }
 

@@ -424,10 +424,16 @@ const MIGRATION_LOCK: i64 = 0x70_73_6c;
 /// The schema version whose step creates `table`, for tests that open a
 /// store as it was just before it.
 pub fn version_creating(table: &str) -> Option<i64> {
-    let head = format!("CREATE TABLE {table} ");
+    version_running(&format!("CREATE TABLE {table} "))
+}
+
+/// The schema version whose step runs a statement starting with `head`
+/// (tests of a step open a store at the version before it, whatever
+/// steps come after).
+pub(super) fn version_running(head: &str) -> Option<i64> {
     STEPS
         .iter()
-        .position(|step| step.iter().any(|stmt| stmt.starts_with(&head)))
+        .position(|step| step.iter().any(|stmt| stmt.starts_with(head)))
         .map(|i| i as i64 + 1)
 }
 

@@ -873,3 +873,119 @@ mod config_tests {
         assert!(toml::from_str::<FileOidc>("issuer = \"https://x\"\nclinet_id = \"c\"").is_err());
     }
 }
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    use std::sync::{Arc, Mutex};
+
+    /// An Ed25519 key pair: its PKCS#8 document and public JWK under `kid`.
+    fn key(kid: &str) -> (Vec<u8>, Value) {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+        (pkcs8.as_ref().to_vec(), jwk)
+    }
+
+    fn sign(pkcs8: &[u8], kid: &str, claims: &Value) -> String {
+        let mut h = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, claims, &jsonwebtoken::EncodingKey::from_ed_der(pkcs8)).unwrap()
+    }
+
+    /// A provider that names its keys: discovery and a JWKS the test can
+    /// change, counting the JWKS fetches.
+    #[tokio::test]
+    async fn a_token_naming_an_unknown_key_makes_the_jwks_be_fetched_again() {
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let fetches = Arc::new(Mutex::new(0));
+        let meta = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+        });
+        let (keys, count) = (jwks.clone(), fetches.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { axum::Json(meta) }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let (keys, count) = (keys.clone(), count.clone());
+                    async move {
+                        *count.lock().unwrap() += 1;
+                        axum::Json(serde_json::json!({"keys": *keys.lock().unwrap()}))
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let p = Provider {
+            id: "default".into(),
+            name: "Test".into(),
+            issuer: issuer.clone(),
+            client_id: "parasol".into(),
+            client_secret: None,
+            scopes: "openid".into(),
+            groups_claim: "groups".into(),
+        };
+        let now_s = 1_900_000_000;
+        let claims = serde_json::json!({
+            "iss": issuer, "aud": "parasol", "sub": "ada", "nonce": "n",
+            "iat": now_s, "exp": now_s + 300,
+        });
+        let (k1, j1) = key("k1");
+        let (k2, j2) = key("k2");
+        jwks.lock().unwrap().push(j1);
+        let http = reqwest::Client::new();
+        let d = Discovery::default();
+        let now_ms = now_s * 1000;
+        d.verify(&http, &p, &sign(&k1, "k1", &claims), "n", now_ms)
+            .await
+            .unwrap();
+        d.verify(&http, &p, &sign(&k1, "k1", &claims), "n", now_ms)
+            .await
+            .unwrap();
+        assert_eq!(
+            *fetches.lock().unwrap(),
+            1,
+            "a known key is served from the cache"
+        );
+
+        // The provider rotates to k2: its first token names a key id the
+        // cache lacks, and the fresh JWKS has it.
+        *jwks.lock().unwrap() = vec![j2];
+        let who = d
+            .verify(&http, &p, &sign(&k2, "k2", &claims), "n", now_ms)
+            .await
+            .unwrap();
+        assert_eq!(who.subject, "ada");
+        assert_eq!(*fetches.lock().unwrap(), 2);
+        // A key id nobody publishes is refused, after one more look.
+        let (k3, _) = key("k3");
+        let e = d
+            .verify(&http, &p, &sign(&k3, "k3", &claims), "n", now_ms)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not publish"), "{e}");
+        // HS256 with a shared secret is not a signature this accepts.
+        let hs = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"client-secret"),
+        )
+        .unwrap();
+        let e = d.verify(&http, &p, &hs, "n", now_ms).await.unwrap_err();
+        assert!(e.to_string().contains("only public-key"), "{e}");
+    }
+}

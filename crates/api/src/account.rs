@@ -177,6 +177,8 @@ pub struct ApiKey {
     /// When it was revoked; absent while it is live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the key may do in its account.
+    pub role: Role,
 }
 
 /// Body of `GET /v1/account/keys`: every key, revoked ones included,
@@ -193,6 +195,53 @@ pub struct ApiKeysResponse {
 pub struct CreateApiKeyRequest {
     /// What the key is for (`ci`, `laptop`); need not be unique.
     pub name: String,
+    /// What the key may do: by default what the key making it may, and
+    /// never more.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// What a key, or a person, may do in an account. Each role may do
+/// everything the one before it may.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything of the account.
+    Viewer,
+    /// Also creates, launches, restarts, updates and deletes instances,
+    /// clusters, volumes, templates and SSH keys.
+    Member,
+    /// Also manages the account's API keys, webhooks and members.
+    #[default]
+    Owner,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Member, Role::Owner];
+
+    /// The role as it is written on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Owner => "owner",
+        }
+    }
+
+    /// The role written `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Answer of `POST /v1/account/keys/create`: the only time the key is

@@ -153,6 +153,9 @@ pub struct ServeArgs {
     /// which are otherwise refused at create and at every delivery.
     #[arg(long, env = "PARASOL_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Sign-in through OpenID Connect providers.
+    #[command(flatten)]
+    pub oidc: crate::oidc::OidcArgs,
 }
 
 /// The TOML file.
@@ -187,6 +190,15 @@ pub struct FileConfig {
     /// `[http]`: connection and rate limits.
     #[serde(default)]
     pub http: FileHttp,
+    /// The console's address as browsers reach it (OIDC redirect URIs).
+    pub public_url: Option<String>,
+    /// `[console]`: the web console's sign-in page.
+    #[serde(default)]
+    pub console: crate::oidc::FileConsole,
+    /// `[oidc]`: sign-in through OpenID Connect providers, and the rules
+    /// that make people members of accounts.
+    #[serde(default)]
+    pub oidc: crate::oidc::FileOidc,
 }
 
 /// `[mcp]` in the TOML file.
@@ -289,6 +301,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// Sign-in through OpenID Connect providers.
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -493,6 +507,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         conn_limits,
         rate_limits,
         tls,
+        oidc: crate::oidc::resolve(
+            &args.oidc,
+            file.public_url.as_deref(),
+            &file.console,
+            &file.oidc,
+        )?,
         audit_retention: Duration::from_secs(
             86_400
                 * match args.audit_retention_days.or(file.audit_retention_days) {

@@ -30,6 +30,7 @@ pub mod listener;
 pub mod log_writer;
 pub mod mcp;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod providers;
 pub mod server;

@@ -235,6 +235,8 @@ async fn create_account(name: &str, mcp_read_only: bool, args: &StoreArgs) -> an
             status: 200,
             outcome: "ok".into(),
             request_id: String::new(),
+            person_id: None,
+            person: None,
         })
         .await?;
     store.close().await;

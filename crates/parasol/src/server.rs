@@ -248,6 +248,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         console_key: Default::default(),
         webhooks: settings.webhooks,
         events: events.clone(),
+        oidc: Arc::new(crate::oidc::Oidc::new(settings.oidc.clone())?),
     });
 
     let handshake = settings

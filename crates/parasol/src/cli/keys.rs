@@ -1,7 +1,7 @@
 //! `parasol keys ...`: the account's API keys (list, create, revoke).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use parasol_api::{ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse};
+use parasol_api::{ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse, Role};
 
 use super::client::{Api, CliError};
 use super::output::{print_raw, Format, Table};
@@ -16,6 +16,9 @@ pub enum KeysCommand {
     Create {
         /// What the key is for (`ci`, `laptop`).
         name: String,
+        /// What the key may do: viewer (read-only), member or owner.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
     },
     /// Revoke a key: it is refused from the next request on (the last live
     /// key cannot be revoked).
@@ -23,6 +26,10 @@ pub enum KeysCommand {
         /// Key id (the ID column of `keys list`).
         id: String,
     },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role; use viewer, member or owner"))
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
@@ -40,7 +47,7 @@ pub async fn run(api: &Api, format: Format, command: KeysCommand) -> Result<(), 
                 return Ok(());
             }
             let list: ApiKeysResponse = answer.parse()?;
-            let mut t = Table::new(&["ID", "NAME", "STATUS", "CREATED", "LAST USED"]);
+            let mut t = Table::new(&["ID", "NAME", "ROLE", "STATUS", "CREATED", "LAST USED"]);
             for k in &list.keys {
                 let status = match k.revoked_at {
                     Some(at) => format!("revoked {}", when(Some(at))),
@@ -49,6 +56,7 @@ pub async fn run(api: &Api, format: Format, command: KeysCommand) -> Result<(), 
                 t.row(vec![
                     k.id.to_string().into(),
                     k.name.clone().into(),
+                    k.role.to_string().into(),
                     status.into(),
                     when(Some(k.created_at)).into(),
                     when(k.last_used_at).into(),
@@ -56,9 +64,12 @@ pub async fn run(api: &Api, format: Format, command: KeysCommand) -> Result<(), 
             }
             t.print("No API keys.");
         }
-        KeysCommand::Create { name } => {
+        KeysCommand::Create { name, role } => {
             let answer = api
-                .post("/account/keys/create", Some(&CreateApiKeyRequest { name }))
+                .post(
+                    "/account/keys/create",
+                    Some(&CreateApiKeyRequest { name, role }),
+                )
                 .await?;
             if format == Format::Json {
                 print_raw(&answer);

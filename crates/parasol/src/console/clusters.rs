@@ -26,7 +26,9 @@ pub async fn list(State(app): State<AppRef>, session: Session) -> PageResult {
     .await?;
     let body = html! {
         h1 { "Clusters" }
-        div.actions { a.button.primary href="/clusters/new" { "Launch a cluster" } }
+        @if session.role >= parasol_api::Role::Member {
+            div.actions { a.button.primary href="/clusters/new" { "Launch a cluster" } }
+        }
         @if all.clusters.is_empty() {
             (empty("No clusters yet: a cluster is several nodes of one shape, rented all or nothing.", "/clusters/new", "Launch a cluster"))
         } @else {
@@ -89,7 +91,7 @@ async fn cluster_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiError
         @if let Some(d) = &c.status_details { p.muted { (d) } }
         div.actions {
             form.inline method="post" action=(format!("/clusters/{}/delete", c.id))
-                onsubmit="return confirm('Delete this cluster and all its nodes?');" {
+                data-confirm="Delete this cluster and all its nodes?" {
                 (csrf(s)) button.danger type="submit" { "Delete cluster" }
             }
         }

@@ -96,11 +96,13 @@ fn list_page(
             (empty("No instances yet: pick an offer and launch one.", "/offers", "Browse offers"))
         } @else {
             form #bulk method="post" action="/instances/delete"
-                onsubmit="var n = this.querySelectorAll('input[name=ids]:checked').length; if (!n) { alert('Select the instances to delete first.'); return false; } return confirm('Delete ' + n + ' instance(s)? This cannot be undone.');" {
+                data-confirm="Delete {n} instance(s)? This cannot be undone." data-confirm-selected="Select the instances to delete first." {
                 (csrf(s))
                 div.actions {
-                    a.button.primary href="/offers" { "Launch another" }
-                    button.danger type="submit" { "Delete selected" }
+                    @if s.role >= parasol_api::Role::Member {
+                        a.button.primary href="/offers" { "Launch another" }
+                        button.danger type="submit" { "Delete selected" }
+                    }
                     span.muted.small { (total) " instances" }
                 }
                 table #instances {
@@ -288,7 +290,7 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
                 (field_error(err, "name"))
             }
             form.inline method="post" action=(format!("/instances/{}/delete", i.id))
-                onsubmit="return confirm('Delete this instance? This cannot be undone.');" {
+                data-confirm="Delete this instance? This cannot be undone." {
                 (csrf(s)) button.danger type="submit" { "Delete" }
             }
         }
@@ -313,7 +315,6 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
             dt { "Tags" } dd { @if i.tags.is_empty() { "none" } @else { (i.tags.join(", ")) } }
             dt { "Created" } dd { (i.created_at.to_rfc3339()) }
         }
-        (layout::copy_script())
     };
     let status = err.map(|e| e.status).unwrap_or(StatusCode::OK);
     Ok(html_status(

@@ -47,7 +47,7 @@ async fn render(app: &AppRef, s: &Session, f: &AddForm, err: Option<&ApiError>) 
                                 }
                             } }
                             td { form.inline method="post" action=(format!("/keys/{}/delete", k.id))
-                                onsubmit="return confirm('Delete this key?');" {
+                                data-confirm="Delete this key?" {
                                 (csrf(s)) button.danger type="submit" { "Delete" }
                             } }
                         }

@@ -2,7 +2,7 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use super::Session;
 use crate::http::AppRef;
@@ -13,6 +13,8 @@ const HTMX: &str = include_str!("assets/htmx.min.js");
 const CSS: &str = include_str!("assets/console.css");
 /// The console's own script refreshing live parts from the event stream.
 const LIVE: &str = include_str!("assets/live.js");
+/// Confirmations and copy buttons (no page carries inline script).
+const SCRIPT: &str = include_str!("assets/console.js");
 
 /// The `hx-trigger` of a live part: the stream's nudge, and a slow poll
 /// for when the stream is down.
@@ -31,6 +33,11 @@ pub async fn live() -> Response {
         format!("var EVENT_TYPES = {types};\n{LIVE}")
     });
     asset("text/javascript; charset=utf-8", SCRIPT.as_str())
+}
+
+/// `GET /assets/console.js`.
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
 /// `GET /assets/console.css`.
@@ -54,10 +61,13 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
+            // htmx would add a <style> element, which the CSP refuses.
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false}"#;
             title { (title) " · Parasol" }
             link rel="stylesheet" href="/assets/console.css";
             script src="/assets/htmx.min.js" defer {}
             script src="/assets/live.js" defer {}
+            script src="/assets/console.js" defer {}
         }
     }
 }
@@ -95,6 +105,7 @@ pub enum Nav {
     Templates,
     Events,
     Spend,
+    Members,
     System,
 }
 
@@ -126,11 +137,28 @@ pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> M
                         @for (n, href, label) in ENTRIES {
                             a href=(href) class=[(*n == nav).then_some("active")] { (label) }
                         }
+                        @if s.role >= parasol_api::Role::Owner {
+                            a href="/members" class=[(nav == Nav::Members).then_some("active")] { "Members" }
+                        }
                         @if s.account.is_admin {
                             a href="/system" class=[(nav == Nav::System).then_some("active")] { "System" }
                         }
                     }
                     div.who {
+                        @if let Some(me) = &s.person {
+                            span.person { (me.person.label()) " · " (s.role) }
+                            @if me.accounts.len() > 1 {
+                                form.switch method="post" action="/account/switch" {
+                                    (csrf(s))
+                                    select name="account" aria-label="Account" {
+                                        @for m in &me.accounts {
+                                            option value=(m.account_id) selected[m.account_id == s.account.id] { (m.account_name) }
+                                        }
+                                    }
+                                    button.link type="submit" { "Switch" }
+                                }
+                            }
+                        }
                         span.account { (s.account.name) @if s.account.is_admin { " (admin)" } }
                         form method="post" action="/logout" {
                             (csrf(s))
@@ -142,6 +170,14 @@ pub fn page(app: &AppRef, s: &Session, nav: Nav, title: &str, body: Markup) -> M
                 main { (body) }
             }
         }
+    }
+}
+
+/// Said where a button is left out for the session's role.
+pub fn role_note(s: &Session, what: &str) -> Markup {
+    html! {
+        p.small.muted.role-note { "Your role here (" (s.role) ") cannot " (what) "; ask an owner of "
+            (s.account.name) " for the member role." }
     }
 }
 
@@ -191,18 +227,5 @@ pub fn empty(message: &str, href: &str, action: &str) -> Markup {
             p { (message) }
             a.button.primary href=(href) { (action) }
         }
-    }
-}
-
-/// Script-free copy buttons need a little script; this is all there is.
-pub fn copy_script() -> Markup {
-    html! {
-        script { (PreEscaped(r#"document.addEventListener('click', function (e) {
-  var b = e.target.closest('[data-copy]'); if (!b) return;
-  var t = document.getElementById(b.dataset.copy).textContent;
-  var done = function () { b.textContent = 'Copied'; setTimeout(function () { b.textContent = 'Copy'; }, 1500); };
-  if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(t).then(done); }
-  else { var a = document.createElement('textarea'); a.value = t; document.body.appendChild(a); a.select(); document.execCommand('copy'); a.remove(); done(); }
-});"#)) }
     }
 }

@@ -18,7 +18,9 @@ mod events;
 mod instances;
 mod keys;
 mod layout;
+mod members;
 mod offers;
+mod oidc;
 mod session;
 mod spend;
 mod templates;
@@ -28,8 +30,6 @@ mod webhooks;
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use maud::Markup;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -37,57 +37,98 @@ use serde_json::{json, Value};
 pub use session::{guard, Session, SessionKey};
 
 use crate::error::ApiError;
-use crate::http::AppRef;
 
-/// Every console route, listed once; merged into the API router at `/`.
-pub fn routes() -> Router<AppRef> {
-    Router::new()
-        .route("/", get(home))
-        .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
-        .route("/assets/htmx.min.js", get(layout::htmx))
-        .route("/assets/console.css", get(layout::css))
-        .route("/assets/live.js", get(layout::live))
-        .route("/offers", get(offers::page))
-        .route("/launch", get(offers::launch_page).post(offers::launch))
-        .route("/instances", get(instances::list))
-        .route("/instances/rows", get(instances::rows_page))
-        .route("/instances/delete", post(instances::bulk_delete))
-        .route("/instances/{id}", get(instances::page))
-        .route("/instances/{id}/live", get(instances::live))
-        .route("/instances/{id}/restart", post(instances::restart))
-        .route("/instances/{id}/rename", post(instances::rename))
-        .route("/instances/{id}/delete", post(instances::delete))
-        .route("/clusters", get(clusters::list))
-        .route(
-            "/clusters/new",
-            get(clusters::launch_page).post(clusters::launch),
-        )
-        .route("/clusters/{id}", get(clusters::page))
-        .route("/clusters/{id}/delete", post(clusters::delete))
-        .route("/keys", get(keys::page).post(keys::add))
-        .route("/keys/{id}/default", post(keys::set_default))
-        .route("/keys/{id}/delete", post(keys::delete))
-        .route("/api-keys", get(api_keys::page).post(api_keys::create))
-        .route("/api-keys/{id}/revoke", post(api_keys::revoke))
-        .route("/volumes", get(volumes::page).post(volumes::create))
-        .route("/volumes/{id}/delete", post(volumes::delete))
-        .route("/templates", get(templates::page).post(templates::save))
-        .route("/templates/{id}/delete", post(templates::delete))
-        .route("/webhooks", get(webhooks::page).post(webhooks::create))
-        .route("/webhooks/{id}", get(webhooks::detail))
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/webhooks/{id}/update", post(webhooks::update))
-        .route("/webhooks/{id}/test", post(webhooks::test))
-        .route(
-            "/webhooks/{id}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/webhooks/{id}/delete", post(webhooks::delete))
-        .route("/events", get(events::page))
-        .route("/events/stream", get(events::stream))
-        .route("/spend", get(spend::page))
-        .route("/system", get(events::system))
+crate::http::routes! {
+    /// Every console route, listed once; merged into the API router at
+    /// `/`. [`ROUTES`] is this table, for checks that walk every page.
+    routes, ROUTES, "" {
+        "/" => get(home),
+        "/login" => get(session::login_page).post(session::login),
+        "/logout" => post(session::logout),
+        "/oidc/{provider}/start" => get(oidc::start),
+        "/oidc/{provider}/callback" => get(oidc::callback),
+        "/account/switch" => post(oidc::switch),
+        "/assets/htmx.min.js" => get(layout::htmx),
+        "/assets/console.css" => get(layout::css),
+        "/assets/live.js" => get(layout::live),
+        "/assets/console.js" => get(layout::script),
+        "/offers" => get(offers::page),
+        "/launch" => get(offers::launch_page).post(offers::launch),
+        "/instances" => get(instances::list),
+        "/instances/rows" => get(instances::rows_page),
+        "/instances/delete" => post(instances::bulk_delete),
+        "/instances/{id}" => get(instances::page),
+        "/instances/{id}/live" => get(instances::live),
+        "/instances/{id}/restart" => post(instances::restart),
+        "/instances/{id}/rename" => post(instances::rename),
+        "/instances/{id}/delete" => post(instances::delete),
+        "/clusters" => get(clusters::list),
+        "/clusters/new" => get(clusters::launch_page).post(clusters::launch),
+        "/clusters/{id}" => get(clusters::page),
+        "/clusters/{id}/delete" => post(clusters::delete),
+        "/keys" => get(keys::page).post(keys::add),
+        "/keys/{id}/default" => post(keys::set_default),
+        "/keys/{id}/delete" => post(keys::delete),
+        "/api-keys" => get(api_keys::page).post(api_keys::create),
+        "/api-keys/personal" => post(api_keys::create_personal),
+        "/api-keys/{id}/revoke" => post(api_keys::revoke),
+        "/volumes" => get(volumes::page).post(volumes::create),
+        "/volumes/{id}/delete" => post(volumes::delete),
+        "/templates" => get(templates::page).post(templates::save),
+        "/templates/{id}/delete" => post(templates::delete),
+        "/webhooks" => get(webhooks::page).post(webhooks::create),
+        "/webhooks/{id}" => get(webhooks::detail),
+        "/webhooks/{id}/deliveries" => get(webhooks::deliveries),
+        "/webhooks/{id}/update" => post(webhooks::update),
+        "/webhooks/{id}/test" => post(webhooks::test),
+        "/webhooks/{id}/rotate-secret" => post(webhooks::rotate_secret),
+        "/webhooks/{id}/delete" => post(webhooks::delete),
+        "/members" => get(members::page),
+        "/members/invite" => post(members::invite),
+        "/members/invites/delete" => post(members::uninvite),
+        "/members/{id}/role" => post(members::set_role),
+        "/members/{id}/remove" => post(members::remove),
+        "/events" => get(events::page),
+        "/events/stream" => get(events::stream),
+        "/spend" => get(spend::page),
+        "/system" => get(events::system),
+    }
+}
+
+/// The console's Content-Security-Policy: scripts and styles from this
+/// site's files only (no inline script, no inline style, no eval), nothing
+/// framing a page, and forms posting only here.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+form-action 'self'; frame-ancestors 'none'";
+
+/// Middleware around every console route (refusals included): the
+/// security headers, set here and nowhere else. `X-Frame-Options` repeats
+/// `frame-ancestors` for browsers that predate it: a framed page with a
+/// Delete button invites clickjacking. HSTS only where the server speaks
+/// TLS itself (over plain HTTP it would be ignored, and wrong behind no
+/// proxy).
+pub async fn security_headers(
+    axum::extract::State(app): axum::extract::State<crate::http::AppRef>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut header::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(
+            header::HeaderName::from_static(name),
+            header::HeaderValue::from_static(value),
+        );
+    };
+    set(h, "content-security-policy", CSP);
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    if app.tls {
+        set(h, "strict-transport-security", "max-age=31536000");
+    }
+    res
 }
 
 async fn home(session: Option<Session>) -> Redirect {

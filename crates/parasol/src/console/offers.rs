@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::Extension;
 use base64::Engine;
 use maud::{html, Markup};
+use parasol_api::Role;
 use parasol_api::{
     CreateResponse, InstanceType, InstanceTypesQuery, InstanceTypesResponse, RentalType,
     SshKeysResponse, TemplatesResponse, VolumesResponse,
@@ -190,7 +191,7 @@ pub async fn page(
                     th.num { "$/h" } th { "Regions" } th { "Boot" } th {}
                 } }
                 tbody {
-                    @for t in &rows { (offer_row(t)) }
+                    @for t in &rows { (offer_row(t, session.role >= Role::Member)) }
                 }
             }
         }
@@ -201,7 +202,8 @@ pub async fn page(
     ))
 }
 
-fn offer_row(t: &InstanceType) -> Markup {
+/// One offer; with its Launch button only for those who may launch.
+fn offer_row(t: &InstanceType, can_launch: bool) -> Markup {
     let c = &t.configuration;
     let region = t
         .availability
@@ -235,7 +237,7 @@ fn offer_row(t: &InstanceType) -> Markup {
                 }
             }
             td.small { @if let Some(b) = &t.boot_time { (boot(b.min_boot_in_sec)) "–" (boot(b.max_boot_in_sec)) } @else { "?" } }
-            td { a.button.primary href=(format!("/launch?{launch}")) { "Launch" } }
+            td { @if can_launch { a.button.primary href=(format!("/launch?{launch}")) { "Launch" } } }
         }
     }
 }
@@ -510,7 +512,10 @@ fn launch_form(
                 (field_error(err, "volume_ids"))
             }
             label { "Save these settings as a template named (optional)" input name="save_template" value=(f.save_template); (field_error(err, "template_name")) }
-            div.actions { button.primary type="submit" { "Launch" } }
+            div.actions {
+                @if s.role >= Role::Member { button.primary type="submit" { "Launch" } }
+                @else { (layout::role_note(s, "launch")) }
+            }
         }
     };
     layout::page(app, s, Nav::Offers, "Launch", body)

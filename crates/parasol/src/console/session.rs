@@ -3,10 +3,15 @@
 //! A session is a token the server signs (HMAC-SHA256) with a key made once
 //! per deployment and kept in the `settings` table, so every replica
 //! accepts every replica's cookies. The token holds its expiry, a random
-//! nonce and the SHA-256 of the API key it was made from (never the key):
-//! the account is found by that hash exactly as an API request finds it, so
-//! a session cannot outlive its account's key. The CSRF token is derived
-//! from the nonce with the same key, so it needs no storage either.
+//! nonce and the session's random id, whose SHA-256 keys a row of
+//! `console_sessions` that every request reads: signing out deletes the
+//! row, so the cookie is dead on every replica from the next request. A
+//! session made from an API key keeps that key's hash (never the key), and
+//! the account is found by it exactly as an API request finds it, so the
+//! session cannot outlive the key; a person's session holds the person and
+//! the account they are in, and their role is read from their membership
+//! on every request, so a removed membership ends it at once. The CSRF
+//! token is derived from the nonce with the same key.
 //!
 //! Cross-site POSTs are refused three ways: the cookie is SameSite=Strict,
 //! a browser's Origin (or Sec-Fetch-Site) must name this site, and every
@@ -28,7 +33,8 @@ use tokio::sync::OnceCell;
 use super::{html_status, layout, PageResult};
 use crate::error::ApiError;
 use crate::http::{hash_key, AppRef, BODY_LIMIT};
-use crate::store::Account;
+use crate::store::{Account, Membership, Person, SessionRow};
+use parasol_api::Role;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "parasol_session";
@@ -64,11 +70,34 @@ impl SessionKey {
     }
 }
 
-/// A signed-in browser: its account and the CSRF token its forms carry.
+/// A signed-in browser: its account, its role there and the CSRF token
+/// its forms carry; for a person, who they are and their accounts.
 #[derive(Clone)]
 pub struct Session {
     pub account: Account,
+    pub role: Role,
     pub csrf: String,
+    /// The SHA-256 of the session's id (its `console_sessions` key).
+    pub id_hash: String,
+    pub person: Option<SignedIn>,
+}
+
+impl Session {
+    /// Who acts through this session, as API handlers take it.
+    pub fn principal(&self) -> crate::http::Principal {
+        crate::http::Principal {
+            role: self.role,
+            person: self.person.as_ref().map(|p| p.person.id),
+        }
+    }
+}
+
+/// The person behind a session.
+#[derive(Clone)]
+pub struct SignedIn {
+    pub person: Person,
+    /// Every account they may switch to, the current one included.
+    pub accounts: Vec<Membership>,
 }
 
 fn to_hex(b: &[u8]) -> String {
@@ -107,15 +136,15 @@ fn csrf_for(key: &[u8], nonce: &str) -> String {
     to_hex(&hmac(key, format!("csrf.{nonce}").as_bytes()))
 }
 
-/// A fresh token for the account whose key hashes to `key_hash`.
-fn issue(key: &[u8], key_hash: &str, now_ms: i64) -> String {
+/// A fresh token for the session with this id.
+fn issue(key: &[u8], session_id: &str, now_ms: i64) -> String {
     let nonce: [u8; 16] = rand::rng().random();
-    let payload = format!("{}.{}.{key_hash}", now_ms + LIFETIME_MS, to_hex(&nonce));
+    let payload = format!("{}.{}.{session_id}", now_ms + LIFETIME_MS, to_hex(&nonce));
     let sig = to_hex(&hmac(key, payload.as_bytes()));
     format!("{payload}.{sig}")
 }
 
-/// The key hash and nonce of a token that is well signed and unexpired.
+/// The session id and nonce of a token that is well signed and unexpired.
 fn verify<'a>(key: &[u8], token: &'a str, now_ms: i64) -> Option<(&'a str, &'a str)> {
     let (payload, sig) = token.rsplit_once('.')?;
     let want = to_hex(&hmac(key, payload.as_bytes()));
@@ -129,7 +158,7 @@ fn verify<'a>(key: &[u8], token: &'a str, now_ms: i64) -> Option<(&'a str, &'a s
     (now_ms < expires).then_some((key_hash, nonce))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -146,16 +175,65 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
         return Ok(None);
     };
     let key = app.console_key.get(app).await?;
-    let Some((key_hash, nonce)) = verify(key, token, app.clock.now_ms()) else {
+    let now = app.clock.now_ms();
+    let Some((session_id, nonce)) = verify(key, token, now) else {
         return Ok(None);
     };
-    let Some(account) = crate::http::account_for_key_hash(app, key_hash).await? else {
+    let id_hash = hash_key(session_id);
+    let Some(row) = app.store.console_session(&id_hash, now).await? else {
+        return Ok(None);
+    };
+    let csrf = csrf_for(key, nonce);
+    if let Some(person_id) = row.person_id {
+        let Some((account, role)) = app.store.member_access(person_id, row.account_id).await?
+        else {
+            return Ok(None);
+        };
+        let Some(person) = app.store.person(person_id).await? else {
+            return Ok(None);
+        };
+        let accounts = app.store.memberships_of(person_id).await?;
+        return Ok(Some(Session {
+            account,
+            role,
+            csrf,
+            id_hash,
+            person: Some(SignedIn { person, accounts }),
+        }));
+    }
+    let Some(key_hash) = &row.key_hash else {
+        return Ok(None);
+    };
+    let Some(credential) = crate::http::credential_for_key_hash(app, key_hash).await? else {
         return Ok(None);
     };
     Ok(Some(Session {
-        account,
-        csrf: csrf_for(key, nonce),
+        account: credential.account,
+        role: credential.role,
+        csrf,
+        id_hash,
+        person: None,
     }))
+}
+
+/// Starts a session (for a key's account, or a person in one of their
+/// accounts) and answers the cookie to set.
+pub async fn start(app: &AppRef, row: SessionRow) -> Result<HeaderValue, ApiError> {
+    let id: [u8; 16] = rand::rng().random();
+    let id = to_hex(&id);
+    let now = app.clock.now_ms();
+    app.store
+        .create_console_session(
+            &hash_key(&id),
+            &SessionRow {
+                expires_at_ms: now + LIFETIME_MS,
+                ..row
+            },
+            now,
+        )
+        .await?;
+    let signing = app.console_key.get(app).await?;
+    Ok(cookie(app, &issue(signing, &id, now), LIFETIME_MS / 1000))
 }
 
 /// Pages for signed-in browsers only: others are sent to sign in. An htmx
@@ -222,7 +300,9 @@ fn refused(message: &str) -> Response {
 }
 
 /// Middleware on every console route: a POST must come from this site and,
-/// once signed in, carry the session's CSRF token (form field or header).
+/// once signed in, carry the session's CSRF token (form field or header),
+/// and the session's role must be one the route allows
+/// ([`crate::http::roles`], as for the API).
 pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -254,9 +334,24 @@ pub async fn guard(State(app): State<AppRef>, req: Request, next: Next) -> Respo
     if !ok {
         return refused("the form's CSRF token is missing or stale; reload the page and try again");
     }
-    parts.extensions.insert(session);
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or(parts.uri.path(), |m| m.as_str());
+    let caller = crate::http::Caller(session.account.id);
+    let principal = session.principal();
+    let mut res = match crate::http::roles::check(&parts.method, route, session.role, "session") {
+        Err(e) => super::PageError(e).into_response(),
+        Ok(()) => {
+            parts.extensions.insert(session);
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+    };
+    // For the audit log, which runs outside this.
+    res.extensions_mut().insert(caller);
+    res.extensions_mut().insert(principal);
+    res
 }
 
 fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
@@ -264,7 +359,7 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
     pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn cookie(app: &AppRef, value: &str, max_age_s: i64) -> HeaderValue {
+pub(super) fn cookie(app: &AppRef, value: &str, max_age_s: i64) -> HeaderValue {
     let secure = if app.tls { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
@@ -279,21 +374,41 @@ pub struct LoginForm {
     api_key: String,
 }
 
-fn login_form(error: Option<&str>, sim: bool) -> maud::Markup {
+/// The sign-in page: a button for each identity provider, and the API-key
+/// form unless the operator turned it off.
+pub(super) fn login_form(app: &AppRef, error: Option<&str>) -> maud::Markup {
+    let providers = &app.oidc.settings.providers;
     layout::bare(
         "Sign in",
         html! {
-            @if sim { (layout::sim_banner()) }
+            @if app.sim.is_some() { (layout::sim_banner()) }
             main.login {
                 h1 { "Parasol" }
-                p { "Sign in with your API key: the admin key is printed at the server's first start "
-                    "(and saved as " code { "admin-api-key" } " in its data directory)." }
-                form method="post" action="/login" {
-                    label for="api_key" { "API key" }
-                    input #api_key type="password" name="api_key" autocomplete="current-password"
-                        placeholder="psl_…" required autofocus;
-                    @if let Some(e) = error { p.field-error role="alert" { (e) } }
-                    button.primary type="submit" { "Sign in" }
+                @if let Some(e) = error.filter(|_| !app.oidc.settings.key_sign_in) {
+                    p.field-error role="alert" { (e) }
+                }
+                @if !providers.is_empty() {
+                    div.providers {
+                        @for p in providers {
+                            a.button.primary href=(format!("/oidc/{}/start", p.id)) data-provider=(p.id) {
+                                "Sign in with " (p.name)
+                            }
+                        }
+                    }
+                }
+                @if app.oidc.settings.key_sign_in {
+                    @if !providers.is_empty() { p.small.muted { "or with an API key:" } }
+                    @else {
+                        p { "Sign in with your API key: the admin key is printed at the server's first start "
+                            "(and saved as " code { "admin-api-key" } " in its data directory)." }
+                    }
+                    form method="post" action="/login" {
+                        label for="api_key" { "API key" }
+                        input #api_key type="password" name="api_key" autocomplete="current-password"
+                            placeholder="psl_…" required autofocus[providers.is_empty()];
+                        @if let Some(e) = error { p.field-error role="alert" { (e) } }
+                        button.primary[providers.is_empty()] type="submit" { "Sign in" }
+                    }
                 }
             }
         },
@@ -305,7 +420,7 @@ pub async fn login_page(State(app): State<AppRef>, session: Option<Session>) -> 
     if session.is_some() {
         return Redirect::to("/instances").into_response();
     }
-    super::html(login_form(None, app.sim.is_some()))
+    super::html(login_form(&app, None))
 }
 
 /// `POST /login`: the key for a session cookie.
@@ -316,13 +431,22 @@ pub async fn login(
     conn: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> PageResult {
+    if !app.oidc.settings.key_sign_in {
+        return Ok(html_status(
+            StatusCode::FORBIDDEN,
+            login_form(
+                &app,
+                Some("Signing in with an API key is turned off on this server."),
+            ),
+        ));
+    }
     let ip = conn.map(|c| c.0 .0.ip());
     if app.limits.may_authenticate(ip).is_err() {
         return Ok(html_status(
             StatusCode::TOO_MANY_REQUESTS,
             login_form(
+                &app,
                 Some("Too many wrong keys from this address; wait a minute and try again."),
-                app.sim.is_some(),
             ),
         ));
     }
@@ -333,34 +457,45 @@ pub async fn login(
     } else {
         crate::http::account_for_key_hash(&app, &hash).await?
     };
-    if account.is_none() {
+    let Some(account) = account else {
         app.limits.failed_authentication(ip);
         return Ok(html_status(
             StatusCode::UNAUTHORIZED,
             login_form(
+                &app,
                 Some(if key.is_empty() {
                     "Enter your API key."
                 } else {
                     "That API key is not valid."
                 }),
-                app.sim.is_some(),
             ),
         ));
-    }
-    let signing = app.console_key.get(&app).await?;
-    let token = issue(signing, &hash, app.clock.now_ms());
+    };
+    let set = start(
+        &app,
+        SessionRow {
+            account_id: account.id,
+            person_id: None,
+            key_hash: Some(hash),
+            expires_at_ms: 0,
+        },
+    )
+    .await?;
     let mut res = Redirect::to("/instances").into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cookie(&app, &token, LIFETIME_MS / 1000));
+    res.headers_mut().insert(header::SET_COOKIE, set);
     Ok(res)
 }
 
-/// `POST /logout`: forgets the cookie.
-pub async fn logout(State(app): State<AppRef>) -> Response {
+/// `POST /logout`: ends the session on every replica and forgets the
+/// cookie.
+pub async fn logout(State(app): State<AppRef>, session: Session) -> PageResult {
+    app.store
+        .end_console_session(&session.id_hash, app.clock.now_ms())
+        .await?;
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut()
         .insert(header::SET_COOKIE, cookie(&app, "", 0));
-    res
+    Ok(res)
 }
 
 #[cfg(test)]

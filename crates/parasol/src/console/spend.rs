@@ -95,7 +95,7 @@ fn chart(s: &Spend) -> Markup {
         }
         div.legend {
             @for (c, cloud) in s.by_cloud.keys().enumerate() {
-                span { i style=(format!("background:{}", PALETTE[c % PALETTE.len()])) {} (cloud) }
+                span { svg.swatch width="10" height="10" { rect width="10" height="10" fill=(PALETTE[c % PALETTE.len()]) {} } (cloud) }
             }
         }
     }

@@ -41,7 +41,7 @@ fn table(list: &[Template], s: &Session, own: bool) -> Markup {
                         td {
                             @if own {
                                 form.inline method="post" action=(format!("/templates/{}/delete", t.id))
-                                    onsubmit="return confirm('Delete this template?');" {
+                                    data-confirm="Delete this template?" {
                                     (csrf(s)) button.danger type="submit" { "Delete" }
                                 }
                             }

@@ -48,7 +48,7 @@ async fn render(app: &AppRef, s: &Session, f: &CreateForm, err: Option<&ApiError
                                 a href=(format!("/instances/{}", v.mounted_by)) { (v.mounted_by) } } }
                             td.num { "$" (v.cost_estimate) }
                             td { form.inline method="post" action=(format!("/volumes/{}/delete", v.id))
-                                onsubmit="return confirm('Delete this volume and its data?');" {
+                                data-confirm="Delete this volume and its data?" {
                                 (csrf(s)) button.danger type="submit" { "Delete" } } }
                         }
                     }

@@ -56,7 +56,6 @@ fn secret_notice(made: Option<&WebhookSecretResponse>, what: &str) -> Markup {
                     button type="button" data-copy="webhook-secret" { "Copy" }
                 }
             }
-            (layout::copy_script())
         }
     }
 }
@@ -88,12 +87,12 @@ fn actions(s: &Session, w: &Webhook) -> Markup {
         }
         " "
         form.inline method="post" action=(format!("{base}/rotate-secret"))
-            onsubmit="return confirm('Make a new secret? The current one keeps signing beside it for 24 hours.');" {
+            data-confirm="Make a new secret? The current one keeps signing beside it for 24 hours." {
             (csrf(s)) button type="submit" { "Rotate secret" }
         }
         " "
         form.inline method="post" action=(format!("{base}/delete"))
-            onsubmit="return confirm('Delete this webhook? Deliveries not yet made are dropped.');" {
+            data-confirm="Delete this webhook? Deliveries not yet made are dropped." {
             (csrf(s)) button.danger type="submit" { "Delete" }
         }
     }

@@ -1,18 +1,19 @@
 //! `/v1/account/keys/*`: Parasol's extension for the account's own API
-//! keys. Any key of the account may list, create and revoke them.
+//! keys. Any key may list them; owners create and revoke them
+//! ([`super::roles`]). A key never gets more than its maker's role.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
 use parasol_api::{
-    ApiKey, ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse,
+    ApiKey, ApiKeysResponse, Confirmation, CreateApiKeyRequest, CreateApiKeyResponse, Role,
 };
 
 use super::auth::{hash_key, new_api_key};
-use super::{ok, path_id, AppRef, Body};
+use super::{ok, path_id, AppRef, Body, Principal};
 use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::store::{Account, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
+use crate::store::{Account, NewKey, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
 use crate::validate;
 
 /// `GET /v1/account/keys`.
@@ -30,6 +31,7 @@ pub async fn list(
                 created_at: from_millis(k.created_at_ms),
                 last_used_at: k.last_used_at_ms.map(from_millis),
                 revoked_at: k.revoked_at_ms.map(from_millis),
+                role: k.role,
             })
             .collect(),
     }))
@@ -39,13 +41,43 @@ pub async fn list(
 pub async fn create(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
+    Extension(caller): Extension<Principal>,
     Body(req): Body<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
+    mint(&app, &account, caller.role, None, req).await
+}
+
+/// Makes a key of the account with at most `caller_role`; with `person`,
+/// a personal key, which works only while they are a member (and never
+/// above their role there).
+pub async fn mint(
+    app: &AppRef,
+    account: &Account,
+    caller_role: Role,
+    person: Option<uuid::Uuid>,
+    req: CreateApiKeyRequest,
+) -> Result<Response, ApiError> {
     validate::name("name", &req.name)?;
+    let role = req.role.unwrap_or(caller_role);
+    if role > caller_role {
+        return Err(ApiError::forbidden(format!(
+            "a {caller_role} cannot make a key with the {role} role"
+        ))
+        .with_field("role"));
+    }
     let key = new_api_key();
     let outcome = app
         .store
-        .create_api_key(account.id, &req.name, &hash_key(&key), app.clock.now_ms())
+        .create_api_key(
+            account.id,
+            NewKey {
+                name: &req.name,
+                key_hash: &hash_key(&key),
+                role,
+                person,
+            },
+            app.clock.now_ms(),
+        )
         .await?;
     match outcome {
         NewKeyOutcome::Created(id) => Ok(ok(CreateApiKeyResponse {

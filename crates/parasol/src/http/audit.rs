@@ -1,7 +1,7 @@
 //! The audit trail: every state-changing request (creates, deletes,
-//! updates, key changes, admin actions) is recorded with its account, key
-//! fingerprint, client address and outcome; admins read it at
-//! `GET /v1/admin/audit`.
+//! updates, key changes, admin actions), through the API or the console, is
+//! recorded with its account, key fingerprint or person, client address
+//! and outcome; admins read it at `GET /v1/admin/audit`.
 
 use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
 use axum::http::Method;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::auth::{Caller, KeyId};
+use super::auth::{Caller, KeyId, Principal};
 use super::{ok, AppRef};
 use crate::error::ApiError;
 use crate::store::{Account, AuditEntry};
@@ -24,16 +24,23 @@ const ID_BODY_LIMIT: usize = 64 * 1024;
 pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || !(path.starts_with("/v1/") || path.starts_with("/admin/"))
-    {
-        return next.run(req).await;
-    }
+    // Signing in is not an action on an account (failed sign-ins are
+    // counted by the rate limiter), and MCP's transport POSTs are not
+    // actions either: each tool call is audited as the API request it
+    // makes.
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(|p| p.as_str().to_string());
+    let api = path.starts_with("/v1/") || path.starts_with("/admin/");
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || path == "/login"
+        || path == "/mcp"
+        || (route.is_none() && !api)
+    {
+        return next.run(req).await;
+    }
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
     let client_addr = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -41,7 +48,11 @@ pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Resp
     let mut res = next.run(req).await;
     let status = res.status().as_u16();
     let mut object_id = path_object_id(&route, &path);
-    if object_id.is_none() && res.status().is_success() {
+    let json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if object_id.is_none() && res.status().is_success() && json {
         // A create's new id is only in its answer.
         let (parts, body) = res.into_parts();
         let bytes = axum::body::to_bytes(body, ID_BODY_LIMIT)
@@ -70,6 +81,12 @@ pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Resp
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),
+        person_id: res
+            .extensions()
+            .get::<Principal>()
+            .and_then(|p| p.person)
+            .map(|p| p.to_string()),
+        person: None,
     };
     if status == 503 {
         // The store is unreachable (or the connection caps hit): writing

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
@@ -51,6 +51,15 @@ pub fn hash_key(key: &str) -> String {
 /// log (which runs outside authentication).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub uuid::Uuid);
+
+/// Who acts in a request beyond its account: the role they act with and,
+/// for a person's key or console session, the person. In the request's
+/// extensions for handlers, and on its response for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub role: parasol_api::Role,
+    pub person: Option<Uuid>,
+}
 
 /// A short, non-secret fingerprint of the caller's key (the head of its
 /// SHA-256), left on its response for the audit log.
@@ -114,6 +123,12 @@ impl KeyCache {
     /// changed (its name, admin flag), so the next request reads it anew.
     pub fn forget_account(&self, account: Uuid) {
         self.forget(|c| c.account.id == account);
+    }
+
+    /// Drops a person's personal keys, once a membership of theirs
+    /// changes (their keys' role is capped by it, and ends with it).
+    pub fn forget_person(&self, person: Uuid) {
+        self.forget(|c| c.person_id == Some(person));
     }
 
     fn forget(&self, matches: impl Fn(&Credential) -> bool) {
@@ -188,10 +203,28 @@ pub async fn require_key(
     }
     let caller = Caller(credential.account.id);
     let key_id = KeyId(credential.key_hash[..12].to_string());
+    // This runs as a route layer, so the route is matched; the raw path
+    // stands in should it ever not be (it is never a weaker rule).
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(req.uri().path(), |m| m.as_str());
+    if let Err(e) = super::roles::check(req.method(), route, credential.role, "API key") {
+        let mut res = e.into_response();
+        res.extensions_mut().insert(caller);
+        res.extensions_mut().insert(key_id);
+        return Ok(res);
+    }
+    let principal = Principal {
+        role: credential.role,
+        person: credential.person_id,
+    };
+    req.extensions_mut().insert(principal);
     req.extensions_mut().insert(credential.account);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);
     res.extensions_mut().insert(key_id);
+    res.extensions_mut().insert(principal);
     Ok(res)
 }
 

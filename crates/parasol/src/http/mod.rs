@@ -17,9 +17,11 @@ pub(crate) mod events;
 pub(crate) mod featured;
 pub(crate) mod instances;
 mod launch;
+pub(crate) mod members;
 mod metrics;
 pub mod rate_limit;
 mod render_cache;
+pub mod roles;
 pub(crate) mod sshkeys;
 pub(crate) mod templates;
 mod usage;
@@ -33,15 +35,15 @@ use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use auth::{
-    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, KeyCache,
-    HEADER as KEY_HEADER,
+    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, Caller, KeyCache,
+    Principal, HEADER as KEY_HEADER,
 };
 
 use crate::clock::Clock;
@@ -50,6 +52,40 @@ use crate::lifecycle::reconciler::Reconciler;
 use crate::providers::catalog::Catalog;
 use crate::providers::sim::Sim;
 use crate::store::Store;
+
+/// One route of a table made by [`routes!`]: its method and full path
+/// template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// `get` or `post`, as the table names the method router.
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+/// Declares a router and the table of its routes from one list, so that
+/// checks over every route (roles, security headers) cannot miss one:
+/// `path => get(handler).post(handler)` lines make a function building
+/// the router and a constant listing each method and full path.
+macro_rules! routes {
+    ($(#[$doc:meta])* $build:ident, $table:ident, $prefix:literal {
+        $($path:literal => $($method:ident($handler:path)).+),* $(,)?
+    }) => {
+        $(#[$doc])*
+        pub(crate) fn $build() -> axum::Router<$crate::http::AppRef> {
+            axum::Router::new()
+                $(.route($path, axum::routing::MethodRouter::new()$(.$method($handler))+))*
+        }
+
+        /// Every route of the router, with its method, as built.
+        pub const $table: &[$crate::http::RouteEntry] = &[
+            $($($crate::http::RouteEntry {
+                method: stringify!($method),
+                path: concat!($prefix, $path),
+            }),+),*
+        ];
+    };
+}
+pub(crate) use routes;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -85,6 +121,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::UrlPolicy,
     /// The event log's tail, for `GET /v1/events/stream`.
     pub events: Arc<crate::event_stream::EventHub>,
+    /// Sign-in through OpenID Connect providers.
+    pub oidc: Arc<crate::oidc::Oidc>,
 }
 
 /// Shared state handle.
@@ -109,77 +147,86 @@ pub fn router(state: AppRef) -> Router {
     api.merge(mcp)
 }
 
+routes! {
+    /// The account's API under `/v1`, listed once: [`V1_ROUTES`] is
+    /// this table, for checks that walk every route.
+    v1_routes, V1_ROUTES, "/v1" {
+        "/instances" => get(instances::list),
+        "/instances/types" => get(instances::types),
+        "/instances/create" => post(instances::create),
+        "/instances/launch" => post(launch::launch),
+        "/instances/{id}/info" => get(instances::info),
+        "/instances/{id}/update" => post(instances::update),
+        "/instances/{id}/delete" => post(instances::delete),
+        "/instances/{id}/restart" => post(instances::restart),
+        "/clusters" => get(clusters::list),
+        "/clusters/types" => get(clusters::types),
+        "/clusters/create" => post(clusters::create),
+        "/clusters/launch" => post(launch::launch_cluster),
+        "/clusters/{id}/info" => get(clusters::info),
+        "/clusters/{id}/delete" => post(clusters::delete),
+        "/events" => get(events::list),
+        "/events/stream" => get(events::stream),
+        "/volumes" => get(volumes::list),
+        "/volumes/types" => get(volumes::types),
+        "/volumes/create" => post(volumes::create),
+        "/volumes/{id}/info" => get(volumes::info),
+        "/volumes/{id}/delete" => post(volumes::delete),
+        "/sshkeys" => get(sshkeys::list),
+        "/sshkeys/add" => post(sshkeys::add),
+        "/sshkeys/{id}/info" => get(sshkeys::info),
+        "/sshkeys/{id}/setdefault" => post(sshkeys::set_default),
+        "/sshkeys/{id}/delete" => post(sshkeys::delete),
+        "/templates" => get(templates::list),
+        "/templates/featured" => get(templates::featured),
+        "/templates/save" => post(templates::save),
+        "/templates/{id}/info" => get(templates::info),
+        "/templates/{id}/update" => post(templates::update),
+        "/templates/{id}/delete" => post(templates::delete),
+        "/account" => get(account::info),
+        "/admin/accounts" => get(accounts::list),
+        "/admin/accounts/create" => post(accounts::create),
+        "/admin/accounts/{id}/update" => post(accounts::update),
+        "/admin/accounts/{id}/delete" => post(accounts::delete),
+        "/usage" => get(usage::report),
+        "/account/keys" => get(api_keys::list),
+        "/account/keys/create" => post(api_keys::create),
+        "/account/keys/{id}/revoke" => post(api_keys::revoke),
+        "/account/members" => get(members::list),
+        "/account/members/invite" => post(members::invite),
+        "/account/members/invites/delete" => post(members::uninvite),
+        "/account/members/{id}/update" => post(members::update),
+        "/account/members/{id}/remove" => post(members::remove),
+        "/admin/audit" => get(audit::list),
+        "/webhooks" => get(webhooks::list),
+        "/webhooks/create" => post(webhooks::create),
+        "/webhooks/{id}" => get(webhooks::info),
+        "/webhooks/{id}/update" => post(webhooks::update),
+        "/webhooks/{id}/delete" => post(webhooks::delete),
+        "/webhooks/{id}/rotate-secret" => post(webhooks::rotate_secret),
+        "/webhooks/{id}/test" => post(webhooks::test),
+        "/webhooks/{id}/deliveries" => get(webhooks::deliveries),
+    }
+}
+
+routes! {
+    /// The admin extensions under `/admin` (sim control, the test clock).
+    admin_routes, ADMIN_ROUTES, "/admin" {
+        "/sim/machines" => get(admin::sim_machines),
+        "/sim/machines/{id}/fail" => post(admin::sim_fail),
+        "/sim/machines/{id}/preempt" => post(admin::sim_preempt),
+        "/sim/capacity-failures" => get(admin::sim_launch_failures).post(admin::sim_fail_launches),
+        "/sim/capacity-failures/clear" => post(admin::sim_clear_launch_failures),
+        "/clock/advance" => post(admin::advance_clock),
+        "/reconciler" => get(admin::reconciler),
+        "/hosts" => get(admin::hosts),
+    }
+}
+
 /// The HTTP API.
 fn api_router(state: AppRef) -> Router {
-    let v1 = Router::new()
-        .route("/instances", get(instances::list))
-        .route("/instances/types", get(instances::types))
-        .route("/instances/create", post(instances::create))
-        .route("/instances/launch", post(launch::launch))
-        .route("/instances/{id}/info", get(instances::info))
-        .route("/instances/{id}/update", post(instances::update))
-        .route("/instances/{id}/delete", post(instances::delete))
-        .route("/instances/{id}/restart", post(instances::restart))
-        .route("/clusters", get(clusters::list))
-        .route("/clusters/types", get(clusters::types))
-        .route("/clusters/create", post(clusters::create))
-        .route("/clusters/launch", post(launch::launch_cluster))
-        .route("/clusters/{id}/info", get(clusters::info))
-        .route("/clusters/{id}/delete", post(clusters::delete))
-        .route("/events", get(events::list))
-        .route("/events/stream", get(events::stream))
-        .route("/volumes", get(volumes::list))
-        .route("/volumes/types", get(volumes::types))
-        .route("/volumes/create", post(volumes::create))
-        .route("/volumes/{id}/info", get(volumes::info))
-        .route("/volumes/{id}/delete", post(volumes::delete))
-        .route("/sshkeys", get(sshkeys::list))
-        .route("/sshkeys/add", post(sshkeys::add))
-        .route("/sshkeys/{id}/info", get(sshkeys::info))
-        .route("/sshkeys/{id}/setdefault", post(sshkeys::set_default))
-        .route("/sshkeys/{id}/delete", post(sshkeys::delete))
-        .route("/templates", get(templates::list))
-        .route("/templates/featured", get(templates::featured))
-        .route("/templates/save", post(templates::save))
-        .route("/templates/{id}/info", get(templates::info))
-        .route("/templates/{id}/update", post(templates::update))
-        .route("/templates/{id}/delete", post(templates::delete))
-        .route("/account", get(account::info))
-        .route("/admin/accounts", get(accounts::list))
-        .route("/admin/accounts/create", post(accounts::create))
-        .route("/admin/accounts/{id}/update", post(accounts::update))
-        .route("/admin/accounts/{id}/delete", post(accounts::delete))
-        .route("/usage", get(usage::report))
-        .route("/account/keys", get(api_keys::list))
-        .route("/account/keys/create", post(api_keys::create))
-        .route("/account/keys/{id}/revoke", post(api_keys::revoke))
-        .route("/admin/audit", get(audit::list))
-        .route("/webhooks", get(webhooks::list))
-        .route("/webhooks/create", post(webhooks::create))
-        .route("/webhooks/{id}", get(webhooks::info))
-        .route("/webhooks/{id}/update", post(webhooks::update))
-        .route("/webhooks/{id}/delete", post(webhooks::delete))
-        .route(
-            "/webhooks/{id}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/webhooks/{id}/test", post(webhooks::test))
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
-    let admin = Router::new()
-        .route("/sim/machines", get(admin::sim_machines))
-        .route("/sim/machines/{id}/fail", post(admin::sim_fail))
-        .route("/sim/machines/{id}/preempt", post(admin::sim_preempt))
-        .route(
-            "/sim/capacity-failures",
-            get(admin::sim_launch_failures).post(admin::sim_fail_launches),
-        )
-        .route(
-            "/sim/capacity-failures/clear",
-            post(admin::sim_clear_launch_failures),
-        )
-        .route("/clock/advance", post(admin::advance_clock))
-        .route("/reconciler", get(admin::reconciler))
-        .route("/hosts", get(admin::hosts));
+    let v1 = v1_routes();
+    let admin = admin_routes();
     let authed = Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin)
@@ -187,10 +234,15 @@ fn api_router(state: AppRef) -> Router {
             state.clone(),
             auth::require_key,
         ));
-    let console = crate::console::routes().layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::console::guard,
-    ));
+    let console = crate::console::routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::security_headers,
+        ));
     Router::new()
         .merge(authed)
         .merge(console)

@@ -44,8 +44,21 @@ impl Store {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        super::api_keys::insert_key(&mut tx, Uuid::new_v4(), id, "default", key_hash, now_ms)
-            .await?;
+        // An account's first key can do everything in it, as every key
+        // could before roles.
+        super::api_keys::insert_key(
+            &mut tx,
+            Uuid::new_v4(),
+            id,
+            super::NewKey {
+                name: "default",
+                key_hash,
+                role: parasol_api::Role::Owner,
+                person: None,
+            },
+            now_ms,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Account {
             id,

@@ -11,8 +11,10 @@
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use parasol_api::Role;
+
 use super::accounts::parse_uuid;
-use super::{Account, Store, StoreResult};
+use super::{Account, Store, StoreError, StoreResult};
 
 /// Live (unrevoked) keys an account may hold, as on Shadeform.
 pub const MAX_LIVE_KEYS: i64 = 10;
@@ -25,6 +27,9 @@ pub struct ApiKeyRecord {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    pub role: Role,
+    /// Whose personal key it is.
+    pub person_id: Option<Uuid>,
 }
 
 /// A live key and the account it belongs to: what a request's key
@@ -36,6 +41,28 @@ pub struct Credential {
     pub key_id: Uuid,
     /// Hex SHA-256 of the key.
     pub key_hash: String,
+    /// What the key may do in its account: a personal key's own role, capped
+    /// by its person's membership.
+    pub role: Role,
+    /// The person whose personal key it is.
+    pub person_id: Option<Uuid>,
+}
+
+/// A stored role; anything else means the row was written by something
+/// other than Parasol.
+pub(super) fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Other(format!("unknown role {s:?}")))
+}
+
+/// A key to store: what the caller decided about it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    pub name: &'a str,
+    /// Hex SHA-256 of the key.
+    pub key_hash: &'a str,
+    pub role: Role,
+    /// Whose personal key it is, if anyone's.
+    pub person: Option<Uuid>,
 }
 
 /// What [`Store::create_api_key`] did.
@@ -67,18 +94,20 @@ pub(super) async fn insert_key(
     conn: &mut AnyConnection,
     id: Uuid,
     account: Uuid,
-    name: &str,
-    key_hash: &str,
+    key: NewKey<'_>,
     now_ms: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys (id, account_id, name, key_hash, created_at, role, person_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id.to_string())
     .bind(account.to_string())
-    .bind(name)
-    .bind(key_hash)
+    .bind(key.name)
+    .bind(key.key_hash)
     .bind(now_ms)
+    .bind(key.role.as_str())
+    .bind(key.person.map(|p| p.to_string()))
     .execute(conn)
     .await?;
     Ok(())
@@ -104,12 +133,16 @@ async fn live_keys(conn: &mut AnyConnection, account: Uuid) -> StoreResult<i64> 
 }
 
 impl Store {
-    /// The live key hashing to `key_hash`, with its account.
+    /// The live key hashing to `key_hash`, with its account; a personal
+    /// key only while its person is a member of the account.
     pub async fn credential_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Credential>> {
         let row = sqlx::query(
-            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash
+            "SELECT a.id, a.name, a.key_hash, a.is_admin, a.mcp_read_only, k.id, k.key_hash, k.role,
+                    k.person_id, m.role
              FROM api_keys k JOIN accounts a ON a.id = k.account_id
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+             LEFT JOIN memberships m ON m.person_id = k.person_id AND m.account_id = k.account_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+               AND (k.person_id IS NULL OR m.role IS NOT NULL)",
         )
         .bind(key_hash)
         .fetch_optional(self.pool())
@@ -125,6 +158,18 @@ impl Store {
                 },
                 key_id: parse_uuid(&r.try_get::<String, _>(5)?)?,
                 key_hash: r.try_get(6)?,
+                role: {
+                    let own = parse_role(&r.try_get::<String, _>(7)?)?;
+                    match r.try_get::<Option<String>, _>(9)? {
+                        Some(member) => own.min(parse_role(&member)?),
+                        None => own,
+                    }
+                },
+                person_id: r
+                    .try_get::<Option<String>, _>(8)?
+                    .as_deref()
+                    .map(parse_uuid)
+                    .transpose()?,
             })
         })
         .transpose()
@@ -133,7 +178,7 @@ impl Store {
     /// The account's keys, revoked ones included, oldest first.
     pub async fn list_api_keys(&self, account: Uuid) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys
+            "SELECT id, name, created_at, last_used_at, revoked_at, role, person_id FROM api_keys
              WHERE account_id = $1 ORDER BY created_at, id",
         )
         .bind(account.to_string())
@@ -147,6 +192,12 @@ impl Store {
                     created_at_ms: r.try_get(2)?,
                     last_used_at_ms: r.try_get(3)?,
                     revoked_at_ms: r.try_get(4)?,
+                    role: parse_role(&r.try_get::<String, _>(5)?)?,
+                    person_id: r
+                        .try_get::<Option<String>, _>(6)?
+                        .as_deref()
+                        .map(parse_uuid)
+                        .transpose()?,
                 })
             })
             .collect()
@@ -157,8 +208,7 @@ impl Store {
     pub async fn create_api_key(
         &self,
         account: Uuid,
-        name: &str,
-        key_hash: &str,
+        key: NewKey<'_>,
         now_ms: i64,
     ) -> StoreResult<NewKeyOutcome> {
         let mut tx = self.pool().begin().await?;
@@ -171,7 +221,7 @@ impl Store {
             return Ok(NewKeyOutcome::TooMany);
         }
         let id = Uuid::new_v4();
-        insert_key(&mut tx, id, account, name, key_hash, now_ms).await?;
+        insert_key(&mut tx, id, account, key, now_ms).await?;
         tx.commit().await?;
         Ok(NewKeyOutcome::Created(id))
     }
@@ -276,6 +326,8 @@ mod tests {
                 created_at_ms: 1234,
                 last_used_at_ms: None,
                 revoked_at_ms: None,
+                role: Role::Owner,
+                person_id: None,
             }]
         );
     }
@@ -292,7 +344,16 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .create_api_key(account.id, "k", &format!("h{i}"), 2)
+                    .create_api_key(
+                        account.id,
+                        NewKey {
+                            name: "k",
+                            key_hash: &format!("h{i}"),
+                            role: Role::Owner,
+                            person: None,
+                        },
+                        2,
+                    )
                     .await
                     .unwrap()
             }

@@ -27,6 +27,14 @@ pub struct AuditEntry {
     /// `ok`, `denied` (401, 403, 429), `rejected` (other 4xx) or `failed`.
     pub outcome: String,
     pub request_id: String,
+    /// The person who acted (through their console session or personal
+    /// key), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<String>,
+    /// How the person is named (their email), as read back; never stored
+    /// here, so it follows the person's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl Store {
@@ -39,8 +47,8 @@ impl Store {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO audit_log (id, at_ms, account_id, key_id, client_addr, method, route, \
-                     path, object_id, status, outcome, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     path, object_id, status, outcome, request_id, person_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&e.id)
                 .bind(e.at_ms)
@@ -54,6 +62,7 @@ impl Store {
                 .bind(e.status)
                 .bind(&e.outcome)
                 .bind(&e.request_id)
+                .bind(&e.person_id)
                 .execute(&mut *conn)
                 .await?;
                 Ok(Step::Commit(()))
@@ -71,9 +80,12 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT id, at_ms, account_id, key_id, client_addr, method, route, path, object_id, \
-             status, outcome, request_id FROM audit_log WHERE at_ms >= $1 AND at_ms < $2 \
-             ORDER BY at_ms DESC, id DESC LIMIT $3",
+            "SELECT l.id, l.at_ms, l.account_id, l.key_id, l.client_addr, l.method, l.route, \
+             l.path, l.object_id, l.status, l.outcome, l.request_id, l.person_id, \
+             COALESCE(p.email, p.name, p.subject) \
+             FROM audit_log l LEFT JOIN people p ON p.id = l.person_id \
+             WHERE l.at_ms >= $1 AND l.at_ms < $2 \
+             ORDER BY l.at_ms DESC, l.id DESC LIMIT $3",
         )
         .bind(since_ms)
         .bind(until_ms)
@@ -95,6 +107,8 @@ impl Store {
                     status: r.try_get(9)?,
                     outcome: r.try_get(10)?,
                     request_id: r.try_get(11)?,
+                    person_id: r.try_get(12)?,
+                    person: r.try_get(13)?,
                 })
             })
             .collect()

@@ -351,6 +351,68 @@ const STEPS: &[&[&str]] = &[&[
      WHERE events.id = numbered.id",
     "CREATE UNIQUE INDEX events_seq ON events (seq)",
     "CREATE INDEX events_account_seq ON events (account_id, seq)",
+], &[
+    // Roles (issue 30): what a key may do in its account. Keys made before
+    // roles could do everything, so they stay owners.
+    "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'owner'",
+    // People who sign in through an identity provider, known by issuer
+    // and subject (an email can change hands; the pair cannot).
+    "CREATE TABLE people (
+        id TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        email TEXT,
+        name TEXT,
+        created_at BIGINT NOT NULL,
+        last_sign_in_at BIGINT
+    )",
+    "CREATE UNIQUE INDEX people_identity ON people (issuer, subject)",
+    // A person's role in an account; source says whether a config rule
+    // (re-evaluated at each sign-in) or an owner's invitation made it.
+    "CREATE TABLE memberships (
+        person_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (person_id, account_id)
+    )",
+    "CREATE INDEX memberships_account ON memberships (account_id)",
+    // Owners' invitations, by email, taken up at the invitee's sign-in.
+    "CREATE TABLE invites (
+        account_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (account_id, email)
+    )",
+    // Console sessions, looked up on each request so that ending one (sign
+    // out, a membership removed) holds on every replica from the next
+    // request. id_hash is the SHA-256 of the id the signed cookie carries.
+    "CREATE TABLE console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        person_id TEXT,
+        key_hash TEXT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX console_sessions_person ON console_sessions (person_id)",
+    // A person's own key ends with their membership; its role is capped
+    // by the membership's.
+    "ALTER TABLE api_keys ADD COLUMN person_id TEXT",
+    "ALTER TABLE audit_log ADD COLUMN person_id TEXT",
+    // Sign-ins under way at an identity provider, by the SHA-256 of their
+    // state; taken (deleted) by the callback, so each is used once, on
+    // whichever replica the browser comes back to.
+    "CREATE TABLE oidc_logins (
+        state_hash TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
 ]];
 
 /// The schema version this binary writes.
@@ -362,10 +424,16 @@ const MIGRATION_LOCK: i64 = 0x70_73_6c;
 /// The schema version whose step creates `table`, for tests that open a
 /// store as it was just before it.
 pub fn version_creating(table: &str) -> Option<i64> {
-    let head = format!("CREATE TABLE {table} ");
+    version_running(&format!("CREATE TABLE {table} "))
+}
+
+/// The schema version whose step runs a statement starting with `head`
+/// (tests of a step open a store at the version before it, whatever
+/// steps come after).
+pub(super) fn version_running(head: &str) -> Option<i64> {
     STEPS
         .iter()
-        .position(|step| step.iter().any(|stmt| stmt.starts_with(&head)))
+        .position(|step| step.iter().any(|stmt| stmt.starts_with(head)))
         .map(|i| i as i64 + 1)
 }
 

@@ -29,6 +29,10 @@ pub use event_log::LoggedEvent;
 mod instances;
 mod leases;
 mod migrations;
+mod people;
+pub use people::{
+    normal_email, Invite, Member, Membership, PendingLogin, Person, SessionRow, Source,
+};
 mod settings;
 mod sshkeys;
 mod templates;
@@ -37,7 +41,7 @@ mod webhooks;
 mod writer;
 
 pub use accounts::Account;
-pub use api_keys::{ApiKeyRecord, Credential, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
+pub use api_keys::{ApiKeyRecord, Credential, NewKey, NewKeyOutcome, RevokeOutcome, MAX_LIVE_KEYS};
 pub use clusters::{ClusterInternal, ClusterRecord};
 pub use instances::{InsertOutcome, InstanceRecord, Internal, OfferKey};
 pub use leases::{keep_leases, wall_ms};

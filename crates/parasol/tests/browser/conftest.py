@@ -69,8 +69,8 @@ class Server:
         self.key = lines[created[0] + 1].strip()
 
 
-@pytest.fixture(scope="session")
-def server():
+def start_server(extra_args=()):
+    """Starts parasol on a fresh data directory; yields it, then stops it."""
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: build it with `cargo build -p parasol` first")
     data = tempfile.TemporaryDirectory()
@@ -82,7 +82,7 @@ def server():
     proc = subprocess.Popen(
         [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", data.name,
          "--sim-boot-seconds", "1", "--reconcile-period-ms", "100", "--sim-capacity", "100",
-         "--test-clock", "--webhook-allow-http", "--webhook-allow-private"],
+         "--test-clock", "--webhook-allow-http", "--webhook-allow-private", *extra_args],
         stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
     )
     lines = []
@@ -108,6 +108,11 @@ def server():
 
 
 @pytest.fixture(scope="session")
+def server():
+    yield from start_server()
+
+
+@pytest.fixture(scope="session")
 def browser():
     if not pathlib.Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium package")
@@ -117,17 +122,28 @@ def browser():
         b.close()
 
 
-@pytest.fixture()
-def page(browser, server):
+def open_page(browser, url):
+    """A fresh browser context on `url`; fails the test on any CSP refusal."""
     ctx = browser.new_context(
-        base_url=server.url,
+        base_url=url,
         viewport={"width": 1360, "height": 860},
         permissions=["clipboard-read", "clipboard-write"],
     )
     pg = ctx.new_page()
     pg.set_default_timeout(20000)
+    # Anything the Content-Security-Policy blocked is a page that relies on
+    # inline script or style: it fails the test that loaded it.
+    refused = []
+    pg.on("console", lambda m: refused.append(m.text)
+          if "Content Security Policy" in m.text else None)
     yield pg
     ctx.close()
+    assert not refused, refused
+
+
+@pytest.fixture()
+def page(browser, server):
+    yield from open_page(browser, server.url)
 
 
 def sign_in(page, server):

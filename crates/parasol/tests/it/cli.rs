@@ -350,9 +350,15 @@ async fn keys_list_create_and_revoke_api_keys() {
     let s = Server::start(Opts::default());
     let u = User::env(&s, ADMIN_KEY);
     let (header, rows) = table(&u.run(&["keys", "list"]).ok());
-    assert_eq!(header, ["ID", "NAME", "STATUS", "CREATED", "LAST USED"]);
+    assert_eq!(
+        header,
+        ["ID", "NAME", "ROLE", "STATUS", "CREATED", "LAST USED"]
+    );
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0][1..3], ["default".to_string(), "live".into()]);
+    assert_eq!(
+        rows[0][1..4],
+        ["default".to_string(), "owner".into(), "live".into()]
+    );
     let first = rows[0][0].clone();
 
     let out = u.run(&["keys", "create", "laptop"]).ok();
@@ -366,13 +372,30 @@ async fn keys_list_create_and_revoke_api_keys() {
         serde_json::from_str(&u.run(&["keys", "create", "ci", "-o", "json"]).ok()).unwrap();
     assert_eq!(made["name"], "ci");
     assert!(made["api_key"].as_str().unwrap().starts_with("psl_"));
+    // A read-only key for automation; the list shows its role.
+    let dashboards: Value = serde_json::from_str(
+        &u.run(&[
+            "keys",
+            "create",
+            "dashboards",
+            "--role",
+            "viewer",
+            "-o",
+            "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let (_, rows) = table(&u.run(&["keys", "list"]).ok());
+    let viewer = rows.iter().find(|r| r[1] == "dashboards").unwrap();
+    assert_eq!(viewer[2], "viewer", "{rows:?}");
 
     let laptop = User::env(&s, &key);
     assert!(laptop.run(&["whoami"]).ok().contains("admin"));
     let listed: Value =
         serde_json::from_str(&laptop.run(&["keys", "list", "-o", "json"]).ok()).unwrap();
     let listed = listed["keys"].as_array().unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|k| k.get("api_key").is_none()));
 
     let out = laptop.run(&["keys", "revoke", &first]).ok();
@@ -380,8 +403,11 @@ async fn keys_list_create_and_revoke_api_keys() {
     let line = u.run(&["keys", "list"]).fails();
     assert!(line.contains("(401)"), "{line}");
     let (_, rows) = table(&laptop.run(&["keys", "list"]).ok());
-    assert!(rows[0][2].starts_with("revoked 20"), "{rows:?}");
-    assert_eq!(rows[1][1..3], ["laptop".to_string(), "live".into()]);
+    assert!(rows[0][3].starts_with("revoked 20"), "{rows:?}");
+    assert_eq!(
+        rows[1][1..4],
+        ["laptop".to_string(), "owner".into(), "live".into()]
+    );
 
     let line = laptop
         .run(&["keys", "revoke", &uuid::Uuid::new_v4().to_string()])
@@ -390,6 +416,8 @@ async fn keys_list_create_and_revoke_api_keys() {
     let ci = User::env(&s, made["api_key"].as_str().unwrap());
     let laptop_id = listed[1]["id"].as_str().unwrap();
     ci.run(&["keys", "revoke", laptop_id]).ok();
+    ci.run(&["keys", "revoke", dashboards["id"].as_str().unwrap()])
+        .ok();
     let line = ci
         .run(&["keys", "revoke", made["id"].as_str().unwrap()])
         .fails();

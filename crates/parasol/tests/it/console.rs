@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::Opts;
-use crate::harness::{public_key, Server, ADMIN_KEY};
+use crate::harness::{concrete, public_key, Server, ADMIN_KEY};
 
 /// A browser-like client: follows no redirects, keeps the session cookie.
 struct Browser {
@@ -236,10 +236,14 @@ async fn sign_in_gives_a_strict_http_only_cookie_and_sign_out_forgets_it() {
     let last = if good.ends_with('0') { '1' } else { '0' };
     b.cookie = Some(format!("{}{last}", &good[..good.len() - 1]));
     b.get("/instances").await.redirects_to("/login");
-    b.cookie = Some(good);
+    b.cookie = Some(good.clone());
     let out = b.post("/logout", &[]).await;
     out.redirects_to("/login");
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+    // Signing out ended the session itself: the old cookie, replayed, is
+    // no session any more (a browser that kept it gets nowhere).
+    b.cookie = Some(good);
+    b.get("/instances").await.redirects_to("/login");
 }
 
 #[tokio::test]
@@ -1261,4 +1265,159 @@ async fn webhook_form_errors_show_beside_their_fields_and_cross_site_posts_are_r
         .get(&format!("/v1/webhooks/{id}"))
         .await
         .expect(200);
+}
+
+#[tokio::test]
+async fn a_viewer_session_reads_every_page_and_is_refused_every_post_route_of_the_table() {
+    use parasol::http::roles::needed;
+    use parasol_api::Role;
+    let s = Server::start(Opts::default());
+    let made = s
+        .admin()
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": "viewer", "role": "viewer"}),
+        )
+        .await
+        .expect(200);
+    let mut b = Browser::signed_in(&s, made["api_key"].as_str().unwrap()).await;
+    b.get("/instances").await.expect(200);
+    let mut walked = 0;
+    for r in parasol::console::ROUTES
+        .iter()
+        .filter(|r| r.method == "post")
+    {
+        let need = needed(&axum::http::Method::POST, r.path);
+        let path = concrete(r.path);
+        match r.path {
+            // Signing in needs no session; signing out only a session.
+            "/login" => continue,
+            // Open to every signed-in role: signing out, switching
+            // account, minting a personal key (capped by the role).
+            "/logout" | "/account/switch" | "/api-keys/personal" => {
+                assert_eq!(need, Role::Viewer);
+                continue;
+            }
+            _ => {}
+        }
+        assert!(need > Role::Viewer, "{} is open to viewers", r.path);
+        let p = b.post(&path, &[("name", "x")]).await.expect(403);
+        assert!(
+            p.html.contains(&format!("needs the {need} role"))
+                && p.html.contains("has the viewer role"),
+            "{path}: {}",
+            p.html
+        );
+        walked += 1;
+    }
+    assert!(walked >= 20, "only {walked} POST routes in the table");
+    // The refused forms made nothing.
+    assert_eq!(
+        s.admin().get("/v1/instances").await.expect(200)["instances"],
+        json!([])
+    );
+}
+
+/// Asserts the console's security headers on one answer.
+fn assert_security_headers(what: &str, h: &reqwest::header::HeaderMap, tls: bool) {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let csp = get("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
+            && !csp.contains("unsafe-eval"),
+        "{what}: CSP {csp:?}"
+    );
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(
+        h.contains_key("strict-transport-security"),
+        tls,
+        "{what}: HSTS exactly under TLS"
+    );
+}
+
+/// Inline script (a `<script>` without `src`, an `on…=` handler, a
+/// `javascript:` link) or inline style in a page the CSP would break.
+fn inline_code(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    for (at, _) in lower.match_indices("<script") {
+        let tag = &lower[at..at + lower[at..].find('>').unwrap()];
+        if !tag.contains(" src=") {
+            return Some(tag.to_string());
+        }
+    }
+    for bad in [
+        " onsubmit=",
+        " onclick=",
+        " onchange=",
+        " onload=",
+        "javascript:",
+        " style=",
+        "<style",
+    ] {
+        if let Some(at) = lower.find(bad) {
+            return Some(lower[at.saturating_sub(60)..(at + 60).min(lower.len())].to_string());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn every_console_route_of_the_table_sends_the_security_headers_and_no_inline_code() {
+    let s = Server::start(Opts::default());
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    // Real objects, so the detail pages render rather than 404.
+    let instance = launch(&mut b, "headers").await;
+    let mut checked = 0;
+    for r in parasol::console::ROUTES {
+        // Instance pages render; the other objects' pages are 404s.
+        let path = r.path.replace("{id}", &instance);
+        let url = format!("{}{path}", s.base);
+        let csrf = b.csrf.clone().unwrap_or_default();
+        for signed_in in [true, false] {
+            let req = match r.method {
+                "get" => b.http.get(&url),
+                _ => b
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("csrf={csrf}")),
+            };
+            let req = match (&b.cookie, signed_in) {
+                (Some(c), true) => req.header("cookie", format!("parasol_session={c}")),
+                _ => req,
+            };
+            let res = req.send().await.unwrap();
+            let what = format!(
+                "{} {path} (signed in: {signed_in}) {}",
+                r.method,
+                res.status()
+            );
+            assert_security_headers(&what, res.headers(), false);
+            let html = res
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+            // The event stream never ends; its headers are what counts.
+            if html && r.path != "/events/stream" {
+                let body = res.text().await.unwrap();
+                assert_eq!(inline_code(&body), None, "{what}");
+            }
+            checked += 1;
+        }
+        // A POST may have signed out or deleted; sign in again for the next.
+        if r.method == "post" {
+            b = Browser::signed_in(&s, ADMIN_KEY).await;
+            b.get("/instances").await;
+        }
+    }
+    assert!(checked >= 90, "only {checked} answers checked");
+    // The API is JSON for programs: it does not carry the page headers.
+    let api = reqwest::get(format!("{}/v1/instances", s.base))
+        .await
+        .unwrap();
+    assert!(!api.headers().contains_key("content-security-policy"));
 }

@@ -59,7 +59,11 @@ async fn a_second_key_works_is_listed_without_secrets_and_revoking_the_first_ref
         let mut fields: Vec<&str> = k.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         fields.sort();
         // Both keys have been used by now; neither is revoked.
-        assert_eq!(fields, ["created_at", "id", "last_used_at", "name"], "{k}");
+        assert_eq!(
+            fields,
+            ["created_at", "id", "last_used_at", "name", "role"],
+            "{k}"
+        );
     }
 
     // The second key revokes the first; the very next request with the

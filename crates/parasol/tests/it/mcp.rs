@@ -257,6 +257,32 @@ async fn a_read_only_key_is_refused_a_create_over_both_transports() {
 }
 
 #[tokio::test]
+async fn a_viewer_key_is_refused_a_create_by_its_role_as_on_the_api() {
+    let s = Server::start(Opts::default());
+    let made = s
+        .admin()
+        .post(
+            "/v1/account/keys/create",
+            json!({"name": "agent", "role": "viewer"}),
+        )
+        .await
+        .expect(200);
+    let key = made["api_key"].as_str().unwrap();
+    let (seen, _) = client("create", &s, key, Via::Http);
+    assert!(seen.get("error").is_none(), "{seen:#}");
+    let create = &seen["create"];
+    assert_eq!(create["isError"], true, "{create:#}");
+    let err = &result_json(create)["error"];
+    assert_eq!(err["code"], "forbidden", "{err:#}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("needs the member role") && msg.contains("has the viewer role"),
+        "{msg}"
+    );
+    assert_eq!(seen["list"]["isError"], false, "{:#}", seen["list"]);
+}
+
+#[tokio::test]
 async fn the_server_setting_limits_every_mcp_client_to_read_only_tools() {
     let mut opts = Opts::default();
     opts.env

@@ -62,6 +62,16 @@ async fn https_round_trip_with_a_self_signed_certificate() {
         .await
         .unwrap();
     assert_eq!(account["name"], "admin");
+    // Console pages are served under TLS with HSTS, beside the other
+    // security headers.
+    let login = client
+        .get(format!("{}/login", s.base))
+        .send()
+        .await
+        .unwrap();
+    let h = login.headers();
+    assert_eq!(h["strict-transport-security"], "max-age=31536000");
+    assert_eq!(h["x-frame-options"], "DENY");
     // A client that does not trust the certificate is refused by its own
     // verification, so the server really presented this certificate.
     let untrusting = reqwest::Client::new();

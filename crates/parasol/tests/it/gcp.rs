@@ -153,6 +153,8 @@ async fn an_insert_that_fails_after_its_launch_returned_is_a_failure_with_google
         reason.contains("ZONE_RESOURCE_POOL_EXHAUSTED") && reason.contains("us-central1-a"),
         "{reason}"
     );
+    // Named as capacity, as Azure names its late allocation failures.
+    assert!(reason.starts_with("insufficient capacity: "), "{reason}");
     assert!(f.with(|g| g.machines.is_empty()));
 }
 

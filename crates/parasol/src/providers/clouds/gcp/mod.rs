@@ -79,7 +79,11 @@
 //!   leaves no machine, and the describes that follow read the operation
 //!   and report the machine `Failed` with Google's error codes (this
 //!   process remembers the operation; after a restart such a machine is
-//!   `Gone`).
+//!   `Gone`). A zone exhausted that late is reported `Failed` with a reason
+//!   that starts "insufficient capacity", as Azure's late allocation
+//!   failure is: [`MachineState`] has no capacity outcome, so placement
+//!   fails over only from a launch's [`ProviderError::Capacity`], and such
+//!   an instance ends in `error` instead.
 //! - 429 and 403 `rateLimitExceeded` / `userRateLimitExceeded` are retried
 //!   with backoff and jitter (the shared [`Http`] client for 429, this
 //!   adapter's own loop for the 403 form).
@@ -1062,9 +1066,21 @@ impl Gcp {
         if errors.is_empty() {
             return Ok(None);
         }
+        // A zone that ran out after the launch returned is capacity, said
+        // as Azure's late allocation failure is: `MachineState` has no
+        // capacity outcome, so placement cannot fail over from a describe
+        // and the instance ends in `error` naming it.
+        let capacity = errors
+            .iter()
+            .any(|e| pool_exhausted(&e.code) || pool_exhausted(&e.message));
         Ok(Some(MachineState::Failed {
             reason: format!(
-                "Google Cloud could not make the machine in {zone}: {}",
+                "{}Google Cloud could not make the machine in {zone}: {}",
+                if capacity {
+                    "insufficient capacity: "
+                } else {
+                    ""
+                },
                 error_text(&errors)
             ),
         }))

@@ -147,10 +147,11 @@ pub const MACHINE_PRICES: &[(&str, f64, f64)] = &[
     ("a2-ultragpu-2g", 10.1376, 3.2),
     ("a2-ultragpu-4g", 20.2752, 6.4),
     ("a2-ultragpu-8g", 40.5504, 12.8),
-    // A3 High with H100: Spot confirmed (host 0.34406 per GPU-slice, H100
-    // 2.8501 per GPU). On-demand unconfirmed: SkyPilot's us-central1 H100
-    // on-demand row (4.20076 per GPU) is less than half its us-east4 row
-    // (9.79655) for a host priced the same in both, so it is not used.
+    // A3 High with H100: Spot confirmed (host a3-highgpu-1g 0.34406,
+    // -8g 2.75246, linear in GPUs; H100 rows 2.8501 per GPU). On-demand
+    // unconfirmed: SkyPilot's us-central1 H100 on-demand row (4.20076 per
+    // GPU) is less than half its us-east4 row (9.79655) for a host priced
+    // the same in both (9.46006 for -8g), so it is not used.
     ("a3-highgpu-1g", 11.0612, 3.19416),
     ("a3-highgpu-2g", 22.1225, 6.38832),
     ("a3-highgpu-4g", 44.2450, 12.77663),

@@ -423,64 +423,105 @@ def discovery_param(name: str, p: dict) -> dict:
             "schema": schema}
 
 
-def gcp() -> dict:
-    """Compute Engine's discovery document, as the OpenAPI 3.0 shape the
-    fakes' validator reads: each kept method becomes an operation (its
-    discovery id as operationId, its `flatPath` as the path), its request
-    and response schemas component references, and the fields a method's
-    annotations require of its request the operation's `required`."""
-    src, version = pypi_file("googleapiclient", "google-api-python-client",
-                             "discovery_cache/documents/compute.v1.json")
-    doc = json.loads(src.read_text(encoding="utf-8"))
-    schemas = doc["schemas"]
-    shared = {n: discovery_param(n, p) for n, p in doc["parameters"].items()}
-    paths: dict = {}
-    found = set()
-    for key in GCP_METHODS:
-        resource, method = key.split(".")
-        m = doc["resources"][resource]["methods"][method]
-        found.add(key)
-        params = [discovery_param(n, p) for n, p in sorted(m.get("parameters", {}).items())]
-        params += [shared[n] for n in sorted(shared)]
-        op = {"operationId": m["id"], "parameters": params}
-        if "request" in m:
-            name = m["request"]["$ref"]
-            body = {"$ref": f"#/components/schemas/{name}"}
-            required = sorted(n for n, p in schemas[name].get("properties", {}).items()
-                              if m["id"] in p.get("annotations", {}).get("required", []))
-            if required:
-                body = {"allOf": [body], "required": required}
-            op["requestBody"] = {"required": True,
-                                 "content": {"application/json": {"schema": body}}}
-        resp = {"description": ""}
-        if "response" in m:
-            resp["content"] = {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{m['response']['$ref']}"}}}
-        op["responses"] = {"200": resp}
-        paths.setdefault("/" + m["flatPath"], {})[m["httpMethod"].lower()] = op
-    missing = [k for k in GCP_METHODS if k not in found]
-    if missing:
-        raise SystemExit(f"derive-specs: methods not in compute.v1.json: {missing}")
-    out = {
-        "openapi": "3.0.3",
-        "info": {"title": doc["title"], "version": f"{doc['version']} revision {doc['revision']}"},
-        "servers": [{"url": doc["rootUrl"] + doc["servicePath"]}],
-        "paths": paths,
-        "components": {"schemas": {n: discovery_schema(s) for n, s in schemas.items()}},
-    }
-    out = prune(out, [doc["resources"][k.split(".")[0]]["methods"][k.split(".")[1]]["id"]
-                      for k in GCP_METHODS])
-    out["x-parasol-derived"] = {
-        "from": f"pypi:google-api-python-client=={version} "
-                "googleapiclient/discovery_cache/documents/compute.v1.json",
-        "version": out["info"]["version"],
-        "sha256": {"compute.v1.json": sha256(src)},
-        "by": "scripts/derive-specs.py",
-        "kept": "the methods the gcp adapter calls, as OpenAPI 3.0 operations; schemas with "
-                "names, types, formats, enums, patterns, defaults, and the fields each method "
-                "requires; objects closed to unknown fields; no descriptions",
-    }
-    return out
+def discovery(file: str, methods: list[str], kept: str):
+    """A Google discovery document shipped in google-api-python-client, as
+    the OpenAPI 3.0 shape the fakes' validator reads: each kept method
+    (its dotted resource path and name, less the API's prefix) becomes an
+    operation (its discovery id as operationId, its `flatPath` as the
+    path), its request and response schemas component references, and the
+    fields a method's annotations require of its request the operation's
+    `required`."""
+    def make() -> dict:
+        src, version = pypi_file("googleapiclient", "google-api-python-client",
+                                 f"discovery_cache/documents/{file}")
+        doc = json.loads(src.read_text(encoding="utf-8"))
+        schemas = doc["schemas"]
+        shared = {n: discovery_param(n, p) for n, p in doc["parameters"].items()}
+
+        def method(key: str) -> dict:
+            *chain, name = key.split(".")
+            node = doc
+            for r in chain:
+                node = node["resources"][r]
+            return node["methods"][name]
+
+        # An API whose methods carry its version in their paths (servicePath
+        # empty, `flatPath` "v1/...") is served under that version, so the
+        # document's server URL names it and its paths do not.
+        server = doc["rootUrl"] + doc["servicePath"]
+        prefix = ""
+        if not doc["servicePath"] and all(
+                method(k)["flatPath"].startswith(doc["version"] + "/") for k in methods):
+            prefix = doc["version"] + "/"
+            server += doc["version"]
+        paths: dict = {}
+        for key in methods:
+            m = method(key)
+            # `flatPath` names its own path variables where `path` has one
+            # that spans segments (`v1/{+parent}/skus` is
+            # `v1/services/{servicesId}/skus`): the flat ones are declared,
+            # as strings, in place of the spanning one.
+            flat = re.findall(r"{(\w+)}", m["flatPath"])
+            declared = m.get("parameters", {})
+            params = [discovery_param(n, p) for n, p in sorted(declared.items())
+                      if p["location"] != "path" or n in flat]
+            params += [{"name": v, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for v in flat if v not in declared]
+            params += [shared[n] for n in sorted(shared)]
+            op = {"operationId": m["id"], "parameters": params}
+            if "request" in m:
+                name = m["request"]["$ref"]
+                body = {"$ref": f"#/components/schemas/{name}"}
+                required = sorted(n for n, p in schemas[name].get("properties", {}).items()
+                                  if m["id"] in p.get("annotations", {}).get("required", []))
+                if required:
+                    body = {"allOf": [body], "required": required}
+                op["requestBody"] = {"required": True,
+                                     "content": {"application/json": {"schema": body}}}
+            resp = {"description": ""}
+            if "response" in m:
+                resp["content"] = {"application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{m['response']['$ref']}"}}}
+            op["responses"] = {"200": resp}
+            path = "/" + m["flatPath"][len(prefix):]
+            paths.setdefault(path, {})[m["httpMethod"].lower()] = op
+        out = {
+            "openapi": "3.0.3",
+            "info": {"title": doc["title"],
+                     "version": f"{doc['version']} revision {doc['revision']}"},
+            "servers": [{"url": server}],
+            "paths": paths,
+            "components": {"schemas": {n: discovery_schema(s) for n, s in schemas.items()}},
+        }
+        out = prune(out, [method(k)["id"] for k in methods])
+        out["x-parasol-derived"] = {
+            "from": f"pypi:google-api-python-client=={version} "
+                    f"googleapiclient/discovery_cache/documents/{file}",
+            "version": out["info"]["version"],
+            "sha256": {file: sha256(src)},
+            "by": "scripts/derive-specs.py",
+            "kept": kept,
+        }
+        return out
+    return make
+
+
+gcp = discovery(
+    "compute.v1.json", GCP_METHODS,
+    "the methods the gcp adapter calls, as OpenAPI 3.0 operations; schemas with "
+    "names, types, formats, enums, patterns, defaults, and the fields each method "
+    "requires; objects closed to unknown fields; no descriptions")
+
+# Cloud Billing Catalog methods the gcp adapter calls for prices.
+GCP_BILLING_METHODS = ["services.skus.list"]
+
+gcp_billing = discovery(
+    "cloudbilling.v1.json", GCP_BILLING_METHODS,
+    "the Cloud Billing Catalog method the gcp adapter reads prices with, as an "
+    "OpenAPI 3.0 operation; schemas with names, types and formats; objects closed "
+    "to unknown fields; no descriptions")
+
+
 # --- Azure: derived from Microsoft's official Python clients -------------
 #
 # Microsoft's REST API specification (Azure/azure-rest-api-specs) is over a
@@ -714,6 +755,7 @@ DOCUMENTS = {
         provider("hyperstack", "hyperstack/infrahub-api.sdk-go-v1.52.3.openapi.yaml"),
     "vastai.openapi.json": provider("vastai", "vastai/vast-api.openapi.yaml"),
     "gcp-compute.openapi.json": gcp,
+    "gcp-billing.openapi.json": gcp_billing,
     **{f: azure(f) for f in AZURE},
 }
 

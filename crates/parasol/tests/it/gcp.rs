@@ -1,6 +1,7 @@
 //! The `gcp` cloud: the adapter against the Compute Engine fake (zone
 //! fallback, quota, Google's 403 form of a rate limit, the token exchange
-//! and its cache, what an insert carries), the server end to end (a spot
+//! and its cache, what an insert carries, prices from the Cloud Billing
+//! Catalog API or the shipped table), the server end to end (a spot
 //! machine's preemption, bad credentials in `/readyz`), and the fake
 //! driven by Google's own Python client, google-api-python-client.
 
@@ -152,6 +153,8 @@ async fn an_insert_that_fails_after_its_launch_returned_is_a_failure_with_google
         reason.contains("ZONE_RESOURCE_POOL_EXHAUSTED") && reason.contains("us-central1-a"),
         "{reason}"
     );
+    // Named as capacity, as Azure names its late allocation failures.
+    assert!(reason.starts_with("insufficient capacity: "), "{reason}");
     assert!(f.with(|g| g.machines.is_empty()));
 }
 
@@ -228,10 +231,12 @@ async fn on_gce_the_metadata_servers_token_serves_without_a_key() {
     let f = fake().await;
     let token_url = format!("{}{}", f.url, gcf::METADATA_TOKEN_PATH);
     let url = format!("{}/compute/v1", f.url);
+    let billing = format!("{}/v1", f.url);
     let env = [
         ("PARASOL_GCP_PROJECT", gcf::PROJECT),
         ("PARASOL_GCP_METADATA_TOKEN_URL", token_url.as_str()),
         ("PARASOL_GCP_URL", url.as_str()),
+        ("PARASOL_GCP_BILLING_URL", billing.as_str()),
         ("PARASOL_GCP_REGIONS", "us-central1"),
     ];
     let cfg = resolve(
@@ -441,9 +446,10 @@ async fn googles_python_client_drives_the_fake() {
 import json, sys
 from google.oauth2 import service_account
 from googleapiclient import discovery
-key, root, project = sys.argv[1], sys.argv[2], sys.argv[3]
+key, root, project, billing_root = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 creds = service_account.Credentials.from_service_account_file(
-    key, scopes=["https://www.googleapis.com/auth/compute"])
+    key, scopes=["https://www.googleapis.com/auth/compute",
+                 "https://www.googleapis.com/auth/cloud-billing.readonly"])
 compute = discovery.build("compute", "v1", credentials=creds, cache_discovery=False,
                           static_discovery=True, client_options={"api_endpoint": root})
 types = compute.machineTypes().aggregatedList(project=project, maxResults=100).execute()
@@ -460,7 +466,15 @@ op = compute.instances().insert(project=project, zone="us-central1-a", body={
 op = compute.zoneOperations().get(project=project, zone="us-central1-a", operation=op["name"]).execute()
 got = compute.instances().get(project=project, zone="us-central1-a", instance="from-python").execute()
 compute.instances().delete(project=project, zone="us-central1-a", instance="from-python").execute()
-print(json.dumps({"l4": sorted(set(l4)), "status": got["status"], "op": op["status"]}))
+billing = discovery.build("cloudbilling", "v1", credentials=creds, cache_discovery=False,
+                          static_discovery=True, client_options={"api_endpoint": billing_root})
+skus, req = [], billing.services().skus().list(parent="services/6F81-5844-456A")
+while req is not None:
+    page = req.execute()
+    skus += [s["description"] for s in page.get("skus", [])]
+    req = billing.services().skus().list_next(req, page)
+print(json.dumps({"l4": sorted(set(l4)), "status": got["status"], "op": op["status"],
+                  "skus": skus}))
 "#;
     let url = f.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -470,6 +484,7 @@ print(json.dumps({"l4": sorted(set(l4)), "status": got["status"], "op": op["stat
             .arg(&key)
             .arg(format!("{url}/compute/v1/"))
             .arg(gcf::PROJECT)
+            .arg(format!("{url}/"))
             .output()
             .expect("the test venv's python runs (scripts/setup.sh makes it)")
     })
@@ -490,6 +505,12 @@ print(json.dumps({"l4": sorted(set(l4)), "status": got["status"], "op": op["stat
         "{got}"
     );
     assert_eq!(got["op"], "RUNNING");
+    // The Cloud Billing Catalog client pages through every SKU.
+    let descriptions: Vec<Value> = gcf::default_skus()
+        .iter()
+        .map(|s| s["description"].clone())
+        .collect();
+    assert_eq!(got["skus"], Value::Array(descriptions));
     assert_eq!(f.requests_to("POST /oauth2/token").len(), 1);
     assert!(f.with(|g| g.refused_assertions.is_empty()));
     assert_eq!(f.with(|g| g.machines.len()), 1, "deleted, still stopping");
@@ -518,6 +539,7 @@ fn world_with(fake: FakeServer<Gcp>, key: &str, extra: &[(&str, &str)]) -> World
             path.display().to_string(),
         ),
         ("PARASOL_GCP_URL".into(), format!("{}/compute/v1", fake.url)),
+        ("PARASOL_GCP_BILLING_URL".into(), format!("{}/v1", fake.url)),
         ("PARASOL_GCP_REGIONS".into(), "us-central1,us-east1".into()),
         ("PARASOL_ORPHAN_SWEEP_SECONDS".into(), "1".into()),
         ("PARASOL_ACTIVE_CHECK_SECONDS".into(), "1".into()),
@@ -554,14 +576,10 @@ async fn a_spot_l4_runs_from_the_api_and_its_preemption_takes_the_preemption_pat
     let key = gcf::key_json(&f.url);
     let w = world_with(f, &key, &[]);
     let c = w.server.admin();
-    let types = c.get("/v1/instances/types?cloud=gcp").await.expect(200);
-    let all = types["instance_types"].as_array().unwrap();
-    let l4 = all
-        .iter()
-        .find(|t| t["cloud_instance_type"] == L4)
-        .unwrap_or_else(|| panic!("no {L4} in {all:#?}"));
+    let l4 = listed_type(&c, L4).await;
     assert_eq!(l4["shade_instance_type"], "L4");
-    assert_eq!(l4["hourly_price"], 71);
+    // Priced from the fake's Cloud Billing Catalog SKUs.
+    assert_eq!(l4["hourly_price"], gcf::G2_STANDARD_4_API_CENTS.0);
     let ssh = c.add_key("k").await;
     let id = c
         .post(
@@ -690,4 +708,107 @@ fn unknown_fields_and_bad_enums_break_the_document() {
     );
     let extra = check_response(&m, 200, r#"{"kind": "compute#operation", "done": true}"#);
     assert!(extra.iter().any(|e| e.contains("done")), "{extra:?}");
+}
+
+/// `cloud_type` as `/instance/types` lists it.
+async fn listed_type(c: &Client, cloud_type: &str) -> Value {
+    let types = c.get("/v1/instances/types?cloud=gcp").await.expect(200);
+    let all = types["instance_types"].as_array().unwrap();
+    all.iter()
+        .find(|t| t["cloud_instance_type"] == cloud_type)
+        .unwrap_or_else(|| panic!("no {cloud_type} in {all:#?}"))
+        .clone()
+}
+
+/// The cents of a dollar price, as offers carry them.
+fn cents(dollars: f64) -> i64 {
+    (dollars * 100.0).round() as i64
+}
+
+/// The offer of `cloud_type`, and its spot price in `region`.
+fn priced(offers: &[parasol::providers::Offer], cloud_type: &str, region: &str) -> (i64, i64) {
+    let o = offers
+        .iter()
+        .find(|o| o.cloud_instance_type == cloud_type)
+        .unwrap_or_else(|| panic!("no {cloud_type} offered"));
+    let r = o
+        .regions
+        .iter()
+        .find(|r| r.region == region)
+        .unwrap_or_else(|| panic!("{cloud_type} not offered in {region}"));
+    (o.hourly_price, r.spot_price.expect("a spot price"))
+}
+
+#[tokio::test]
+async fn prices_come_from_the_cloud_billing_catalog_api_where_it_prices_every_part() {
+    use parasol::providers::clouds::gcp::catalog;
+    let f = fake().await;
+    let p = gcp_adapter(&f.url, DEPLOYMENT);
+    let offers = p.offers().await.expect("offers");
+    // G2's vCPUs, memory and L4 are all among the SKUs: the API's prices.
+    assert_eq!(
+        priced(&offers, L4, "us-central1"),
+        gcf::G2_STANDARD_4_API_CENTS
+    );
+    let (table, _) = catalog::price(L4, "us-central1").unwrap();
+    assert_ne!(gcf::G2_STANDARD_4_API_CENTS.0, cents(table));
+    // A2 has no SKU there: the table's price.
+    let (od, spot) = catalog::price("a2-highgpu-1g", "us-central1").unwrap();
+    assert_eq!(
+        priced(&offers, "a2-highgpu-1g", "us-central1"),
+        (cents(od), cents(spot))
+    );
+    // Eight SKUs, three a page: every page was read, each after the last.
+    let path = format!("GET /v1/services/{}/skus", gcf::COMPUTE_SERVICE);
+    let pages = f.requests_to(&path);
+    let tokens: Vec<Option<String>> = pages
+        .iter()
+        .map(|r| {
+            form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "pageToken")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(tokens, vec![None, Some("3".into()), Some("6".into())]);
+    assert!(pages.iter().all(|r| r
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer "))));
+    // A later catalog refresh reuses them rather than reading every SKU
+    // again.
+    f.with(|g| g.billing.skus.clear());
+    let again = p.offers().await.expect("offers");
+    assert_eq!(
+        priced(&again, L4, "us-central1"),
+        gcf::G2_STANDARD_4_API_CENTS
+    );
+}
+
+#[tokio::test]
+async fn the_shipped_table_prices_when_the_cloud_billing_api_refuses_and_the_log_says_so() {
+    use parasol::providers::clouds::gcp::catalog;
+    let f = fake().await;
+    f.with(|g| g.billing.disabled = true);
+    let key = gcf::key_json(&f.url);
+    let w = world_with(f, &key, &[]);
+    let c = w.server.admin();
+    let l4 = listed_type(&c, L4).await;
+    let (od, _) = catalog::price(L4, "us-central1").unwrap();
+    assert_eq!(l4["hourly_price"], cents(od));
+    let path = format!("GET /v1/services/{}/skus", gcf::COMPUTE_SERVICE);
+    assert!(!w.fake.requests_to(&path).is_empty(), "the API was asked");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = w.server.log();
+        if log.contains("Cloud Billing Catalog API gave no prices")
+            && log.contains("pricing from the shipped table")
+        {
+            assert!(
+                log.contains("SERVICE_DISABLED") || log.contains("has not been used"),
+                "{log}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1691,6 +1691,7 @@ pub fn gcp_adapter(url: &str, deployment: &str) -> GcpAdapter {
             project: gcf::PROJECT.into(),
             regions: GCP_REGIONS.iter().map(|r| r.to_string()).collect(),
             url: format!("{url}/compute/v1"),
+            billing_url: format!("{url}/v1"),
             image: None,
         },
         deployment,

@@ -29,6 +29,12 @@
 //! VM that restarts itself, a GPU machine that live-migrates) is 400. Spot machines can be preempted: they go
 //! `TERMINATED` and, as `instanceTerminationAction: DELETE` asks, are
 //! deleted. Aggregated lists page by `maxResults` and `pageToken`.
+//!
+//! Under `/v1` it is also the Cloud Billing Catalog API's
+//! `services.skus.list` for Compute Engine ([`Billing`]), held to
+//! `specs/gcp-billing.openapi.json` (from `cloudbilling.v1.json`): a few
+//! SKUs in Google's shape, a page at a time, or Google's 403
+//! `SERVICE_DISABLED` when the API is off.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -310,7 +316,151 @@ pub struct Gcp {
     /// The next N calls get 403 `rateLimitExceeded`, Google's other way of
     /// saying 429.
     pub rate_limit_403_next: u32,
+    /// The Cloud Billing Catalog API under `/v1`.
+    pub billing: Billing,
     next_id: u64,
+}
+
+/// The fake's Cloud Billing Catalog API: Compute Engine's SKUs as
+/// `services.skus.list` answers them.
+pub struct Billing {
+    /// The SKUs listed, in Google's `Sku` shape ([`sku`]).
+    pub skus: Vec<Value>,
+    /// The most SKUs a page holds, whatever `pageSize` asks (Google may
+    /// answer fewer than asked; the adapter must follow `nextPageToken`).
+    pub page_size: usize,
+    /// The API is not enabled on the project: every call is Google's 403
+    /// `SERVICE_DISABLED`.
+    pub disabled: bool,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Billing {
+            skus: default_skus(),
+            page_size: 3,
+            disabled: false,
+        }
+    }
+}
+
+/// Compute Engine's service id in the catalog.
+pub const COMPUTE_SERVICE: &str = "6F81-5844-456A";
+
+/// What the default SKUs make `g2-standard-4` (4 vCPUs, 16 GiB, one L4)
+/// cost in us-central1, on demand and Spot, in cents per hour:
+/// 4 × 0.03 + 16 × 0.0035 + 0.60 and 4 × 0.01 + 16 × 0.0015 + 0.25.
+pub const G2_STANDARD_4_API_CENTS: (i64, i64) = (78, 31);
+
+/// One SKU as the catalog lists it: `usage` is `OnDemand` or
+/// `Preemptible`, `unit` `h` or `GiBy.h`, the price in dollars.
+pub fn sku(
+    id: &str,
+    description: &str,
+    group: &str,
+    usage: &str,
+    unit: &str,
+    dollars: f64,
+) -> Value {
+    let units = dollars.trunc() as i64;
+    let nanos = ((dollars - dollars.trunc()) * 1e9).round() as i64;
+    json!({
+        "name": format!("services/{COMPUTE_SERVICE}/skus/{id}"),
+        "skuId": id,
+        "description": description,
+        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": "Compute",
+                     "resourceGroup": group, "usageType": usage},
+        "serviceRegions": ["us-central1", "us-east1", "us-west1"],
+        "pricingInfo": [{
+            "summary": "",
+            "pricingExpression": {
+                "usageUnit": unit,
+                "displayQuantity": 1,
+                "tieredRates": [{"startUsageAmount": 0,
+                                 "unitPrice": {"currencyCode": "USD", "units": units.to_string(), "nanos": nanos}}],
+                "usageUnitDescription": if unit == "h" { "hour" } else { "gibibyte hour" },
+                "baseUnit": if unit == "h" { "s" } else { "By.s" },
+                "baseUnitDescription": if unit == "h" { "second" } else { "byte second" },
+                "baseUnitConversionFactor": if unit == "h" { 3600.0 } else { 3865470566400.0 },
+            },
+            "currencyConversionRate": 1,
+            "effectiveTime": "2026-12-01T00:00:00.000Z",
+        }],
+        "serviceProviderName": "Google",
+        "geoTaxonomy": {"type": "MULTI_REGIONAL", "regions": ["us-central1", "us-east1", "us-west1"]},
+    })
+}
+
+/// A few of Compute Engine's SKUs, in Google's names: G2's vCPUs and
+/// memory and the L4, on demand and Spot (so G2 types are priced from the
+/// API), a commitment and another family's (which price nothing served).
+pub fn default_skus() -> Vec<Value> {
+    vec![
+        sku(
+            "0A1B-0001",
+            "G2 Instance Core running in Americas",
+            "CPU",
+            "OnDemand",
+            "h",
+            0.03,
+        ),
+        sku(
+            "0A1B-0002",
+            "G2 Instance Ram running in Americas",
+            "RAM",
+            "OnDemand",
+            "GiBy.h",
+            0.0035,
+        ),
+        sku(
+            "0A1B-0003",
+            "Nvidia L4 GPU running in Americas",
+            "GPU",
+            "OnDemand",
+            "h",
+            0.60,
+        ),
+        sku(
+            "0A1B-0004",
+            "Spot Preemptible G2 Instance Core running in Americas",
+            "CPU",
+            "Preemptible",
+            "h",
+            0.01,
+        ),
+        sku(
+            "0A1B-0005",
+            "Spot Preemptible G2 Instance Ram running in Americas",
+            "RAM",
+            "Preemptible",
+            "GiBy.h",
+            0.0015,
+        ),
+        sku(
+            "0A1B-0006",
+            "Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas",
+            "GPU",
+            "Preemptible",
+            "h",
+            0.25,
+        ),
+        sku(
+            "0A1B-0007",
+            "Commitment v1: G2 Cpu in Americas for 1 Year",
+            "CPU",
+            "Commit1Yr",
+            "h",
+            0.019,
+        ),
+        sku(
+            "0A1B-0008",
+            "E2 Instance Core running in Americas",
+            "CPU",
+            "OnDemand",
+            "h",
+            0.022,
+        ),
+    ]
 }
 
 fn err(status: u16, reason: &str, message: &str) -> Reply {
@@ -767,7 +917,7 @@ impl Cloud for Gcp {
     }
 
     fn documents(&self) -> Vec<&'static Document> {
-        vec![docs::gcp()]
+        vec![docs::gcp(), docs::gcp_billing()]
     }
 
     fn undocumented(&self, path: &str) -> bool {
@@ -805,6 +955,9 @@ impl Cloud for Gcp {
         if self.rate_limit_403_next > 0 {
             self.rate_limit_403_next -= 1;
             return err(403, "rateLimitExceeded", "Rate Limit Exceeded");
+        }
+        if let Some(rest) = req.path.strip_prefix("/v1/services/") {
+            return self.skus(req, rest);
         }
         let prefix = format!("/compute/v1/projects/{PROJECT}/");
         let Some(rest) = req.path.strip_prefix(&prefix) else {
@@ -1032,6 +1185,54 @@ fn not_found_instance(zone: &str, name: &str) -> Reply {
 }
 
 impl Gcp {
+    /// `services.skus.list` of the Cloud Billing Catalog API: Compute
+    /// Engine's SKUs, a page at a time (`pageToken` is where the page
+    /// starts); any other service is unknown.
+    fn skus(&self, req: &Recorded, rest: &str) -> Reply {
+        if self.billing.disabled {
+            return Reply::json(
+                403,
+                json!({"error": {"code": 403,
+                "message": format!("Cloud Billing API has not been used in project {PROJECT} before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/cloudbilling.googleapis.com/overview?project={PROJECT} then retry."),
+                "status": "PERMISSION_DENIED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+                             "domain": "googleapis.com",
+                             "metadata": {"service": "cloudbilling.googleapis.com", "consumer": format!("projects/{PROJECT}")}}]}}),
+            );
+        }
+        if rest != format!("{COMPUTE_SERVICE}/skus") {
+            return Reply::json(
+                404,
+                json!({"error": {"code": 404,
+                "message": format!("Service not found: services/{}", rest.trim_end_matches("/skus")),
+                "status": "NOT_FOUND"}}),
+            );
+        }
+        let asked: usize = query(req, "pageSize")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5000);
+        let size = asked.clamp(1, self.billing.page_size.max(1));
+        let start: usize = match query(req, "pageToken") {
+            None => 0,
+            Some(t) => match t.parse() {
+                Ok(n) => n,
+                Err(_) => {
+                    return Reply::json(
+                        400,
+                        json!({"error": {"code": 400,
+                    "message": "Invalid page token.", "status": "INVALID_ARGUMENT"}}),
+                    )
+                }
+            },
+        };
+        let end = (start + size).min(self.billing.skus.len());
+        let mut page = json!({"skus": self.billing.skus.get(start..end).unwrap_or(&[])});
+        if end < self.billing.skus.len() {
+            page["nextPageToken"] = json!(end.to_string());
+        }
+        Reply::json(200, page)
+    }
+
     /// `instances.insert`: a repeated request id answers its first
     /// operation; an exhausted zone or an exceeded quota fails in the
     /// operation and makes nothing.

@@ -105,6 +105,7 @@ pub mod docs {
     doc!(hyperstack, "hyperstack.openapi.json", false);
     doc!(vastai, "vastai.openapi.json", true);
     doc!(gcp, "gcp-compute.openapi.json", false);
+    doc!(gcp_billing, "gcp-billing.openapi.json", false);
     doc!(azure_compute, "azure-compute.openapi.json", false);
     doc!(azure_network, "azure-network.openapi.json", false);
 }

@@ -7,7 +7,8 @@
 //! server of the GCE machine Parasol runs on.
 //!
 //! With a key, a JWT signed RS256 with the key's private key (claims `iss`
-//! the service account, `scope` compute, `aud` Google's token endpoint) is
+//! the service account, `scope` compute and read-only Cloud Billing, `aud`
+//! Google's token endpoint) is
 //! exchanged at the key's `token_uri` for an access token (RFC 7523's
 //! `jwt-bearer` grant), which is cached until a minute before it expires.
 //! Signing is `ring`'s (already the TLS stack's), so no OpenSSL.
@@ -29,8 +30,10 @@ pub const DEFAULT_URL: &str = "https://compute.googleapis.com/compute/v1";
 /// its public name, whatever `token_uri` the request is sent to (Google's
 /// server-to-server OAuth guide: "always https://oauth2.googleapis.com/token").
 pub const JWT_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
-/// The OAuth2 scope the adapter asks for.
-pub const SCOPE: &str = "https://www.googleapis.com/auth/compute";
+/// The OAuth2 scopes the adapter asks for: Compute Engine, and reading
+/// the Cloud Billing catalog for prices.
+pub const SCOPE: &str =
+    "https://www.googleapis.com/auth/compute https://www.googleapis.com/auth/cloud-billing.readonly";
 /// The metadata server's token URL, on a GCE machine.
 pub const METADATA_TOKEN_URL: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
@@ -51,6 +54,8 @@ pub struct FileGcp {
     pub regions: Option<Vec<String>>,
     /// The Compute Engine API root (tests point it at a fake).
     pub url: Option<String>,
+    /// The Cloud Billing API root prices are read from.
+    pub billing_url: Option<String>,
     /// The boot image (a family or image URL), instead of the Deep
     /// Learning VM family.
     pub image: Option<String>,
@@ -106,6 +111,8 @@ pub struct GcpConfig {
     pub regions: Vec<String>,
     /// The API root, up to and including `/compute/v1`.
     pub url: String,
+    /// The Cloud Billing API root, up to and including `/v1`.
+    pub billing_url: String,
     /// The boot image; `None`: the Deep Learning VM family.
     pub image: Option<String>,
 }
@@ -158,6 +165,14 @@ pub fn resolve(
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         bail!("PARASOL_GCP_URL must be an http(s) URL, got {url:?}");
     }
+    let billing_url = env("PARASOL_GCP_BILLING_URL")
+        .or_else(|| file.and_then(|f| f.billing_url.clone()))
+        .unwrap_or_else(|| super::billing::DEFAULT_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if !(billing_url.starts_with("https://") || billing_url.starts_with("http://")) {
+        bail!("PARASOL_GCP_BILLING_URL must be an http(s) URL, got {billing_url:?}");
+    }
     let regions: Vec<String> = match env("PARASOL_GCP_REGIONS") {
         Some(v) => v.split(',').map(|r| r.trim().to_string()).collect(),
         None => file
@@ -173,6 +188,7 @@ pub fn resolve(
         project,
         regions,
         url,
+        billing_url,
         image: env("PARASOL_GCP_IMAGE").or_else(|| file.and_then(|f| f.image.clone())),
     }))
 }

@@ -102,61 +102,105 @@ pub fn region_display(region: &str) -> String {
     }
 }
 
-/// Price table date and source, for the README and the log.
+/// When the price table was checked, for the README and the log.
 ///
-/// Source: Google's public Compute Engine pricing pages (GPU pricing,
-/// accelerator-optimized and N1 machine type pricing), us-central1 list
-/// prices in USD per hour, on-demand and Spot, as of 2025-06. Google
-/// prices us-central1, us-east1 and us-west1 alike for these types, so
-/// the table serves those three ([`PRICED_REGIONS`]); a region outside
-/// them has no prices and offers nothing until one is added. Spot prices
-/// move (Google may change them once a month); these are the ones of that
-/// date. Refreshing from the Cloud Billing Catalog API is not built.
-pub const PRICES_AS_OF: &str = "2025-06";
+/// Sources, all read on 2026-12-07:
+/// - SkyPilot's Google Cloud catalog, `catalogs/v8/gcp/vms.csv` in
+///   github.com/skypilot-org/skypilot-catalog at commit
+///   `8427bbff988abdd050a9f51addd314ef31cb4e85`. Its machine rows carry a machine
+///   type's vCPU and memory price without GPUs, its accelerator rows the
+///   price of N GPUs; the accelerator-optimized prices below are those two
+///   added up for us-central1, on-demand and Spot.
+/// - Google's pages (cloud.google.com/compute/gpus-pricing,
+///   cloud.google.com/compute/vm-instance-pricing,
+///   cloud.google.com/spot-vms/pricing) were searched for, but the stored
+///   copies reachable here hold their introductions, not the price rows, so
+///   no row below is checked against Google's own page.
+///
+/// A row marked "unconfirmed" could not be checked: the value is the
+/// first author's, kept so the type stays offered, and the comment says
+/// why.
+///
+/// In that catalog us-central1, us-east1 and us-west1 carry the same
+/// on-demand and Spot price for every type here that the region offers,
+/// so the table serves those three ([`PRICED_REGIONS`]); a region outside
+/// them has no table price and offers nothing unless the API priced it.
+/// Spot prices move (Google may change them once a day); these are the
+/// ones of that catalog.
+pub const PRICES_AS_OF: &str = "2026-12-07";
 
 /// `(machine type, on-demand $/h, spot $/h)` of the accelerator-optimized
 /// types, GPUs included.
 pub const MACHINE_PRICES: &[(&str, f64, f64)] = &[
-    ("a2-highgpu-1g", 3.673477, 1.102043),
-    ("a2-highgpu-2g", 7.346954, 2.204086),
-    ("a2-highgpu-4g", 14.693908, 4.408172),
-    ("a2-highgpu-8g", 29.387816, 8.816344),
-    ("a2-megagpu-16g", 55.739504, 16.721851),
+    // A2 with A100 40 GB: host (a2-highgpu-1g 0.73948 / 0.36975, linear in
+    // GPUs) plus A100 rows (2.93391 / 1.4341 per GPU; the 16-GPU row
+    // 46.94253 / 22.9456). Confirmed.
+    ("a2-highgpu-1g", 3.67339, 1.80385),
+    ("a2-highgpu-2g", 7.34677, 3.6077),
+    ("a2-highgpu-4g", 14.69354, 7.2154),
+    ("a2-highgpu-8g", 29.38708, 14.4308),
+    ("a2-megagpu-16g", 55.73951, 27.34384),
+    // A2 Ultra with A100 80 GB: unconfirmed. SkyPilot's us-central1
+    // A100-80GB rows price the GPU on demand (1.8462) below its own Spot
+    // price (1.964), so they are not a usable source.
     ("a2-ultragpu-1g", 5.0688, 1.6),
     ("a2-ultragpu-2g", 10.1376, 3.2),
     ("a2-ultragpu-4g", 20.2752, 6.4),
     ("a2-ultragpu-8g", 40.5504, 12.8),
-    ("a3-highgpu-1g", 11.0612, 3.6296),
-    ("a3-highgpu-2g", 22.1225, 7.2592),
-    ("a3-highgpu-4g", 44.2450, 14.5184),
-    ("a3-highgpu-8g", 88.4900, 29.0368),
-    ("a3-megagpu-8g", 92.0000, 30.3600),
-    ("a3-edgegpu-8g", 88.4900, 29.0368),
-    ("a3-ultragpu-8g", 84.8069, 33.9228),
+    // A3 High with H100: Spot confirmed (host a3-highgpu-1g 0.34406,
+    // -8g 2.75246, linear in GPUs; H100 rows 2.8501 per GPU). On-demand
+    // unconfirmed: SkyPilot's us-central1 H100 on-demand row (4.20076 per
+    // GPU) is less than half its us-east4 row (9.79655) for a host priced
+    // the same in both (9.46006 for -8g), so it is not used.
+    ("a3-highgpu-1g", 11.0612, 3.19416),
+    ("a3-highgpu-2g", 22.1225, 6.38832),
+    ("a3-highgpu-4g", 44.2450, 12.77663),
+    ("a3-highgpu-8g", 88.4900, 25.55326),
+    // A3 Mega: host 9.46006 / 2.75246 plus H100-MEGA x8 82.75421 /
+    // 24.0768. Confirmed.
+    ("a3-megagpu-8g", 92.21427, 26.82926),
+    // A3 Edge: same host and GPU rows as a3-highgpu-8g; Spot confirmed,
+    // on-demand unconfirmed as for A3 High.
+    ("a3-edgegpu-8g", 88.4900, 25.55326),
+    // A3 Ultra with H200: host 12.266 / 3.56978 plus H200 x8 74.49392 /
+    // 37.2472. Confirmed.
+    ("a3-ultragpu-8g", 86.75992, 40.81698),
+    // A4 with B200: unconfirmed. SkyPilot lists the a4-highgpu-8g host at
+    // 0.0, so only the GPUs' part (90.216 / 32.6064) is known.
     ("a4-highgpu-8g", 94.9800, 37.9920),
-    ("g2-standard-4", 0.70683, 0.28273),
-    ("g2-standard-8", 0.85362, 0.34145),
-    ("g2-standard-12", 1.00041, 0.40016),
-    ("g2-standard-16", 1.14721, 0.45888),
-    ("g2-standard-24", 2.00081, 0.80032),
-    ("g2-standard-32", 1.73438, 0.69375),
-    ("g2-standard-48", 4.00163, 1.60065),
-    ("g2-standard-96", 8.00326, 3.20130),
+    // G2 with L4: host (g2-standard-4 0.14679 / 0.05874, -8 0.29358 /
+    // 0.11747, -16 0.58717 / 0.23494, -24 0.88075 / 0.35242, -32 1.17434 /
+    // 0.46989, -48 1.7615 / 0.70483) plus L4 rows (0.56004 / 0.2231 per
+    // GPU). Confirmed, except the hosts of g2-standard-12 and -96, which
+    // were not read and are taken as 3x g2-standard-4 and 2x -48 (G2 is
+    // priced per vCPU and GB, and those shapes are exact multiples).
+    ("g2-standard-4", 0.70683, 0.28184),
+    ("g2-standard-8", 0.85362, 0.34057),
+    ("g2-standard-12", 1.00041, 0.39932),
+    ("g2-standard-16", 1.14721, 0.45804),
+    ("g2-standard-24", 2.00083, 0.79862),
+    ("g2-standard-32", 1.73438, 0.69299),
+    ("g2-standard-48", 4.00166, 1.59723),
+    ("g2-standard-96", 8.00332, 3.19446),
 ];
 
-/// `(N1 shape, on-demand $/h, spot $/h)`, without GPUs.
+/// `(N1 shape, on-demand $/h, spot $/h)`, without GPUs: n1-standard-16 is
+/// 0.76 / 0.2321 in the catalog above (confirmed); the others are scaled
+/// from it per vCPU (N1 is priced per vCPU and GB and the shapes are exact
+/// multiples; on-demand agrees with its n1-standard-1 row, 0.0475).
 pub const N1_PRICES: &[(&str, f64, f64)] = &[
-    ("n1-standard-8", 0.379998, 0.080000),
-    ("n1-standard-16", 0.759996, 0.160000),
-    ("n1-standard-32", 1.519992, 0.320000),
-    ("n1-standard-64", 3.039984, 0.640000),
+    ("n1-standard-8", 0.38, 0.11605),
+    ("n1-standard-16", 0.76, 0.2321),
+    ("n1-standard-32", 1.52, 0.4642),
+    ("n1-standard-64", 3.04, 0.9284),
 ];
 
-/// `(accelerator, on-demand $/h, spot $/h)` per attached GPU.
+/// `(accelerator, on-demand $/h, spot $/h)` per attached GPU, from the
+/// catalog's us-central1 one-GPU rows. Confirmed.
 pub const GPU_PRICES: &[(&str, f64, f64)] = &[
-    ("nvidia-tesla-t4", 0.35, 0.14),
-    ("nvidia-tesla-v100", 2.48, 0.992),
-    ("nvidia-tesla-p100", 1.46, 0.584),
+    ("nvidia-tesla-t4", 0.35, 0.175),
+    ("nvidia-tesla-v100", 2.48, 1.1458),
+    ("nvidia-tesla-p100", 1.46, 0.6699),
 ];
 
 /// On-demand and spot dollars per hour of `cloud_type` in `region`:
@@ -194,7 +238,7 @@ mod tests {
         assert_eq!(t, "n1-standard-16+2xnvidia-tesla-t4");
         assert_eq!(split_n1(&t), Some(("n1-standard-16", "nvidia-tesla-t4", 2)));
         let (od, spot) = price(&t, "us-central1").unwrap();
-        assert!((od - (0.759996 + 0.70)).abs() < 1e-9, "{od}");
+        assert!((od - (0.76 + 0.70)).abs() < 1e-9, "{od}");
         assert!(spot < od);
         assert_eq!(price(&t, "mars-north1"), None);
         assert_eq!(split_n1("a2-highgpu-1g"), None);

@@ -21,7 +21,10 @@
 //! attached to one N1 shape per GPU count ([`catalog::n1_shape`]), where
 //! `acceleratorTypes.aggregatedList` lists the GPU and the shape is in the
 //! same zone. A region offers a type when any of its zones does; a type is
-//! offered only where the shipped price table prices it
+//! offered only where it has a price: from the Cloud Billing Catalog API
+//! where every part of the type is among Compute Engine's SKUs there
+//! ([`billing`], read at most every [`BILLING_REFRESH`] at catalog
+//! refresh, under `billing_url`), else from the shipped table
 //! ([`catalog::price`]).
 //!
 //! A machine is named with the deployment's marker
@@ -76,16 +79,21 @@
 //!   leaves no machine, and the describes that follow read the operation
 //!   and report the machine `Failed` with Google's error codes (this
 //!   process remembers the operation; after a restart such a machine is
-//!   `Gone`).
+//!   `Gone`). A zone exhausted that late is reported `Failed` with a reason
+//!   that starts "insufficient capacity", as Azure's late allocation
+//!   failure is: [`MachineState`] has no capacity outcome, so placement
+//!   fails over only from a launch's [`ProviderError::Capacity`], and such
+//!   an instance ends in `error` instead.
 //! - 429 and 403 `rateLimitExceeded` / `userRateLimitExceeded` are retried
 //!   with backoff and jitter (the shared [`Http`] client for 429, this
 //!   adapter's own loop for the 403 form).
 
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -160,7 +168,17 @@ pub struct Gcp {
     operation_wait: Duration,
     /// Networks whose SSH firewall rule is known to exist.
     firewalls: tokio::sync::Mutex<HashSet<String>>,
+    /// The last prices the Cloud Billing Catalog API gave, and when it was
+    /// last asked.
+    billing: StdMutex<(Option<Arc<billing::Prices>>, Option<Instant>)>,
 }
+
+/// How long prices read from the Cloud Billing Catalog API are used before
+/// they are read again (Google's own prices there are up to 12 hours old).
+pub const BILLING_REFRESH: Duration = Duration::from_secs(6 * 3600);
+/// How long after the API failed it is asked again; meanwhile the last
+/// prices it gave, or the table, serve.
+pub const BILLING_RETRY: Duration = Duration::from_secs(600);
 
 /// A machine as Compute Engine describes it.
 #[derive(Deserialize, Clone, Debug)]
@@ -446,6 +464,7 @@ impl Gcp {
             pending: StdMutex::new(HashMap::new()),
             operation_wait: OPERATION_WAIT,
             firewalls: tokio::sync::Mutex::new(HashSet::new()),
+            billing: StdMutex::new((None, None)),
         }
     }
 
@@ -470,6 +489,20 @@ impl Gcp {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<(StatusCode, String), ProviderError> {
+        self.gcall_at(&self.cfg.url, method, path, query, body)
+            .await
+    }
+
+    /// [`Self::gcall`] under another Google API root (the Cloud Billing
+    /// API's).
+    async fn gcall_at(
+        &self,
+        root: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), ProviderError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -479,7 +512,7 @@ impl Gcp {
                 .send(|| {
                     let r = self
                         .http
-                        .request(method.clone(), &self.cfg.url, path)
+                        .request(method.clone(), root, path)
                         .bearer_auth(token.expose());
                     let r = if query.is_empty() { r } else { r.query(query) };
                     match body {
@@ -589,6 +622,85 @@ impl Gcp {
         }
     }
 
+    /// Every unit price of the served regions that Compute Engine's SKUs
+    /// in the Cloud Billing Catalog API give, across pages.
+    async fn read_billing(&self) -> Result<billing::Prices, ProviderError> {
+        let path = format!("/{}/skus", billing::SERVICE);
+        let mut prices = billing::Prices::default();
+        let mut token = String::new();
+        let mut skus = 0;
+        loop {
+            let mut q = vec![("pageSize", billing::PAGE_SIZE.to_string())];
+            if !token.is_empty() {
+                q.push(("pageToken", token.clone()));
+            }
+            let what = format!("GET {path}");
+            let (status, text) = self
+                .gcall_at(&self.cfg.billing_url, Method::GET, &path, &q, None)
+                .await?;
+            if !status.is_success() {
+                return Err(classify(&what, &Failure { status, body: text }));
+            }
+            let page: billing::Page = parse(CLOUD, &what, &text)?;
+            skus += page.skus.len();
+            prices.add(&page, &self.cfg.regions);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        if prices.is_empty() {
+            return Err(ProviderError::Transient(format!(
+                "{CLOUD}: none of the {skus} Compute Engine SKUs prices a served GPU type in {}",
+                self.cfg.regions.join(", ")
+            )));
+        }
+        Ok(prices)
+    }
+
+    /// The Cloud Billing Catalog API's prices, read again once
+    /// [`BILLING_REFRESH`] has passed; when it fails (unreachable, not
+    /// enabled, no usable SKU) the last prices it gave, or none, so the
+    /// shipped table prices, with a log line.
+    async fn billing_prices(&self) -> Option<Arc<billing::Prices>> {
+        {
+            let b = self.billing.lock().expect("poisoned");
+            let wait = if b.0.is_some() {
+                BILLING_REFRESH
+            } else {
+                BILLING_RETRY
+            };
+            if b.1.is_some_and(|at| at.elapsed() < wait) {
+                return b.0.clone();
+            }
+        }
+        let read = self.read_billing().await;
+        let mut b = self.billing.lock().expect("poisoned");
+        b.1 = Some(Instant::now());
+        match read {
+            Ok(p) => {
+                tracing::info!(
+                    unit_prices = p.len(),
+                    "gcp: prices from the Cloud Billing Catalog API"
+                );
+                b.0 = Some(Arc::new(p));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    table_as_of = catalog::PRICES_AS_OF,
+                    "gcp: the Cloud Billing Catalog API gave no prices; {}",
+                    if b.0.is_some() {
+                        "keeping the ones it gave last"
+                    } else {
+                        "pricing from the shipped table"
+                    }
+                );
+            }
+        }
+        b.0.clone()
+    }
+
     async fn fetch_offers(&self) -> Result<Vec<Offer>, ProviderError> {
         let machine_types: Vec<(String, MachineType)> =
             self.aggregated("machineTypes", "machineTypes").await?;
@@ -598,7 +710,7 @@ impl Gcp {
         let wanted: HashSet<&str> = self.cfg.regions.iter().map(String::as_str).collect();
         // Zones of each (region, cloud type), in zone order.
         let mut zones: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-        // What each cloud type is: (gpu, count, vcpus, memory GB).
+        // What each cloud type is: (gpu, count, vcpus, memory MB).
         let mut shapes: BTreeMap<String, (String, i64, i64, i64)> = BTreeMap::new();
         let n1: HashMap<(String, String), (i64, i64)> = machine_types
             .iter()
@@ -616,7 +728,7 @@ impl Gcp {
                 a.guest_accelerator_type.clone(),
                 a.guest_accelerator_count,
                 m.guest_cpus,
-                gb(m.memory_mb),
+                m.memory_mb,
             ));
             zones
                 .entry((region_of(zone).to_string(), m.name.clone()))
@@ -638,15 +750,16 @@ impl Gcp {
                 let t = catalog::n1_type(&acc.name, n);
                 shapes
                     .entry(t.clone())
-                    .or_insert((acc.name.clone(), n, cpus, gb(mb)));
+                    .or_insert((acc.name.clone(), n, cpus, mb));
                 zones
                     .entry((region_of(zone).to_string(), t))
                     .or_default()
                     .push(zone.clone());
             }
         }
+        let billed = self.billing_prices().await;
         let mut out = Vec::new();
-        for (t, (acc, n, cpus, mem)) in &shapes {
+        for (t, (acc, n, cpus, mb)) in &shapes {
             let Some(gpu) = catalog::gpu(acc) else {
                 super::gpus::unmapped(CLOUD, t);
                 continue;
@@ -657,7 +770,11 @@ impl Gcp {
                 if ty != t {
                     continue;
                 }
-                let Some((od, spot)) = catalog::price(t, region) else {
+                let machine = catalog::split_n1(t).map_or(t.as_str(), |(shape, _, _)| shape);
+                let api = billed
+                    .as_ref()
+                    .and_then(|p| p.machine(region, machine, *cpus, *mb, acc, *n));
+                let Some((od, spot)) = api.or_else(|| catalog::price(t, region)) else {
                     continue;
                 };
                 hourly = Some(hourly.map_or(cents(od), |h: i64| h.min(cents(od))));
@@ -675,7 +792,7 @@ impl Gcp {
                 cloud: CLOUD.to_string(),
                 shade_instance_type: shade_type(&gpu, *n),
                 cloud_instance_type: t.clone(),
-                configuration: configuration(&gpu, *n, *cpus, *mem, BOOT_DISK_GB, &[OS]),
+                configuration: configuration(&gpu, *n, *cpus, gb(*mb), BOOT_DISK_GB, &[OS]),
                 hourly_price,
                 deployment_type: "vm".to_string(),
                 boot_time: None,
@@ -949,9 +1066,21 @@ impl Gcp {
         if errors.is_empty() {
             return Ok(None);
         }
+        // A zone that ran out after the launch returned is capacity, said
+        // as Azure's late allocation failure is: `MachineState` has no
+        // capacity outcome, so placement cannot fail over from a describe
+        // and the instance ends in `error` naming it.
+        let capacity = errors
+            .iter()
+            .any(|e| pool_exhausted(&e.code) || pool_exhausted(&e.message));
         Ok(Some(MachineState::Failed {
             reason: format!(
-                "Google Cloud could not make the machine in {zone}: {}",
+                "{}Google Cloud could not make the machine in {zone}: {}",
+                if capacity {
+                    "insufficient capacity: "
+                } else {
+                    ""
+                },
                 error_text(&errors)
             ),
         }))

@@ -142,7 +142,7 @@ async fn an_exceeded_quota_names_the_family() {
     match p.launch(&req).await {
         Err(ProviderError::Permanent(m)) => {
             assert!(
-                m.contains("standardNCADSA100v4Family") && m.contains("eastus"),
+                m.contains("StandardNCADSA100v4Family") && m.contains("eastus"),
                 "{m}"
             )
         }

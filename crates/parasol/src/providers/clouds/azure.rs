@@ -282,26 +282,43 @@ pub fn series_gpu(size: &str) -> Option<GpuModel> {
 }
 
 /// The shipped price table: on-demand Linux pay-as-you-go dollars per
-/// hour in East US, Microsoft's list prices as published in 2024 and 2025
-/// (the Retail Prices API's `retailPrice` for the size's Linux
-/// `Consumption` meter), written down on 2026-12-07 without the API at
-/// hand; the H200 and MI300X rows are the least certain. Check them
-/// against the API when refreshing this table. Used wherever the Retail
-/// Prices API cannot be reached, for every location; spot prices come only
-/// from the API.
+/// hour in East US (`eastus`), the Retail Prices API's `retailPrice` for
+/// the size's Linux `Consumption` meter. Used wherever the Retail Prices
+/// API cannot be reached, for every location; spot prices come only from
+/// the API. Check the rows against the API when refreshing this table.
+///
+/// Source of the confirmed rows, read 2026-12-07: SkyPilot's Azure
+/// catalog, which its catalog job fills from the Retail Prices API
+/// (`skypilot-org/skypilot-catalog`, `catalogs/v6/azure/vms.csv` at commit
+/// 098741e70562f65d7af1cceb81e33b284f742604, column `Price`, region
+/// `eastus`; `catalogs/v5/azure/vms.csv` at 3f5f697196c9278346b0271342031fff6b37036d
+/// has the same values). The ND H200 v5 and ND MI300X v5 rows could not be
+/// confirmed from any source at hand on 2026-12-07 (neither SkyPilot
+/// catalog lists them, and no stored price page names them); they are
+/// marked below.
 pub const PRICES: &[(&str, f64)] = &[
+    // NC A100 v4: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC24ads_A100_v4", 3.673),
     ("Standard_NC48ads_A100_v4", 7.346),
     ("Standard_NC96ads_A100_v4", 14.692),
+    // NC H100 v5: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC40ads_H100_v5", 6.98),
     ("Standard_NC80adis_H100_v5", 13.96),
+    // ND H100 v5: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_ND96isr_H100_v5", 98.32),
+    // ND H200 v5: NOT CONFIRMED (no source at hand on 2026-12-07); the
+    // figure first written down from memory, kept until the API is read.
     ("Standard_ND96isr_H200_v5", 110.24),
+    // ND MI300X v5: NOT CONFIRMED (no source at hand on 2026-12-07); the
+    // figure first written down from memory, kept until the API is read.
     ("Standard_ND96isr_MI300X_v5", 48.0),
+    // NCasT4_v3: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC4as_T4_v3", 0.526),
     ("Standard_NC8as_T4_v3", 0.752),
     ("Standard_NC16as_T4_v3", 1.204),
     ("Standard_NC64as_T4_v3", 4.352),
+    // NVadsA10 v5 (whole-GPU sizes): confirmed, SkyPilot v6 catalog,
+    // eastus, read 2026-12-07.
     ("Standard_NV36ads_A10_v5", 3.2),
     ("Standard_NV36adms_A10_v5", 4.52),
     ("Standard_NV72ads_A10_v5", 6.52),
@@ -328,7 +345,7 @@ struct Placement {
 /// A size as the catalog keeps it between refreshes.
 #[derive(Debug, Clone, Default)]
 struct SizeInfo {
-    /// The quota family (`standardNCADSA100v4Family`), for quota errors.
+    /// The quota family (`StandardNCADSA100v4Family`), for quota errors.
     family: String,
     places: HashMap<String, Placement>,
 }
@@ -2006,11 +2023,11 @@ mod tests {
                 "PUT x",
                 &f(409, "OperationNotAllowed", "exceeding approved Cores quota"),
             ),
-            "standardNCADSA100v4Family",
+            "StandardNCADSA100v4Family",
             "eastus",
         );
         assert!(
-            matches!(&q, ProviderError::Permanent(m) if m.contains("standardNCADSA100v4Family")),
+            matches!(&q, ProviderError::Permanent(m) if m.contains("StandardNCADSA100v4Family")),
             "{q:?}"
         );
         assert!(matches!(

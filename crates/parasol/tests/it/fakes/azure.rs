@@ -72,7 +72,7 @@ const Z3: &[&str] = &["1", "2", "3"];
 pub const SKUS: &[SkuDef] = &[
     SkuDef {
         name: "Standard_NC24ads_A100_v4",
-        family: "standardNCADSA100v4Family",
+        family: "StandardNCADSA100v4Family",
         gpus: Some("1"),
         vcpus: 24,
         memory_gb: 220,
@@ -80,7 +80,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC96ads_A100_v4",
-        family: "standardNCADSA100v4Family",
+        family: "StandardNCADSA100v4Family",
         gpus: Some("4"),
         vcpus: 96,
         memory_gb: 880,
@@ -88,7 +88,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC40ads_H100_v5",
-        family: "standardNCadsH100v5Family",
+        family: "StandardNCadsH100v5Family",
         gpus: Some("1"),
         vcpus: 40,
         memory_gb: 320,
@@ -104,7 +104,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_ND96isr_MI300X_v5",
-        family: "standardNDISRMI300Xv5Family",
+        family: "standardNDISv5MI300XFamily",
         gpus: Some("8"),
         vcpus: 96,
         memory_gb: 1850,
@@ -112,7 +112,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC4as_T4_v3",
-        family: "standardNCASv3_T4Family",
+        family: "Standard NCASv3_T4 Family",
         gpus: Some("1"),
         vcpus: 4,
         memory_gb: 28,

@@ -37,17 +37,27 @@
 //!   zone.
 //!
 //! A launch tries the location's zones that offer the size, in order; a
-//! capacity refusal of the `PUT` (`SkuNotAvailable`, `AllocationFailed`,
+//! capacity refusal (`SkuNotAvailable`, `AllocationFailed`,
 //! `ZonalAllocationFailed`, `OverconstrainedAllocationRequest`) moves on to
 //! the next zone, and after the last the launch is a capacity error, so
-//! placement fails over to another location. An allocation failure Azure
-//! reports later, through the VM's long-running operation, leaves the VM
-//! `Failed` with the code: describe reports it as failed for insufficient
-//! capacity, without trying another zone. A launch that fails for good
-//! deletes the NIC and IP it made. A terminate deletes the VM, then goes on
-//! until no NIC, public IP or OS disk of the machine is left either; the
-//! orphan sweep lists a machine whose NIC, IP or OS disk outlived its VM
-//! (a crash between creating them), so it is terminated the same way.
+//! placement fails over to another location. Azure gives the refusal on
+//! the `PUT` or, as often, through the VM's create operation (the `PUT`
+//! answered 201, `Creating`): the launch follows that operation for up to
+//! [`OPERATION_WAIT`]; a VM that failed allocation there is deleted (its
+//! NIC and IP go with it, `deleteOption: Delete`), and once all three are
+//! gone the next zone makes them again under the same names. Same names,
+//! not a per-attempt suffix, because every other path finds a machine and
+//! its parts by the marker's name (`find.rs`, describe's `<name>-ip`, the
+//! sweep's suffixes). A delete that outlasts [`RETIRE_WAIT`] ends the call
+//! transient; the relaunch (in this process) waits for it, then goes on
+//! with the zones not yet tried. An allocation failure reported after
+//! [`OPERATION_WAIT`] leaves the VM `Failed` with the code: describe
+//! reports it as failed for insufficient capacity, without trying another
+//! zone. A launch that fails for good deletes the NIC and IP it made. A
+//! terminate deletes the VM, then goes on until no NIC, public IP or OS
+//! disk of the machine is left either; the orphan sweep lists a machine
+//! whose NIC, IP or OS disk outlived its VM (a crash between creating
+//! them), so it is terminated the same way.
 //!
 //! State mapping (the instance view's statuses → [`MachineState`]):
 //!
@@ -146,6 +156,13 @@ const CAPACITY_CODES: &[&str] = &[
 /// How long the network set-up of a location is followed before the
 /// launch gives up for now (transient) and picks it up next time.
 const SETUP_WAIT: Duration = Duration::from_secs(40);
+/// How long a launch follows its VM's create operation, where Azure
+/// reports most allocation failures, before it leaves the rest to
+/// describe (within the reconciler's 30-second call).
+pub const OPERATION_WAIT: Duration = Duration::from_secs(15);
+/// How long a launch waits for a VM Azure could not allocate to be
+/// deleted (with its NIC and IP) before the next zone reuses the names.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
 
 /// How to reach Azure.
 #[derive(Debug, Clone)]
@@ -369,6 +386,12 @@ pub struct Azure {
     groups: StdMutex<HashSet<String>>,
     /// Serializes the per-location set-up.
     setup: Mutex<()>,
+    /// Launches whose VM Azure could not allocate and which is still
+    /// being deleted: the zones tried so far, so the relaunch goes on with
+    /// the next once the names are free.
+    retiring: StdMutex<HashMap<Uuid, Vec<Option<String>>>>,
+    /// How long a launch follows its VM's create operation.
+    operation_wait: Duration,
 }
 
 #[derive(Deserialize)]
@@ -586,7 +609,16 @@ impl Azure {
             networks: StdMutex::new(HashMap::new()),
             groups: StdMutex::new(HashSet::new()),
             setup: Mutex::new(()),
+            retiring: StdMutex::new(HashMap::new()),
+            operation_wait: OPERATION_WAIT,
         }
+    }
+
+    /// The same adapter, following a VM's create operation for `wait`
+    /// instead of [`OPERATION_WAIT`].
+    pub fn with_operation_wait(mut self, wait: Duration) -> Self {
+        self.operation_wait = wait;
+        self
     }
 
     fn deployment(&self) -> String {
@@ -1283,14 +1315,139 @@ impl Azure {
             )));
         }
         let subnet = self.ensure_network(location).await?;
-        let tags = self.tags(req.instance_id);
         let ip = self.in_group(
             location,
             "Microsoft.Network/publicIPAddresses",
             &format!("{name}-ip"),
         );
+        let nic = self.in_group(
+            location,
+            "Microsoft.Network/networkInterfaces",
+            &format!("{name}-nic"),
+        );
+        // A zonal managed disk attaches only to a VM of its zone, and a
+        // regional one only to a VM without a zone.
+        let pinned = req.volumes.iter().find_map(|v| v.zone.clone());
+        let zones: Vec<Option<String>> = match (place, pinned) {
+            (Some(p), Some(z)) if p.zones.contains(&z) => vec![Some(z)],
+            (_, Some(z)) => {
+                return Err(ProviderError::Permanent(format!(
+                    "{CLOUD}: the volume is in zone {z} of {location}, which does not offer {}",
+                    req.cloud_instance_type
+                )));
+            }
+            (Some(p), None) if !p.zones.is_empty() && req.volumes.is_empty() => {
+                p.zones.into_iter().map(Some).collect()
+            }
+            _ => vec![None],
+        };
+        let vm = self.in_group(location, "Microsoft.Compute/virtualMachines", &name);
+        // Zones an earlier call of this launch tried before its VM's
+        // delete outlasted the call.
+        let mut tried = self
+            .retiring
+            .lock()
+            .expect("poisoned")
+            .get(&req.instance_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut refused = Vec::new();
+        let untried: Vec<Option<String>> =
+            zones.into_iter().filter(|z| !tried.contains(z)).collect();
+        for zone in &untried {
+            // Made for each zone: deleting a VM Azure could not allocate
+            // takes its IP and NIC (deleteOption), and the next zone
+            // reuses their names.
+            self.put_parts(req, &ip, &nic, &subnet).await?;
+            let body = self.vm_body(req, &name, &nic, zone.as_deref())?;
+            let refusal = match self.put(&vm, COMPUTE_API, &body).await {
+                Ok((headers, text)) => {
+                    let made: Vm = parse(CLOUD, &format!("PUT {vm}"), &text)?;
+                    // Azure reports an allocation failure as often through
+                    // the create's operation as on the PUT: followed for a
+                    // while, so that one still moves on to the next zone.
+                    match self
+                        .follow(&format!("PUT {vm}"), &headers, self.operation_wait)
+                        .await
+                    {
+                        Err(ProviderError::Capacity(why)) => {
+                            tried.push(zone.clone());
+                            // Kept before the delete, so that a relaunch
+                            // after a failed or cut-short call finishes it.
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .insert(req.instance_id, tried.clone());
+                            if !self.retire(&vm, &nic, &ip).await? {
+                                return Err(ProviderError::Transient(format!(
+                                    "{CLOUD}: {why}; the VM is still being deleted before the next zone is tried"
+                                )));
+                            }
+                            why
+                        }
+                        // A quota or other refusal leaves a failed VM,
+                        // which the instance's teardown deletes.
+                        Err(e @ ProviderError::Permanent(_)) => {
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
+                            return Err(quota_family(e, &info.family, location));
+                        }
+                        // Done, or still running (or its status unread):
+                        // describe follows the VM from here.
+                        Ok(()) | Err(ProviderError::Transient(_)) => {
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
+                            return Ok(made.id);
+                        }
+                    }
+                }
+                Err(ProviderError::Capacity(why)) => {
+                    tried.push(zone.clone());
+                    why
+                }
+                Err(e) => {
+                    if matches!(e, ProviderError::Permanent(_)) {
+                        self.remove_parts(&nic, &ip).await;
+                        self.retiring
+                            .lock()
+                            .expect("poisoned")
+                            .remove(&req.instance_id);
+                    }
+                    return Err(quota_family(e, &info.family, location));
+                }
+            };
+            tracing::info!(cloud = CLOUD, zone = zone.as_deref().unwrap_or("-"), why = %refusal, "no capacity; trying the next zone");
+            refused.push(refusal);
+        }
+        self.retiring
+            .lock()
+            .expect("poisoned")
+            .remove(&req.instance_id);
+        self.remove_parts(&nic, &ip).await;
+        self.offers.clear().await;
+        Err(ProviderError::Capacity(format!(
+            "{CLOUD}: no capacity for {} in {location} ({})",
+            req.cloud_instance_type,
+            refused.join("; ")
+        )))
+    }
+
+    /// Puts the public IP and the NIC of a launch.
+    async fn put_parts(
+        &self,
+        req: &LaunchRequest,
+        ip: &str,
+        nic: &str,
+        subnet: &str,
+    ) -> Result<(), ProviderError> {
+        let location = req.region.as_str();
+        let tags = self.tags(req.instance_id);
         self.put(
-            &ip,
+            ip,
             NETWORK_API,
             &json!({
                 "location": location,
@@ -1300,13 +1457,8 @@ impl Azure {
             }),
         )
         .await?;
-        let nic = self.in_group(
-            location,
-            "Microsoft.Network/networkInterfaces",
-            &format!("{name}-nic"),
-        );
         self.put(
-            &nic,
+            nic,
             NETWORK_API,
             &json!({
                 "location": location,
@@ -1322,51 +1474,34 @@ impl Azure {
             }),
         )
         .await?;
-        // A zonal managed disk attaches only to a VM of its zone, and a
-        // regional one only to a VM without a zone.
-        let pinned = req.volumes.iter().find_map(|v| v.zone.clone());
-        let zones: Vec<Option<String>> = match (place, pinned) {
-            (Some(p), Some(z)) if p.zones.contains(&z) => vec![Some(z)],
-            (_, Some(z)) => {
-                self.remove_parts(&nic, &ip).await;
-                return Err(ProviderError::Permanent(format!(
-                    "{CLOUD}: the volume is in zone {z} of {location}, which does not offer {}",
-                    req.cloud_instance_type
-                )));
+        Ok(())
+    }
+
+    /// Deletes a VM Azure could not allocate, which takes its NIC and IP
+    /// with it, and waits up to [`RETIRE_WAIT`] for all three to be gone;
+    /// whether they are.
+    async fn retire(&self, vm: &str, nic: &str, ip: &str) -> Result<bool, ProviderError> {
+        self.delete(vm, COMPUTE_API).await?;
+        let deadline = Instant::now() + RETIRE_WAIT;
+        loop {
+            if self.parts_gone(vm, nic, ip).await? {
+                return Ok(true);
             }
-            (Some(p), None) if !p.zones.is_empty() && req.volumes.is_empty() => {
-                p.zones.into_iter().map(Some).collect()
+            if Instant::now() >= deadline {
+                return Ok(false);
             }
-            _ => vec![None],
-        };
-        let vm = self.in_group(location, "Microsoft.Compute/virtualMachines", &name);
-        let mut refused = Vec::new();
-        for zone in &zones {
-            let body = self.vm_body(req, &name, &nic, zone.as_deref())?;
-            match self.put(&vm, COMPUTE_API, &body).await {
-                Ok((_, text)) => {
-                    let made: Vm = parse(CLOUD, &format!("PUT {vm}"), &text)?;
-                    return Ok(made.id);
-                }
-                Err(ProviderError::Capacity(why)) => {
-                    tracing::info!(cloud = CLOUD, zone = zone.as_deref().unwrap_or("-"), %why, "no capacity; trying the next zone");
-                    refused.push(why);
-                }
-                Err(e) => {
-                    if matches!(e, ProviderError::Permanent(_)) {
-                        self.remove_parts(&nic, &ip).await;
-                    }
-                    return Err(quota_family(e, &info.family, location));
-                }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether none of a launch's VM, NIC and IP exists.
+    async fn parts_gone(&self, vm: &str, nic: &str, ip: &str) -> Result<bool, ProviderError> {
+        for (path, api) in [(vm, COMPUTE_API), (nic, NETWORK_API), (ip, NETWORK_API)] {
+            if self.get::<Value>(path, api).await?.is_some() {
+                return Ok(false);
             }
         }
-        self.remove_parts(&nic, &ip).await;
-        self.offers.clear().await;
-        Err(ProviderError::Capacity(format!(
-            "{CLOUD}: no capacity for {} in {location} ({})",
-            req.cloud_instance_type,
-            refused.join("; ")
-        )))
+        Ok(true)
     }
 
     /// Deletes a failed launch's NIC and IP, best effort: what is left
@@ -1781,6 +1916,39 @@ impl Provider for Azure {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        // An earlier call left a VM Azure could not allocate being
+        // deleted: the names it holds are reused once it is gone.
+        if self
+            .retiring
+            .lock()
+            .expect("poisoned")
+            .contains_key(&req.instance_id)
+        {
+            let mut name = self.known.marker().name(req.instance_id);
+            if name.len() > <Self as Machines>::NAME_LIMIT {
+                name = self.known.marker().short_name(req.instance_id);
+            }
+            let at = |kind: &str, n: &str| self.in_group(&req.region, kind, n);
+            let gone = self
+                .parts_gone(
+                    &at("Microsoft.Compute/virtualMachines", &name),
+                    &at(
+                        "Microsoft.Network/networkInterfaces",
+                        &format!("{name}-nic"),
+                    ),
+                    &at("Microsoft.Network/publicIPAddresses", &format!("{name}-ip")),
+                )
+                .await?;
+            if !gone {
+                // Asked again: the call that first asked may have ended
+                // before Azure took the delete.
+                self.delete(&at("Microsoft.Compute/virtualMachines", &name), COMPUTE_API)
+                    .await?;
+                return Err(ProviderError::Transient(format!(
+                    "{CLOUD}: the VM Azure could not allocate is still being deleted"
+                )));
+            }
+        }
         self.known
             .launch(self, req.instance_id, |name| self.create(req, name))
             .await

@@ -48,7 +48,7 @@
 //! gone the next zone makes them again under the same names. Same names,
 //! not a per-attempt suffix, because every other path finds a machine and
 //! its parts by the marker's name (`find.rs`, describe's `<name>-ip`, the
-//! sweep's suffixes). A delete that outlasts [`RETIRE_WAIT`] ends the call
+//! sweep's suffixes). A delete that outlasts `RETIRE_WAIT` ends the call
 //! transient; the relaunch (in this process) waits for it, then goes on
 //! with the zones not yet tried. An allocation failure reported after
 //! [`OPERATION_WAIT`] leaves the VM `Failed` with the code: describe
@@ -386,9 +386,9 @@ pub struct Azure {
     groups: StdMutex<HashSet<String>>,
     /// Serializes the per-location set-up.
     setup: Mutex<()>,
-    /// Launches whose VM Azure could not allocate and which is still
-    /// being deleted: the zones tried so far, so the relaunch goes on with
-    /// the next once the names are free.
+    /// Launches whose VM Azure could not allocate is still being deleted
+    /// (kept only while that delete is pending): the zones tried so far,
+    /// so the relaunch goes on with the next once the names are free.
     retiring: StdMutex<HashMap<Uuid, Vec<Option<String>>>>,
     /// How long a launch follows its VM's create operation.
     operation_wait: Duration,
@@ -1383,6 +1383,12 @@ impl Azure {
                                     "{CLOUD}: {why}; the VM is still being deleted before the next zone is tried"
                                 )));
                             }
+                            // Only while a delete is pending: a relaunch
+                            // that found the next zone's VM would delete it.
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
                             why
                         }
                         // A quota or other refusal leaves a failed VM,

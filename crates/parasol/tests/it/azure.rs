@@ -485,6 +485,66 @@ async fn a_managed_identity_gets_its_token_from_the_metadata_service() {
     }
 }
 
+/// In App Service (or Functions, Container Apps), the app's managed
+/// identity: its token from the platform's endpoint, asked with the
+/// platform's header, kept until shortly before its `expires_on`; a stale
+/// header makes Azure unavailable, saying why.
+#[tokio::test]
+async fn an_app_service_identity_gets_its_token_from_the_platforms_endpoint() {
+    let (fake, _) = start().await;
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::AppServiceIdentity {
+        endpoint: format!("{}/msi/token", fake.url),
+        header: Secret::new(azf::IDENTITY_HEADER),
+        client_id: Some(azf::CLIENT_ID.into()),
+    };
+    let p = Adapter::new(cfg, DEPLOYMENT);
+    assert!(!p
+        .offers()
+        .await
+        .expect("offers with the app's identity")
+        .is_empty());
+    let req = request("Standard_NC24ads_A100_v4", RentalType::OnDemand);
+    p.launch(&req)
+        .await
+        .expect("launch with the app's identity");
+    let asked = fake.requests_to("GET /msi/token");
+    assert_eq!(asked.len(), 1, "one token, kept until its expires_on");
+    assert_eq!(
+        asked[0].header("x-identity-header"),
+        Some(azf::IDENTITY_HEADER)
+    );
+    assert!(
+        asked[0].query.contains("api-version=2019-08-01"),
+        "{}",
+        asked[0].query
+    );
+    assert!(
+        asked[0]
+            .query
+            .contains(&format!("client_id={}", azf::CLIENT_ID)),
+        "{}",
+        asked[0].query
+    );
+    assert!(fake
+        .requests_to("GET /metadata/identity/oauth2/token")
+        .is_empty());
+
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::AppServiceIdentity {
+        endpoint: format!("{}/msi/token", fake.url),
+        header: Secret::new("a-rotated-away-header"),
+        client_id: None,
+    };
+    match Adapter::new(cfg, DEPLOYMENT).offers().await {
+        Err(ProviderError::Permanent(m)) => {
+            assert!(m.contains("IDENTITY_ENDPOINT"), "{m}");
+            assert!(!m.contains("a-rotated-away-header"), "{m}");
+        }
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
+}
+
 fn server_env(fake: &FakeServer<Azure>, secret: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AZURE_TENANT_ID", azf::TENANT.into()),

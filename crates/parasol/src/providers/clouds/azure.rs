@@ -10,7 +10,13 @@
 //! again after a 401. On an Azure VM the VM's managed identity may stand
 //! in for the secret ([`AzureAuth::ManagedIdentity`]): its token comes
 //! from the instance metadata service
-//! (`GET /metadata/identity/oauth2/token`, `Metadata: true`).
+//! (`GET /metadata/identity/oauth2/token`, `Metadata: true`). In App
+//! Service, Azure Functions or Container Apps the app's managed identity
+//! does ([`AzureAuth::AppServiceIdentity`]): its token comes from the
+//! local endpoint the platform names in `IDENTITY_ENDPOINT`, asked with
+//! the `IDENTITY_HEADER` value in `X-IDENTITY-HEADER` (api-version
+//! 2019-08-01), and says when it expires only as `expires_on`, seconds
+//! since the epoch.
 //!
 //! Calls (each api-version pinned, see the constants below):
 //! - catalog: `GET /subscriptions/{s}/providers/Microsoft.Compute/skus`
@@ -197,6 +203,16 @@ pub enum AzureAuth {
     /// user-assigned identity.
     ManagedIdentity {
         endpoint: String,
+        client_id: Option<String>,
+    },
+    /// The managed identity of the App Service, Functions or Container
+    /// Apps app Parasol runs in, from the platform's local token endpoint
+    /// (`IDENTITY_ENDPOINT`), asked with `header` (`IDENTITY_HEADER`, a
+    /// secret against request forgery); `client_id` picks a user-assigned
+    /// identity.
+    AppServiceIdentity {
+        endpoint: String,
+        header: Secret,
         client_id: Option<String>,
     },
 }
@@ -399,6 +415,10 @@ struct Token {
     access_token: String,
     #[serde(default)]
     expires_in: Option<Value>,
+    /// When it expires, in seconds since the epoch (App Service gives
+    /// only this).
+    #[serde(default)]
+    expires_on: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -670,14 +690,19 @@ impl Azure {
                 endpoint,
                 client_id,
             } => self.identity_token(endpoint, client_id.as_deref()).await?,
+            AzureAuth::AppServiceIdentity {
+                endpoint,
+                header,
+                client_id,
+            } => {
+                self.app_identity_token(endpoint, header, client_id.as_deref())
+                    .await?
+            }
         };
-        let expires_in = match &t.expires_in {
-            Some(Value::Number(n)) => n.as_u64(),
-            // The metadata service writes it as a string.
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        let life = Duration::from_secs(expires_in.unwrap_or(3600).saturating_sub(60).max(1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let life = token_life(&t, now);
         let secret = Secret::new(t.access_token);
         *slot = Some((secret.clone(), Instant::now() + life));
         Ok(secret)
@@ -757,6 +782,43 @@ impl Azure {
                         token_error(&f.body)
                     )),
                     _ => generic_failure(CLOUD, "GET /metadata/identity/oauth2/token", f, &token_error(&f.body)),
+                },
+            )
+            .await
+    }
+
+    /// A token of the app's managed identity, from App Service's (or
+    /// Functions' or Container Apps') local token endpoint.
+    async fn app_identity_token(
+        &self,
+        endpoint: &str,
+        header: &Secret,
+        client_id: Option<&str>,
+    ) -> Result<Token, ProviderError> {
+        let mut query = vec![
+            ("api-version", "2019-08-01"),
+            ("resource", "https://management.azure.com/"),
+        ];
+        if let Some(c) = client_id {
+            query.push(("client_id", c));
+        }
+        self.http
+            .json(
+                "GET IDENTITY_ENDPOINT",
+                || {
+                    self.http
+                        .client
+                        .get(endpoint)
+                        .query(&query)
+                        .header("X-IDENTITY-HEADER", header.expose())
+                },
+                |f| match f.status.as_u16() {
+                    400 | 401 | 403 | 404 => ProviderError::Permanent(format!(
+                        "{CLOUD}: the app's identity endpoint (IDENTITY_ENDPOINT) gave no managed identity token ({}: {}); is a managed identity assigned to this app, and IDENTITY_HEADER current?",
+                        f.status.as_u16(),
+                        token_error(&f.body)
+                    )),
+                    _ => generic_failure(CLOUD, "GET IDENTITY_ENDPOINT", f, &token_error(&f.body)),
                 },
             )
             .await
@@ -1564,6 +1626,22 @@ impl Azure {
     }
 }
 
+/// How long a token is kept: until a minute before it expires, from
+/// `expires_in` (seconds; a string from the metadata service) or else
+/// `expires_on` (epoch seconds, all App Service gives), `now` being epoch
+/// seconds; an hour where it says neither.
+fn token_life(t: &Token, now: u64) -> Duration {
+    let seconds = |v: &Option<Value>| match v {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let left = seconds(&t.expires_in)
+        .or_else(|| seconds(&t.expires_on).map(|on| on.saturating_sub(now)))
+        .unwrap_or(3600);
+    Duration::from_secs(left.saturating_sub(60).max(1))
+}
+
 /// A 16-character Linux host name of the instance (Azure allows 64; a
 /// short one reads better in prompts).
 fn computer_name(id: Uuid) -> String {
@@ -2096,6 +2174,39 @@ mod tests {
                 "restrictionInfo": {"locations": ["eastus"]}}],
         }));
         assert!(!placement(&s, "eastus").unwrap().allowed);
+    }
+
+    #[test]
+    fn a_token_is_kept_until_a_minute_before_it_expires() {
+        let tok = |v: Value| -> Token { serde_json::from_value(v).unwrap() };
+        let now = 1_900_000_000;
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a", "expires_in": 3599})), now),
+            Duration::from_secs(3539)
+        );
+        assert_eq!(
+            token_life(
+                &tok(json!({"access_token": "a", "expires_in": "86399"})),
+                now
+            ),
+            Duration::from_secs(86339)
+        );
+        // App Service: only expires_on.
+        assert_eq!(
+            token_life(
+                &tok(json!({"access_token": "a", "expires_on": (now + 600).to_string()})),
+                now
+            ),
+            Duration::from_secs(540)
+        );
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a", "expires_on": "1"})), now),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a"})), now),
+            Duration::from_secs(3540)
+        );
     }
 
     #[test]

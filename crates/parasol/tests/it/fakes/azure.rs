@@ -15,7 +15,12 @@
 //!   is put in it;
 //! - an Azure VM's instance metadata service gives its managed identity's
 //!   token at `/metadata/identity/oauth2/token` to a request with
-//!   `Metadata: true`;
+//!   `Metadata: true`; App Service's local identity endpoint (here
+//!   `/msi/token`, what `IDENTITY_ENDPOINT` names) gives the app's to a
+//!   request carrying `IDENTITY_HEADER`'s value in `X-IDENTITY-HEADER`,
+//!   api-version 2019-08-01, with `expires_on` (epoch seconds) and no
+//!   `expires_in` (Microsoft documents no error body; the fake answers a
+//!   wrong header with 400);
 //! - a VM is `Creating` (instance view `ProvisioningState/creating`), then
 //!   `PowerState/starting`, then `PowerState/running`; its public IP has its
 //!   static address from creation;
@@ -49,6 +54,8 @@ pub const TENANT: &str = "7c0a3f9e-0000-4000-8000-00000000a2e1";
 pub const CLIENT_ID: &str = "0b1c2d3e-0000-4000-8000-00000000c1d0";
 pub const CLIENT_SECRET: &str = "azure-client-secret-0123";
 pub const SUBSCRIPTION: &str = "5e1f0000-0000-4000-8000-000000005b5c";
+/// The `IDENTITY_HEADER` App Service gives the app.
+pub const IDENTITY_HEADER: &str = "853b9a84-0000-4000-8000-00000000a5e1";
 /// The locations the fake's SKUs are in.
 pub const LOCATIONS: &[&str] = &["eastus", "westus2"];
 
@@ -586,6 +593,34 @@ impl Azure {
         )
     }
 
+    /// App Service's managed identity token, as its local endpoint gives
+    /// it.
+    fn app_identity(&mut self, req: &Recorded) -> Reply {
+        let q: BTreeMap<String, String> = form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect();
+        if req.header("x-identity-header") != Some(IDENTITY_HEADER)
+            || q.get("api-version").map(String::as_str) != Some("2019-08-01")
+            || q.get("resource").map(String::as_str) != Some("https://management.azure.com/")
+        {
+            return Reply::json(
+                400,
+                json!({"statusCode": 400, "message": "Unable to load the proper Managed Identity."}),
+            );
+        }
+        let t = format!("azure-token-{}", self.tokens.len());
+        self.tokens.push(t.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Reply::json(
+            200,
+            json!({"access_token": t, "expires_on": (now + 86_400).to_string(),
+            "resource": "https://management.azure.com/", "token_type": "Bearer",
+            "client_id": q.get("client_id").cloned().unwrap_or_else(|| CLIENT_ID.into())}),
+        )
+    }
+
     /// The instance metadata service's managed identity token, as an Azure
     /// VM's IMDS gives it (`expires_in` a string).
     fn identity(&mut self, req: &Recorded) -> Reply {
@@ -906,6 +941,9 @@ impl Cloud for Azure {
         if (req.method.as_str(), req.path.as_str()) == ("GET", "/metadata/identity/oauth2/token") {
             return self.identity(req);
         }
+        if (req.method.as_str(), req.path.as_str()) == ("GET", "/msi/token") {
+            return self.app_identity(req);
+        }
         if req.path == "/api/retail/prices" {
             return self.prices(req);
         }
@@ -1019,6 +1057,7 @@ impl Cloud for Azure {
     /// and operation status: outside the two documents.
     fn undocumented(&self, path: &str) -> bool {
         path.contains("/oauth2/")
+            || path == "/msi/token"
             || path.starts_with("/api/retail/")
             || path.to_ascii_lowercase().contains("/resourcegroups/")
                 && !path.contains("/providers/")

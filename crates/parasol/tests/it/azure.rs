@@ -65,6 +65,28 @@ fn vm_puts(fake: &FakeServer<Azure>) -> Vec<Recorded> {
         .collect()
 }
 
+/// Launches `req`, which every zone refuses: a capacity error naming
+/// Azure's zonal code; what of the machine is left (not being deleted).
+async fn refused_leaving(
+    fake: &FakeServer<Azure>,
+    p: &dyn Provider,
+    req: &LaunchRequest,
+) -> Vec<String> {
+    let e = p.launch(req).await.unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
+        "{e:?}"
+    );
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
+    fake.with(|c| {
+        c.resources
+            .iter()
+            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
+            .map(|r| r.id.clone())
+            .collect()
+    })
+}
+
 async fn until(p: &dyn Provider, id: Uuid, done: impl Fn(&MachineState) -> bool) -> MachineState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -116,19 +138,7 @@ async fn a_refused_zone_falls_back_to_the_next() {
         }
     });
     let req = request("Standard_NC96ads_A100_v4", RentalType::OnDemand);
-    let e = p.launch(&req).await.unwrap_err();
-    assert!(
-        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
-        "{e:?}"
-    );
-    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
-    let left: Vec<String> = fake.with(|c| {
-        c.resources
-            .iter()
-            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
-            .map(|r| r.id.clone())
-            .collect()
-    });
+    let left = refused_leaving(&fake, &*p, &req).await;
     assert!(left.is_empty(), "a refused launch left {left:?}");
 }
 
@@ -178,20 +188,9 @@ async fn a_late_allocation_failure_tries_the_next_zone_then_reports_capacity() {
         c.refuse_late.push((size.into(), "eastus".into(), None));
     });
     let req = request(size, RentalType::OnDemand);
-    let e = p.launch(&req).await.unwrap_err();
-    assert!(
-        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
-        "{e:?}"
-    );
-    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
-    let left: Vec<String> = fake.with(|c| {
-        c.resources
-            .iter()
-            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
-            .map(|r| r.id.clone())
-            .collect()
-    });
+    let left = refused_leaving(&fake, &*p, &req).await;
     assert!(left.is_empty(), "a launch refused late left {left:?}");
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
     assert_eq!(
         vm_puts(&fake)
             .iter()

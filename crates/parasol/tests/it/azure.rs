@@ -65,6 +65,28 @@ fn vm_puts(fake: &FakeServer<Azure>) -> Vec<Recorded> {
         .collect()
 }
 
+/// Launches `req`, which every zone refuses: a capacity error naming
+/// Azure's zonal code; what of the machine is left (not being deleted).
+async fn refused_leaving(
+    fake: &FakeServer<Azure>,
+    p: &dyn Provider,
+    req: &LaunchRequest,
+) -> Vec<String> {
+    let e = p.launch(req).await.unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
+        "{e:?}"
+    );
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
+    fake.with(|c| {
+        c.resources
+            .iter()
+            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
+            .map(|r| r.id.clone())
+            .collect()
+    })
+}
+
 async fn until(p: &dyn Provider, id: Uuid, done: impl Fn(&MachineState) -> bool) -> MachineState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -116,20 +138,113 @@ async fn a_refused_zone_falls_back_to_the_next() {
         }
     });
     let req = request("Standard_NC96ads_A100_v4", RentalType::OnDemand);
-    let e = p.launch(&req).await.unwrap_err();
-    assert!(
-        matches!(e, ProviderError::Capacity(ref m) if m.contains("ZonalAllocationFailed")),
-        "{e:?}"
-    );
-    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
-    let left: Vec<String> = fake.with(|c| {
-        c.resources
-            .iter()
-            .filter(|r| r.name.starts_with(&name) && r.deleting.is_none())
-            .map(|r| r.id.clone())
-            .collect()
-    });
+    let left = refused_leaving(&fake, &*p, &req).await;
     assert!(left.is_empty(), "a refused launch left {left:?}");
+}
+
+/// An allocation failure Azure reports late, through the VM's create
+/// operation (the PUT answered 201, `Creating`), still moves the launch to
+/// the next zone: the failed VM is deleted, with its NIC and IP, before the
+/// next zone reuses their names. With every zone failing so, the launch is
+/// a capacity error (placement's cue to fail over) and leaves nothing.
+#[tokio::test]
+async fn a_late_allocation_failure_tries_the_next_zone_then_reports_capacity() {
+    let (fake, p) = start().await;
+    let size = "Standard_NC24ads_A100_v4";
+    fake.with(|c| {
+        c.refuse_late
+            .push((size.into(), "eastus".into(), Some("1".into())))
+    });
+    let req = request(size, RentalType::OnDemand);
+    p.launch(&req).await.expect("launch");
+    let puts = vm_puts(&fake);
+    let zones: Vec<&str> = puts
+        .iter()
+        .map(|r| r.body["zones"][0].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(zones, ["1", "2"]);
+    // The zone-1 VM was deleted, and gone, before the zone-2 PUT.
+    let log = fake.requests();
+    let vm_path = puts[0].path.clone();
+    let at = |pred: &dyn Fn(&Recorded) -> bool| log.iter().position(pred).unwrap();
+    let deleted = at(&|r| r.method == "DELETE" && r.path == vm_path);
+    let second = at(&|r| r.method == "PUT" && r.path == vm_path && r.body["zones"][0] == "2");
+    assert!(
+        deleted < second,
+        "the failed VM was deleted before its name was reused"
+    );
+    let s = until(&*p, req.instance_id, |s| {
+        matches!(s, MachineState::Running { .. })
+    })
+    .await;
+    let MachineState::Running { placement, .. } = s else {
+        unreachable!()
+    };
+    assert_eq!(placement.as_deref(), Some("availability zone 2"));
+    assert_eq!(fake.with(|c| c.live(azf::VM).len()), 1);
+
+    // Every zone fails late: capacity naming Azure's code, nothing left.
+    fake.with(|c| {
+        c.refuse_late.push((size.into(), "eastus".into(), None));
+    });
+    let req = request(size, RentalType::OnDemand);
+    let left = refused_leaving(&fake, &*p, &req).await;
+    assert!(left.is_empty(), "a launch refused late left {left:?}");
+    let name = parasol::providers::clouds::Marker::new(DEPLOYMENT).name(req.instance_id);
+    assert_eq!(
+        vm_puts(&fake)
+            .iter()
+            .filter(|r| r.path.ends_with(&name))
+            .count(),
+        3,
+        "each zone was tried once"
+    );
+}
+
+/// A failed VM's delete outlasting the launch call: the call ends
+/// transient, and the relaunch waits for the delete, then goes on with the
+/// zones not yet tried.
+#[tokio::test]
+async fn a_relaunch_waits_for_the_failed_vm_and_goes_on_with_the_next_zone() {
+    let cloud = Azure {
+        timing: Timing {
+            boot: Duration::from_millis(300),
+            ip_after: Duration::from_millis(0),
+            // Longer than the launch waits for a delete.
+            teardown: Duration::from_secs(12),
+        },
+        ..Azure::default()
+    };
+    let fake = FakeServer::start(cloud).await;
+    let p = Adapter::new(azure_config(&fake.url), DEPLOYMENT);
+    let size = "Standard_NC24ads_A100_v4";
+    fake.with(|c| {
+        c.refuse_late
+            .push((size.into(), "eastus".into(), Some("1".into())))
+    });
+    let req = request(size, RentalType::OnDemand);
+    match p.launch(&req).await {
+        Err(ProviderError::Transient(m)) => assert!(m.contains("still being deleted"), "{m}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    match p.launch(&req).await {
+        Err(ProviderError::Transient(m)) => assert!(m.contains("still being deleted"), "{m}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    // Once the delete is done, the next zone.
+    fake.with(|c| {
+        for r in c.resources.iter_mut() {
+            if let Some(d) = r.deleting.as_mut() {
+                *d -= Duration::from_secs(12);
+            }
+        }
+    });
+    p.launch(&req).await.expect("relaunch");
+    let zones: Vec<String> = vm_puts(&fake)
+        .iter()
+        .map(|r| r.body["zones"][0].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(zones, ["1", "2"]);
 }
 
 /// A used-up quota is an error naming the quota family to raise, not a
@@ -142,7 +257,7 @@ async fn an_exceeded_quota_names_the_family() {
     match p.launch(&req).await {
         Err(ProviderError::Permanent(m)) => {
             assert!(
-                m.contains("standardNCADSA100v4Family") && m.contains("eastus"),
+                m.contains("StandardNCADSA100v4Family") && m.contains("eastus"),
                 "{m}"
             )
         }
@@ -365,6 +480,66 @@ async fn a_managed_identity_gets_its_token_from_the_metadata_service() {
     };
     match Adapter::new(cfg, DEPLOYMENT).offers().await {
         Err(ProviderError::Permanent(m)) => assert!(m.contains("managed identity"), "{m}"),
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
+}
+
+/// In App Service (or Functions, Container Apps), the app's managed
+/// identity: its token from the platform's endpoint, asked with the
+/// platform's header, kept until shortly before its `expires_on`; a stale
+/// header makes Azure unavailable, saying why.
+#[tokio::test]
+async fn an_app_service_identity_gets_its_token_from_the_platforms_endpoint() {
+    let (fake, _) = start().await;
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::AppServiceIdentity {
+        endpoint: format!("{}/msi/token", fake.url),
+        header: Secret::new(azf::IDENTITY_HEADER),
+        client_id: Some(azf::CLIENT_ID.into()),
+    };
+    let p = Adapter::new(cfg, DEPLOYMENT);
+    assert!(!p
+        .offers()
+        .await
+        .expect("offers with the app's identity")
+        .is_empty());
+    let req = request("Standard_NC24ads_A100_v4", RentalType::OnDemand);
+    p.launch(&req)
+        .await
+        .expect("launch with the app's identity");
+    let asked = fake.requests_to("GET /msi/token");
+    assert_eq!(asked.len(), 1, "one token, kept until its expires_on");
+    assert_eq!(
+        asked[0].header("x-identity-header"),
+        Some(azf::IDENTITY_HEADER)
+    );
+    assert!(
+        asked[0].query.contains("api-version=2019-08-01"),
+        "{}",
+        asked[0].query
+    );
+    assert!(
+        asked[0]
+            .query
+            .contains(&format!("client_id={}", azf::CLIENT_ID)),
+        "{}",
+        asked[0].query
+    );
+    assert!(fake
+        .requests_to("GET /metadata/identity/oauth2/token")
+        .is_empty());
+
+    let mut cfg = azure_config(&fake.url);
+    cfg.auth = AzureAuth::AppServiceIdentity {
+        endpoint: format!("{}/msi/token", fake.url),
+        header: Secret::new("a-rotated-away-header"),
+        client_id: None,
+    };
+    match Adapter::new(cfg, DEPLOYMENT).offers().await {
+        Err(ProviderError::Permanent(m)) => {
+            assert!(m.contains("IDENTITY_ENDPOINT"), "{m}");
+            assert!(!m.contains("a-rotated-away-header"), "{m}");
+        }
         other => panic!("expected a credentials error, got {other:?}"),
     }
 }

@@ -10,7 +10,13 @@
 //! again after a 401. On an Azure VM the VM's managed identity may stand
 //! in for the secret ([`AzureAuth::ManagedIdentity`]): its token comes
 //! from the instance metadata service
-//! (`GET /metadata/identity/oauth2/token`, `Metadata: true`).
+//! (`GET /metadata/identity/oauth2/token`, `Metadata: true`). In App
+//! Service, Azure Functions or Container Apps the app's managed identity
+//! does ([`AzureAuth::AppServiceIdentity`]): its token comes from the
+//! local endpoint the platform names in `IDENTITY_ENDPOINT`, asked with
+//! the `IDENTITY_HEADER` value in `X-IDENTITY-HEADER` (api-version
+//! 2019-08-01), and says when it expires only as `expires_on`, seconds
+//! since the epoch.
 //!
 //! Calls (each api-version pinned, see the constants below):
 //! - catalog: `GET /subscriptions/{s}/providers/Microsoft.Compute/skus`
@@ -37,17 +43,27 @@
 //!   zone.
 //!
 //! A launch tries the location's zones that offer the size, in order; a
-//! capacity refusal of the `PUT` (`SkuNotAvailable`, `AllocationFailed`,
+//! capacity refusal (`SkuNotAvailable`, `AllocationFailed`,
 //! `ZonalAllocationFailed`, `OverconstrainedAllocationRequest`) moves on to
 //! the next zone, and after the last the launch is a capacity error, so
-//! placement fails over to another location. An allocation failure Azure
-//! reports later, through the VM's long-running operation, leaves the VM
-//! `Failed` with the code: describe reports it as failed for insufficient
-//! capacity, without trying another zone. A launch that fails for good
-//! deletes the NIC and IP it made. A terminate deletes the VM, then goes on
-//! until no NIC, public IP or OS disk of the machine is left either; the
-//! orphan sweep lists a machine whose NIC, IP or OS disk outlived its VM
-//! (a crash between creating them), so it is terminated the same way.
+//! placement fails over to another location. Azure gives the refusal on
+//! the `PUT` or, as often, through the VM's create operation (the `PUT`
+//! answered 201, `Creating`): the launch follows that operation for up to
+//! [`OPERATION_WAIT`]; a VM that failed allocation there is deleted (its
+//! NIC and IP go with it, `deleteOption: Delete`), and once all three are
+//! gone the next zone makes them again under the same names. Same names,
+//! not a per-attempt suffix, because every other path finds a machine and
+//! its parts by the marker's name (`find.rs`, describe's `<name>-ip`, the
+//! sweep's suffixes). A delete that outlasts `RETIRE_WAIT` ends the call
+//! transient; the relaunch (in this process) waits for it, then goes on
+//! with the zones not yet tried. An allocation failure reported after
+//! [`OPERATION_WAIT`] leaves the VM `Failed` with the code: describe
+//! reports it as failed for insufficient capacity, without trying another
+//! zone. A launch that fails for good deletes the NIC and IP it made. A
+//! terminate deletes the VM, then goes on until no NIC, public IP or OS
+//! disk of the machine is left either; the orphan sweep lists a machine
+//! whose NIC, IP or OS disk outlived its VM (a crash between creating
+//! them), so it is terminated the same way.
 //!
 //! State mapping (the instance view's statuses → [`MachineState`]):
 //!
@@ -146,6 +162,13 @@ const CAPACITY_CODES: &[&str] = &[
 /// How long the network set-up of a location is followed before the
 /// launch gives up for now (transient) and picks it up next time.
 const SETUP_WAIT: Duration = Duration::from_secs(40);
+/// How long a launch follows its VM's create operation, where Azure
+/// reports most allocation failures, before it leaves the rest to
+/// describe (within the reconciler's 30-second call).
+pub const OPERATION_WAIT: Duration = Duration::from_secs(15);
+/// How long a launch waits for a VM Azure could not allocate to be
+/// deleted (with its NIC and IP) before the next zone reuses the names.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
 
 /// How to reach Azure.
 #[derive(Debug, Clone)]
@@ -180,6 +203,16 @@ pub enum AzureAuth {
     /// user-assigned identity.
     ManagedIdentity {
         endpoint: String,
+        client_id: Option<String>,
+    },
+    /// The managed identity of the App Service, Functions or Container
+    /// Apps app Parasol runs in, from the platform's local token endpoint
+    /// (`IDENTITY_ENDPOINT`), asked with `header` (`IDENTITY_HEADER`, a
+    /// secret against request forgery); `client_id` picks a user-assigned
+    /// identity.
+    AppServiceIdentity {
+        endpoint: String,
+        header: Secret,
         client_id: Option<String>,
     },
 }
@@ -282,26 +315,43 @@ pub fn series_gpu(size: &str) -> Option<GpuModel> {
 }
 
 /// The shipped price table: on-demand Linux pay-as-you-go dollars per
-/// hour in East US, Microsoft's list prices as published in 2024 and 2025
-/// (the Retail Prices API's `retailPrice` for the size's Linux
-/// `Consumption` meter), written down on 2026-12-07 without the API at
-/// hand; the H200 and MI300X rows are the least certain. Check them
-/// against the API when refreshing this table. Used wherever the Retail
-/// Prices API cannot be reached, for every location; spot prices come only
-/// from the API.
+/// hour in East US (`eastus`), the Retail Prices API's `retailPrice` for
+/// the size's Linux `Consumption` meter. Used wherever the Retail Prices
+/// API cannot be reached, for every location; spot prices come only from
+/// the API. Check the rows against the API when refreshing this table.
+///
+/// Source of the confirmed rows, read 2026-12-07: SkyPilot's Azure
+/// catalog, which its catalog job fills from the Retail Prices API
+/// (`skypilot-org/skypilot-catalog`, `catalogs/v6/azure/vms.csv` at commit
+/// 098741e70562f65d7af1cceb81e33b284f742604, column `Price`, region
+/// `eastus`; `catalogs/v5/azure/vms.csv` at 3f5f697196c9278346b0271342031fff6b37036d
+/// has the same values). The ND H200 v5 and ND MI300X v5 rows could not be
+/// confirmed from any source at hand on 2026-12-07 (neither SkyPilot
+/// catalog lists them, and no stored price page names them); they are
+/// marked below.
 pub const PRICES: &[(&str, f64)] = &[
+    // NC A100 v4: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC24ads_A100_v4", 3.673),
     ("Standard_NC48ads_A100_v4", 7.346),
     ("Standard_NC96ads_A100_v4", 14.692),
+    // NC H100 v5: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC40ads_H100_v5", 6.98),
     ("Standard_NC80adis_H100_v5", 13.96),
+    // ND H100 v5: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_ND96isr_H100_v5", 98.32),
+    // ND H200 v5: NOT CONFIRMED (no source at hand on 2026-12-07); the
+    // figure first written down from memory, kept until the API is read.
     ("Standard_ND96isr_H200_v5", 110.24),
+    // ND MI300X v5: NOT CONFIRMED (no source at hand on 2026-12-07); the
+    // figure first written down from memory, kept until the API is read.
     ("Standard_ND96isr_MI300X_v5", 48.0),
+    // NCasT4_v3: confirmed, SkyPilot v6 catalog, eastus, read 2026-12-07.
     ("Standard_NC4as_T4_v3", 0.526),
     ("Standard_NC8as_T4_v3", 0.752),
     ("Standard_NC16as_T4_v3", 1.204),
     ("Standard_NC64as_T4_v3", 4.352),
+    // NVadsA10 v5 (whole-GPU sizes): confirmed, SkyPilot v6 catalog,
+    // eastus, read 2026-12-07.
     ("Standard_NV36ads_A10_v5", 3.2),
     ("Standard_NV36adms_A10_v5", 4.52),
     ("Standard_NV72ads_A10_v5", 6.52),
@@ -328,7 +378,7 @@ struct Placement {
 /// A size as the catalog keeps it between refreshes.
 #[derive(Debug, Clone, Default)]
 struct SizeInfo {
-    /// The quota family (`standardNCADSA100v4Family`), for quota errors.
+    /// The quota family (`StandardNCADSA100v4Family`), for quota errors.
     family: String,
     places: HashMap<String, Placement>,
 }
@@ -352,6 +402,12 @@ pub struct Azure {
     groups: StdMutex<HashSet<String>>,
     /// Serializes the per-location set-up.
     setup: Mutex<()>,
+    /// Launches whose VM Azure could not allocate is still being deleted
+    /// (kept only while that delete is pending): the zones tried so far,
+    /// so the relaunch goes on with the next once the names are free.
+    retiring: StdMutex<HashMap<Uuid, Vec<Option<String>>>>,
+    /// How long a launch follows its VM's create operation.
+    operation_wait: Duration,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +415,10 @@ struct Token {
     access_token: String,
     #[serde(default)]
     expires_in: Option<Value>,
+    /// When it expires, in seconds since the epoch (App Service gives
+    /// only this).
+    #[serde(default)]
+    expires_on: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -569,7 +629,16 @@ impl Azure {
             networks: StdMutex::new(HashMap::new()),
             groups: StdMutex::new(HashSet::new()),
             setup: Mutex::new(()),
+            retiring: StdMutex::new(HashMap::new()),
+            operation_wait: OPERATION_WAIT,
         }
+    }
+
+    /// The same adapter, following a VM's create operation for `wait`
+    /// instead of [`OPERATION_WAIT`].
+    pub fn with_operation_wait(mut self, wait: Duration) -> Self {
+        self.operation_wait = wait;
+        self
     }
 
     fn deployment(&self) -> String {
@@ -621,14 +690,19 @@ impl Azure {
                 endpoint,
                 client_id,
             } => self.identity_token(endpoint, client_id.as_deref()).await?,
+            AzureAuth::AppServiceIdentity {
+                endpoint,
+                header,
+                client_id,
+            } => {
+                self.app_identity_token(endpoint, header, client_id.as_deref())
+                    .await?
+            }
         };
-        let expires_in = match &t.expires_in {
-            Some(Value::Number(n)) => n.as_u64(),
-            // The metadata service writes it as a string.
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        let life = Duration::from_secs(expires_in.unwrap_or(3600).saturating_sub(60).max(1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let life = token_life(&t, now);
         let secret = Secret::new(t.access_token);
         *slot = Some((secret.clone(), Instant::now() + life));
         Ok(secret)
@@ -708,6 +782,43 @@ impl Azure {
                         token_error(&f.body)
                     )),
                     _ => generic_failure(CLOUD, "GET /metadata/identity/oauth2/token", f, &token_error(&f.body)),
+                },
+            )
+            .await
+    }
+
+    /// A token of the app's managed identity, from App Service's (or
+    /// Functions' or Container Apps') local token endpoint.
+    async fn app_identity_token(
+        &self,
+        endpoint: &str,
+        header: &Secret,
+        client_id: Option<&str>,
+    ) -> Result<Token, ProviderError> {
+        let mut query = vec![
+            ("api-version", "2019-08-01"),
+            ("resource", "https://management.azure.com/"),
+        ];
+        if let Some(c) = client_id {
+            query.push(("client_id", c));
+        }
+        self.http
+            .json(
+                "GET IDENTITY_ENDPOINT",
+                || {
+                    self.http
+                        .client
+                        .get(endpoint)
+                        .query(&query)
+                        .header("X-IDENTITY-HEADER", header.expose())
+                },
+                |f| match f.status.as_u16() {
+                    400 | 401 | 403 | 404 => ProviderError::Permanent(format!(
+                        "{CLOUD}: the app's identity endpoint (IDENTITY_ENDPOINT) gave no managed identity token ({}: {}); is a managed identity assigned to this app, and IDENTITY_HEADER current?",
+                        f.status.as_u16(),
+                        token_error(&f.body)
+                    )),
+                    _ => generic_failure(CLOUD, "GET IDENTITY_ENDPOINT", f, &token_error(&f.body)),
                 },
             )
             .await
@@ -1266,14 +1377,145 @@ impl Azure {
             )));
         }
         let subnet = self.ensure_network(location).await?;
-        let tags = self.tags(req.instance_id);
         let ip = self.in_group(
             location,
             "Microsoft.Network/publicIPAddresses",
             &format!("{name}-ip"),
         );
+        let nic = self.in_group(
+            location,
+            "Microsoft.Network/networkInterfaces",
+            &format!("{name}-nic"),
+        );
+        // A zonal managed disk attaches only to a VM of its zone, and a
+        // regional one only to a VM without a zone.
+        let pinned = req.volumes.iter().find_map(|v| v.zone.clone());
+        let zones: Vec<Option<String>> = match (place, pinned) {
+            (Some(p), Some(z)) if p.zones.contains(&z) => vec![Some(z)],
+            (_, Some(z)) => {
+                return Err(ProviderError::Permanent(format!(
+                    "{CLOUD}: the volume is in zone {z} of {location}, which does not offer {}",
+                    req.cloud_instance_type
+                )));
+            }
+            (Some(p), None) if !p.zones.is_empty() && req.volumes.is_empty() => {
+                p.zones.into_iter().map(Some).collect()
+            }
+            _ => vec![None],
+        };
+        let vm = self.in_group(location, "Microsoft.Compute/virtualMachines", &name);
+        // Zones an earlier call of this launch tried before its VM's
+        // delete outlasted the call.
+        let mut tried = self
+            .retiring
+            .lock()
+            .expect("poisoned")
+            .get(&req.instance_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut refused = Vec::new();
+        let untried: Vec<Option<String>> =
+            zones.into_iter().filter(|z| !tried.contains(z)).collect();
+        for zone in &untried {
+            // Made for each zone: deleting a VM Azure could not allocate
+            // takes its IP and NIC (deleteOption), and the next zone
+            // reuses their names.
+            self.put_parts(req, &ip, &nic, &subnet).await?;
+            let body = self.vm_body(req, &name, &nic, zone.as_deref())?;
+            let refusal = match self.put(&vm, COMPUTE_API, &body).await {
+                Ok((headers, text)) => {
+                    let made: Vm = parse(CLOUD, &format!("PUT {vm}"), &text)?;
+                    // Azure reports an allocation failure as often through
+                    // the create's operation as on the PUT: followed for a
+                    // while, so that one still moves on to the next zone.
+                    match self
+                        .follow(&format!("PUT {vm}"), &headers, self.operation_wait)
+                        .await
+                    {
+                        Err(ProviderError::Capacity(why)) => {
+                            tried.push(zone.clone());
+                            // Kept before the delete, so that a relaunch
+                            // after a failed or cut-short call finishes it.
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .insert(req.instance_id, tried.clone());
+                            if !self.retire(&vm, &nic, &ip).await? {
+                                return Err(ProviderError::Transient(format!(
+                                    "{CLOUD}: {why}; the VM is still being deleted before the next zone is tried"
+                                )));
+                            }
+                            // Only while a delete is pending: a relaunch
+                            // that found the next zone's VM would delete it.
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
+                            why
+                        }
+                        // A quota or other refusal leaves a failed VM,
+                        // which the instance's teardown deletes.
+                        Err(e @ ProviderError::Permanent(_)) => {
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
+                            return Err(quota_family(e, &info.family, location));
+                        }
+                        // Done, or still running (or its status unread):
+                        // describe follows the VM from here.
+                        Ok(()) | Err(ProviderError::Transient(_)) => {
+                            self.retiring
+                                .lock()
+                                .expect("poisoned")
+                                .remove(&req.instance_id);
+                            return Ok(made.id);
+                        }
+                    }
+                }
+                Err(ProviderError::Capacity(why)) => {
+                    tried.push(zone.clone());
+                    why
+                }
+                Err(e) => {
+                    if matches!(e, ProviderError::Permanent(_)) {
+                        self.remove_parts(&nic, &ip).await;
+                        self.retiring
+                            .lock()
+                            .expect("poisoned")
+                            .remove(&req.instance_id);
+                    }
+                    return Err(quota_family(e, &info.family, location));
+                }
+            };
+            tracing::info!(cloud = CLOUD, zone = zone.as_deref().unwrap_or("-"), why = %refusal, "no capacity; trying the next zone");
+            refused.push(refusal);
+        }
+        self.retiring
+            .lock()
+            .expect("poisoned")
+            .remove(&req.instance_id);
+        self.remove_parts(&nic, &ip).await;
+        self.offers.clear().await;
+        Err(ProviderError::Capacity(format!(
+            "{CLOUD}: no capacity for {} in {location} ({})",
+            req.cloud_instance_type,
+            refused.join("; ")
+        )))
+    }
+
+    /// Puts the public IP and the NIC of a launch.
+    async fn put_parts(
+        &self,
+        req: &LaunchRequest,
+        ip: &str,
+        nic: &str,
+        subnet: &str,
+    ) -> Result<(), ProviderError> {
+        let location = req.region.as_str();
+        let tags = self.tags(req.instance_id);
         self.put(
-            &ip,
+            ip,
             NETWORK_API,
             &json!({
                 "location": location,
@@ -1283,13 +1525,8 @@ impl Azure {
             }),
         )
         .await?;
-        let nic = self.in_group(
-            location,
-            "Microsoft.Network/networkInterfaces",
-            &format!("{name}-nic"),
-        );
         self.put(
-            &nic,
+            nic,
             NETWORK_API,
             &json!({
                 "location": location,
@@ -1305,51 +1542,34 @@ impl Azure {
             }),
         )
         .await?;
-        // A zonal managed disk attaches only to a VM of its zone, and a
-        // regional one only to a VM without a zone.
-        let pinned = req.volumes.iter().find_map(|v| v.zone.clone());
-        let zones: Vec<Option<String>> = match (place, pinned) {
-            (Some(p), Some(z)) if p.zones.contains(&z) => vec![Some(z)],
-            (_, Some(z)) => {
-                self.remove_parts(&nic, &ip).await;
-                return Err(ProviderError::Permanent(format!(
-                    "{CLOUD}: the volume is in zone {z} of {location}, which does not offer {}",
-                    req.cloud_instance_type
-                )));
+        Ok(())
+    }
+
+    /// Deletes a VM Azure could not allocate, which takes its NIC and IP
+    /// with it, and waits up to [`RETIRE_WAIT`] for all three to be gone;
+    /// whether they are.
+    async fn retire(&self, vm: &str, nic: &str, ip: &str) -> Result<bool, ProviderError> {
+        self.delete(vm, COMPUTE_API).await?;
+        let deadline = Instant::now() + RETIRE_WAIT;
+        loop {
+            if self.parts_gone(vm, nic, ip).await? {
+                return Ok(true);
             }
-            (Some(p), None) if !p.zones.is_empty() && req.volumes.is_empty() => {
-                p.zones.into_iter().map(Some).collect()
+            if Instant::now() >= deadline {
+                return Ok(false);
             }
-            _ => vec![None],
-        };
-        let vm = self.in_group(location, "Microsoft.Compute/virtualMachines", &name);
-        let mut refused = Vec::new();
-        for zone in &zones {
-            let body = self.vm_body(req, &name, &nic, zone.as_deref())?;
-            match self.put(&vm, COMPUTE_API, &body).await {
-                Ok((_, text)) => {
-                    let made: Vm = parse(CLOUD, &format!("PUT {vm}"), &text)?;
-                    return Ok(made.id);
-                }
-                Err(ProviderError::Capacity(why)) => {
-                    tracing::info!(cloud = CLOUD, zone = zone.as_deref().unwrap_or("-"), %why, "no capacity; trying the next zone");
-                    refused.push(why);
-                }
-                Err(e) => {
-                    if matches!(e, ProviderError::Permanent(_)) {
-                        self.remove_parts(&nic, &ip).await;
-                    }
-                    return Err(quota_family(e, &info.family, location));
-                }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether none of a launch's VM, NIC and IP exists.
+    async fn parts_gone(&self, vm: &str, nic: &str, ip: &str) -> Result<bool, ProviderError> {
+        for (path, api) in [(vm, COMPUTE_API), (nic, NETWORK_API), (ip, NETWORK_API)] {
+            if self.get::<Value>(path, api).await?.is_some() {
+                return Ok(false);
             }
         }
-        self.remove_parts(&nic, &ip).await;
-        self.offers.clear().await;
-        Err(ProviderError::Capacity(format!(
-            "{CLOUD}: no capacity for {} in {location} ({})",
-            req.cloud_instance_type,
-            refused.join("; ")
-        )))
+        Ok(true)
     }
 
     /// Deletes a failed launch's NIC and IP, best effort: what is left
@@ -1404,6 +1624,22 @@ impl Azure {
             .and_then(|i| i.properties.ip_address)
             .filter(|a| !a.is_empty()))
     }
+}
+
+/// How long a token is kept: until a minute before it expires, from
+/// `expires_in` (seconds; a string from the metadata service) or else
+/// `expires_on` (epoch seconds, all App Service gives), `now` being epoch
+/// seconds; an hour where it says neither.
+fn token_life(t: &Token, now: u64) -> Duration {
+    let seconds = |v: &Option<Value>| match v {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let left = seconds(&t.expires_in)
+        .or_else(|| seconds(&t.expires_on).map(|on| on.saturating_sub(now)))
+        .unwrap_or(3600);
+    Duration::from_secs(left.saturating_sub(60).max(1))
 }
 
 /// A 16-character Linux host name of the instance (Azure allows 64; a
@@ -1764,6 +2000,39 @@ impl Provider for Azure {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<Launched, ProviderError> {
+        // An earlier call left a VM Azure could not allocate being
+        // deleted: the names it holds are reused once it is gone.
+        if self
+            .retiring
+            .lock()
+            .expect("poisoned")
+            .contains_key(&req.instance_id)
+        {
+            let mut name = self.known.marker().name(req.instance_id);
+            if name.len() > <Self as Machines>::NAME_LIMIT {
+                name = self.known.marker().short_name(req.instance_id);
+            }
+            let at = |kind: &str, n: &str| self.in_group(&req.region, kind, n);
+            let gone = self
+                .parts_gone(
+                    &at("Microsoft.Compute/virtualMachines", &name),
+                    &at(
+                        "Microsoft.Network/networkInterfaces",
+                        &format!("{name}-nic"),
+                    ),
+                    &at("Microsoft.Network/publicIPAddresses", &format!("{name}-ip")),
+                )
+                .await?;
+            if !gone {
+                // Asked again: the call that first asked may have ended
+                // before Azure took the delete.
+                self.delete(&at("Microsoft.Compute/virtualMachines", &name), COMPUTE_API)
+                    .await?;
+                return Err(ProviderError::Transient(format!(
+                    "{CLOUD}: the VM Azure could not allocate is still being deleted"
+                )));
+            }
+        }
         self.known
             .launch(self, req.instance_id, |name| self.create(req, name))
             .await
@@ -1908,6 +2177,39 @@ mod tests {
     }
 
     #[test]
+    fn a_token_is_kept_until_a_minute_before_it_expires() {
+        let tok = |v: Value| -> Token { serde_json::from_value(v).unwrap() };
+        let now = 1_900_000_000;
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a", "expires_in": 3599})), now),
+            Duration::from_secs(3539)
+        );
+        assert_eq!(
+            token_life(
+                &tok(json!({"access_token": "a", "expires_in": "86399"})),
+                now
+            ),
+            Duration::from_secs(86339)
+        );
+        // App Service: only expires_on.
+        assert_eq!(
+            token_life(
+                &tok(json!({"access_token": "a", "expires_on": (now + 600).to_string()})),
+                now
+            ),
+            Duration::from_secs(540)
+        );
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a", "expires_on": "1"})), now),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            token_life(&tok(json!({"access_token": "a"})), now),
+            Duration::from_secs(3540)
+        );
+    }
+
+    #[test]
     fn instance_views_map_onto_machine_states() {
         let vm = |priority: Option<&str>, prov: &str| Vm {
             id: "/x".into(),
@@ -2006,11 +2308,11 @@ mod tests {
                 "PUT x",
                 &f(409, "OperationNotAllowed", "exceeding approved Cores quota"),
             ),
-            "standardNCADSA100v4Family",
+            "StandardNCADSA100v4Family",
             "eastus",
         );
         assert!(
-            matches!(&q, ProviderError::Permanent(m) if m.contains("standardNCADSA100v4Family")),
+            matches!(&q, ProviderError::Permanent(m) if m.contains("StandardNCADSA100v4Family")),
             "{q:?}"
         );
         assert!(matches!(

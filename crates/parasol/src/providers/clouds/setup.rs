@@ -443,7 +443,11 @@ pub fn resolve_with_files(
 /// secret, the rest of the service principal coming with it; or, on an
 /// Azure VM, by `PARASOL_AZURE_MANAGED_IDENTITY=true` (or
 /// `managed_identity = true`), with `AZURE_CLIENT_ID` naming a
-/// user-assigned identity where there is one.
+/// user-assigned identity where there is one. Where the platform sets
+/// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (App Service, Functions,
+/// Container Apps), the managed identity's token comes from there, as
+/// azure-identity's ManagedIdentityCredential prefers it, else from the
+/// VM's instance metadata service.
 fn resolve_azure(
     file: Option<&FileAzure>,
     env: &impl Fn(&str) -> Option<String>,
@@ -472,17 +476,31 @@ fn resolve_azure(
                 )
             })
     };
+    let identity_client = || {
+        env("AZURE_CLIENT_ID")
+            .or_else(|| file.and_then(|f| f.client_id.clone()))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let app_header = env("IDENTITY_HEADER")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let app_endpoint = env("IDENTITY_ENDPOINT").filter(|v| !v.trim().is_empty());
     let auth = match (secret, managed) {
+        (_, true) if app_endpoint.is_some() && app_header.is_some() => {
+            AzureAuth::AppServiceIdentity {
+                endpoint: url("IDENTITY_ENDPOINT", None, "")?,
+                header: Secret::new(app_header.unwrap_or_default()),
+                client_id: identity_client(),
+            }
+        }
         (_, true) => AzureAuth::ManagedIdentity {
             endpoint: url(
                 "PARASOL_AZURE_IMDS_URL",
                 file.and_then(|f| f.imds_url.as_ref()),
                 azure::DEFAULT_IMDS_URL,
             )?,
-            client_id: env("AZURE_CLIENT_ID")
-                .or_else(|| file.and_then(|f| f.client_id.clone()))
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
+            client_id: identity_client(),
         },
         (Some(client_secret), false) => AzureAuth::ClientSecret {
             tenant_id: field("AZURE_TENANT_ID", "tenant_id", |f| f.tenant_id.as_ref())?,
@@ -661,6 +679,40 @@ mod tests {
             mi.auth,
             AzureAuth::ManagedIdentity { ref endpoint, client_id: None } if endpoint == azure::DEFAULT_IMDS_URL
         ));
+        // In App Service, the platform's endpoint and header; the header
+        // never printed.
+        let app = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_AZURE_MANAGED_IDENTITY", "true"),
+                ("AZURE_SUBSCRIPTION_ID", "s"),
+                ("IDENTITY_ENDPOINT", "http://localhost:42356/msi/token"),
+                ("IDENTITY_HEADER", "853b9a84-hdr"),
+                ("AZURE_CLIENT_ID", "uai"),
+            ]),
+        )
+        .unwrap()
+        .azure
+        .unwrap();
+        assert!(matches!(
+            app.auth,
+            AzureAuth::AppServiceIdentity { ref endpoint, ref header, client_id: Some(ref c) }
+                if endpoint == "http://localhost:42356/msi/token" && header.expose() == "853b9a84-hdr" && c == "uai"
+        ));
+        assert!(!format!("{app:?}").contains("853b9a84-hdr"));
+        // Only the header, not the endpoint: the VM's metadata service.
+        let half = resolve(
+            &FileProviders::default(),
+            env(&[
+                ("PARASOL_AZURE_MANAGED_IDENTITY", "true"),
+                ("AZURE_SUBSCRIPTION_ID", "s"),
+                ("IDENTITY_HEADER", "h"),
+            ]),
+        )
+        .unwrap()
+        .azure
+        .unwrap();
+        assert!(matches!(half.auth, AzureAuth::ManagedIdentity { .. }));
     }
 
     #[test]

@@ -15,7 +15,12 @@
 //!   is put in it;
 //! - an Azure VM's instance metadata service gives its managed identity's
 //!   token at `/metadata/identity/oauth2/token` to a request with
-//!   `Metadata: true`;
+//!   `Metadata: true`; App Service's local identity endpoint (here
+//!   `/msi/token`, what `IDENTITY_ENDPOINT` names) gives the app's to a
+//!   request carrying `IDENTITY_HEADER`'s value in `X-IDENTITY-HEADER`,
+//!   api-version 2019-08-01, with `expires_on` (epoch seconds) and no
+//!   `expires_in` (Microsoft documents no error body; the fake answers a
+//!   wrong header with 400);
 //! - a VM is `Creating` (instance view `ProvisioningState/creating`), then
 //!   `PowerState/starting`, then `PowerState/running`; its public IP has its
 //!   static address from creation;
@@ -30,9 +35,13 @@
 //!   deleted ([`Azure::evict`]);
 //! - capacity and quota refusals answer the VM `PUT` with 409 and Azure's
 //!   codes (`ZonalAllocationFailed` per zone, `SkuNotAvailable` for the
-//!   whole location, `OperationNotAllowed` naming the quota family). Azure
-//!   reports allocation failures through the long-running operation as
-//!   often as on the `PUT`; the fake does the latter only.
+//!   whole location, `OperationNotAllowed` naming the quota family), or,
+//!   as Azure does as often, late ([`Azure::refuse_late`]): the `PUT`
+//!   answers 201 with `provisioningState: Creating`, and the create's
+//!   operation (`Azure-AsyncOperation`) reads `InProgress` once, then ends
+//!   `Failed` with `ZonalAllocationFailed` (a zone) or `AllocationFailed`
+//!   (a regional VM); the VM stays, `Failed`, its instance view
+//!   `ProvisioningState/failed/<code>`, until it is deleted.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -45,6 +54,8 @@ pub const TENANT: &str = "7c0a3f9e-0000-4000-8000-00000000a2e1";
 pub const CLIENT_ID: &str = "0b1c2d3e-0000-4000-8000-00000000c1d0";
 pub const CLIENT_SECRET: &str = "azure-client-secret-0123";
 pub const SUBSCRIPTION: &str = "5e1f0000-0000-4000-8000-000000005b5c";
+/// The `IDENTITY_HEADER` App Service gives the app.
+pub const IDENTITY_HEADER: &str = "853b9a84-0000-4000-8000-00000000a5e1";
 /// The locations the fake's SKUs are in.
 pub const LOCATIONS: &[&str] = &["eastus", "westus2"];
 
@@ -72,7 +83,7 @@ const Z3: &[&str] = &["1", "2", "3"];
 pub const SKUS: &[SkuDef] = &[
     SkuDef {
         name: "Standard_NC24ads_A100_v4",
-        family: "standardNCADSA100v4Family",
+        family: "StandardNCADSA100v4Family",
         gpus: Some("1"),
         vcpus: 24,
         memory_gb: 220,
@@ -80,7 +91,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC96ads_A100_v4",
-        family: "standardNCADSA100v4Family",
+        family: "StandardNCADSA100v4Family",
         gpus: Some("4"),
         vcpus: 96,
         memory_gb: 880,
@@ -88,7 +99,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC40ads_H100_v5",
-        family: "standardNCadsH100v5Family",
+        family: "StandardNCadsH100v5Family",
         gpus: Some("1"),
         vcpus: 40,
         memory_gb: 320,
@@ -104,7 +115,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_ND96isr_MI300X_v5",
-        family: "standardNDISRMI300Xv5Family",
+        family: "standardNDISv5MI300XFamily",
         gpus: Some("8"),
         vcpus: 96,
         memory_gb: 1850,
@@ -112,7 +123,7 @@ pub const SKUS: &[SkuDef] = &[
     },
     SkuDef {
         name: "Standard_NC4as_T4_v3",
-        family: "standardNCASv3_T4Family",
+        family: "Standard NCASv3_T4 Family",
         gpus: Some("1"),
         vcpus: 4,
         memory_gb: 28,
@@ -181,6 +192,8 @@ pub struct Res {
     /// VM: evicted (spot).
     pub evicted: bool,
     pub restarts: u32,
+    /// VM: Azure could not allocate it (the error code).
+    pub failed: Option<String>,
 }
 
 impl Res {
@@ -202,6 +215,13 @@ pub struct Azure {
     pub refuse: Vec<(String, String, Option<String>)>,
     /// Sizes whose quota family is used up.
     pub over_quota: Vec<String>,
+    /// `(size, location, zone)` whose VM is accepted and then fails
+    /// allocation through its operation; zone `None`: any VM of the size
+    /// there.
+    pub refuse_late: Vec<(String, String, Option<String>)>,
+    /// Long-running operations by id: the failure they end with, and how
+    /// often they were read.
+    pub ops: BTreeMap<String, (Option<(String, String)>, u32)>,
     /// The Retail Prices API is down (500).
     pub prices_down: bool,
     /// Retail Prices API pages served.
@@ -333,6 +353,7 @@ impl Azure {
                 n: n_,
                 evicted: false,
                 restarts: 0,
+                failed: None,
             });
         }
         vmid
@@ -367,6 +388,8 @@ impl Azure {
         let since = r.made.elapsed();
         let state = if r.deleting.is_some() {
             "Deleting"
+        } else if r.failed.is_some() {
+            "Failed"
         } else if r.kind == VM && since < self.timing.boot {
             "Creating"
         } else if r.kind == DISK && since < self.timing.boot / 2 {
@@ -410,6 +433,10 @@ impl Azure {
 
     fn instance_view(&self, r: &Res) -> Value {
         let since = r.made.elapsed();
+        if let (Some(code), None) = (&r.failed, r.deleting) {
+            return json!({"statuses": [{"code": format!("ProvisioningState/failed/{code}"),
+                "level": "Error", "displayStatus": "Provisioning failed"}]});
+        }
         let codes: Vec<&str> = if r.deleting.is_some() {
             if r.evicted {
                 vec!["ProvisioningState/deleting", "PowerState/deallocated"]
@@ -566,6 +593,34 @@ impl Azure {
         )
     }
 
+    /// App Service's managed identity token, as its local endpoint gives
+    /// it.
+    fn app_identity(&mut self, req: &Recorded) -> Reply {
+        let q: BTreeMap<String, String> = form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect();
+        if req.header("x-identity-header") != Some(IDENTITY_HEADER)
+            || q.get("api-version").map(String::as_str) != Some("2019-08-01")
+            || q.get("resource").map(String::as_str) != Some("https://management.azure.com/")
+        {
+            return Reply::json(
+                400,
+                json!({"statusCode": 400, "message": "Unable to load the proper Managed Identity."}),
+            );
+        }
+        let t = format!("azure-token-{}", self.tokens.len());
+        self.tokens.push(t.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Reply::json(
+            200,
+            json!({"access_token": t, "expires_on": (now + 86_400).to_string(),
+            "resource": "https://management.azure.com/", "token_type": "Bearer",
+            "client_id": q.get("client_id").cloned().unwrap_or_else(|| CLIENT_ID.into())}),
+        )
+    }
+
     /// The instance metadata service's managed identity token, as an Azure
     /// VM's IMDS gives it (`expires_in` a string).
     fn identity(&mut self, req: &Recorded) -> Reply {
@@ -599,12 +654,20 @@ impl Azure {
         )
     }
 
-    /// An accepted long-running operation: its status URL, already done.
-    fn accepted(&self, req: &Recorded, status: u16, body: Option<Value>) -> Reply {
+    /// An accepted long-running operation: its status URL. It succeeds,
+    /// or ends with `failure`.
+    fn accepted(
+        &mut self,
+        req: &Recorded,
+        status: u16,
+        body: Option<Value>,
+        failure: Option<(String, String)>,
+    ) -> Reply {
         let host = req.header("host").unwrap_or("127.0.0.1");
+        let op = format!("op-{}", self.ops.len());
+        self.ops.insert(op.clone(), (failure, 0));
         let url = format!(
-            "http://{host}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/eastus/operations/op-{}?api-version=2026-04-01",
-            self.resources.len()
+            "http://{host}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/eastus/operations/{op}?api-version=2026-04-01",
         );
         let mut r = match body {
             Some(b) => Reply::json(status, b),
@@ -721,6 +784,7 @@ impl Azure {
             n,
             evicted: false,
             restarts: 0,
+            failed: None,
         });
         if kind == VM {
             // The OS disk, named as the body says.
@@ -738,13 +802,26 @@ impl Azure {
                 n: n + 1,
                 evicted: false,
                 restarts: 0,
+                failed: None,
             });
         }
+        let late = if kind == VM {
+            self.late_refusal(&body, &location)
+        } else {
+            None
+        };
+        if let Some((code, _)) = &late {
+            self.resources[n].failed = Some(code.clone());
+        }
         let r = self.resources[n].clone();
-        let rendered = self.render(&r, "");
+        let mut rendered = self.render(&r, "");
+        if kind == VM {
+            // Accepted, whatever its operation will say.
+            rendered["properties"]["provisioningState"] = json!("Creating");
+        }
         match kind {
             DISK => Reply::json(200, rendered),
-            _ => self.accepted(req, 201, Some(rendered)),
+            _ => self.accepted(req, 201, Some(rendered), late),
         }
     }
 
@@ -791,6 +868,20 @@ impl Azure {
         None
     }
 
+    /// The allocation failure a VM's operation ends with, if refused late.
+    fn late_refusal(&self, body: &Value, location: &str) -> Option<(String, String)> {
+        let size = body["properties"]["hardwareProfile"]["vmSize"].as_str()?;
+        let zone = body["zones"][0].as_str().map(str::to_string);
+        self.refuse_late
+            .iter()
+            .find(|(s, l, z)| s == size && l == location && (z.is_none() || *z == zone))
+            .map(|_| match &zone {
+                Some(z) => ("ZonalAllocationFailed".to_string(), format!(
+                    "Allocation failed. We do not have sufficient capacity for the requested VM size in zone '{z}'. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance")),
+                None => ("AllocationFailed".to_string(), "Allocation failed. We do not have sufficient capacity for the requested VM size in this region. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance".to_string()),
+            })
+    }
+
     fn delete(&mut self, req: &Recorded, kind: &str, id: &str) -> Reply {
         let Some(i) = self.find(id) else {
             return Reply::text(204, "");
@@ -815,7 +906,7 @@ impl Azure {
             self.resources.remove(i);
             return Reply::text(200, "");
         }
-        self.accepted(req, 202, None)
+        self.accepted(req, 202, None, None)
     }
 
     fn list(&self, kind: &str) -> Reply {
@@ -850,6 +941,9 @@ impl Cloud for Azure {
         if (req.method.as_str(), req.path.as_str()) == ("GET", "/metadata/identity/oauth2/token") {
             return self.identity(req);
         }
+        if (req.method.as_str(), req.path.as_str()) == ("GET", "/msi/token") {
+            return self.app_identity(req);
+        }
         if req.path == "/api/retail/prices" {
             return self.prices(req);
         }
@@ -883,8 +977,21 @@ impl Cloud for Azure {
                     "location": req.body["location"], "properties": {"provisioningState": "Succeeded"}}),
                 )
             }
-            ["providers", _, "locations", _, "operations", _] => {
-                Reply::json(200, json!({"status": "Succeeded"}))
+            ["providers", _, "locations", _, "operations", op] => {
+                let Some((failure, reads)) = self.ops.get_mut(*op) else {
+                    return arm_error(404, "NotFound", "The operation was not found.");
+                };
+                *reads += 1;
+                Reply::json(
+                    200,
+                    match failure {
+                        // A failure takes a moment to be known.
+                        Some(_) if *reads == 1 => json!({"name": op, "status": "InProgress"}),
+                        Some((code, message)) => json!({"name": op, "status": "Failed",
+                        "error": {"code": code, "message": message}}),
+                        None => json!({"name": op, "status": "Succeeded"}),
+                    },
+                )
             }
             ["providers", "Microsoft.Compute", "skus"] => {
                 let q: BTreeMap<String, String> = form_urlencoded::parse(req.query.as_bytes())
@@ -920,7 +1027,7 @@ impl Cloud for Azure {
                     ("POST", ["restart"]) => match self.find(&id) {
                         Some(i) if self.resources[i].deleting.is_none() => {
                             self.resources[i].restarts += 1;
-                            self.accepted(req, 202, None)
+                            self.accepted(req, 202, None, None)
                         }
                         _ => arm_error(404, "ResourceNotFound", "The VM was not found."),
                     },
@@ -950,6 +1057,7 @@ impl Cloud for Azure {
     /// and operation status: outside the two documents.
     fn undocumented(&self, path: &str) -> bool {
         path.contains("/oauth2/")
+            || path == "/msi/token"
             || path.starts_with("/api/retail/")
             || path.to_ascii_lowercase().contains("/resourcegroups/")
                 && !path.contains("/providers/")

@@ -35,7 +35,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -338,8 +338,6 @@ pub struct Deliverer {
     /// batches ([`Deliverer::record`]).
     finished: mpsc::UnboundedSender<Finished>,
     finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
-    /// Wakes the worker when an event may have queued a delivery.
-    pub wake: Arc<Notify>,
     period: Duration,
 }
 
@@ -369,7 +367,6 @@ impl Deliverer {
             client: client(!policy.allow_private),
             operator_client: client(false),
             held: Mutex::new(HashMap::new()),
-            wake: Arc::new(Notify::new()),
             period,
         }
     }
@@ -412,7 +409,7 @@ impl Deliverer {
                 continue;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = crate::store::deliveries_queued().notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
             }

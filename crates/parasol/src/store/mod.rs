@@ -50,7 +50,8 @@ pub use sshkeys::DeleteKeyOutcome;
 pub use templates::TemplateRecord;
 pub use volumes::{DeleteVolumeOutcome, Event, VolumeRecord, VolumeStatus};
 pub use webhooks::{
-    envelope, Attempt, DeliveryRecord, Format, Next, WebhookRecord, ALERT_WEBHOOK_ID, MAX_WEBHOOKS,
+    deliveries_queued, envelope, Attempt, DeliveryRecord, Format, Next, WebhookRecord,
+    ALERT_WEBHOOK_ID, MAX_WEBHOOKS,
 };
 pub use writer::{Step, MAX_BATCH, QUEUE_DEPTH};
 

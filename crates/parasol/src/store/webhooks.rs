@@ -198,6 +198,17 @@ pub fn envelope(
     })
 }
 
+/// Notified whenever a write queues deliveries, so that this process's
+/// delivery worker claims them at once rather than at its next poll. It is
+/// notified before the write commits: the worker's claim is itself a write,
+/// and the store's writes run in order, so the claim sees the rows (a write
+/// that is undone wakes it for nothing). Other replicas' deliveries are
+/// found by the worker's poll.
+pub fn deliveries_queued() -> &'static tokio::sync::Notify {
+    static QUEUED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+    &QUEUED
+}
+
 /// Queues `event` for every enabled subscription that wants it, on the
 /// connection of the transaction that records it.
 async fn enqueue(
@@ -246,6 +257,7 @@ async fn enqueue(
         q = q.bind(Uuid::new_v4().to_string()).bind(hook);
     }
     q.execute(&mut *conn).await?;
+    deliveries_queued().notify_one();
     Ok(())
 }
 
@@ -565,6 +577,7 @@ impl Store {
         self.write_one(move |conn| {
             Box::pin(async move {
                 insert_delivery(conn, &webhook.to_string(), event_id, &kind, &body, now_ms).await?;
+                deliveries_queued().notify_one();
                 Ok(Step::Commit(()))
             })
         })

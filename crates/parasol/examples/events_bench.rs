@@ -6,7 +6,8 @@
 //! events_bench receive ADDR
 //!     Webhook receivers at /hook/0, /hook/1, ..., answering 204.
 //!     Prints `receiver listening on http://ADDR`. GET /stats answers
-//!     {"deliveries", "unique", "per_endpoint", "lag_ms": {p50, p99, max}}
+//!     {"deliveries", "unique", "per_endpoint", "created_ms": [first, last],
+//!     "lag_ms": {p50, p99, max}}
 //!     over every delivery so far; POST /reset forgets them.
 //! events_bench create BASE KEY PER_SECOND SECONDS BODY
 //!     POSTs BODY to BASE/v1/instances/create at a fixed rate (open loop:
@@ -32,11 +33,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-/// Milliseconds from an event body's `created_at` to now.
-fn lag_ms(body: &[u8]) -> Option<i64> {
+/// An event body's `created_at` (ms), and the milliseconds from it to now.
+fn created_and_lag(body: &[u8]) -> Option<(i64, i64)> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let at = chrono::DateTime::parse_from_rfc3339(v["created_at"].as_str()?).ok()?;
-    Some(chrono::Utc::now().timestamp_millis() - at.timestamp_millis())
+    let at = at.timestamp_millis();
+    Some((at, chrono::Utc::now().timestamp_millis() - at))
+}
+
+fn lag_ms(body: &[u8]) -> Option<i64> {
+    created_and_lag(body).map(|(_, lag)| lag)
 }
 
 fn summary(lags: &mut [i64]) -> Value {
@@ -54,6 +60,9 @@ fn summary(lags: &mut [i64]) -> Value {
 #[derive(Default)]
 struct Received {
     lags: Vec<i64>,
+    /// The earliest and latest `created_at` received (ms): how fast the
+    /// server recorded the events, whatever the load asked for.
+    created: Option<(i64, i64)>,
     ids: HashSet<(usize, String)>,
     per_endpoint: Vec<u64>,
 }
@@ -66,7 +75,7 @@ async fn hook(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let lag = lag_ms(&body);
+    let seen = created_and_lag(&body);
     let id = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
@@ -78,8 +87,9 @@ async fn hook(
     }
     r.per_endpoint[n] += 1;
     r.ids.insert((n, id));
-    if let Some(l) = lag {
-        r.lags.push(l);
+    if let Some((at, lag)) = seen {
+        r.lags.push(lag);
+        r.created = Some(r.created.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
     }
     StatusCode::NO_CONTENT
 }
@@ -93,6 +103,7 @@ async fn stats(State(r): State<Shared>) -> Json<Value> {
         "deliveries": deliveries,
         "unique": unique,
         "per_endpoint": per_endpoint,
+        "created_ms": r.created.map(|(a, b)| json!([a, b])),
         "lag_ms": summary(&mut r.lags),
     }))
 }

@@ -179,6 +179,10 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     /// What the key may do in its account.
     pub role: Role,
+    /// A personal key's person: it acts as them, never above their role,
+    /// and ends with their membership. Absent for the account's own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<Uuid>,
 }
 
 /// Body of `GET /v1/account/keys`: every key, revoked ones included,

@@ -365,6 +365,17 @@ fn ops() -> Vec<Op> {
         ),
         op(
             Post,
+            "/account/keys/personal",
+            "AccountKeysPersonal",
+            "parasol",
+            "Parasol extension: a new personal key of the calling person (call with a \
+             personal key): it acts as them, never above their role in the account, and is \
+             refused once their membership ends; shown in this answer only.",
+            Some(name::<api::CreateApiKeyRequest>()),
+            name::<api::CreateApiKeyResponse>(),
+        ),
+        op(
+            Post,
             "/account/keys/{id}/revoke",
             "AccountKeysRevoke",
             "parasol",

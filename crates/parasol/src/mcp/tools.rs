@@ -200,6 +200,7 @@ const NOT_TOOLS: &[&str] = &[
     "WebhooksUpdate",
     "WebhooksRotateSecret",
     "AccountKeysCreate",
+    "AccountKeysPersonal",
     "AccountKeysRevoke",
     "AccountMembersInvite",
     "AccountMembersInvitesDelete",

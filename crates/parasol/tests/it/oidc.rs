@@ -142,7 +142,7 @@ fn answers(url: &str) -> bool {
 }
 
 /// The server's sign-in settings for `idp`, with these rules.
-fn opts_for(idp: &Idp, rules: &str, extra: &[&str]) -> (Opts, tempfile::TempDir) {
+pub(crate) fn opts_for(idp: &Idp, rules: &str, extra: &[&str]) -> (Opts, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("parasol.toml");
     let secret = dir.path().join("client-secret");

@@ -7,7 +7,9 @@ use parasol_api::{
     MembersResponse, Role, UpdateMemberRequest,
 };
 
-use super::client::{Api, CliError};
+use serde::de::DeserializeOwned;
+
+use super::client::{Answer, Api, CliError};
 use super::keys::{parse_role, when};
 use super::output::{print_raw, Format, Table};
 use super::sshkeys::seg;
@@ -70,7 +72,7 @@ async fn find(api: &Api, who: &str) -> Result<Named, CliError> {
 
 /// Runs one `members` subcommand.
 pub async fn run(api: &Api, format: Format, command: MembersCommand) -> Result<(), CliError> {
-    let answer = match command {
+    match command {
         MembersCommand::List => {
             let answer = api.get("/account/members").await?;
             if format == Format::Json {
@@ -101,21 +103,13 @@ pub async fn run(api: &Api, format: Format, command: MembersCommand) -> Result<(
                 ]);
             }
             t.print("No members and no invitations.");
-            return Ok(());
+            Ok(())
         }
         MembersCommand::Invite { email, role } => {
-            let answer = api
-                .post(
-                    "/account/members/invite",
-                    Some(&InviteMemberRequest { email, role }),
-                )
-                .await?;
-            if format == Format::Table {
-                let i: Invitation = answer.parse()?;
-                println!("Invited {} as {}.", i.email, i.role);
-                return Ok(());
-            }
-            answer
+            let answer = invite(api, email, role).await?;
+            show(format, &answer, |i: Invitation| {
+                format!("Invited {} as {}.", i.email, i.role)
+            })
         }
         MembersCommand::Role { who, role } => match find(api, &who).await? {
             Named::Member(id) => {
@@ -125,26 +119,15 @@ pub async fn run(api: &Api, format: Format, command: MembersCommand) -> Result<(
                         Some(&UpdateMemberRequest { role }),
                     )
                     .await?;
-                if format == Format::Table {
-                    let c: Confirmation = answer.parse()?;
-                    println!("Member {} is now {role}.", c.id);
-                    return Ok(());
-                }
-                answer
+                show(format, &answer, |c: Confirmation| {
+                    format!("Member {} is now {role}.", c.id)
+                })
             }
             Named::Invitation(email) => {
-                let answer = api
-                    .post(
-                        "/account/members/invite",
-                        Some(&InviteMemberRequest { email, role }),
-                    )
-                    .await?;
-                if format == Format::Table {
-                    let i: Invitation = answer.parse()?;
-                    println!("Invitation of {} is now {}.", i.email, i.role);
-                    return Ok(());
-                }
-                answer
+                let answer = invite(api, email, role).await?;
+                show(format, &answer, |i: Invitation| {
+                    format!("Invitation of {} is now {}.", i.email, i.role)
+                })
             }
         },
         MembersCommand::Remove { who } => match find(api, &who).await? {
@@ -152,12 +135,9 @@ pub async fn run(api: &Api, format: Format, command: MembersCommand) -> Result<(
                 let answer = api
                     .post::<()>(&format!("/account/members/{}/remove", seg(&id)), None)
                     .await?;
-                if format == Format::Table {
-                    let c: Confirmation = answer.parse()?;
-                    println!("Member {} {}.", c.id, c.status);
-                    return Ok(());
-                }
-                answer
+                show(format, &answer, |c: Confirmation| {
+                    format!("Member {} {}.", c.id, c.status)
+                })
             }
             Named::Invitation(email) => {
                 let answer = api
@@ -166,15 +146,33 @@ pub async fn run(api: &Api, format: Format, command: MembersCommand) -> Result<(
                         Some(&DeleteInvitationRequest { email }),
                     )
                     .await?;
-                if format == Format::Table {
-                    let d: InvitationDeleted = answer.parse()?;
-                    println!("Invitation of {} withdrawn.", d.email);
-                    return Ok(());
-                }
-                answer
+                show(format, &answer, |d: InvitationDeleted| {
+                    format!("Invitation of {} withdrawn.", d.email)
+                })
             }
         },
-    };
-    print_raw(&answer);
+    }
+}
+
+async fn invite(api: &Api, email: String, role: Role) -> Result<Answer, CliError> {
+    api.post(
+        "/account/members/invite",
+        Some(&InviteMemberRequest { email, role }),
+    )
+    .await
+}
+
+/// Prints the API's answer as it came (`-o json`), or the line `say`
+/// makes of it.
+fn show<T: DeserializeOwned>(
+    format: Format,
+    answer: &Answer,
+    say: impl FnOnce(T) -> String,
+) -> Result<(), CliError> {
+    if format == Format::Json {
+        print_raw(answer);
+    } else {
+        println!("{}", say(answer.parse()?));
+    }
     Ok(())
 }

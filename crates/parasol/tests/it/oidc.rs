@@ -298,6 +298,15 @@ async fn account(s: &Server, name: &str) -> String {
     made["id"].as_str().unwrap().to_string()
 }
 
+/// The new key a console page shows once.
+fn shown_key(html: &str) -> String {
+    let after = html
+        .split("data-api-key>")
+        .nth(1)
+        .expect("a key on the page");
+    after.split('<').next().unwrap().to_string()
+}
+
 const RULES: &str =
     "[[oidc.rules]]\ngroup = \"ml-team\"\naccount = \"research\"\nrole = \"member\"\n\
 [[oidc.rules]]\nemail_domain = \"example.com\"\naccount = \"infra\"\nrole = \"viewer\"\n";
@@ -364,15 +373,7 @@ async fn the_code_flow_signs_in_by_group_and_domain_switches_accounts_and_audits
         .post("/api-keys/personal", &[("name", "cli"), ("role", "member")])
         .await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let key = page
-        .html
-        .split("data-api-key>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_string();
+    let key = shown_key(&page.html);
     let personal = s.client(&key);
     personal.get("/v1/instances").await.expect(200);
     // Above their role: refused.
@@ -451,15 +452,7 @@ async fn a_personal_key_makes_personal_keys_capped_by_the_role_and_ending_with_t
         .post("/api-keys/personal", &[("name", "cli"), ("role", "")])
         .await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let first = page
-        .html
-        .split("data-api-key>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_string();
+    let first = shown_key(&page.html);
     let ada = s.client(&first);
 
     // Through the API: a member's personal key takes the member role by

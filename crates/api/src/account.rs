@@ -179,6 +179,10 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     /// What the key may do in its account.
     pub role: Role,
+    /// A personal key's person: it acts as them, never above their role,
+    /// and ends with their membership. Absent for the account's own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<Uuid>,
 }
 
 /// Body of `GET /v1/account/keys`: every key, revoked ones included,
@@ -252,4 +256,91 @@ pub struct CreateApiKeyResponse {
     pub id: Uuid,
     pub name: String,
     pub api_key: String,
+}
+
+/// How a person came to be a member of the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum MemberSource {
+    /// A rule of the server's configuration (group or email domain),
+    /// evaluated again at each sign-in.
+    Rule,
+    /// An owner's invitation, or an owner's change of the role: the rules
+    /// leave it alone.
+    Invite,
+}
+
+/// One person of the account, as `GET /v1/account/members` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    /// The person's id, for `/v1/account/members/{id}/*`.
+    pub id: Uuid,
+    /// As the identity provider last gave it; `null` if it gave none.
+    pub email: Option<String>,
+    /// As the identity provider last gave it; `null` if it gave none.
+    pub name: Option<String>,
+    /// The OpenID provider that vouches for them.
+    pub issuer: String,
+    pub role: Role,
+    pub source: MemberSource,
+    /// `null`: not since they joined by a rule or invitation.
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+}
+
+/// An invitation not yet taken up: whoever signs in with this email joins
+/// with the role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invitation {
+    /// Lower-cased.
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `GET /v1/account/members`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MembersResponse {
+    pub members: Vec<Member>,
+    pub invites: Vec<Invitation>,
+}
+
+/// Body of `POST /v1/account/members/invite`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InviteMemberRequest {
+    /// Whoever signs in with this email (any case) joins the account.
+    pub email: String,
+    /// At most the inviting owner's own role.
+    pub role: Role,
+}
+
+/// Body of `POST /v1/account/members/{id}/update`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMemberRequest {
+    pub role: Role,
+}
+
+/// Body of `POST /v1/account/members/invites/delete`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeleteInvitationRequest {
+    pub email: String,
+}
+
+/// Answer of `POST /v1/account/members/invites/delete`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationDeleted {
+    /// Lower-cased.
+    pub email: String,
+    /// `deleted`.
+    pub status: String,
 }

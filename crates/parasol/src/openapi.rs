@@ -365,11 +365,71 @@ fn ops() -> Vec<Op> {
         ),
         op(
             Post,
+            "/account/keys/personal",
+            "AccountKeysPersonal",
+            "parasol",
+            "Parasol extension: a new personal key of the calling person (call with a \
+             personal key): it acts as them, never above their role in the account, and is \
+             refused once their membership ends; shown in this answer only.",
+            Some(name::<api::CreateApiKeyRequest>()),
+            name::<api::CreateApiKeyResponse>(),
+        ),
+        op(
+            Post,
             "/account/keys/{id}/revoke",
             "AccountKeysRevoke",
             "parasol",
             "Parasol extension: revoke one of the account's API keys; it is refused from \
              the next request on (409 for the last live key).",
+            None,
+            confirm(),
+        ),
+        op(
+            Get,
+            "/account/members",
+            "AccountMembers",
+            "parasol",
+            "Parasol extension: the people of the account (who signed in through OpenID \
+             Connect) with their roles, and the invitations not yet taken up.",
+            None,
+            name::<api::MembersResponse>(),
+        ),
+        op(
+            Post,
+            "/account/members/invite",
+            "AccountMembersInvite",
+            "parasol",
+            "Parasol extension (owners): whoever signs in with this email joins the account \
+             with the role (at most the caller's own); inviting again changes the role.",
+            Some(name::<api::InviteMemberRequest>()),
+            name::<api::Invitation>(),
+        ),
+        op(
+            Post,
+            "/account/members/invites/delete",
+            "AccountMembersInvitesDelete",
+            "parasol",
+            "Parasol extension (owners): withdraw an invitation (404 if there is none).",
+            Some(name::<api::DeleteInvitationRequest>()),
+            name::<api::InvitationDeleted>(),
+        ),
+        op(
+            Post,
+            "/account/members/{id}/update",
+            "AccountMembersUpdate",
+            "parasol",
+            "Parasol extension (owners): a member's new role, which the sign-in rules no \
+             longer change; their sessions and personal keys take it from the next request.",
+            Some(name::<api::UpdateMemberRequest>()),
+            confirm(),
+        ),
+        op(
+            Post,
+            "/account/members/{id}/remove",
+            "AccountMembersRemove",
+            "parasol",
+            "Parasol extension (owners): remove a person from the account; their sessions \
+             and personal keys in it are refused from the next request, on every replica.",
             None,
             confirm(),
         ),
@@ -616,6 +676,12 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::ApiKeysResponse>(&mut s);
     collect::<api::CreateApiKeyRequest>(&mut s);
     collect::<api::CreateApiKeyResponse>(&mut s);
+    collect::<api::MembersResponse>(&mut s);
+    collect::<api::InviteMemberRequest>(&mut s);
+    collect::<api::Invitation>(&mut s);
+    collect::<api::DeleteInvitationRequest>(&mut s);
+    collect::<api::InvitationDeleted>(&mut s);
+    collect::<api::UpdateMemberRequest>(&mut s);
     collect::<api::ErrorBody>(&mut s);
     collect::<api::LaunchRequest>(&mut s);
     collect::<api::ClusterLaunchRequest>(&mut s);

@@ -19,6 +19,10 @@ pub enum KeysCommand {
         /// What the key may do: viewer (read-only), member or owner.
         #[arg(long, value_parser = parse_role)]
         role: Option<Role>,
+        /// A personal key of yours (call with one of your personal keys):
+        /// it ends with your membership.
+        #[arg(long)]
+        personal: bool,
     },
     /// Revoke a key: it is refused from the next request on (the last live
     /// key cannot be revoked).
@@ -28,11 +32,11 @@ pub enum KeysCommand {
     },
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
+pub(super) fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role; use viewer, member or owner"))
 }
 
-fn when(t: Option<DateTime<Utc>>) -> String {
+pub(super) fn when(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_else(|| "-".into())
 }
@@ -64,12 +68,18 @@ pub async fn run(api: &Api, format: Format, command: KeysCommand) -> Result<(), 
             }
             t.print("No API keys.");
         }
-        KeysCommand::Create { name, role } => {
+        KeysCommand::Create {
+            name,
+            role,
+            personal,
+        } => {
+            let path = if personal {
+                "/account/keys/personal"
+            } else {
+                "/account/keys/create"
+            };
             let answer = api
-                .post(
-                    "/account/keys/create",
-                    Some(&CreateApiKeyRequest { name, role }),
-                )
+                .post(path, Some(&CreateApiKeyRequest { name, role }))
                 .await?;
             if format == Format::Json {
                 print_raw(&answer);

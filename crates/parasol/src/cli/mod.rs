@@ -15,6 +15,7 @@ pub mod instances;
 pub mod keys;
 pub mod launch;
 pub mod mcp;
+pub mod members;
 pub mod more;
 pub mod output;
 pub mod profile;
@@ -81,6 +82,14 @@ pub enum Command {
         common: Common,
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// The people of the account (signed in through OpenID Connect) and
+    /// their roles: list, invite, change a role, remove.
+    Members {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: members::MembersCommand,
     },
     /// Webhook endpoints that receive the account's events, signed.
     Webhooks {
@@ -228,6 +237,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Keys { common, command } => {
             let api = Api::from_profile()?;
             keys::run(&api, common.output, command)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Members { common, command } => {
+            let api = Api::from_profile()?;
+            members::run(&api, common.output, command)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }

@@ -32,6 +32,7 @@ pub async fn list(
                 last_used_at: k.last_used_at_ms.map(from_millis),
                 revoked_at: k.revoked_at_ms.map(from_millis),
                 role: k.role,
+                person_id: k.person_id,
             })
             .collect(),
     }))
@@ -45,6 +46,25 @@ pub async fn create(
     Body(req): Body<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
     mint(&app, &account, caller.role, None, req).await
+}
+
+/// `POST /v1/account/keys/personal`: a key of the calling person's own
+/// (the caller must be a personal key), at most their role and refused
+/// once their membership ends; shown in this answer only. A person makes
+/// their first one on the console's API keys page.
+pub async fn create_personal(
+    State(app): State<AppRef>,
+    Extension(account): Extension<Account>,
+    Extension(caller): Extension<Principal>,
+    Body(req): Body<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    let person = caller.person.ok_or_else(|| {
+        ApiError::forbidden(
+            "personal keys are made by a person: call with one of your personal keys \
+             (the console's API keys page makes the first), or use /v1/account/keys/create",
+        )
+    })?;
+    mint(&app, &account, caller.role, Some(person), req).await
 }
 
 /// Makes a key of the account with at most `caller_role`; with `person`,

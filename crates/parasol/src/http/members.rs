@@ -7,38 +7,33 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
-use parasol_api::Role;
-use serde::Deserialize;
-use serde_json::json;
+use parasol_api as api;
 
 use super::{ok, path_id, AppRef, Body, Principal};
 use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::store::{Account, Source};
+use crate::store::{self, Account, Source};
 
-/// Body of `POST /v1/account/members/invite`.
-#[derive(Debug, Deserialize)]
-pub struct InviteRequest {
-    pub email: String,
-    pub role: Role,
+fn member(m: &store::Member) -> api::Member {
+    api::Member {
+        id: m.person.id,
+        email: m.person.email.clone(),
+        name: m.person.name.clone(),
+        issuer: m.person.issuer.clone(),
+        role: m.role,
+        source: match m.source {
+            Source::Rule => api::MemberSource::Rule,
+            Source::Invite => api::MemberSource::Invite,
+        },
+        last_sign_in_at: m.person.last_sign_in_at_ms.map(from_millis),
+    }
 }
 
-/// Body of `POST /v1/account/members/{id}/update`.
-#[derive(Debug, Deserialize)]
-pub struct UpdateRequest {
-    pub role: Role,
-}
-
-/// Body of `POST /v1/account/members/invites/delete`.
-#[derive(Debug, Deserialize)]
-pub struct UninviteRequest {
-    pub email: String,
-}
-
-fn source(s: Source) -> &'static str {
-    match s {
-        Source::Rule => "rule",
-        Source::Invite => "invite",
+fn invitation(i: &store::Invite) -> api::Invitation {
+    api::Invitation {
+        email: i.email.clone(),
+        role: i.role,
+        created_at: from_millis(i.created_at_ms),
     }
 }
 
@@ -68,31 +63,20 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let members = app.store.members_of(account.id).await?;
     let invites = app.store.invites_of(account.id).await?;
-    Ok(ok(json!({
-        "members": members.iter().map(|m| json!({
-            "id": m.person.id,
-            "email": m.person.email,
-            "name": m.person.name,
-            "issuer": m.person.issuer,
-            "role": m.role,
-            "source": source(m.source),
-            "last_sign_in_at": m.person.last_sign_in_at_ms.map(from_millis),
-        })).collect::<Vec<_>>(),
-        "invites": invites.iter().map(|i| json!({
-            "email": i.email,
-            "role": i.role,
-            "created_at": from_millis(i.created_at_ms),
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(ok(api::MembersResponse {
+        members: members.iter().map(member).collect(),
+        invites: invites.iter().map(invitation).collect(),
+    }))
 }
 
 /// `POST /v1/account/members/invite`: whoever signs in with this email
 /// joins the account with the role (an owner invites at most their own).
+/// Inviting an email again changes the invitation's role.
 pub async fn invite(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
     Extension(caller): Extension<Principal>,
-    Body(req): Body<InviteRequest>,
+    Body(req): Body<api::InviteMemberRequest>,
 ) -> Result<Response, ApiError> {
     check_email(&req.email)?;
     if req.role > caller.role {
@@ -105,23 +89,32 @@ pub async fn invite(
     app.store
         .invite(account.id, &req.email, req.role, app.clock.now_ms())
         .await?;
-    Ok(ok(json!({
-        "email": crate::store::normal_email(&req.email),
-        "role": req.role,
-        "status": "invited",
-    })))
+    let email = store::normal_email(&req.email);
+    // Read back rather than echo: a second invitation keeps the first's
+    // date.
+    let made = app
+        .store
+        .invites_of(account.id)
+        .await?
+        .into_iter()
+        .find(|i| i.email == email)
+        .ok_or_else(|| ApiError::not_found("invitation"))?;
+    Ok(ok(invitation(&made)))
 }
 
 /// `POST /v1/account/members/invites/delete`.
 pub async fn uninvite(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
-    Body(req): Body<UninviteRequest>,
+    Body(req): Body<api::DeleteInvitationRequest>,
 ) -> Result<Response, ApiError> {
     if !app.store.delete_invite(account.id, &req.email).await? {
         return Err(ApiError::not_found("invitation"));
     }
-    Ok(ok(json!({"email": req.email, "status": "deleted"})))
+    Ok(ok(api::InvitationDeleted {
+        email: store::normal_email(&req.email),
+        status: "deleted".into(),
+    }))
 }
 
 /// `POST /v1/account/members/{id}/update`: a new role (which the rules no
@@ -130,14 +123,17 @@ pub async fn update(
     State(app): State<AppRef>,
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
-    Body(req): Body<UpdateRequest>,
+    Body(req): Body<api::UpdateMemberRequest>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "member")?;
     if !app.store.set_member_role(account.id, id, req.role).await? {
         return Err(ApiError::not_found("member"));
     }
     app.keys.forget_person(id);
-    Ok(ok(json!({"id": id, "role": req.role, "status": "updated"})))
+    Ok(ok(api::Confirmation {
+        id,
+        status: "updated".into(),
+    }))
 }
 
 /// `POST /v1/account/members/{id}/remove`.
@@ -151,7 +147,10 @@ pub async fn remove(
         return Err(ApiError::not_found("member"));
     }
     app.keys.forget_person(id);
-    Ok(ok(json!({"id": id, "status": "removed"})))
+    Ok(ok(api::Confirmation {
+        id,
+        status: "removed".into(),
+    }))
 }
 
 #[cfg(test)]

@@ -191,6 +191,7 @@ routes! {
         "/usage" => get(usage::report),
         "/account/keys" => get(api_keys::list),
         "/account/keys/create" => post(api_keys::create),
+        "/account/keys/personal" => post(api_keys::create_personal),
         "/account/keys/{id}/revoke" => post(api_keys::revoke),
         "/account/members" => get(members::list),
         "/account/members/invite" => post(members::invite),

@@ -24,6 +24,7 @@ const RULES: &[(&str, Role)] = &[
     ("/api-keys", Role::Owner),
     // A person's own key, capped by their role (api_keys::mint).
     ("/api-keys/personal", Role::Viewer),
+    ("/v1/account/keys/personal", Role::Viewer),
     ("/webhooks", Role::Owner),
     ("/members", Role::Owner),
     // MCP's transport is a POST for reads too; each tool call is an API

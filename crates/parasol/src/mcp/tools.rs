@@ -192,13 +192,20 @@ fn annotations(kind: Kind, id: &str, title: &str) -> Value {
 /// credential that outlives its session, revoking the keys people use, and
 /// changing who may spend how much (an agent could lift its own budget) are
 /// left to people; so is where the account's events are sent (a webhook's
-/// URL) and the secrets that sign them.
+/// URL) and the secrets that sign them, and who belongs to the account
+/// with which role (an agent could invite an outsider as owner): it may
+/// list the members, not change them.
 const NOT_TOOLS: &[&str] = &[
     "WebhooksCreate",
     "WebhooksUpdate",
     "WebhooksRotateSecret",
     "AccountKeysCreate",
+    "AccountKeysPersonal",
     "AccountKeysRevoke",
+    "AccountMembersInvite",
+    "AccountMembersInvitesDelete",
+    "AccountMembersUpdate",
+    "AccountMembersRemove",
     "AdminAccountsCreate",
     "AdminAccountsUpdate",
     "AdminAccountsDelete",
@@ -551,6 +558,8 @@ mod tests {
         assert_eq!(cat.tools().count(), ops - NOT_TOOLS.len());
         assert!(cat.get("account_keys").is_some());
         assert!(cat.get("account_keys_create").is_none());
+        assert_eq!(cat.get("account_members").unwrap().kind, Kind::Read);
+        assert!(cat.get("account_members_invite").is_none());
         for t in cat.tools() {
             let text = t.listing["inputSchema"].to_string();
             assert!(!text.contains("#/components/"), "{}: {text}", t.name);

@@ -346,6 +346,95 @@ async fn ssh_keys_add_from_a_file_list_get_set_default_and_delete() {
 }
 
 #[tokio::test]
+async fn members_list_invite_change_roles_and_remove_by_email_or_id() {
+    use crate::oidc::{opts_for, Browser, Idp};
+    let idp = Idp::start();
+    let (opts, _dir) = opts_for(&idp, "", &[]);
+    let s = Server::start(opts);
+    let u = User::env(&s, ADMIN_KEY);
+    let out = u
+        .run(&["members", "invite", "Ada@Example.com", "--role", "member"])
+        .ok();
+    assert_eq!(out.trim(), "Invited ada@example.com as member.");
+    let line = u
+        .run(&["members", "invite", "nope", "--role", "viewer"])
+        .fails();
+    assert!(line.contains("(400)") && line.contains("email"), "{line}");
+    u.run(&["members", "invite", "bob@example.com", "--role", "viewer"])
+        .ok();
+
+    // A personal key is a person's: the account's key cannot make one.
+    let line = u.run(&["keys", "create", "mine", "--personal"]).fails();
+    assert!(
+        line.contains("(403)") && line.contains("made by a person"),
+        "{line}"
+    );
+
+    // Ada signs in and becomes a member; Bob's invitation waits.
+    idp.set_user(
+        "ada",
+        serde_json::json!({"email": "ada@example.com", "name": "Ada"}),
+    )
+    .await;
+    let mut b = Browser::new(&s);
+    assert_eq!(b.sign_in("ada").await.status, 200);
+    let (header, rows) = table(&u.run(&["members", "list"]).ok());
+    assert_eq!(
+        header,
+        ["ID", "EMAIL", "NAME", "ROLE", "FROM", "LAST SIGN-IN"]
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0][1..5],
+        [
+            "ada@example.com".to_string(),
+            "Ada".into(),
+            "member".into(),
+            "invite".into()
+        ]
+    );
+    assert!(rows[0][5].starts_with("20"), "{rows:?}");
+    assert_eq!(rows[1][1], "bob@example.com");
+    assert!(rows[1][4].starts_with("invited"), "{rows:?}");
+    let ada = rows[0][0].clone();
+
+    // By email, a member's role; by id too; an invitation's by its email.
+    let out = u
+        .run(&["members", "role", "ADA@example.com", "viewer"])
+        .ok();
+    assert_eq!(out.trim(), format!("Member {ada} is now viewer."));
+    let changed: Value = serde_json::from_str(
+        &u.run(&["members", "role", &ada, "owner", "-o", "json"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(changed["id"], ada.as_str());
+    assert_eq!(changed["status"], "updated");
+    let out = u
+        .run(&["members", "role", "bob@example.com", "member"])
+        .ok();
+    assert_eq!(out.trim(), "Invitation of bob@example.com is now member.");
+    let listed: Value =
+        serde_json::from_str(&u.run(&["members", "list", "-o", "json"]).ok()).unwrap();
+    assert_eq!(listed["members"][0]["role"], "owner");
+    assert_eq!(listed["invites"][0]["role"], "member");
+
+    let line = u.run(&["members", "remove", "carol@example.com"]).fails();
+    assert!(line.contains("no member or invitation"), "{line}");
+    let out = u.run(&["members", "remove", "bob@example.com"]).ok();
+    assert_eq!(out.trim(), "Invitation of bob@example.com withdrawn.");
+    let out = u.run(&["members", "remove", &ada]).ok();
+    assert_eq!(out.trim(), format!("Member {ada} removed."));
+    let (_, rows) = table(&u.run(&["members", "list"]).ok());
+    assert!(rows.is_empty(), "{rows:?}");
+    // Her session ended with the membership.
+    assert_eq!(
+        b.get("/instances").await.location.as_deref(),
+        Some("/login")
+    );
+}
+
+#[tokio::test]
 async fn keys_list_create_and_revoke_api_keys() {
     let s = Server::start(Opts::default());
     let u = User::env(&s, ADMIN_KEY);

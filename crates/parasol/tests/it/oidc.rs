@@ -142,7 +142,7 @@ fn answers(url: &str) -> bool {
 }
 
 /// The server's sign-in settings for `idp`, with these rules.
-fn opts_for(idp: &Idp, rules: &str, extra: &[&str]) -> (Opts, tempfile::TempDir) {
+pub(crate) fn opts_for(idp: &Idp, rules: &str, extra: &[&str]) -> (Opts, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("parasol.toml");
     let secret = dir.path().join("client-secret");
@@ -298,6 +298,15 @@ async fn account(s: &Server, name: &str) -> String {
     made["id"].as_str().unwrap().to_string()
 }
 
+/// The new key a console page shows once.
+fn shown_key(html: &str) -> String {
+    let after = html
+        .split("data-api-key>")
+        .nth(1)
+        .expect("a key on the page");
+    after.split('<').next().unwrap().to_string()
+}
+
 const RULES: &str =
     "[[oidc.rules]]\ngroup = \"ml-team\"\naccount = \"research\"\nrole = \"member\"\n\
 [[oidc.rules]]\nemail_domain = \"example.com\"\naccount = \"infra\"\nrole = \"viewer\"\n";
@@ -364,15 +373,7 @@ async fn the_code_flow_signs_in_by_group_and_domain_switches_accounts_and_audits
         .post("/api-keys/personal", &[("name", "cli"), ("role", "member")])
         .await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let key = page
-        .html
-        .split("data-api-key>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_string();
+    let key = shown_key(&page.html);
     let personal = s.client(&key);
     personal.get("/v1/instances").await.expect(200);
     // Above their role: refused.
@@ -426,6 +427,94 @@ async fn the_code_flow_signs_in_by_group_and_domain_switches_accounts_and_audits
         b.get("/instances").await.location.as_deref(),
         Some("/login")
     );
+}
+
+#[tokio::test]
+async fn a_personal_key_makes_personal_keys_capped_by_the_role_and_ending_with_the_membership() {
+    let idp = Idp::start();
+    let (opts, _dir) = opts_for(&idp, "", &[]);
+    let s = Server::start(opts);
+    let admin = s.admin();
+    admin
+        .post(
+            "/v1/account/members/invite",
+            json!({"email": "ada@example.com", "role": "member"}),
+        )
+        .await
+        .expect(200);
+    idp.set_user("ada", json!({"email": "ada@example.com"}))
+        .await;
+    let mut b = Browser::new(&s);
+    assert_eq!(b.sign_in("ada").await.status, 200);
+    assert_eq!(b.get("/instances").await.status, 200);
+    // The first personal key comes from the console.
+    let page = b
+        .post("/api-keys/personal", &[("name", "cli"), ("role", "")])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let first = shown_key(&page.html);
+    let ada = s.client(&first);
+
+    // Through the API: a member's personal key takes the member role by
+    // default, a viewer one on request, never owner.
+    let made = ada
+        .post("/v1/account/keys/personal", json!({"name": "ci"}))
+        .await
+        .expect(200);
+    let second = s.client(made["api_key"].as_str().unwrap());
+    let err = ada
+        .post(
+            "/v1/account/keys/personal",
+            json!({"name": "up", "role": "owner"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    assert_eq!(err["field"], "role");
+    let err = ada
+        .post("/v1/account/keys/personal", json!({"name": ""}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(err["field"], "name");
+    ada.post(
+        "/v1/account/keys/personal",
+        json!({"name": "ro", "role": "viewer"}),
+    )
+    .await
+    .expect(200);
+    // The listing ties each to Ada, with its role.
+    let members = admin.get("/v1/account/members").await.expect(200);
+    let person = members["members"][0]["id"].as_str().unwrap().to_string();
+    let keys = admin.get("/v1/account/keys").await.expect(200);
+    let mine: Vec<_> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["person_id"] == person.as_str())
+        .map(|k| (k["name"].as_str().unwrap(), k["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        mine,
+        [("cli", "member"), ("ci", "member"), ("ro", "viewer")]
+    );
+    // A personal key of a member may not reach owner routes either.
+    second
+        .post("/v1/account/keys/create", json!({"name": "x"}))
+        .await
+        .expect_error(403, "forbidden");
+    second.get("/v1/instances").await.expect(200);
+
+    // The membership ends: every personal key of Ada's is refused.
+    admin
+        .post(&format!("/v1/account/members/{person}/remove"), json!({}))
+        .await
+        .expect(200);
+    second
+        .get("/v1/instances")
+        .await
+        .expect_error(401, "unauthorized");
+    ada.post("/v1/account/keys/personal", json!({"name": "again"}))
+        .await
+        .expect_error(401, "unauthorized");
 }
 
 #[tokio::test]

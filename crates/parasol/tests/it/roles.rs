@@ -56,6 +56,23 @@ async fn a_viewer_key_reads_and_is_refused_every_post_route_naming_the_role() {
     for r in posts() {
         let path = concrete(r.path);
         let need = needed(&axum::http::Method::POST, r.path);
+        if r.path == "/v1/account/keys/personal" {
+            // Open to a viewer person (capped by their role), but an
+            // account's key is no person.
+            assert_eq!(need, Role::Viewer);
+            let err = viewer
+                .post(&path, json!({"name": "x"}))
+                .await
+                .expect_error(403, "forbidden");
+            assert!(
+                err["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("made by a person"),
+                "{err}"
+            );
+            continue;
+        }
         assert!(need > Role::Viewer, "{} is open to viewers", r.path);
         let err = viewer
             .post(&path, json!({}))
@@ -149,6 +166,8 @@ async fn owners_invite_by_email_and_members_and_viewers_only_read_the_members() 
         .await
         .expect(200);
     assert_eq!(done["email"], "ada@example.com");
+    assert_eq!(done["role"], "member");
+    assert!(done["created_at"].is_string(), "{done}");
     let listed = member.get("/v1/account/members").await.expect(200);
     assert_eq!(listed["members"], json!([]));
     assert_eq!(listed["invites"][0]["email"], "ada@example.com");
@@ -168,6 +187,29 @@ async fn owners_invite_by_email_and_members_and_viewers_only_read_the_members() 
         .await
         .expect_error(400, "invalid_request");
     assert_eq!(err["field"], "email");
+    // The wire types name the field of a bad role, a missing field or an
+    // unknown one.
+    let err = admin
+        .post(
+            "/v1/account/members/invite",
+            json!({"email": "bob@example.com", "role": "boss"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(err["field"], "role");
+    let err = admin
+        .post("/v1/account/members/invite", json!({"role": "viewer"}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(err["message"].as_str().unwrap().contains("email"), "{err}");
+    let err = admin
+        .post(
+            &format!("/v1/account/members/{}/update", uuid::Uuid::new_v4()),
+            json!({"role": "viewer", "colour": "red"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(err["message"].as_str().unwrap().contains("colour"), "{err}");
     admin
         .post(
             &format!("/v1/account/members/{}/remove", uuid::Uuid::new_v4()),
@@ -184,4 +226,11 @@ async fn owners_invite_by_email_and_members_and_viewers_only_read_the_members() 
         .expect(200);
     let listed = admin.get("/v1/account/members").await.expect(200);
     assert_eq!(listed["invites"], json!([]));
+    admin
+        .post(
+            "/v1/account/members/invites/delete",
+            json!({"email": "ada@example.com"}),
+        )
+        .await
+        .expect_error(404, "not_found");
 }

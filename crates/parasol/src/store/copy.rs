@@ -84,8 +84,6 @@ impl Store {
             let types = self.column_types(table).await?;
             for row in rows {
                 let names: Vec<&String> = row.keys().collect();
-                let placeholders: Vec<String> =
-                    (1..=names.len()).map(|i| format!("${i}")).collect();
                 let sql = format!(
                     "INSERT INTO {table} ({}) VALUES ({})",
                     names
@@ -93,7 +91,7 @@ impl Store {
                         .map(|n| n.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    placeholders.join(", ")
+                    super::marks(1, names.len())
                 );
                 let mut q = sqlx::query(&sql);
                 for name in &names {

@@ -90,10 +90,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {LOGGED} FROM events WHERE id IN ({})",
-            marks.join(", ")
+            super::marks(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
         for id in ids {

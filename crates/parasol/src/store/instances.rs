@@ -343,12 +343,11 @@ impl Store {
     ) -> StoreResult<Vec<InstanceRecord>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(100) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
             // By primary key alone: with the account in the WHERE clause
             // too, SQLite may scan the account's index for every chunk.
             let sql = format!(
                 "SELECT {COLUMNS} FROM instances WHERE id IN ({})",
-                marks.join(", ")
+                super::marks(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {

@@ -359,6 +359,15 @@ pub(crate) async fn durability_of(
 }
 
 /// Bool to the 0/1 the schema stores.
+/// `n` numbered placeholders from `$first` on, comma-separated, for an
+/// `IN (…)` list or one row of a multi-row `VALUES`.
+pub(crate) fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
@@ -366,6 +375,13 @@ pub(crate) fn flag(b: bool) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_number_placeholders_from_the_first() {
+        assert_eq!(marks(1, 3), "$1, $2, $3");
+        assert_eq!(marks(4, 2), "$4, $5");
+        assert_eq!(marks(7, 0), "");
+    }
 
     /// Holds every connection of the pool at once, so each one is asked.
     async fn sync_of_every_connection(sync: SqliteSync) -> Vec<String> {

@@ -239,8 +239,8 @@ async fn enqueue(
     // empty: it is made from the event's row when the delivery is claimed.
     let values: Vec<String> = (0..hooks.len())
         .map(|i| {
-            let b = 4 + 2 * i;
-            format!("(${}, ${}, $1, $2, '', 0, $3, NULL, NULL, $3)", b, b + 1)
+            let own = super::marks(4 + 2 * i, 2);
+            format!("({own}, $1, $2, '', 0, $3, NULL, NULL, $3)")
         })
         .collect();
     let sql = format!(
@@ -685,21 +685,7 @@ impl Store {
                 // and PostgreSQL's limits.
                 for chunk in done.chunks(100) {
                     let values: Vec<String> = (0..chunk.len())
-                        .map(|i| {
-                            let b = 9 * i;
-                            format!(
-                                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                                b + 1,
-                                b + 2,
-                                b + 3,
-                                b + 4,
-                                b + 5,
-                                b + 6,
-                                b + 7,
-                                b + 8,
-                                b + 9
-                            )
-                        })
+                        .map(|i| format!("({})", super::marks(9 * i + 1, 9)))
                         .collect();
                     let sql = format!(
                         "INSERT INTO webhook_attempts (id, webhook_id, event_id, event_type, attempt,
@@ -726,11 +712,9 @@ impl Store {
                         .map(|(d, _, _)| d.id.to_string())
                         .collect();
                     if !gone.is_empty() {
-                        let marks: Vec<String> =
-                            (0..gone.len()).map(|i| format!("${}", i + 2)).collect();
                         let sql = format!(
                             "DELETE FROM webhook_deliveries WHERE lease_owner = $1 AND id IN ({})",
-                            marks.join(", ")
+                            super::marks(2, gone.len())
                         );
                         let mut q = sqlx::query(&sql).bind(&owner);
                         for id in gone {

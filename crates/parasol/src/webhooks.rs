@@ -470,7 +470,7 @@ impl Deliverer {
                             continue;
                         }
                         if let Some(hook) = hooks.get(&id) {
-                            if let Err(e) = self.disable(hook.as_ref().clone(), now).await {
+                            if let Err(e) = self.disable(hook, now).await {
                                 tracing::warn!(webhook = %id, error = %e, "could not disable a failing webhook; the next failure tries again");
                             }
                         }
@@ -692,18 +692,9 @@ impl Deliverer {
         Ok(status)
     }
 
-    async fn disable(&self, mut hook: WebhookRecord, now: i64) -> StoreResult<()> {
-        if !self.store.disable_webhook(hook.id, now).await? {
-            return Ok(());
-        }
-        hook.enabled = false;
-        tracing::warn!(webhook = %hook.id, url = %hook.url, "webhook endpoint failed for 24 h; disabled");
-        if let Some(account) = hook.account_id {
-            let message = format!("webhook {} failed for 24 h and was disabled", hook.url);
-            let data = serde_json::to_value(hook.view(now)).unwrap_or_default();
-            self.store
-                .record_event_with(account, None, "webhook.disabled", &message, data, now)
-                .await?;
+    async fn disable(&self, hook: &WebhookRecord, now: i64) -> StoreResult<()> {
+        if self.store.disable_webhook(hook, now).await? {
+            tracing::warn!(webhook = %hook.id, url = %hook.url, "webhook endpoint failed for 24 h; disabled");
         }
         Ok(())
     }

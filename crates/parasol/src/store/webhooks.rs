@@ -781,11 +781,21 @@ impl Store {
         .await
     }
 
-    /// Disables a subscription unless it already is; `true` when this call
-    /// did. Only the flag is written, so a concurrent update of its other
-    /// settings is kept.
-    pub async fn disable_webhook(&self, id: Uuid, now_ms: i64) -> StoreResult<bool> {
-        self.write_one(move |conn| {
+    /// Disables a subscription that failed for [`crate::webhooks::RETRY_FOR_MS`]
+    /// unless it already is; `true` when this call did. Only the flag is
+    /// written, so a concurrent update of its other settings is kept. An
+    /// account's subscription records its `webhook.disabled` event in the
+    /// same transaction, so whoever sees it disabled finds the event too.
+    pub async fn disable_webhook(&self, hook: &WebhookRecord, now_ms: i64) -> StoreResult<bool> {
+        let id = hook.id;
+        let event = hook.account_id.map(|account| {
+            let mut disabled = hook.clone();
+            disabled.enabled = false;
+            let message = format!("webhook {} failed for 24 h and was disabled", hook.url);
+            let data = serde_json::to_value(disabled.view(now_ms)).unwrap_or_default();
+            (account, message, data)
+        });
+        self.write(move |conn| {
             Box::pin(async move {
                 let n = sqlx::query(
                     "UPDATE webhooks SET enabled = 0, updated_at = $2 WHERE id = $1 AND enabled = 1",
@@ -795,11 +805,23 @@ impl Store {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-                Ok(if n == 0 {
-                    Step::Undo(false)
-                } else {
-                    Step::Commit(true)
-                })
+                if n == 0 {
+                    return Ok(Step::Undo(false));
+                }
+                if let Some((account, message, data)) = &event {
+                    insert_event(
+                        conn,
+                        Uuid::new_v4(),
+                        *account,
+                        None,
+                        "webhook.disabled",
+                        message,
+                        data,
+                        now_ms,
+                    )
+                    .await?;
+                }
+                Ok(Step::Commit(true))
             })
         })
         .await

@@ -25,7 +25,7 @@ use crate::clock::from_millis;
 pub const MAX_WEBHOOKS: i64 = 20;
 
 /// How a subscription's deliveries are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// The Standard Webhooks envelope `{id, type, created_at, account_id,
     /// data}`.
@@ -642,6 +642,9 @@ impl Store {
             .into_iter()
             .map(|e| (e.id, e))
             .collect();
+        // An event goes to every subscription that wants it: its body is
+        // made once for each form, not once a delivery.
+        let mut made: HashMap<(Uuid, Format), String> = HashMap::new();
         for d in deliveries.iter_mut().filter(|d| d.body.is_empty()) {
             let Some(e) = events.get(&d.event_id) else {
                 // Events are never deleted; a delivery without one is a
@@ -649,17 +652,24 @@ impl Store {
                 d.body = "{}".into();
                 continue;
             };
-            d.body = match format_of(d.webhook_id) {
-                Format::Standard => envelope(
-                    e.id,
-                    &d.event_type,
-                    Some(e.account_id),
-                    &e.data(),
-                    e.created_at,
-                ),
-                Format::Alert => e.data(),
-            }
-            .to_string();
+            let format = format_of(d.webhook_id);
+            let body = made
+                .entry((e.id, format))
+                .or_insert_with(|| {
+                    match format {
+                        Format::Standard => envelope(
+                            e.id,
+                            &d.event_type,
+                            Some(e.account_id),
+                            &e.data(),
+                            e.created_at,
+                        ),
+                        Format::Alert => e.data(),
+                    }
+                    .to_string()
+                })
+                .clone();
+            d.body = body;
         }
         Ok(())
     }

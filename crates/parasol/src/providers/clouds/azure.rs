@@ -98,6 +98,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::gpus::{self, GpuModel, AMD, NVIDIA};
+use super::http::TokenCache;
 use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
     cents, configuration, generic_failure, parse, shade_type, short, Failure, Http, KnownMachines,
@@ -392,7 +393,7 @@ pub struct Azure {
     deployment: String,
     known: KnownMachines,
     http: Http,
-    token: Mutex<Option<(Secret, Instant)>>,
+    token: TokenCache,
     offers: OffersCache,
     sizes: StdMutex<HashMap<String, SizeInfo>>,
     prices: Mutex<Option<(Instant, PriceBook)>>,
@@ -622,7 +623,7 @@ impl Azure {
             deployment: deployment_id.to_string(),
             known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
-            token: Mutex::new(None),
+            token: TokenCache::default(),
             offers: OffersCache::new(Duration::from_secs(60)),
             sizes: StdMutex::new(HashMap::new()),
             prices: Mutex::new(None),
@@ -671,12 +672,10 @@ impl Azure {
     }
 
     async fn token(&self) -> Result<Secret, ProviderError> {
-        let mut slot = self.token.lock().await;
-        if let Some((t, until)) = slot.as_ref() {
-            if Instant::now() < *until {
-                return Ok(t.clone());
-            }
-        }
+        self.token.get(|| self.fetch_token()).await
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), ProviderError> {
         let t = match &self.cfg.auth {
             AzureAuth::ClientSecret {
                 tenant_id,
@@ -703,9 +702,7 @@ impl Azure {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let life = token_life(&t, now);
-        let secret = Secret::new(t.access_token);
-        *slot = Some((secret.clone(), Instant::now() + life));
-        Ok(secret)
+        Ok((Secret::new(t.access_token), life))
     }
 
     /// The client-credentials grant at Entra ID.
@@ -849,7 +846,7 @@ impl Azure {
                 })
                 .await?;
             if answer.0 == StatusCode::UNAUTHORIZED && !fresh {
-                *self.token.lock().await = None;
+                self.token.clear().await;
                 continue;
             }
             return Ok(answer);

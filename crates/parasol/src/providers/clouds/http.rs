@@ -430,3 +430,35 @@ mod tests {
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }
+
+/// A bearer token fetched when first needed and kept for as long as its
+/// fetch says (each cloud keeps it until shortly before it expires). The
+/// lock is held while fetching, so concurrent callers share one exchange.
+/// Verda, Google Cloud and Azure keep theirs here.
+#[derive(Default)]
+pub struct TokenCache(Mutex<Option<(super::Secret, Instant)>>);
+
+impl TokenCache {
+    /// The kept token while it is good, else the one `fetch` gets, with
+    /// how long to keep it.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<super::Secret, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(super::Secret, Duration), ProviderError>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some((token, until)) = slot.as_ref() {
+            if Instant::now() < *until {
+                return Ok(token.clone());
+            }
+        }
+        let (token, keep) = fetch().await?;
+        *slot = Some((token.clone(), Instant::now() + keep));
+        Ok(token)
+    }
+
+    /// Forgets the kept token (the cloud refused it before it expired).
+    pub async fn clear(&self) {
+        *self.0.lock().await = None;
+    }
+}

@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
@@ -53,6 +53,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::http::TokenCache;
 use super::parse_found;
 use super::volumes::{self, VolumeApi, VolumeKind};
 use super::{
@@ -86,7 +87,7 @@ pub struct Verda {
     cfg: VerdaConfig,
     known: KnownMachines,
     http: Http,
-    token: Mutex<Option<(Secret, Instant)>>,
+    token: TokenCache,
     offers: OffersCache,
     /// SSH key ids at Verda, by key name.
     keys: StdMutex<HashMap<String, String>>,
@@ -183,7 +184,7 @@ impl Verda {
             cfg,
             known: KnownMachines::new(deployment_id),
             http: Http::new(CLOUD),
-            token: Mutex::new(None),
+            token: TokenCache::default(),
             offers: OffersCache::new(Duration::from_secs(20)),
             keys: StdMutex::new(HashMap::new()),
             key_setup: Mutex::new(()),
@@ -191,12 +192,10 @@ impl Verda {
     }
 
     async fn token(&self) -> Result<Secret, ProviderError> {
-        let mut slot = self.token.lock().await;
-        if let Some((t, until)) = slot.as_ref() {
-            if Instant::now() < *until {
-                return Ok(t.clone());
-            }
-        }
+        self.token.get(|| self.fetch_token()).await
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), ProviderError> {
         let body = json!({
             "grant_type": "client_credentials",
             "client_id": self.cfg.client_id,
@@ -223,9 +222,7 @@ impl Verda {
             .await?;
         // Renew a minute early so a token never expires mid-call.
         let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
-        let secret = Secret::new(t.access_token);
-        *slot = Some((secret.clone(), Instant::now() + life));
-        Ok(secret)
+        Ok((Secret::new(t.access_token), life))
     }
 
     /// Sends an authenticated request; after a 401 the token is fetched
@@ -252,7 +249,7 @@ impl Verda {
                 })
                 .await?;
             if status == StatusCode::UNAUTHORIZED && !fresh {
-                *self.token.lock().await = None;
+                self.token.clear().await;
                 continue;
             }
             return Ok((status, text));

@@ -13,14 +13,14 @@
 //! `jwt-bearer` grant), which is cached until a minute before it expires.
 //! Signing is `ring`'s (already the TLS stack's), so no OpenSSL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
+use super::super::http::TokenCache;
 use super::super::{Http, Secret};
 use crate::providers::ProviderError;
 
@@ -273,7 +273,7 @@ fn an_hour() -> u64 {
 pub struct Tokens {
     credentials: Credentials,
     http: Http,
-    cached: Mutex<Option<(Secret, Instant)>>,
+    cached: TokenCache,
 }
 
 impl Tokens {
@@ -282,30 +282,24 @@ impl Tokens {
         Self {
             credentials,
             http,
-            cached: Mutex::new(None),
+            cached: TokenCache::default(),
         }
     }
 
     /// A valid access token. The lock is held while fetching, so
     /// concurrent callers share one exchange.
     pub async fn get(&self) -> Result<Secret, ProviderError> {
-        let mut slot = self.cached.lock().await;
-        if let Some((token, until)) = slot.as_ref() {
-            if Instant::now() < *until {
-                return Ok(token.clone());
-            }
-        }
-        let (token, lifetime) = self.fetch().await?;
-        *slot = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(lifetime).saturating_sub(EARLY),
-        ));
-        Ok(token)
+        self.cached
+            .get(|| async {
+                let (token, lifetime) = self.fetch().await?;
+                Ok((token, Duration::from_secs(lifetime).saturating_sub(EARLY)))
+            })
+            .await
     }
 
     /// Forgets the cached token (after Google refused it).
     pub async fn clear(&self) {
-        *self.cached.lock().await = None;
+        self.cached.clear().await;
     }
 
     async fn fetch(&self) -> Result<(Secret, u64), ProviderError> {

@@ -252,6 +252,10 @@ fn api_router(state: AppRef) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/v1/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
+        .route(
+            "/agent/install.sh",
+            get(crate::agent::machine::serve_installer),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

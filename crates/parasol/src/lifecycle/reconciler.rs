@@ -415,6 +415,9 @@ impl Reconciler {
             envs: i.envs.clone(),
             cluster_id: rec.cluster_id,
             volumes,
+            // Filled by the lifecycle once agent tokens exist (issue 26,
+            // server side).
+            agent: None,
         };
         match self.call(provider, "launch", provider.launch(&req)).await {
             Ok(launched) => {

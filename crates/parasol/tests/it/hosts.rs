@@ -11,9 +11,11 @@
 //! - `SetEnv HOME=<home>` makes that temporary directory the login's home,
 //!   so Parasol's `$HOME/.ssh/authorized_keys` and `$HOME/.parasol` are the
 //!   test's own files;
-//! - `SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin` keeps tools installed under
-//!   `/usr/local` (such as a `docker` CLI on a developer machine) out of the
-//!   sessions, so what the host "has" is the same everywhere;
+//! - `SetEnv PATH=<dir>/bin:/usr/bin:/bin:/usr/sbin:/sbin` keeps tools
+//!   installed under `/usr/local` (such as a `docker` CLI on a developer
+//!   machine) out of the sessions, so what the host "has" is the same
+//!   everywhere, and lets a test give the host stand-ins (an `nvidia-smi`)
+//!   in `<dir>/bin` ([`Sshd::bin`]);
 //! - `StrictModes no`, since the files live under the world-writable `/tmp`.
 
 use std::net::TcpListener;
@@ -51,6 +53,7 @@ impl Sshd {
         keygen(&s.path("host_key"));
         keygen(&s.path("mgmt_key"));
         std::fs::create_dir_all(s.home().join(".ssh")).unwrap();
+        std::fs::create_dir_all(s.bin()).unwrap();
         std::fs::copy(s.path("mgmt_key.pub"), s.path("mgmt_authorized_keys")).unwrap();
         let host_pub = std::fs::read_to_string(s.path("host_key.pub")).unwrap();
         std::fs::write(
@@ -71,11 +74,12 @@ impl Sshd {
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
                  UsePAM no\n\
-                 SetEnv HOME={home} PATH=/usr/bin:/bin:/usr/sbin:/sbin\n",
+                 SetEnv HOME={home} PATH={bin}:/usr/bin:/bin:/usr/sbin:/sbin\n",
                 port = s.port,
                 hk = s.path("host_key").display(),
                 home = s.home().display(),
                 mgmt = s.path("mgmt_authorized_keys").display(),
+                bin = s.bin().display(),
             ),
         )
         .unwrap();
@@ -90,6 +94,12 @@ impl Sshd {
     /// The login's home as its sessions see it.
     fn home(&self) -> PathBuf {
         self.path("home")
+    }
+
+    /// The first directory of the sessions' `PATH`: stand-ins for the
+    /// host's tools go here.
+    pub(crate) fn bin(&self) -> PathBuf {
+        self.path("bin")
     }
 
     pub(crate) fn authorized_keys(&self) -> String {
@@ -226,7 +236,7 @@ fn keygen(path: &Path) {
         .arg(path));
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -402,3 +402,25 @@ async fn the_agent_under_dash_posts_the_contracts_report_with_the_fixture_number
         .mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
+
+#[test]
+fn the_agent_and_its_installer_pass_shellcheck_as_posix_sh() {
+    let venv = std::env::var("PARASOL_TEST_VENV").unwrap_or_else(|_| {
+        panic!("PARASOL_TEST_VENV is not set: run scripts/setup.sh and export PARASOL_TEST_VENV=$PWD/target/test-venv (scripts/test.sh does both)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let installer = dir.path().join("install.sh");
+    std::fs::write(&installer, parasol::agent::machine::installer()).unwrap();
+    let agent = agent_script(dir.path());
+    let out = Command::new(format!("{venv}/bin/shellcheck"))
+        .args(["--shell=sh", "--severity=style"])
+        .arg(&agent)
+        .arg(&installer)
+        .output()
+        .expect("shellcheck from scripts/requirements-test.txt");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -4,6 +4,7 @@ mod conformance;
 mod fakes;
 mod harness;
 
+mod agent;
 mod agent_script;
 mod audit;
 mod aws;

@@ -424,3 +424,74 @@ fn the_agent_and_its_installer_pass_shellcheck_as_posix_sh() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A `bin` directory holding only the tools the agent uses, linked from
+/// the system's, so no GPU tool of the machine running the tests is seen.
+fn bare_bin(bin: &Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    for tool in [
+        "awk", "cat", "cp", "curl", "cut", "date", "grep", "head", "mkdir", "mv", "ps", "rm",
+        "sed", "sleep", "tail",
+    ] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} is not installed"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amd_gpus_the_agent_reads_rocm_smi_by_column_name() {
+    let (url, rec) = recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_script(dir.path());
+    let bin = dir.path().join("bin");
+    bare_bin(&bin);
+    // rocm-smi's CSV, with its column names, junction before edge, bytes,
+    // and N/A where a board reports nothing.
+    executable(
+        &bin.join("rocm-smi"),
+        "#!/bin/sh\n\
+         [ \"$*\" = '--showuse --showmeminfo vram --showtemp --showpower --csv' ] || exit 2\n\
+         echo 'device,Temperature (Sensor junction) (C),Temperature (Sensor edge) (C),Average Graphics Package Power (W),GPU use (%),VRAM Total Memory (B),VRAM Total Used Memory (B)'\n\
+         echo 'card0,52.0,45.0,312.0,87,206141652992,1073741824'\n\
+         echo 'card1,N/A,N/A,N/A,0,206141652992,0'\n",
+    );
+    // By its path: the child's PATH holds only `bin`.
+    let dash = ["/usr/bin/dash", "/bin/dash"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("dash is installed");
+    let out = Command::new(dash)
+        .arg(&agent)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("PARASOL_URL", &url)
+        .env("PARASOL_AGENT_TOKEN", "pa_amd")
+        .env("PARASOL_INSTANCE_ID", "i")
+        .env("PARASOL_AGENT_STATE", dir.path().join("state"))
+        .env("PARASOL_AGENT_ONCE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = rec.lock().unwrap().reports[0].1.clone();
+    assert_eq!(
+        report["gpus"],
+        serde_json::json!([
+            {"index": 0, "utilization_percent": 87, "memory_used_mib": 1024,
+             "memory_total_mib": 196592, "temperature_c": 45, "power_w": 312,
+             "ecc_uncorrectable": 0, "xid": []},
+            {"index": 1, "utilization_percent": 0, "memory_used_mib": 0,
+             "memory_total_mib": 196592, "temperature_c": null, "power_w": null,
+             "ecc_uncorrectable": 0, "xid": []}
+        ])
+    );
+    // Neither dmesg nor journalctl answered: said once, in the log.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the kernel log"));
+}

@@ -61,8 +61,10 @@ gpus_nvidia() {
 }
 
 # AMD: the CSV of rocm-smi (or amd-smi), read by column name, since the
-# columns and their order differ between releases. Memory comes in bytes
-# from rocm-smi and in MB from amd-smi.
+# columns and their order differ between releases ("GPU use (%)", "VRAM
+# Total Used Memory (B)", "Temperature (Sensor edge) (C)", "Average
+# Graphics Package Power (W)" in rocm-smi's). Memory in a "(B)" column is
+# bytes, otherwise MB; the edge temperature is preferred to the junction.
 gpus_amd_csv() {
     awk -F, 'NR == 1 {
             for (i = 1; i <= NF; i++) {
@@ -71,8 +73,9 @@ gpus_amd_csv() {
                 else if (h ~ /gpu use|gfx_activity|gfx_usage/) c_use = i
                 else if (h ~ /vram total used|used_vram|vram_used/) c_used = i
                 else if (h ~ /vram total memory|total_vram|vram_total/) c_total = i
-                else if ((h ~ /temperature.*(junction|hotspot)|^hotspot/) || (c_temp == "" && h ~ /temperature|^edge/)) c_temp = i
-                else if (h ~ /power/ && c_pow == "") c_pow = i
+                else if (h ~ /temperature.*edge|^edge/) c_temp = i
+                else if (h ~ /temperature|hotspot/) { if (c_temp == "") c_temp = i }
+                else if (h ~ /power/ && h !~ /max|cap|limit/) { if (c_pow == "") c_pow = i }
                 else if (h ~ /uncorrectable|ecc_uncorrected/) c_ecc = i
                 else if (h ~ /bdf|pci bus/) c_bus = i
                 if (h ~ /\(b\)/) bytes[i] = 1
@@ -205,6 +208,10 @@ body() {
 
 report() {
     body > "$S/body.json" || return 1
+    if ! command -v curl >/dev/null 2>&1; then
+        log "curl is not installed; cannot report"
+        return 1
+    fi
     code=$(curl -sS -m 10 -o "$S/answer" -w '%{http_code}' -X POST \
         -H @"$S/auth.hdr" -H 'Content-Type: application/json' \
         --data-binary @"$S/body.json" "$PARASOL_URL/v1/agent/report" 2>"$S/curl.err")

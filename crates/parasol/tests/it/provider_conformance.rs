@@ -851,9 +851,7 @@ http_cloud! {
     azure => Azure;
 }
 
-// Every cloud that can run something at first boot carries the agent
-// there. Verda is not here: it runs only startup scripts stored beforehand
-// through its scripts API, which the adapter does not use yet.
+// Every cloud carries the agent in what its machines run at first boot.
 macro_rules! first_boot_agent {
     ($($cloud:ident => $start:expr;)*) => {
         mod first_boot_agent {
@@ -873,6 +871,7 @@ macro_rules! first_boot_agent {
 
 first_boot_agent! {
     lambda => Http::<Lambda>::start();
+    verda => Http::<Verda>::start();
     hyperstack => Http::<Hyperstack>::start();
     runpod => Http::<Runpod>::start();
     vastai => Http::<Vastai>::start();
@@ -1517,6 +1516,12 @@ impl FakeCloud for Lambda {
 }
 
 impl FakeCloud for Verda {
+    /// A stored startup script (`POST /scripts`); the fake refuses a
+    /// deploy naming one it does not hold.
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["name"].as_str()?;
+        body["script"].as_str().map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(VerdaAdapter::new(
             VerdaConfig {

@@ -125,9 +125,12 @@ Nice=10
 WantedBy=multi-user.target
 PARASOL_UNIT_EOF
     # The values are quoted for sh; systemd reads the same quotes.
+    # --no-block: a first-boot script runs inside a unit of its own
+    # (cloud-final, google-startup-scripts), and must never wait on
+    # systemd's queue for the agent.
     systemctl daemon-reload
     systemctl enable parasol-agent >/dev/null 2>&1
-    systemctl restart parasol-agent
+    systemctl restart --no-block parasol-agent
     echo "parasol agent: installed as the systemd service parasol-agent"
 else
     stop_loop

@@ -457,6 +457,13 @@ const STEPS: &[&[&str]] = &[&[
         PRIMARY KEY (instance_id, minute_ms)
     )",
     "CREATE INDEX agent_history_minute ON agent_history (minute_ms)",
+], &[
+    // How tests and demos steer the sim's simulated agents
+    // (providers/sim/agent.rs), kept so that it outlives a restart.
+    "CREATE TABLE sim_agents (
+        instance_id TEXT PRIMARY KEY,
+        steering TEXT NOT NULL
+    )",
 ]];
 
 /// The schema version this binary writes.

@@ -47,13 +47,17 @@ pub(crate) struct GpuFacts {
     pub ecc_uncorrectable: u64,
 }
 
+/// A fixture host's directory: real output of one machine.
+fn fixture_dir(host: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hostinfo/tests/fixtures/hosts")
+        .join(host)
+}
+
 /// The figures of the GPU of a fixture host (`nvidia-h100-x1`,
 /// `nvidia-h200-x1`), read from its `nvidia-smi -q -x` output.
 pub(crate) fn fixture_gpu(host: &str) -> GpuFacts {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../hostinfo/tests/fixtures/hosts")
-        .join(host)
-        .join("nvidia-smi-q.xml");
+    let path = fixture_dir(host).join("nvidia-smi-q.xml");
     let xml = std::fs::read_to_string(&path).unwrap();
     // nvidia-smi's XML names its DTD.
     let options = roxmltree::ParsingOptions {
@@ -104,8 +108,11 @@ pub(crate) fn fixture_gpu(host: &str) -> GpuFacts {
 const QUERY: &str = "--query-gpu=index,pci.bus_id,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,ecc.errors.uncorrected.volatile.total";
 
 /// Puts a stand-in `nvidia-smi` for `gpus` and a `dmesg` printing
-/// `kernel_log` (a file, so a test can add lines) into `bin`.
-pub(crate) fn stand_ins(bin: &Path, gpus: &[GpuFacts], kernel_log: &Path) {
+/// `kernel_log` (a file, so a test can add lines) into `bin`. With
+/// `discovery` (a fixture host), the stand-in also answers Parasol's
+/// hardware discovery (`parasol_hostinfo::GPU_QUERY`, `TOPO_QUERY`) with
+/// that host's real output, so the hosts provider sells it as that GPU.
+pub(crate) fn stand_ins(bin: &Path, gpus: &[GpuFacts], kernel_log: &Path, discovery: Option<&str>) {
     std::fs::create_dir_all(bin).unwrap();
     let mut csv = String::new();
     for (i, g) in gpus.iter().enumerate() {
@@ -121,13 +128,28 @@ pub(crate) fn stand_ins(bin: &Path, gpus: &[GpuFacts], kernel_log: &Path) {
         ));
     }
     std::fs::write(bin.join("nvidia-smi.csv"), csv).unwrap();
+    let mut answers = format!(
+        "if [ \"$*\" = '{QUERY} --format=csv,noheader,nounits' ]; then exec cat \"$D/nvidia-smi.csv\"; fi\n"
+    );
+    if let Some(host) = discovery {
+        let fixture = fixture_dir(host);
+        for (query, file) in [
+            (parasol_hostinfo::GPU_QUERY, "nvidia-smi-query.csv"),
+            (parasol_hostinfo::TOPO_QUERY, "nvidia-smi-topo.txt"),
+        ] {
+            std::fs::copy(fixture.join(file), bin.join(file)).unwrap();
+            let args = query.strip_prefix("nvidia-smi ").unwrap();
+            answers.push_str(&format!(
+                "if [ \"$*\" = '{args}' ]; then exec cat \"$D/{file}\"; fi\n"
+            ));
+        }
+    }
     executable(
         &bin.join("nvidia-smi"),
         &format!(
             "#!/bin/sh\n\
-             if [ \"$1\" = '{QUERY}' ] && [ \"$2\" = --format=csv,noheader,nounits ]; then\n\
-             exec cat \"$(dirname \"$0\")/nvidia-smi.csv\"\n\
-             fi\n\
+             D=$(dirname \"$0\")\n\
+             {answers}\
              echo \"stand-in nvidia-smi: unexpected arguments: $*\" >&2\n\
              exit 2\n"
         ),
@@ -313,7 +335,7 @@ async fn the_agent_under_dash_posts_the_contracts_report_with_the_fixture_number
         ),
     )
     .unwrap();
-    stand_ins(&bin, std::slice::from_ref(&h100), &kernel_log);
+    stand_ins(&bin, std::slice::from_ref(&h100), &kernel_log, None);
     // Two interactive sessions (one by OpenSSH 9.8's process name), and
     // an sshd privilege-separation process and a session without a
     // terminal, which are not interactive.
@@ -494,4 +516,120 @@ async fn on_amd_gpus_the_agent_reads_rocm_smi_by_column_name() {
     );
     // Neither dmesg nor journalctl answered: said once, in the log.
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the kernel log"));
+}
+
+/// The whole way in, as an operator would take it by hand: `curl
+/// {url}/agent/install.sh | ... dash`, the installed agent reporting to a
+/// real Parasol every 2 s, its samples in `GET /v1/instances/{id}/metrics`
+/// with the H200's figures, and a token refused once the instance is
+/// deleted.
+#[tokio::test]
+async fn the_installed_agent_reports_an_h200_to_a_real_server_under_dash() {
+    let s = Server::start(Opts::default());
+    let c = s.admin();
+    let id = c.create_instance("watched").await;
+    c.wait_status(&id, "active").await;
+    // The sim's own simulated agent keeps quiet: this one reports.
+    c.post(
+        "/admin/sim/agent",
+        serde_json::json!({"instance_id": id, "reporting": false}),
+    )
+    .await
+    .expect(200);
+    let instance: uuid::Uuid = id.parse().unwrap();
+    let token = parasol::agent::AgentKeys::load(&s.store().await)
+        .await
+        .unwrap()
+        .token(instance);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let kmsg = dir.path().join("kmsg");
+    let h200 = fixture_gpu("nvidia-h200-x1");
+    std::fs::write(&kmsg, xid_line("  3.141592", &h200.bus_id, 79)).unwrap();
+    stand_ins(&bin, std::slice::from_ref(&h200), &kmsg, None);
+    executable(
+        &bin.join("ps"),
+        "#!/bin/sh\nprintf '%s\\n' 'sshd-session: alice@pts/3'\n",
+    );
+    let agent_dir = dir.path().join("agent");
+    let _stop = StopAgent(agent_dir.clone());
+    let install = || {
+        Command::new("dash")
+            .arg("-c")
+            .arg(format!("curl -fsS {}/agent/install.sh | dash", s.base))
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("HOME", dir.path())
+            .env("PARASOL_URL", &s.base)
+            .env("PARASOL_AGENT_TOKEN", token.expose())
+            .env("PARASOL_INSTANCE_ID", &id)
+            .env("PARASOL_AGENT_INTERVAL", "2")
+            .env("PARASOL_AGENT_DIR", &agent_dir)
+            .env("PARASOL_AGENT_SYSTEMD", "no")
+            .output()
+            .unwrap()
+    };
+    let out = install();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running in the background"));
+    let env = std::fs::read_to_string(agent_dir.join("env")).unwrap();
+    assert!(env.contains("PARASOL_AGENT_INTERVAL='2'"), "{env}");
+
+    let metrics = crate::hosts::wait_samples(&c, &id, 2).await;
+    assert_eq!(metrics["instance_id"], id.as_str());
+    assert_eq!(metrics["agent"]["version"], "1");
+    let samples = metrics["samples"].as_array().unwrap();
+    for sample in samples {
+        assert_eq!(sample["ssh_sessions"], 1);
+        let g = &sample["gpus"][0];
+        assert_eq!(sample["gpus"].as_array().unwrap().len(), 1);
+        assert_eq!(g["memory_total_mib"], h200.memory_total_mib);
+        assert_eq!(g["memory_used_mib"], h200.memory_used_mib);
+        assert_eq!(
+            g["utilization_percent"].as_f64(),
+            Some(h200.utilization_percent)
+        );
+        assert_eq!(g["temperature_c"].as_f64(), Some(h200.temperature_c));
+        assert_eq!(g["power_w"].as_f64(), Some(h200.power_w));
+        assert_eq!(g["ecc_uncorrectable"], h200.ecc_uncorrectable);
+    }
+    assert_eq!(samples[0]["gpus"][0]["xid"], serde_json::json!([79]));
+    assert_eq!(samples[1]["gpus"][0]["xid"], serde_json::json!([]));
+
+    // Installing again replaces the running agent: one agent, a new pid.
+    let first_pid = std::fs::read_to_string(agent_dir.join("pid")).unwrap();
+    let again = install();
+    assert!(again.status.success());
+    let second_pid = std::fs::read_to_string(agent_dir.join("pid")).unwrap();
+    assert_ne!(first_pid, second_pid);
+    assert!(
+        !Path::new(&format!("/proc/{}", first_pid.trim())).exists()
+            || !String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{}/cmdline", first_pid.trim())).unwrap_or_default()
+            )
+            .contains("parasol-agent"),
+        "the first agent stopped"
+    );
+
+    // Deleted, the instance's token is revoked: the agent is refused, says
+    // so, and goes on trying.
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = std::fs::read_to_string(agent_dir.join("log")).unwrap_or_default();
+        if log.contains("report refused (401)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -38,6 +38,9 @@ for v in PARASOL_URL PARASOL_AGENT_TOKEN PARASOL_INSTANCE_ID; do
 done
 
 umask 077
+# Started in the background of a shell that may go away (an SSH session,
+# cloud-init): a hangup is no reason to stop.
+trap '' HUP
 mkdir -p "$PARASOL_AGENT_STATE" || exit 73
 S=$PARASOL_AGENT_STATE
 # The token goes to curl in a header file, never on a command line, where

@@ -6,7 +6,7 @@
 #
 # As root on a machine run by systemd it installs the service
 # parasol-agent (restarted on failure and at boot); otherwise it starts the
-# agent as a background loop of the current user (nohup), with a `start`
+# agent as a background loop of the current user, with a `start`
 # script beside it that starts it again after a reboot. Running it again
 # replaces the agent and its settings and restarts it, so it is safe to
 # repeat. PARASOL_AGENT_DIR overrides where it lives; PARASOL_AGENT_SYSTEMD=no
@@ -82,10 +82,12 @@ set -a
 . "$D/env"
 set +a
 cd /
+# A session of its own (no terminal, so no hangup when the installing
+# shell goes); the agent ignores SIGHUP besides, where setsid is missing.
 if command -v setsid >/dev/null 2>&1; then
-    nohup setsid sh "$D/parasol-agent.sh" < /dev/null >> "$D/log" 2>&1 &
+    setsid sh "$D/parasol-agent.sh" < /dev/null >> "$D/log" 2>&1 &
 else
-    nohup sh "$D/parasol-agent.sh" < /dev/null >> "$D/log" 2>&1 &
+    sh "$D/parasol-agent.sh" < /dev/null >> "$D/log" 2>&1 &
 fi
 echo $! > "$D/pid"
 PARASOL_START_EOF

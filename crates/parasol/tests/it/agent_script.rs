@@ -525,17 +525,27 @@ async fn on_amd_gpus_the_agent_reads_rocm_smi_by_column_name() {
 /// deleted.
 #[tokio::test]
 async fn the_installed_agent_reports_an_h200_to_a_real_server_under_dash() {
-    let s = Server::start(Opts::default());
+    let s = Server::start(Opts {
+        boot_seconds: 1.0,
+        ..Opts::default()
+    });
     let c = s.admin();
     let id = c.create_instance("watched").await;
-    c.wait_status(&id, "active").await;
-    // The sim's own simulated agent keeps quiet: this one reports.
+    // The sim's own simulated agent keeps quiet from before the machine
+    // runs (its seq, in milliseconds, would be above this agent's): this
+    // one reports.
     c.post(
         "/admin/sim/agent",
         serde_json::json!({"instance_id": id, "reporting": false}),
     )
     .await
     .expect(200);
+    c.wait_status(&id, "active").await;
+    let quiet = c
+        .get(&format!("/v1/instances/{id}/metrics"))
+        .await
+        .expect(200);
+    assert!(quiet["agent"].is_null(), "{quiet:#}");
     let instance: uuid::Uuid = id.parse().unwrap();
     let token = parasol::agent::AgentKeys::load(&s.store().await)
         .await

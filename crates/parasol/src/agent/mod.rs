@@ -6,8 +6,12 @@
 //! the machine's, so a skewed machine clock and the test clock both work.
 //! Samples are kept at full resolution for a short while and as a 1-minute
 //! history for days (store/agent.rs); both are bounded per instance.
+//!
+//! The machine side, the POSIX `sh` agent and its installer (served at
+//! `GET /agent/install.sh`), is [`machine`].
 
 pub mod ingest;
+pub mod machine;
 pub mod token;
 
 use chrono::{DateTime, Utc};

@@ -262,6 +262,10 @@ fn api_router(state: AppRef) -> Router {
         // An agent token, not an API key: outside the keyed routes.
         .route(AGENT_REPORT, axum::routing::post(agent::report))
         .route("/docs", get(docs::page))
+        .route(
+            "/agent/install.sh",
+            get(crate::agent::machine::serve_installer),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

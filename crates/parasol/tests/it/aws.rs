@@ -298,6 +298,22 @@ async fn create_with_a_key_goes_active_restarts_and_deletes_in_moto() {
         ud.contains(&b64),
         "the user's script is in the user data: {ud}"
     );
+    // The agent comes first, with this instance's own token and this
+    // server's URL, then the user's script as before.
+    let instance: uuid::Uuid = id.parse().unwrap();
+    let token = parasol::agent::AgentKeys::load(&w.server.store().await)
+        .await
+        .unwrap()
+        .token(instance);
+    let agent_at = ud
+        .find(&format!("PARASOL_AGENT_TOKEN='{}'", token.expose()))
+        .expect("the agent with the instance's token");
+    assert!(
+        ud.contains(&format!("PARASOL_URL='{}'", w.server.base)),
+        "{ud}"
+    );
+    assert!(ud.contains(&format!("PARASOL_INSTANCE_ID='{id}'")));
+    assert!(agent_at < ud.find(&b64).unwrap(), "the agent starts first");
 
     // The exact RunInstances: signed, the id as token and tag, a zone.
     let runs = w.proxy.requests_for("RunInstances");

@@ -11,9 +11,11 @@
 //! - `SetEnv HOME=<home>` makes that temporary directory the login's home,
 //!   so Parasol's `$HOME/.ssh/authorized_keys` and `$HOME/.parasol` are the
 //!   test's own files;
-//! - `SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin` keeps tools installed under
-//!   `/usr/local` (such as a `docker` CLI on a developer machine) out of the
-//!   sessions, so what the host "has" is the same everywhere;
+//! - `SetEnv PATH=<dir>/bin:/usr/bin:/bin:/usr/sbin:/sbin` keeps tools
+//!   installed under `/usr/local` (such as a `docker` CLI on a developer
+//!   machine) out of the sessions, so what the host "has" is the same
+//!   everywhere, and lets a test give the host stand-ins (an `nvidia-smi`)
+//!   in `<dir>/bin` ([`Sshd::bin`]);
 //! - `StrictModes no`, since the files live under the world-writable `/tmp`.
 
 use std::net::TcpListener;
@@ -51,6 +53,7 @@ impl Sshd {
         keygen(&s.path("host_key"));
         keygen(&s.path("mgmt_key"));
         std::fs::create_dir_all(s.home().join(".ssh")).unwrap();
+        std::fs::create_dir_all(s.bin()).unwrap();
         std::fs::copy(s.path("mgmt_key.pub"), s.path("mgmt_authorized_keys")).unwrap();
         let host_pub = std::fs::read_to_string(s.path("host_key.pub")).unwrap();
         std::fs::write(
@@ -71,11 +74,12 @@ impl Sshd {
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
                  UsePAM no\n\
-                 SetEnv HOME={home} PATH=/usr/bin:/bin:/usr/sbin:/sbin\n",
+                 SetEnv HOME={home} PATH={bin}:/usr/bin:/bin:/usr/sbin:/sbin\n",
                 port = s.port,
                 hk = s.path("host_key").display(),
                 home = s.home().display(),
                 mgmt = s.path("mgmt_authorized_keys").display(),
+                bin = s.bin().display(),
             ),
         )
         .unwrap();
@@ -90,6 +94,12 @@ impl Sshd {
     /// The login's home as its sessions see it.
     fn home(&self) -> PathBuf {
         self.path("home")
+    }
+
+    /// The first directory of the sessions' `PATH`: stand-ins for the
+    /// host's tools go here.
+    pub(crate) fn bin(&self) -> PathBuf {
+        self.path("bin")
     }
 
     pub(crate) fn authorized_keys(&self) -> String {
@@ -138,7 +148,7 @@ impl Sshd {
 
     /// The config file of a Parasol serving this host, with `known_hosts`
     /// as the file its key is checked against.
-    fn parasol_config(&self, known_hosts: &Path, port: u16) -> PathBuf {
+    pub(crate) fn parasol_config(&self, known_hosts: &Path, port: u16) -> PathBuf {
         let path = self.path("parasol.toml");
         std::fs::write(
             &path,
@@ -226,7 +236,7 @@ fn keygen(path: &Path) {
         .arg(path));
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -641,4 +651,111 @@ async fn a_docker_launch_on_a_host_without_docker_errors_and_leaves_nothing() {
         .await
         .expect(200);
     c.wait_gone(&id).await;
+}
+
+/// Waits until the instance's metrics hold at least `n` samples; returns
+/// the metrics.
+pub(crate) async fn wait_samples(c: &Client, id: &str, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = c.get(&format!("/v1/instances/{id}/metrics")).await;
+        if r.status == 200 && r.body["samples"].as_array().is_some_and(|s| s.len() >= n) {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} samples: {} {:#}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_agent_installed_over_ssh_reports_the_hosts_gpu_until_the_instance_is_deleted() {
+    use crate::agent_script::{fixture_gpu, stand_ins, xid_line};
+    let sshd = Sshd::start();
+    // The host is an H100 machine: discovery and the agent both read the
+    // stand-in nvidia-smi, answering with that machine's real output; its
+    // kernel log holds an Xid 79 of that GPU.
+    let h100 = fixture_gpu("nvidia-h100-x1");
+    let kmsg = sshd.path("kmsg");
+    std::fs::write(&kmsg, xid_line("  77.000001", &h100.bus_id, 79)).unwrap();
+    stand_ins(
+        &sshd.bin(),
+        std::slice::from_ref(&h100),
+        &kmsg,
+        Some("nvidia-h100-x1"),
+    );
+    let config = sshd.parasol_config(&sshd.path("known_hosts"), sshd.port);
+    let s = Server::start(Opts {
+        extra_args: vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--agent-interval".into(),
+            "2".into(),
+        ],
+        ..Opts::default()
+    });
+    let c = s.admin();
+    assert_eq!(the_type(&c).await, "H100");
+    let (_, user_pub) = sshd.user_key("renter_key");
+    let key_id = c
+        .post(
+            "/v1/sshkeys/add",
+            json!({"name": "renter", "public_key": user_pub}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = c
+        .post(
+            "/v1/instances/create",
+            script_create("watched", "H100", &key_id, "#!/bin/sh\nexec sleep 300\n"),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_status(&id, "active").await;
+
+    let metrics = wait_samples(&c, &id, 2).await;
+    assert_eq!(metrics["agent"]["version"], "1", "{metrics:#}");
+    let samples = metrics["samples"].as_array().unwrap();
+    for sample in samples {
+        let gpus = sample["gpus"].as_array().unwrap();
+        assert_eq!(gpus.len(), 1, "{sample:#}");
+        let g = &gpus[0];
+        assert_eq!(g["index"], 0);
+        assert_eq!(g["memory_total_mib"], h100.memory_total_mib);
+        assert_eq!(g["memory_used_mib"], h100.memory_used_mib);
+        assert_eq!(
+            g["utilization_percent"].as_f64(),
+            Some(h100.utilization_percent)
+        );
+        assert_eq!(g["temperature_c"].as_f64(), Some(h100.temperature_c));
+        assert_eq!(g["power_w"].as_f64(), Some(h100.power_w));
+        assert_eq!(g["ecc_uncorrectable"], h100.ecc_uncorrectable);
+    }
+    // The Xid is reported once, in the first sample.
+    let xids: Vec<&Value> = samples.iter().map(|s| &s["gpus"][0]["xid"]).collect();
+    assert_eq!(xids[0], &json!([79]), "{xids:?}");
+    assert!(xids[1..].iter().all(|x| *x == &json!([])), "{xids:?}");
+
+    // It runs in the instance's directory on the host, as the host's user.
+    let agent_dir = sshd.home().join(format!(".parasol/instances/{id}/agent"));
+    let pid = std::fs::read_to_string(agent_dir.join("pid")).unwrap();
+    let pid = pid.trim().to_string();
+    assert!(process_runs(&pid), "the agent runs");
+
+    c.post_empty(&format!("/v1/instances/{id}/delete"))
+        .await
+        .expect(200);
+    c.wait_gone(&id).await;
+    assert!(!process_runs(&pid), "the agent stopped with the instance");
+    assert!(!agent_dir.exists(), "and left nothing behind");
 }

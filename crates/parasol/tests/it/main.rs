@@ -5,6 +5,7 @@ mod fakes;
 mod harness;
 
 mod agent;
+mod agent_script;
 mod audit;
 mod aws;
 mod azure;

@@ -32,6 +32,8 @@ def verda(url, client_id, secret, public_key):
     available = client.instances.is_available(gpu.instance_type, location_code=location)
     key = client.ssh_keys.create("official-client", public_key)
     keys = client.ssh_keys.get()
+    script = client.startup_scripts.create("official-client", "#!/bin/sh\necho hi\n")
+    scripts = client.startup_scripts.get()
     made = client.instances.create(
         instance_type=gpu.instance_type,
         image="ubuntu-22.04-cuda-12.4-docker",
@@ -39,10 +41,13 @@ def verda(url, client_id, secret, public_key):
         description="official-client",
         ssh_key_ids=[key.id],
         location=location,
+        startup_script_id=script.id,
         wait_for_status=None,
     )
     listed = client.instances.get()
     client.instances.action(made.id, "delete")
+    client.startup_scripts.delete([script.id])
+    scripts_left = client.startup_scripts.get()
     print(json.dumps({
         "types": sorted(t.instance_type for t in types),
         "prices": {t.instance_type: t.price_per_hour for t in types},
@@ -55,6 +60,9 @@ def verda(url, client_id, secret, public_key):
                      "location": made.location, "status": made.status,
                      "ssh_key_ids": made.ssh_key_ids},
         "listed": [i.id for i in listed],
+        "script": script.id,
+        "scripts": [{"id": s.id, "name": s.name, "script": s.script} for s in scripts],
+        "scripts_left": [s.id for s in scripts_left],
     }))
 
 

@@ -92,10 +92,19 @@ async fn verdas_official_client_reads_every_answer_of_the_verda_fake() {
     assert_eq!(made["location"], "FIN-01");
     assert_eq!(made["ssh_key_ids"], serde_json::json!([got["key"].clone()]));
     assert_eq!(got["listed"], serde_json::json!([made["id"].clone()]));
+    // Startup scripts (the machines' first-boot script): stored, listed,
+    // named at deploy, deleted.
+    assert_eq!(
+        got["scripts"],
+        serde_json::json!([{"id": got["script"].clone(), "name": "official-client",
+            "script": "#!/bin/sh\necho hi\n"}])
+    );
+    assert_eq!(got["scripts_left"], serde_json::json!([]));
     // The client's calls reached the fake as the fake understands them.
     let created = fake.requests_to("POST /v1/instances");
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].body["location_code"], "FIN-01");
+    assert_eq!(created[0].body["startup_script_id"], got["script"]);
     assert_eq!(
         fake.requests_to("PUT /v1/instances")[0].body["action"],
         "delete"

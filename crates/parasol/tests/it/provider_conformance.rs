@@ -108,6 +108,16 @@ pub trait Subject: Send + Sync {
     async fn listing(&self) -> Vec<Listed> {
         unimplemented!("only for clouds")
     }
+    /// The first-boot script the cloud received for `id`'s machine, as the
+    /// machine would run it (clouds only).
+    async fn boot_script(&self, _id: Uuid) -> Option<String> {
+        unimplemented!("only for clouds")
+    }
+    /// Whether the cloud's machines run the launch configuration: the
+    /// container clouds (RunPod, Vast.ai) run only the agent.
+    fn runs_launch_configuration(&self) -> bool {
+        true
+    }
 }
 
 /// One GPU type as a cloud lists it, in the cloud's own numbers (read from
@@ -150,6 +160,15 @@ pub trait FakeCloud: Cloud + Default + Sized {
     }
     /// Every GPU type the fake lists, in its own numbers.
     fn listing(&self) -> Vec<Listed>;
+    /// The first-boot script a request body carries, in the cloud's field
+    /// for it, decoded; `None` for other requests.
+    fn boot_script_in(_body: &serde_json::Value) -> Option<String> {
+        None
+    }
+    /// See [`Subject::runs_launch_configuration`].
+    fn runs_launch_configuration() -> bool {
+        true
+    }
 }
 
 /// Slow enough that every boot phase is seen by polling.
@@ -246,6 +265,18 @@ impl<C: FakeCloud + Send> Subject for Http<C> {
     async fn listing(&self) -> Vec<Listed> {
         self.fake.with(|c| c.listing())
     }
+
+    async fn boot_script(&self, id: Uuid) -> Option<String> {
+        self.fake
+            .requests()
+            .iter()
+            .filter_map(|r| C::boot_script_in(&r.body))
+            .find(|script| script.contains(&id.to_string()))
+    }
+
+    fn runs_launch_configuration(&self) -> bool {
+        C::runs_launch_configuration()
+    }
 }
 
 // ------------------------------------------------------------ properties
@@ -293,6 +324,119 @@ async fn wait_not_live(s: &dyn Subject, machine: &str) {
         assert!(Instant::now() < deadline, "{machine} is still live");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A launch with an agent carries it in the machine's first-boot script
+/// (user data, startup script, `onstart`, start command), and that script,
+/// run as the machine would run it, starts the agent and then the launch
+/// configuration, which runs as it did without the agent (and not at all
+/// on the container clouds, which never ran it).
+pub async fn the_first_boot_script_starts_the_agent_and_the_launch_configuration(s: impl Subject) {
+    use base64::Engine;
+    let p = s.provider();
+    let id = Uuid::new_v4();
+    let mut req = s.request(id);
+    let user_script = "#!/bin/sh\necho \"ran as $(id -un)\" > \"$HOME/user-script-ran\"\n";
+    req.launch_configuration = Some(parasol::api::LaunchConfiguration {
+        kind: parasol::api::LaunchType::Script,
+        docker_configuration: None,
+        script_configuration: Some(parasol::api::ScriptConfiguration {
+            base64_script: base64::engine::general_purpose::STANDARD.encode(user_script),
+        }),
+    });
+    // A port nothing listens on: this property is about starting, the
+    // reports themselves are `agent_script`'s.
+    let url = format!("http://127.0.0.1:{}", crate::hosts::free_port());
+    req.agent = Some(parasol::agent::AgentBootstrap {
+        url: url.clone(),
+        token: Secret::new("pa_conformance-token"),
+        interval_s: 30,
+    });
+    p.launch(&req).await.expect("launch");
+    let mut script = s
+        .boot_script(id)
+        .await
+        .expect("the launch carried a first-boot script naming the instance");
+    assert!(
+        script.contains("PARASOL_AGENT_TOKEN='pa_conformance-token'"),
+        "{script}"
+    );
+    assert!(script.contains(&format!("PARASOL_INSTANCE_ID='{id}'")));
+    if let Some(rest) = script.strip_suffix("exec /start.sh\n") {
+        // RunPod: the image's own start command comes last, as the image
+        // would have run it; there is no such command here.
+        script = rest.to_string();
+    }
+
+    // Run it as cloud-init would, as root, with `sudo` standing in for the
+    // switch to the image's user, and the agent kept out of systemd and in
+    // the test's directory.
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let bin = dir.path().join("bin");
+    let agent = dir.path().join("agent");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    crate::agent_script::executable(
+        &bin.join("sudo"),
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in -u) shift 2 ;; -*) shift ;; *) break ;; esac; done\nexec \"$@\"\n",
+    );
+    std::fs::write(dir.path().join("boot"), &script).unwrap();
+    let _stop = crate::agent_script::StopAgent(agent.clone());
+    let out = std::process::Command::new("bash")
+        .arg(dir.path().join("boot"))
+        .env_clear()
+        .env("HOME", &home)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", bin.display()),
+        )
+        .env("PARASOL_AGENT_SYSTEMD", "no")
+        .env("PARASOL_AGENT_DIR", &agent)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the first-boot script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(agent.join("pid")).expect("the agent recorded its pid");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("parasol-agent.sh"),
+        "the agent runs"
+    );
+    let env = std::fs::read_to_string(agent.join("env")).unwrap();
+    assert!(env.contains(&format!("PARASOL_URL='{url}'")), "{env}");
+    let ran = home.join("user-script-ran");
+    if s.runs_launch_configuration() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ran.exists() {
+            assert!(Instant::now() < deadline, "the user's script never ran");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    } else {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !ran.exists(),
+            "a container cloud ran the launch configuration"
+        );
+    }
+    let stop = std::process::Command::new("sh")
+        .arg(agent.join("stop"))
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+            || !String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default()
+            )
+            .contains("parasol-agent"),
+        "the agent stopped"
+    );
 }
 
 /// A launch whose answer was lost, retried twice (the second time by a
@@ -707,6 +851,36 @@ http_cloud! {
     azure => Azure;
 }
 
+// Every cloud carries the agent in what its machines run at first boot.
+macro_rules! first_boot_agent {
+    ($($cloud:ident => $start:expr;)*) => {
+        mod first_boot_agent {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $cloud() {
+                    super::the_first_boot_script_starts_the_agent_and_the_launch_configuration(
+                        $start.await,
+                    )
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+first_boot_agent! {
+    lambda => Http::<Lambda>::start();
+    verda => Http::<Verda>::start();
+    hyperstack => Http::<Hyperstack>::start();
+    runpod => Http::<Runpod>::start();
+    vastai => Http::<Vastai>::start();
+    digitalocean => Http::<DigitalOcean>::start();
+    gcp => Http::<Gcp>::start();
+    azure => Http::<Azure>::start();
+    aws => AwsSubject::start();
+}
+
 // The sim keeps its machines in the deployment's own store, behind no
 // HTTP: it has no marker to sweep by, no answer to lose and no rate limit,
 // so it runs the properties about machines only.
@@ -804,6 +978,18 @@ impl AwsSubject {
 
 #[async_trait::async_trait]
 impl Subject for AwsSubject {
+    /// The user data of the RunInstances that launched it, base64.
+    async fn boot_script(&self, id: Uuid) -> Option<String> {
+        use base64::Engine;
+        self.proxy
+            .requests_for("RunInstances")
+            .iter()
+            .filter_map(|r| r.param("UserData"))
+            .filter_map(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .filter_map(|b| String::from_utf8(b).ok())
+            .find(|script| script.contains(&id.to_string()))
+    }
+
     fn provider(&self) -> Arc<dyn Provider> {
         self.aws.clone()
     }
@@ -1255,6 +1441,9 @@ impl Subject for SimSubject {
 // ------------------------------------------------- the clouds' levers
 
 impl FakeCloud for Lambda {
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["user_data"].as_str().map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(LambdaAdapter::new(
             LambdaConfig {
@@ -1327,6 +1516,12 @@ impl FakeCloud for Lambda {
 }
 
 impl FakeCloud for Verda {
+    /// A stored startup script (`POST /scripts`); the fake refuses a
+    /// deploy naming one it does not hold.
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["name"].as_str()?;
+        body["script"].as_str().map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(VerdaAdapter::new(
             VerdaConfig {
@@ -1401,6 +1596,9 @@ impl FakeCloud for Verda {
 }
 
 impl FakeCloud for Hyperstack {
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["user_data"].as_str().map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(HsAdapter::new(
             HyperstackConfig {
@@ -1473,6 +1671,19 @@ impl FakeCloud for Hyperstack {
 }
 
 impl FakeCloud for Runpod {
+    /// `bash -c <script>` as the container's start command.
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        let cmd = body["dockerStartCmd"].as_array()?;
+        assert_eq!(
+            cmd[..2],
+            [serde_json::json!("bash"), serde_json::json!("-c")],
+            "{cmd:?}"
+        );
+        cmd.get(2)?.as_str().map(str::to_string)
+    }
+    fn runs_launch_configuration() -> bool {
+        false
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(RunpodAdapter::new(
             RunpodConfig {
@@ -1533,6 +1744,12 @@ impl FakeCloud for Runpod {
 }
 
 impl FakeCloud for Vastai {
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["onstart"].as_str().map(str::to_string)
+    }
+    fn runs_launch_configuration() -> bool {
+        false
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(VastAdapter::new(
             VastaiConfig {
@@ -1615,6 +1832,9 @@ impl FakeCloud for Vastai {
 }
 
 impl FakeCloud for DigitalOcean {
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["user_data"].as_str().map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(DoAdapter::new(
             DigitalOceanConfig {
@@ -1703,6 +1923,14 @@ pub fn gcp_adapter(url: &str, deployment: &str) -> GcpAdapter {
 }
 
 impl FakeCloud for Gcp {
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        body["metadata"]["items"]
+            .as_array()?
+            .iter()
+            .find(|i| i["key"] == "startup-script")?["value"]
+            .as_str()
+            .map(str::to_string)
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(gcp_adapter(url, deployment))
     }
@@ -2225,6 +2453,15 @@ pub fn azure_config(url: &str) -> AzureConfig {
 }
 
 impl FakeCloud for Azure {
+    /// cloud-init's `customData`, base64.
+    fn boot_script_in(body: &serde_json::Value) -> Option<String> {
+        use base64::Engine;
+        let data = body["properties"]["osProfile"]["customData"].as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
     fn adapter(url: &str, deployment: &str) -> Arc<dyn Provider> {
         Arc::new(AzureAdapter::new(azure_config(url), deployment))
     }

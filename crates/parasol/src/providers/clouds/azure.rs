@@ -1650,7 +1650,7 @@ fn computer_name(id: Uuid) -> String {
 /// user Parasol gives every VM.
 fn custom_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
     use base64::Engine;
-    Ok(super::first_boot_script(req)?
+    Ok(super::first_boot_script(req, ADMIN_USER)?
         .map(|text| base64::engine::general_purpose::STANDARD.encode(text)))
 }
 

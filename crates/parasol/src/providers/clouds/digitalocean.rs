@@ -611,6 +611,11 @@ impl Provider for DigitalOcean {
                     "tags": [self.tag],
                 });
                 attach_at_create(&mut body, req);
+                // Droplets log in as root, so the launch configuration runs
+                // as root.
+                if let Some(script) = super::first_boot_script(req, "root")? {
+                    body["user_data"] = json!(script);
+                }
                 match self
                     .json::<OneDroplet>(Method::POST, "/droplets", Some(&body))
                     .await

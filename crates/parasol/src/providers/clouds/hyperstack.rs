@@ -655,6 +655,9 @@ impl Provider for Hyperstack {
                 if let Some(v) = req.volumes.first() {
                     body["volume_name"] = json!(volume_name(v.id));
                 }
+                if let Some(script) = super::first_boot_script(req, "ubuntu")? {
+                    body["user_data"] = json!(script);
+                }
                 let created: VmList = match self
                     .json(Method::POST, "/core/virtual-machines", Some(&body))
                     .await

@@ -512,6 +512,9 @@ impl Provider for Lambda {
                     "quantity": 1,
                     "name": name,
                 });
+                if let Some(script) = super::first_boot_script(req, "ubuntu")? {
+                    body["user_data"] = json!(script);
+                }
                 if !req.volumes.is_empty() {
                     // Lambda mounts filesystems by name, and names them ours.
                     body["file_system_names"] = json!(req

@@ -55,12 +55,16 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The script a cloud machine runs once at first boot (AWS's user data,
-/// Google's `startup-script`): the launch configuration, run as the
-/// image's `ubuntu` user by the same script the hosts provider runs over
-/// SSH. `None` when there is nothing to run.
+/// Google's `startup-script`, the `user_data` of DigitalOcean, Lambda and
+/// Hyperstack): first the Parasol agent, installed as root (a systemd
+/// service where there is systemd), then the launch configuration, run as
+/// `user` by the same script the hosts provider runs over SSH, exactly as
+/// without the agent. `None` when there is nothing to run.
 pub(crate) fn first_boot_script(
     req: &crate::providers::LaunchRequest,
+    user: &str,
 ) -> Result<Option<String>, crate::providers::ProviderError> {
+    use crate::agent::machine::{install_commands, Placement};
     use crate::providers::hosts::remote;
     let w = remote::workload(
         req.instance_id,
@@ -69,14 +73,41 @@ pub(crate) fn first_boot_script(
         true,
     )
     .map_err(crate::providers::ProviderError::Permanent)?;
-    let Some(w) = w else {
+    if w.is_none() && req.agent.is_none() {
         return Ok(None);
-    };
-    let script = remote::setup_script(req.instance_id, None, Some(&w));
-    Ok(Some(format!(
-        "#!/bin/bash\n# Parasol instance {}\nsudo -u ubuntu -H bash <<'PARASOL_USER_DATA'\n{script}\nPARASOL_USER_DATA\n",
-        req.instance_id
-    )))
+    }
+    let mut script = format!("#!/bin/bash\n# Parasol instance {}\n", req.instance_id);
+    if let Some(agent) = &req.agent {
+        script.push_str(&install_commands(
+            agent,
+            req.instance_id,
+            Placement::Default,
+        ));
+    }
+    if let Some(w) = w {
+        let setup = remote::setup_script(req.instance_id, None, Some(&w), None);
+        if user == "root" {
+            script.push_str(&format!(
+                "export HOME=\"${{HOME:-/root}}\"\ncd \"$HOME\" && bash <<'PARASOL_USER_DATA'\n{setup}\nPARASOL_USER_DATA\n"
+            ));
+        } else {
+            script.push_str(&format!(
+                "sudo -u {user} -H bash <<'PARASOL_USER_DATA'\n{setup}\nPARASOL_USER_DATA\n"
+            ));
+        }
+    }
+    Ok(Some(script))
+}
+
+/// The agent alone, as a script, for the container clouds (RunPod's start
+/// command, Vast.ai's `onstart`), where the machine is a container that
+/// runs no launch configuration and has no systemd: the agent runs there
+/// as a background loop. `None` where the deployment has agents off.
+pub(crate) fn agent_start_script(req: &crate::providers::LaunchRequest) -> Option<String> {
+    use crate::agent::machine::{install_commands, Placement};
+    req.agent
+        .as_ref()
+        .map(|a| install_commands(a, req.instance_id, Placement::Default))
 }
 
 /// Prefix of every machine name Parasol gives a cloud.

@@ -102,6 +102,9 @@ pub const DEFAULT_CATALOG_URL: &str = "https://api.runpod.io/v2";
 /// The OS offered, and the image it launches.
 const OS: &str = "ubuntu22.04_cuda12.4_shade_os";
 const IMAGE: &str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04";
+/// The image's own start command (its Dockerfile's `CMD`), which a
+/// `dockerStartCmd` replaces and so must run in the end.
+const IMAGE_START: &str = "/start.sh";
 /// GPU counts offered per GPU type, up to the type's maximum.
 const COUNTS: [i64; 4] = [1, 2, 4, 8];
 /// RunPod's network volume price: $0.07 per GB-month (730 hours).
@@ -631,6 +634,12 @@ impl Provider for Runpod {
                     "env": env,
                 });
                 mount_volume(&mut body, req);
+                // The image's own command (`/start.sh`, which sets up SSH
+                // from PUBLIC_KEY) still runs, after the agent starts.
+                if let Some(agent) = super::agent_start_script(req) {
+                    body["dockerStartCmd"] =
+                        json!(["bash", "-c", format!("{agent}exec {IMAGE_START}\n")]);
+                }
                 match self.json::<Pod>(Method::POST, "/pods", Some(&body)).await {
                     Ok(p) => Ok(p.id),
                     Err(e @ ProviderError::Capacity(_)) => {

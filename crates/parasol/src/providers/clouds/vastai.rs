@@ -403,6 +403,9 @@ impl Vastai {
             .collect();
         let spot = req.rental_type == RentalType::Spot;
         let env = docker_env(req.envs.iter().map(|e| (&*e.name, &*e.value)));
+        // The container runs `onstart` as root at every start; the agent
+        // is all it runs.
+        let onstart = super::agent_start_script(req);
         let mut last = format!(
             "no verified offer of {count}x {gpu} in {} is left",
             req.region
@@ -418,6 +421,9 @@ impl Vastai {
                 "runtype": "ssh_direct",
                 "env": env,
             });
+            if let Some(script) = &onstart {
+                body["onstart"] = json!(script);
+            }
             if spot {
                 body["price"] = json!(o.min_bid.map_or(o.dph_total.get(), Num::get));
             }

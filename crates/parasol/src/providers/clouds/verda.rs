@@ -8,7 +8,12 @@
 //! `GET /instance-availability/{type}?location_code=..`, `GET|POST
 //! /instances`, `GET /instances/{id}`, `PUT /instances` (actions `delete`
 //! and `restart`), `GET|POST /sshkeys`, `GET|POST /volumes`,
-//! `GET|DELETE /volumes/{id}`.
+//! `GET|DELETE /volumes/{id}`, `GET|POST|DELETE /scripts`.
+//!
+//! The first-boot script (the Parasol agent, then the launch
+//! configuration, as root) is a startup script stored under the machine's
+//! marker name before the deploy names it (`startup_script_id`), and
+//! deleted when the machine is.
 //!
 //! Volumes are `NVMe` block volumes in one location (a Parasol region),
 //! named with the marker and Parasol's volume id, attached at create
@@ -388,6 +393,52 @@ impl Verda {
     }
 }
 
+/// A stored startup script, as `GET /scripts` lists it.
+#[derive(Debug, Deserialize)]
+struct VScript {
+    id: String,
+    name: String,
+}
+
+impl Verda {
+    /// The startup script of `id`'s machine, stored under the machine's
+    /// marker name (found by it first, so a retried launch stores it once):
+    /// Verda runs only scripts stored beforehand, named by id at deploy.
+    async fn ensure_script(&self, id: Uuid, script: &str) -> Result<String, ProviderError> {
+        let name = self.known.marker().name(id);
+        let existing: Vec<VScript> = self.json(Method::GET, "/scripts", None).await?;
+        if let Some(s) = existing.into_iter().find(|s| s.name == name) {
+            return Ok(s.id);
+        }
+        bare_id(
+            &self
+                .send(
+                    Method::POST,
+                    "/scripts",
+                    &json!({"name": name, "script": script}),
+                )
+                .await?,
+        )
+    }
+
+    /// Deletes the startup script of `id`'s machine, which holds the
+    /// instance's agent token, once the machine is going.
+    async fn delete_script(&self, id: Uuid) -> Result<(), ProviderError> {
+        let name = self.known.marker().name(id);
+        let existing: Vec<VScript> = self.json(Method::GET, "/scripts", None).await?;
+        let ids: Vec<String> = existing
+            .into_iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.id)
+            .collect();
+        if !ids.is_empty() {
+            self.send(Method::DELETE, "/scripts", &json!({"scripts": ids}))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Verda answers a create with the new id as plain text; accept a JSON
 /// string or an object with `id` too.
 fn bare_id(text: &str) -> Result<String, ProviderError> {
@@ -627,6 +678,12 @@ impl Provider for Verda {
                     "description": name,
                     "is_spot": false,
                 });
+                // Machines log in as root: the launch configuration runs
+                // as root, after the agent.
+                if let Some(script) = super::first_boot_script(req, "root")? {
+                    body["startup_script_id"] =
+                        json!(self.ensure_script(req.instance_id, &script).await?);
+                }
                 if !req.volumes.is_empty() {
                     body["existing_volumes"] = json!(req
                         .volumes
@@ -670,6 +727,8 @@ impl Provider for Verda {
     }
 
     async fn terminate(&self, id: Uuid) -> Result<MachineState, ProviderError> {
+        // First, so a terminate repeated after a failure still removes it.
+        self.delete_script(id).await?;
         let Some(i) = self.known.find(self, id).await? else {
             return Ok(MachineState::Gone);
         };

@@ -30,6 +30,8 @@
 pub(crate) mod remote;
 mod ssh;
 
+pub(crate) use ssh::quote;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -600,7 +602,12 @@ impl Provider for Hosts {
             .map(|k| remote::key_line(k, req.instance_id))
             .transpose()
             .map_err(ProviderError::Permanent)?;
-        let script = remote::setup_script(req.instance_id, key.as_deref(), workload.as_ref());
+        let script = remote::setup_script(
+            req.instance_id,
+            key.as_deref(),
+            workload.as_ref(),
+            req.agent.as_ref(),
+        );
         match ssh::run(&host.target(), &script, CALL_TIMEOUT).await {
             Ok(_) => {}
             Err(SshError::Exit { code, .. }) if code == remote::EXIT_NO_DOCKER => {

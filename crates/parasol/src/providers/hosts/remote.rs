@@ -17,6 +17,8 @@ use parasol_hostinfo::{DiscoveryOutput, DF, FREE, GPU_QUERY, LSCPU, OS_RELEASE, 
 use uuid::Uuid;
 
 use super::ssh::quote;
+use crate::agent::machine::{install_commands, Placement};
+use crate::agent::AgentBootstrap;
 
 /// The comment that marks the `authorized_keys` line Parasol added for an
 /// instance.
@@ -296,9 +298,20 @@ const ALIVE_FN: &str = "alive() {\n\
     fi\n\
     }\n";
 
-/// Installs the user's key (when there is one) and starts the workload
-/// (when there is one and it has not been started yet).
-pub fn setup_script(id: Uuid, key_line: Option<&str>, workload: Option<&Workload>) -> String {
+/// Where the instance's agent lives on a host: inside the instance
+/// directory, so the teardown's removal of that directory takes it too.
+const AGENT_DIR: &str = "\"$d/agent\"";
+
+/// Installs the user's key (when there is one), (re)starts the instance's
+/// agent (when there is one) and starts the workload (when there is one and
+/// it has not been started yet). The agent comes first and cannot fail the
+/// script, so the workload starts whatever becomes of it.
+pub fn setup_script(
+    id: Uuid,
+    key_line: Option<&str>,
+    workload: Option<&Workload>,
+    agent: Option<&AgentBootstrap>,
+) -> String {
     let marker = quote(&key_marker(id));
     let mut s = String::from("set -eu\numask 077\n");
     s.push_str(&dir_of(id));
@@ -314,6 +327,9 @@ pub fn setup_script(id: Uuid, key_line: Option<&str>, workload: Option<&Workload
              fi\n",
             quote(line)
         ));
+    }
+    if let Some(agent) = agent {
+        s.push_str(&install_commands(agent, id, Placement::Loop(AGENT_DIR)));
     }
     let Some(w) = workload else {
         return s;
@@ -384,10 +400,14 @@ pub fn restart_script(id: Uuid) -> String {
     s
 }
 
-/// Starts the workload again after a reboot, unless it already runs.
+/// Starts the agent and the workload again after a reboot, unless they
+/// already run.
 pub fn start_script(id: Uuid) -> String {
     let mut s = String::from("set -eu\numask 077\n");
     s.push_str(&dir_of(id));
+    s.push_str(&format!(
+        "if [ -f {AGENT_DIR}/start ]; then sh {AGENT_DIR}/start || :; fi\n"
+    ));
     s.push_str("[ -f \"$d/run\" ] || exit 0\n[ -f \"$d/started\" ] && exit 0\n");
     s.push_str(&start_commands());
     s
@@ -412,13 +432,16 @@ pub fn boot_id_script() -> String {
 }
 
 /// Removes everything Parasol put on the host for an instance: stops the
-/// workload, deletes exactly the marked `authorized_keys` lines, and
+/// agent and the workload, deletes exactly the marked `authorized_keys` lines, and
 /// deletes the instance directory (log included).
 pub fn teardown_script(id: Uuid) -> String {
     let marker = quote(&key_marker(id));
     let mut s = String::from("set -eu\n");
     s.push_str(&dir_of(id));
     s.push_str("if [ -d \"$d\" ]; then\n");
+    s.push_str(&format!(
+        "if [ -f {AGENT_DIR}/stop ]; then sh {AGENT_DIR}/stop || :; fi\n"
+    ));
     s.push_str(&stop_commands(id));
     s.push_str("fi\n");
     s.push_str(&format!(
@@ -526,6 +549,33 @@ mod tests {
         assert_eq!(registry_of("localhost:5000/img"), Some("localhost:5000"));
         assert_eq!(registry_of("library/ubuntu"), None);
         assert_eq!(registry_of("ubuntu"), None);
+    }
+
+    #[test]
+    fn the_agent_starts_before_the_workload_stops_at_teardown_and_restarts_after_a_reboot() {
+        let agent = AgentBootstrap {
+            url: "http://parasol.example:8080".into(),
+            token: crate::providers::clouds::Secret::new("pa_secret"),
+            interval_s: 15,
+        };
+        let w = Workload {
+            run: "exec sleep 1\n".into(),
+            script_base64: None,
+            needs_docker: false,
+        };
+        let s = setup_script(id(), None, Some(&w), Some(&agent));
+        let install = s
+            .find("PARASOL_AGENT_DIR=\"$d/agent\" PARASOL_AGENT_SYSTEMD=no")
+            .unwrap();
+        let started = s.find("[ -f \"$d/started\" ] && exit 0").unwrap();
+        assert!(
+            install < started,
+            "the agent comes first, even on a retried setup"
+        );
+        assert!(s.contains("PARASOL_AGENT_TOKEN='pa_secret'"));
+        assert!(!setup_script(id(), None, Some(&w), None).contains("PARASOL_AGENT"));
+        assert!(teardown_script(id()).contains("sh \"$d/agent\"/stop"));
+        assert!(start_script(id()).contains("sh \"$d/agent\"/start"));
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Verda {
     pub timing: Timing,
     /// `(type, location)` pairs out of stock.
     pub no_capacity: Vec<(String, String)>,
+    /// Stored startup scripts: `(id, name, script)`.
+    pub scripts: Vec<(String, String, String)>,
+    pub scripts_made: usize,
 }
 
 impl Verda {
@@ -369,6 +372,11 @@ impl Cloud for Verda {
                         Some(_) => {}
                     }
                 }
+                if let Some(script) = b["startup_script_id"].as_str() {
+                    if !self.scripts.iter().any(|(id, _, _)| id == script) {
+                        return err(404, "not_found", "Startup script not found");
+                    }
+                }
                 if self.no_capacity.iter().any(|(t, l)| t == ty && l == loc) {
                     return err(
                         400,
@@ -489,6 +497,33 @@ impl Cloud for Verda {
                     }
                     _ => err(405, "invalid_request", "Method not allowed"),
                 }
+            }
+            ("GET", "/scripts") => {
+                let data: Vec<Value> = self
+                    .scripts
+                    .iter()
+                    .map(|(id, name, script)| json!({"id": id, "name": name, "script": script}))
+                    .collect();
+                Reply::json(200, Value::Array(data))
+            }
+            ("POST", "/scripts") => {
+                let (Some(name), Some(script)) =
+                    (req.body["name"].as_str(), req.body["script"].as_str())
+                else {
+                    return err(400, "invalid_request", "name and script are required");
+                };
+                let id = format!("7d2a9b3c-0000-4000-8000-{:012}", self.scripts_made);
+                self.scripts_made += 1;
+                self.scripts.push((id.clone(), name.into(), script.into()));
+                Reply::text(201, id)
+            }
+            ("DELETE", "/scripts") => {
+                let Some(ids) = req.body["scripts"].as_array() else {
+                    return err(400, "invalid_request", "scripts is required");
+                };
+                self.scripts
+                    .retain(|(id, _, _)| !ids.iter().any(|x| x.as_str() == Some(id)));
+                Reply::text(200, "")
             }
             ("GET", "/sshkeys") => {
                 let data: Vec<Value> = self

@@ -221,7 +221,7 @@ fn live_state(i: &Xml) -> MachineState {
 
 /// The user data: [`super::first_boot_script`], base64.
 fn user_data(req: &LaunchRequest) -> Result<Option<String>, ProviderError> {
-    Ok(super::first_boot_script(req)?
+    Ok(super::first_boot_script(req, "ubuntu")?
         .map(|text| base64::engine::general_purpose::STANDARD.encode(text)))
 }
 

@@ -939,7 +939,7 @@ impl Gcp {
         if let Some(k) = &req.ssh_public_key {
             metadata.push(json!({"key": "ssh-keys", "value": format!("ubuntu:{}", k.trim())}));
         }
-        if let Some(script) = super::first_boot_script(req)? {
+        if let Some(script) = super::first_boot_script(req, "ubuntu")? {
             metadata.push(json!({"key": "startup-script", "value": script}));
         }
         let mut body = json!({

@@ -15,6 +15,7 @@ pub(crate) mod clusters;
 mod docs;
 pub(crate) mod events;
 pub(crate) mod featured;
+pub(crate) mod health;
 pub(crate) mod instances;
 mod launch;
 pub(crate) mod members;
@@ -159,6 +160,7 @@ routes! {
         "/instances/{id}/update" => post(instances::update),
         "/instances/{id}/delete" => post(instances::delete),
         "/instances/{id}/restart" => post(instances::restart),
+        "/instances/{id}/health" => get(health::get),
         "/clusters" => get(clusters::list),
         "/clusters/types" => get(clusters::types),
         "/clusters/create" => post(clusters::create),

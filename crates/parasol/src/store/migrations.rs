@@ -413,6 +413,12 @@ const STEPS: &[&[&str]] = &[&[
         redirect_uri TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     )",
+], &[
+    // Idle and health policies: the idle policy an admin sets on an
+    // account (JSON), and each instance's health as last evaluated, for
+    // the fleet gauges.
+    "ALTER TABLE accounts ADD COLUMN idle_policy TEXT",
+    "ALTER TABLE instances ADD COLUMN health TEXT",
 ]];
 
 /// The schema version this binary writes.

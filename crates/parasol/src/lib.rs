@@ -17,6 +17,7 @@
 //! - [`mcp`]: the MCP server at `/mcp`, whose tools are the API's operations.
 //! - [`server`]: configuration and the wiring that starts all of the above.
 //! - [`cli`]: the client commands of the same binary, over the HTTP API.
+//! - [`agent`]: what the machines' agents report, checked and stored.
 
 pub mod agent;
 pub mod cli;

@@ -96,6 +96,8 @@ pub struct Reconciler {
     /// When the budget watch runs next (ms): a period after the last, or
     /// when the next threshold falls due if that is sooner.
     budget_wake: std::sync::atomic::AtomicI64,
+    /// Gives each launch its agent's bootstrap; `None`: agents are off.
+    agent: Option<crate::agent::AgentLaunch>,
 }
 
 impl Reconciler {
@@ -116,7 +118,14 @@ impl Reconciler {
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
             budget_wake: std::sync::atomic::AtomicI64::new(0),
+            agent: None,
         }
+    }
+
+    /// Launches from now on start the agent with this bootstrap.
+    pub fn with_agent(mut self, agent: crate::agent::AgentLaunch) -> Self {
+        self.agent = Some(agent);
+        self
     }
 
     /// Runs until `shutdown` turns true. A step in flight finishes first, so
@@ -415,6 +424,7 @@ impl Reconciler {
             envs: i.envs.clone(),
             cluster_id: rec.cluster_id,
             volumes,
+            agent: self.agent.as_ref().map(|a| a.bootstrap(i.id)),
         };
         match self.call(provider, "launch", provider.launch(&req)).await {
             Ok(launched) => {

@@ -38,6 +38,21 @@ fn notification(rec: &InstanceRecord, kind: &str, message: &str, at: DateTime<Ut
     })
 }
 
+/// `instance x was idle for 30 minutes (...)`, for the idle events.
+fn idle_message(rec: &InstanceRecord, p: &IdlePolicy) -> String {
+    format!(
+        "instance {} was idle for {} minutes (every GPU at or below {} %{})",
+        rec.instance.name,
+        p.minutes,
+        p.max_gpu_utilization_percent,
+        if p.count_ssh_sessions {
+            ", no SSH session"
+        } else {
+            ""
+        }
+    )
+}
+
 impl Reconciler {
     /// The policies of an active instance; `true` when it began deleting
     /// it (idle `delete`, or a replacement). Store failures are logged and
@@ -118,17 +133,7 @@ impl Reconciler {
             }
         }
         if let Some(p) = idle_under.iter().find(|p| p.action == IdleAction::Delete) {
-            let message = format!(
-                "instance {} was idle for {} minutes (every GPU at or below {} %{}); deleting it",
-                rec.instance.name,
-                p.minutes,
-                p.max_gpu_utilization_percent,
-                if p.count_ssh_sessions {
-                    ", no SSH session"
-                } else {
-                    ""
-                }
-            );
+            let message = format!("{}; deleting it", idle_message(rec, p));
             tracing::info!(instance = %rec.instance.id, minutes = p.minutes, "idle: deleting");
             self.record_alert(rec, "idle.deleted", "idle_deleted", &message, now)
                 .await;
@@ -137,17 +142,7 @@ impl Reconciler {
         }
         match idle_under.first() {
             Some(p) if !rec.internal.idle_alerted => {
-                let message = format!(
-                    "instance {} has been idle for {} minutes (every GPU at or below {} %{})",
-                    rec.instance.name,
-                    p.minutes,
-                    p.max_gpu_utilization_percent,
-                    if p.count_ssh_sessions {
-                        ", no SSH session"
-                    } else {
-                        ""
-                    }
-                );
+                let message = idle_message(rec, p);
                 tracing::info!(instance = %rec.instance.id, minutes = p.minutes, "idle: alert");
                 self.record_alert(rec, "idle.alert", "idle", &message, now)
                     .await;

@@ -47,8 +47,8 @@ const MAX_SEQ: i64 = 1 << 53;
 /// Type GPU counts remembered, beyond which the memo starts over.
 const GPU_MEMO: usize = 200_000;
 
-/// One report, checked field by field.
-#[derive(Debug, Clone, PartialEq)]
+/// One report, checked field by field; serialises as the wire format.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
     pub instance_id: Uuid,
     /// Strictly increasing per instance.
@@ -347,8 +347,14 @@ impl Ingest {
         self.accept(report).await
     }
 
-    /// Stores a report whose sender is already known to be its instance's
-    /// agent (the HTTP route checked the token; the sim is its own agent).
+    /// A report from a sender known to be its instance's agent (the sim's
+    /// simulated agents), checked field by field as a posted one is.
+    pub async fn post_trusted(&self, body: &Value) -> Result<DateTime<Utc>, IngestError> {
+        self.accept(Report::from_json(body)?).await
+    }
+
+    /// Stores a checked report whose sender is known to be its instance's
+    /// agent.
     pub async fn accept(&self, report: Report) -> Result<DateTime<Utc>, IngestError> {
         let revoked = || {
             IngestError::Unauthorized("the agent token is revoked: the instance is deleted".into())

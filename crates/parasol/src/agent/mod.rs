@@ -18,37 +18,8 @@ use crate::providers::clouds::Secret;
 pub use ingest::{Ingest, IngestError, Report};
 pub use token::AgentKeys;
 
-/// One GPU as one report (or one minute of history) saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GpuSample {
-    /// The GPU's index on its machine, as `nvidia-smi` numbers it.
-    pub index: u32,
-    /// Busy percentage, 0 to 100 (in the 1-minute history: the minute's
-    /// average).
-    pub utilization_percent: f64,
-    /// Memory in use (history: the minute's maximum).
-    pub memory_used_mib: u64,
-    pub memory_total_mib: u64,
-    /// `null` where the board does not report it (history: the maximum).
-    pub temperature_c: Option<f64>,
-    /// `null` where the board does not report it (history: the average).
-    pub power_w: Option<f64>,
-    /// Volatile uncorrectable ECC errors (history: the maximum).
-    pub ecc_uncorrectable: u64,
-    /// Xid codes seen since the previous report (history: every code of
-    /// the minute).
-    pub xid: Vec<u32>,
-}
-
-/// What one report (or one minute of history) says about a machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Sample {
-    /// When Parasol received it (history: the start of the minute).
-    pub at: DateTime<Utc>,
-    /// Interactive SSH sessions (history: the minute's maximum).
-    pub ssh_sessions: u32,
-    pub gpus: Vec<GpuSample>,
-}
+// The samples are wire types, shared with the CLI.
+pub use parasol_api::{GpuSample, Sample};
 
 /// When an instance's agent was first and last heard from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,4 +126,39 @@ impl AgentLaunch {
             interval_s: self.interval_s,
         }
     }
+}
+
+/// How often the reconciler folds samples into the history and prunes
+/// them (ms of the server's clock).
+pub const UPKEEP_EVERY_MS: i64 = 30_000;
+
+/// How long after a minute ends its samples are folded, so that a report
+/// being committed as the minute ends is in it.
+const FOLD_GRACE_MS: i64 = 5_000;
+
+/// One pass of the samples' upkeep, run by the reconciler: folds complete
+/// minutes into the 1-minute history and deletes what is past its
+/// retention. `true`: more is waiting, run again at once.
+pub async fn upkeep(
+    store: &crate::store::Store,
+    now_ms: i64,
+    settings: &AgentSettings,
+) -> crate::store::StoreResult<bool> {
+    let done = store
+        .agent_downsample(
+            now_ms,
+            FOLD_GRACE_MS,
+            settings.raw_retention.as_millis() as i64,
+            settings.history_retention.as_millis() as i64,
+        )
+        .await?;
+    if done.raw_deleted + done.history_deleted > 0 {
+        tracing::debug!(
+            minutes = done.minutes,
+            raw_deleted = done.raw_deleted,
+            history_deleted = done.history_deleted,
+            "agent samples downsampled"
+        );
+    }
+    Ok(done.behind)
 }

@@ -16,6 +16,7 @@ pub(crate) mod clusters;
 mod docs;
 pub(crate) mod events;
 pub(crate) mod featured;
+pub(crate) mod health;
 pub(crate) mod instances;
 mod launch;
 pub(crate) mod members;
@@ -165,6 +166,7 @@ routes! {
         "/instances/{id}/update" => post(instances::update),
         "/instances/{id}/delete" => post(instances::delete),
         "/instances/{id}/restart" => post(instances::restart),
+        "/instances/{id}/health" => get(health::get),
         "/instances/{id}/metrics" => get(agent::metrics),
         "/clusters" => get(clusters::list),
         "/clusters/types" => get(clusters::types),

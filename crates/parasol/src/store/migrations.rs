@@ -457,13 +457,18 @@ const STEPS: &[&[&str]] = &[&[
         PRIMARY KEY (instance_id, minute_ms)
     )",
     "CREATE INDEX agent_history_minute ON agent_history (minute_ms)",
-], &[
     // How tests and demos steer the sim's simulated agents
     // (providers/sim/agent.rs), kept so that it outlives a restart.
     "CREATE TABLE sim_agents (
         instance_id TEXT PRIMARY KEY,
         steering TEXT NOT NULL
     )",
+], &[
+    // Idle and health policies: the idle policy an admin sets on an
+    // account (JSON), and each instance's health as last evaluated, for
+    // the fleet gauges.
+    "ALTER TABLE accounts ADD COLUMN idle_policy TEXT",
+    "ALTER TABLE instances ADD COLUMN health TEXT",
 ]];
 
 /// The schema version this binary writes.

@@ -458,6 +458,29 @@ async fn cost_accrues_from_active_at_at_the_hourly_price() {
 }
 
 #[tokio::test]
+async fn the_list_is_oldest_first() {
+    // The list's order comes from the store's versions query (its ORDER BY
+    // on the creation time, then the id); ids are random, so creation
+    // order and id order differ.
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let c = s.admin();
+    let mut made = Vec::new();
+    for n in 0..6 {
+        made.push(c.create_instance(&format!("i{n}")).await);
+        c.post("/admin/clock/advance", json!({"seconds": 1}))
+            .await
+            .expect(200);
+    }
+    let listed: Vec<String> = c.get("/v1/instances").await.expect(200)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, made);
+}
+
+#[tokio::test]
 async fn the_list_shows_every_write_and_the_cost_as_of_now() {
     // The list serves cached renderings; each must follow its instance's
     // writes and the clock, and match what /info says.

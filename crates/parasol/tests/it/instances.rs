@@ -156,11 +156,19 @@ async fn types_honour_every_filter_and_sort_by_price() {
         assert!(a["hourly_price"].as_str().unwrap().contains('.'));
     }
 
-    let e = c
-        .get("/v1/instances/types?num_gpus=eight")
-        .await
-        .expect_error(400, "invalid_request");
-    assert_eq!(e["field"], "num_gpus");
+    // Answers are cached by query string: another spelling of a filter
+    // gets the same answer, and the cached one stays the same.
+    assert_eq!(types("num_gpus=8&gpu_type=H100").await, h100);
+    assert_eq!(types("gpu_type=H100&num_gpus=8").await, h100);
+
+    // A refused query is refused every time (nothing of it is cached).
+    for _ in 0..2 {
+        let e = c
+            .get("/v1/instances/types?num_gpus=eight")
+            .await
+            .expect_error(400, "invalid_request");
+        assert_eq!(e["field"], "num_gpus");
+    }
     c.get("/v1/instances/types?sort=name")
         .await
         .expect_error(400, "invalid_request");

@@ -8,7 +8,8 @@ Run through bench/run.sh, which builds and checks the tools first:
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
 Names: ready, types, create, reconciler (also measures the list with 10,000
-instances), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
+instances), list_activation (that list while another account's 10,000 are
+created and activated), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
 to 10 endpoints), sse (1,000 idle streams).
 Benchmarks are not tests: nothing here is timed in CI.
 """
@@ -320,6 +321,106 @@ def bench_reconciler_and_list(a):
     s.stop()
 
 
+def list_latencies(base, path, key, stop):
+    """Times `GET path` one after another on one keep-alive connection
+    until `stop()` is true; each sample is (seconds since start, ms)."""
+    import http.client
+    host, port = base.split("//")[1].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=60)
+    out, t0 = [], time.perf_counter()
+    while not stop():
+        t = time.perf_counter()
+        c.request("GET", path, headers={"X-API-KEY": key})
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 200, body[:200]
+        out.append((t - t0, (time.perf_counter() - t) * 1000))
+    c.close()
+    return out
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * p / 100))], 2) if xs else None
+
+
+def bench_list_activation(a):
+    """The list of one account's 10,000 active instances, on one
+    connection: settled, then while another account's 10,000 are created
+    (32 connections) and the reconciler brings them to active. The other
+    account's instances are not in the list (its body stays 10,000)."""
+    import threading
+    s = fresh(a.bin)
+    s.start()
+    n = 10_000
+    create_n(s, n)
+    wait_for(lambda: s.counts().get("active", 0) >= n, timeout=600)
+    listed = len(json.loads(http("GET", s.base + "/v1/instances")[1])["instances"])
+    settled_ms = [ms for _, ms in list_latencies(s.base, "/v1/instances", KEY,
+                                                 deadline(a.seconds))]
+    status, body = http("POST", s.base + "/v1/admin/accounts/create",
+                        json.dumps({"name": "other", "admin": False}))
+    assert status == 200, body
+    other = json.loads(body)["api_key"]
+    phase = {"at": "creating"}
+    samples = {"creating": [], "activating": []}
+    done = threading.Event()
+
+    def measure():
+        import http.client
+        host, port = s.base.split("//")[1].split(":")
+        c = http.client.HTTPConnection(host, int(port), timeout=60)
+        while not done.is_set():
+            at = phase["at"]
+            t = time.perf_counter()
+            c.request("GET", "/v1/instances", headers={"X-API-KEY": KEY})
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            ms = (time.perf_counter() - t) * 1000
+            # A sample counts for a phase only if it began and ended in it.
+            if phase["at"] == at:
+                samples[at].append(ms)
+        c.close()
+
+    th = threading.Thread(target=measure)
+    th.start()
+    t0 = time.perf_counter()
+    # The other account's creates, through wrk under its key.
+    e = dict(os.environ, BENCH_KEY=other, BENCH_METHOD="POST", BENCH_BODY=CREATE_BODY,
+             BENCH_LIMIT=str(math.ceil(n / 2)))
+    before = sum(s.counts().values())
+    p = subprocess.Popen(["wrk", "-t2", "-c32", "-d3600s", "--timeout=10s", "-s", LUA,
+                          s.base + "/v1/instances/create"], env=e, stdout=subprocess.PIPE,
+                         text=True)
+    while sum(s.counts().values()) - before < n:
+        time.sleep(0.2)
+    p.send_signal(2)
+    p.communicate()
+    t_created = time.perf_counter() - t0
+    phase["at"] = "activating"
+    wait_for(lambda: s.counts().get("active", 0) >= 2 * n, timeout=600, every=0.1)
+    t_active = time.perf_counter() - t0
+    done.set()
+    th.join()
+    record("list_10k_during_activation", instances_listed=listed,
+           settled_p50_ms=pct(settled_ms, 50), settled_p99_ms=pct(settled_ms, 99),
+           settled_samples=len(settled_ms),
+           creating_s=round(t_created, 2), creating_p50_ms=pct(samples["creating"], 50),
+           creating_p99_ms=pct(samples["creating"], 99), creating_samples=len(samples["creating"]),
+           activating_s=round(t_active - t_created, 2),
+           activating_p50_ms=pct(samples["activating"], 50),
+           activating_p99_ms=pct(samples["activating"], 99),
+           activating_samples=len(samples["activating"]),
+           target_settled_p50_ms=15, target_activating_p50_ms=25)
+    s.stop()
+
+
+def deadline(seconds):
+    end = time.perf_counter() + seconds
+    return lambda: time.perf_counter() >= end
+
+
 def bench_clusters(a):
     s = fresh(a.bin)
     s.start()
@@ -612,6 +713,7 @@ BENCHES = {
     "create": bench_create,
     "create_pg": bench_create_pg,
     "reconciler": bench_reconciler_and_list,
+    "list_activation": bench_list_activation,
     "clusters": bench_clusters,
     "memory": bench_memory,
     "million": bench_million,

@@ -68,7 +68,7 @@ impl Filters {
 
 /// The whole catalog, unfiltered (for the filter choices).
 async fn catalog(app: &AppRef) -> Result<Vec<InstanceType>, ApiError> {
-    let all: InstanceTypesResponse = api(http::instances::types(
+    let all: InstanceTypesResponse = api(http::instances::types_of(
         State(app.clone()),
         Ok(Query(InstanceTypesQuery::default())),
     ))
@@ -83,7 +83,7 @@ pub async fn page(
     Query(f): Query<Filters>,
 ) -> PageResult {
     let all = catalog(&app).await?;
-    let filtered: Result<InstanceTypesResponse, ApiError> = api(http::instances::types(
+    let filtered: Result<InstanceTypesResponse, ApiError> = api(http::instances::types_of(
         State(app.clone()),
         Ok(Query(f.api_query())),
     ))
@@ -374,7 +374,7 @@ async fn choices(app: &AppRef, s: &Session, f: &LaunchForm) -> Result<Choices, A
                 ..InstanceTypesQuery::default()
             };
             let found: Result<InstanceTypesResponse, ApiError> =
-                api(http::instances::types(State(app.clone()), Ok(Query(q)))).await;
+                api(http::instances::types_of(State(app.clone()), Ok(Query(q)))).await;
             found.ok().and_then(|r| r.instance_types.into_iter().next())
         }
         _ => None,

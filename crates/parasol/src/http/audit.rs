@@ -22,20 +22,23 @@ const ID_BODY_LIMIT: usize = 64 * 1024;
 
 /// Middleware: records each state-changing API request once answered.
 pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Response {
+    // Reads change nothing: they pass before anything is copied for the
+    // entry (this runs on every request, the hottest reads included).
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Signing in is not an action on an account (failed sign-ins are
     // counted by the rate limiter), nor is an agent's report, and MCP's
-    // transport POSTs are not
-    // actions either: each tool call is audited as the API request it
-    // makes.
+    // transport POSTs are not actions either: each tool call is audited
+    // as the API request it makes.
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
     let api = path.starts_with("/v1/") || path.starts_with("/admin/");
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || path == "/login"
+    if path == "/login"
         || path == "/mcp"
         || path == super::AGENT_REPORT
         || (route.is_none() && !api)

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use parasol_api::{
@@ -22,15 +22,45 @@ use crate::lifecycle::placement::Placement;
 use crate::lifecycle::{begin_delete, cost};
 use crate::providers::catalog::has_room;
 use crate::providers::{Offer, RegionOffer};
-use crate::store::{Account, InsertOutcome, InstanceRecord, Internal, OfferKey};
+use crate::store::{Account, InsertOutcome, InstanceRecord, Internal, OfferKey, StoreResult};
 use crate::validate;
 
 /// `GET /instances/types`.
-pub async fn types(
+pub async fn types(State(app): State<AppRef>, uri: Uri) -> Result<Response, ApiError> {
+    let all = app.catalog.instance_types(&app.store).await;
+    // Dashboards poll the same few query strings: a body already rendered
+    // for this very string over this very list is answered before the
+    // query is parsed (which was a tenth of a cached answer's cost). Only
+    // a query that parsed and rendered is ever cached under its string.
+    let raw = uri.query().unwrap_or_default();
+    if let Some(body) = all.as_ref().ok().and_then(|all| cached_types(all, raw)) {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    let Query(q) = Query::<InstanceTypesQuery>::try_from_uri(&uri)
+        .map_err(|e| ApiError::invalid(format!("invalid query string: {e}")))?;
+    filtered_types(all, q, raw)
+}
+
+/// What `GET /instances/types` answers for a query already parsed (the
+/// console's offers page).
+pub async fn types_of(
     State(app): State<AppRef>,
     query: Result<Query<InstanceTypesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {e}")))?;
+    let all = app.catalog.instance_types(&app.store).await;
+    // A NUL never appears in a request's query string, so these keys
+    // cannot collide with the raw strings the route caches under.
+    let key = format!("\0{q:?}");
+    filtered_types(all, q, &key)
+}
+
+/// The catalog `all` filtered by `q`, cached under `key`.
+fn filtered_types(
+    all: StoreResult<Arc<Vec<InstanceType>>>,
+    q: InstanceTypesQuery,
+    key: &str,
+) -> Result<Response, ApiError> {
     let num_gpus = q
         .num_gpus
         .as_deref()
@@ -64,19 +94,8 @@ pub async fn types(
             ))
         }
     }
-    let all = app.catalog.instance_types(&app.store).await?;
-    let key = format!(
-        "{:?}",
-        (
-            &q.cloud,
-            &q.region,
-            num_gpus,
-            &q.gpu_type,
-            &q.shade_instance_type,
-            available,
-            q.sort.is_some()
-        )
-    );
+    // A bad query is refused as such even when the store is down.
+    let all = all?;
     let body = rendered_types(&all, key, || {
         // Borrowed where the type goes out whole: cloning the catalog per
         // request was most of this endpoint's cost.
@@ -122,10 +141,12 @@ pub async fn types(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Rendered `/instances/types` bodies, by filter, of one rendered catalog
-/// list (which the catalog replaces at most every second, and after every
-/// write that changes availability). Serializing the catalog is what this
-/// endpoint spends its time on, and dashboards poll the same few filters.
+/// Rendered `/instances/types` bodies, by query string, of one rendered
+/// catalog list (which the catalog replaces at most every second, and after
+/// every write that changes availability). Serializing the catalog is what
+/// this endpoint spends its time on, and dashboards poll the same few
+/// filters. Keyed by the raw string, so two spellings of one filter take
+/// two entries; the cap bounds that.
 struct TypesCache {
     list: Option<Arc<Vec<InstanceType>>>,
     bodies: HashMap<String, Bytes>,
@@ -141,21 +162,26 @@ static TYPES_CACHE: LazyLock<Mutex<TypesCache>> = LazyLock::new(|| {
     })
 });
 
-/// The body for `key` over `list`, rendered by `render` unless cached. The
+/// The body cached for the query string `key` over `list`, if any. The
 /// cache holds the list it was rendered from, so it can only answer for
 /// that very list (identity, not equality, is compared).
+fn cached_types(list: &Arc<Vec<InstanceType>>, key: &str) -> Option<Bytes> {
+    let cache = TYPES_CACHE.lock().expect("poisoned");
+    if cache.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
+        return cache.bodies.get(key).cloned();
+    }
+    None
+}
+
+/// The body for the query string `key` over `list`, rendered by `render`
+/// unless cached.
 fn rendered_types(
     list: &Arc<Vec<InstanceType>>,
-    key: String,
+    key: &str,
     render: impl FnOnce() -> Result<Bytes, ApiError>,
 ) -> Result<Bytes, ApiError> {
-    {
-        let cache = TYPES_CACHE.lock().expect("poisoned");
-        if cache.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
-            if let Some(b) = cache.bodies.get(&key) {
-                return Ok(b.clone());
-            }
-        }
+    if let Some(b) = cached_types(list, key) {
+        return Ok(b);
     }
     let body = render()?;
     let mut cache = TYPES_CACHE.lock().expect("poisoned");
@@ -164,7 +190,7 @@ fn rendered_types(
         cache.bodies.clear();
     }
     if cache.bodies.len() < TYPES_CACHE_MAX {
-        cache.bodies.insert(key, body.clone());
+        cache.bodies.insert(key.to_string(), body.clone());
     }
     Ok(body)
 }

@@ -299,27 +299,23 @@ async fn method_not_allowed(method: Method) -> ApiError {
 async fn log_request(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let path = req.uri().path().to_string();
+    // Shared, not copied: this runs on every request.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let uri = req.uri().clone();
     let request_id = request_id(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = tracing::Instrument::instrument(next.run(req), span).await;
     let took = start.elapsed();
     let status = res.status().as_u16();
-    crate::metrics::global().observe_request(method.as_str(), &route, status, took);
-    let account = res
-        .extensions()
-        .get::<auth::Caller>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    crate::metrics::global().observe_request(method.as_str(), route, status, took);
+    let mut account_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let account: &str = match res.extensions().get::<auth::Caller>() {
+        Some(c) => c.0.hyphenated().encode_lower(&mut account_buf),
+        None => "",
+    };
+    let path = uri.path();
     tracing::info!(
         %method,
         route,
@@ -330,6 +326,10 @@ async fn log_request(mut req: Request, next: Next) -> Response {
         account,
         "request"
     );
+    // The id checked as a header value when it was read or made.
+    if let Ok(v) = axum::http::HeaderValue::try_from(request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
     res
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::accounts::parse_uuid;
 use super::budgets::{self, Charge};
 use super::capacity::{self, Counted, Pool};
-use super::{Step, Store, StoreError, StoreResult};
+use super::{Backend, Step, Store, StoreError, StoreResult};
 
 /// Bookkeeping the reconciler keeps beside the API object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -333,13 +333,28 @@ impl Store {
     /// are current. One aggregated row, not one row per instance, since a
     /// row costs more to fetch than its few bytes.
     pub async fn instance_versions(&self, account: Uuid) -> StoreResult<Vec<(Uuid, i64)>> {
-        let joined: Option<String> = sqlx::query_scalar(
-            "SELECT string_agg(id || ':' || generation, ',' ORDER BY created_at, id)
-             FROM instances WHERE account_id = $1 AND status <> 'deleted'",
-        )
-        .bind(account.to_string())
-        .fetch_one(self.pool())
-        .await?;
+        let sql = match self.backend() {
+            // SQLite sorts an aggregate's own ORDER BY apart from the scan
+            // (an ephemeral b-tree of every row: with 10,000 instances two
+            // thirds of the query, 5 ms of a list's 19). A subquery's ORDER
+            // BY is met by the scan of `instances_versions` itself, and
+            // SQLite keeps a FROM subquery's ORDER BY for an aggregate
+            // outer query, so the rows reach `group_concat` in that order.
+            Backend::Sqlite => {
+                "SELECT group_concat(id || ':' || generation, ',')
+                 FROM (SELECT id, generation FROM instances
+                       WHERE account_id = $1 AND status <> 'deleted'
+                       ORDER BY created_at, id)"
+            }
+            Backend::Postgres => {
+                "SELECT string_agg(id || ':' || generation, ',' ORDER BY created_at, id)
+                 FROM instances WHERE account_id = $1 AND status <> 'deleted'"
+            }
+        };
+        let joined: Option<String> = sqlx::query_scalar(sql)
+            .bind(account.to_string())
+            .fetch_one(self.pool())
+            .await?;
         let Some(joined) = joined else {
             return Ok(Vec::new());
         };

@@ -156,11 +156,19 @@ async fn types_honour_every_filter_and_sort_by_price() {
         assert!(a["hourly_price"].as_str().unwrap().contains('.'));
     }
 
-    let e = c
-        .get("/v1/instances/types?num_gpus=eight")
-        .await
-        .expect_error(400, "invalid_request");
-    assert_eq!(e["field"], "num_gpus");
+    // Answers are cached by query string: another spelling of a filter
+    // gets the same answer, and the cached one stays the same.
+    assert_eq!(types("num_gpus=8&gpu_type=H100").await, h100);
+    assert_eq!(types("gpu_type=H100&num_gpus=8").await, h100);
+
+    // A refused query is refused every time (nothing of it is cached).
+    for _ in 0..2 {
+        let e = c
+            .get("/v1/instances/types?num_gpus=eight")
+            .await
+            .expect_error(400, "invalid_request");
+        assert_eq!(e["field"], "num_gpus");
+    }
     c.get("/v1/instances/types?sort=name")
         .await
         .expect_error(400, "invalid_request");
@@ -455,6 +463,29 @@ async fn cost_accrues_from_active_at_at_the_hourly_price() {
         info["cost_estimate"],
         format!("{}.{:02}", half / 100, half % 100).as_str()
     );
+}
+
+#[tokio::test]
+async fn the_list_is_oldest_first() {
+    // The list's order comes from the store's versions query (its ORDER BY
+    // on the creation time, then the id); ids are random, so creation
+    // order and id order differ.
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let c = s.admin();
+    let mut made = Vec::new();
+    for n in 0..6 {
+        made.push(c.create_instance(&format!("i{n}")).await);
+        c.post("/admin/clock/advance", json!({"seconds": 1}))
+            .await
+            .expect(200);
+    }
+    let listed: Vec<String> = c.get("/v1/instances").await.expect(200)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, made);
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ Run through bench/run.sh, which builds and checks the tools first:
 
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
-Names: ready, types, create, reconciler (also measures the list with 10,000
+Names: ready, types, create, create_pg and account (these two need
+--pg-url), reconciler (also measures the list with 10,000
 instances), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
 to 10 endpoints), sse (1,000 idle streams).
 Benchmarks are not tests: nothing here is timed in CI.
@@ -292,6 +293,61 @@ def bench_create_pg(a):
         create_load(a, s, "create_pg", backend="postgres")
     finally:
         subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name}"])
+
+
+def pg_database(a):
+    """A fresh database on --pg-url; returns its URL and a function that
+    drops it."""
+    if not a.pg_url:
+        raise SystemExit("this step needs --pg-url (e.g. $(bash scripts/pg.sh init DIR))")
+    name = f"bench_{os.getpid()}_{int(time.time() * 1000)}"
+    subprocess.run(["psql", "-q", a.pg_url, "-c", f"CREATE DATABASE {name}"], check=True)
+    drop = lambda: subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    return a.pg_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def bench_account(a):
+    """Authenticated `GET /v1/account` on PostgreSQL against SQLite, in
+    the same run: one server on each, measured alternately --account-runs
+    times (the order swapped each time), so that the machine's other load
+    falls on both. On PostgreSQL the key is answered from the replica's
+    cache once its listener is up (the `parasol_api_key_checks_total`
+    counters of each server are recorded to show it)."""
+    url, drop = pg_database(a)
+    sq = fresh(a.bin)
+    pg = fresh(a.bin, ["--database-url", url])
+    sq.start()
+    pg.start()
+    try:
+        # The PostgreSQL replica serves keys from memory only once it
+        # listens and holds its lease (auth_sync.rs).
+        wait_for(lambda: re.search(r"^parasol_api_key_cache_serving 1$",
+                                   http("GET", pg.base + "/metrics", key=None)[1].decode(), re.M), 20)
+        for s in (sq, pg):
+            wrk(s.base + "/v1/account", seconds=2)  # warm up
+        runs = []
+        for i in range(a.account_runs):
+            order = [("sqlite", sq), ("postgres", pg)]
+            if i % 2:
+                order.reverse()
+            got = {}
+            for label, s in order:
+                got[label] = wrk(s.base + "/v1/account", conns=64, seconds=a.seconds)
+                assert got[label]["non2xx"] == 0, got[label]
+            runs.append(round(got["postgres"]["rps"] / got["sqlite"]["rps"], 3))
+            record("account_pg_vs_sqlite_run", run=i + 1, sqlite=got["sqlite"],
+                   postgres=got["postgres"], ratio=runs[-1])
+        checks = {}
+        for label, s in (("sqlite", sq), ("postgres", pg)):
+            text = http("GET", s.base + "/metrics", key=None)[1].decode()
+            checks[label] = {m.group(1): int(m.group(2)) for m in re.finditer(
+                r'^parasol_api_key_checks_total\{source="(\w+)"\} (\d+)$', text, re.M)}
+        record("account_pg_vs_sqlite", ratios=runs, median_ratio=statistics.median(runs),
+               key_checks=checks, target_ratio=0.8)
+    finally:
+        sq.stop()
+        pg.stop()
+        drop()
 
 
 def bench_reconciler_and_list(a):
@@ -611,6 +667,7 @@ BENCHES = {
     "types": bench_types,
     "create": bench_create,
     "create_pg": bench_create_pg,
+    "account": bench_account,
     "reconciler": bench_reconciler_and_list,
     "clusters": bench_clusters,
     "memory": bench_memory,
@@ -620,12 +677,16 @@ BENCHES = {
 }
 
 
+# Steps that need --pg-url (left out of a full run without it).
+PG_STEPS = {"create_pg", "account"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--only", default=None,
-                    help="comma-separated steps (default: all; create_pg only with --pg-url)")
+                    help="comma-separated steps (default: all; create_pg and account only with --pg-url)")
     ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     ap.add_argument("--memory-instances", type=int, default=100_000)
     ap.add_argument("--memory-api-fill", type=int, default=20_000,
@@ -637,7 +698,9 @@ def main():
                     help="instances stored (by SQL copy) before the pre-filled create runs")
     ap.add_argument("--sqlite-synchronous", default="full", choices=["full", "normal"],
                     help="the servers' --sqlite-synchronous (full: durable to power loss)")
-    ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg")
+    ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg and account")
+    ap.add_argument("--account-runs", type=int, default=3,
+                    help="alternating measurements of each server for `account`")
     ap.add_argument("--events-bench", default="target/release/examples/events_bench",
                     help="the events_bench example (webhooks and sse steps)")
     ap.add_argument("--events-rate", type=float, default=1000, help="events/s for `webhooks`")
@@ -647,7 +710,7 @@ def main():
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
     if a.only is None:
-        a.only = ",".join(b for b in BENCHES if b != "create_pg" or a.pg_url)
+        a.only = ",".join(b for b in BENCHES if b not in PG_STEPS or a.pg_url)
     SQLITE_SYNCHRONOUS[0] = a.sqlite_synchronous
     machine()
     try:

@@ -18,6 +18,7 @@
 //! - [`server`]: configuration and the wiring that starts all of the above.
 //! - [`cli`]: the client commands of the same binary, over the HTTP API.
 
+pub mod auth_sync;
 pub mod cli;
 pub mod clock;
 pub mod config;

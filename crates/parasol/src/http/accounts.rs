@@ -136,6 +136,7 @@ pub async fn update(
     }
     // Cached accounts carry the name; the budget is read from the store.
     app.keys.forget_account(id);
+    crate::auth_sync::everywhere(&app).await?;
     let found = app
         .store
         .list_accounts()
@@ -175,6 +176,7 @@ pub async fn delete(
         DeleteAccountOutcome::Busy(why) => return Err(ApiError::conflict(why)),
     }
     app.keys.forget_account(id);
+    crate::auth_sync::everywhere(&app).await?;
     tracing::info!(account = %id, by = %account.id, "account deleted");
     Ok(ok(Confirmation {
         id,

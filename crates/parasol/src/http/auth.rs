@@ -7,7 +7,9 @@
 //! revocation reaches every replica at once). Keys are never logged.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -73,44 +75,69 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 /// request, and when this process last recorded each key's use.
 ///
 /// A revoked key must be refused from the very next request, on every
-/// replica. How that is kept cheap depends on the backend:
+/// replica. Both backends cache; what keeps the cache exact differs:
 ///
-/// - PostgreSQL, the only backend replicas share: nothing is cached, every
-///   request looks its key up (one query on the unique `key_hash` index,
-///   joined to its account). A cache here would need every replica told of
-///   every revocation before its next request, which no notification can
-///   promise; one indexed query can.
 /// - SQLite: one server process owns the file, and every revocation goes
 ///   through it, so the cache is exact as long as that process forgets a key
 ///   when it is revoked ([`KeyCache::forget_key`]) and an account's keys when
-///   the account changes or goes ([`KeyCache::forget_account`]). Hits cost no
-///   query, which keeps hot read paths (`/v1/instances/types`) free of one.
-///   A lookup that raced a forget does not put its (possibly stale) answer
-///   back: forgets bump an epoch that inserts check.
+///   the account changes or goes ([`KeyCache::forget_account`]).
+/// - PostgreSQL, the backend replicas share: every change to a credential
+///   notifies every replica at commit (a trigger), each replica drops what
+///   it names, and the request that made the change answers only once
+///   every live replica has confirmed ([`crate::auth_sync`]). A replica
+///   serves from the cache only while it is listening and its lease in the
+///   `replicas` table is current ([`KeyCache::listening`],
+///   [`KeyCache::trust_until`]); otherwise every request looks its key up.
+///
+/// A lookup that raced a forget does not put its (possibly stale) answer
+/// back: forgets bump an epoch that inserts check. Hits cost no query,
+/// which keeps hot read paths (`/v1/instances/types`) free of one.
 ///
 /// `last_used_at` is written at most once a minute per key and process
 /// (from the map here), never once per request.
 pub struct KeyCache {
-    /// `None` when keys are looked up on every request (PostgreSQL).
-    by_hash: Option<RwLock<Cached>>,
+    by_hash: RwLock<Cached>,
+    /// SQLite: the cache is always exact (see the type's doc).
+    always: bool,
     recorded: Mutex<HashMap<Uuid, i64>>,
+    /// Keys found in the cache, and looked up in the store (`/metrics`).
+    pub hits: AtomicU64,
+    pub lookups: AtomicU64,
 }
 
 #[derive(Default)]
 struct Cached {
     epoch: u64,
     keys: HashMap<String, Credential>,
+    /// PostgreSQL: the notification connection is up, and the cache was
+    /// emptied after it started listening.
+    listening: bool,
+    /// PostgreSQL: until when this replica's lease is surely current.
+    trusted_until: Option<Instant>,
+}
+
+impl Cached {
+    fn serving(&self, always: bool) -> bool {
+        always || (self.listening && self.trusted_until.is_some_and(|t| Instant::now() < t))
+    }
+
+    fn clear(&mut self) {
+        self.epoch += 1;
+        self.keys.clear();
+    }
 }
 
 impl KeyCache {
     /// The cache a server on `backend` should use (see the type's doc).
+    /// On PostgreSQL it serves nothing until [`crate::auth_sync`] says it
+    /// may.
     pub fn new(backend: Backend) -> Self {
         Self {
-            by_hash: match backend {
-                Backend::Sqlite => Some(RwLock::new(Cached::default())),
-                Backend::Postgres => None,
-            },
+            by_hash: RwLock::new(Cached::default()),
+            always: backend == Backend::Sqlite,
             recorded: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
         }
     }
 
@@ -131,31 +158,55 @@ impl KeyCache {
         self.forget(|c| c.person_id == Some(person));
     }
 
-    fn forget(&self, matches: impl Fn(&Credential) -> bool) {
-        if let Some(lock) = &self.by_hash {
-            let mut cached = lock.write().expect("poisoned");
-            cached.epoch += 1;
-            cached.keys.retain(|_, c| !matches(c));
-        }
+    /// Drops everything (a change this process cannot attribute).
+    pub fn forget_all(&self) {
+        self.by_hash.write().expect("poisoned").clear();
     }
 
-    /// The cached key and the epoch to insert a fresh lookup at.
+    /// PostgreSQL: the notification connection is up and listening (true;
+    /// the cache is emptied, since changes made before it listened were
+    /// not heard), or lost (false; nothing is served from the cache until
+    /// it is up again).
+    pub fn listening(&self, up: bool) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.clear();
+        cached.listening = up;
+    }
+
+    /// PostgreSQL: this replica's lease is surely current until `until`
+    /// (never moved back).
+    pub fn trust_until(&self, until: Instant) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.trusted_until = Some(cached.trusted_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// Whether requests are answered from the cache now.
+    pub fn serving(&self) -> bool {
+        self.by_hash.read().expect("poisoned").serving(self.always)
+    }
+
+    fn forget(&self, matches: impl Fn(&Credential) -> bool) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.epoch += 1;
+        cached.keys.retain(|_, c| !matches(c));
+    }
+
+    /// The cached key (none while the cache is not serving) and the epoch
+    /// to insert a fresh lookup at.
     fn get(&self, hash: &str) -> (Option<Credential>, u64) {
-        match &self.by_hash {
-            Some(lock) => {
-                let cached = lock.read().expect("poisoned");
-                (cached.keys.get(hash).cloned(), cached.epoch)
-            }
-            None => (None, 0),
-        }
+        let cached = self.by_hash.read().expect("poisoned");
+        let hit = if cached.serving(self.always) {
+            cached.keys.get(hash).cloned()
+        } else {
+            None
+        };
+        (hit, cached.epoch)
     }
 
     fn put(&self, epoch: u64, c: &Credential) {
-        if let Some(lock) = &self.by_hash {
-            let mut cached = lock.write().expect("poisoned");
-            if cached.epoch == epoch {
-                cached.keys.insert(c.key_hash.clone(), c.clone());
-            }
+        let mut cached = self.by_hash.write().expect("poisoned");
+        if cached.epoch == epoch && cached.serving(self.always) {
+            cached.keys.insert(c.key_hash.clone(), c.clone());
         }
     }
 
@@ -243,8 +294,12 @@ pub async fn credential_for_key_hash(
 ) -> Result<Option<Credential>, ApiError> {
     let (cached, epoch) = app.keys.get(hash);
     let credential = match cached {
-        Some(c) => c,
+        Some(c) => {
+            app.keys.hits.fetch_add(1, Ordering::Relaxed);
+            c
+        }
         None => {
+            app.keys.lookups.fetch_add(1, Ordering::Relaxed);
             let found = app.store.credential_by_key_hash(hash).await?;
             let Some(c) =
                 found.filter(|c| bool::from(c.key_hash.as_bytes().ct_eq(hash.as_bytes())))

@@ -30,9 +30,11 @@ mod instances;
 mod leases;
 mod migrations;
 mod people;
+mod replicas;
 pub use people::{
     normal_email, Invite, Member, Membership, PendingLogin, Person, SessionRow, Source,
 };
+pub use replicas::{ListenOptions, LiveReplica};
 mod settings;
 mod sshkeys;
 mod templates;
@@ -185,6 +187,9 @@ pub struct Store {
     /// Notified after each commit of this process's writes, so that the
     /// event stream reads new events at once (see [`Store::committed`]).
     committed: std::sync::Arc<tokio::sync::Notify>,
+    /// PostgreSQL: how to open a connection of its own that listens for
+    /// notifications (the pool's connections cannot).
+    listen: Option<ListenOptions>,
 }
 
 impl Store {
@@ -220,6 +225,10 @@ impl Store {
             url.push_str("mode=rwc");
         }
         let connect = AnyConnectOptions::from_str(&url)?;
+        let listen = match backend {
+            Backend::Postgres => Some(ListenOptions::parse(&url)?),
+            Backend::Sqlite => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -256,6 +265,7 @@ impl Store {
             monthly_limited: Default::default(),
             writer,
             committed,
+            listen,
         };
         migrations::apply_up_to(&store, version).await?;
         Ok(store)

@@ -7,8 +7,8 @@ Run through bench/run.sh, which builds and checks the tools first:
 
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
-Names: ready, types, create, create_pg and account (these two need
---pg-url), reconciler (also measures the list with 10,000
+Names: ready, types, create, create_pg, account and create_pg_replicas
+(these three need --pg-url), reconciler (also measures the list with 10,000
 instances), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
 to 10 endpoints), sse (1,000 idle streams).
 Benchmarks are not tests: nothing here is timed in CI.
@@ -350,6 +350,48 @@ def bench_account(a):
         drop()
 
 
+def bench_create_pg_replicas(a):
+    """Creates on three replicas sharing one PostgreSQL database: one wrk
+    per replica (--create-conns split evenly), all for --create-seconds at
+    once; the total is the sum. Then every replica is SIGKILLed and one
+    restarted, to count what survived."""
+    url, drop = pg_database(a)
+    servers = [fresh(a.bin, ["--database-url", url]) for _ in range(3)]
+    for s in servers:
+        s.start()
+    try:
+        env = dict(os.environ, BENCH_KEY=KEY, BENCH_METHOD="POST", BENCH_BODY=CREATE_BODY)
+        for s in servers:
+            wrk(s.base + "/v1/instances/create", conns=8, seconds=2, env={
+                "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+        before = sum(servers[0].counts().values())
+        conns = max(1, a.create_conns // 3)
+        procs = [subprocess.Popen(
+            ["wrk", "-t1", f"-c{conns}", f"-d{a.create_seconds}s", "--timeout=10s", "-s", LUA,
+             s.base + "/v1/instances/create"], env=env, stdout=subprocess.PIPE, text=True)
+            for s in servers]
+        each = []
+        for p in procs:
+            out = p.communicate()[0]
+            line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+            each.append({k: (float(v) if "." in v else int(v))
+                         for k, v in (kv.split("=") for kv in line.split()[1:])})
+        acked = sum(r["requests"] - r["non2xx"] for r in each)
+        for s in servers:
+            s.kill()
+        servers[0].start()
+        stored = sum(servers[0].counts().values()) - before
+        record("create_pg_3_replicas", backend="postgres", replicas=3, conns_each=conns,
+               rps=round(sum(r["rps"] for r in each), 1), per_replica=each,
+               acknowledged=acked, stored_after_sigkill=stored, lost=max(0, acked - stored),
+               target_rps=1500)
+    finally:
+        for s in servers:
+            if s.proc.poll() is None:
+                s.stop()
+        drop()
+
+
 def bench_reconciler_and_list(a):
     s = fresh(a.bin)
     s.start()
@@ -668,6 +710,7 @@ BENCHES = {
     "create": bench_create,
     "create_pg": bench_create_pg,
     "account": bench_account,
+    "create_pg_replicas": bench_create_pg_replicas,
     "reconciler": bench_reconciler_and_list,
     "clusters": bench_clusters,
     "memory": bench_memory,
@@ -678,7 +721,7 @@ BENCHES = {
 
 
 # Steps that need --pg-url (left out of a full run without it).
-PG_STEPS = {"create_pg", "account"}
+PG_STEPS = {"create_pg", "account", "create_pg_replicas"}
 
 
 def main():
@@ -694,6 +737,8 @@ def main():
     ap.add_argument("--million-instances", type=int, default=1_000_000,
                     help="instances stored for the `million` step")
     ap.add_argument("--create-seconds", type=int, default=30, help="length of each create load")
+    ap.add_argument("--create-conns", type=int, default=64,
+                    help="connections of create_pg_replicas, split over the three replicas")
     ap.add_argument("--create-prefill", default="100000,1000000",
                     help="instances stored (by SQL copy) before the pre-filled create runs")
     ap.add_argument("--sqlite-synchronous", default="full", choices=["full", "normal"],

@@ -1,15 +1,18 @@
-//! PostgreSQL: keeping every replica's cache of API keys exact, so that a
-//! request authenticates without a database round trip and a revoked key
-//! is still refused from the next request on every replica.
+//! PostgreSQL: keeping every replica's cache of API keys and console
+//! sessions exact, so that a request authenticates without a database
+//! round trip and a revoked key (an ended session) is still refused from
+//! the next request on every replica.
 //!
-//! - **Changes are heard.** A trigger on `api_keys`, `accounts` and
-//!   `memberships` (store/migrations.rs) sends `key ID`, `account ID` or
-//!   `person ID` on the `parasol_auth` channel at commit, whatever
-//!   statement made the change. Each replica listens on a connection of
-//!   its own and drops what a message names ([`crate::http::KeyCache`]).
+//! - **Changes are heard.** A trigger on `api_keys`, `accounts`,
+//!   `memberships`, `people` and `console_sessions` (store/migrations.rs)
+//!   sends `key ID`, `account ID`, `person ID` or `session HASH` on the
+//!   `parasol_auth` channel at commit, whatever statement made the change.
+//!   Each replica listens on a connection of its own and drops what a
+//!   message names ([`crate::http::KeyCache`]).
 //! - **A change answers only when every live replica has dropped it.**
 //!   After its commit, the request that revoked a key (changed a role,
-//!   removed a membership, changed or deleted an account) calls
+//!   removed a membership, changed or deleted an account, signed out,
+//!   switched a session's account, signed in) calls
 //!   [`everywhere`]: it sends `barrier TOKEN` on the same channel and waits
 //!   for every replica whose lease is live to answer `TOKEN REPLICA` on
 //!   `parasol_auth_ack`. PostgreSQL delivers notifications in commit
@@ -151,6 +154,7 @@ async fn hear(app: &AppRef, replica: Uuid, listener: &mut PgListener) -> String 
                     return e.to_string();
                 }
             }
+            ("session", _) if !arg.is_empty() => app.keys.forget_session(arg),
             ("key", Ok(id)) => app.keys.forget_key(id),
             ("account", Ok(id)) => app.keys.forget_account(id),
             ("person", Ok(id)) => app.keys.forget_person(id),

@@ -300,5 +300,7 @@ pub async fn switch(
     app.store
         .switch_console_session(&session.id_hash, target)
         .await?;
+    app.keys.forget_session(&session.id_hash);
+    crate::auth_sync::everywhere(&app).await?;
     Ok(see("/instances"))
 }

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppRef;
 use crate::error::ApiError;
-use crate::store::{Account, Backend, Credential};
+use crate::store::{Account, Backend, Credential, Membership, Person, SessionRow};
 use uuid::Uuid;
 
 /// Header carrying the key; header names are case-insensitive on the wire.
@@ -105,10 +105,32 @@ pub struct KeyCache {
     pub lookups: AtomicU64,
 }
 
+/// A console session as its requests need it (console/session.rs), kept
+/// beside the keys and dropped by the same changes.
+#[derive(Clone)]
+pub struct CachedSession {
+    pub row: SessionRow,
+    /// A person's session: the account it acts in with their role there,
+    /// who they are, and every account they may switch to.
+    pub person: Option<(Account, parasol_api::Role, Person, Vec<Membership>)>,
+}
+
+impl CachedSession {
+    fn involves_account(&self, account: Uuid) -> bool {
+        self.row.account_id == account
+            || self
+                .person
+                .as_ref()
+                .is_some_and(|(_, _, _, of)| of.iter().any(|m| m.account_id == account))
+    }
+}
+
 #[derive(Default)]
 struct Cached {
     epoch: u64,
     keys: HashMap<String, Credential>,
+    /// Console sessions by the SHA-256 of their id.
+    sessions: HashMap<String, CachedSession>,
     /// PostgreSQL: the notification connection is up, and the cache was
     /// emptied after it started listening.
     listening: bool,
@@ -124,6 +146,7 @@ impl Cached {
     fn clear(&mut self) {
         self.epoch += 1;
         self.keys.clear();
+        self.sessions.clear();
     }
 }
 
@@ -141,21 +164,60 @@ impl KeyCache {
         }
     }
 
-    /// Drops the key with this id, once it is revoked.
+    /// Drops the key with this id, once it is revoked. (A session made
+    /// from it resolves the key on each request.)
     pub fn forget_key(&self, key_id: Uuid) {
-        self.forget(|c| c.key_id == key_id);
+        self.forget(|c| c.key_id == key_id, |_| false);
     }
 
-    /// Drops every key of the account, once the account is deleted or
-    /// changed (its name, admin flag), so the next request reads it anew.
+    /// Drops every key of the account and the sessions in or naming it,
+    /// once the account is deleted or changed (its name, admin flag), so
+    /// the next request reads it anew.
     pub fn forget_account(&self, account: Uuid) {
-        self.forget(|c| c.account.id == account);
+        self.forget(|c| c.account.id == account, |s| s.involves_account(account));
     }
 
-    /// Drops a person's personal keys, once a membership of theirs
-    /// changes (their keys' role is capped by it, and ends with it).
+    /// Drops a person's personal keys and sessions, once a membership of
+    /// theirs changes (their keys' role is capped by it, and ends with it)
+    /// or they sign in again.
     pub fn forget_person(&self, person: Uuid) {
-        self.forget(|c| c.person_id == Some(person));
+        self.forget(
+            |c| c.person_id == Some(person),
+            |s| s.row.person_id == Some(person),
+        );
+    }
+
+    /// Drops a console session, once it is ended or moved to another
+    /// account.
+    pub fn forget_session(&self, id_hash: &str) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.epoch += 1;
+        cached.sessions.remove(id_hash);
+    }
+
+    /// The cached session, unexpired at `now_ms` (none while the cache is
+    /// not serving), and the epoch to insert a fresh lookup at.
+    pub fn session(&self, id_hash: &str, now_ms: i64) -> (Option<CachedSession>, u64) {
+        let cached = self.by_hash.read().expect("poisoned");
+        let hit = if cached.serving(self.always) {
+            cached
+                .sessions
+                .get(id_hash)
+                .filter(|s| now_ms < s.row.expires_at_ms)
+                .cloned()
+        } else {
+            None
+        };
+        (hit, cached.epoch)
+    }
+
+    /// Keeps a session read at `epoch`, unless something was forgotten
+    /// since.
+    pub fn put_session(&self, epoch: u64, id_hash: &str, s: CachedSession) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        if cached.epoch == epoch && cached.serving(self.always) {
+            cached.sessions.insert(id_hash.to_string(), s);
+        }
     }
 
     /// Drops everything (a change this process cannot attribute).
@@ -185,10 +247,11 @@ impl KeyCache {
         self.by_hash.read().expect("poisoned").serving(self.always)
     }
 
-    fn forget(&self, matches: impl Fn(&Credential) -> bool) {
+    fn forget(&self, key: impl Fn(&Credential) -> bool, session: impl Fn(&CachedSession) -> bool) {
         let mut cached = self.by_hash.write().expect("poisoned");
         cached.epoch += 1;
-        cached.keys.retain(|_, c| !matches(c));
+        cached.keys.retain(|_, c| !key(c));
+        cached.sessions.retain(|_, s| !session(s));
     }
 
     /// The cached key (none while the cache is not serving) and the epoch

@@ -425,13 +425,21 @@ const STEPS: &[&[&str]] = &[&[
         alive_until BIGINT NOT NULL,
         fenced BIGINT NOT NULL DEFAULT 0
     )",
-    // Every change to what a request's key resolves to (the key itself,
-    // its account, a membership capping a personal key) tells the
-    // replicas at commit, whichever statement or process made it. Names
-    // the object kind (TG_ARGV[0]) and the id in the column TG_ARGV[1].
+    // Every change to what a request's key or console session resolves
+    // to (the key itself, its account, a membership capping a personal
+    // key, the session, its person) tells the replicas at commit,
+    // whichever statement or process made it. Names the object kind
+    // (TG_ARGV[0]) and the id in the column TG_ARGV[1].
     "@postgres CREATE FUNCTION parasol_auth_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+        changed jsonb;
     BEGIN
-        PERFORM pg_notify('parasol_auth', TG_ARGV[0] || ' ' || (to_jsonb(OLD) ->> TG_ARGV[1]));
+        IF TG_OP = 'INSERT' THEN
+            changed := to_jsonb(NEW);
+        ELSE
+            changed := to_jsonb(OLD);
+        END IF;
+        PERFORM pg_notify('parasol_auth', TG_ARGV[0] || ' ' || (changed ->> TG_ARGV[1]));
         RETURN NULL;
     END
     $fn$",
@@ -449,8 +457,14 @@ const STEPS: &[&[&str]] = &[&[
         EXECUTE FUNCTION parasol_auth_changed('account', 'id')",
     "@postgres CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts FOR EACH ROW
         EXECUTE FUNCTION parasol_auth_changed('account', 'id')",
-    "@postgres CREATE TRIGGER memberships_changed AFTER UPDATE OR DELETE ON memberships
+    // A new membership changes the accounts a person's session may
+    // switch to.
+    "@postgres CREATE TRIGGER memberships_changed AFTER INSERT OR UPDATE OR DELETE ON memberships
         FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('person', 'person_id')",
+    "@postgres CREATE TRIGGER people_changed AFTER UPDATE ON people
+        FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('person', 'id')",
+    "@postgres CREATE TRIGGER console_sessions_changed AFTER UPDATE OR DELETE ON console_sessions
+        FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('session', 'id_hash')",
 ]];
 
 /// Marks a statement of a step that only PostgreSQL runs (triggers and

@@ -182,10 +182,16 @@ async fn renew(app: AppRef, replica: Uuid) {
             // Fenced by a revoke that stopped waiting, or never
             // registered: what the cache holds may predate a change this
             // replica did not confirm. Drop it before the revoke may see
-            // the fence lifted.
+            // the fence lifted, and again once registered: a revoke that
+            // read the live replicas before this registration does not
+            // wait for this replica, so nothing read before it may stay.
             Ok(false) => {
                 app.keys.forget_all();
-                app.store.register_replica(replica, LEASE).await
+                let registered = app.store.register_replica(replica, LEASE).await;
+                if registered.is_ok() {
+                    app.keys.forget_all();
+                }
+                registered
             }
             Err(e) => Err(e),
         };

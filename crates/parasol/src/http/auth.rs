@@ -387,6 +387,69 @@ pub async fn credential_for_key_hash(
 mod tests {
     use super::*;
 
+    fn credential(person: Option<Uuid>) -> Credential {
+        let account = Uuid::new_v4();
+        Credential {
+            account: Account {
+                id: account,
+                name: "a".into(),
+                key_hash: "h".into(),
+                is_admin: false,
+                mcp_read_only: false,
+            },
+            key_id: Uuid::new_v4(),
+            key_hash: hash_key(&new_api_key()),
+            role: parasol_api::Role::Owner,
+            person_id: person,
+        }
+    }
+
+    #[test]
+    fn a_postgres_cache_serves_only_while_listening_and_trusted() {
+        let cache = KeyCache::new(Backend::Postgres);
+        let c = credential(None);
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert!(!cache.serving());
+        assert_eq!(cache.get(&c.key_hash).0, None, "kept before it may serve");
+
+        cache.listening(true);
+        cache.trust_until(Instant::now() + std::time::Duration::from_secs(60));
+        assert!(cache.serving());
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert_eq!(cache.get(&c.key_hash).0.as_ref(), Some(&c));
+
+        // A lost connection stops it and empties it; listening again
+        // starts it empty.
+        cache.listening(false);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+        cache.listening(true);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+
+        // A lease that has run out stops it too.
+        let expired = KeyCache::new(Backend::Postgres);
+        expired.listening(true);
+        expired.trust_until(Instant::now());
+        assert!(!expired.serving());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_forget_is_not_kept() {
+        let cache = KeyCache::new(Backend::Sqlite);
+        let person = Uuid::new_v4();
+        let c = credential(Some(person));
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.forget_person(person);
+        cache.put(epoch, &c);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert!(cache.get(&c.key_hash).0.is_some());
+        cache.forget_account(c.account.id);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+    }
+
     #[test]
     fn keys_are_random_and_hash_to_hex() {
         let a = new_api_key();

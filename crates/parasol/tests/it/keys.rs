@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{fresh_pg_database, Backend, Client, Opts, Server, ADMIN_KEY};
+use crate::harness::{fresh_pg_database, metric, Backend, Client, Opts, Server, ADMIN_KEY};
 
 async fn keys(c: &Client) -> Vec<Value> {
     c.get("/v1/account/keys").await.expect(200)["keys"]
@@ -370,24 +370,10 @@ async fn replicas_refuse_a_key_revoked_on_another_replica_at_the_next_request() 
 /// This replica's `parasol_api_key_checks_total{source}` and whether its
 /// cache serves now.
 async fn key_checks(s: &Server) -> (u64, u64, bool) {
-    let text = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |line: &str| -> u64 {
-        text.lines()
-            .find(|l| l.starts_with(line))
-            .and_then(|l| l.rsplit(' ').next())
-            .unwrap_or_else(|| panic!("no {line} in /metrics"))
-            .parse()
-            .unwrap()
-    };
     (
-        value("parasol_api_key_checks_total{source=\"cache\"}"),
-        value("parasol_api_key_checks_total{source=\"store\"}"),
-        value("parasol_api_key_cache_serving ") == 1,
+        metric(s, "parasol_api_key_checks_total{source=\"cache\"}").await as u64,
+        metric(s, "parasol_api_key_checks_total{source=\"store\"}").await as u64,
+        metric(s, "parasol_api_key_cache_serving").await == 1.0,
     )
 }
 

@@ -13,6 +13,9 @@ pub struct Clock {
     offset_ms: AtomicI64,
     /// Whether [`Clock::advance`] is allowed; off in production.
     movable: bool,
+    /// Whether time stands still but for [`Clock::advance`] (the offset is
+    /// then the time itself).
+    stopped: bool,
 }
 
 impl Clock {
@@ -26,6 +29,17 @@ impl Clock {
         Self {
             offset_ms: AtomicI64::new(0),
             movable: true,
+            stopped: false,
+        }
+    }
+
+    /// A clock that reads `at_ms` until a test moves it, for tests that
+    /// assert exact times.
+    pub fn stopped_at(at_ms: i64) -> Self {
+        Self {
+            offset_ms: AtomicI64::new(at_ms),
+            movable: true,
+            stopped: true,
         }
     }
 
@@ -41,7 +55,11 @@ impl Clock {
 
     /// Now in milliseconds since the epoch.
     pub fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::Relaxed)
+        let offset = self.offset_ms.load(Ordering::Relaxed);
+        if self.stopped {
+            return offset;
+        }
+        Utc::now().timestamp_millis() + offset
     }
 
     /// Moves the clock forward; refused (false) on a system clock.

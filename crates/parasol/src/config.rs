@@ -153,6 +153,18 @@ pub struct ServeArgs {
     /// which are otherwise refused at create and at every delivery.
     #[arg(long, env = "PARASOL_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Seconds between two reports of a machine's agent (default 15).
+    #[arg(long, env = "PARASOL_AGENT_INTERVAL")]
+    pub agent_interval: Option<u32>,
+    /// Minutes agent reports are kept at full resolution (default 60).
+    #[arg(long, env = "PARASOL_AGENT_RAW_RETENTION_MINUTES")]
+    pub agent_raw_retention_minutes: Option<u64>,
+    /// Days the 1-minute history of agent reports is kept (default 7).
+    #[arg(long, env = "PARASOL_AGENT_HISTORY_DAYS")]
+    pub agent_history_days: Option<u64>,
+    /// Launch machines without the Parasol agent.
+    #[arg(long, env = "PARASOL_NO_AGENT")]
+    pub no_agent: bool,
     /// Sign-in through OpenID Connect providers.
     #[command(flatten)]
     pub oidc: crate::oidc::OidcArgs,
@@ -199,6 +211,14 @@ pub struct FileConfig {
     /// that make people members of accounts.
     #[serde(default)]
     pub oidc: crate::oidc::FileOidc,
+    /// Whether launched machines run the Parasol agent (default true).
+    pub agent_enabled: Option<bool>,
+    /// Seconds between two agent reports (default 15).
+    pub agent_interval_s: Option<u32>,
+    /// Minutes agent reports are kept at full resolution (default 60).
+    pub agent_raw_retention_minutes: Option<u64>,
+    /// Days the 1-minute history of agent reports is kept (default 7).
+    pub agent_history_days: Option<u64>,
 }
 
 /// `[mcp]` in the TOML file.
@@ -303,6 +323,8 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// Sign-in through OpenID Connect providers.
     pub oidc: crate::oidc::OidcSettings,
+    /// The machines' agents: interval, retention.
+    pub agent: crate::agent::AgentSettings,
 }
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -478,6 +500,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     let clouds =
         crate::providers::clouds::setup::resolve(&file.providers, |k| std::env::var(k).ok())?;
     crate::providers::hosts::validate(&file.hosts)?;
+    let agent = agent_settings(args, &file)?;
     Ok(Settings {
         listen,
         data_dir,
@@ -513,6 +536,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             &file.console,
             &file.oidc,
         )?,
+        agent,
         audit_retention: Duration::from_secs(
             86_400
                 * match args.audit_retention_days.or(file.audit_retention_days) {
@@ -521,6 +545,42 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
                     None => 90,
                 },
         ),
+    })
+}
+
+fn agent_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<crate::agent::AgentSettings> {
+    let d = crate::agent::AgentSettings::default();
+    let interval_s = args
+        .agent_interval
+        .or(file.agent_interval_s)
+        .unwrap_or(d.interval_s);
+    // Reports closer than the per-instance rate limit would be refused.
+    let least = (d.min_report_gap_ms / 1000) as u32;
+    if !(least..=3600).contains(&interval_s) {
+        bail!("--agent-interval must be from {least} to 3600 seconds, got {interval_s}");
+    }
+    let raw = match args
+        .agent_raw_retention_minutes
+        .or(file.agent_raw_retention_minutes)
+    {
+        None => d.raw_retention,
+        Some(m) if (1..=7 * 1440).contains(&m) => Duration::from_secs(60 * m),
+        Some(m) => bail!("--agent-raw-retention-minutes must be from 1 to 10080, got {m}"),
+    };
+    let history = match args.agent_history_days.or(file.agent_history_days) {
+        None => d.history_retention,
+        Some(days) if (1..=366).contains(&days) => Duration::from_secs(86_400 * days),
+        Some(days) => bail!("--agent-history-days must be from 1 to 366, got {days}"),
+    };
+    Ok(crate::agent::AgentSettings {
+        enabled: !args.no_agent && file.agent_enabled.unwrap_or(true),
+        interval_s,
+        raw_retention: raw,
+        history_retention: history,
+        ..d
     })
 }
 

@@ -17,7 +17,9 @@
 //! - [`mcp`]: the MCP server at `/mcp`, whose tools are the API's operations.
 //! - [`server`]: configuration and the wiring that starts all of the above.
 //! - [`cli`]: the client commands of the same binary, over the HTTP API.
+//! - [`agent`]: what the machines' agents report, checked and stored.
 
+pub mod agent;
 pub mod auth_sync;
 pub mod cli;
 pub mod clock;

@@ -433,6 +433,31 @@ fn ops() -> Vec<Op> {
             None,
             confirm(),
         ),
+        Op {
+            method: Get,
+            path: "/instances/{id}/metrics",
+            id: "InstancesMetrics",
+            tag: "parasol",
+            summary: "Parasol extension: what the instance's agent reported (per GPU: \
+                      utilisation, memory, temperature, power, uncorrectable ECC errors, Xid \
+                      codes; SSH sessions), oldest first; `agent` is null until it first \
+                      reports. By minute, each GPU's utilisation and power are the minute's \
+                      averages, the other numbers its maxima, its Xids all of the minute's.",
+            request: None,
+            response: name::<api::MetricsResponse>(),
+            query: &[
+                (
+                    "since",
+                    "Samples from this time on, RFC 3339 (default: an hour ago). Every \
+                     report is kept for an hour, the 1-minute history for a week (both \
+                     configurable).",
+                ),
+                (
+                    "resolution",
+                    "`raw` (default: every report) or `1m` (one per minute).",
+                ),
+            ],
+        },
         op(
             Get,
             "/events",
@@ -699,6 +724,7 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::WebhookSecretResponse>(&mut s);
     collect::<api::WebhookTestResponse>(&mut s);
     collect::<api::WebhookDeliveriesResponse>(&mut s);
+    collect::<api::MetricsResponse>(&mut s);
     s.push((
         LAUNCH.into(),
         utoipa::openapi::OneOfBuilder::new()
@@ -818,7 +844,7 @@ fn build() -> serde_json::Value {
                 .title("Parasol API")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Shadeform v1 compatible GPU cloud API, served by Parasol, with Parasol's extensions (tag `parasol`). Outside /v1: GET /healthz, /readyz and /metrics (no key), and the admin-only /admin/* endpoints.",
+                    "Shadeform v1 compatible GPU cloud API, served by Parasol, with Parasol's extensions (tag `parasol`). Outside /v1: GET /healthz, /readyz and /metrics (no key), and the admin-only /admin/* endpoints. Machines' agents post to POST /v1/agent/report with their instance's own token (Authorization: Bearer pa_...), not an API key; 204 once stored.",
                 ))
                 .build(),
         )

@@ -146,6 +146,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         Clock::system()
     });
+    // Agent reports are received at, and windows measured to, this clock.
+    store.use_clock(clock.clone());
     ensure_admin(&store, &settings.data_dir, &clock).await?;
     // Only when owed: a recount reads every holding row (store/capacity.rs).
     let repaired = store
@@ -205,14 +207,49 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let catalog = Arc::new(Catalog::new(providers));
     catalog.refresh().await;
 
-    let notify = Arc::new(Notify::new());
-    let reconciler = Arc::new(Reconciler::new(
+    let handshake = settings
+        .tls
+        .as_ref()
+        .map(|(cert, key)| crate::tls::handshake(cert, key))
+        .transpose()?;
+    let scheme = if handshake.is_some() { "https" } else { "http" };
+    let shutdown = shutdown_signal()?;
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+
+    // Machines report to the public URL; by default the address listened
+    // on, which only machines that can reach it will.
+    let agent_keys = crate::agent::AgentKeys::load(&store)
+        .await
+        .context("reading the agent secret")?;
+    let agent_url = settings
+        .oidc
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let ingest = Arc::new(crate::agent::Ingest::new(
         store.clone(),
-        catalog.clone(),
-        clock.clone(),
-        notify.clone(),
-        settings.reconciler.clone(),
+        agent_keys.clone(),
+        settings.agent.clone(),
     ));
+    let agent_launch = settings.agent.enabled.then_some(crate::agent::AgentLaunch {
+        keys: agent_keys,
+        url: agent_url,
+        interval_s: settings.agent.interval_s,
+    });
+    let notify = Arc::new(Notify::new());
+    let reconciler = Arc::new(
+        Reconciler::new(
+            store.clone(),
+            catalog.clone(),
+            clock.clone(),
+            notify.clone(),
+            settings.reconciler.clone(),
+        )
+        .with_agent(agent_launch, settings.agent.clone()),
+    );
     // `--alert-webhook-url` is a server-level subscription to the alert
     // events, delivered like every other.
     store
@@ -249,19 +286,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         webhooks: settings.webhooks,
         events: events.clone(),
         oidc: Arc::new(crate::oidc::Oidc::new(settings.oidc.clone())?),
+        agent: ingest.clone(),
     });
 
-    let handshake = settings
-        .tls
-        .as_ref()
-        .map(|(cert, key)| crate::tls::handshake(cert, key))
-        .transpose()?;
-    let scheme = if handshake.is_some() { "https" } else { "http" };
-    let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
     // Scripts and tests read this line to find an ephemeral port.
     println!("parasol listening on {scheme}://{addr}");
     std::io::stdout().flush().ok();
@@ -299,6 +326,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     ));
     let webhooks_task = tokio::spawn(deliverer.run(stop_rx.clone()));
     let events_task = tokio::spawn(events.run(stop_rx.clone()));
+    // The sim's machines report as real agents would (unless agents are
+    // off, where no machine would).
+    let sim_agents_task = match (&state.sim, settings.agent.enabled) {
+        (Some(sim), true) => Some(tokio::spawn(sim.clone().run_agents(
+            ingest,
+            settings.agent.interval_s,
+            stop_rx.clone(),
+        ))),
+        _ => None,
+    };
     let refresh_task = tokio::spawn(refresh_catalog(catalog, stop_rx));
 
     crate::listener::serve(
@@ -317,6 +354,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     webhooks_task.await.ok();
     events_task.await.ok();
     auth_task.await.ok();
+    if let Some(t) = sim_agents_task {
+        t.await.ok();
+    }
     audit_task.await.ok();
     sweep_task.await.ok();
     store.close().await;

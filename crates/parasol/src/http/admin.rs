@@ -50,7 +50,7 @@ pub async fn readyz(State(app): State<AppRef>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn admin_sim(app: &AppRef, account: &Account) -> Result<std::sync::Arc<Sim>, ApiError> {
+pub(crate) fn admin_sim(app: &AppRef, account: &Account) -> Result<std::sync::Arc<Sim>, ApiError> {
     if !account.is_admin {
         return Err(ApiError::forbidden("this endpoint needs an admin API key"));
     }

@@ -25,7 +25,8 @@ pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Resp
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Signing in is not an action on an account (failed sign-ins are
-    // counted by the rate limiter), and MCP's transport POSTs are not
+    // counted by the rate limiter), nor is an agent's report, and MCP's
+    // transport POSTs are not
     // actions either: each tool call is audited as the API request it
     // makes.
     let route = req
@@ -36,6 +37,7 @@ pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Resp
     if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
         || path == "/login"
         || path == "/mcp"
+        || path == super::AGENT_REPORT
         || (route.is_none() && !api)
     {
         return next.run(req).await;

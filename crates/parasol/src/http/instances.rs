@@ -278,7 +278,11 @@ pub fn render(rec: &InstanceRecord, now: chrono::DateTime<chrono::Utc>) -> Insta
     i
 }
 
-async fn load(app: &AppRef, account: &Account, raw_id: &str) -> Result<InstanceRecord, ApiError> {
+pub(crate) async fn load(
+    app: &AppRef,
+    account: &Account,
+    raw_id: &str,
+) -> Result<InstanceRecord, ApiError> {
     let id = path_id(raw_id, "instance")?;
     app.store
         .get_instance(account.id, id)

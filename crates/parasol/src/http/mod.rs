@@ -8,6 +8,7 @@
 mod account;
 mod accounts;
 pub(crate) mod admin;
+pub(crate) mod agent;
 pub(crate) mod api_keys;
 mod audit;
 mod auth;
@@ -123,7 +124,12 @@ pub struct AppState {
     pub events: Arc<crate::event_stream::EventHub>,
     /// Sign-in through OpenID Connect providers.
     pub oidc: Arc<crate::oidc::Oidc>,
+    /// The machines' agents' reports, checked and stored.
+    pub agent: Arc<crate::agent::Ingest>,
 }
+
+/// Where agents post their reports.
+pub const AGENT_REPORT: &str = "/v1/agent/report";
 
 /// Shared state handle.
 pub type AppRef = Arc<AppState>;
@@ -159,6 +165,7 @@ routes! {
         "/instances/{id}/update" => post(instances::update),
         "/instances/{id}/delete" => post(instances::delete),
         "/instances/{id}/restart" => post(instances::restart),
+        "/instances/{id}/metrics" => get(agent::metrics),
         "/clusters" => get(clusters::list),
         "/clusters/types" => get(clusters::types),
         "/clusters/create" => post(clusters::create),
@@ -218,6 +225,7 @@ routes! {
         "/sim/machines/{id}/preempt" => post(admin::sim_preempt),
         "/sim/capacity-failures" => get(admin::sim_launch_failures).post(admin::sim_fail_launches),
         "/sim/capacity-failures/clear" => post(admin::sim_clear_launch_failures),
+        "/sim/agent" => post(agent::sim_agent),
         "/clock/advance" => post(admin::advance_clock),
         "/reconciler" => get(admin::reconciler),
         "/hosts" => get(admin::hosts),
@@ -251,6 +259,8 @@ fn api_router(state: AppRef) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/v1/openapi.json", get(docs::openapi))
+        // An agent token, not an API key: outside the keyed routes.
+        .route(AGENT_REPORT, axum::routing::post(agent::report))
         .route("/docs", get(docs::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

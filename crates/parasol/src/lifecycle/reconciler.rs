@@ -96,6 +96,12 @@ pub struct Reconciler {
     /// When the budget watch runs next (ms): a period after the last, or
     /// when the next threshold falls due if that is sooner.
     budget_wake: std::sync::atomic::AtomicI64,
+    /// Gives each launch its agent's bootstrap; `None`: agents are off.
+    agent: Option<crate::agent::AgentLaunch>,
+    /// Retention of the agents' samples.
+    agent_settings: crate::agent::AgentSettings,
+    /// When the agents' samples are next downsampled and pruned (ms).
+    agent_wake: std::sync::atomic::AtomicI64,
 }
 
 impl Reconciler {
@@ -116,7 +122,22 @@ impl Reconciler {
             replica: uuid::Uuid::new_v4(),
             stats: ReconcilerStats::default(),
             budget_wake: std::sync::atomic::AtomicI64::new(0),
+            agent: None,
+            agent_settings: Default::default(),
+            agent_wake: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Launches start the agent with `launch`'s bootstrap (`None`: agents
+    /// are off), and the agents' samples are kept as `settings` says.
+    pub fn with_agent(
+        mut self,
+        launch: Option<crate::agent::AgentLaunch>,
+        settings: crate::agent::AgentSettings,
+    ) -> Self {
+        self.agent = launch;
+        self.agent_settings = settings;
+        self
     }
 
     /// Runs until `shutdown` turns true. A step in flight finishes first, so
@@ -154,7 +175,12 @@ impl Reconciler {
         ) {
             (Ok(a), Ok(b), Ok(c)) => {
                 let budget = self.budget_wake.load(Ordering::Relaxed);
-                Ok(a.into_iter().chain(b).chain(c).chain(Some(budget)).min())
+                let agents = self.agent_wake.load(Ordering::Relaxed);
+                Ok(a.into_iter()
+                    .chain(b)
+                    .chain(c)
+                    .chain([budget, agents])
+                    .min())
             }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
         };
@@ -188,6 +214,19 @@ impl Reconciler {
                 next.map_or(now + period, |t| t.min(now + period)),
                 Ordering::Relaxed,
             );
+        }
+        if now >= self.agent_wake.load(Ordering::Relaxed) {
+            // Like the budget watch: a failure is retried a period later
+            // and never holds up the instances' steps.
+            let next = match crate::agent::upkeep(&self.store, now, &self.agent_settings).await {
+                Ok(behind) if behind => now,
+                Ok(_) => now + crate::agent::UPKEEP_EVERY_MS,
+                Err(e) => {
+                    tracing::warn!(error = %e, "downsampling agent samples failed; retrying");
+                    now + self.cfg.period.as_millis() as i64
+                }
+            };
+            self.agent_wake.store(next, Ordering::Relaxed);
         }
         let lease = self.cfg.lease_timeout.as_millis() as i64;
         let wall = wall_ms();
@@ -415,6 +454,7 @@ impl Reconciler {
             envs: i.envs.clone(),
             cluster_id: rec.cluster_id,
             volumes,
+            agent: self.agent.as_ref().map(|a| a.bootstrap(i.id)),
         };
         match self.call(provider, "launch", provider.launch(&req)).await {
             Ok(launched) => {

@@ -122,6 +122,10 @@ pub struct LaunchRequest {
     /// adapter attaches them at launch (or, where the cloud cannot, once the
     /// machine runs) and places the machine where they are.
     pub volumes: Vec<LaunchVolume>,
+    /// How the machine's agent reports to Parasol: the adapter starts it
+    /// at first boot (hosts: over SSH). `None` only where the deployment
+    /// has agents turned off.
+    pub agent: Option<crate::agent::AgentBootstrap>,
 }
 
 /// A volume an instance mounts, as a launch sees it.

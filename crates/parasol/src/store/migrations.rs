@@ -415,6 +415,57 @@ const STEPS: &[&[&str]] = &[&[
         expires_at BIGINT NOT NULL
     )",
 ], &[
+    // What instances' agents report (issue 26): store/agent.rs. Per
+    // instance its last report; every report for a short while; one row
+    // per minute for days. Utilisation is in hundredths of a percent and
+    // GPUs a compact JSON array, so every column is BIGINT or TEXT.
+    "CREATE TABLE agent_state (
+        instance_id TEXT PRIMARY KEY,
+        first_seen_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        version TEXT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        ssh_sessions BIGINT NOT NULL,
+        gpus TEXT NOT NULL
+    )",
+    "CREATE INDEX agent_state_seen ON agent_state (last_seen_at)",
+    "CREATE TABLE agent_samples (
+        instance_id TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        ssh_sessions BIGINT NOT NULL,
+        gpu_count BIGINT NOT NULL,
+        max_util BIGINT NOT NULL,
+        max_ecc BIGINT NOT NULL,
+        xids TEXT,
+        gpus TEXT NOT NULL,
+        PRIMARY KEY (instance_id, at_ms)
+    )",
+    // The downsampling reads and deletes by time across instances.
+    "CREATE INDEX agent_samples_at ON agent_samples (at_ms)",
+    "CREATE TABLE agent_history (
+        instance_id TEXT NOT NULL,
+        minute_ms BIGINT NOT NULL,
+        samples BIGINT NOT NULL,
+        first_at BIGINT NOT NULL,
+        last_at BIGINT NOT NULL,
+        max_ssh BIGINT NOT NULL,
+        min_gpu_count BIGINT NOT NULL,
+        max_gpu_count BIGINT NOT NULL,
+        max_util BIGINT NOT NULL,
+        max_ecc BIGINT NOT NULL,
+        xids TEXT,
+        gpus TEXT NOT NULL,
+        PRIMARY KEY (instance_id, minute_ms)
+    )",
+    "CREATE INDEX agent_history_minute ON agent_history (minute_ms)",
+], &[
+    // How tests and demos steer the sim's simulated agents
+    // (providers/sim/agent.rs), kept so that it outlives a restart.
+    "CREATE TABLE sim_agents (
+        instance_id TEXT PRIMARY KEY,
+        steering TEXT NOT NULL
+    )",
+], &[
     // The replicas that keep API keys in memory (PostgreSQL; see
     // auth_sync.rs): each renews `alive_until` (the database's clock, ms)
     // while it listens for changes, and a revoke waits for each live one

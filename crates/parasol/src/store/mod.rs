@@ -12,6 +12,8 @@
 //! such a row is conditional on its generation number.
 
 mod accounts;
+mod agent;
+pub use agent::{Downsampled, ReportOutcome, MAX_LATEST, MAX_SAMPLES, MINUTE_MS};
 mod api_keys;
 mod audit;
 mod budgets;
@@ -190,6 +192,20 @@ pub struct Store {
     /// PostgreSQL: how to open a connection of its own that listens for
     /// notifications (the pool's connections cannot).
     listen: Option<ListenOptions>,
+    /// The server's clock, once [`Store::use_clock`] gave it: the time
+    /// agent reports are received at and windows are measured to.
+    clock: std::sync::Arc<StoreClock>,
+}
+
+/// The clock a store reads: the system's until the server hands it its
+/// own (which a test may move).
+#[derive(Debug, Default)]
+pub(crate) struct StoreClock(std::sync::OnceLock<std::sync::Arc<crate::clock::Clock>>);
+
+impl StoreClock {
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.0.get().map_or_else(wall_ms, |c| c.now_ms())
+    }
 }
 
 impl Store {
@@ -266,6 +282,7 @@ impl Store {
             writer,
             committed,
             listen,
+            clock: Default::default(),
         };
         migrations::apply_up_to(&store, version).await?;
         Ok(store)
@@ -316,6 +333,18 @@ impl Store {
     /// processes' writes.
     pub fn committed(&self) -> &std::sync::Arc<tokio::sync::Notify> {
         &self.committed
+    }
+
+    /// Makes the store read time from `clock` (the server's, which a test
+    /// server may move) instead of the system's. Only the first call
+    /// counts, for every clone of this store.
+    pub fn use_clock(&self, clock: std::sync::Arc<crate::clock::Clock>) {
+        let _ = self.clock.0.set(clock);
+    }
+
+    /// Now, by the store's clock, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The pool, for providers that keep their own tables (the sim).

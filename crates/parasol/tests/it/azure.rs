@@ -55,6 +55,7 @@ fn request(size: &str, rental: RentalType) -> LaunchRequest {
         envs: vec![],
         cluster_id: None,
         volumes: vec![],
+        agent: None,
     }
 }
 

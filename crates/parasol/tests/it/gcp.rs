@@ -46,6 +46,7 @@ fn request(id: Uuid, cloud_type: &str, rental: RentalType) -> parasol::providers
         envs: vec![],
         cluster_id: None,
         volumes: vec![],
+        agent: None,
     }
 }
 

@@ -4,6 +4,7 @@ mod conformance;
 mod fakes;
 mod harness;
 
+mod agent;
 mod audit;
 mod aws;
 mod azure;

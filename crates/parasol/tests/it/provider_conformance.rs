@@ -203,6 +203,7 @@ impl<C: FakeCloud + Send> Subject for Http<C> {
             envs: vec![],
             cluster_id: None,
             volumes: vec![],
+            agent: None,
         }
     }
 
@@ -826,6 +827,7 @@ impl Subject for AwsSubject {
             envs: vec![],
             cluster_id: None,
             volumes: vec![],
+            agent: None,
         }
     }
 
@@ -1100,6 +1102,7 @@ impl Subject for HostsSubject {
             envs: vec![],
             cluster_id: None,
             volumes: vec![],
+            agent: None,
         }
     }
 
@@ -1218,6 +1221,7 @@ impl Subject for SimSubject {
             envs: vec![],
             cluster_id: None,
             volumes: vec![],
+            agent: None,
         }
     }
 

@@ -960,6 +960,7 @@ fn launch_request(
         envs: vec![],
         cluster_id: None,
         volumes: vec![],
+        agent: None,
     }
 }
 

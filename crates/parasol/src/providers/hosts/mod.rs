@@ -820,6 +820,7 @@ mod tests {
             envs: Vec::new(),
             cluster_id: None,
             volumes: Vec::new(),
+            agent: None,
         }
     }
 

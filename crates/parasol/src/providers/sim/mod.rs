@@ -13,7 +13,10 @@
 //! instance id, so a run is reproducible. Tests drive the rest explicitly
 //! through [`Sim::fail`] and [`Sim::preempt`] (exposed under `/admin/sim`).
 
+mod agent;
 mod catalog;
+
+pub use agent::Steering;
 
 use std::collections::HashMap;
 use std::sync::Arc;

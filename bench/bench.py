@@ -7,7 +7,8 @@ Run through bench/run.sh, which builds and checks the tools first:
 
     bench/run.sh [--only NAME[,NAME...]] [--memory-instances N]
 
-Names: ready, types, create, reconciler (also measures the list with 10,000
+Names: ready, types, create, create_pg, account and create_pg_replicas
+(these three need --pg-url), reconciler (also measures the list with 10,000
 instances), list_activation (that list while another account's 10,000 are
 created and activated), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
 to 10 endpoints), sse (1,000 idle streams).
@@ -293,6 +294,107 @@ def bench_create_pg(a):
         create_load(a, s, "create_pg", backend="postgres")
     finally:
         subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name}"])
+
+
+def pg_database(a):
+    """A fresh database on --pg-url; returns its URL and a function that
+    drops it."""
+    if not a.pg_url:
+        raise SystemExit("this step needs --pg-url (e.g. $(bash scripts/pg.sh init DIR))")
+    name = f"bench_{os.getpid()}_{int(time.time() * 1000)}"
+    subprocess.run(["psql", "-q", a.pg_url, "-c", f"CREATE DATABASE {name}"], check=True)
+    drop = lambda: subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    return a.pg_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def bench_account(a):
+    """Authenticated `GET /v1/account` on PostgreSQL against SQLite, in
+    the same run: one server on each, measured alternately --account-runs
+    times (the order swapped each time), so that the machine's other load
+    falls on both. On PostgreSQL the key is answered from the replica's
+    cache once its listener is up (the `parasol_api_key_checks_total`
+    counters of each server are recorded to show it)."""
+    url, drop = pg_database(a)
+    sq = fresh(a.bin)
+    pg = fresh(a.bin, ["--database-url", url])
+    sq.start()
+    pg.start()
+    try:
+        # The PostgreSQL replica serves keys from memory only once it
+        # listens and holds its lease (auth_sync.rs); a binary from before
+        # the cache (an A/B run) has no such gauge and looks keys up.
+        def serving():
+            text = http("GET", pg.base + "/metrics", key=None)[1].decode()
+            return ("parasol_api_key_cache_serving" not in text
+                    or re.search(r"^parasol_api_key_cache_serving 1$", text, re.M))
+        wait_for(serving, 20)
+        for s in (sq, pg):
+            wrk(s.base + "/v1/account", seconds=2)  # warm up
+        runs = []
+        for i in range(a.account_runs):
+            order = [("sqlite", sq), ("postgres", pg)]
+            if i % 2:
+                order.reverse()
+            got = {}
+            for label, s in order:
+                got[label] = wrk(s.base + "/v1/account", conns=64, seconds=a.seconds)
+                assert got[label]["non2xx"] == 0, got[label]
+            runs.append(round(got["postgres"]["rps"] / got["sqlite"]["rps"], 3))
+            record("account_pg_vs_sqlite_run", run=i + 1, sqlite=got["sqlite"],
+                   postgres=got["postgres"], ratio=runs[-1])
+        checks = {}
+        for label, s in (("sqlite", sq), ("postgres", pg)):
+            text = http("GET", s.base + "/metrics", key=None)[1].decode()
+            checks[label] = {m.group(1): int(m.group(2)) for m in re.finditer(
+                r'^parasol_api_key_checks_total\{source="(\w+)"\} (\d+)$', text, re.M)}
+        record("account_pg_vs_sqlite", ratios=runs, median_ratio=statistics.median(runs),
+               key_checks=checks, target_ratio=0.8)
+    finally:
+        sq.stop()
+        pg.stop()
+        drop()
+
+
+def bench_create_pg_replicas(a):
+    """Creates on three replicas sharing one PostgreSQL database: one wrk
+    per replica (--create-conns split evenly), all for --create-seconds at
+    once; the total is the sum. Then every replica is SIGKILLed and one
+    restarted, to count what survived."""
+    url, drop = pg_database(a)
+    servers = [fresh(a.bin, ["--database-url", url]) for _ in range(3)]
+    for s in servers:
+        s.start()
+    try:
+        env = dict(os.environ, BENCH_KEY=KEY, BENCH_METHOD="POST", BENCH_BODY=CREATE_BODY)
+        for s in servers:
+            wrk(s.base + "/v1/instances/create", conns=8, seconds=2, env={
+                "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+        before = sum(servers[0].counts().values())
+        conns = max(1, a.create_conns // 3)
+        procs = [subprocess.Popen(
+            ["wrk", "-t1", f"-c{conns}", f"-d{a.create_seconds}s", "--timeout=10s", "-s", LUA,
+             s.base + "/v1/instances/create"], env=env, stdout=subprocess.PIPE, text=True)
+            for s in servers]
+        each = []
+        for p in procs:
+            out = p.communicate()[0]
+            line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+            each.append({k: (float(v) if "." in v else int(v))
+                         for k, v in (kv.split("=") for kv in line.split()[1:])})
+        acked = sum(r["requests"] - r["non2xx"] for r in each)
+        for s in servers:
+            s.kill()
+        servers[0].start()
+        stored = sum(servers[0].counts().values()) - before
+        record("create_pg_3_replicas", backend="postgres", replicas=3, conns_each=conns,
+               rps=round(sum(r["rps"] for r in each), 1), per_replica=each,
+               acknowledged=acked, stored_after_sigkill=stored, lost=max(0, acked - stored),
+               target_rps=1500)
+    finally:
+        for s in servers:
+            if s.proc.poll() is None:
+                s.stop()
+        drop()
 
 
 def bench_reconciler_and_list(a):
@@ -712,6 +814,8 @@ BENCHES = {
     "types": bench_types,
     "create": bench_create,
     "create_pg": bench_create_pg,
+    "account": bench_account,
+    "create_pg_replicas": bench_create_pg_replicas,
     "reconciler": bench_reconciler_and_list,
     "list_activation": bench_list_activation,
     "clusters": bench_clusters,
@@ -722,12 +826,16 @@ BENCHES = {
 }
 
 
+# Steps that need --pg-url (left out of a full run without it).
+PG_STEPS = {"create_pg", "account", "create_pg_replicas"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--only", default=None,
-                    help="comma-separated steps (default: all; create_pg only with --pg-url)")
+                    help="comma-separated steps (default: all; create_pg and account only with --pg-url)")
     ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     ap.add_argument("--memory-instances", type=int, default=100_000)
     ap.add_argument("--memory-api-fill", type=int, default=20_000,
@@ -735,11 +843,15 @@ def main():
     ap.add_argument("--million-instances", type=int, default=1_000_000,
                     help="instances stored for the `million` step")
     ap.add_argument("--create-seconds", type=int, default=30, help="length of each create load")
+    ap.add_argument("--create-conns", type=int, default=64,
+                    help="connections of create_pg_replicas, split over the three replicas")
     ap.add_argument("--create-prefill", default="100000,1000000",
                     help="instances stored (by SQL copy) before the pre-filled create runs")
     ap.add_argument("--sqlite-synchronous", default="full", choices=["full", "normal"],
                     help="the servers' --sqlite-synchronous (full: durable to power loss)")
-    ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg")
+    ap.add_argument("--pg-url", default=None, help="PostgreSQL admin URL for create_pg and account")
+    ap.add_argument("--account-runs", type=int, default=3,
+                    help="alternating measurements of each server for `account`")
     ap.add_argument("--events-bench", default="target/release/examples/events_bench",
                     help="the events_bench example (webhooks and sse steps)")
     ap.add_argument("--events-rate", type=float, default=1000, help="events/s for `webhooks`")
@@ -749,7 +861,7 @@ def main():
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
     if a.only is None:
-        a.only = ",".join(b for b in BENCHES if b != "create_pg" or a.pg_url)
+        a.only = ",".join(b for b in BENCHES if b not in PG_STEPS or a.pg_url)
     SQLITE_SYNCHRONOUS[0] = a.sqlite_synchronous
     machine()
     try:

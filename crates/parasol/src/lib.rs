@@ -20,6 +20,7 @@
 //! - [`agent`]: what the machines' agents report, checked and stored.
 
 pub mod agent;
+pub mod auth_sync;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -306,6 +306,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.reconciler.lease_timeout,
         stop_rx.clone(),
     ));
+    let auth_task = tokio::spawn(crate::auth_sync::run(
+        state.clone(),
+        reconciler.replica,
+        stop_rx.clone(),
+    ));
     let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
     let sweep_task = tokio::spawn(crate::providers::sweep::run(
         catalog.providers().clone(),
@@ -348,6 +353,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     refresh_task.await.ok();
     webhooks_task.await.ok();
     events_task.await.ok();
+    auth_task.await.ok();
     if let Some(t) = sim_agents_task {
         t.await.ok();
     }

@@ -217,6 +217,7 @@ pub async fn callback(
     app.store.sync_memberships(&person, &granted, now).await?;
     // Their personal keys' roles follow their memberships.
     app.keys.forget_person(person.id);
+    crate::auth_sync::everywhere(&app).await?;
     let accounts = app.store.memberships_of(person.id).await?;
     tracing::info!(person = %person.id, provider = %p.id, accounts = accounts.len(), "signed in");
     // Where they can do the most (the first by name among equals).
@@ -299,5 +300,7 @@ pub async fn switch(
     app.store
         .switch_console_session(&session.id_hash, target)
         .await?;
+    app.keys.forget_session(&session.id_hash);
+    crate::auth_sync::everywhere(&app).await?;
     Ok(see("/instances"))
 }

@@ -4,8 +4,11 @@
 //! per deployment and kept in the `settings` table, so every replica
 //! accepts every replica's cookies. The token holds its expiry, a random
 //! nonce and the session's random id, whose SHA-256 keys a row of
-//! `console_sessions` that every request reads: signing out deletes the
-//! row, so the cookie is dead on every replica from the next request. A
+//! `console_sessions`. Requests read the row (and a person's membership)
+//! from each replica's cache, which every change to them empties on every
+//! replica before the change answers (crate::auth_sync): signing out
+//! deletes the row, so the cookie is dead on every replica from the next
+//! request. A
 //! session made from an API key keeps that key's hash (never the key), and
 //! the account is found by it exactly as an API request finds it, so the
 //! session cannot outlive the key; a person's session holds the person and
@@ -32,7 +35,7 @@ use tokio::sync::OnceCell;
 
 use super::{html_status, layout, PageResult};
 use crate::error::ApiError;
-use crate::http::{hash_key, AppRef, BODY_LIMIT};
+use crate::http::{hash_key, AppRef, CachedSession, BODY_LIMIT};
 use crate::store::{Account, Membership, Person, SessionRow};
 use parasol_api::Role;
 
@@ -180,19 +183,36 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
         return Ok(None);
     };
     let id_hash = hash_key(session_id);
-    let Some(row) = app.store.console_session(&id_hash, now).await? else {
-        return Ok(None);
-    };
     let csrf = csrf_for(key, nonce);
-    if let Some(person_id) = row.person_id {
-        let Some((account, role)) = app.store.member_access(person_id, row.account_id).await?
-        else {
-            return Ok(None);
-        };
-        let Some(person) = app.store.person(person_id).await? else {
-            return Ok(None);
-        };
-        let accounts = app.store.memberships_of(person_id).await?;
+    // Kept like keys, and dropped by the same changes (crate::auth_sync).
+    let (cached, epoch) = app.keys.session(&id_hash, now);
+    let found = match cached {
+        Some(s) => s,
+        None => {
+            let Some(row) = app.store.console_session(&id_hash, now).await? else {
+                return Ok(None);
+            };
+            let person = match row.person_id {
+                Some(person_id) => {
+                    let Some((account, role)) =
+                        app.store.member_access(person_id, row.account_id).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let Some(person) = app.store.person(person_id).await? else {
+                        return Ok(None);
+                    };
+                    let accounts = app.store.memberships_of(person_id).await?;
+                    Some((account, role, person, accounts))
+                }
+                None => None,
+            };
+            let s = CachedSession { row, person };
+            app.keys.put_session(epoch, &id_hash, s.clone());
+            s
+        }
+    };
+    if let Some((account, role, person, accounts)) = found.person {
         return Ok(Some(Session {
             account,
             role,
@@ -201,7 +221,7 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
             person: Some(SignedIn { person, accounts }),
         }));
     }
-    let Some(key_hash) = &row.key_hash else {
+    let Some(key_hash) = &found.row.key_hash else {
         return Ok(None);
     };
     let Some(credential) = crate::http::credential_for_key_hash(app, key_hash).await? else {
@@ -492,6 +512,8 @@ pub async fn logout(State(app): State<AppRef>, session: Session) -> PageResult {
     app.store
         .end_console_session(&session.id_hash, app.clock.now_ms())
         .await?;
+    app.keys.forget_session(&session.id_hash);
+    crate::auth_sync::everywhere(&app).await?;
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut()
         .insert(header::SET_COOKIE, cookie(&app, "", 0));

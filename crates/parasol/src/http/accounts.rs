@@ -146,6 +146,7 @@ pub async fn update(
     }
     // Cached accounts carry the name; the budget is read from the store.
     app.keys.forget_account(id);
+    crate::auth_sync::everywhere(&app).await?;
     let found = app
         .store
         .list_accounts()
@@ -186,6 +187,7 @@ pub async fn delete(
         DeleteAccountOutcome::Busy(why) => return Err(ApiError::conflict(why)),
     }
     app.keys.forget_account(id);
+    crate::auth_sync::everywhere(&app).await?;
     tracing::info!(account = %id, by = %account.id, "account deleted");
     Ok(ok(Confirmation {
         id,

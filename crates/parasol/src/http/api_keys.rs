@@ -128,6 +128,8 @@ pub async fn revoke(
     {
         RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {
             app.keys.forget_key(id);
+            // AlreadyRevoked too: a retry after a failed confirmation.
+            crate::auth_sync::everywhere(&app).await?;
             Ok(ok(Confirmation {
                 id,
                 status: "revoked".into(),

@@ -7,7 +7,9 @@
 //! revocation reaches every replica at once). Keys are never logged.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -18,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppRef;
 use crate::error::ApiError;
-use crate::store::{Account, Backend, Credential};
+use crate::store::{Account, Backend, Credential, Membership, Person, SessionRow};
 use uuid::Uuid;
 
 /// Header carrying the key; header names are case-insensitive on the wire.
@@ -73,89 +75,201 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 /// request, and when this process last recorded each key's use.
 ///
 /// A revoked key must be refused from the very next request, on every
-/// replica. How that is kept cheap depends on the backend:
+/// replica. Both backends cache; what keeps the cache exact differs:
 ///
-/// - PostgreSQL, the only backend replicas share: nothing is cached, every
-///   request looks its key up (one query on the unique `key_hash` index,
-///   joined to its account). A cache here would need every replica told of
-///   every revocation before its next request, which no notification can
-///   promise; one indexed query can.
 /// - SQLite: one server process owns the file, and every revocation goes
 ///   through it, so the cache is exact as long as that process forgets a key
 ///   when it is revoked ([`KeyCache::forget_key`]) and an account's keys when
-///   the account changes or goes ([`KeyCache::forget_account`]). Hits cost no
-///   query, which keeps hot read paths (`/v1/instances/types`) free of one.
-///   A lookup that raced a forget does not put its (possibly stale) answer
-///   back: forgets bump an epoch that inserts check.
+///   the account changes or goes ([`KeyCache::forget_account`]).
+/// - PostgreSQL, the backend replicas share: every change to a credential
+///   notifies every replica at commit (a trigger), each replica drops what
+///   it names, and the request that made the change answers only once
+///   every live replica has confirmed ([`crate::auth_sync`]). A replica
+///   serves from the cache only while it is listening and its lease in the
+///   `replicas` table is current ([`KeyCache::listening`],
+///   [`KeyCache::trust_until`]); otherwise every request looks its key up.
+///
+/// A lookup that raced a forget does not put its (possibly stale) answer
+/// back: forgets bump an epoch that inserts check. Hits cost no query,
+/// which keeps hot read paths (`/v1/instances/types`) free of one.
 ///
 /// `last_used_at` is written at most once a minute per key and process
 /// (from the map here), never once per request.
 pub struct KeyCache {
-    /// `None` when keys are looked up on every request (PostgreSQL).
-    by_hash: Option<RwLock<Cached>>,
+    by_hash: RwLock<Cached>,
+    /// SQLite: the cache is always exact (see the type's doc).
+    always: bool,
     recorded: Mutex<HashMap<Uuid, i64>>,
+    /// Keys found in the cache, and looked up in the store (`/metrics`).
+    pub hits: AtomicU64,
+    pub lookups: AtomicU64,
+}
+
+/// A console session as its requests need it (console/session.rs), kept
+/// beside the keys and dropped by the same changes.
+#[derive(Clone)]
+pub struct CachedSession {
+    pub row: SessionRow,
+    /// A person's session: the account it acts in with their role there,
+    /// who they are, and every account they may switch to.
+    pub person: Option<(Account, parasol_api::Role, Person, Vec<Membership>)>,
+}
+
+impl CachedSession {
+    fn involves_account(&self, account: Uuid) -> bool {
+        self.row.account_id == account
+            || self
+                .person
+                .as_ref()
+                .is_some_and(|(_, _, _, of)| of.iter().any(|m| m.account_id == account))
+    }
 }
 
 #[derive(Default)]
 struct Cached {
     epoch: u64,
     keys: HashMap<String, Credential>,
+    /// Console sessions by the SHA-256 of their id.
+    sessions: HashMap<String, CachedSession>,
+    /// PostgreSQL: the notification connection is up, and the cache was
+    /// emptied after it started listening.
+    listening: bool,
+    /// PostgreSQL: until when this replica's lease is surely current.
+    trusted_until: Option<Instant>,
+}
+
+impl Cached {
+    fn serving(&self, always: bool) -> bool {
+        always || (self.listening && self.trusted_until.is_some_and(|t| Instant::now() < t))
+    }
+
+    fn clear(&mut self) {
+        self.epoch += 1;
+        self.keys.clear();
+        self.sessions.clear();
+    }
 }
 
 impl KeyCache {
     /// The cache a server on `backend` should use (see the type's doc).
+    /// On PostgreSQL it serves nothing until [`crate::auth_sync`] says it
+    /// may.
     pub fn new(backend: Backend) -> Self {
         Self {
-            by_hash: match backend {
-                Backend::Sqlite => Some(RwLock::new(Cached::default())),
-                Backend::Postgres => None,
-            },
+            by_hash: RwLock::new(Cached::default()),
+            always: backend == Backend::Sqlite,
             recorded: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
         }
     }
 
-    /// Drops the key with this id, once it is revoked.
+    /// Drops the key with this id, once it is revoked. (A session made
+    /// from it resolves the key on each request.)
     pub fn forget_key(&self, key_id: Uuid) {
-        self.forget(|c| c.key_id == key_id);
+        self.forget(|c| c.key_id == key_id, |_| false);
     }
 
-    /// Drops every key of the account, once the account is deleted or
-    /// changed (its name, admin flag), so the next request reads it anew.
+    /// Drops every key of the account and the sessions in or naming it,
+    /// once the account is deleted or changed (its name, admin flag), so
+    /// the next request reads it anew.
     pub fn forget_account(&self, account: Uuid) {
-        self.forget(|c| c.account.id == account);
+        self.forget(|c| c.account.id == account, |s| s.involves_account(account));
     }
 
-    /// Drops a person's personal keys, once a membership of theirs
-    /// changes (their keys' role is capped by it, and ends with it).
+    /// Drops a person's personal keys and sessions, once a membership of
+    /// theirs changes (their keys' role is capped by it, and ends with it)
+    /// or they sign in again.
     pub fn forget_person(&self, person: Uuid) {
-        self.forget(|c| c.person_id == Some(person));
+        self.forget(
+            |c| c.person_id == Some(person),
+            |s| s.row.person_id == Some(person),
+        );
     }
 
-    fn forget(&self, matches: impl Fn(&Credential) -> bool) {
-        if let Some(lock) = &self.by_hash {
-            let mut cached = lock.write().expect("poisoned");
-            cached.epoch += 1;
-            cached.keys.retain(|_, c| !matches(c));
+    /// Drops a console session, once it is ended or moved to another
+    /// account.
+    pub fn forget_session(&self, id_hash: &str) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.epoch += 1;
+        cached.sessions.remove(id_hash);
+    }
+
+    /// The cached session, unexpired at `now_ms` (none while the cache is
+    /// not serving), and the epoch to insert a fresh lookup at.
+    pub fn session(&self, id_hash: &str, now_ms: i64) -> (Option<CachedSession>, u64) {
+        let cached = self.by_hash.read().expect("poisoned");
+        let hit = if cached.serving(self.always) {
+            cached
+                .sessions
+                .get(id_hash)
+                .filter(|s| now_ms < s.row.expires_at_ms)
+                .cloned()
+        } else {
+            None
+        };
+        (hit, cached.epoch)
+    }
+
+    /// Keeps a session read at `epoch`, unless something was forgotten
+    /// since.
+    pub fn put_session(&self, epoch: u64, id_hash: &str, s: CachedSession) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        if cached.epoch == epoch && cached.serving(self.always) {
+            cached.sessions.insert(id_hash.to_string(), s);
         }
     }
 
-    /// The cached key and the epoch to insert a fresh lookup at.
+    /// Drops everything (a change this process cannot attribute).
+    pub fn forget_all(&self) {
+        self.by_hash.write().expect("poisoned").clear();
+    }
+
+    /// PostgreSQL: the notification connection is up and listening (true;
+    /// the cache is emptied, since changes made before it listened were
+    /// not heard), or lost (false; nothing is served from the cache until
+    /// it is up again).
+    pub fn listening(&self, up: bool) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.clear();
+        cached.listening = up;
+    }
+
+    /// PostgreSQL: this replica's lease is surely current until `until`
+    /// (never moved back).
+    pub fn trust_until(&self, until: Instant) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.trusted_until = Some(cached.trusted_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// Whether requests are answered from the cache now.
+    pub fn serving(&self) -> bool {
+        self.by_hash.read().expect("poisoned").serving(self.always)
+    }
+
+    fn forget(&self, key: impl Fn(&Credential) -> bool, session: impl Fn(&CachedSession) -> bool) {
+        let mut cached = self.by_hash.write().expect("poisoned");
+        cached.epoch += 1;
+        cached.keys.retain(|_, c| !key(c));
+        cached.sessions.retain(|_, s| !session(s));
+    }
+
+    /// The cached key (none while the cache is not serving) and the epoch
+    /// to insert a fresh lookup at.
     fn get(&self, hash: &str) -> (Option<Credential>, u64) {
-        match &self.by_hash {
-            Some(lock) => {
-                let cached = lock.read().expect("poisoned");
-                (cached.keys.get(hash).cloned(), cached.epoch)
-            }
-            None => (None, 0),
-        }
+        let cached = self.by_hash.read().expect("poisoned");
+        let hit = if cached.serving(self.always) {
+            cached.keys.get(hash).cloned()
+        } else {
+            None
+        };
+        (hit, cached.epoch)
     }
 
     fn put(&self, epoch: u64, c: &Credential) {
-        if let Some(lock) = &self.by_hash {
-            let mut cached = lock.write().expect("poisoned");
-            if cached.epoch == epoch {
-                cached.keys.insert(c.key_hash.clone(), c.clone());
-            }
+        let mut cached = self.by_hash.write().expect("poisoned");
+        if cached.epoch == epoch && cached.serving(self.always) {
+            cached.keys.insert(c.key_hash.clone(), c.clone());
         }
     }
 
@@ -243,8 +357,12 @@ pub async fn credential_for_key_hash(
 ) -> Result<Option<Credential>, ApiError> {
     let (cached, epoch) = app.keys.get(hash);
     let credential = match cached {
-        Some(c) => c,
+        Some(c) => {
+            app.keys.hits.fetch_add(1, Ordering::Relaxed);
+            c
+        }
         None => {
+            app.keys.lookups.fetch_add(1, Ordering::Relaxed);
             let found = app.store.credential_by_key_hash(hash).await?;
             let Some(c) =
                 found.filter(|c| bool::from(c.key_hash.as_bytes().ct_eq(hash.as_bytes())))
@@ -268,6 +386,69 @@ pub async fn credential_for_key_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn credential(person: Option<Uuid>) -> Credential {
+        let account = Uuid::new_v4();
+        Credential {
+            account: Account {
+                id: account,
+                name: "a".into(),
+                key_hash: "h".into(),
+                is_admin: false,
+                mcp_read_only: false,
+            },
+            key_id: Uuid::new_v4(),
+            key_hash: hash_key(&new_api_key()),
+            role: parasol_api::Role::Owner,
+            person_id: person,
+        }
+    }
+
+    #[test]
+    fn a_postgres_cache_serves_only_while_listening_and_trusted() {
+        let cache = KeyCache::new(Backend::Postgres);
+        let c = credential(None);
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert!(!cache.serving());
+        assert_eq!(cache.get(&c.key_hash).0, None, "kept before it may serve");
+
+        cache.listening(true);
+        cache.trust_until(Instant::now() + std::time::Duration::from_secs(60));
+        assert!(cache.serving());
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert_eq!(cache.get(&c.key_hash).0.as_ref(), Some(&c));
+
+        // A lost connection stops it and empties it; listening again
+        // starts it empty.
+        cache.listening(false);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+        cache.listening(true);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+
+        // A lease that has run out stops it too.
+        let expired = KeyCache::new(Backend::Postgres);
+        expired.listening(true);
+        expired.trust_until(Instant::now());
+        assert!(!expired.serving());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_forget_is_not_kept() {
+        let cache = KeyCache::new(Backend::Sqlite);
+        let person = Uuid::new_v4();
+        let c = credential(Some(person));
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.forget_person(person);
+        cache.put(epoch, &c);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+        let (_, epoch) = cache.get(&c.key_hash);
+        cache.put(epoch, &c);
+        assert!(cache.get(&c.key_hash).0.is_some());
+        cache.forget_account(c.account.id);
+        assert_eq!(cache.get(&c.key_hash).0, None);
+    }
 
     #[test]
     fn keys_are_random_and_hash_to_hex() {

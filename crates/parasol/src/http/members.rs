@@ -130,6 +130,7 @@ pub async fn update(
         return Err(ApiError::not_found("member"));
     }
     app.keys.forget_person(id);
+    crate::auth_sync::everywhere(&app).await?;
     Ok(ok(api::Confirmation {
         id,
         status: "updated".into(),
@@ -147,6 +148,7 @@ pub async fn remove(
         return Err(ApiError::not_found("member"));
     }
     app.keys.forget_person(id);
+    crate::auth_sync::everywhere(&app).await?;
     Ok(ok(api::Confirmation {
         id,
         status: "removed".into(),

@@ -86,6 +86,35 @@ pub async fn scrape(State(app): State<AppRef>) -> Response {
         header(&mut out, name, help, "counter");
         sample(&mut out, name, &task, v.load(Ordering::Relaxed));
     }
+    let checks = "parasol_api_key_checks_total";
+    header(
+        &mut out,
+        checks,
+        "API keys (and key sessions) checked, by where the key was found: \
+         this replica's cache or a store lookup (a miss, or the cache not serving).",
+        "counter",
+    );
+    for (source, n) in [("cache", &app.keys.hits), ("store", &app.keys.lookups)] {
+        sample(
+            &mut out,
+            checks,
+            &[("source", source)],
+            n.load(Ordering::Relaxed),
+        );
+    }
+    header(
+        &mut out,
+        "parasol_api_key_cache_serving",
+        "Whether this replica answers keys from its cache now (PostgreSQL: \
+         only while it hears key changes and its lease is current).",
+        "gauge",
+    );
+    sample(
+        &mut out,
+        "parasol_api_key_cache_serving",
+        &[],
+        u8::from(app.keys.serving()),
+    );
     header(
         &mut out,
         "parasol_reconciler_last_run_timestamp_seconds",

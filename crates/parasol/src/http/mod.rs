@@ -44,8 +44,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use auth::{
-    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, Caller, KeyCache,
-    Principal, HEADER as KEY_HEADER,
+    account_for_key_hash, credential_for_key_hash, hash_key, new_api_key, CachedSession, Caller,
+    KeyCache, Principal, HEADER as KEY_HEADER,
 };
 
 use crate::clock::Clock;

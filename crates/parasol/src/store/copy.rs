@@ -18,8 +18,9 @@ use super::{Backend, Store};
 /// two stores are compared by.
 pub type Dump = BTreeMap<String, Vec<BTreeMap<String, Value>>>;
 
-/// Kept as the target wrote it: a copy is migrated by its own server.
-const NOT_COPIED: &[&str] = &["schema_version"];
+/// Kept as the target wrote it: a copy is migrated by its own server, and
+/// its replicas register themselves (auth_sync.rs).
+const NOT_COPIED: &[&str] = &["schema_version", "replicas"];
 
 impl Store {
     /// The tables of the schema, sorted.

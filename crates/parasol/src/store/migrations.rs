@@ -1,6 +1,7 @@
 //! Schema migrations, applied in order at start.
 //!
-//! Each step is plain DDL both backends accept. The applied version is kept
+//! Each step is plain DDL both backends accept, except statements marked
+//! [`POSTGRES_ONLY`]. The applied version is kept
 //! in `schema_version`; a database newer than this binary is refused, since
 //! an old binary writing a new schema could corrupt it.
 
@@ -469,7 +470,62 @@ const STEPS: &[&[&str]] = &[&[
     // the fleet gauges.
     "ALTER TABLE accounts ADD COLUMN idle_policy TEXT",
     "ALTER TABLE instances ADD COLUMN health TEXT",
+], &[
+    // The replicas that keep API keys in memory (PostgreSQL; see
+    // auth_sync.rs): each renews `alive_until` (the database's clock, ms)
+    // while it listens for changes, and a revoke waits for each live one
+    // to confirm. `fenced` = 1: a revoke gave up waiting for its
+    // confirmation; the replica must drop its cache before it may renew.
+    "CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        alive_until BIGINT NOT NULL,
+        fenced BIGINT NOT NULL DEFAULT 0
+    )",
+    // Every change to what a request's key or console session resolves
+    // to (the key itself, its account, a membership capping a personal
+    // key, the session, its person) tells the replicas at commit,
+    // whichever statement or process made it. Names the object kind
+    // (TG_ARGV[0]) and the id in the column TG_ARGV[1].
+    "@postgres CREATE FUNCTION parasol_auth_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+        changed jsonb;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            changed := to_jsonb(NEW);
+        ELSE
+            changed := to_jsonb(OLD);
+        END IF;
+        PERFORM pg_notify('parasol_auth', TG_ARGV[0] || ' ' || (changed ->> TG_ARGV[1]));
+        RETURN NULL;
+    END
+    $fn$",
+    // `last_used_at` changes every minute of use and `key_hash = key_hash`
+    // locks an account: neither changes a credential.
+    "@postgres CREATE TRIGGER api_keys_changed AFTER UPDATE ON api_keys FOR EACH ROW
+        WHEN ((OLD.revoked_at, OLD.role, OLD.key_hash, OLD.account_id, OLD.person_id)
+            IS DISTINCT FROM (NEW.revoked_at, NEW.role, NEW.key_hash, NEW.account_id, NEW.person_id))
+        EXECUTE FUNCTION parasol_auth_changed('key', 'id')",
+    "@postgres CREATE TRIGGER api_keys_deleted AFTER DELETE ON api_keys FOR EACH ROW
+        EXECUTE FUNCTION parasol_auth_changed('key', 'id')",
+    "@postgres CREATE TRIGGER accounts_changed AFTER UPDATE ON accounts FOR EACH ROW
+        WHEN ((OLD.name, OLD.key_hash, OLD.is_admin, OLD.mcp_read_only)
+            IS DISTINCT FROM (NEW.name, NEW.key_hash, NEW.is_admin, NEW.mcp_read_only))
+        EXECUTE FUNCTION parasol_auth_changed('account', 'id')",
+    "@postgres CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts FOR EACH ROW
+        EXECUTE FUNCTION parasol_auth_changed('account', 'id')",
+    // A new membership changes the accounts a person's session may
+    // switch to.
+    "@postgres CREATE TRIGGER memberships_changed AFTER INSERT OR UPDATE OR DELETE ON memberships
+        FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('person', 'person_id')",
+    "@postgres CREATE TRIGGER people_changed AFTER UPDATE ON people
+        FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('person', 'id')",
+    "@postgres CREATE TRIGGER console_sessions_changed AFTER UPDATE OR DELETE ON console_sessions
+        FOR EACH ROW EXECUTE FUNCTION parasol_auth_changed('session', 'id_hash')",
 ]];
+
+/// Marks a statement of a step that only PostgreSQL runs (triggers and
+/// functions, which SQLite needs not: its one process sees every write).
+const POSTGRES_ONLY: &str = "@postgres ";
 
 /// The schema version this binary writes.
 pub const CURRENT: i64 = STEPS.len() as i64;
@@ -567,6 +623,11 @@ async fn migrate(
     {
         let target = i as i64 + 1;
         for stmt in step.iter() {
+            let stmt = match stmt.strip_prefix(POSTGRES_ONLY) {
+                Some(_) if backend != Backend::Postgres => continue,
+                Some(pg) => pg,
+                None => stmt,
+            };
             sqlx::query(stmt)
                 .execute(&mut *conn)
                 .await

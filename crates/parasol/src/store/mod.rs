@@ -33,9 +33,11 @@ mod leases;
 mod migrations;
 mod people;
 mod policies;
+mod replicas;
 pub use people::{
     normal_email, Invite, Member, Membership, PendingLogin, Person, SessionRow, Source,
 };
+pub use replicas::{ListenOptions, LiveReplica};
 mod settings;
 mod sshkeys;
 mod templates;
@@ -188,6 +190,9 @@ pub struct Store {
     /// Notified after each commit of this process's writes, so that the
     /// event stream reads new events at once (see [`Store::committed`]).
     committed: std::sync::Arc<tokio::sync::Notify>,
+    /// PostgreSQL: how to open a connection of its own that listens for
+    /// notifications (the pool's connections cannot).
+    listen: Option<ListenOptions>,
     /// The server's clock, once [`Store::use_clock`] gave it: the time
     /// agent reports are received at and windows are measured to.
     clock: std::sync::Arc<StoreClock>,
@@ -237,6 +242,10 @@ impl Store {
             url.push_str("mode=rwc");
         }
         let connect = AnyConnectOptions::from_str(&url)?;
+        let listen = match backend {
+            Backend::Postgres => Some(ListenOptions::parse(&url)?),
+            Backend::Sqlite => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -273,6 +282,7 @@ impl Store {
             monthly_limited: Default::default(),
             writer,
             committed,
+            listen,
             clock: Default::default(),
         };
         migrations::apply_up_to(&store, version).await?;

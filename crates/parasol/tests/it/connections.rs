@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::harness::{Opts, Server};
+use crate::harness::{metric, Opts, Server};
 
 /// Generous bound on waiting for the server to act; reaching it fails the
 /// test (the server did not close), it is not a speed assertion.
@@ -33,18 +33,6 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
         .expect("the server kept the connection open")
         .ok();
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-async fn metric(s: &Server, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

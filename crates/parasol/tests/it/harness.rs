@@ -389,6 +389,20 @@ pub fn pg_exec(url: &str, sql: &str) -> Result<(), String> {
     .unwrap()
 }
 
+/// The value of a sample of the server's `/metrics` (`name` with its
+/// labels, as rendered), 0 when absent.
+pub async fn metric(s: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// Creates an empty database on the test cluster; returns its URL and name.
 pub fn fresh_pg_database() -> (String, String) {
     let name = format!("parasol_t_{}", uuid::Uuid::new_v4().simple());

@@ -2,9 +2,11 @@
 //! revoke (refused from the very next request, on every replica), the
 //! limits on both ends, and keys made before keys were a table.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
-use crate::harness::{fresh_pg_database, Backend, Client, Opts, Server, ADMIN_KEY};
+use crate::harness::{fresh_pg_database, metric, Backend, Client, Opts, Server, ADMIN_KEY};
 
 async fn keys(c: &Client) -> Vec<Value> {
     c.get("/v1/account/keys").await.expect(200)["keys"]
@@ -363,4 +365,204 @@ async fn replicas_refuse_a_key_revoked_on_another_replica_at_the_next_request() 
         .get("/v1/account")
         .await
         .expect(200);
+}
+
+/// This replica's `parasol_api_key_checks_total{source}` and whether its
+/// cache serves now.
+async fn key_checks(s: &Server) -> (u64, u64, bool) {
+    (
+        metric(s, "parasol_api_key_checks_total{source=\"cache\"}").await as u64,
+        metric(s, "parasol_api_key_checks_total{source=\"store\"}").await as u64,
+        metric(s, "parasol_api_key_cache_serving").await == 1.0,
+    )
+}
+
+/// Waits until every replica answers keys from its cache (it has started
+/// listening and holds a lease).
+async fn until_serving(replicas: &[&Server]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for s in replicas {
+        while !key_checks(s).await.2 {
+            assert!(
+                Instant::now() < deadline,
+                "a replica's key cache never served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Ends the connection a replica hears key changes on, as a network
+/// fault or a database restart would.
+async fn kill_listener(url: &str, s: &Server) {
+    let replica = s.admin().get("/admin/reconciler").await.expect(200)["replica"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let name = parasol::auth_sync::listener_name(replica);
+    crate::harness::pg_exec(
+        url,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{name}'"
+        ),
+    )
+    .unwrap();
+}
+
+fn three_replicas(url: &str) -> Vec<Server> {
+    let opts = Opts {
+        database_url: Some(url.to_string()),
+        ..Opts::default()
+    };
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let o = opts.clone();
+            std::thread::spawn(move || Server::start(o))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Needs PostgreSQL (see above). Keys are answered from each replica's
+/// memory, with no lookup, and a revoke on one answers only once all
+/// three have dropped the key: the next request anywhere is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_answer_keys_from_memory_and_refuse_a_revoked_one_everywhere_at_once() {
+    let (url, _name) = fresh_pg_database();
+    let r = three_replicas(&url);
+    until_serving(&[&r[0], &r[1], &r[2]]).await;
+    let (id, key) = create_key(&r[0].admin(), "roaming").await;
+    for s in &r {
+        let c = s.client(&key);
+        c.get("/v1/account").await.expect(200);
+        let (hits, lookups, _) = key_checks(s).await;
+        for _ in 0..20 {
+            c.get("/v1/account").await.expect(200);
+        }
+        let (hits_after, lookups_after, serving) = key_checks(s).await;
+        assert!(serving);
+        assert_eq!(lookups_after, lookups, "a cached key was looked up again");
+        assert_eq!(hits_after - hits, 20);
+    }
+
+    let t0 = Instant::now();
+    r[1].admin()
+        .post_empty(&format!("/v1/account/keys/{id}/revoke"))
+        .await
+        .expect(200);
+    let took = t0.elapsed();
+    for s in &r {
+        s.client(&key)
+            .get("/v1/account")
+            .await
+            .expect_error(401, "unauthorized");
+    }
+    // Every replica confirmed at once: no waiting for a lease to end.
+    assert!(
+        took < parasol::auth_sync::ACK_WAIT,
+        "the revoke took {took:?}"
+    );
+
+    // An account's change reaches the cached account on every replica.
+    let me = r[0].admin().get("/v1/account").await.expect(200);
+    for s in &r {
+        s.admin().get("/v1/account").await.expect(200);
+    }
+    r[2].admin()
+        .post(
+            &format!("/v1/admin/accounts/{}/update", me["id"].as_str().unwrap()),
+            json!({ "name": "renamed" }),
+        )
+        .await
+        .expect(200);
+    for s in &r {
+        assert_eq!(
+            s.admin().get("/v1/account").await.expect(200)["name"],
+            "renamed"
+        );
+    }
+}
+
+/// Needs PostgreSQL (see above). A replica whose notification connection
+/// is cut stops answering from memory until it has listened again and
+/// emptied its cache; a revoke made meanwhile is refused there too, and
+/// a revoke waits out a replica that died without confirming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_whose_listener_is_cut_or_that_die_still_refuse_revoked_keys() {
+    let (url, _name) = fresh_pg_database();
+    let mut r = three_replicas(&url);
+    until_serving(&[&r[0], &r[1], &r[2]]).await;
+    let admin = r[0].admin();
+    let mut made = vec![];
+    for i in 0..4 {
+        made.push(create_key(&admin, &format!("k{i}")).await);
+    }
+    let use_everywhere = |key: String, r: &Vec<Server>| {
+        let clients: Vec<Client> = r.iter().map(|s| s.client(&key)).collect();
+        async move {
+            for c in clients {
+                c.get("/v1/account").await.expect(200);
+            }
+        }
+    };
+
+    // Cut, then revoke before it can have listened again.
+    for (id, key) in &made[..2] {
+        use_everywhere(key.clone(), &r).await;
+        kill_listener(&url, &r[1]).await;
+        admin
+            .post_empty(&format!("/v1/account/keys/{id}/revoke"))
+            .await
+            .expect(200);
+        for s in &r {
+            s.client(key)
+                .get("/v1/account")
+                .await
+                .expect_error(401, "unauthorized");
+        }
+    }
+    // It listens again and answers from memory again; a later revoke
+    // still holds there.
+    until_serving(&[&r[1]]).await;
+    let (id, key) = &made[2];
+    use_everywhere(key.clone(), &r).await;
+    let (hits, _, _) = key_checks(&r[1]).await;
+    r[1].client(key).get("/v1/account").await.expect(200);
+    assert_eq!(
+        key_checks(&r[1]).await.0,
+        hits + 1,
+        "not served from memory"
+    );
+    admin
+        .post_empty(&format!("/v1/account/keys/{id}/revoke"))
+        .await
+        .expect(200);
+    r[1].client(key)
+        .get("/v1/account")
+        .await
+        .expect_error(401, "unauthorized");
+
+    // A replica killed outright never confirms: the revoke waits until its
+    // lease has ended (it can serve nothing after that), then answers.
+    let (id, key) = &made[3];
+    use_everywhere(key.clone(), &r).await;
+    r[2].kill();
+    let t0 = Instant::now();
+    admin
+        .post_empty(&format!("/v1/account/keys/{id}/revoke"))
+        .await
+        .expect(200);
+    let took = t0.elapsed();
+    assert!(
+        took < parasol::auth_sync::ACK_WAIT + parasol::auth_sync::LEASE + Duration::from_secs(3),
+        "the revoke took {took:?}"
+    );
+    for s in &r[..2] {
+        s.client(key)
+            .get("/v1/account")
+            .await
+            .expect_error(401, "unauthorized");
+    }
 }

@@ -760,6 +760,42 @@ async fn a_removed_membership_ends_the_session_on_another_replica_at_once() {
     assert_eq!(page.location.as_deref(), Some("/login"), "{}", page.html);
 }
 
+/// Sessions are kept in each replica's memory like keys: signing out on
+/// one replica ends the session on the others before it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_signed_out_on_one_replica_is_refused_on_the_others_at_once() {
+    let (url, _name) = fresh_pg_database();
+    let opts = Opts {
+        database_url: Some(url),
+        ..Opts::default()
+    };
+    let one = Server::start(opts.clone());
+    let two = Server::start(opts);
+    let mut b = Browser::new(&one);
+    let signed = b
+        .post("/login", &[("api_key", crate::harness::ADMIN_KEY)])
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.html);
+    let cookie = b.session().expect("a session cookie");
+    // Used on both replicas, so both have kept it.
+    for base in [&one.base, &two.base] {
+        for _ in 0..3 {
+            let page = b.get(&format!("{base}/instances")).await;
+            assert_eq!(page.status, 200, "{}", page.html);
+        }
+    }
+    b.base = two.base.clone();
+    assert_eq!(b.post("/logout", &[]).await.status, 303);
+    for s in [&one, &two] {
+        let mut stale = Browser::new(s);
+        stale
+            .cookies
+            .push(("parasol_session".to_string(), cookie.clone()));
+        let page = stale.get("/instances").await;
+        assert_eq!(page.location.as_deref(), Some("/login"), "{}", page.html);
+    }
+}
+
 #[tokio::test]
 async fn an_owner_invites_from_the_members_page_changes_the_role_and_removes_the_person() {
     let idp = Idp::start();

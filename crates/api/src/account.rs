@@ -72,6 +72,9 @@ pub struct AdminAccount {
     pub live_instances: i64,
     /// Dollars per hour of the live instances.
     pub hourly_spend: String,
+    /// The idle policy binding the account's instances, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_policy: Option<crate::IdlePolicy>,
 }
 
 /// Body of `GET /v1/admin/accounts`.
@@ -114,6 +117,15 @@ pub struct UpdateAccountRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Budget>))]
     pub budget: Option<Option<Budget>>,
+    /// An idle policy binding every instance of the account: a create may
+    /// tighten it but not loosen or remove it. `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::IdlePolicy>))]
+    pub idle_policy: Option<Option<crate::IdlePolicy>>,
 }
 
 /// One instance's cost within a usage window.

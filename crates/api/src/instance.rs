@@ -311,6 +311,13 @@ pub struct Instance {
     /// The template the instance was created from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+    /// Parasol extension: what is done when the instance sits idle (its
+    /// own, or the one its account imposes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_policy: Option<crate::IdlePolicy>,
+    /// Parasol extension: what is done when its health turns `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unhealthy: Option<crate::OnUnhealthy>,
 }
 
 /// Body of `GET /instances`.
@@ -355,6 +362,19 @@ pub struct CreateRequest {
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envs: Option<Vec<Env>>,
+    /// Parasol extension: what to do when the instance sits idle. Where
+    /// the account has an idle policy, this may only tighten it; absent,
+    /// the account's applies, and `null` (removing it) is refused.
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::IdlePolicy>))]
+    pub idle_policy: Option<Option<crate::IdlePolicy>>,
+    /// Parasol extension: what to do when its health turns `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unhealthy: Option<crate::OnUnhealthy>,
 }
 
 fn default_true() -> bool {

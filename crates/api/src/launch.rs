@@ -123,6 +123,17 @@ pub struct LaunchRequest {
     /// `delete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_preemption: Option<OnPreemption>,
+    /// What to do when the instance sits idle (as for `/instances/create`).
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::IdlePolicy>))]
+    pub idle_policy: Option<Option<crate::IdlePolicy>>,
+    /// What to do when its health turns `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unhealthy: Option<crate::OnUnhealthy>,
     /// Answer the candidates in the order they would be tried; make nothing.
     #[serde(default)]
     pub dry_run: bool,

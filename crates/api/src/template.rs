@@ -65,6 +65,12 @@ pub struct Template {
     pub envs: Vec<Env>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking: Option<Networking>,
+    /// Parasol extension: the idle policy of instances made from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_policy: Option<crate::IdlePolicy>,
+    /// Parasol extension: what instances made from it do when unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unhealthy: Option<crate::OnUnhealthy>,
 }
 
 /// Body of `GET /templates` and `GET /templates/featured`.
@@ -99,6 +105,12 @@ pub struct TemplateSaveRequest {
     pub envs: Option<Vec<Env>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking: Option<Networking>,
+    /// Parasol extension: the idle policy of instances made from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_policy: Option<crate::IdlePolicy>,
+    /// Parasol extension: what instances made from it do when unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unhealthy: Option<crate::OnUnhealthy>,
 }
 
 /// Answer of `POST /templates/save`: the new id.

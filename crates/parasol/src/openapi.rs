@@ -507,6 +507,18 @@ fn ops() -> Vec<Op> {
             Cow::Borrowed(LAUNCH),
         ),
         op(
+            Get,
+            "/instances/{id}/health",
+            "InstancesHealth",
+            "parasol",
+            "Parasol extension: the instance's health from its agent's reports: heartbeat \
+             (degraded after 2 minutes without a report, failed after 10), GPU count, \
+             critical Xid errors and uncorrectable ECC errors; `unknown` until the first \
+             report.",
+            None,
+            name::<api::HealthResponse>(),
+        ),
+        op(
             Post,
             "/clusters/launch",
             "ClustersLaunch",
@@ -725,6 +737,9 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::WebhookTestResponse>(&mut s);
     collect::<api::WebhookDeliveriesResponse>(&mut s);
     collect::<api::MetricsResponse>(&mut s);
+    collect::<api::IdlePolicy>(&mut s);
+    collect::<api::OnUnhealthy>(&mut s);
+    collect::<api::HealthResponse>(&mut s);
     s.push((
         LAUNCH.into(),
         utoipa::openapi::OneOfBuilder::new()

@@ -109,6 +109,7 @@ pub const TYPES: &[&str] = &[
     "instance.preempted",
     "placement.moved",
     "placement.relaunched",
+    "instance.health_changed",
     "cluster.status_changed",
     "volume.status_changed",
     "budget.alert",
@@ -123,7 +124,13 @@ pub const TYPES: &[&str] = &[
 /// in `GET /v1/events`).
 pub fn event_type(kind: &str) -> Option<&'static str> {
     match kind {
-        "alert.date_threshold" | "alert.spend_threshold" => Some("alert"),
+        // The idle and health policies' alerts reach the alert webhook
+        // beside the thresholds' (lifecycle/policies.rs).
+        "alert.date_threshold"
+        | "alert.spend_threshold"
+        | "idle.alert"
+        | "idle.deleted"
+        | "health.alert" => Some("alert"),
         "preempted" => Some("instance.preempted"),
         "budget.deleted" => Some("budget.exceeded"),
         k => TYPES.iter().copied().find(|t| *t == k),

@@ -139,6 +139,7 @@ pub async fn update(
     let req = UpdateAccountRequest {
         name,
         budget: budget.change(),
+        idle_policy: None,
     };
     let answer = api
         .post(&format!("/admin/accounts/{}/update", seg(id)), Some(&req))

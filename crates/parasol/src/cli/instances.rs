@@ -446,6 +446,8 @@ fn create_request(args: &CreateArgs) -> Result<CreateRequest, CliError> {
         volume_mount: None,
         tags: (!args.tags.is_empty()).then(|| args.tags.clone()),
         envs: (!envs.is_empty()).then_some(envs),
+        idle_policy: None,
+        on_unhealthy: None,
     })
 }
 

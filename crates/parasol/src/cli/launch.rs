@@ -221,6 +221,8 @@ fn launch_request(requirements: Requirements) -> LaunchRequest {
         template_id: None,
         wait_for_capacity_seconds: None,
         on_preemption: None,
+        idle_policy: None,
+        on_unhealthy: None,
         dry_run: false,
     }
 }

@@ -66,6 +66,7 @@ pub async fn list(
     let mut accounts = Vec::new();
     for a in app.store.list_accounts().await? {
         let spent = app.store.month_to_date_cents(a.id, now).await?;
+        let idle_policy = app.store.account_idle_policy(a.id).await?;
         accounts.push(AdminAccount {
             id: a.id,
             name: a.name,
@@ -74,6 +75,7 @@ pub async fn list(
             month_to_date_spend: dollars(spent),
             live_instances: a.live_instances,
             hourly_spend: dollars(a.live.cents),
+            idle_policy,
         });
     }
     Ok(ok(AdminAccountsResponse { accounts }))
@@ -122,6 +124,9 @@ pub async fn update(
         Some(None) => Some(None),
         Some(Some(b)) => Some(Some((b, budget_limits(b)?))),
     };
+    if let Some(Some(p)) = &req.idle_policy {
+        super::health::check_policy("idle_policy", p)?;
+    }
     if !app
         .store
         .update_account(
@@ -133,6 +138,11 @@ pub async fn update(
         .await?
     {
         return Err(ApiError::not_found("account"));
+    }
+    if let Some(p) = &req.idle_policy {
+        app.store.set_account_idle_policy(id, p.as_ref()).await?;
+        // Instances already running are bound from their next step on.
+        app.notify.notify_one();
     }
     // Cached accounts carry the name; the budget is read from the store.
     app.keys.forget_account(id);
@@ -152,6 +162,7 @@ pub async fn update(
         month_to_date_spend: dollars(spent),
         live_instances: found.live_instances,
         hourly_spend: dollars(found.live.cents),
+        idle_policy: app.store.account_idle_policy(id).await?,
     }))
 }
 

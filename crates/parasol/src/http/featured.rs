@@ -157,6 +157,8 @@ fn build() -> Vec<Template> {
             tags: vec!["diagnostics".into(), "benchmark".into()],
             envs: vec![],
             networking: Some(firewall(&[])),
+            idle_policy: None,
+            on_unhealthy: None,
         },
     ]
 }
@@ -213,6 +215,8 @@ fn docker(
         tags: tags.iter().map(|t| t.to_string()).collect(),
         envs,
         networking: Some(firewall(open_ports)),
+        idle_policy: None,
+        on_unhealthy: None,
     }
 }
 

@@ -354,6 +354,7 @@ pub async fn create_instance(
         }
     };
     validate::create_fields(&req)?;
+    let idle_policy = super::health::bind_idle_policy(app, account, req.idle_policy.take()).await?;
     let mut rec = new_instance(
         app,
         account,
@@ -393,6 +394,8 @@ pub async fn create_instance(
     i.tags = req.tags.clone().unwrap_or_default();
     i.envs = req.envs.clone().unwrap_or_default();
     i.template_id = req.template_id.clone().filter(|t| !t.trim().is_empty());
+    i.idle_policy = idle_policy;
+    i.on_unhealthy = req.on_unhealthy;
     let id = i.id;
     if waiting {
         i.status_details = Some("waiting for capacity".into());
@@ -524,6 +527,8 @@ pub async fn new_instance(
             deleted_at: None,
             boot_time: offer.boot_time,
             template_id: None,
+            idle_policy: None,
+            on_unhealthy: None,
         },
         internal: Internal {
             ssh_public_key: key.map(|k| k.public_key),

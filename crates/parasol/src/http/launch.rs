@@ -79,6 +79,8 @@ pub async fn launch(
         volume_mount: None,
         tags: req.tags.clone(),
         envs: req.envs.clone(),
+        idle_policy: req.idle_policy.clone(),
+        on_unhealthy: req.on_unhealthy,
     };
     for c in search.available() {
         match super::instances::create_instance(&app, &account, create(c), Some(placed.clone()))

@@ -47,6 +47,8 @@ pub async fn scrape(State(app): State<AppRef>) -> Response {
         );
     }
 
+    fleet(&app, &mut out).await;
+
     let s = &app.reconciler.stats;
     let task = [("task", "instances")];
     for (name, help, v) in [
@@ -97,6 +99,73 @@ pub async fn scrape(State(app): State<AppRef>) -> Response {
         s.last_run_ms.load(Ordering::Relaxed) as f64 / 1000.0,
     );
     ([(CONTENT_TYPE, TEXT_FORMAT)], out).into_response()
+}
+
+/// Utilisation buckets of the fleet gauge: a GPU falls in the first whose
+/// upper bound (percent, inclusive) it does not exceed.
+const UTILIZATION_BUCKETS: &[(f64, &str)] = &[
+    (5.0, "0-5"),
+    (25.0, "5-25"),
+    (50.0, "25-50"),
+    (75.0, "50-75"),
+    (f64::INFINITY, "75-100"),
+];
+
+/// A GPU at or below this utilisation (percent) counts as idle in the
+/// fleet gauge (the idle policies' default threshold).
+const IDLE_GPU_PERCENT: f64 = 5.0;
+
+/// The fleet gauges from the agents' latest reports: GPUs by utilisation
+/// bucket, idle GPUs and active instances by health. Each has a fixed set
+/// of series, never one per instance.
+async fn fleet(app: &AppRef, out: &mut String) {
+    let fresh = crate::lifecycle::health::HEARTBEAT_DEGRADED;
+    if let Ok(latest) = app.store.agent_latest(fresh).await {
+        let mut buckets = [0u64; UTILIZATION_BUCKETS.len()];
+        let mut idle = 0u64;
+        for (_, s) in &latest {
+            for g in &s.gpus {
+                let u = g.utilization_percent;
+                if let Some(i) = UTILIZATION_BUCKETS.iter().position(|(le, _)| u <= *le) {
+                    buckets[i] += 1;
+                }
+                if u <= IDLE_GPU_PERCENT {
+                    idle += 1;
+                }
+            }
+        }
+        let name = "parasol_fleet_gpus";
+        header(
+            out,
+            name,
+            "GPUs by utilisation (percent) in their agent's latest report of the last 2 minutes.",
+            "gauge",
+        );
+        for ((_, label), n) in UTILIZATION_BUCKETS.iter().zip(buckets) {
+            sample(out, name, &[("utilization", label)], n);
+        }
+        let name = "parasol_fleet_idle_gpus";
+        header(
+            out,
+            name,
+            "GPUs at or below 5 % utilisation in their agent's latest report of the last 2 minutes.",
+            "gauge",
+        );
+        sample(out, name, &[], idle);
+    }
+    if let Ok(counts) = app.store.count_active_by_health().await {
+        let name = "parasol_instances_by_health";
+        header(
+            out,
+            name,
+            "Active instances by health, as the reconciler last evaluated it.",
+            "gauge",
+        );
+        for h in parasol_api::HealthStatus::ALL {
+            let n: i64 = counts.iter().filter(|(s, _)| *s == h).map(|(_, n)| n).sum();
+            sample(out, name, &[("health", h.as_str())], n);
+        }
+    }
 }
 
 /// A gauge with one sample per status, zeros included, so that a status

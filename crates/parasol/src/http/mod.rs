@@ -16,6 +16,7 @@ pub(crate) mod clusters;
 mod docs;
 pub(crate) mod events;
 pub(crate) mod featured;
+pub(crate) mod health;
 pub(crate) mod instances;
 mod launch;
 pub(crate) mod members;
@@ -166,6 +167,7 @@ routes! {
         "/instances/{id}/delete" => post(instances::delete),
         "/instances/{id}/restart" => post(instances::restart),
         "/instances/{id}/metrics" => get(agent::metrics),
+        "/instances/{id}/health" => get(health::get),
         "/clusters" => get(clusters::list),
         "/clusters/types" => get(clusters::types),
         "/clusters/create" => post(clusters::create),

@@ -156,6 +156,12 @@ pub async fn apply_to_create(
         req.tags = Some(t.tags);
     }
     req.envs = merge_envs(t.envs, req.envs.take());
+    if req.idle_policy.is_none() {
+        req.idle_policy = t.idle_policy.map(Some);
+    }
+    if req.on_unhealthy.is_none() {
+        req.on_unhealthy = t.on_unhealthy;
+    }
     Ok(())
 }
 
@@ -217,6 +223,8 @@ fn from_request(req: TemplateSaveRequest, id: Uuid, author: Option<String>) -> T
         tags: req.tags.unwrap_or_default(),
         envs: req.envs.unwrap_or_default(),
         networking: req.networking,
+        idle_policy: req.idle_policy,
+        on_unhealthy: req.on_unhealthy,
     }
 }
 
@@ -243,6 +251,9 @@ pub(super) fn check(t: &Template) -> Result<(), ApiError> {
             "networking.ufw_rules",
             n.ufw_rules.as_deref().unwrap_or_default(),
         )?;
+    }
+    if let Some(p) = &t.idle_policy {
+        super::health::check_policy("idle_policy", p)?;
     }
     Ok(())
 }

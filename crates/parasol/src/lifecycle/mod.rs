@@ -17,7 +17,10 @@ pub mod alerts;
 pub mod budgets;
 pub mod clusters;
 pub mod cost;
+pub mod health;
+pub mod idle;
 pub mod placement;
+mod policies;
 pub mod reconciler;
 pub mod volumes;
 

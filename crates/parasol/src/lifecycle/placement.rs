@@ -315,20 +315,62 @@ pub fn place_on(instance: &mut parasol_api::Instance, offer: &Offer, candidate: 
 /// instance it replaces follows it.
 pub const RELAUNCH_TAG: &str = "parasol:relaunch-of=";
 
-/// The instance that replaces `old`, preempted: the same account, name,
-/// requirements and settings, on the same offer for now and waiting, so
-/// its first step searches for the best candidate again. Its id is derived
-/// from the old one.
+/// Tag carried by an instance started because the one it names failed its
+/// health checks (`on_unhealthy: replace`).
+pub const REPLACES_TAG: &str = "parasol:replaces=";
+
+/// Why an instance is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacing {
+    /// Its spot machine was reclaimed (`on_preemption: relaunch`).
+    Preempted,
+    /// It failed its health checks (`on_unhealthy: replace`).
+    Unhealthy,
+}
+
+impl Replacing {
+    fn seed(self) -> &'static str {
+        match self {
+            Replacing::Preempted => "relaunch",
+            Replacing::Unhealthy => "replace",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Replacing::Preempted => RELAUNCH_TAG,
+            Replacing::Unhealthy => REPLACES_TAG,
+        }
+    }
+
+    fn details(self, old: uuid::Uuid) -> String {
+        match self {
+            Replacing::Preempted => format!("replacing preempted instance {old}"),
+            Replacing::Unhealthy => format!("replacing failed instance {old}"),
+        }
+    }
+}
+
+/// The instance that replaces `old`, preempted: see [`replacement_for`].
 pub fn replacement(old: &InstanceRecord, now: DateTime<Utc>) -> InstanceRecord {
+    replacement_for(old, now, Replacing::Preempted)
+}
+
+/// The instance that replaces `old`: the same account, name, requirements
+/// and settings, on the same offer for now; one launched by requirements
+/// waits, so its first step searches for the best candidate again. Its id
+/// is derived from the old one and the reason, so a repeated step finds
+/// the replacement it made instead of making a second.
+pub fn replacement_for(old: &InstanceRecord, now: DateTime<Utc>, why: Replacing) -> InstanceRecord {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("relaunch:{}", old.instance.id).as_bytes());
+    let digest = sha2::Sha256::digest(format!("{}:{}", why.seed(), old.instance.id).as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
     let mut instance = old.instance.clone();
     instance.id = id;
     instance.status = Status::Creating;
-    instance.status_details = Some(format!("replacing preempted instance {}", old.instance.id));
+    instance.status_details = Some(why.details(old.instance.id));
     instance.cloud_assigned_id = String::new();
     instance.ip = None;
     instance.active_at = None;
@@ -336,10 +378,10 @@ pub fn replacement(old: &InstanceRecord, now: DateTime<Utc>) -> InstanceRecord {
     instance.created_at = now;
     instance.cost_estimate = parasol_api::dollars(0);
     instance.port_mappings = Vec::new();
-    instance.tags.retain(|t| !t.starts_with(RELAUNCH_TAG));
+    instance.tags.retain(|t| !t.starts_with(why.tag()));
     instance
         .tags
-        .push(format!("{RELAUNCH_TAG}{}", old.instance.id));
+        .push(format!("{}{}", why.tag(), old.instance.id));
     let placement = old.internal.placement.clone().map(|p| Placement {
         wait_until_ms: p
             .wait_seconds

@@ -634,7 +634,7 @@ impl Reconciler {
 
     /// Records an event about an instance, with the instance as the API
     /// shows it (plus `extra`) as its data; a failure is logged, not fatal.
-    async fn event_with(
+    pub(super) async fn event_with(
         &self,
         rec: &InstanceRecord,
         kind: &str,
@@ -724,6 +724,9 @@ impl Reconciler {
             // Lost a race or the store failed: the next step looks again.
             return;
         }
+        if self.watch_policies(rec).await {
+            return;
+        }
         if rec.internal.restart_requested {
             match self
                 .call(provider, "restart", provider.restart(rec.instance.id))
@@ -732,6 +735,9 @@ impl Reconciler {
                 Ok(()) => {
                     rec.internal.restart_requested = false;
                     rec.internal.attempts = 0;
+                    // A restart resets the GPUs: earlier Xids and ECC
+                    // errors no longer say anything about them.
+                    rec.internal.health_since = Some(self.clock.now());
                 }
                 Err(ProviderError::Transient(m)) => return self.back_off(rec, m),
                 Err(e) => {
@@ -832,10 +838,14 @@ impl Reconciler {
     }
 
     /// When to look at an active instance next: its regular check, or its
-    /// next threshold if that comes first.
+    /// next threshold or policy moment if that comes first.
     fn next_active_check(&self, rec: &InstanceRecord, now_ms: i64) -> i64 {
         let check = now_ms + self.cfg.active_check.as_millis() as i64;
-        alerts::next_due_ms(rec).map_or(check, |t| t.min(check))
+        let policy = rec.internal.policy_wake_ms.filter(|t| *t > now_ms);
+        alerts::next_due_ms(rec)
+            .into_iter()
+            .chain(policy)
+            .fold(check, i64::min)
     }
 
     fn poll_again(&self, rec: &mut InstanceRecord) {

@@ -39,6 +39,26 @@ pub struct Internal {
     /// Set for instances launched by requirements: what they may move to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<crate::lifecycle::placement::Placement>,
+    /// The health the reconciler last found (`None`: not evaluated yet),
+    /// so that each change records one event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<parasol_api::HealthStatus>,
+    /// When the machine last (re)started: Xid and ECC reports from before
+    /// it no longer count against its health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_since: Option<DateTime<Utc>>,
+    /// An `idle.alert` fired for the idle stretch under way; cleared when
+    /// the instance is busy again, so each stretch alerts once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idle_alerted: bool,
+    /// When the idle and health policies next need a look (ms): the
+    /// reconciler wakes the instance then even between regular checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_wake_ms: Option<i64>,
+    /// The instance started to replace this one after it failed its health
+    /// checks (`on_unhealthy: replace`), so it is replaced once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<Uuid>,
 }
 
 /// One instance as stored.
@@ -143,12 +163,13 @@ impl Store {
         let sql = match lease_owner {
             None => {
                 "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2,
-                    doc = $3, updated_at = $4
+                    doc = $3, updated_at = $4, health = $7
                  WHERE id = $5 AND generation = $6"
             }
             Some(_) => {
                 "UPDATE instances SET status = $1, generation = generation + 1, wake_at = $2,
-                    doc = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL
+                    doc = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL,
+                    health = $8
                  WHERE id = $5 AND generation = $6 AND lease_owner = $7"
             }
         };
@@ -158,6 +179,7 @@ impl Store {
         let id = rec.instance.id.to_string();
         let generation = rec.generation;
         let owner = lease_owner.map(|o| o.to_string());
+        let health = rec.internal.health.map(|h| h.as_str());
         let offer = rec.offer_key();
         let stored_offer = rec.stored_offer.clone();
         let pool = rec.pool();
@@ -188,6 +210,7 @@ impl Store {
                         Some(owner) => query.bind(owner),
                         None => query,
                     };
+                    let query = query.bind(health);
                     if query.execute(&mut *conn).await?.rows_affected() != 1 {
                         return Ok(Step::Undo(false));
                     }

@@ -464,6 +464,12 @@ const STEPS: &[&[&str]] = &[&[
         instance_id TEXT PRIMARY KEY,
         steering TEXT NOT NULL
     )",
+], &[
+    // Idle and health policies: the idle policy an admin sets on an
+    // account (JSON), and each instance's health as last evaluated, for
+    // the fleet gauges.
+    "ALTER TABLE accounts ADD COLUMN idle_policy TEXT",
+    "ALTER TABLE instances ADD COLUMN health TEXT",
 ]];
 
 /// The schema version this binary writes.

@@ -32,6 +32,7 @@ mod instances;
 mod leases;
 mod migrations;
 mod people;
+mod policies;
 pub use people::{
     normal_email, Invite, Member, Membership, PendingLogin, Person, SessionRow, Source,
 };

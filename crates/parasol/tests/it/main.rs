@@ -32,6 +32,7 @@ mod official_clients;
 mod oidc;
 mod openapi;
 mod placement;
+mod policies;
 mod properties;
 mod provider_conformance;
 mod providers;

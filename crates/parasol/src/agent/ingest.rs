@@ -65,9 +65,13 @@ pub enum IngestError {
     /// 400: `field` is missing, of the wrong type or out of range.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    /// 401: no token, a wrong one, another instance's, or a revoked one.
+    /// 401: no token, a wrong one, or another instance's.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: the instance's token, but the instance is deleted (or was
+    /// never known to this deployment).
+    #[error("the agent token is revoked: the instance is deleted")]
+    Revoked,
     /// 409: `seq` is not above the last accepted one.
     #[error(
         "seq {seq} is not above the last accepted seq {last_seq}: a replayed or reordered report"
@@ -356,11 +360,8 @@ impl Ingest {
     /// Stores a checked report whose sender is known to be its instance's
     /// agent.
     pub async fn accept(&self, report: Report) -> Result<DateTime<Utc>, IngestError> {
-        let revoked = || {
-            IngestError::Unauthorized("the agent token is revoked: the instance is deleted".into())
-        };
         let Some(allowed) = self.type_gpus(report.instance_id).await? else {
-            return Err(revoked());
+            return Err(IngestError::Revoked);
         };
         if report.gpus.len() > allowed as usize {
             return Err(invalid(
@@ -377,7 +378,7 @@ impl Ingest {
             .await?
         {
             ReportOutcome::Accepted { at } => Ok(at),
-            ReportOutcome::Revoked => Err(revoked()),
+            ReportOutcome::Revoked => Err(IngestError::Revoked),
             ReportOutcome::Replay { last_seq } => Err(IngestError::Replay {
                 seq: report.seq,
                 last_seq,

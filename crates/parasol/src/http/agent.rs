@@ -26,6 +26,7 @@ fn refusal(e: IngestError) -> Response {
             ApiError::invalid_field(field.clone(), format!("{field}: {message}")).into_response()
         }
         IngestError::Unauthorized(m) => ApiError::unauthorized(m).into_response(),
+        e @ IngestError::Revoked => ApiError::unauthorized(e.to_string()).into_response(),
         e @ IngestError::Replay { .. } => ApiError::conflict(e.to_string())
             .with_field("seq")
             .into_response(),
@@ -62,6 +63,8 @@ pub async fn report(State(app): State<AppRef>, req: Request) -> Response {
     match app.agent.post(token.as_deref(), &body).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
+            // A revoked token is a deleted machine's agent trying until
+            // the machine is gone, not a guess.
             if let IngestError::Unauthorized(_) = &e {
                 app.limits.failed_authentication(ip);
             }

@@ -51,8 +51,11 @@ const RAW_FROM: &str = "agent_raw_from";
 /// after a long pause reads a bounded amount; the next pass goes on.
 const FOLD_SPAN_MS: i64 = 10 * MINUTE_MS;
 
-/// Rows per multi-row INSERT of history.
+/// Rows per multi-row INSERT of history (12 parameters each).
 const INSERT_CHUNK: usize = 200;
+
+/// History rows per write job of the downsampling.
+const JOB_CHUNK: usize = 1000;
 
 /// How the store answers a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +281,43 @@ fn minute_gpu_sample(g: MinuteGpu) -> GpuSample {
 
 fn floor_minute(ms: i64) -> i64 {
     ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// A history row being written: instance, minute, its fold, its GPUs.
+type MinuteRow = (String, i64, std::sync::Arc<MinuteFold>, String);
+
+/// Writes history rows in multi-row INSERTs; a minute already there is
+/// kept as it is.
+async fn insert_minutes(conn: &mut sqlx::AnyConnection, rows: &[MinuteRow]) -> StoreResult<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("({})", marks(i * 12 + 1, 12)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO agent_history (instance_id, minute_ms, samples, first_at, last_at, \
+             max_ssh, min_gpu_count, max_gpu_count, max_util, max_ecc, xids, gpus) \
+             VALUES {values} ON CONFLICT (instance_id, minute_ms) DO NOTHING"
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, m, f, gpus) in chunk {
+            q = q
+                .bind(id.clone())
+                .bind(*m)
+                .bind(f.samples as i64)
+                .bind(f.first_at)
+                .bind(f.last_at)
+                .bind(f.max_ssh)
+                .bind(f.min_gpus)
+                .bind(f.gpus.len() as i64)
+                .bind(f.max_util)
+                .bind(f.max_ecc)
+                .bind(xids_text(&f.xids))
+                .bind(gpus.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -698,17 +738,33 @@ impl Store {
                 .or_default()
                 .add(at, r.try_get(2)?, &gpus);
         }
-        let history: Vec<(String, i64, MinuteFold, String)> = folds
+        let history: Vec<MinuteRow> = folds
             .into_iter()
             .map(|((id, m), f)| {
                 let gpus = serde_json::to_string(&f.gpus()).expect("numbers serialize");
-                (id, m, f, gpus)
+                (id, m, std::sync::Arc::new(f), gpus)
             })
             .collect();
         let minutes = history.len() as u64;
         let raw_cut = floor_minute(now_ms - raw_keep_ms).min(until);
         let history_cut = now_ms - history_keep_ms;
-        let (raw_deleted, history_deleted) = self
+        // Several jobs, not one, so that reports committing meanwhile wait
+        // for one chunk at a time rather than for the whole pass. The
+        // history rows first (a repeat of a minute is ignored, so a pass
+        // cut short is simply done again), then the progress, then the
+        // deletions, which readers no longer look at once the progress
+        // moved past them.
+        for chunk in history.chunks(JOB_CHUNK) {
+            let chunk = chunk.to_vec();
+            self.write(move |conn| {
+                Box::pin(async move {
+                    insert_minutes(conn, &chunk).await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+            .await?;
+        }
+        let moved = self
             .write(move |conn| {
                 Box::pin(async move {
                     let current: Option<String> =
@@ -718,36 +774,7 @@ impl Store {
                             .await?;
                     if current.and_then(|v| v.parse().ok()) != stored {
                         // Another replica's pass got here first.
-                        return Ok(Step::Undo((0, 0)));
-                    }
-                    for chunk in history.chunks(INSERT_CHUNK) {
-                        let values = (0..chunk.len())
-                            .map(|i| format!("({})", marks(i * 12 + 1, 12)))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        let sql = format!(
-                            "INSERT INTO agent_history (instance_id, minute_ms, samples, \
-                             first_at, last_at, max_ssh, min_gpu_count, max_gpu_count, \
-                             max_util, max_ecc, xids, gpus) VALUES {values} \
-                             ON CONFLICT (instance_id, minute_ms) DO NOTHING"
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for (id, m, f, gpus) in chunk {
-                            q = q
-                                .bind(id.clone())
-                                .bind(*m)
-                                .bind(f.samples as i64)
-                                .bind(f.first_at)
-                                .bind(f.last_at)
-                                .bind(f.max_ssh)
-                                .bind(f.min_gpus)
-                                .bind(f.gpus.len() as i64)
-                                .bind(f.max_util)
-                                .bind(f.max_ecc)
-                                .bind(xids_text(&f.xids))
-                                .bind(gpus.clone());
-                        }
-                        q.execute(&mut *conn).await?;
+                        return Ok(Step::Undo(false));
                     }
                     for (name, value) in [(DOWNSAMPLED_UNTIL, until), (RAW_FROM, raw_cut)] {
                         sqlx::query(
@@ -759,12 +786,37 @@ impl Store {
                         .execute(&mut *conn)
                         .await?;
                     }
-                    let raw = sqlx::query("DELETE FROM agent_samples WHERE at_ms < $1")
+                    Ok(Step::Commit(true))
+                })
+            })
+            .await?;
+        if !moved {
+            return Ok(Downsampled {
+                minutes: 0,
+                behind: true,
+                ..Downsampled::default()
+            });
+        }
+        let raw_deleted = self
+            .write_one(move |conn| {
+                Box::pin(async move {
+                    let n = sqlx::query("DELETE FROM agent_samples WHERE at_ms < $1")
                         .bind(raw_cut)
                         .execute(&mut *conn)
                         .await?
                         .rows_affected();
-                    let hist = sqlx::query("DELETE FROM agent_history WHERE minute_ms < $1")
+                    Ok(if n > 0 {
+                        Step::Commit(n)
+                    } else {
+                        Step::Undo(0)
+                    })
+                })
+            })
+            .await?;
+        let history_deleted = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let n = sqlx::query("DELETE FROM agent_history WHERE minute_ms < $1")
                         .bind(history_cut)
                         .execute(&mut *conn)
                         .await?
@@ -773,7 +825,7 @@ impl Store {
                         .bind(history_cut)
                         .execute(&mut *conn)
                         .await?;
-                    Ok(Step::Commit((raw, hist)))
+                    Ok(Step::Commit(n))
                 })
             })
             .await?;

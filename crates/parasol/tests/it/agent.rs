@@ -632,3 +632,84 @@ async fn the_sim_agent_reports_on_the_test_clock_and_is_steered() {
     .await
     .expect_error(403, "forbidden");
 }
+
+#[tokio::test]
+async fn the_reconciler_folds_reports_into_the_history_and_ages_them_out() {
+    let s = Server::start(Opts::default().args(&[
+        "--test-clock",
+        "--no-agent",
+        "--agent-raw-retention-minutes",
+        "5",
+        "--agent-history-days",
+        "1",
+    ]));
+    let c = s.admin();
+    let id = c.create_instance("aging").await;
+    let info = c.wait_status(&id, "active").await;
+    let gpus = info["configuration"]["num_gpus"].as_u64().unwrap() as usize;
+    let token = token_of(&s, &id).await;
+    for (seq, util) in [(1, 10.0), (2, 30.0)] {
+        let body = wire(&id, seq, gpus, util).to_string().into_bytes();
+        assert_eq!(post_report(&s, Some(&token), body).await.0, 204);
+        advance(&s, 3).await;
+    }
+    let raw = c
+        .get(&format!("/v1/instances/{id}/metrics"))
+        .await
+        .expect(200);
+    let first_at = raw["samples"][0]["at"].as_str().unwrap().to_string();
+    let since = urlencode(
+        &(DateTime::parse_from_rfc3339(&first_at).unwrap() - chrono::Duration::minutes(2))
+            .to_rfc3339(),
+    );
+    // Past the raw retention: the reports are gone, their minutes stay.
+    advance(&s, 10 * 60).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = c
+            .get(&format!("/v1/instances/{id}/metrics?since={since}"))
+            .await
+            .expect(200);
+        if m["samples"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "raw samples kept: {m:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let minutes = c
+        .get(&format!(
+            "/v1/instances/{id}/metrics?since={since}&resolution=1m"
+        ))
+        .await
+        .expect(200);
+    let samples = minutes["samples"].as_array().unwrap();
+    let total: usize = samples.len();
+    assert!((1..=2).contains(&total), "{minutes:#}");
+    let utils: Vec<f64> = samples
+        .iter()
+        .map(|m| m["gpus"][0]["utilization_percent"].as_f64().unwrap())
+        .collect();
+    assert!(
+        utils == vec![20.0] || utils == vec![10.0, 30.0],
+        "{utils:?}"
+    );
+    // Past the history's retention too.
+    advance(&s, 2 * 86_400).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = c
+            .get(&format!(
+                "/v1/instances/{id}/metrics?since={since}&resolution=1m"
+            ))
+            .await
+            .expect(200);
+        if m["samples"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "history kept: {m:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

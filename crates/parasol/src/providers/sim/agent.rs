@@ -2,7 +2,8 @@
 //! instance is active reports as a real agent would, through the same
 //! ingestion (checks and storage) as `POST /v1/agent/report`, at the
 //! agent interval of the server's clock (so a test that moves the clock
-//! gets reports at the moved time).
+//! gets reports at the moved time). When a machine last reported is read
+//! from the store, so a restart or a second replica does not report twice.
 //!
 //! Its numbers follow a slow wave per machine (busy, not flat), with
 //! memory, temperature and power that go with the utilisation. Tests and
@@ -11,8 +12,7 @@
 //! or silence. The steering is kept in `sim_agents`, so it outlives a
 //! restart and every replica sees it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -186,15 +186,20 @@ impl Sim {
             .unwrap_or_else(Steering::simulated))
     }
 
-    /// Running machines of active instances, with their steering.
-    async fn reporting_machines(&self, now_ms: i64) -> Result<Vec<Due>, ProviderError> {
+    /// Running machines of active instances whose last report (the
+    /// store's, so replicas and restarts agree) is `interval_ms` old, with
+    /// their steering.
+    async fn due_machines(&self, now_ms: i64, interval_ms: i64) -> Result<Vec<Due>, ProviderError> {
         let rows = sqlx::query(
             "SELECT m.instance_id, m.ready_at, i.doc, a.steering FROM sim_machines m \
              JOIN instances i ON i.id = m.instance_id \
              LEFT JOIN sim_agents a ON a.instance_id = m.instance_id \
-             WHERE m.state = 'running' AND m.ready_at <= $1 AND i.status = 'active'",
+             LEFT JOIN agent_state s ON s.instance_id = m.instance_id \
+             WHERE m.state = 'running' AND m.ready_at <= $1 AND i.status = 'active' \
+             AND (s.last_seen_at IS NULL OR s.last_seen_at <= $2)",
         )
         .bind(now_ms)
+        .bind(now_ms - interval_ms)
         .fetch_all(self.store.pool())
         .await
         .map_err(transient)?;
@@ -256,11 +261,8 @@ impl Sim {
         mut stop: watch::Receiver<bool>,
     ) {
         let interval_ms = i64::from(interval_s) * 1000;
-        // When each machine last reported, by the server's clock. After a
-        // restart every machine reports at once, as real agents keep on.
-        let last: Mutex<HashMap<Uuid, i64>> = Mutex::new(HashMap::new());
         loop {
-            if let Err(e) = self.agents_tick(&ingest, interval_ms, &last).await {
+            if let Err(e) = self.agents_tick(&ingest, interval_ms).await {
                 tracing::debug!(error = %e, "simulated agents could not report");
             }
             tokio::select! {
@@ -270,41 +272,19 @@ impl Sim {
         }
     }
 
-    async fn agents_tick(
-        &self,
-        ingest: &Ingest,
-        interval_ms: i64,
-        last: &Mutex<HashMap<Uuid, i64>>,
-    ) -> Result<(), ProviderError> {
+    async fn agents_tick(&self, ingest: &Ingest, interval_ms: i64) -> Result<(), ProviderError> {
         let now = self.clock.now_ms();
-        let machines = self.reporting_machines(now).await?;
-        {
-            let mut last = last.lock().expect("poisoned");
-            let live: std::collections::HashSet<Uuid> = machines.iter().map(|d| d.id).collect();
-            last.retain(|id, _| live.contains(id));
-        }
-        for d in machines {
-            let due = last
-                .lock()
-                .expect("poisoned")
-                .get(&d.id)
-                .is_none_or(|&at| now - at >= interval_ms);
-            if !d.steering.reporting || !due {
+        for d in self.due_machines(now, interval_ms).await? {
+            if !d.steering.reporting {
                 continue;
             }
             // As JSON, so that it passes every check a posted report does.
             let body = serde_json::to_value(report(&d, now)).expect("a report serializes");
             match ingest.post_trusted(&body).await {
-                Ok(_) => {
-                    last.lock().expect("poisoned").insert(d.id, now);
-                    if !d.steering.xid.is_empty() {
-                        self.xids_reported(&d).await?;
-                    }
-                }
+                Ok(_) if !d.steering.xid.is_empty() => self.xids_reported(&d).await?,
+                Ok(_) => {}
                 // Another replica's simulated agent reported first.
-                Err(IngestError::TooSoon { .. } | IngestError::Replay { .. }) => {
-                    last.lock().expect("poisoned").insert(d.id, now);
-                }
+                Err(IngestError::TooSoon { .. } | IngestError::Replay { .. }) => {}
                 Err(e) => tracing::debug!(instance = %d.id, error = %e, "simulated report refused"),
             }
         }

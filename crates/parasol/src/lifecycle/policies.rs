@@ -178,13 +178,18 @@ impl Reconciler {
             return Ok((true, None));
         }
         let threshold = p.max_gpu_utilization_percent as f64;
-        let busy = window
-            .max_gpu_utilization_percent
-            .is_some_and(|m| m > threshold)
-            || (p.count_ssh_sessions && window.max_ssh_sessions > 0);
-        if !busy {
+        let busy = |w: &crate::agent::AgentWindow| {
+            w.max_gpu_utilization_percent.is_some_and(|m| m > threshold)
+                || (p.count_ssh_sessions && w.max_ssh_sessions > 0)
+        };
+        if !busy(&window) {
             // Idle so far, but not for long enough yet (or silent).
             return Ok((false, idle::idle_at(p, Some(seen), None)));
+        }
+        if busy(&evidence.latest) {
+            // Busy right now, the common case: no need to read the samples
+            // to know when the window could close.
+            return Ok((false, idle::idle_at(p, Some(seen), evidence.latest.last_at)));
         }
         let samples = self.store.agent_samples(id, start, Resolution::Raw).await?;
         Ok(match idle::last_busy(p, &samples) {

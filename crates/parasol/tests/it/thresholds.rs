@@ -9,7 +9,7 @@ use crate::harness::{default_create, Client, Opts, Server};
 
 /// A webhook receiver on loopback that records every body it gets, after
 /// an optional delay per request.
-async fn webhook(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn webhook(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let app = axum::Router::new().route(
@@ -48,7 +48,7 @@ async fn events(c: &Client) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(v) = f().await {

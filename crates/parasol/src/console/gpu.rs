@@ -15,6 +15,8 @@ use crate::lifecycle::health;
 
 /// How far back the instance page's charts reach.
 const WINDOW: Duration = Duration::hours(1);
+/// The shortest time the charts span.
+const MIN_SPAN: Duration = Duration::minutes(5);
 /// One colour per GPU index (wrapping), as on the spend chart.
 const PALETTE: &[&str] = &[
     "#2f5bd3", "#11804a", "#d08a00", "#c22a2a", "#7a3fc4", "#0f8b9a", "#b5467a", "#5d6778",
@@ -131,8 +133,15 @@ pub async fn part(app: &AppRef, s: &Session, i: &Instance) -> Result<Markup, Api
     let now = app.clock.now();
     let evidence = health::gather(&app.store, &rec).await?;
     let h = health::evaluate(&evidence, now);
-    let from = now - WINDOW;
-    let samples = app.store.agent_samples(i.id, from, Resolution::Raw).await?;
+    let samples = app
+        .store
+        .agent_samples(i.id, now - WINDOW, Resolution::Raw)
+        .await?;
+    // A machine that started reporting a moment ago gets a chart of that
+    // moment, not a line squeezed against the right edge of an hour.
+    let from = samples
+        .first()
+        .map_or(now - WINDOW, |s| s.at.min(now - MIN_SPAN));
     let latest = samples.last();
     let total_gib = latest
         .and_then(|l| l.gpus.iter().map(|g| g.memory_total_mib).max())
@@ -140,14 +149,14 @@ pub async fn part(app: &AppRef, s: &Session, i: &Instance) -> Result<Markup, Api
         / 1024.0;
     let util = Chart {
         id: "gpu-util-chart",
-        label: "GPU utilisation per GPU over the last hour, percent",
+        label: "GPU utilisation per GPU, percent",
         top: 100.0,
         unit: "%",
         value: &|g| g.utilization_percent,
     };
     let mem = Chart {
         id: "gpu-mem-chart",
-        label: "GPU memory in use per GPU over the last hour, GiB",
+        label: "GPU memory in use per GPU, GiB",
         top: total_gib.ceil(),
         unit: " GiB",
         value: &|g| g.memory_used_mib as f64 / 1024.0,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{binary, public_key, Opts, Server, ADMIN_KEY};
+use crate::harness::{
+    advance_clock, binary, public_key, wait_for_samples, Opts, Server, ADMIN_KEY,
+};
 
 /// One CLI user: a config directory, and optionally a server and key in
 /// the environment.
@@ -1144,34 +1146,6 @@ async fn webhooks_create_list_test_deliveries_and_delete() {
     assert!(line.contains("(404)"), "{line}");
 }
 
-/// Moves the server's test clock on.
-async fn advance(s: &Server, seconds: i64) {
-    s.admin()
-        .post(
-            "/admin/clock/advance",
-            serde_json::json!({"seconds": seconds}),
-        )
-        .await
-        .expect(200);
-}
-
-/// Waits until the instance has `n` samples.
-async fn samples_reach(s: &Server, id: &str, n: usize) {
-    let c = s.admin();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = c
-            .get(&format!("/v1/instances/{id}/metrics"))
-            .await
-            .expect(200);
-        if m["samples"].as_array().unwrap().len() >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {n} samples: {m:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
     let s = Server::start(Opts::default().args(&["--test-clock"]));
@@ -1181,8 +1155,8 @@ async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
     let gpus = info["configuration"]["num_gpus"].as_u64().unwrap() as usize;
     let idle = c.create_instance("idle-box").await;
     c.wait_status(&idle, "active").await;
-    samples_reach(&s, &id, 1).await;
-    samples_reach(&s, &idle, 1).await;
+    wait_for_samples(&s, &id, 1).await;
+    wait_for_samples(&s, &idle, 1).await;
     // One machine at 73 % with a session, the other idle for 3 reports
     // (30 s after its first steered one).
     for (who, util, ssh) in [(&id, 73, 1), (&idle, 0, 0)] {
@@ -1195,9 +1169,9 @@ async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
         .expect(200);
     }
     for n in 2..=4 {
-        advance(&s, 15).await;
-        samples_reach(&s, &id, n).await;
-        samples_reach(&s, &idle, n).await;
+        advance_clock(&s, 15).await;
+        wait_for_samples(&s, &id, n).await;
+        wait_for_samples(&s, &idle, n).await;
     }
     let u = User::env(&s, ADMIN_KEY);
 
@@ -1290,8 +1264,8 @@ async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
     )
     .await
     .expect(200);
-    advance(&s, 15).await;
-    samples_reach(&s, &idle, 5).await;
+    advance_clock(&s, 15).await;
+    wait_for_samples(&s, &idle, 5).await;
     let json: Value =
         serde_json::from_str(&u.run(&["instances", "top", "--once", "-o", "json"]).ok()).unwrap();
     let idle_row = &json["instances"][1];

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::Opts;
-use crate::harness::{concrete, public_key, Server, ADMIN_KEY};
+use crate::harness::{advance_clock, concrete, public_key, wait_for_samples, Server, ADMIN_KEY};
 
 /// A browser-like client: follows no redirects, keeps the session cookie.
 struct Browser {
@@ -1422,31 +1422,6 @@ async fn every_console_route_of_the_table_sends_the_security_headers_and_no_inli
     assert!(!api.headers().contains_key("content-security-policy"));
 }
 
-/// Moves the server's test clock on.
-async fn advance(s: &Server, seconds: i64) {
-    s.admin()
-        .post("/admin/clock/advance", json!({"seconds": seconds}))
-        .await
-        .expect(200);
-}
-
-/// Waits until the instance has `n` agent samples.
-async fn samples_reach(s: &Server, id: &str, n: usize) {
-    let c = s.admin();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = c
-            .get(&format!("/v1/instances/{id}/metrics"))
-            .await
-            .expect(200);
-        if m["samples"].as_array().unwrap().len() >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {n} samples: {m:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The `points` of every chart line in `svg` (one per GPU).
 fn chart_lines(html: &str, chart: &str) -> Vec<Vec<(f64, f64)>> {
     let start = html
@@ -1508,8 +1483,8 @@ async fn the_instance_page_charts_gpu_use_and_shows_health_and_the_list_has_both
         )
         .await
         .expect(200);
-        advance(&s, 15).await;
-        samples_reach(&s, &id, before + n + 1).await;
+        advance_clock(&s, 15).await;
+        wait_for_samples(&s, &id, before + n + 1).await;
     }
     let page = b.get(&format!("/instances/{id}")).await.expect(200);
     let util = chart_lines(&page.html, "gpu-util-chart");
@@ -1562,8 +1537,8 @@ async fn the_instance_page_charts_gpu_use_and_shows_health_and_the_list_has_both
     )
     .await
     .expect(200);
-    advance(&s, 15).await;
-    samples_reach(&s, &id, before + 4).await;
+    advance_clock(&s, 15).await;
+    wait_for_samples(&s, &id, before + 4).await;
     let part = b.get(&format!("/instances/{id}/gpu")).await.expect(200);
     assert!(
         part.html

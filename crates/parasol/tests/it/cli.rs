@@ -1293,4 +1293,30 @@ async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
         out.stdout
     );
     assert!(out.stdout.lines().next().unwrap().ends_with('Z'));
+
+    // On a terminal: the screen is cleared once, then each refresh moves
+    // the cursor home and rewrites the lines in place, health in colour.
+    let out = u
+        .program("timeout")
+        .env("TERM", "xterm")
+        .args([
+            "2.5",
+            "script",
+            "-qec",
+            &format!("{} instances top --interval 1", binary()),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(screen.matches("\x1b[2J").count(), 1, "{screen:?}");
+    assert!(screen.matches("\x1b[H").count() >= 3, "{screen:?}");
+    assert!(screen.contains("parasol top  "), "{screen:?}");
+    assert!(screen.contains("\x1b[31mfailed\x1b[0m"), "{screen:?}");
+    assert!(screen.contains("\x1b[32mhealthy\x1b[0m"), "{screen:?}");
+    assert!(
+        screen.contains("\x1b[K\r\n"),
+        "lines erased to their end: {screen:?}"
+    );
+    assert!(!screen.contains("Z\r\n"), "no timestamp lines: {screen:?}");
 }

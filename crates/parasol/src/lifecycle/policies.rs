@@ -117,7 +117,12 @@ impl Reconciler {
         }
 
         let mut policies: Vec<IdlePolicy> = rec.instance.idle_policy.iter().cloned().collect();
-        if let Some(bound) = self.store.account_idle_policy(rec.account_id).await? {
+        // Never idle without a report: no policy to read then.
+        let bound = match evidence.seen {
+            Some(_) => self.store.account_idle_policy(rec.account_id).await?,
+            None => None,
+        };
+        if let Some(bound) = bound {
             // The account's binds instances made before it was set too.
             if !policies.contains(&bound) {
                 policies.push(bound);

@@ -177,28 +177,37 @@ fn idle_minutes(p: &IdlePolicy, samples: &[Sample]) -> Option<i64> {
     Some((latest.at - from).num_minutes())
 }
 
+/// How many instances `top` asks about at once.
+const CONCURRENT: usize = 8;
+
+async fn line(api: &Api, i: Instance) -> Result<Line, CliError> {
+    let m: MetricsResponse = api
+        .get(&format!("/instances/{}/metrics", i.id))
+        .await?
+        .parse()?;
+    let health: HealthResponse = api
+        .get(&format!("/instances/{}/health", i.id))
+        .await?
+        .parse()?;
+    Ok(Line {
+        idle_minutes: idle_minutes(&idle_measure(&i), &m.samples),
+        latest: m.samples.last().cloned(),
+        instance: i,
+        health,
+    })
+}
+
 async fn gather(api: &Api) -> Result<Vec<Line>, CliError> {
+    use futures::{StreamExt, TryStreamExt};
     let all: InstancesResponse = api.get("/instances").await?.parse()?;
-    let mut lines = vec![];
-    for i in all.instances {
-        if i.status != Status::Active {
-            continue;
-        }
-        let m: MetricsResponse = api
-            .get(&format!("/instances/{}/metrics", i.id))
-            .await?
-            .parse()?;
-        let health: HealthResponse = api
-            .get(&format!("/instances/{}/health", i.id))
-            .await?
-            .parse()?;
-        lines.push(Line {
-            idle_minutes: idle_minutes(&idle_measure(&i), &m.samples),
-            latest: m.samples.last().cloned(),
-            instance: i,
-            health,
-        });
-    }
+    let active = all
+        .instances
+        .into_iter()
+        .filter(|i| i.status == Status::Active);
+    let mut lines: Vec<Line> = futures::stream::iter(active.map(|i| line(api, i)))
+        .buffer_unordered(CONCURRENT)
+        .try_collect()
+        .await?;
     lines.sort_by(|a, b| a.instance.name.cmp(&b.instance.name));
     Ok(lines)
 }

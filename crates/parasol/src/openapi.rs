@@ -736,10 +736,10 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     collect::<api::WebhookSecretResponse>(&mut s);
     collect::<api::WebhookTestResponse>(&mut s);
     collect::<api::WebhookDeliveriesResponse>(&mut s);
+    collect::<api::MetricsResponse>(&mut s);
     collect::<api::IdlePolicy>(&mut s);
     collect::<api::OnUnhealthy>(&mut s);
     collect::<api::HealthResponse>(&mut s);
-    collect::<api::MetricsResponse>(&mut s);
     s.push((
         LAUNCH.into(),
         utoipa::openapi::OneOfBuilder::new()

@@ -48,6 +48,12 @@ pub enum InstancesCommand {
     },
     /// Shop for instance types: filters, sorted by price.
     Types(TypesArgs),
+    /// What an instance's agent reported: GPU utilisation, memory,
+    /// temperature, power, ECC errors and Xids, per sample.
+    Metrics(super::top::MetricsArgs),
+    /// A live table of the active instances: GPU utilisation, memory,
+    /// temperature, idle minutes and health.
+    Top(super::top::TopArgs),
 }
 
 /// `parasol instances create`.
@@ -233,6 +239,8 @@ pub async fn run(
             }
         }
         InstancesCommand::Types(args) => types(api, format, &args).await?,
+        InstancesCommand::Metrics(args) => super::top::metrics(api, format, &args).await?,
+        InstancesCommand::Top(args) => super::top::top(api, format, &args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod more;
 pub mod output;
 pub mod profile;
 pub mod sshkeys;
+pub mod top;
 pub mod webhooks;
 
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ use parasol_api::{Confirmation, Instance, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::gpu::{self, Glance};
 use super::layout::{self, csrf, empty, field_error, form_error, status, Nav};
 use super::{api, html, html_status, money, request, see, PageError, PageResult, Session};
 use crate::clock::from_millis;
@@ -55,14 +56,27 @@ async fn one_page(
     Ok((rows, total, pages))
 }
 
+/// The agent's view of each instance of a page, in order.
+async fn glances(
+    app: &AppRef,
+    s: &Session,
+    list: &[Instance],
+) -> Result<Vec<Option<Glance>>, ApiError> {
+    let mut out = Vec::with_capacity(list.len());
+    for i in list {
+        out.push(gpu::glance(app, s, i).await?);
+    }
+    Ok(out)
+}
+
 /// The list's body, refreshed when the stream brings an instance event
 /// (and slowly polled, so costs move). Checkboxes keep their state across
 /// refreshes.
-fn rows(list: &[Instance], page: usize) -> Markup {
+fn rows(list: &[Instance], glances: &[Option<Glance>], page: usize) -> Markup {
     html! {
         tbody #rows hx-get=(format!("/instances/rows?page={page}")) hx-trigger=(layout::LIVE_TRIGGER)
             hx-swap="outerHTML" data-live="instance." {
-            @for i in list {
+            @for (i, g) in list.iter().zip(glances) {
                 tr data-id=(i.id) data-name=(i.name) {
                     td { input type="checkbox" name="ids" value=(i.id) id=(format!("sel-{}", i.id)) hx-preserve="true"
                         aria-label=(format!("select {}", i.name)); }
@@ -74,16 +88,21 @@ fn rows(list: &[Instance], page: usize) -> Markup {
                     td.ip { (i.ip.as_deref().unwrap_or("—")) }
                     td.num { "$" (money(i.hourly_price)) }
                     td.num.cost { "$" (i.cost_estimate) }
+                    td.num.gpu-util { (g.as_ref().and_then(|g| g.latest.as_ref()).and_then(gpu::mean_utilization)
+                        .map(|u| format!("{u:.0}%")).unwrap_or_else(|| "—".into())) }
+                    td.health { @match g { Some(g) => (gpu::badge(g.health.status)), None => "—" } }
                 }
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn list_page(
     app: &AppRef,
     s: &Session,
     list: &[Instance],
+    glances: &[Option<Glance>],
     total: usize,
     page: usize,
     pages: usize,
@@ -108,9 +127,9 @@ fn list_page(
                 table #instances {
                     thead { tr {
                         th {} th { "Name" } th { "Status" } th { "Cloud" } th { "Region" } th { "Type" } th { "IP" }
-                        th.num { "$/h" } th.num { "Cost so far" }
+                        th.num { "$/h" } th.num { "Cost so far" } th.num { "GPU util" } th { "Health" }
                     } }
-                    (rows(list, page))
+                    (rows(list, glances, page))
                 }
             }
             @if pages > 1 {
@@ -132,10 +151,12 @@ pub async fn list(
     Query(q): Query<PageQuery>,
 ) -> PageResult {
     let (list, total, pages) = one_page(&app, &session, q.number()).await?;
+    let glances = glances(&app, &session, &list).await?;
     Ok(html(list_page(
         &app,
         &session,
         &list,
+        &glances,
         total,
         q.number().min(pages),
         pages,
@@ -150,7 +171,8 @@ pub async fn rows_page(
     Query(q): Query<PageQuery>,
 ) -> PageResult {
     let (list, _, pages) = one_page(&app, &session, q.number()).await?;
-    Ok(html(rows(&list, q.number().min(pages))))
+    let glances = glances(&app, &session, &list).await?;
+    Ok(html(rows(&list, &glances, q.number().min(pages))))
 }
 
 /// `POST /instances/delete`: every selected instance, through the API's
@@ -184,9 +206,10 @@ pub async fn bulk_delete(
         None => Ok(see("/instances")),
         Some(e) => {
             let (list, total, pages) = one_page(&app, &session, 1).await?;
+            let glances = glances(&app, &session, &list).await?;
             Ok(html_status(
                 e.status,
-                list_page(&app, &session, &list, total, 1, pages, Some(&e)),
+                list_page(&app, &session, &list, &glances, total, 1, pages, Some(&e)),
             ))
         }
     }
@@ -279,6 +302,7 @@ async fn instance_page(app: &AppRef, s: &Session, id: &str, err: Option<&ApiErro
         h1 { (i.name) }
         (form_error(err, &["name"]))
         (live_part(&i, &steps))
+        (gpu::part(app, s, &i).await?)
         div.actions {
             form.inline method="post" action=(format!("/instances/{}/restart", i.id)) {
                 (csrf(s)) button type="submit" { "Restart" }

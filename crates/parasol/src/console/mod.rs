@@ -15,6 +15,7 @@
 mod api_keys;
 mod clusters;
 mod events;
+mod gpu;
 mod instances;
 mod keys;
 mod layout;
@@ -59,6 +60,7 @@ crate::http::routes! {
         "/instances/delete" => post(instances::bulk_delete),
         "/instances/{id}" => get(instances::page),
         "/instances/{id}/live" => get(instances::live),
+        "/instances/{id}/gpu" => get(gpu::page),
         "/instances/{id}/restart" => post(instances::restart),
         "/instances/{id}/rename" => post(instances::rename),
         "/instances/{id}/delete" => post(instances::delete),

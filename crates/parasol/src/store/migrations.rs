@@ -458,6 +458,7 @@ const STEPS: &[&[&str]] = &[&[
         PRIMARY KEY (instance_id, minute_ms)
     )",
     "CREATE INDEX agent_history_minute ON agent_history (minute_ms)",
+], &[
     // How tests and demos steer the sim's simulated agents
     // (providers/sim/agent.rs), kept so that it outlives a restart.
     "CREATE TABLE sim_agents (

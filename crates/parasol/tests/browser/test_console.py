@@ -1,10 +1,11 @@
 """A user's path through the console in a real browser."""
 
 import re
+import time
 
 from playwright.sync_api import expect
 
-from conftest import api, shot, sign_in, wait_active
+from conftest import SHOTS, api, shot, sign_in, wait_active
 
 
 def test_sign_in_with_the_printed_key(server, page):
@@ -232,3 +233,65 @@ def test_webhook_secret_shown_once_test_ping_and_disable(signed_in, receiver):
     expect(page.locator("#webhooks tr", has_text="ops pager")).to_contain_text("disabled")
     expect(page.locator("#webhooks tr", has_text="ops pager").locator("text=Send test")).to_be_disabled()
     shot(page, "webhooks")
+
+
+def samples(server, instance_id):
+    return api(server, "GET", f"/v1/instances/{instance_id}/metrics")["samples"]
+
+
+def report(server, instance_id, steering):
+    """Steers the simulated agent, moves the test clock one interval on and
+    waits for the report it makes."""
+    before = len(samples(server, instance_id))
+    api(server, "POST", "/admin/sim/agent", dict(steering, instance_id=instance_id, reporting=True))
+    api(server, "POST", "/admin/clock/advance", {"seconds": 15})
+    deadline = time.monotonic() + 20
+    while len(samples(server, instance_id)) <= before:
+        assert time.monotonic() < deadline, "the simulated agent never reported"
+        time.sleep(0.1)
+
+
+def test_gpu_charts_and_the_health_badge_follow_the_agent(signed_in, server):
+    page = signed_in
+    # An 8-GPU machine, so the charts draw a line per GPU.
+    types = api(server, "GET", "/v1/instances/types?gpu_type=H100&num_gpus=8&available=true")
+    t = types["instance_types"][0]
+    region = next(a["region"] for a in t["availability"] if a["available"])
+    body = {"cloud": t["cloud"], "region": region, "shade_instance_type": t["shade_instance_type"],
+            "shade_cloud": True, "name": "train-8x"}
+    i = api(server, "POST", "/v1/instances/create", body)["id"]
+    wait_active(server, i)
+    gpus = api(server, "GET", f"/v1/instances/{i}/info")["configuration"]["num_gpus"]
+    assert gpus == 8
+    # Ten minutes of the simulated agent's own numbers (a slow wave per GPU).
+    for _ in range(40):
+        report(server, i, {})
+    page.goto(f"/instances/{i}")
+    expect(page.locator("#gpu-util-chart")).to_be_visible()
+    expect(page.locator("#gpu-util-chart polyline.series")).to_have_count(gpus)
+    expect(page.locator("#gpu-mem-chart polyline.series")).to_have_count(gpus)
+    last = samples(server, i)[-1]["gpus"]
+    mean = sum(g["utilization_percent"] for g in last) / len(last)
+    expect(page.locator("#gpu-util-now")).to_have_text(f"{mean:.0f}%")
+    expect(page.locator("#health h2 .hb")).to_have_text("healthy")
+    expect(page.locator("#health-checks tr[data-check]")).to_have_count(4)
+    page.locator("#gpu").scroll_into_view_if_needed()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#gpu").screenshot(path=str(SHOTS / "instance-gpu.png"))
+
+    # A fatal Xid: the badge turns failed on the open page, brought by the
+    # health event on the stream (well before the part's own 15 s timer).
+    page.evaluate("() => { window.__still_here = true; }")
+    report(server, i, {"xid": 79})
+    # A second on, the instance is due and the reconciler's step sees the
+    # report (ingestion does not wake it).
+    api(server, "POST", "/admin/clock/advance", {"seconds": 1})
+    expect(page.locator("#health h2 .hb")).to_have_text("failed", timeout=10000)
+    expect(page.locator('#health-checks tr[data-check="xid"]')).to_contain_text("79")
+    assert page.evaluate("() => window.__still_here") is True
+
+    page.click("nav >> text=Instances")
+    row = page.locator(f'#instances tr[data-id="{i}"]')
+    expect(row.locator(".gpu-util")).to_have_text(re.compile(r"^\d+%$"))
+    expect(row.locator(".health .hb")).to_have_text("failed")
+    shot(page, "instances-gpu")

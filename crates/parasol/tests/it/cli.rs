@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{binary, public_key, Opts, Server, ADMIN_KEY};
+use crate::harness::{
+    advance_clock, binary, public_key, wait_for_samples, Opts, Server, ADMIN_KEY,
+};
 
 /// One CLI user: a config directory, and optionally a server and key in
 /// the environment.
@@ -1142,4 +1144,179 @@ async fn webhooks_create_list_test_deliveries_and_delete() {
     assert_eq!(out.trim(), format!("Webhook {id} deleted."));
     let line = u.run(&["webhooks", "delete", &id]).fails();
     assert!(line.contains("(404)"), "{line}");
+}
+
+#[tokio::test]
+async fn instances_metrics_and_top_show_what_the_steered_agent_reports() {
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let c = s.admin();
+    let id = c.create_instance("busy-box").await;
+    let info = c.wait_status(&id, "active").await;
+    let gpus = info["configuration"]["num_gpus"].as_u64().unwrap() as usize;
+    let idle = c.create_instance("idle-box").await;
+    c.wait_status(&idle, "active").await;
+    wait_for_samples(&s, &id, 1).await;
+    wait_for_samples(&s, &idle, 1).await;
+    // One machine at 73 % with a session, the other idle for 3 reports
+    // (30 s after its first steered one).
+    for (who, util, ssh) in [(&id, 73, 1), (&idle, 0, 0)] {
+        c.post(
+            "/admin/sim/agent",
+            serde_json::json!({"instance_id": who, "gpu_utilization_percent": util,
+                               "ssh_sessions": ssh, "reporting": true}),
+        )
+        .await
+        .expect(200);
+    }
+    for n in 2..=4 {
+        advance_clock(&s, 15).await;
+        wait_for_samples(&s, &id, n).await;
+        wait_for_samples(&s, &idle, n).await;
+    }
+    let u = User::env(&s, ADMIN_KEY);
+
+    // metrics: the API's JSON, and a table of one row per sample and GPU.
+    let json: Value = serde_json::from_str(
+        &u.run(&["instances", "metrics", "busy-box", "-o", "json"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(json["instance_id"], id.as_str());
+    let samples = json["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 4);
+    assert_eq!(samples[3]["gpus"][0]["utilization_percent"], 73.0);
+    let out = u.run(&["instances", "metrics", &id]).ok();
+    let (first, rest) = out.split_once('\n').unwrap();
+    assert!(first.starts_with("agent sim-1 last seen "), "{first}");
+    let (header, rows) = table(rest);
+    assert_eq!(
+        header,
+        ["TIME", "GPU", "UTIL%", "MEM MiB", "TEMP", "POWER", "ECC", "XID", "SSH"]
+    );
+    assert_eq!(rows.len(), 4 * gpus);
+    let last = rows.last().unwrap();
+    assert_eq!(last[1], (gpus - 1).to_string());
+    assert_eq!(last[2], "73");
+    assert_eq!(last[8], "1");
+    // --since in the future: nothing; the 1-minute history answers too.
+    let out = u
+        .run(&[
+            "instances",
+            "metrics",
+            &id,
+            "--since",
+            "2099-01-01T00:00:00Z",
+        ])
+        .ok();
+    assert!(out.contains("No samples in that window."), "{out}");
+    let by_minute: Value = serde_json::from_str(
+        &u.run(&[
+            "instances",
+            "metrics",
+            &id,
+            "--resolution",
+            "1m",
+            "-o",
+            "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    assert!(!by_minute["samples"].as_array().unwrap().is_empty());
+    let line = u
+        .run(&["instances", "metrics", &id, "--since", "yesterday"])
+        .fails();
+    assert!(line.contains("invalid --since \"yesterday\""), "{line}");
+    assert!(u
+        .run(&["instances", "metrics", &id, "--resolution", "5m"])
+        .stderr
+        .contains("invalid value '5m'"));
+
+    // top --once: one plain table (not a terminal), sorted by name.
+    let out = u.run(&["instances", "top", "--once"]).ok();
+    assert!(!out.contains('\x1b'), "{out:?}");
+    let (header, rows) = table(&out);
+    assert_eq!(
+        header,
+        ["ID", "NAME", "TYPE", "GPUS", "UTIL%", "MEM GiB", "TEMP", "IDLE", "HEALTH", "CHECKS"]
+    );
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[0][1], "busy-box");
+    assert_eq!(rows[0][0], id[..8]);
+    assert_eq!(rows[0][3], gpus.to_string());
+    assert_eq!(rows[0][4], "73");
+    assert_eq!(rows[0][7], "busy");
+    assert_eq!(rows[0][8], "healthy");
+    assert_eq!(rows[0][9], "ok");
+    assert!(
+        rows[0][5].contains('/') && rows[0][6].ends_with('C'),
+        "{out}"
+    );
+    assert_eq!(rows[1][1], "idle-box");
+    assert_eq!(rows[1][4], "0");
+    // Idle since the first sample (its unsteered report may be busy).
+    assert!(rows[1][7] == "0m" || rows[1][7] == "1m", "{out}");
+
+    // An Xid fails the machine's health; top says which check and why.
+    c.post(
+        "/admin/sim/agent",
+        serde_json::json!({"instance_id": idle, "xid": 79, "reporting": true}),
+    )
+    .await
+    .expect(200);
+    advance_clock(&s, 15).await;
+    wait_for_samples(&s, &idle, 5).await;
+    let json: Value =
+        serde_json::from_str(&u.run(&["instances", "top", "--once", "-o", "json"]).ok()).unwrap();
+    let idle_row = &json["instances"][1];
+    assert_eq!(idle_row["instance"]["name"], "idle-box");
+    assert_eq!(idle_row["health"]["status"], "failed");
+    let (_, rows) = table(&u.run(&["instances", "top", "--once"]).ok());
+    assert_eq!(rows[1][8], "failed");
+    assert!(rows[1][9].starts_with("xid: "), "{rows:?}");
+    assert!(rows[1][9].contains("79"), "{rows:?}");
+
+    // Without --once and not on a terminal: repeated plain tables, each
+    // after a timestamp line.
+    let mut child = u
+        .command(&["instances", "top", "--interval", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    child.kill().unwrap();
+    let out = run_output(child.wait_with_output().unwrap());
+    assert!(!out.stdout.contains('\x1b'), "{:?}", out.stdout);
+    assert!(
+        out.stdout.matches("ID  ").count() >= 2,
+        "at least two tables: {}",
+        out.stdout
+    );
+    assert!(out.stdout.lines().next().unwrap().ends_with('Z'));
+
+    // On a terminal: the screen is cleared once, then each refresh moves
+    // the cursor home and rewrites the lines in place, health in colour.
+    let out = u
+        .program("timeout")
+        .env("TERM", "xterm")
+        .args([
+            "2.5",
+            "script",
+            "-qec",
+            &format!("{} instances top --interval 1", binary()),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(screen.matches("\x1b[2J").count(), 1, "{screen:?}");
+    assert!(screen.matches("\x1b[H").count() >= 3, "{screen:?}");
+    assert!(screen.contains("parasol top  "), "{screen:?}");
+    assert!(screen.contains("\x1b[31mfailed\x1b[0m"), "{screen:?}");
+    assert!(screen.contains("\x1b[32mhealthy\x1b[0m"), "{screen:?}");
+    assert!(
+        screen.contains("\x1b[K\r\n"),
+        "lines erased to their end: {screen:?}"
+    );
+    assert!(!screen.contains("Z\r\n"), "no timestamp lines: {screen:?}");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::Opts;
-use crate::harness::{concrete, public_key, Server, ADMIN_KEY};
+use crate::harness::{advance_clock, concrete, public_key, wait_for_samples, Server, ADMIN_KEY};
 
 /// A browser-like client: follows no redirects, keeps the session cookie.
 struct Browser {
@@ -1420,4 +1420,138 @@ async fn every_console_route_of_the_table_sends_the_security_headers_and_no_inli
         .await
         .unwrap();
     assert!(!api.headers().contains_key("content-security-policy"));
+}
+
+/// The `points` of every chart line in `svg` (one per GPU).
+fn chart_lines(html: &str, chart: &str) -> Vec<Vec<(f64, f64)>> {
+    let start = html
+        .find(&format!("id=\"{chart}\""))
+        .unwrap_or_else(|| panic!("no {chart} in {html}"));
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    svg.split("points=\"")
+        .skip(1)
+        .map(|p| {
+            p[..p.find('"').unwrap()]
+                .split(' ')
+                .map(|xy| {
+                    let (x, y) = xy.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_instance_page_charts_gpu_use_and_shows_health_and_the_list_has_both() {
+    let s = Server::start(Opts::default().args(&["--test-clock"]));
+    let mut b = Browser::signed_in(&s, ADMIN_KEY).await;
+    let c = s.admin();
+    let id = c.create_instance("charted").await;
+    let info = c.wait_status(&id, "active").await;
+    let gpus = info["configuration"]["num_gpus"].as_u64().unwrap() as usize;
+
+    // Before the first report: the badge is unknown, no chart yet.
+    c.post(
+        "/admin/sim/agent",
+        json!({"instance_id": id, "reporting": false}),
+    )
+    .await
+    .expect(200);
+    let page = b.get(&format!("/instances/{id}")).await.expect(200);
+    if c.get(&format!("/v1/instances/{id}/metrics"))
+        .await
+        .expect(200)["agent"]
+        .is_null()
+    {
+        assert!(page.html.contains("id=\"gpu-none\""), "{}", page.html);
+        assert!(page.html.contains("hb hb-unknown"), "{}", page.html);
+    }
+
+    // Three reports: 20 %, 60 %, 100 %.
+    let before = c
+        .get(&format!("/v1/instances/{id}/metrics"))
+        .await
+        .expect(200)["samples"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (n, util) in [20, 60, 100].into_iter().enumerate() {
+        c.post(
+            "/admin/sim/agent",
+            json!({"instance_id": id, "gpu_utilization_percent": util, "reporting": true}),
+        )
+        .await
+        .expect(200);
+        advance_clock(&s, 15).await;
+        wait_for_samples(&s, &id, before + n + 1).await;
+    }
+    let page = b.get(&format!("/instances/{id}")).await.expect(200);
+    let util = chart_lines(&page.html, "gpu-util-chart");
+    assert_eq!(util.len(), gpus, "one line per GPU");
+    let ys: Vec<f64> = util[0].iter().rev().take(3).map(|p| p.1).collect();
+    // Newest first: 100 % is highest (smallest y), then 60 %, then 20 %.
+    assert!(ys[0] < ys[1] && ys[1] < ys[2], "{ys:?}");
+    let xs: Vec<f64> = util[0].iter().map(|p| p.0).collect();
+    assert!(
+        xs.windows(2).all(|w| w[0] < w[1]),
+        "time runs right: {xs:?}"
+    );
+    // The y axis: 0 % at the bottom (y 176), 100 % at the top (y 8).
+    assert!((ys[0] - 8.0).abs() < 0.2, "{ys:?}");
+    assert_eq!(chart_lines(&page.html, "gpu-mem-chart").len(), gpus);
+    assert!(
+        page.html.contains("id=\"gpu-util-now\">100%"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("hb hb-healthy"));
+    for check in ["heartbeat", "gpu_count", "xid", "ecc"] {
+        assert!(
+            page.html.contains(&format!("data-check=\"{check}\"")),
+            "{check}: {}",
+            page.html
+        );
+    }
+    // The part refreshes itself from the stream and at the report interval.
+    let part = b.get(&format!("/instances/{id}/gpu")).await.expect(200);
+    assert!(part.html.starts_with("<div id=\"gpu\""), "{}", part.html);
+    assert!(part.html.contains("data-live=\"instance.\""));
+    assert!(part.html.contains(&format!("data-live-id=\"{id}\"")));
+    assert!(part.html.contains("hx-trigger=\"live, every 15s\""));
+
+    // The list: the latest utilisation and the badge.
+    let list = b.get("/instances").await.expect(200);
+    let row = &list.html[list.html.find(&format!("data-id=\"{id}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("<td class=\"num gpu-util\">100%</td>"),
+        "{row}"
+    );
+    assert!(row.contains("hb hb-healthy"), "{row}");
+
+    // A fatal Xid: failed, on the page and in the list, naming the check.
+    c.post(
+        "/admin/sim/agent",
+        json!({"instance_id": id, "xid": 79, "reporting": true}),
+    )
+    .await
+    .expect(200);
+    advance_clock(&s, 15).await;
+    wait_for_samples(&s, &id, before + 4).await;
+    let part = b.get(&format!("/instances/{id}/gpu")).await.expect(200);
+    assert!(
+        part.html
+            .contains("<h2>Health <span class=\"hb hb-failed\""),
+        "{}",
+        part.html
+    );
+    let xid_row = &part.html[part.html.find("data-check=\"xid\"").unwrap()..];
+    let xid_row = &xid_row[..xid_row.find("</tr>").unwrap()];
+    assert!(
+        xid_row.contains("hb-failed") && xid_row.contains("79"),
+        "{xid_row}"
+    );
+    let rows = b.get("/instances/rows").await.expect(200);
+    assert!(rows.html.contains("hb hb-failed"), "{}", rows.html);
 }

@@ -672,3 +672,32 @@ pub fn concrete(path: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// Moves a `--test-clock` server's clock `seconds` on.
+pub async fn advance_clock(s: &Server, seconds: i64) {
+    s.admin()
+        .post("/admin/clock/advance", json!({"seconds": seconds}))
+        .await
+        .expect(200);
+}
+
+/// Waits until instance `id` has at least `n` agent samples in the last
+/// hour (the metrics route's default window).
+pub async fn wait_for_samples(s: &Server, id: &str, n: usize) {
+    let c = s.admin();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = c
+            .get(&format!("/v1/instances/{id}/metrics"))
+            .await
+            .expect(200);
+        if m["samples"].as_array().unwrap().len() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {n} samples: {m:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -403,11 +403,17 @@ pub async fn the_first_boot_script_starts_the_agent_and_the_launch_configuration
         String::from_utf8_lossy(&out.stderr)
     );
     let pid = std::fs::read_to_string(agent.join("pid")).expect("the agent recorded its pid");
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("parasol-agent.sh"),
-        "the agent runs"
-    );
+    // The recorded pid is the started child, which may not have exec'd
+    // the agent yet when the boot script returns on a busy machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("parasol-agent.sh") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent runs");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let env = std::fs::read_to_string(agent.join("env")).unwrap();
     assert!(env.contains(&format!("PARASOL_URL='{url}'")), "{env}");
     let ran = home.join("user-script-ran");

@@ -61,6 +61,36 @@ fn hyperstack_env(fake: &FakeServer<Hyperstack>) -> Vec<(&'static str, String)> 
 }
 
 /// The name Parasol gives its SSH key at the clouds (sha256 of the key).
+/// A launch body without its first-boot field, which must start this
+/// instance's agent before anything else: the rest of the body is then
+/// compared exactly.
+fn without_first_boot(body: &Value, field: &str, id: &str) -> Value {
+    let mut body = body.clone();
+    let script = body
+        .as_object_mut()
+        .unwrap()
+        .remove(field)
+        .unwrap_or_else(|| panic!("the launch carries `{field}`"));
+    let script = script
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` is text"));
+    assert_first_boot_starts_the_agent(script, id);
+    body
+}
+
+/// A first-boot script installs the agent with instance `id`'s token.
+fn assert_first_boot_starts_the_agent(script: &str, id: &str) {
+    assert!(script.starts_with("#!/bin/bash\n"), "a script: {script}");
+    assert!(
+        script.contains(&format!("PARASOL_INSTANCE_ID='{id}'")),
+        "the agent is installed for this instance"
+    );
+    assert!(
+        script.contains("PARASOL_AGENT_TOKEN='pa_"),
+        "with its token"
+    );
+}
+
 fn key_name() -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(public_key().as_bytes());
@@ -241,7 +271,7 @@ async fn a_lambda_instance_launches_boots_restarts_and_terminates_with_the_docum
     let launches = fake.requests_to("POST /api/v1/instance-operations/launch");
     assert_eq!(launches.len(), 1, "one launch, no retries");
     assert_eq!(
-        launches[0].body,
+        without_first_boot(&launches[0].body, "user_data", &id),
         json!({"region_name": "us-west-1", "instance_type_name": "gpu_1x_a6000",
                "ssh_key_names": [key], "quantity": 1, "name": format!("parasol-{dep}-{id}")})
     );
@@ -616,8 +646,18 @@ async fn a_verda_instance_deploys_boots_restarts_and_deletes_with_the_documented
     let deploys = fake.requests_to("POST /v1/instances");
     assert_eq!(deploys.len(), 1);
     let marker = format!("parasol-{}-{id}", deployment_id(&s, &c).await);
+    // Verda runs a stored startup script, named at deploy.
+    let scripts = fake.requests_to("POST /v1/scripts");
+    assert_eq!(scripts.len(), 1, "one startup script");
+    assert_first_boot_starts_the_agent(scripts[0].body["script"].as_str().unwrap(), &id);
+    let mut deploy = deploys[0].body.clone();
+    assert!(deploy
+        .as_object_mut()
+        .unwrap()
+        .remove("startup_script_id")
+        .is_some_and(|v| v.is_string()));
     assert_eq!(
-        deploys[0].body,
+        deploy,
         json!({"instance_type": "1A6000.10V", "image": "ubuntu-22.04-cuda-12.4-docker",
                "ssh_key_ids": ["5c8e1f2a-0000-4000-8000-000000000000"],
                "location_code": "FIN-01", "hostname": marker, "description": marker,
@@ -882,7 +922,7 @@ async fn a_hyperstack_instance_gets_an_environment_and_keypair_then_boots_reboot
     let vm = fake.requests_to("POST /v1/core/virtual-machines");
     assert_eq!(vm.len(), 1);
     assert_eq!(
-        vm[0].body,
+        without_first_boot(&vm[0].body, "user_data", &id),
         // The marker's short form: Hyperstack's names hold 50 characters.
         json!({"name": Marker::new(&deployment_id(&s, &c).await).short_name(id.parse().unwrap()),
                "environment_name": "parasol-canada-1",
@@ -1483,7 +1523,7 @@ async fn a_droplet_is_named_and_tagged_with_the_marker_and_rate_limits_are_waite
     let creates = fake.requests_to("POST /v2/droplets");
     assert_eq!(creates.len(), 1);
     assert_eq!(
-        creates[0].body,
+        without_first_boot(&creates[0].body, "user_data", &id),
         json!({"name": format!("parasol-{dep}-{id}"), "region": "nyc2",
                "size": "gpu-h100x1-80gb", "image": "gpu-h100x1-base",
                "ssh_keys": [512190], "tags": [format!("parasol-{dep}")]})

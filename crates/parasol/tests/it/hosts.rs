@@ -759,3 +759,264 @@ async fn the_agent_installed_over_ssh_reports_the_hosts_gpu_until_the_instance_i
     assert!(!process_runs(&pid), "the agent stopped with the instance");
     assert!(!agent_dir.exists(), "and left nothing behind");
 }
+
+/// Sets the utilisation the stand-in `nvidia-smi` in `bin` reports for
+/// every GPU; renamed into place, so the agent reads the old file or the
+/// new one, never half of one.
+fn set_utilization(bin: &Path, percent: u32) {
+    let csv = std::fs::read_to_string(bin.join("nvidia-smi.csv")).unwrap();
+    let lines: Vec<String> = csv
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(", ").collect();
+            let p = percent.to_string();
+            f[2] = &p;
+            f.join(", ")
+        })
+        .collect();
+    let tmp = bin.join("nvidia-smi.csv.tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, bin.join("nvidia-smi.csv")).unwrap();
+}
+
+/// H100 hosts behind `sshds` whose stand-ins report 87 % utilisation and
+/// read the kernel log from their `path("kmsg")` (empty at first), and a
+/// test-clock Parasol serving them whose agents report every 2 s; with a
+/// renter's key's id.
+async fn watched_h100s(sshds: &[&Sshd]) -> (crate::policies::Rig, String) {
+    use crate::agent_script::{fixture_gpu, stand_ins};
+    let mut h100 = fixture_gpu("nvidia-h100-x1");
+    h100.utilization_percent = 87.0;
+    let mut config = String::new();
+    for sshd in sshds {
+        let kmsg = sshd.path("kmsg");
+        std::fs::write(&kmsg, "").unwrap();
+        stand_ins(
+            &sshd.bin(),
+            std::slice::from_ref(&h100),
+            &kmsg,
+            Some("nvidia-h100-x1"),
+        );
+        let one = sshd.parasol_config(&sshd.path("known_hosts"), sshd.port);
+        config.push_str(&std::fs::read_to_string(one).unwrap());
+    }
+    let path = sshds[0].path("hosts.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.display().to_string();
+    let r = crate::policies::Rig::start(&["--config", &path, "--agent-interval", "2"]);
+    let types = host_types(&r.c).await;
+    assert_eq!(types.len(), 1, "{types:#?}");
+    assert_eq!(types[0]["shade_instance_type"], "H100");
+    let (_, user_pub) = sshds[0].user_key("renter_key");
+    let key_id =
+        r.c.post(
+            "/v1/sshkeys/add",
+            json!({"name": "renter", "public_key": user_pub}),
+        )
+        .await
+        .expect(200)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    (r, key_id)
+}
+
+/// Creates an H100 instance on the host with `extra` create fields and
+/// waits until it is active.
+async fn create_watched(c: &Client, key_id: &str, name: &str, extra: Value) -> String {
+    let mut body = script_create(name, "H100", key_id, "#!/bin/sh\nexec sleep 300\n");
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let id = c.post("/v1/instances/create", body).await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_status(&id, "active").await;
+    id
+}
+
+/// Waits until the instance's metrics hold a sample that `pred` picks.
+async fn wait_sample(c: &Client, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    crate::thresholds::wait_for(what, async || {
+        let r = c.get(&format!("/v1/instances/{id}/metrics")).await;
+        (r.status == 200)
+            .then(|| r.body["samples"].as_array().cloned())
+            .flatten()
+            .and_then(|s| s.into_iter().find(|s| pred(s)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_host_whose_gpu_falls_idle_is_deleted_at_the_end_of_the_window_on_the_test_clock() {
+    let sshd = Sshd::start();
+    let (r, key_id) = watched_h100s(&[&sshd]).await;
+    let id = create_watched(
+        &r.c,
+        &key_id,
+        "idler",
+        json!({"idle_policy": {"max_gpu_utilization_percent": 5, "minutes": 1,
+                                "action": "delete"}}),
+    )
+    .await;
+    let util = |s: &Value| s["gpus"][0]["utilization_percent"].as_f64();
+    wait_sample(&r.c, &id, "a busy sample", |s| util(s) == Some(87.0)).await;
+
+    // The GPU goes idle; once a 0 % sample is in, no busy one follows.
+    set_utilization(&sshd.bin(), 0);
+    wait_sample(&r.c, &id, "an idle sample", |s| util(s) == Some(0.0)).await;
+    let busy = crate::policies::last_report(&r.s, &id, |s| {
+        s.gpus.iter().any(|g| g.utilization_percent > 5.0)
+    })
+    .await;
+    let moment = busy + chrono::Duration::minutes(1);
+    let now = r.advance(0).await;
+    let to_go = (moment - now).num_seconds();
+    assert!(to_go > 20, "{to_go}");
+
+    // Shortly before the moment, with fresh idle reports in the window
+    // (the test clock also runs in real time, hence the margin): there.
+    let seen = r.last_seen(&id).await;
+    r.advance(to_go - 10).await;
+    r.report_after(&id, seen).await;
+    r.passes().await;
+    assert_eq!(r.status(&id).await, "active");
+    assert!(r.events(&id, "idle.deleted").await.is_empty());
+    assert!(r.advance(0).await < moment, "the margin was not enough");
+
+    // Past it: deleted within the pass, and the host's agent with it.
+    let pid = std::fs::read_to_string(
+        sshd.home()
+            .join(format!(".parasol/instances/{id}/agent/pid")),
+    )
+    .unwrap();
+    r.advance(11).await;
+    r.passes().await;
+    let status = r.status(&id).await;
+    assert!(
+        status == "deleting" || status == "deleted",
+        "{status} after the idle moment"
+    );
+    let events = r.events(&id, "idle.deleted").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    r.c.wait_gone(&id).await;
+    assert!(!process_runs(pid.trim()), "the agent outlived the instance");
+    assert!(host_status(&r.c).await["instance_id"].is_null());
+}
+
+#[tokio::test]
+async fn an_xid_in_the_hosts_kernel_log_fails_the_instance_and_replace_starts_exactly_one() {
+    use crate::agent_script::{fixture_gpu, xid_line};
+    // Two H100 hosts, so the replacement has a free one while the failed
+    // instance still holds its own.
+    let first = Sshd::start();
+    let second = Sshd::start();
+    let (r, key_id) = watched_h100s(&[&first, &second]).await;
+    let id = create_watched(
+        &r.c,
+        &key_id,
+        "fragile",
+        json!({"on_unhealthy": "replace", "tags": ["team-a"]}),
+    )
+    .await;
+    let port =
+        r.c.get(&format!("/v1/instances/{id}/info"))
+            .await
+            .expect(200)["ssh_port"]
+            .as_u64()
+            .unwrap();
+    let sshd = if port == u64::from(first.port) {
+        &first
+    } else {
+        &second
+    };
+    wait_sample(&r.c, &id, "a first sample", |_| true).await;
+    let health = r.health(&id).await;
+    assert_eq!(health["status"], "healthy", "{health:#}");
+
+    // The driver logs an Xid 79 for the host's GPU.
+    let bus = fixture_gpu("nvidia-h100-x1").bus_id;
+    let kmsg = sshd.path("kmsg");
+    std::fs::write(&kmsg, xid_line("  977.000001", &bus, 79)).unwrap();
+    wait_sample(&r.c, &id, "the Xid reported", |s| {
+        s["gpus"][0]["xid"] == json!([79])
+    })
+    .await;
+    // The GPU is reset, so whichever host the replacement lands on (this
+    // one, should the old instance leave it first) has a clean log: one
+    // still holding the Xid would rightly fail the replacement too.
+    std::fs::write(&kmsg, "").unwrap();
+    // Past the active instance's regular check, which reads the report.
+    r.advance(31).await;
+
+    let failed = crate::thresholds::wait_for("the health change to failed", async || {
+        r.events(&id, "instance.health_changed")
+            .await
+            .into_iter()
+            .find(|e| e["message"].as_str().unwrap().contains(" is failed "))
+    })
+    .await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("xid") && message.contains("79"),
+        "{message}"
+    );
+
+    let tag = format!("parasol:replaces={id}");
+    let replacements = async || -> Vec<Value> {
+        let list = r.c.get("/v1/instances").await.expect(200);
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| {
+                i["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t == tag.as_str())
+            })
+            .cloned()
+            .collect()
+    };
+    let new = crate::thresholds::wait_for("the replacement", async || {
+        replacements().await.into_iter().next()
+    })
+    .await;
+    let new_id = new["id"].as_str().unwrap().to_string();
+    assert_eq!(new["name"], "fragile");
+    assert_eq!(new["on_unhealthy"], "replace");
+    assert!(new["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "team-a"));
+    r.c.wait_gone(&id).await;
+    r.c.wait_status(&new_id, "active").await;
+    let hosts = r.c.get("/admin/hosts").await.expect(200);
+    let held: Vec<&Value> = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["instance_id"].as_str().map(|_| &h["instance_id"]))
+        .collect();
+    assert_eq!(held, [&json!(new_id)], "{hosts:#}");
+
+    // The replacement's own agent reports a healthy GPU; several more
+    // passes start nothing else.
+    let seen = r.last_seen(&new_id).await;
+    r.report_after(&new_id, seen).await;
+    for _ in 0..3 {
+        let seen = r.last_seen(&new_id).await;
+        r.advance(31).await;
+        r.report_after(&new_id, seen).await;
+        r.passes().await;
+    }
+    let health = r.health(&new_id).await;
+    assert_eq!(health["status"], "healthy", "{health:#}");
+    assert_eq!(replacements().await.len(), 1);
+    assert_eq!(r.events(&id, "health.replaced").await.len(), 1);
+    let list = r.c.get("/v1/instances").await.expect(200);
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list:#}");
+}

@@ -15,13 +15,13 @@ use crate::harness::{default_create, Client, Opts, Server};
 use crate::thresholds::{wait_for, webhook};
 
 /// A test-clock server, its admin client and a view of its store.
-struct Rig {
-    s: Server,
-    c: Client,
+pub(crate) struct Rig {
+    pub(crate) s: Server,
+    pub(crate) c: Client,
 }
 
 impl Rig {
-    fn start(extra: &[&str]) -> Rig {
+    pub(crate) fn start(extra: &[&str]) -> Rig {
         let mut args = vec!["--test-clock"];
         args.extend_from_slice(extra);
         let s = Server::start(Opts::default().args(&args));
@@ -50,7 +50,7 @@ impl Rig {
     }
 
     /// Moves the test clock; answers the time it reads now.
-    async fn advance(&self, seconds: i64) -> DateTime<Utc> {
+    pub(crate) async fn advance(&self, seconds: i64) -> DateTime<Utc> {
         let r = self
             .c
             .post("/admin/clock/advance", json!({"seconds": seconds}))
@@ -59,7 +59,7 @@ impl Rig {
         serde_json::from_value(r["now"].clone()).unwrap()
     }
 
-    async fn last_seen(&self, id: &str) -> Option<DateTime<Utc>> {
+    pub(crate) async fn last_seen(&self, id: &str) -> Option<DateTime<Utc>> {
         let store = self.s.store().await;
         let seen = store
             .agent_seen(Uuid::parse_str(id).unwrap())
@@ -70,7 +70,11 @@ impl Rig {
     }
 
     /// Waits for the instance's agent to report after `after`.
-    async fn report_after(&self, id: &str, after: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    pub(crate) async fn report_after(
+        &self,
+        id: &str,
+        after: Option<DateTime<Utc>>,
+    ) -> DateTime<Utc> {
         wait_for("a report from the simulated agent", async || {
             self.last_seen(id).await.filter(|t| Some(*t) > after)
         })
@@ -78,7 +82,7 @@ impl Rig {
     }
 
     /// Waits until the reconciler has finished two whole passes since now.
-    async fn passes(&self) {
+    pub(crate) async fn passes(&self) {
         let runs = |r: Value| r["runs"].as_u64().unwrap();
         let start = runs(self.c.get("/admin/reconciler").await.expect(200));
         wait_for("two reconciler passes", async || {
@@ -100,18 +104,18 @@ impl Rig {
         self.passes().await;
     }
 
-    async fn status(&self, id: &str) -> String {
+    pub(crate) async fn status(&self, id: &str) -> String {
         status_of(&self.c, id).await
     }
 
-    async fn health(&self, id: &str) -> Value {
+    pub(crate) async fn health(&self, id: &str) -> Value {
         self.c
             .get(&format!("/v1/instances/{id}/health"))
             .await
             .expect(200)
     }
 
-    async fn events(&self, id: &str, kind: &str) -> Vec<Value> {
+    pub(crate) async fn events(&self, id: &str, kind: &str) -> Vec<Value> {
         events_of(&self.c, id, kind).await
     }
 }
@@ -400,7 +404,7 @@ async fn last_busy(s: &Server, id: &str) -> DateTime<Utc> {
 }
 
 /// The newest report of `id` that `pred` picks, from the server's store.
-async fn last_report(
+pub(crate) async fn last_report(
     s: &Server,
     id: &str,
     pred: impl Fn(&parasol::agent::Sample) -> bool,

@@ -11,7 +11,9 @@ Names: ready, types, create, create_pg, account and create_pg_replicas
 (these three need --pg-url), reconciler (also measures the list with 10,000
 instances), list_activation (that list while another account's 10,000 are
 created and activated), clusters, memory, million (a store of 1,000,000), webhooks (fan-out
-to 10 endpoints), sse (1,000 idle streams).
+to 10 endpoints), sse (1,000 idle streams), agents and agents_pg (10,000
+machines' agents reporting every 15 s, on SQLite and on PostgreSQL; the
+latter needs --pg-url).
 Benchmarks are not tests: nothing here is timed in CI.
 """
 
@@ -797,6 +799,227 @@ def bench_sse(a):
     s.stop()
 
 
+def cpu_s(pid):
+    """User plus system CPU seconds the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gpu_type_body(s, gpus):
+    """A create body for a sim type of `gpus` GPUs that is available
+    somewhere: a report may not list more GPUs than the type has."""
+    status, body = http("GET", s.base + "/v1/instances/types?available=true")
+    assert status == 200, body
+    for t in json.loads(body)["instance_types"]:
+        if t["configuration"]["num_gpus"] != gpus:
+            continue
+        region = next((a["region"] for a in t["availability"] if a["available"]), None)
+        if region:
+            return t["shade_instance_type"], json.dumps({
+                "cloud": t["cloud"], "region": region,
+                "shade_instance_type": t["shade_instance_type"],
+                "shade_cloud": True, "name": "agent-bench"})
+    raise RuntimeError(f"no available sim type has {gpus} GPUs")
+
+
+class Storage:
+    """Bytes and rows of the agent tables (indexes included), and of the
+    whole database, on either backend."""
+    TABLES = ("agent_samples", "agent_history", "agent_state")
+
+    def __init__(self, data_dir=None, pg_url=None):
+        self.data_dir, self.pg_url = data_dir, pg_url
+
+    def _psql(self, sql):
+        return subprocess.run(["psql", "-qtA", "-F", "|", self.pg_url, "-c", sql],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def secret(self):
+        q = "SELECT value FROM settings WHERE name = 'agent_secret'"
+        if self.pg_url:
+            return self._psql(q)
+        import sqlite3
+        c = sqlite3.connect(f"file:{os.path.join(self.data_dir, 'parasol.db')}?mode=ro", uri=True)
+        try:
+            return c.execute(q).fetchone()[0]
+        finally:
+            c.close()
+
+    def measure(self):
+        out = {}
+        if self.pg_url:
+            for t in self.TABLES:
+                size, rows = self._psql(
+                    f"SELECT pg_total_relation_size('{t}'), (SELECT COUNT(*) FROM {t})").split("|")
+                out[t] = {"bytes": int(size), "rows": int(rows)}
+            out["database_bytes"] = int(self._psql("SELECT pg_database_size(current_database())"))
+            return out
+        import sqlite3
+        db = os.path.join(self.data_dir, "parasol.db")
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            for t in self.TABLES:
+                size = c.execute(
+                    "SELECT COALESCE(SUM(d.pgsize), 0) FROM dbstat d JOIN sqlite_schema s "
+                    "ON s.name = d.name WHERE s.tbl_name = ?", (t,)).fetchone()[0]
+                rows = c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                out[t] = {"bytes": size, "rows": rows}
+        finally:
+            c.close()
+        wal = db + "-wal"
+        # The log apart: PASSIVE checkpoints under a steady writer copy it
+        # into the file but never get to restart it, so it keeps growing.
+        out["wal_bytes"] = os.path.getsize(wal) if os.path.exists(wal) else 0
+        out["database_bytes"] = os.path.getsize(db) + out["wal_bytes"]
+        return out
+
+
+def probe(a, s, seconds, one):
+    """The API's other routes at a modest fixed rate, for `seconds`; `one`
+    is an instance id."""
+    routes = [(a.agents_probe_rate, "/v1/instances/types"),
+              (a.agents_probe_rate, "/v1/instances/types" + TYPES_FILTER),
+              (a.agents_probe_rate, f"/v1/instances/{one}/info"),
+              (1, "/v1/instances")]
+    args = [x for r, p in routes for x in (str(r), p)]
+    return Tool(a.agents_bench, "probe", s.base, KEY, str(seconds), *args)
+
+
+def probe_p99s(result):
+    """Each route's p99 under a name that does not carry the instance id."""
+    out = {}
+    for path, v in result["paths"].items():
+        name = "/v1/instances/{id}/info" if path.endswith("/info") else path
+        out[name] = {"p50_ms": v["latency_ms"]["p50"], "p99_ms": v["latency_ms"]["p99"],
+                     "n": v["n"], "failed": v["non2xx"] + v["errors"]}
+    return out
+
+
+def agents_load(a, s, storage, label, **extra):
+    """10,000 (--agents) instances of an 8-GPU type, then: the other
+    routes probed on the idle server; every instance's agent reporting
+    each --agents-interval for --agents-seconds, open loop, with the same
+    probe running; the agent tables' growth."""
+    n = a.agents
+    shade, body = gpu_type_body(s, a.agents_gpus)
+    t0 = time.perf_counter()
+    c = create_n(s, n, conns=32, body=body)
+    wait_for(lambda: s.counts().get("active", 0) >= n, timeout=1200, every=1)
+    log(f"{n} active {shade} instances in {time.perf_counter() - t0:.0f} s "
+        f"({c['rps']:.0f} creates/s)")
+    status, b = http("GET", s.base + "/v1/instances", timeout=120)
+    ids = [i["id"] for i in json.loads(b)["instances"]][:n]
+    ids_file = os.path.join(s.data_dir, "agent-ids.txt")
+    with open(ids_file, "w") as f:
+        f.write("\n".join(ids) + "\n")
+    # Let the reconciler's last steps and the WAL settle before the idle run.
+    time.sleep(5)
+    idle = probe(a, s, a.agents_idle_seconds, ids[0]).result()
+    before = storage.measure()
+    env = dict(os.environ, PARASOL_AGENT_SECRET=storage.secret())
+    cpu0, t_load = cpu_s(s.proc.pid), time.perf_counter()
+    gen = subprocess.Popen([a.agents_bench, "report", s.base, ids_file,
+                            str(a.agents_interval), str(a.agents_seconds), str(a.agents_gpus)],
+                           stdout=subprocess.PIPE, text=True, env=env)
+    # The probe under load starts once every agent has reported once (its
+    # first report inserts the agent's state row; later ones update it).
+    warm = min(a.agents_interval, a.agents_seconds / 4)
+    time.sleep(warm)
+    loaded_probe = probe(a, s, max(1, a.agents_seconds - warm - 1), ids[0])
+    perf = None
+    if a.agents_perf:
+        perf = os.path.join(s.data_dir, "perf.data")
+        pr = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-o", perf,
+                               "-p", str(s.proc.pid), "--", "sleep", str(a.agents_perf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loaded = loaded_probe.result()
+    out = json.loads(gen.communicate()[0].strip().splitlines()[-1])
+    load_s, cpu = time.perf_counter() - t_load, cpu_s(s.proc.pid) - cpu0
+    rss = s.rss_mib()
+    if a.agents_perf:
+        pr.wait()
+        subprocess.run(f"perf report -i {perf} --no-children --percent-limit 1.5 --stdio "
+                       f"> {a.agents_perf_out}.{label}.txt 2>&1", shell=True)
+        log(f"profile: {a.agents_perf_out}.{label}.txt")
+    # The reconciler folds complete minutes into the history every 30 s:
+    # wait until the last minute with samples is folded, so that the
+    # history's rows per instance can be measured.
+    time.sleep(max(0, 66 - (time.perf_counter() - t_load - a.agents_seconds)))
+    after = storage.measure()
+    grew = {t: {k: after[t][k] - before[t][k] for k in ("bytes", "rows")}
+            for t in Storage.TABLES}
+    per_row = {t: round(after[t]["bytes"] / after[t]["rows"], 1) if after[t]["rows"] else None
+               for t in Storage.TABLES}
+    accepted = out["statuses"].get("204", 0)
+    raw_per_instance = a.agents_raw_minutes * 60 / a.agents_interval
+    # Per instance at steady state: its state row, the raw window, and
+    # history_days of minutes.
+    def steady(days):
+        if per_row["agent_history"] is None:
+            return None
+        return round((per_row["agent_state"] + raw_per_instance * per_row["agent_samples"]
+                      + days * 1440 * per_row["agent_history"]) / 1e6, 2)
+    idle_p, load_p = probe_p99s(idle), probe_p99s(loaded)
+    record(label, agents=n, gpus_per_report=a.agents_gpus, type=shade,
+           interval_s=a.agents_interval, seconds=a.agents_seconds,
+           reports_sent=out["sent"], reports_per_s=out["sent_per_s"],
+           statuses=out["statuses"], errors=out["errors"], accepted=accepted,
+           ingest_latency_ms=out["latency_ms"], ingest_from_schedule_ms=out["from_schedule_ms"],
+           ingest_windows=out["windows"],
+           server_cpu_s=round(cpu, 1), server_cpu_ms_per_report=round(cpu * 1000 / max(accepted, 1), 3),
+           server_cpu_cores=round(cpu / load_s, 2), rss_mib=round(rss[0], 1),
+           rss_peak_mib=round(rss[1], 1),
+           other_routes_idle=idle_p, other_routes_loaded=load_p,
+           other_routes_p99_ratio={p: round(load_p[p]["p99_ms"] / idle_p[p]["p99_ms"], 2)
+                                   for p in idle_p if idle_p[p]["p99_ms"] and p in load_p
+                                   and load_p[p]["p99_ms"]},
+           storage_before=before, storage_after=after, storage_grew=grew,
+           bytes_per_row=per_row,
+           database_grew_bytes=after["database_bytes"] - before["database_bytes"],
+           database_grew_per_instance_day_mb=round(
+               (after["database_bytes"] - before["database_bytes"]) / n
+               / (a.agents_seconds / 86400) / 1e6, 1),
+           history_per_instance_day_mb=(round(1440 * per_row["agent_history"] / 1e6, 3)
+                                        if per_row["agent_history"] else None),
+           per_instance_at_7_days_mb=steady(7),
+           target_p99_ms=50, target_other_routes_ratio=1.1, **extra)
+
+
+# The sim's own simulated agents would report for every instance too
+# (`--no-agent` turns them off; ingestion stays on). All the agents here
+# come from 127.0.0.1, past the per-address connection cap (256) whenever
+# answers slow down.
+AGENT_FLAGS = ["--no-agent", "--max-connections-per-address", "100000"]
+
+
+def bench_agents(a):
+    s = fresh(a.bin, AGENT_FLAGS)
+    s.start()
+    try:
+        agents_load(a, s, Storage(data_dir=s.data_dir), "agents", backend="sqlite",
+                    sqlite_synchronous=a.sqlite_synchronous)
+    finally:
+        s.stop()
+
+
+def bench_agents_pg(a):
+    """The same against PostgreSQL (one replica) in a fresh database of
+    --pg-url."""
+    if not a.pg_url:
+        raise SystemExit("agents_pg needs --pg-url (e.g. $(bash scripts/pg.sh init DIR))")
+    name = f"bench_agents_{os.getpid()}_{int(time.time())}"
+    subprocess.run(["psql", "-q", a.pg_url, "-c", f"CREATE DATABASE {name}"], check=True)
+    url = a.pg_url.rsplit("/", 1)[0] + "/" + name
+    s = fresh(a.bin, [*AGENT_FLAGS, "--database-url", url])
+    s.start()
+    try:
+        agents_load(a, s, Storage(pg_url=url), "agents_pg", backend="postgres")
+    finally:
+        s.stop()
+        subprocess.run(["psql", "-q", a.pg_url, "-c", f"DROP DATABASE IF EXISTS {name}"])
+
+
 def machine():
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"^Model name:\s+(.*)$", lscpu, re.M)
@@ -823,11 +1046,13 @@ BENCHES = {
     "million": bench_million,
     "webhooks": bench_webhooks,
     "sse": bench_sse,
+    "agents": bench_agents,
+    "agents_pg": bench_agents_pg,
 }
 
 
 # Steps that need --pg-url (left out of a full run without it).
-PG_STEPS = {"create_pg", "account", "create_pg_replicas"}
+PG_STEPS = {"create_pg", "account", "create_pg_replicas", "agents_pg"}
 
 
 def main():
@@ -858,6 +1083,22 @@ def main():
     ap.add_argument("--events-seconds", type=int, default=60, help="length of the fan-out load")
     ap.add_argument("--sse-clients", type=int, default=1000, help="streams for `sse`")
     ap.add_argument("--sse-seconds", type=int, default=30, help="creates while they are open")
+    ap.add_argument("--agents-bench", default="target/release/examples/agents_bench",
+                    help="the agents_bench example (agents steps)")
+    ap.add_argument("--agents", type=int, default=10_000, help="machines reporting")
+    ap.add_argument("--agents-interval", type=float, default=15, help="seconds between reports")
+    ap.add_argument("--agents-seconds", type=int, default=300, help="length of the load")
+    ap.add_argument("--agents-gpus", type=int, default=8, help="GPUs in each report")
+    ap.add_argument("--agents-idle-seconds", type=int, default=60,
+                    help="length of the other routes' probe on the idle server")
+    ap.add_argument("--agents-probe-rate", type=float, default=10,
+                    help="requests/s to each small route of the probe (the full list: 1/s)")
+    ap.add_argument("--agents-raw-minutes", type=float, default=60,
+                    help="the servers' raw retention, for the per-instance extrapolation")
+    ap.add_argument("--agents-perf", type=int, default=0,
+                    help="seconds of `perf record -g` on the server under load (0: none)")
+    ap.add_argument("--agents-perf-out", default="/tmp/agents-profile",
+                    help="where the perf report goes (.STEP.txt is appended)")
     ap.add_argument("--out", default=None, help="also write all figures to this JSON file")
     a = ap.parse_args()
     if a.only is None:

@@ -19,7 +19,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
 fi
 
-cargo build --release --locked -p parasol --bin parasol --example reference_server --example events_bench >&2
+cargo build --release --locked -p parasol --bin parasol --example reference_server --example events_bench \
+  --example agents_bench >&2
 ulimit -n 65536 2>/dev/null || true
 exec python3 bench/bench.py \
   --bin target/release/parasol \

@@ -265,9 +265,12 @@ impl Store {
                         sqlx::query("PRAGMA wal_autocheckpoint = 0")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query(&format!(
+                            "PRAGMA busy_timeout = {}",
+                            writer::BUSY_TIMEOUT_MS
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                     }
                     Ok(())
                 })

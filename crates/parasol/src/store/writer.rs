@@ -207,21 +207,70 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// instead of SQLite's automatic checkpoint, which runs inside whichever
 /// commit crosses the threshold: there it held up the writer and every
 /// write queued behind it for the checkpoint's copy and fsync. PASSIVE
-/// never waits for the writer or readers; it copies what it can. Stops once
-/// the store is dropped (no writer handle left) or closed.
+/// never waits for the writer or readers; it copies what it can (see
+/// [`checkpoint`] for when it does more). Stops once the store is dropped
+/// (no writer handle left) or closed.
 async fn checkpoints(pool: AnyPool, writer: mpsc::WeakSender<Box<dyn Job>>) {
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         if writer.upgrade().is_none() || pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = checkpoint(&pool, WAL_LIMIT).await {
             tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
         }
     }
+}
+
+/// Size of the write-ahead log past which a checkpoint also empties it.
+///
+/// A PASSIVE checkpoint copies the log into the database but never makes
+/// it start over: SQLite restarts the log only when a writer begins while
+/// every frame is already copied, which a steady stream of commits never
+/// allows. Under sustained writes the file grew by 4 GB in five minutes
+/// (BENCHMARKS.md, "Agents in").
+const WAL_LIMIT: i64 = 64 << 20;
+
+/// Longest a truncating checkpoint waits for the writer to finish its
+/// batch and for readers of old snapshots; writes queue behind it
+/// meanwhile. On timeout it is tried again at the next checkpoint.
+const TRUNCATE_WAIT_MS: u32 = 200;
+
+/// The busy timeout every pooled SQLite connection has (see `Store::open`).
+pub(super) const BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// One checkpoint: PASSIVE, then, when the log is still larger than
+/// `limit` bytes, TRUNCATE, which copies the remaining frames and empties
+/// the file. It holds writers off while it runs, so it is bounded by
+/// [`TRUNCATE_WAIT_MS`] and happens only once per `limit` bytes written.
+async fn checkpoint(pool: &AnyPool, limit: i64) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let mut conn = pool.acquire().await?;
+    let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let frames: i64 = passive.try_get(1)?;
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    if frames.saturating_mul(page_size) <= limit {
+        return Ok(());
+    }
+    sqlx::query(&format!("PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}"))
+        .execute(&mut *conn)
+        .await?;
+    let truncated = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *conn)
+        .await;
+    if let Err(e) = sqlx::query(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))
+        .execute(&mut *conn)
+        .await
+    {
+        // A pooled connection must not keep the short timeout.
+        conn.close_on_drop();
+        return Err(e);
+    }
+    truncated.map(|_| ())
 }
 
 async fn run(
@@ -389,6 +438,68 @@ mod tests {
             .fetch_all(store.pool())
             .await
             .unwrap()
+    }
+
+    /// Under writes that never pause, the log is emptied once it passes
+    /// the limit; PASSIVE alone leaves it at its largest.
+    #[tokio::test]
+    async fn a_log_past_its_limit_is_emptied_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 4).await;
+        sqlx::query("CREATE TABLE blobs (n INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let wal = dir.path().join("t.db-wal");
+        let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        const LIMIT: i64 = 1 << 20;
+        // Four writers that never pause, as under steady load.
+        let writers: Vec<_> = (0..4i64)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..100i64 {
+                        let n = w * 100 + i;
+                        store
+                            .write(move |conn| {
+                                Box::pin(async move {
+                                    sqlx::query(
+                                        "INSERT INTO blobs (n, v) VALUES ($1, zeroblob(65536))",
+                                    )
+                                    .bind(n)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                    Ok(Step::Commit(()))
+                                })
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut largest = 0;
+        while !writers.iter().all(|w| w.is_finished()) {
+            checkpoint(store.pool(), LIMIT).await.unwrap();
+            largest = largest.max(wal_size());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        // 25 MiB went through the log; it held little more than the limit.
+        assert!(largest < 8 << 20, "the log reached {largest} bytes");
+        checkpoint(store.pool(), LIMIT).await.unwrap();
+        assert!(
+            wal_size() <= LIMIT as u64,
+            "the log is {} bytes",
+            wal_size()
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 400, "nothing written is lost");
     }
 
     // A current-thread runtime: every job of a `join!` is queued before the

@@ -205,6 +205,23 @@ impl Sshd {
         let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
         (path, public.trim().to_string())
     }
+
+    /// Makes the renter's key pair and adds its public half to Parasol
+    /// through `c`: the private key's path and the key's id.
+    async fn add_renter_key(&self, c: &Client) -> (PathBuf, String) {
+        let (path, public) = self.user_key("renter_key");
+        let id = c
+            .post(
+                "/v1/sshkeys/add",
+                json!({"name": "renter", "public_key": public}),
+            )
+            .await
+            .expect(200)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (path, id)
+    }
 }
 
 impl Drop for Sshd {
@@ -322,17 +339,7 @@ async fn a_renter_logs_into_the_host_with_their_own_key_until_the_instance_is_de
     let c = s.admin();
     let shade = the_type(&c).await;
 
-    let (user_key, user_pub) = sshd.user_key("renter_key");
-    let key_id = c
-        .post(
-            "/v1/sshkeys/add",
-            json!({"name": "renter", "public_key": user_pub}),
-        )
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (user_key, key_id) = sshd.add_renter_key(&c).await;
     let marker = sshd.path("marker");
     let pid_file = sshd.path("script.pid");
     let script = format!(
@@ -527,17 +534,7 @@ async fn a_host_lost_mid_create_and_mid_delete_is_retried_and_left_clean() {
     let s = sshd.parasol();
     let c = s.admin();
     let shade = the_type(&c).await;
-    let (user_key, user_pub) = sshd.user_key("renter_key");
-    let key_id = c
-        .post(
-            "/v1/sshkeys/add",
-            json!({"name": "renter", "public_key": user_pub}),
-        )
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (user_key, key_id) = sshd.add_renter_key(&c).await;
 
     // Discovery saw the host; then it goes away before the launch.
     sshd.stop();
@@ -604,17 +601,7 @@ async fn a_docker_launch_on_a_host_without_docker_errors_and_leaves_nothing() {
     let s = sshd.parasol();
     let c = s.admin();
     let shade = the_type(&c).await;
-    let (_, user_pub) = sshd.user_key("renter_key");
-    let key_id = c
-        .post(
-            "/v1/sshkeys/add",
-            json!({"name": "renter", "public_key": user_pub}),
-        )
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, key_id) = sshd.add_renter_key(&c).await;
     let id = c
         .post(
             "/v1/instances/create",
@@ -700,17 +687,7 @@ async fn the_agent_installed_over_ssh_reports_the_hosts_gpu_until_the_instance_i
     });
     let c = s.admin();
     assert_eq!(the_type(&c).await, "H100");
-    let (_, user_pub) = sshd.user_key("renter_key");
-    let key_id = c
-        .post(
-            "/v1/sshkeys/add",
-            json!({"name": "renter", "public_key": user_pub}),
-        )
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, key_id) = sshd.add_renter_key(&c).await;
     let id = c
         .post(
             "/v1/instances/create",
@@ -807,17 +784,7 @@ async fn watched_h100s(sshds: &[&Sshd]) -> (crate::policies::Rig, String) {
     let types = host_types(&r.c).await;
     assert_eq!(types.len(), 1, "{types:#?}");
     assert_eq!(types[0]["shade_instance_type"], "H100");
-    let (_, user_pub) = sshds[0].user_key("renter_key");
-    let key_id =
-        r.c.post(
-            "/v1/sshkeys/add",
-            json!({"name": "renter", "public_key": user_pub}),
-        )
-        .await
-        .expect(200)["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let (_, key_id) = sshds[0].add_renter_key(&r.c).await;
     (r, key_id)
 }
 

@@ -201,10 +201,13 @@ log "3 replicas up: ${BASE[*]}; $(active 0) active"
 ticks() { # ticks PID: user + system CPU ticks of a process (0 if gone)
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
-pg_ticks() { # the postmaster and all its children
-  local pm t=0 p
+pg_ticks() { # the postmaster, its children, and its children that ended
+  local pm t p
   pm=$(head -1 "$work/pg/postmaster.pid")
-  for p in $pm $(pgrep -P "$pm"); do t=$((t + $(ticks "$p"))); done
+  # A backend that exits (a killed replica's) moves its time into the
+  # postmaster's cutime and cstime.
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+  for p in $(pgrep -P "$pm"); do t=$((t + $(ticks "$p"))); done
   echo "$t"
 }
 rss() { # rss PID: {"rss_mib", "rss_peak_mib"}

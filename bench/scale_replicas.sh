@@ -95,6 +95,9 @@ cleanup() {
   if [[ -n "$KEEP" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+# A signal ends the script through `exit`, so the cleanup runs then too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 now() { date +%s.%N; }

@@ -100,6 +100,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+# nap SECONDS: a sleep that a signal interrupts (bash runs a trap only once
+# its foreground command ends; `wait` ends at once).
+nap() { sleep "$1" & wait $!; }
 now() { date +%s.%N; }
 # calc EXPR: awk arithmetic, printed with three decimals (bc's ".5" is no
 # JSON number).
@@ -256,7 +259,7 @@ phase() {
   ) >"$work/activity.$label" 2>/dev/null &
   loads+=($!)
   if ((kill)); then
-    sleep "$KILL_AT"
+    nap "$KILL_AT"
     for i in 0 1 2; do cm[i]=$(ticks "${PID[i]}"); done
     c1[2]=${cm[2]}
     dead_rss=$(rss "${PID[2]}")
@@ -270,7 +273,7 @@ phase() {
   # answers still in flight); CPU is read at that moment.
   local left
   left=$(calc "$t0 + $SECONDS_EACH - $(now)")
-  if [[ "$left" != -* ]]; then sleep "$left"; fi
+  if [[ "$left" != -* ]]; then nap "$left"; fi
   t1=$(now)
   for i in 0 1 2; do
     if [[ -n "${PID[i]}" ]]; then c1[i]=$(ticks "${PID[i]}"); mem[i]=$(rss "${PID[i]}"); else mem[i]=$dead_rss; fi

@@ -8,14 +8,19 @@
 # --seconds each: all three replicas up, then the same load with the third
 # replica SIGKILLed at --kill-at seconds. Prints JSON lines: one per replica
 # and phase (CPU cores used and RSS from /proc, client-side p50/p99 per
-# route), one per phase (PostgreSQL's CPU, the load average, how far the
-# reconciler's active checks lag), and a final check that every
-# acknowledged create and agent report is in the database.
+# route, 10-s windows), one per phase (PostgreSQL's CPU, the load
+# average, instance writes per second, how many active checks are overdue,
+# what PostgreSQL's sessions were doing, sampled once a second), a check
+# that every acknowledged create and agent report is in the database, and
+# the size of each growing table. docs/scale.md reads a run of it.
 #
 #   bench/scale_replicas.sh [--instances 100000] [--polls 2000]
 #       [--agents 10000] [--interval 15] [--seconds 120] [--kill-at SECONDS/2]
 #       [--creates 10] [--seed 1000] [--gpus 8] [--pg-port PORT] [--no-build]
 #       [--keep]
+#
+# --no-build: use the release builds already in target/; --keep: leave the
+# run's directory (servers' logs, load outputs) in /tmp.
 #
 # A quick run: bench/scale_replicas.sh --instances 10000 --polls 200
 #   --agents 1000 --seconds 30

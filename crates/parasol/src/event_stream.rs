@@ -103,6 +103,9 @@ pub struct EventHub {
     tx: broadcast::Sender<Arc<StreamItem>>,
     /// The end of the log when the hub was made, where its tail starts.
     start: i64,
+    /// Notified when a stream opens, so that a tail idling at its poll
+    /// (no stream open) follows commits again at once.
+    opened: tokio::sync::Notify,
 }
 
 impl EventHub {
@@ -112,7 +115,12 @@ impl EventHub {
     pub async fn new(store: Store) -> StoreResult<Self> {
         let (tx, _) = broadcast::channel(BUFFER);
         let start = store.last_event_seq().await?;
-        Ok(Self { store, tx, start })
+        Ok(Self {
+            store,
+            tx,
+            start,
+            opened: tokio::sync::Notify::new(),
+        })
     }
 
     /// Tails the log until `stop` turns true.
@@ -133,8 +141,16 @@ impl EventHub {
             if more {
                 continue;
             }
+            // With no stream open nobody waits for the tail: it reads only
+            // at its poll, which keeps its cursor near the end of the log,
+            // instead of after every commit (under a load of writes, a read
+            // per batch for nothing). A stream that opens replays the log
+            // itself and skips by number what the tail sends again, so a
+            // tail that lags sends nothing twice and misses nothing.
+            let following = self.tx.receiver_count() > 0;
             tokio::select! {
-                _ = woken.notified() => {}
+                _ = woken.notified(), if following => {}
+                _ = self.opened.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stop.changed() => {}
             }
@@ -167,6 +183,7 @@ impl EventHub {
     ) -> StoreResult<Stream> {
         // Subscribed first: see the module's doc.
         let rx = self.tx.subscribe();
+        self.opened.notify_one();
         let end = self.store.last_event_seq().await?;
         // An id past the end of the log was not sent by this deployment
         // (or the store was restored from an older backup): the stream

@@ -573,6 +573,58 @@ mod tests {
         assert_eq!(keys(&store).await, ["a", "c", "d"]);
     }
 
+    /// On SQLite a kept job's savepoint stays open until the next job's
+    /// starts; undoing a later job must still undo only that job, even
+    /// with a one-statement job (no savepoint) between them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_undone_job_after_kept_ones_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        let one = |k: &'static str| {
+            store.write_one(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                        .bind(k)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+        };
+        // Two statements, then a refusal: both must go.
+        let undone = store.write(|conn| {
+            Box::pin(async move {
+                for k in ["u1", "u2"] {
+                    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                        .bind(k)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(Step::Undo(()))
+            })
+        });
+        let (a, b, c, u, d, e) = tokio::join!(
+            insert(&store, "a", true),
+            insert(&store, "b", true),
+            one("c"),
+            undone,
+            one("d"),
+            insert(&store, "e", false),
+        );
+        for r in [a, b, e] {
+            r.unwrap();
+        }
+        c.unwrap();
+        u.unwrap();
+        d.unwrap();
+        assert_eq!(keys(&store).await, ["a", "b", "c", "d"]);
+        // The next batch starts with no savepoint left over.
+        let (f, g) = tokio::join!(insert(&store, "f", false), insert(&store, "g", true));
+        f.unwrap();
+        g.unwrap();
+        assert_eq!(keys(&store).await, ["a", "b", "c", "d", "g"]);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_commit_that_fails_fails_every_job_in_its_batch() {
         let dir = tempfile::tempdir().unwrap();

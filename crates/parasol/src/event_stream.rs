@@ -370,6 +370,54 @@ mod tests {
         }
     }
 
+    /// Events written while no stream is open are not followed commit by
+    /// commit; a stream opened then still gets what is written next, once.
+    #[tokio::test]
+    async fn a_stream_opened_while_the_tail_idled_gets_what_follows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("s.db").display()),
+            max_connections: 4,
+        })
+        .await
+        .unwrap();
+        let hub = Arc::new(EventHub::new(store.clone()).await.unwrap());
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(hub.clone().run(stop));
+        let account = Uuid::new_v4();
+        for i in 0..20 {
+            store
+                .record_event(account, None, "alert.date_threshold", &format!("b{i}"), 0)
+                .await
+                .unwrap();
+        }
+        let all = Filter {
+            account: None,
+            types: None,
+        };
+        let mut stream = hub.open(all, None, None).await.unwrap();
+        assert!(stream.next().await.is_some(), "the retry hint");
+        let mut written = Vec::new();
+        for i in 0..3 {
+            let id = store
+                .record_event(account, None, "alert.date_threshold", &format!("a{i}"), 0)
+                .await
+                .unwrap();
+            written.push(id);
+        }
+        for id in &written {
+            let e = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the stream follows the log")
+                .unwrap();
+            let e = format!("{e:?}");
+            assert!(e.contains(&id.to_string()), "{id} expected, got {e}");
+        }
+        // Nothing is sent twice.
+        let more = tokio::time::timeout(POLL * 3, stream.next()).await;
+        assert!(more.is_err(), "{more:?}");
+    }
+
     #[test]
     fn filters_take_the_account_and_the_patterns() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());

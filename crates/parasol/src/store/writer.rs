@@ -329,6 +329,13 @@ async fn batch(
     }
     let started = Instant::now();
     let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(waiting.len());
+    // SQLite: whether the savepoint of the last kept job is still open. It
+    // is released by the statement that opens the next job's savepoint,
+    // or by the COMMIT, so that a kept job costs one round trip to the
+    // connection's thread (`RELEASE …; SAVEPOINT …`) instead of two. Only
+    // the most recent savepoint is ever open, so a ROLLBACK TO undoes no
+    // more than its own job. PostgreSQL releases each at once.
+    let mut open = false;
     loop {
         let mut job = match waiting.pop_front() {
             Some(job) => job,
@@ -342,27 +349,34 @@ async fn batch(
         };
         let savepoint = job.savepoint() || backend == Backend::Postgres;
         if savepoint {
-            if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
+            let start = if open {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            };
+            if let Err(e) = exec(&mut tx, start).await {
                 done.push(job);
                 return fail(waiting, done, e.into());
             }
+            open = true;
         }
         let keep = job.run(&mut tx).await;
         done.push(job);
         if !savepoint {
             continue;
         }
-        let ended = if keep {
-            sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await
-        } else {
-            match sqlx::query("ROLLBACK TO SAVEPOINT job")
-                .execute(&mut *tx)
-                .await
-            {
-                Ok(_) => sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await,
-                Err(e) => Err(e),
+        let ended = match (keep, backend) {
+            (true, Backend::Sqlite) => Ok(()),
+            (true, Backend::Postgres) => exec(&mut tx, "RELEASE SAVEPOINT job").await,
+            (false, Backend::Sqlite) => {
+                exec(&mut tx, "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job").await
             }
+            (false, Backend::Postgres) => match exec(&mut tx, "ROLLBACK TO SAVEPOINT job").await {
+                Ok(_) => exec(&mut tx, "RELEASE SAVEPOINT job").await,
+                Err(e) => Err(e),
+            },
         };
+        open = keep && backend == Backend::Sqlite;
         // The transaction is in an unknown state (SQLite rolls a whole
         // transaction back on some errors): fail the batch rather than
         // commit what may be half of it.
@@ -385,6 +399,12 @@ async fn batch(
         }
         Err(e) => fail(waiting, done, e.into()),
     }
+}
+
+/// Runs statements without arguments (several, on SQLite, separated by
+/// `;`) on the batch's connection.
+async fn exec(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(drop)
 }
 
 /// Answers every job of a batch that did not commit with its error. The
@@ -566,6 +586,58 @@ mod tests {
         // The writer lives on.
         insert(&store, "d", true).await.unwrap();
         assert_eq!(keys(&store).await, ["a", "c", "d"]);
+    }
+
+    /// On SQLite a kept job's savepoint stays open until the next job's
+    /// starts; undoing a later job must still undo only that job, even
+    /// with a one-statement job (no savepoint) between them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_undone_job_after_kept_ones_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        let one = |k: &'static str| {
+            store.write_one(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                        .bind(k)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+        };
+        // Two statements, then a refusal: both must go.
+        let undone = store.write(|conn| {
+            Box::pin(async move {
+                for k in ["u1", "u2"] {
+                    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                        .bind(k)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(Step::Undo(()))
+            })
+        });
+        let (a, b, c, u, d, e) = tokio::join!(
+            insert(&store, "a", true),
+            insert(&store, "b", true),
+            one("c"),
+            undone,
+            one("d"),
+            insert(&store, "e", false),
+        );
+        for r in [a, b, e] {
+            r.unwrap();
+        }
+        c.unwrap();
+        u.unwrap();
+        d.unwrap();
+        assert_eq!(keys(&store).await, ["a", "b", "c", "d"]);
+        // The next batch starts with no savepoint left over.
+        let (f, g) = tokio::join!(insert(&store, "f", false), insert(&store, "g", true));
+        f.unwrap();
+        g.unwrap();
+        assert_eq!(keys(&store).await, ["a", "b", "c", "d", "g"]);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -204,6 +204,11 @@ fn write_line(line: &Line<'_>) {
             return;
         }
     }
+    through_tracing(line);
+}
+
+/// Logs `line` as the `tracing` event it always was.
+fn through_tracing(line: &Line<'_>) {
     tracing::info!(
         target: TARGET,
         method = %line.method,
@@ -217,8 +222,9 @@ fn write_line(line: &Line<'_>) {
     );
 }
 
-/// `line` as `tracing_subscriber`'s formatter writes the event above
-/// outside any span: the full text format without colours, or JSON.
+/// `line` as `tracing_subscriber`'s formatter writes the event of
+/// [`through_tracing`] outside any span: the full text format without
+/// colours, or JSON.
 fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, line: &Line<'_>) {
     // Writing into a Vec cannot fail.
     match format {
@@ -319,25 +325,13 @@ mod tests {
         }
     }
 
-    fn through_tracing(format: LogFormat, line: &Line<'_>) -> String {
+    fn formatted_by_tracing(format: LogFormat, line: &Line<'_>) -> String {
         let out = Captured::default();
         let out2 = out.clone();
         let builder = tracing_subscriber::fmt()
             .with_writer(move || out2.clone())
             .with_ansi(false);
-        let emit = || {
-            tracing::info!(
-                target: TARGET,
-                method = %line.method,
-                route = line.route,
-                path = line.path,
-                status = line.status,
-                latency_ms = line.latency_ms,
-                request_id = line.request_id,
-                account = line.account,
-                "request"
-            )
-        };
+        let emit = || super::through_tracing(line);
         match format {
             LogFormat::Text => tracing::subscriber::with_default(builder.finish(), emit),
             LogFormat::Json => tracing::subscriber::with_default(builder.json().finish(), emit),
@@ -402,7 +396,7 @@ mod tests {
         ];
         for format in [LogFormat::Text, LogFormat::Json] {
             for line in &lines {
-                let want = through_tracing(format, line);
+                let want = formatted_by_tracing(format, line);
                 let got = ours(format, line);
                 assert_eq!(untimed(&got), untimed(&want), "{format:?}");
                 assert_eq!(got.len(), want.len(), "{format:?}: {got} / {want}");

@@ -40,9 +40,8 @@ const TARGET: &str = "parasol::http";
 /// when they bypass `tracing`'s formatter.
 static LOG: OnceLock<(LogWriter, Option<LogFormat>)> = OnceLock::new();
 
-/// Tells the request layer the writer of the global `tracing` subscriber,
-/// which then holds lines while requests are in flight, and, where
-/// `format` is given, has request lines written straight to it in that
+/// Tells the request layer the writer of the global `tracing` subscriber
+/// and, where `format` is given, has request lines written straight to it in that
 /// format, which must be the subscriber's (without colours): the lines are
 /// the same bytes that subscriber would write. Without this call (tests)
 /// request lines go through `tracing`.
@@ -101,7 +100,6 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let in_flight = LOG.get().map(|(w, _)| w.request_started());
         let audit = self.app.as_ref().and_then(|_| audit::Pending::begin(&req));
         let start = Instant::now();
         let method = req.method().clone();
@@ -132,9 +130,6 @@ where
             let status = res.status().as_u16();
             let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
             crate::metrics::global().observe_request(method.as_str(), route, status, took);
-            // No longer in flight: the last request's line writes what
-            // its neighbours' held.
-            drop(in_flight);
             let mut account_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
             let account: &str = match res.extensions().get::<auth::Caller>() {
                 Some(c) => c.0.hyphenated().encode_lower(&mut account_buf),

@@ -64,7 +64,8 @@ impl LogWriter {
         }
     }
 
-    fn log(&self, line: &[u8]) {
+    /// Writes one whole line (or gathers it into the batch being written).
+    pub fn write_line(&self, line: &[u8]) {
         {
             let mut b = self.batch.lock().expect("poisoned");
             if b.writing {
@@ -99,7 +100,7 @@ impl LogWriter {
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // tracing's formatter hands over each event's whole line at once.
-        self.log(buf);
+        self.write_line(buf);
         Ok(buf.len())
     }
 

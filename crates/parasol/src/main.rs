@@ -131,12 +131,15 @@ fn init_logs(format: LogFormat) -> LogWriter {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer.clone());
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => builder.with_ansi(colours).init(),
     }
+    // The request lines' own formatter writes the same bytes, without
+    // colours (a terminal's reader is not the hot path).
+    let direct = (format == LogFormat::Json || !colours).then_some(format);
+    parasol::http::middleware::log_to(writer.clone(), direct);
     writer
 }
 

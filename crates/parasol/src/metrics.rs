@@ -18,7 +18,95 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// Label values, in the order of a family's label names.
-type Labels = Vec<String>;
+#[derive(Clone)]
+struct Labels(Vec<String>);
+
+/// A set of label values as a map key, owned ([`Labels`]) or borrowed
+/// ([`Borrowed`]), so that counting a request looks its labels up without
+/// copying them (it runs on every request). Ordered as `Vec<String>` is.
+trait LabelKey {
+    fn value(&self, i: usize) -> Option<&str>;
+}
+
+impl LabelKey for Labels {
+    fn value(&self, i: usize) -> Option<&str> {
+        self.0.get(i).map(String::as_str)
+    }
+}
+
+/// Label values as the caller has them.
+struct Borrowed<'a>(&'a [&'a str]);
+
+impl LabelKey for Borrowed<'_> {
+    fn value(&self, i: usize) -> Option<&str> {
+        self.0.get(i).copied()
+    }
+}
+
+impl Ord for dyn LabelKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (0..)
+            .map(|i| (self.value(i), other.value(i)))
+            .find_map(|pair| match pair {
+                (None, None) => Some(std::cmp::Ordering::Equal),
+                (a, b) => Some(a.cmp(&b)).filter(|o| o.is_ne()),
+            })
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for dyn LabelKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn LabelKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for dyn LabelKey + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn LabelKey + 'a> for Labels {
+    fn borrow(&self) -> &(dyn LabelKey + 'a) {
+        self
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self as &dyn LabelKey).cmp(other as &dyn LabelKey)
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Labels {}
+
+/// The entry of `labels` in `values`, made (with `V`'s default) only when
+/// it is new.
+fn entry<'m, V: Default>(values: &'m mut BTreeMap<Labels, V>, labels: &[&str]) -> &'m mut V {
+    let key = Borrowed(labels);
+    if !values.contains_key(&key as &dyn LabelKey) {
+        let owned = Labels(labels.iter().map(|s| s.to_string()).collect());
+        return values.entry(owned).or_default();
+    }
+    values
+        .get_mut(&key as &dyn LabelKey)
+        .expect("looked up under the same lock")
+}
 
 /// A counter family: one monotonically increasing count per label set.
 pub struct CounterFamily {
@@ -46,22 +134,15 @@ impl CounterFamily {
     /// Adds one to the counter of `labels`.
     pub fn inc(&self, labels: &[&str]) {
         debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
-        let key = labels.iter().map(|s| s.to_string()).collect();
-        *self
-            .values
-            .lock()
-            .expect("poisoned")
-            .entry(key)
-            .or_default() += 1;
+        *entry(&mut self.values.lock().expect("poisoned"), labels) += 1;
     }
 
     /// The current count of `labels` (tests, readiness).
     pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Labels = labels.iter().map(|s| s.to_string()).collect();
         self.values
             .lock()
             .expect("poisoned")
-            .get(&key)
+            .get(&Borrowed(labels) as &dyn LabelKey)
             .copied()
             .unwrap_or(0)
     }
@@ -73,7 +154,7 @@ impl CounterFamily {
                 out,
                 "{}{} {v}",
                 self.name,
-                label_set(self.labels, labels, None)
+                label_set(self.labels, &labels.0, None)
             );
         }
     }
@@ -114,9 +195,8 @@ impl HistogramFamily {
     pub fn observe(&self, labels: &[&str], d: Duration) {
         debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
         let secs = d.as_secs_f64();
-        let key = labels.iter().map(|s| s.to_string()).collect();
         let mut values = self.values.lock().expect("poisoned");
-        let h = values.entry(key).or_default();
+        let h = entry(&mut values, labels);
         let slot = LATENCY_BUCKETS
             .iter()
             .position(|b| secs <= *b)
@@ -140,10 +220,10 @@ impl HistogramFamily {
                     out,
                     "{}_bucket{} {cumulative}",
                     self.name,
-                    label_set(self.labels, labels, Some(&le))
+                    label_set(self.labels, &labels.0, Some(&le))
                 );
             }
-            let set = label_set(self.labels, labels, None);
+            let set = label_set(self.labels, &labels.0, None);
             let _ = writeln!(out, "{}_sum{set} {}", self.name, h.sum);
             let _ = writeln!(out, "{}_count{set} {}", self.name, h.count);
         }
@@ -283,8 +363,9 @@ impl Metrics {
 
     /// Counts one answered request.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        self.http_requests
-            .inc(&[method, route, &status.to_string()]);
+        let mut digits = [0u8; 5];
+        let status = status_text(status, &mut digits);
+        self.http_requests.inc(&[method, route, status]);
         self.http_duration.observe(&[method, route], took);
     }
 
@@ -397,6 +478,22 @@ fn label_set(names: &[&str], values: &[String], le: Option<&str>) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
+/// `status` in decimal, written into `buf` (a label per request, with no
+/// allocation).
+fn status_text(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut at = buf.len();
+    let mut n = status;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
+
 /// Label values escape backslash, double quote and newline.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -434,6 +531,47 @@ mod tests {
         assert!(out.contains(
             "parasol_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/instances\"} 3\n"
         ));
+    }
+
+    #[test]
+    fn label_sets_are_counted_apart_and_render_in_vec_order() {
+        let f = CounterFamily::new("c", "help", &["a", "b"]);
+        let sets: [&[&str]; 6] = [
+            &["b", ""],
+            &["a", "zz"],
+            &["a", "z"],
+            &["ab", "a"],
+            &["a", ""],
+            &["a", "z"],
+        ];
+        for set in sets {
+            f.inc(set);
+        }
+        assert_eq!(f.get(&["a", "z"]), 2);
+        assert_eq!(f.get(&["a", "zz"]), 1);
+        assert_eq!(f.get(&["a", "q"]), 0);
+        let mut want: Vec<Vec<String>> = sets
+            .iter()
+            .map(|s| s.iter().map(|v| v.to_string()).collect())
+            .collect();
+        want.sort();
+        want.dedup();
+        let got: Vec<Vec<String>> = f
+            .values
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| k.0.clone())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn statuses_are_written_in_decimal() {
+        for n in [0u16, 7, 42, 200, 404, 503, 65535] {
+            let mut buf = [0u8; 5];
+            assert_eq!(status_text(n, &mut buf), n.to_string());
+        }
     }
 
     #[test]

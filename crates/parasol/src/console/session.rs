@@ -228,7 +228,7 @@ async fn session_of(app: &AppRef, headers: &HeaderMap) -> Result<Option<Session>
         return Ok(None);
     };
     Ok(Some(Session {
-        account: credential.account,
+        account: credential.account.clone(),
         role: credential.role,
         csrf,
         id_hash,

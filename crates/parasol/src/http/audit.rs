@@ -5,7 +5,6 @@
 
 use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::Extension;
 use serde::Deserialize;
@@ -20,93 +19,118 @@ use crate::store::{Account, AuditEntry};
 /// Largest create answer read back for the new object's id.
 const ID_BODY_LIMIT: usize = 64 * 1024;
 
-/// Middleware: records each state-changing API request once answered.
-pub async fn record(State(app): State<AppRef>, req: Request, next: Next) -> Response {
-    // Reads change nothing: they pass before anything is copied for the
-    // entry (this runs on every request, the hottest reads included).
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
+/// A state-changing API request on its way, to be recorded once answered
+/// (see [`Pending::finish`]); the request layer (middleware.rs) runs it.
+pub(super) struct Pending {
+    method: Method,
+    path: String,
+    route: String,
+    client_addr: Option<String>,
+}
+
+impl Pending {
+    /// What the entry needs of `req`, when it is audited at all.
+    pub(super) fn begin(req: &Request) -> Option<Self> {
+        // Reads change nothing: they pass before anything is copied for
+        // the entry (this runs on every request, the hottest reads
+        // included).
+        if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            return None;
+        }
+        let path = req.uri().path();
+        // Signing in is not an action on an account (failed sign-ins are
+        // counted by the rate limiter), nor is an agent's report, and
+        // MCP's transport POSTs are not actions either: each tool call is
+        // audited as the API request it makes.
+        let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
+        let api = path.starts_with("/v1/") || path.starts_with("/admin/");
+        if path == "/login"
+            || path == "/mcp"
+            || path == super::AGENT_REPORT
+            || (route.is_none() && !api)
+        {
+            return None;
+        }
+        Some(Self {
+            method: req.method().clone(),
+            path: path.to_string(),
+            route: route.unwrap_or("unmatched").to_string(),
+            client_addr: req
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        })
     }
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    // Signing in is not an action on an account (failed sign-ins are
-    // counted by the rate limiter), nor is an agent's report, and MCP's
-    // transport POSTs are not actions either: each tool call is audited
-    // as the API request it makes.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let api = path.starts_with("/v1/") || path.starts_with("/admin/");
-    if path == "/login"
-        || path == "/mcp"
-        || path == super::AGENT_REPORT
-        || (route.is_none() && !api)
-    {
-        return next.run(req).await;
-    }
-    let route = route.unwrap_or_else(|| "unmatched".to_string());
-    let client_addr = req
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let mut res = next.run(req).await;
-    let status = res.status().as_u16();
-    let mut object_id = path_object_id(&route, &path);
-    let json = res
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if object_id.is_none() && res.status().is_success() && json {
-        // A create's new id is only in its answer.
-        let (parts, body) = res.into_parts();
-        let bytes = axum::body::to_bytes(body, ID_BODY_LIMIT)
-            .await
-            .unwrap_or_default();
-        object_id = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["id"].as_str().map(str::to_string));
-        res = Response::from_parts(parts, axum::body::Body::from(bytes));
-    }
-    let entry = AuditEntry {
-        id: Uuid::new_v4().to_string(),
-        at_ms: app.clock.now_ms(),
-        account_id: res.extensions().get::<Caller>().map(|c| c.0.to_string()),
-        key_id: res.extensions().get::<KeyId>().map(|k| k.0.clone()),
-        client_addr,
-        method: method.to_string(),
-        route,
-        path,
-        object_id,
-        status: i64::from(status),
-        outcome: outcome(status).to_string(),
-        request_id: res
+
+    /// Records the entry for the answer `res`, and hands `res` on.
+    pub(super) async fn finish(self, app: &AppRef, mut res: Response) -> Response {
+        let Self {
+            method,
+            path,
+            route,
+            client_addr,
+        } = self;
+        let status = res.status().as_u16();
+        let mut object_id = path_object_id(&route, &path);
+        let json = res
             .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        person_id: res
-            .extensions()
-            .get::<Principal>()
-            .and_then(|p| p.person)
-            .map(|p| p.to_string()),
-        person: None,
-    };
-    if status == 503 {
-        // The store is unreachable (or the connection caps hit): writing
-        // would wait out the pool's acquire timeout a second time and fail
-        // anyway, so the entry goes to the log instead.
-        tracing::warn!(route = %entry.route, path = %entry.path, account = ?entry.account_id,
-            client = ?entry.client_addr, "audit entry not stored: the database is unavailable");
-        return res;
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if object_id.is_none() && res.status().is_success() && json {
+            // A create's new id is only in its answer.
+            let (parts, body) = res.into_parts();
+            let bytes = axum::body::to_bytes(body, ID_BODY_LIMIT)
+                .await
+                .unwrap_or_default();
+            object_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string));
+            res = Response::from_parts(parts, axum::body::Body::from(bytes));
+        }
+        let entry = AuditEntry {
+            id: Uuid::new_v4().to_string(),
+            at_ms: app.clock.now_ms(),
+            account_id: res.extensions().get::<Caller>().map(|c| c.0.to_string()),
+            key_id: res
+                .extensions()
+                .get::<KeyId>()
+                .map(|k| k.fingerprint().to_string()),
+            client_addr,
+            method: method.to_string(),
+            route,
+            path,
+            object_id,
+            status: i64::from(status),
+            outcome: outcome(status).to_string(),
+            request_id: res
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            person_id: res
+                .extensions()
+                .get::<Principal>()
+                .and_then(|p| p.person)
+                .map(|p| p.to_string()),
+            person: None,
+        };
+        if status == 503 {
+            // The store is unreachable (or the connection caps hit):
+            // writing would wait out the pool's acquire timeout a second
+            // time and fail anyway, so the entry goes to the log instead.
+            tracing::warn!(route = %entry.route, path = %entry.path, account = ?entry.account_id,
+                client = ?entry.client_addr, "audit entry not stored: the database is unavailable");
+            return res;
+        }
+        if let Err(e) = app.store.insert_audit(&entry).await {
+            // The request is done either way; losing its audit line is
+            // logged loudly rather than turned into a failure the client
+            // would retry.
+            tracing::error!(error = %e, route = %entry.route, "could not write the audit log");
+        }
+        res
     }
-    if let Err(e) = app.store.insert_audit(&entry).await {
-        // The request is done either way; losing its audit line is logged
-        // loudly rather than turned into a failure the client would retry.
-        tracing::error!(error = %e, route = %entry.route, "could not write the audit log");
-    }
-    res
 }
 
 fn outcome(status: u16) -> &'static str {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -65,8 +65,23 @@ pub struct Principal {
 
 /// A short, non-secret fingerprint of the caller's key (the head of its
 /// SHA-256), left on its response for the audit log.
-#[derive(Debug, Clone)]
-pub struct KeyId(pub String);
+/// It shares the cached credential rather than copying the hash's head
+/// out of it on every request.
+#[derive(Clone)]
+pub struct KeyId(Arc<Credential>);
+
+impl KeyId {
+    /// The first 12 hex digits of the key's SHA-256.
+    pub fn fingerprint(&self) -> &str {
+        &self.0.key_hash[..12]
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeyId").field(&self.fingerprint()).finish()
+    }
+}
 
 /// How often, at most, this process writes a key's `last_used_at`.
 const LAST_USED_EVERY_MS: i64 = 60_000;
@@ -128,7 +143,8 @@ impl CachedSession {
 #[derive(Default)]
 struct Cached {
     epoch: u64,
-    keys: HashMap<String, Credential>,
+    /// Shared with the requests using them: a hit copies no strings.
+    keys: HashMap<String, Arc<Credential>>,
     /// Console sessions by the SHA-256 of their id.
     sessions: HashMap<String, CachedSession>,
     /// PostgreSQL: the notification connection is up, and the cache was
@@ -256,7 +272,7 @@ impl KeyCache {
 
     /// The cached key (none while the cache is not serving) and the epoch
     /// to insert a fresh lookup at.
-    fn get(&self, hash: &str) -> (Option<Credential>, u64) {
+    fn get(&self, hash: &str) -> (Option<Arc<Credential>>, u64) {
         let cached = self.by_hash.read().expect("poisoned");
         let hit = if cached.serving(self.always) {
             cached.keys.get(hash).cloned()
@@ -266,7 +282,7 @@ impl KeyCache {
         (hit, cached.epoch)
     }
 
-    fn put(&self, epoch: u64, c: &Credential) {
+    fn put(&self, epoch: u64, c: &Arc<Credential>) {
         let mut cached = self.by_hash.write().expect("poisoned");
         if cached.epoch == epoch && cached.serving(self.always) {
             cached.keys.insert(c.key_hash.clone(), c.clone());
@@ -316,7 +332,7 @@ pub async fn require_key(
         return Ok(limited.into_response());
     }
     let caller = Caller(credential.account.id);
-    let key_id = KeyId(credential.key_hash[..12].to_string());
+    let key_id = KeyId(credential.clone());
     // This runs as a route layer, so the route is matched; the raw path
     // stands in should it ever not be (it is never a weaker rule).
     let route = req
@@ -334,7 +350,7 @@ pub async fn require_key(
         person: credential.person_id,
     };
     req.extensions_mut().insert(principal);
-    req.extensions_mut().insert(credential.account);
+    req.extensions_mut().insert(credential.account.clone());
     let mut res = next.run(req).await;
     res.extensions_mut().insert(caller);
     res.extensions_mut().insert(key_id);
@@ -345,7 +361,9 @@ pub async fn require_key(
 /// The account whose live key hashes to `hash`. Console sessions come
 /// through here.
 pub async fn account_for_key_hash(app: &AppRef, hash: &str) -> Result<Option<Account>, ApiError> {
-    Ok(credential_for_key_hash(app, hash).await?.map(|c| c.account))
+    Ok(credential_for_key_hash(app, hash)
+        .await?
+        .map(|c| c.account.clone()))
 }
 
 /// The live key hashing to `hash`, from the cache or the store, its use
@@ -354,7 +372,7 @@ pub async fn account_for_key_hash(app: &AppRef, hash: &str) -> Result<Option<Acc
 pub async fn credential_for_key_hash(
     app: &AppRef,
     hash: &str,
-) -> Result<Option<Credential>, ApiError> {
+) -> Result<Option<Arc<Credential>>, ApiError> {
     let (cached, epoch) = app.keys.get(hash);
     let credential = match cached {
         Some(c) => {
@@ -369,6 +387,7 @@ pub async fn credential_for_key_hash(
             else {
                 return Ok(None);
             };
+            let c = Arc::new(c);
             app.keys.put(epoch, &c);
             c
         }
@@ -387,9 +406,9 @@ pub async fn credential_for_key_hash(
 mod tests {
     use super::*;
 
-    fn credential(person: Option<Uuid>) -> Credential {
+    fn credential(person: Option<Uuid>) -> Arc<Credential> {
         let account = Uuid::new_v4();
-        Credential {
+        Arc::new(Credential {
             account: Account {
                 id: account,
                 name: "a".into(),
@@ -401,7 +420,7 @@ mod tests {
             key_hash: hash_key(&new_api_key()),
             role: parasol_api::Role::Owner,
             person_id: person,
-        }
+        })
     }
 
     #[test]

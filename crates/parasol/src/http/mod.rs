@@ -21,6 +21,7 @@ pub(crate) mod instances;
 mod launch;
 pub(crate) mod members;
 mod metrics;
+pub mod middleware;
 pub mod rate_limit;
 mod render_cache;
 pub mod roles;
@@ -31,11 +32,10 @@ pub(crate) mod volumes;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -141,12 +141,9 @@ pub fn router(state: AppRef) -> Router {
     let api = api_router(state.clone());
     let mcp = Router::new()
         .route("/mcp", any(crate::mcp::serve))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ))
-        .layer(middleware::from_fn(crate::mcp::bearer_key))
-        .layer(middleware::from_fn(log_request))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key))
+        .layer(from_fn(crate::mcp::bearer_key))
+        .layer(middleware::RequestLayer::log_only())
         .with_state(crate::mcp::McpState {
             app: state,
             api: api.clone(),
@@ -241,16 +238,10 @@ fn api_router(state: AppRef) -> Router {
     let authed = Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ));
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let console = crate::console::routes()
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::console::guard,
-        ))
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn_with_state(state.clone(), crate::console::guard))
+        .layer(from_fn_with_state(
             state.clone(),
             crate::console::security_headers,
         ));
@@ -270,12 +261,7 @@ fn api_router(state: AppRef) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::per_address,
-        ))
-        .layer(middleware::from_fn(log_request))
-        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
+        .layer(middleware::RequestLayer::full(state.clone()))
         .with_state(state)
 }
 
@@ -292,48 +278,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
     }
 }
 
-/// Logs each request with its route template, request id and account
-/// (never the key or the body), and counts it for `/metrics`. Everything
-/// logged while handling it carries the request id, which the answer
-/// echoes in `x-request-id`.
-async fn log_request(mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    // Shared, not copied: this runs on every request.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let uri = req.uri().clone();
-    let request_id = request_id(&req);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
-    let span = tracing::info_span!("request", request_id = %request_id);
-    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
-    let took = start.elapsed();
-    let status = res.status().as_u16();
-    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
-    crate::metrics::global().observe_request(method.as_str(), route, status, took);
-    let mut account_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let account: &str = match res.extensions().get::<auth::Caller>() {
-        Some(c) => c.0.hyphenated().encode_lower(&mut account_buf),
-        None => "",
-    };
-    let path = uri.path();
-    tracing::info!(
-        %method,
-        route,
-        path,
-        status,
-        latency_ms = took.as_secs_f64() * 1000.0,
-        request_id,
-        account,
-        "request"
-    );
-    // The id checked as a header value when it was read or made.
-    if let Ok(v) = axum::http::HeaderValue::try_from(request_id) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
-    res
-}
-
-/// The id [`log_request`] gave a request, for handlers that make requests
+/// The id the request layer ([`middleware`]) gave a request, for handlers that make requests
 /// of their own (MCP tool calls) to pass on, so the log links them.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -174,7 +173,8 @@ impl RateLimits {
         }
     }
 
-    fn address(&self, ip: IpAddr) -> Result<(), Limited> {
+    /// One request from `ip`.
+    pub(crate) fn address(&self, ip: IpAddr) -> Result<(), Limited> {
         self.take(Kind::Address, &ip.to_string(), 1.0)
             .map_err(|wait| Limited {
                 kind: Kind::Address,
@@ -207,20 +207,6 @@ impl IntoResponse for Limited {
             .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         res
     }
-}
-
-/// Middleware: the per-address bucket, for every route.
-pub async fn per_address(
-    axum::extract::State(app): axum::extract::State<super::AppRef>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(ip) = client_ip(&req) {
-        if let Err(limited) = app.limits.address(ip) {
-            return limited.into_response();
-        }
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]

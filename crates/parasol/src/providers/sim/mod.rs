@@ -491,8 +491,9 @@ impl Provider for Sim {
         );
         let (ready_at, ip) = (now + self.boot_ms(id), ip_for(id));
         let spot = i64::from(req.rental_type == parasol_api::RentalType::Spot);
+        let locks = vec![capacity::counter_lock(Counted::SimMachines, &key, pool)];
         self.store
-            .write(move |conn| {
+            .write_locked(locks, move |conn| {
                 Box::pin(async move {
                     let inserted = sqlx::query(
                         "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,

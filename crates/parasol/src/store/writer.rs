@@ -462,7 +462,7 @@ async fn batch(
                 && started.elapsed() < MAX_BATCH_TIME =>
             {
                 match jobs.try_recv() {
-                    Ok(job) if job.locks().iter().all(|k| held.contains(k)) => job,
+                    Ok(job) if !pg || job.locks().iter().all(|k| held.contains(k)) => job,
                     Ok(job) => {
                         carried.push_back(job);
                         continue;

@@ -250,8 +250,12 @@ def create_load(a, s, label, **extra):
     wrk(s.base + "/v1/instances/create", seconds=2, env={
         "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
     before = sum(s.counts().values())
+    # The server's CPU per create: on a shared machine, less disturbed by
+    # the neighbours' load than the throughput is.
+    cpu0 = cpu_s(s.proc.pid)
     r = wrk(s.base + "/v1/instances/create", conns=64, seconds=a.create_seconds, env={
         "BENCH_METHOD": "POST", "BENCH_BODY": CREATE_BODY})
+    cpu = cpu_s(s.proc.pid) - cpu0
     acked = r["requests"] - r["non2xx"]
     # Durability: SIGKILL right after the load, then count what survived.
     s.kill()
@@ -260,6 +264,8 @@ def create_load(a, s, label, **extra):
     s.stop()
     record(label, **r, acknowledged=acked, stored_after_sigkill=stored,
            lost=max(0, acked - stored), sqlite_synchronous=a.sqlite_synchronous,
+           server_cpu_us_per_create=round(cpu * 1e6 / max(acked, 1), 1),
+           load_average=os.getloadavg()[0],
            target_rps=2500, target_p99_ms=50, **extra)
 
 

@@ -16,7 +16,27 @@
 //!     {"agents", "sent", "statuses": {"204": n, ...}, "errors",
 //!      "seconds", "sent_per_s", "latency_ms": {...},
 //!      "from_schedule_ms": {...}, "windows": [{"t", "n", "p50", "p99",
-//!      "max"}, ...]}
+//!      "max", "failed"}, ...]}
+//!     With PARASOL_BENCH_ACKED set, every acknowledged report (204) is
+//!     also written there as a line `ID SEQ`, for a check that nothing
+//!     acknowledged was lost (bench/scale_replicas.sh).
+//! agents_bench polls BASES IDS_FILE KEY RATE SECONDS CREATE_RATE CREATED_FILE
+//!     Status polls over many replicas: BASES is a comma-separated list of
+//!     base URLs; `GET /v1/instances/{id}/info` RATE times a second in all
+//!     (open loop) for SECONDS, request k to base k mod |BASES| and to the
+//!     instance id at a stride through IDS_FILE, so that every id is
+//!     polled and consecutive polls hit different rows. Beside them
+//!     CREATE_RATE creates a second (0: none), spread the same way, each
+//!     acknowledged one's id written to CREATED_FILE; the body comes from
+//!     PARASOL_BENCH_CREATE_BODY (default: a one-GPU sim type). Prints
+//!     one JSON line: {"seconds", "bases": {BASE: {ROUTE: {"n",
+//!     "non2xx", "errors", "statuses", "latency_ms"}, "windows": [{"t",
+//!     "n", "failed", "p50", "p99"}, ...]}}} (errors: no answer;
+//!     statuses: the answers' codes) where ROUTE is
+//!     `GET /v1/instances/{id}/info` or
+//!     `POST /v1/instances/create`, and the ten-second windows (by the
+//!     moment a request was due, both routes together) show when a
+//!     replica stopped answering.
 //! agents_bench probe BASE KEY SECONDS RATE PATH [RATE PATH ...]
 //!     GETs each PATH RATE times a second (open loop) with the API key for
 //!     SECONDS, reading each whole body. Prints one JSON line:
@@ -107,16 +127,23 @@ async fn report(
     let total = (seconds / gap.as_secs_f64()).round() as u64;
     let seq0 = chrono::Utc::now().timestamp();
     let done: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let acked: Arc<Mutex<Vec<(usize, i64)>>> = Arc::default();
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..total {
         let due = start + gap * k as u32;
         tokio::time::sleep_until(due).await;
-        let (client, url, agents, done) =
-            (client.clone(), url.clone(), agents.clone(), done.clone());
+        let (client, url, agents, done, acked) = (
+            client.clone(),
+            url.clone(),
+            agents.clone(),
+            done.clone(),
+            acked.clone(),
+        );
         tasks.spawn(async move {
             let (id, token) = &agents[(k % n) as usize];
-            let b = body(id, seq0 + (k / n) as i64, k, gpus);
+            let seq = seq0 + (k / n) as i64;
+            let b = body(id, seq, k, gpus);
             let sent = Instant::now();
             let r = client
                 .post(url)
@@ -133,6 +160,9 @@ async fn report(
                 }
                 Err(_) => 0,
             };
+            if status == 204 {
+                acked.lock().unwrap().push(((k % n) as usize, seq));
+            }
             let end = tokio::time::Instant::now();
             let from_due = end.duration_since(due).as_micros() as u64;
             let from_sent = sent.elapsed().as_micros() as u64;
@@ -145,6 +175,13 @@ async fn report(
     let sending = start.elapsed().as_secs_f64();
     while tasks.join_next().await.is_some() {}
     let done = std::mem::take(&mut *done.lock().unwrap());
+    if let Ok(path) = std::env::var("PARASOL_BENCH_ACKED") {
+        let mut text = String::new();
+        for (i, seq) in acked.lock().unwrap().iter() {
+            text.push_str(&format!("{} {seq}\n", agents[*i].0));
+        }
+        std::fs::write(&path, text)?;
+    }
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors = 0u64;
     for (_, _, _, s) in &done {
@@ -154,19 +191,8 @@ async fn report(
             *statuses.entry(s.to_string()).or_default() += 1;
         }
     }
-    // Ten-second windows by the moment each report was due, so that a
-    // periodic stall (the downsampling, a checkpoint) shows when it hit.
-    let mut windows: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for (at, lat, _, _) in &done {
-        windows.entry(at / 10_000_000).or_default().push(*lat);
-    }
-    let windows: Vec<Value> = windows
-        .into_iter()
-        .map(|(w, mut l)| {
-            let s = summary(&mut l);
-            json!({"t": w * 10, "n": s["n"], "p50": s["p50"], "p99": s["p99"], "max": s["max"]})
-        })
-        .collect();
+    // `n`, p50 and p99 of the windows: the reports answered 204.
+    let windows = windows(done.iter().map(|(at, lat, _, s)| (*at, *lat, *s == 204)));
     let mut lat: Vec<u64> = done.iter().map(|d| d.1).collect();
     let mut due: Vec<u64> = done.iter().map(|d| d.2).collect();
     println!(
@@ -186,6 +212,198 @@ async fn report(
         })
     );
     Ok(())
+}
+
+/// Ten-second windows by the moment each request was due, from (due µs
+/// from the start, latency µs, succeeded): a periodic stall (the
+/// downsampling, a checkpoint) or a replica's death shows when it hit.
+/// Latencies are of the requests that succeeded; `failed` counts the rest.
+fn windows(outcomes: impl Iterator<Item = (u64, u64, bool)>) -> Vec<Value> {
+    let mut by: BTreeMap<u64, (Vec<u64>, u64)> = BTreeMap::new();
+    for (at, lat, ok) in outcomes {
+        let w = by.entry(at / 10_000_000).or_default();
+        if ok {
+            w.0.push(lat);
+        } else {
+            w.1 += 1;
+        }
+    }
+    by.into_iter()
+        .map(|(w, (mut l, failed))| {
+            let s = summary(&mut l);
+            json!({"t": w * 10, "n": s["n"], "failed": failed, "p50": s["p50"],
+                   "p99": s["p99"], "max": s["max"]})
+        })
+        .collect()
+}
+
+const INFO: &str = "GET /v1/instances/{id}/info";
+const CREATE: &str = "POST /v1/instances/create";
+
+/// One poll's or create's outcome: its base, route, due µs from the
+/// start, latency µs, and status (0: no answer).
+type Polled = (usize, &'static str, u64, u64, u16);
+
+#[allow(clippy::too_many_arguments)]
+async fn polls(
+    bases: &str,
+    ids_file: &str,
+    key: &str,
+    rate: f64,
+    seconds: f64,
+    create_rate: f64,
+    created_file: &str,
+) -> anyhow::Result<()> {
+    let bases: Arc<Vec<String>> = Arc::new(bases.split(',').map(str::to_string).collect());
+    let ids: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(ids_file)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+    );
+    anyhow::ensure!(!ids.is_empty(), "{ids_file} names no instance");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let done: Arc<Mutex<Vec<Polled>>> = Arc::default();
+    let created: Arc<Mutex<Vec<String>>> = Arc::default();
+    // A stride coprime with the number of ids visits every id once per
+    // pass and keeps consecutive polls off neighbouring rows.
+    let n = ids.len() as u64;
+    let stride = (1..)
+        .map(|d: u64| (n * 618 / 1000 + d) % n.max(2))
+        .find(|s| *s > 0 && gcd(*s, n) == 1)
+        .unwrap_or(1);
+    let body = match std::env::var("PARASOL_BENCH_CREATE_BODY") {
+        Ok(b) => b,
+        Err(_) => json!({"cloud": "massedcompute", "region": "us-central-1",
+                         "shade_instance_type": "A6000", "shade_cloud": true,
+                         "name": "scale"})
+        .to_string(),
+    };
+    let start = tokio::time::Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for (route, r) in [(INFO, rate), (CREATE, create_rate)] {
+        if r <= 0.0 {
+            continue;
+        }
+        let (client, bases, ids, done, created, key, body) = (
+            client.clone(),
+            bases.clone(),
+            ids.clone(),
+            done.clone(),
+            created.clone(),
+            key.to_string(),
+            body.clone(),
+        );
+        loops.spawn(async move {
+            let gap = Duration::from_secs_f64(1.0 / r);
+            let total = (seconds * r).round() as u64;
+            let mut reqs = tokio::task::JoinSet::new();
+            for k in 0..total {
+                let due = start + gap * k as u32;
+                tokio::time::sleep_until(due).await;
+                let b = (k % bases.len() as u64) as usize;
+                let req = if route == INFO {
+                    let id = &ids[((k * stride) % n) as usize];
+                    client.get(format!("{}/v1/instances/{id}/info", bases[b]))
+                } else {
+                    client
+                        .post(format!("{}/v1/instances/create", bases[b]))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                };
+                let req = req.header("x-api-key", key.clone());
+                let (done, created) = (done.clone(), created.clone());
+                reqs.spawn(async move {
+                    let sent = Instant::now();
+                    let (status, text) = match req.send().await {
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            match r.text().await {
+                                Ok(t) => (s, t),
+                                Err(_) => (0, String::new()),
+                            }
+                        }
+                        Err(_) => (0, String::new()),
+                    };
+                    let us = sent.elapsed().as_micros() as u64;
+                    if route == CREATE && (200..300).contains(&status) {
+                        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                        if let Some(id) = v["id"].as_str() {
+                            created.lock().unwrap().push(id.to_string());
+                        }
+                    }
+                    let at = due.duration_since(start).as_micros() as u64;
+                    done.lock().unwrap().push((b, route, at, us, status));
+                });
+                while reqs.try_join_next().is_some() {}
+            }
+            while reqs.join_next().await.is_some() {}
+        });
+    }
+    while let Some(r) = loops.join_next().await {
+        r?;
+    }
+    let created = std::mem::take(&mut *created.lock().unwrap());
+    if !created_file.is_empty() {
+        let mut text = created.join("\n");
+        text.push('\n');
+        std::fs::write(created_file, text)?;
+    }
+    let done = std::mem::take(&mut *done.lock().unwrap());
+    let mut out = serde_json::Map::new();
+    for (b, base) in bases.iter().enumerate() {
+        let mine: Vec<&Polled> = done.iter().filter(|d| d.0 == b).collect();
+        let mut per = serde_json::Map::new();
+        for route in [INFO, CREATE] {
+            let of: Vec<&&Polled> = mine.iter().filter(|d| d.1 == route).collect();
+            if of.is_empty() {
+                continue;
+            }
+            let mut lat: Vec<u64> = of
+                .iter()
+                .filter(|d| (200..300).contains(&d.4))
+                .map(|d| d.3)
+                .collect();
+            let errors = of.iter().filter(|d| d.4 == 0).count();
+            let non2xx = of.len() - lat.len() - errors;
+            let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+            for d in of.iter().filter(|d| d.4 != 0) {
+                *statuses.entry(d.4.to_string()).or_default() += 1;
+            }
+            per.insert(
+                route.to_string(),
+                json!({"n": of.len(), "non2xx": non2xx, "errors": errors,
+                       "statuses": statuses, "latency_ms": summary(&mut lat)}),
+            );
+        }
+        per.insert(
+            "windows".to_string(),
+            json!(windows(mine.iter().map(|d| (
+                d.2,
+                d.3,
+                (200..300).contains(&d.4)
+            )))),
+        );
+        out.insert(base.clone(), Value::Object(per));
+    }
+    println!(
+        "{}",
+        json!({"seconds": seconds, "rate_per_s": rate, "create_rate_per_s": create_rate,
+               "created": created.len(), "bases": out})
+    );
+    Ok(())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 async fn probe(
@@ -270,6 +488,18 @@ async fn main() -> anyhow::Result<()> {
                 arg(3)?.parse()?,
                 arg(4)?.parse()?,
                 arg(5)?.parse()?,
+            )
+            .await
+        }
+        "polls" => {
+            polls(
+                arg(1)?,
+                arg(2)?,
+                arg(3)?,
+                arg(4)?.parse()?,
+                arg(5)?.parse()?,
+                arg(6)?.parse()?,
+                arg(7)?,
             )
             .await
         }

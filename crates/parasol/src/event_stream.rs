@@ -103,6 +103,9 @@ pub struct EventHub {
     tx: broadcast::Sender<Arc<StreamItem>>,
     /// The end of the log when the hub was made, where its tail starts.
     start: i64,
+    /// Notified when a stream opens, so that a tail idling at its poll
+    /// (no stream open) follows commits again at once.
+    opened: tokio::sync::Notify,
 }
 
 impl EventHub {
@@ -112,7 +115,12 @@ impl EventHub {
     pub async fn new(store: Store) -> StoreResult<Self> {
         let (tx, _) = broadcast::channel(BUFFER);
         let start = store.last_event_seq().await?;
-        Ok(Self { store, tx, start })
+        Ok(Self {
+            store,
+            tx,
+            start,
+            opened: tokio::sync::Notify::new(),
+        })
     }
 
     /// Tails the log until `stop` turns true.
@@ -133,8 +141,16 @@ impl EventHub {
             if more {
                 continue;
             }
+            // With no stream open nobody waits for the tail: it reads only
+            // at its poll, which keeps its cursor near the end of the log,
+            // instead of after every commit (under a load of writes, a read
+            // per batch for nothing). A stream that opens replays the log
+            // itself and skips by number what the tail sends again, so a
+            // tail that lags sends nothing twice and misses nothing.
+            let following = self.tx.receiver_count() > 0;
             tokio::select! {
-                _ = woken.notified() => {}
+                _ = woken.notified(), if following => {}
+                _ = self.opened.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stop.changed() => {}
             }
@@ -167,6 +183,7 @@ impl EventHub {
     ) -> StoreResult<Stream> {
         // Subscribed first: see the module's doc.
         let rx = self.tx.subscribe();
+        self.opened.notify_one();
         let end = self.store.last_event_seq().await?;
         // An id past the end of the log was not sent by this deployment
         // (or the store was restored from an older backup): the stream
@@ -351,6 +368,54 @@ mod tests {
             kind,
             body: "{}".into(),
         }
+    }
+
+    /// Events written while no stream is open are not followed commit by
+    /// commit; a stream opened then still gets what is written next, once.
+    #[tokio::test]
+    async fn a_stream_opened_while_the_tail_idled_gets_what_follows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("s.db").display()),
+            max_connections: 4,
+        })
+        .await
+        .unwrap();
+        let hub = Arc::new(EventHub::new(store.clone()).await.unwrap());
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(hub.clone().run(stop));
+        let account = Uuid::new_v4();
+        for i in 0..20 {
+            store
+                .record_event(account, None, "alert.date_threshold", &format!("b{i}"), 0)
+                .await
+                .unwrap();
+        }
+        let all = Filter {
+            account: None,
+            types: None,
+        };
+        let mut stream = hub.open(all, None, None).await.unwrap();
+        assert!(stream.next().await.is_some(), "the retry hint");
+        let mut written = Vec::new();
+        for i in 0..3 {
+            let id = store
+                .record_event(account, None, "alert.date_threshold", &format!("a{i}"), 0)
+                .await
+                .unwrap();
+            written.push(id);
+        }
+        for id in &written {
+            let e = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the stream follows the log")
+                .unwrap();
+            let e = format!("{e:?}");
+            assert!(e.contains(&id.to_string()), "{id} expected, got {e}");
+        }
+        // Nothing is sent twice.
+        let more = tokio::time::timeout(POLL * 3, stream.next()).await;
+        assert!(more.is_err(), "{more:?}");
     }
 
     #[test]

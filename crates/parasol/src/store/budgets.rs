@@ -293,6 +293,12 @@ pub(super) async fn reserve(
     })
 }
 
+/// The lock a job declares for the account's counter row
+/// (`account_spend`) that it changes (see `Store::write_locked`).
+pub(crate) fn spend_lock(account: Uuid) -> i64 {
+    super::writer::lock_key(&["account_spend", &account.to_string()])
+}
+
 /// Adds `delta` to an account's live counts, with no limit (an instance
 /// already admitted entering, leaving or changing its charge).
 pub(super) async fn adjust(

@@ -248,6 +248,18 @@ impl Pool {
     }
 }
 
+/// The lock a job declares for the counter of an offer and pool it
+/// changes (see `Store::write_locked`).
+pub(crate) fn counter_lock(counted: Counted, key: &OfferKey, pool: Pool) -> i64 {
+    super::writer::lock_key(&[
+        counted.table(),
+        &key.cloud,
+        &key.region,
+        &key.shade_instance_type,
+        pool.as_str(),
+    ])
+}
+
 /// Takes `k` slots of an offer if at most `limit` are then held (`None`:
 /// no limit). `false`: not enough room, nothing changed.
 pub(crate) async fn reserve(

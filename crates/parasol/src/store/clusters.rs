@@ -62,8 +62,16 @@ impl Store {
         let doc = encode(rec)?;
         let created_at = rec.cluster.created_at.timestamp_millis();
         let nodes = nodes.to_vec();
+        let mut locks = vec![budgets::spend_lock(account_id)];
+        if let Some(first) = nodes.first() {
+            locks.push(capacity::counter_lock(
+                Counted::Instances,
+                &first.offer_key(),
+                Pool::Cluster,
+            ));
+        }
         let (outcome, monthly_limited) = self
-            .write(move |conn| {
+            .write_locked(locks, move |conn| {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO clusters (id, account_id, status, generation, wake_at, doc, created_at, updated_at)

@@ -1,14 +1,16 @@
 //! The event log as the live stream reads it (`crate::event_stream`).
 //!
-//! Every event row carries `seq`, its place in the log. It is taken as
-//! `MAX(seq) + 1` in the transaction that inserts the event, and every
-//! write transaction runs alone (SQLite's write lock; on PostgreSQL the
-//! writer's advisory lock, held by each batch until it commits, and
-//! released only once its commit is visible), so numbers are given in
-//! commit order: a reader that sees event `n` already sees every event
-//! before it. That is what lets a stream, or a client resuming with
-//! `Last-Event-ID`, continue from a number without missing an event
-//! committed late.
+//! Every event row carries `seq`, its place in the log. The jobs of a
+//! batch only record their events; the batch inserts them just before
+//! its commit, numbered from `MAX(seq) + 1` in the order they were
+//! recorded (`webhooks::insert_pending`). Batches that do so run one at a
+//! time from that statement to their commit (SQLite's write lock; on
+//! PostgreSQL an advisory lock taken just before it, released only once
+//! the commit is visible), so numbers are given in commit order: a reader
+//! that sees event `n` already sees every event before it. That is what
+//! lets a stream, or a client resuming with `Last-Event-ID`, continue from
+//! a number without missing an event committed late. An event row is never
+//! committed, nor seen by another transaction, without its number.
 
 use serde_json::Value;
 use sqlx::Row;

@@ -192,12 +192,26 @@ impl Store {
         // write that makes it, whoever the writer is.
         let events = super::webhooks::transition_events(rec, now_ms);
         let instance_id = rec.instance.id;
-        // Without a capacity, budget or status change the job is its one
-        // UPDATE.
-        let savepoint = moved || was != now || !charge.is_zero() || !events.is_empty();
+        // Without a capacity or budget change the job is its one UPDATE
+        // (its events are written by the batch, see `writer`).
+        let savepoint = moved || was != now || !charge.is_zero();
+        let mut locks = Vec::new();
+        if moved {
+            locks.push(capacity::counter_lock(
+                Counted::Instances,
+                &stored_offer,
+                pool,
+            ));
+        }
+        if moved || was != now {
+            locks.push(capacity::counter_lock(Counted::Instances, &to, pool));
+        }
+        if !charge.is_zero() {
+            locks.push(budgets::spend_lock(account));
+        }
         let written = self
             .writer
-            .enqueue(savepoint, move |conn| {
+            .enqueue_locked(savepoint, locks, move |conn| {
                 Box::pin(async move {
                     let query = sqlx::query(sql)
                         .bind(status)

@@ -317,6 +317,22 @@ impl Store {
         self.writer.submit(work).await
     }
 
+    /// Like [`Store::write`], for a job that changes counter rows other
+    /// replicas change too (capacity, budgets): `locks` names each one it
+    /// may change ([`capacity::counter_lock`], [`budgets::spend_lock`]), so
+    /// that batches take them in one order (see `writer`).
+    pub(crate) async fn write_locked<T, F>(&self, locks: Vec<i64>, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures::future::BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.writer.submit_locked(locks, work).await
+    }
+
     /// Like [`Store::write`], for a job of ONE statement that answers
     /// [`Step::Undo`] only when that statement changed nothing; SQLite
     /// then runs it without a savepoint (see `writer`).

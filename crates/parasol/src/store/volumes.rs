@@ -406,8 +406,12 @@ impl Store {
             .collect();
         // The job answers whether the account has a monthly limit beside
         // the outcome, so this process learns it whatever the outcome.
+        let locks = vec![
+            capacity::counter_lock(Counted::Instances, &rec.offer_key(), rec.pool()),
+            budgets::spend_lock(account),
+        ];
         let (outcome, monthly_limited) = self
-            .write(move |conn| {
+            .write_locked(locks, move |conn| {
                 Box::pin(async move {
                     insert_instance_row(conn, &rec).await?;
                     let id = rec.instance.id.to_string();

@@ -209,58 +209,6 @@ pub fn deliveries_queued() -> &'static tokio::sync::Notify {
     &QUEUED
 }
 
-/// Queues `event` for every enabled subscription that wants it, on the
-/// connection of the transaction that records it.
-async fn enqueue(
-    conn: &mut sqlx::AnyConnection,
-    event_id: Uuid,
-    kind: &str,
-    account: Uuid,
-    now_ms: i64,
-) -> StoreResult<()> {
-    let rows = sqlx::query(
-        "SELECT id, events, format FROM webhooks
-         WHERE enabled = 1 AND (account_id = $1 OR all_accounts = 1)",
-    )
-    .bind(account.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut hooks = Vec::new();
-    for r in rows {
-        let patterns: Vec<String> = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
-        if crate::webhooks::wants(&patterns, kind) {
-            hooks.push(r.try_get::<String, _>(0)?);
-        }
-    }
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    // One statement for every subscription's delivery. The body is left
-    // empty: it is made from the event's row when the delivery is claimed.
-    let values: Vec<String> = (0..hooks.len())
-        .map(|i| {
-            let own = super::marks(4 + 2 * i, 2);
-            format!("({own}, $1, $2, '', 0, $3, NULL, NULL, $3)")
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body, attempts,
-            wake_at, lease_owner, lease_until, created_at)
-         VALUES {}",
-        values.join(", ")
-    );
-    let mut q = sqlx::query(&sql)
-        .bind(event_id.to_string())
-        .bind(kind.to_string())
-        .bind(now_ms);
-    for hook in hooks {
-        q = q.bind(Uuid::new_v4().to_string()).bind(hook);
-    }
-    q.execute(&mut *conn).await?;
-    deliveries_queued().notify_one();
-    Ok(())
-}
-
 async fn insert_delivery(
     conn: &mut sqlx::AnyConnection,
     webhook: &str,
@@ -343,11 +291,12 @@ pub(super) fn transition_events(rec: &InstanceRecord, now_ms: i64) -> Vec<NewEve
     out
 }
 
-/// Inserts an event, and queues its deliveries, on the connection of the
-/// transaction it belongs to.
+/// Records an event, with its webhook deliveries, in the transaction of
+/// the job now running: kept aside and written by the job's batch just
+/// before its commit, if the job is kept (see [`insert_pending`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_event(
-    conn: &mut sqlx::AnyConnection,
+    _conn: &mut sqlx::AnyConnection,
     id: Uuid,
     account: Uuid,
     instance: Option<Uuid>,
@@ -356,41 +305,152 @@ pub(super) async fn insert_event(
     data: &Value,
     now_ms: i64,
 ) -> StoreResult<()> {
-    // The next number of the log (see store/event_log.rs): writes are
-    // serialised (SQLite's write lock, the writer's advisory lock on
-    // PostgreSQL), so numbers follow commit order.
-    macro_rules! insert_sql {
-        () => {
-            "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data, seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events))"
-        };
+    let deferred = super::writer::defer_event(super::writer::PendingEvent {
+        id,
+        account,
+        instance,
+        kind: kind.to_string(),
+        message: message.to_string(),
+        data: data.to_string(),
+        at_ms: now_ms,
+    });
+    if !deferred {
+        return Err(StoreError::Other(format!(
+            "event {kind} recorded outside a store write"
+        )));
     }
-    let insert = |sql: &'static str| {
-        sqlx::query(sql)
-            .bind(id.to_string())
-            .bind(account.to_string())
-            .bind(instance.map(|i| i.to_string()))
-            .bind(kind.to_string())
-            .bind(message.to_string())
-            .bind(now_ms)
-            .bind(data.to_string())
-    };
-    let Some(t) = crate::webhooks::event_type(kind) else {
-        insert(insert_sql!()).execute(&mut *conn).await?;
-        return Ok(());
-    };
-    // The insert also counts the subscriptions that could want the event,
-    // in the same statement and snapshot: with none (the usual case) the
-    // event costs one statement, not two.
-    // (`$2` is the event's account.)
-    let sql = concat!(
-        insert_sql!(),
-        " RETURNING (SELECT COUNT(*) FROM webhooks
-             WHERE enabled = 1 AND (account_id = $2 OR all_accounts = 1))"
-    );
-    let subscribed: i64 = insert(sql).fetch_one(&mut *conn).await?.try_get(0)?;
-    if subscribed > 0 {
-        enqueue(conn, id, t, account, now_ms).await?;
+    Ok(())
+}
+
+/// Rows per statement of [`insert_pending`] (8 parameters an event, 5 a
+/// delivery: well under both databases' limits).
+const PENDING_CHUNK: usize = 1000;
+
+/// Writes a batch's events, in the order its jobs recorded them, and
+/// queues their webhook deliveries, just before the batch commits.
+///
+/// Each event takes the next number of the log (see store/event_log.rs).
+/// On PostgreSQL, where several replicas' batches run at once, `lock` is
+/// the advisory lock taken first and held to the commit: the numbering
+/// statement starts after the previous holder's commit is visible, so
+/// numbers follow commit order. Only this statement and the commit run
+/// under it. SQLite's write lock already serialises whole batches.
+pub(super) async fn insert_pending(
+    conn: &mut sqlx::AnyConnection,
+    lock: Option<i64>,
+    events: &[super::writer::PendingEvent],
+) -> StoreResult<()> {
+    // Deliveries first, outside the lock: they name events by id, and
+    // nothing reads them before the commit.
+    let accounts: std::collections::BTreeSet<String> =
+        events.iter().map(|e| e.account.to_string()).collect();
+    let accounts: Vec<String> = accounts.into_iter().collect();
+    let mut hooks: Vec<(Option<String>, String, Vec<String>)> = Vec::new();
+    for chunk in accounts.chunks(PENDING_CHUNK) {
+        let sql = format!(
+            "SELECT id, events, account_id, all_accounts FROM webhooks
+             WHERE enabled = 1 AND (all_accounts = 1 OR account_id IN ({}))",
+            super::marks(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q.bind(a.clone());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let id: String = r.try_get(0)?;
+            let patterns: Vec<String> = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
+            let all: i64 = r.try_get(3)?;
+            let account: Option<String> = if all == 1 { None } else { r.try_get(2)? };
+            // All-account subscriptions come back once per chunk.
+            if !hooks.iter().any(|(_, h, _)| *h == id) {
+                hooks.push((account, id, patterns));
+            }
+        }
+    }
+    let mut deliveries: Vec<(String, Uuid, &'static str, i64)> = Vec::new();
+    for e in events {
+        let Some(t) = crate::webhooks::event_type(&e.kind) else {
+            continue;
+        };
+        let account = e.account.to_string();
+        for (owner, hook, patterns) in &hooks {
+            if owner.as_ref().is_none_or(|o| *o == account) && crate::webhooks::wants(patterns, t) {
+                deliveries.push((hook.clone(), e.id, t, e.at_ms));
+            }
+        }
+    }
+    for chunk in deliveries.chunks(PENDING_CHUNK) {
+        // The body is left empty: it is made from the event's row when
+        // the delivery is claimed.
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 5 * i;
+                format!(
+                    "(${}, ${}, ${}, ${}, '', 0, ${}, NULL, NULL, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body, attempts,
+                wake_at, lease_owner, lease_until, created_at)
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (hook, event, t, at) in chunk {
+            q = q
+                .bind(Uuid::new_v4().to_string())
+                .bind(hook.clone())
+                .bind(event.to_string())
+                .bind(t.to_string())
+                .bind(*at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    if !deliveries.is_empty() {
+        deliveries_queued().notify_one();
+    }
+    if let Some(key) = lock {
+        // A statement of its own: the numbering statement's snapshot must
+        // be taken after the lock is granted.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS event_lock")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    // The base is read once per statement (its snapshot does not see the
+    // rows it inserts), and the rows of a later chunk see the earlier.
+    for chunk in events.chunks(PENDING_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", super::marks(1 + 8 * i, 8)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (id, account_id, instance_id, kind, message, created_at, data, seq)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7,
+                    base.n + v.column8
+             FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM events) AS base,
+                  (VALUES {}) AS v",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, e) in chunk.iter().enumerate() {
+            q = q
+                .bind(e.id.to_string())
+                .bind(e.account.to_string())
+                .bind(e.instance.map(|i| i.to_string()))
+                .bind(e.kind.clone())
+                .bind(e.message.clone())
+                .bind(e.at_ms)
+                .bind(e.data.clone())
+                .bind(i as i64 + 1);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -11,15 +11,26 @@
 //! A job must only talk to the database: while it runs, the whole batch
 //! (and every write queued behind it) waits. Provider calls, sleeps and
 //! locks belong before the job is submitted.
+//!
+//! On PostgreSQL several replicas' writers run batches at once. What
+//! keeps them apart (see [`batch`]):
+//! - Events: a job's events are kept aside ([`defer_event`]) and inserted
+//!   by the batch just before its commit, numbered under a lock held only
+//!   for that insert and the commit, so numbers follow commit order.
+//! - Counter rows (capacity, budgets): a job declares the ones it will
+//!   change ([`Writer::submit_locked`]); a batch takes their advisory locks
+//!   in sorted order before its first job, so two batches never wait on
+//!   each other's counter rows in a cycle.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Backend, StoreError, StoreResult};
@@ -50,6 +61,8 @@ pub enum Step<T> {
 trait Job: Send {
     /// Whether the job needs a savepoint of its own (see [`Writer::submit_one`]).
     fn savepoint(&self) -> bool;
+    /// The advisory locks (see [`lock_key`]) of the counter rows it changes.
+    fn locks(&self) -> &[i64];
     /// Runs the job's statements; `true`: keep them.
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool>;
     /// Answers the caller: its own result, or `failed` when the batch
@@ -60,6 +73,7 @@ trait Job: Send {
 struct Typed<T, F> {
     work: Option<F>,
     savepoint: bool,
+    locks: Vec<i64>,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
@@ -73,6 +87,10 @@ where
 {
     fn savepoint(&self) -> bool {
         self.savepoint
+    }
+
+    fn locks(&self) -> &[i64] {
+        &self.locks
     }
 
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool> {
@@ -167,8 +185,41 @@ impl Writer {
         self.enqueue(false, work).await
     }
 
+    /// Like [`Writer::submit`], for a job that changes counter rows that
+    /// other replicas' batches change too: `locks` names them (one
+    /// [`lock_key`] each). On PostgreSQL the batch takes their advisory
+    /// locks, sorted, before its first job, so no two batches can each
+    /// hold a counter row the other waits for. A job must declare every
+    /// counter row it may change.
+    pub(crate) async fn submit_locked<T, F>(&self, locks: Vec<i64>, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.enqueue_locked(true, locks, work).await
+    }
+
     /// [`Writer::submit`] (`savepoint`) or [`Writer::submit_one`].
     pub(crate) async fn enqueue<T, F>(&self, savepoint: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
+            + Send
+            + 'static,
+    {
+        self.enqueue_locked(savepoint, Vec::new(), work).await
+    }
+
+    /// [`Writer::enqueue`] with the counter rows' locks of
+    /// [`Writer::submit_locked`].
+    pub(crate) async fn enqueue_locked<T, F>(
+        &self,
+        savepoint: bool,
+        locks: Vec<i64>,
+        work: F,
+    ) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<Step<T>>>
@@ -179,6 +230,7 @@ impl Writer {
         let job = Box::new(Typed {
             work: Some(work),
             savepoint,
+            locks,
             result: None,
             reply,
         });
@@ -196,9 +248,51 @@ impl Writer {
     }
 }
 
-/// Key of the PostgreSQL advisory lock that batches hold ("pslw"); the
-/// migrations use another ("psl").
-const BATCH_LOCK: i64 = 0x70_73_6c_77;
+/// Key of the PostgreSQL advisory lock under which a batch numbers its
+/// events and commits ("pslw"); the migrations use another ("psl").
+const EVENT_LOCK: i64 = 0x70_73_6c_77;
+
+/// The advisory lock key of one counter row, named by its table and key
+/// columns: the same on every replica (FNV-1a, not a per-process hash).
+/// Two rows sharing a key only make their batches take turns.
+pub(crate) fn lock_key(parts: &[&str]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Clear of the writer's and the migrations' own keys, which are small.
+    (h | 1 << 62) as i64
+}
+
+/// An event a job recorded, inserted by its batch before the commit
+/// (see [`defer_event`]).
+#[derive(Debug)]
+pub(super) struct PendingEvent {
+    pub id: uuid::Uuid,
+    pub account: uuid::Uuid,
+    pub instance: Option<uuid::Uuid>,
+    pub kind: String,
+    pub message: String,
+    /// JSON.
+    pub data: String,
+    pub at_ms: i64,
+}
+
+tokio::task_local! {
+    /// The events of the job now running.
+    static EVENTS: RefCell<Vec<PendingEvent>>;
+}
+
+/// Keeps `event` for the batch of the job now running, which inserts it
+/// (numbered, with its webhook deliveries) just before its commit if the
+/// job is kept. `false`: no job is running (events are only written by
+/// jobs), and the event was dropped.
+pub(super) fn defer_event(event: PendingEvent) -> bool {
+    EVENTS.try_with(|e| e.borrow_mut().push(event)).is_ok()
+}
 
 /// How often the SQLite log is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -279,109 +373,148 @@ async fn run(
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     committed: Arc<Notify>,
 ) {
-    while let Some(first) = jobs.recv().await {
-        let mut waiting = VecDeque::from([first]);
+    // Jobs a batch left for the next one (see `batch`).
+    let mut carried: VecDeque<Box<dyn Job>> = VecDeque::new();
+    loop {
+        let mut waiting = std::mem::take(&mut carried);
+        if waiting.is_empty() {
+            match jobs.recv().await {
+                Some(first) => waiting.push_back(first),
+                None => return,
+            }
+        }
         while waiting.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => waiting.push_back(job),
                 Err(_) => break,
             }
         }
-        if batch(&pool, backend, waiting, &mut jobs).await {
+        let (ok, left) = batch(&pool, backend, waiting, &mut jobs).await;
+        carried = left;
+        if ok {
             committed.notify_one();
         }
     }
 }
 
+/// The statements that end a job's savepoint: kept or rolled back.
+fn end_savepoint(keep: bool) -> &'static str {
+    if keep {
+        "RELEASE SAVEPOINT job"
+    } else {
+        "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
+    }
+}
+
 /// Runs one batch: the `waiting` jobs, and those that arrive while it runs
-/// until it is full or old; commits; answers. `true`: it committed.
+/// until it is full or old; commits; answers. Answers whether it committed,
+/// and the jobs it left for the next batch: on PostgreSQL, those that
+/// arrived late needing counter locks it does not hold (a lock taken after
+/// the first job could close a cycle with another replica's batch).
+///
+/// Round trips on PostgreSQL: `BEGIN` and the counter locks in one; per
+/// job, the previous job's savepoint end and its own `SAVEPOINT` in one,
+/// then its statements; then the events (see `super::webhooks::
+/// insert_pending`) and the commit.
 async fn batch(
     pool: &AnyPool,
     backend: Backend,
     mut waiting: VecDeque<Box<dyn Job>>,
     jobs: &mut mpsc::Receiver<Box<dyn Job>>,
-) -> bool {
+) -> (bool, VecDeque<Box<dyn Job>>) {
+    let pg = backend == Backend::Postgres;
+    let mut carried = VecDeque::new();
+    // The counter rows' locks, sorted: batches that share counter rows take
+    // them in the same order, so they wait on each other without a cycle.
+    // Taken before the first job, while the batch holds no row at all.
+    let held: BTreeSet<i64> = if pg {
+        waiting
+            .iter()
+            .flat_map(|j| j.locks().iter().copied())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     // SQLite: take the write lock up front, so no statement of the batch
     // can fail to upgrade a read lock.
     let begin = match backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
+        Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
+        Backend::Postgres => std::iter::once("BEGIN".to_string())
+            .chain(held.iter().map(|k| {
+                format!("SELECT 1 FROM (SELECT pg_advisory_xact_lock({k})) AS counter_lock")
+            }))
+            .collect::<Vec<_>>()
+            .join("; "),
     };
     let mut tx = match pool.begin_with(begin).await {
         Ok(tx) => tx,
-        Err(e) => return fail(waiting, Vec::new(), StoreError::from(e)),
+        Err(e) => return (fail(waiting, Vec::new(), StoreError::from(e)), carried),
     };
-    // PostgreSQL: replicas' batches take turns. A batch locks the counter
-    // rows of its jobs (capacity, budgets, the sim's slots) in whatever
-    // order its jobs came, so two replicas' batches running at once can
-    // each wait for a row the other holds: a deadlock that PostgreSQL
-    // breaks only after `deadlock_timeout` (1 s) by failing one of them.
-    // One transaction-scoped advisory lock per batch makes that
-    // impossible; a batch already is the unit SQLite serialises too.
-    if backend == Backend::Postgres {
-        if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(BATCH_LOCK)
-            .execute(&mut *tx)
-            .await
-        {
-            return fail(waiting, Vec::new(), e.into());
-        }
-    }
     let started = Instant::now();
     let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(waiting.len());
-    // SQLite: whether the savepoint of the last kept job is still open. It
-    // is released by the statement that opens the next job's savepoint,
-    // or by the COMMIT, so that a kept job costs one round trip to the
-    // connection's thread (`RELEASE …; SAVEPOINT …`) instead of two. Only
-    // the most recent savepoint is ever open, so a ROLLBACK TO undoes no
-    // more than its own job. PostgreSQL releases each at once.
-    let mut open = false;
+    let mut events: Vec<PendingEvent> = Vec::new();
+    // The end of the last job's savepoint, sent with the next statement.
+    let mut pending: Option<&'static str> = None;
     loop {
         let mut job = match waiting.pop_front() {
             Some(job) => job,
-            None if done.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME => {
+            None if done.len() + carried.len() < MAX_BATCH
+                && started.elapsed() < MAX_BATCH_TIME =>
+            {
                 match jobs.try_recv() {
-                    Ok(job) => job,
+                    Ok(job) if !pg || job.locks().iter().all(|k| held.contains(k)) => job,
+                    Ok(job) => {
+                        carried.push_back(job);
+                        continue;
+                    }
                     Err(_) => break,
                 }
             }
             None => break,
         };
-        let savepoint = job.savepoint() || backend == Backend::Postgres;
-        if savepoint {
-            let start = if open {
-                "RELEASE SAVEPOINT job; SAVEPOINT job"
-            } else {
-                "SAVEPOINT job"
-            };
-            if let Err(e) = exec(&mut tx, start).await {
-                done.push(job);
-                return fail(waiting, done, e.into());
-            }
-            open = true;
-        }
-        let keep = job.run(&mut tx).await;
-        done.push(job);
-        if !savepoint {
-            continue;
-        }
-        let ended = match (keep, backend) {
-            (true, Backend::Sqlite) => Ok(()),
-            (true, Backend::Postgres) => exec(&mut tx, "RELEASE SAVEPOINT job").await,
-            (false, Backend::Sqlite) => {
-                exec(&mut tx, "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job").await
-            }
-            (false, Backend::Postgres) => match exec(&mut tx, "ROLLBACK TO SAVEPOINT job").await {
-                Ok(_) => exec(&mut tx, "RELEASE SAVEPOINT job").await,
-                Err(e) => Err(e),
-            },
+        let savepoint = job.savepoint() || pg;
+        let sql = match (pending.take(), savepoint) {
+            (Some(end), true) => Some(format!("{end}; SAVEPOINT job")),
+            (None, true) => Some("SAVEPOINT job".to_string()),
+            (Some(end), false) => Some(end.to_string()),
+            (None, false) => None,
         };
-        open = keep && backend == Backend::Sqlite;
-        // The transaction is in an unknown state (SQLite rolls a whole
-        // transaction back on some errors): fail the batch rather than
-        // commit what may be half of it.
-        if let Err(e) = ended {
-            return fail(waiting, done, e.into());
+        if let Some(sql) = sql {
+            if let Err(e) = (&mut *tx).execute(sql.as_str()).await {
+                done.push(job);
+                return (fail(waiting, done, e.into()), carried);
+            }
+        }
+        let (keep, mut recorded) = EVENTS
+            .scope(RefCell::new(Vec::new()), async {
+                let keep = job.run(&mut tx).await;
+                (keep, EVENTS.with(|e| e.take()))
+            })
+            .await;
+        done.push(job);
+        if keep {
+            events.append(&mut recorded);
+        }
+        if savepoint {
+            pending = Some(end_savepoint(keep));
+        }
+    }
+    // A kept savepoint needs no release: COMMIT keeps it. A refused job's
+    // changes are rolled back before anything else runs.
+    let ended = match pending {
+        Some(end) if end != end_savepoint(true) => (&mut *tx).execute(end).await.map(|_| ()),
+        _ => Ok(()),
+    };
+    // The transaction is in an unknown state (SQLite rolls a whole
+    // transaction back on some errors): fail the batch rather than
+    // commit what may be half of it.
+    if let Err(e) = ended {
+        return (fail(waiting, done, e.into()), carried);
+    }
+    if !events.is_empty() {
+        let lock = pg.then_some(EVENT_LOCK);
+        if let Err(e) = super::webhooks::insert_pending(&mut tx, lock, &events).await {
+            return (fail(waiting, done, e), carried);
         }
     }
     let jobs = done.len();
@@ -389,22 +522,17 @@ async fn batch(
         Ok(()) => {
             tracing::debug!(
                 jobs,
+                events = events.len(),
                 took_us = started.elapsed().as_micros() as u64,
                 "store writes committed"
             );
             for job in done {
                 job.answer(None);
             }
-            true
+            (true, carried)
         }
-        Err(e) => fail(waiting, done, e.into()),
+        Err(e) => (fail(waiting, done, e.into()), carried),
     }
-}
-
-/// Runs statements without arguments (several, on SQLite, separated by
-/// `;`) on the batch's connection.
-async fn exec(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(drop)
 }
 
 /// Answers every job of a batch that did not commit with its error. The

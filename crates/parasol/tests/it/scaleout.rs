@@ -237,3 +237,184 @@ async fn a_database_outage_answers_503_meanwhile_and_loses_nothing() {
     assert_eq!(machines["machines"].as_array().unwrap().len(), ids.len());
     assert!(s.log().contains("unavailable"), "the outage is logged");
 }
+
+/// An instance record of `account` on `offer` (a type of the sim's
+/// catalog shape; the store does not look it up).
+fn creating(account: uuid::Uuid, offer: &str, n: usize) -> parasol::store::InstanceRecord {
+    let id = uuid::Uuid::new_v4();
+    let doc = serde_json::json!({
+        "id": id, "cloud": "massedcompute", "region": "us-central-1",
+        "shade_instance_type": offer, "cloud_instance_type": offer,
+        "cloud_assigned_id": "sim", "shade_cloud": true, "name": format!("c-{n}"),
+        "configuration": {
+            "memory_in_gb": 100, "storage_in_gb": 512, "vcpus": 14, "num_gpus": 1,
+            "gpu_type": "A6000", "interconnect": "pcie", "nvlink": false,
+            "vram_per_gpu_in_gb": 48, "gpu_manufacturer": "nvidia",
+            "os": "ubuntu22.04_cuda12.4_shade_os"
+        },
+        "ip": "198.19.0.1", "ssh_user": "shadeform", "ssh_port": 22,
+        "status": "creating", "cost_estimate": "0.00", "hourly_price": 120,
+        "rental_terms": {"rental_type": "on_demand", "hourly_price": "1.20", "ending_at": null},
+        "volume_ids": [], "tags": [], "envs": [], "port_mappings": [],
+        "active_at": null, "created_at": "2026-11-27T09:59:00Z", "deleted_at": null,
+        "boot_time": {"min_boot_in_sec": 120, "max_boot_in_sec": 240}
+    });
+    let instance: parasol_api::Instance = serde_json::from_value(doc).unwrap();
+    parasol::store::InstanceRecord {
+        account_id: account,
+        cluster_id: None,
+        generation: 0,
+        wake_at: None,
+        stored_status: instance.status,
+        stored_offer: parasol::store::OfferKey::of(&instance),
+        stored_charge: parasol::store::Charge::of(&instance),
+        instance,
+        internal: Default::default(),
+    }
+}
+
+/// Three stores (three replicas' writers) on one database create at once:
+/// against one offer with too few slots for all of them, and against
+/// offers and accounts of their own, each store's creates in an order of
+/// its own (so their batches change the counter rows in different orders).
+/// No create fails (a deadlock between batches would fail one), the shared
+/// offer is never oversold, every counter agrees with its rows, and the
+/// event log numbers every stored instance's event once, with no gap, in
+/// commit order: a reader polling during the load never sees an event
+/// before one with a smaller number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_writers_on_one_database_create_concurrently_without_deadlock_gap_or_oversell() {
+    use parasol::store::{InsertOutcome, Store, StoreOptions};
+    let (url, _name) = fresh_pg_database();
+    let opts = StoreOptions {
+        url,
+        max_connections: 4,
+    };
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Store::open(&opts).await.unwrap());
+    }
+    let accounts = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    const SHARED_SLOTS: i64 = 60;
+    const EACH: usize = 120;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader of the log while it is written.
+    let reader = {
+        let (store, stop) = (stores[0].clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut cursor = 0i64;
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let page = store.events_after(cursor, None, 1000).await.unwrap();
+                for e in &page {
+                    assert_eq!(
+                        e.seq,
+                        cursor + 1,
+                        "after event {cursor} a reader saw {} first",
+                        e.seq
+                    );
+                    cursor = e.seq;
+                }
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (cursor, reads)
+        })
+    };
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for n in 0..EACH {
+            let store = store.clone();
+            // Each store interleaves the shared offer with its own, from
+            // a different starting point, and both accounts.
+            let shared = (n + s) % 3 != 0;
+            let offer = if shared {
+                "SHARED".to_string()
+            } else {
+                format!("OWN{s}")
+            };
+            let account = accounts[(n / 2 + s) % 2];
+            tasks.push(tokio::spawn(async move {
+                let rec = creating(account, &offer, n);
+                let slots = shared.then_some(SHARED_SLOTS);
+                let out = store.insert_instance_with_volumes(&rec, &[], slots).await;
+                (shared, rec.instance.id, out)
+            }));
+        }
+    }
+    // Events that change no counter: batches of nothing else share no
+    // lock but the log's.
+    // Each in a small batch of its own: four writers a store, each
+    // waiting for its last event's commit.
+    let mut recorded = Vec::new();
+    for store in &stores {
+        for w in 0..4 {
+            let store = store.clone();
+            let account = accounts[w % 2];
+            recorded.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..EACH / 4 {
+                    let id = store
+                        .record_event(account, None, "alert.spend_threshold", "m", n as i64)
+                        .await;
+                    ids.push(id.unwrap_or_else(|e| panic!("an event failed: {e}")));
+                }
+                ids
+            }));
+        }
+    }
+    let mut events = BTreeSet::new();
+    for r in recorded {
+        events.extend(r.await.unwrap());
+    }
+    let mut stored = BTreeSet::new();
+    let (mut shared_stored, mut refused) = (0, 0);
+    for t in tasks {
+        let (shared, id, out) = t.await.unwrap();
+        match out.unwrap_or_else(|e| panic!("a create failed: {e}")) {
+            InsertOutcome::Stored => {
+                stored.insert(id);
+                if shared {
+                    shared_stored += 1;
+                }
+            }
+            InsertOutcome::NoCapacity => {
+                assert!(shared, "an offer without a limit refused a create");
+                refused += 1;
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, reads) = reader.await.unwrap();
+    assert!(reads > 1, "the reader read during the load");
+    assert_eq!(
+        shared_stored, SHARED_SLOTS,
+        "the shared offer holds its slots"
+    );
+    assert!(refused > 0);
+    assert_eq!(
+        stores[1].capacity_drift().await.unwrap(),
+        Vec::<String>::new()
+    );
+    let log = stores[2].events_after(0, None, 10_000).await.unwrap();
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=(stored.len() + events.len()) as i64).collect::<Vec<_>>()
+    );
+    let logged: BTreeSet<uuid::Uuid> = log.iter().filter_map(|e| e.instance_id).collect();
+    assert_eq!(
+        logged, stored,
+        "one event per stored instance, none for a refused one"
+    );
+    let alerts: BTreeSet<uuid::Uuid> = log
+        .iter()
+        .filter(|e| e.instance_id.is_none())
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(alerts, events);
+    for s in stores {
+        s.close().await;
+    }
+}

@@ -356,10 +356,31 @@ impl Sim {
     }
 
     async fn finish_termination(&self, id: Uuid) -> Result<(), ProviderError> {
-        // The state change and the freed slot in one transaction.
+        // The state change and the freed slot in one transaction. The
+        // slot's counter is declared to the writer (see
+        // `Store::write_locked`), so its offer is read first; a machine's
+        // offer never changes.
         let now = self.clock.now_ms();
+        let offer = sqlx::query(
+            "SELECT cloud, region, shade_instance_type, pool FROM sim_machines WHERE instance_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(transient)?;
+        let mut locks = Vec::new();
+        if let Some(r) = offer {
+            let key = OfferKey {
+                cloud: r.try_get(0).map_err(transient)?,
+                region: r.try_get(1).map_err(transient)?,
+                shade_instance_type: r.try_get(2).map_err(transient)?,
+            };
+            let pool: String = r.try_get(3).map_err(transient)?;
+            let pool = Pool::of(pool == Pool::Cluster.as_str());
+            locks.push(capacity::counter_lock(Counted::SimMachines, &key, pool));
+        }
         self.store
-            .write(move |conn| {
+            .write_locked(locks, move |conn| {
                 Box::pin(async move {
                     let row = sqlx::query(
                         "UPDATE sim_machines SET state = 'terminated', updated_at = $1
@@ -491,8 +512,9 @@ impl Provider for Sim {
         );
         let (ready_at, ip) = (now + self.boot_ms(id), ip_for(id));
         let spot = i64::from(req.rental_type == parasol_api::RentalType::Spot);
+        let locks = vec![capacity::counter_lock(Counted::SimMachines, &key, pool)];
         self.store
-            .write(move |conn| {
+            .write_locked(locks, move |conn| {
                 Box::pin(async move {
                     let inserted = sqlx::query(
                         "INSERT INTO sim_machines (instance_id, cloud, region, shade_instance_type, state,

@@ -54,8 +54,13 @@ const FOLD_SPAN_MS: i64 = 10 * MINUTE_MS;
 /// Rows per multi-row INSERT of history (12 parameters each).
 const INSERT_CHUNK: usize = 200;
 
-/// History rows per write job of the downsampling.
-const JOB_CHUNK: usize = 1000;
+/// Rows per write job when raw samples and history age out.
+const DELETE_CHUNK: i64 = 500;
+
+/// History rows per write job of the downsampling: a report that queues
+/// behind one of these jobs waits for a hundred rows, not thousands (the
+/// writer is single; see BENCHMARKS.md, "Agents in").
+const JOB_CHUNK: usize = 100;
 
 /// How the store answers a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,109 +325,205 @@ async fn insert_minutes(conn: &mut sqlx::AnyConnection, rows: &[MinuteRow]) -> S
     Ok(())
 }
 
+/// Most reports written as one job: a few hundred bind parameters a
+/// statement (8 a sample), far below SQLite's and PostgreSQL's limits.
+const REPORT_GROUP: usize = 200;
+
+/// A report as its rows store it, waiting to be written.
+#[derive(Debug)]
+pub(crate) struct PendingReport {
+    id: String,
+    seq: i64,
+    version: String,
+    ssh: i64,
+    gpus: String,
+    gpu_count: i64,
+    max_util: i64,
+    max_ecc: i64,
+    xids: Option<String>,
+    min_gap_ms: i64,
+}
+
+impl PendingReport {
+    fn new(report: &Report, min_gap_ms: i64) -> PendingReport {
+        PendingReport {
+            id: report.instance_id.to_string(),
+            seq: report.seq,
+            version: report.agent_version.clone(),
+            ssh: i64::from(report.ssh_sessions),
+            gpus: raw_gpus(&report.gpus),
+            gpu_count: report.gpus.len() as i64,
+            max_util: report
+                .gpus
+                .iter()
+                .map(|g| centi(g.utilization_percent))
+                .max()
+                .unwrap_or(0),
+            max_ecc: report
+                .gpus
+                .iter()
+                .map(|g| g.ecc_uncorrectable as i64)
+                .max()
+                .unwrap_or(0),
+            xids: xids_text(
+                &report
+                    .gpus
+                    .iter()
+                    .flat_map(|g| g.xid.iter().copied())
+                    .collect(),
+            ),
+            min_gap_ms,
+        }
+    }
+}
+
+/// The store's writer of agents' reports: at most [`REPORT_GROUP`] a job,
+/// at most one per instance (a second waits for the next job, so that it
+/// is checked against the first).
+pub(super) fn report_writer(
+    writer: super::writer::Writer,
+    clock: std::sync::Arc<super::StoreClock>,
+) -> super::coalesce::Coalescer<PendingReport, ReportOutcome> {
+    super::coalesce::Coalescer::start(
+        REPORT_GROUP,
+        |r: &PendingReport| r.id.clone(),
+        Box::new(move |group| {
+            let writer = writer.clone();
+            let clock = clock.clone();
+            Box::pin(async move {
+                writer
+                    .submit(move |conn| Box::pin(write_reports(conn, clock, group)))
+                    .await
+            })
+        }),
+    )
+}
+
+/// One job for a group of reports of distinct instances: one read of
+/// their instances' status and last state, then one multi-row upsert of
+/// the state and one multi-row insert of the samples, whatever the
+/// group's size. Reads inside the job, so that commit order and time order
+/// agree and a minute the downsampling has folded gets no late sample.
+async fn write_reports(
+    conn: &mut sqlx::AnyConnection,
+    clock: std::sync::Arc<super::StoreClock>,
+    group: Vec<PendingReport>,
+) -> StoreResult<Step<Vec<ReportOutcome>>> {
+    let sql = format!(
+        "SELECT i.id, i.status, COALESCE(s.last_seq, 0), COALESCE(s.last_seen_at, 0) \
+         FROM instances i LEFT JOIN agent_state s ON s.instance_id = i.id \
+         WHERE i.id IN ({})",
+        marks(1, group.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for r in &group {
+        q = q.bind(r.id.clone());
+    }
+    let mut known = std::collections::HashMap::new();
+    for row in q.fetch_all(&mut *conn).await? {
+        let id: String = row.try_get(0)?;
+        let status: String = row.try_get(1)?;
+        // A state row's seq is at least 1: 0 says there is none.
+        let last_seq: i64 = row.try_get(2)?;
+        let last_at: i64 = row.try_get(3)?;
+        known.insert(id, (status, last_seq, last_at));
+    }
+    let now = clock.now_ms();
+    let outcomes: Vec<ReportOutcome> = group
+        .iter()
+        .map(|r| match known.get(&r.id) {
+            Some((status, _, _)) if status == "deleting" || status == "deleted" => {
+                ReportOutcome::Revoked
+            }
+            None => ReportOutcome::Revoked,
+            Some(&(_, last_seq, _)) if last_seq > 0 && r.seq <= last_seq => {
+                ReportOutcome::Replay { last_seq }
+            }
+            Some(&(_, last_seq, last_at)) if last_seq > 0 && now - last_at < r.min_gap_ms => {
+                ReportOutcome::TooSoon {
+                    retry_after_ms: r.min_gap_ms - (now - last_at),
+                }
+            }
+            Some(_) => ReportOutcome::Accepted {
+                at: from_millis(now),
+            },
+        })
+        .collect();
+    let kept: Vec<&PendingReport> = group
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, ReportOutcome::Accepted { .. }))
+        .map(|(r, _)| r)
+        .collect();
+    if kept.is_empty() {
+        return Ok(Step::Commit(outcomes));
+    }
+    // $1 is the time of every row.
+    let values = (0..kept.len())
+        .map(|i| {
+            let k = 2 + i * 5;
+            format!("(${k}, $1, $1, {})", marks(k + 1, 4))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO agent_state (instance_id, first_seen_at, last_seen_at, version, \
+         last_seq, ssh_sessions, gpus) VALUES {values} \
+         ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+         version = excluded.version, last_seq = excluded.last_seq, \
+         ssh_sessions = excluded.ssh_sessions, gpus = excluded.gpus"
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for r in &kept {
+        q = q
+            .bind(r.id.clone())
+            .bind(r.version.clone())
+            .bind(r.seq)
+            .bind(r.ssh)
+            .bind(r.gpus.clone());
+    }
+    q.execute(&mut *conn).await?;
+    let values = (0..kept.len())
+        .map(|i| {
+            let k = 2 + i * 7;
+            format!("(${k}, $1, {})", marks(k + 1, 6))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO agent_samples (instance_id, at_ms, ssh_sessions, gpu_count, \
+         max_util, max_ecc, xids, gpus) VALUES {values}"
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for r in &kept {
+        q = q
+            .bind(r.id.clone())
+            .bind(r.ssh)
+            .bind(r.gpu_count)
+            .bind(r.max_util)
+            .bind(r.max_ecc)
+            .bind(r.xids.clone())
+            .bind(r.gpus.clone());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(Step::Commit(outcomes))
+}
+
 impl Store {
     /// Keeps one validated report of `report.instance_id`, received now
     /// (the store's clock), unless the instance's token is revoked, its
     /// `seq` is not above the last accepted one, or it comes less than
-    /// `min_gap_ms` after the last accepted report. One job of the group
-    /// commit: the checks and the writes see the same state.
+    /// `min_gap_ms` after the last accepted report. Reports that arrive
+    /// together are written together (see [`write_reports`]); each is
+    /// answered once its group is committed.
     pub async fn insert_agent_report(
         &self,
         report: &Report,
         min_gap_ms: i64,
     ) -> StoreResult<ReportOutcome> {
-        let id = report.instance_id.to_string();
-        let seq = report.seq;
-        let version = report.agent_version.clone();
-        let ssh = i64::from(report.ssh_sessions);
-        let gpus = raw_gpus(&report.gpus);
-        let gpu_count = report.gpus.len() as i64;
-        let max_util = report
-            .gpus
-            .iter()
-            .map(|g| centi(g.utilization_percent))
-            .max()
-            .unwrap_or(0);
-        let max_ecc = report
-            .gpus
-            .iter()
-            .map(|g| g.ecc_uncorrectable as i64)
-            .max()
-            .unwrap_or(0);
-        let xids = xids_text(
-            &report
-                .gpus
-                .iter()
-                .flat_map(|g| g.xid.iter().copied())
-                .collect(),
-        );
-        let clock = self.clock.clone();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let status: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM instances WHERE id = $1")
-                        .bind(&id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                if !status.is_some_and(|s| s != "deleting" && s != "deleted") {
-                    return Ok(Step::Undo(ReportOutcome::Revoked));
-                }
-                // Read inside the job, so that commit order and time order
-                // agree and a minute the downsampling has folded gets no
-                // late sample.
-                let now = clock.now_ms();
-                let last = sqlx::query(
-                    "SELECT last_seq, last_seen_at FROM agent_state WHERE instance_id = $1",
-                )
-                .bind(&id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some(row) = last {
-                    let last_seq: i64 = row.try_get(0)?;
-                    let last_at: i64 = row.try_get(1)?;
-                    if seq <= last_seq {
-                        return Ok(Step::Undo(ReportOutcome::Replay { last_seq }));
-                    }
-                    if now - last_at < min_gap_ms {
-                        return Ok(Step::Undo(ReportOutcome::TooSoon {
-                            retry_after_ms: min_gap_ms - (now - last_at),
-                        }));
-                    }
-                }
-                sqlx::query(
-                    "INSERT INTO agent_state (instance_id, first_seen_at, last_seen_at, version, \
-                     last_seq, ssh_sessions, gpus) VALUES ($1, $2, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = $2, version = $3, \
-                     last_seq = $4, ssh_sessions = $5, gpus = $6",
-                )
-                .bind(&id)
-                .bind(now)
-                .bind(&version)
-                .bind(seq)
-                .bind(ssh)
-                .bind(&gpus)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO agent_samples (instance_id, at_ms, ssh_sessions, gpu_count, \
-                     max_util, max_ecc, xids, gpus) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&id)
-                .bind(now)
-                .bind(ssh)
-                .bind(gpu_count)
-                .bind(max_util)
-                .bind(max_ecc)
-                .bind(&xids)
-                .bind(&gpus)
-                .execute(&mut *conn)
-                .await?;
-                Ok(Step::Commit(ReportOutcome::Accepted {
-                    at: from_millis(now),
-                }))
-            })
-        })
-        .await
+        self.reports
+            .submit(PendingReport::new(report, min_gap_ms))
+            .await
     }
 
     /// When `instance`'s agent was first and last heard from.
@@ -798,42 +899,80 @@ impl Store {
             });
         }
         let raw_deleted = self
-            .write_one(move |conn| {
-                Box::pin(async move {
-                    let n = sqlx::query("DELETE FROM agent_samples WHERE at_ms < $1")
-                        .bind(raw_cut)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    Ok(if n > 0 {
-                        Step::Commit(n)
-                    } else {
-                        Step::Undo(0)
-                    })
-                })
-            })
+            .delete_before("agent_samples", "at_ms", raw_cut)
             .await?;
         let history_deleted = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let n = sqlx::query("DELETE FROM agent_history WHERE minute_ms < $1")
-                        .bind(history_cut)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    sqlx::query("DELETE FROM agent_state WHERE last_seen_at < $1")
-                        .bind(history_cut)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(Step::Commit(n))
+            .delete_before("agent_history", "minute_ms", history_cut)
+            .await?;
+        self.write_one(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query("DELETE FROM agent_state WHERE last_seen_at < $1")
+                    .bind(history_cut)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                Ok(if n > 0 {
+                    Step::Commit(())
+                } else {
+                    Step::Undo(())
                 })
             })
-            .await?;
+        })
+        .await?;
         Ok(Downsampled {
             minutes,
             raw_deleted,
             history_deleted,
             behind: until < ready,
         })
+    }
+
+    /// Deletes the rows of `table` (an agent table, keyed by instance and
+    /// the time column `at`) whose `at` is before `cut`, oldest first, in
+    /// write jobs of about [`DELETE_CHUNK`] rows, so that reports wait
+    /// behind one small deletion at a time. Each job's last row is found
+    /// by a read outside the writer. Answers the rows deleted.
+    async fn delete_before(&self, table: &str, at: &str, cut: i64) -> StoreResult<u64> {
+        let edge_sql = format!(
+            "SELECT {at}, instance_id FROM {table} WHERE {at} < $1 \
+             ORDER BY {at}, instance_id LIMIT 1 OFFSET $2"
+        );
+        let all_sql = format!("DELETE FROM {table} WHERE {at} < $1");
+        let upto_sql =
+            format!("DELETE FROM {table} WHERE {at} < $1 OR ({at} = $1 AND instance_id <= $2)");
+        let mut deleted = 0;
+        loop {
+            let edge = sqlx::query(&edge_sql)
+                .bind(cut)
+                .bind(DELETE_CHUNK - 1)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| {
+                    Ok::<_, sqlx::Error>((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?))
+                })
+                .transpose()?;
+            let last = edge.is_none();
+            let (all_sql, upto_sql) = (all_sql.clone(), upto_sql.clone());
+            deleted += self
+                .write_one(move |conn| {
+                    Box::pin(async move {
+                        let q = match &edge {
+                            // Fewer than a chunk left: all of them.
+                            None => sqlx::query(&all_sql).bind(cut),
+                            Some((t, id)) => sqlx::query(&upto_sql).bind(*t).bind(id.clone()),
+                        };
+                        let n = q.execute(&mut *conn).await?.rows_affected();
+                        Ok(if n > 0 {
+                            Step::Commit(n)
+                        } else {
+                            Step::Undo(0)
+                        })
+                    })
+                })
+                .await?;
+            if last {
+                return Ok(deleted);
+            }
+        }
     }
 }

@@ -24,6 +24,7 @@ pub use budgets::{
 };
 pub(crate) mod capacity;
 mod clusters;
+mod coalesce;
 mod copy;
 pub use copy::Dump;
 mod event_log;
@@ -196,6 +197,8 @@ pub struct Store {
     /// The server's clock, once [`Store::use_clock`] gave it: the time
     /// agent reports are received at and windows are measured to.
     clock: std::sync::Arc<StoreClock>,
+    /// Agents' reports, written in groups (store/agent.rs).
+    reports: coalesce::Coalescer<agent::PendingReport, ReportOutcome>,
 }
 
 /// The clock a store reads: the system's until the server hands it its
@@ -279,6 +282,8 @@ impl Store {
             .await?;
         let committed = std::sync::Arc::new(tokio::sync::Notify::new());
         let writer = writer::Writer::start(pool.clone(), backend, committed.clone());
+        let clock = std::sync::Arc::new(StoreClock::default());
+        let reports = agent::report_writer(writer.clone(), clock.clone());
         let store = Store {
             pool,
             backend,
@@ -286,7 +291,8 @@ impl Store {
             writer,
             committed,
             listen,
-            clock: Default::default(),
+            clock,
+            reports,
         };
         migrations::apply_up_to(&store, version).await?;
         Ok(store)

@@ -131,7 +131,7 @@ where
     }
 }
 
-fn copy(e: &StoreError) -> StoreError {
+pub(super) fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Other(m) => StoreError::Other(m.clone()),
@@ -234,18 +234,24 @@ impl Writer {
             result: None,
             reply,
         });
-        self.queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                StoreError::Unavailable("too many writes are waiting for the store".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => {
-                StoreError::Unavailable("the store's writer has stopped".into())
-            }
-        })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+        self.queue.try_send(job).map_err(refused)?;
+        answer.await.map_err(|_| stopped())?
     }
+}
+
+/// A write the queue would not take: full (503, retry) or closed.
+pub(super) fn refused<T>(e: mpsc::error::TrySendError<T>) -> StoreError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => {
+            StoreError::Unavailable("too many writes are waiting for the store".into())
+        }
+        mpsc::error::TrySendError::Closed(_) => stopped(),
+    }
+}
+
+/// The answer when the writer went away before answering.
+pub(super) fn stopped() -> StoreError {
+    StoreError::Unavailable("the store's writer has stopped".into())
 }
 
 /// Key of the PostgreSQL advisory lock under which a batch numbers its

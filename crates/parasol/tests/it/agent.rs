@@ -132,6 +132,144 @@ async fn the_store_refuses_replays_early_reports_and_revoked_instances() {
     );
 }
 
+/// Reports that arrive together are written together (a group at a
+/// time, more than one group's worth here), each answered as if they had
+/// been written one after another: a replay or an early second report of
+/// the same instance in the same burst is refused against the first.
+#[tokio::test]
+async fn a_burst_of_reports_gets_each_report_its_own_answer() {
+    let (store, clock, _dir) = store().await;
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(instance(&store, "active").await);
+    }
+    let gone = instance(&store, "deleted").await;
+    let twice = ids[7];
+    // The first of `twice`'s reports is taken; the others are replays of
+    // it or come too soon after it, whichever group they land in.
+    let mut burst: Vec<(Report, ReportOutcome)> = Vec::new();
+    let at = clock.now();
+    let ok = ReportOutcome::Accepted { at };
+    let soon = ReportOutcome::TooSoon {
+        retry_after_ms: 2000,
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        burst.push((
+            report(id, 1, 0, vec![gpu(0, i as f64 / 10.0, &[])]),
+            ok.clone(),
+        ));
+        if i == 100 {
+            burst.push((
+                report(twice, 1, 0, vec![]),
+                ReportOutcome::Replay { last_seq: 1 },
+            ));
+            burst.push((report(gone, 1, 0, vec![]), ReportOutcome::Revoked));
+            burst.push((report(twice, 2, 0, vec![]), soon.clone()));
+        }
+    }
+    burst.push((
+        report(twice, 0, 0, vec![]),
+        ReportOutcome::Replay { last_seq: 1 },
+    ));
+    burst.push((report(Uuid::new_v4(), 1, 0, vec![]), ReportOutcome::Revoked));
+    let answers = futures::future::join_all(
+        burst
+            .iter()
+            .map(|(r, _)| store.insert_agent_report(r, 2000)),
+    )
+    .await;
+    for ((r, want), got) in burst.iter().zip(answers) {
+        assert_eq!(&got.unwrap(), want, "report {} of {}", r.seq, r.instance_id);
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_samples")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 300, "one raw sample per accepted report");
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT last_seq FROM agent_state")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(seqs.len(), 300);
+    assert!(seqs.iter().all(|&s| s == 1), "{seqs:?}");
+    let latest = store
+        .agent_latest(chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    let (_, sample) = latest.iter().find(|(id, _)| *id == ids[250]).unwrap();
+    assert_eq!(sample.gpus[0].utilization_percent, 25.0);
+    // Once the gap has passed, the next burst goes on from there.
+    clock.advance(2000);
+    let (next, other) = (report(twice, 3, 1, vec![]), report(ids[8], 2, 1, vec![]));
+    let (a, b, c) = tokio::join!(
+        store.insert_agent_report(&next, 2000),
+        store.insert_agent_report(&next, 2000),
+        store.insert_agent_report(&other, 2000),
+    );
+    let later = ReportOutcome::Accepted { at: clock.now() };
+    assert_eq!(a.unwrap(), later);
+    assert_eq!(b.unwrap(), ReportOutcome::Replay { last_seq: 3 });
+    assert_eq!(c.unwrap(), later);
+    let seen = store.agent_seen(twice).await.unwrap().unwrap();
+    assert_eq!((seen.first_seen_at, seen.last_seen_at), (at, clock.now()));
+}
+
+/// More rows than one write job takes, many of them received in the same
+/// millisecond: the fold and both deletions go job by job and miss none.
+#[tokio::test]
+async fn a_large_fleet_is_folded_and_aged_out_in_small_jobs() {
+    let (store, clock, _dir) = store().await;
+    let mut ids = Vec::new();
+    for _ in 0..1200 {
+        ids.push(instance(&store, "active").await);
+    }
+    for seq in 1..=2 {
+        let burst: Vec<Report> = ids
+            .iter()
+            .map(|&id| report(id, seq, 0, vec![gpu(0, seq as f64, &[])]))
+            .collect();
+        for outcome in
+            futures::future::join_all(burst.iter().map(|r| store.insert_agent_report(r, 2000)))
+                .await
+        {
+            assert!(matches!(outcome.unwrap(), ReportOutcome::Accepted { .. }));
+        }
+        clock.advance(30_000);
+    }
+    clock.advance(2 * MINUTE_MS);
+    let day = 86_400_000;
+    let done = store
+        .agent_downsample(clock.now_ms(), 5000, 0, 7 * day)
+        .await
+        .unwrap();
+    assert_eq!((done.minutes, done.raw_deleted), (1200, 2400));
+    let count = |table: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("agent_samples").await, 0);
+    assert_eq!(count("agent_history").await, 1200);
+    let window = store.agent_window(ids[599], clock.now() - chrono::Duration::minutes(10));
+    assert_eq!(window.await.unwrap().samples, 2);
+    clock.advance(8 * day);
+    let done = store
+        .agent_downsample(clock.now_ms(), 5000, 0, 7 * day)
+        .await
+        .unwrap();
+    assert_eq!(done.history_deleted, 1200);
+    assert_eq!(count("agent_history").await, 0);
+    assert_eq!(
+        count("agent_state").await,
+        0,
+        "silent for a week: forgotten"
+    );
+}
+
 #[tokio::test]
 async fn windows_and_samples_read_raw_and_history_alike() {
     let (store, clock, _dir) = store().await;

@@ -407,7 +407,7 @@ async fn windows_and_samples_read_raw_and_history_alike() {
 
 use serde_json::{json, Value};
 
-use crate::harness::{Opts, Server};
+use crate::harness::{wait_samples, Opts, Server};
 
 /// A server on the test clock whose launches carry no agent, so that the
 /// sim's simulated agents stay silent and the test is the only reporter.
@@ -633,31 +633,6 @@ async fn bad_reports_are_refused_naming_the_problem_and_good_ones_are_served_bac
 
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// Polls the metrics API until `pred` holds on the samples, or panics.
-async fn wait_samples(
-    c: &crate::harness::Client,
-    id: &str,
-    what: &str,
-    pred: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let m = c
-            .get(&format!("/v1/instances/{id}/metrics"))
-            .await
-            .expect(200);
-        let samples = m["samples"].as_array().unwrap().clone();
-        if pred(&samples) {
-            return samples;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {m:#}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

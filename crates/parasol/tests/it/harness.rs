@@ -564,6 +564,18 @@ impl Client {
     pub async fn wait_gone(&self, id: &str) {
         self.wait_instance(id, "deleted", |r| r.status == 404).await;
     }
+
+    /// The listed instances that carry `tag` (e.g. `parasol:replaces=ID`).
+    pub async fn tagged(&self, tag: &str) -> Vec<Value> {
+        let list = self.get("/v1/instances").await.expect(200);
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["tags"].as_array().unwrap().iter().any(|t| t == tag))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A create body for a type the sim stocks with plenty of capacity in tests.
@@ -684,20 +696,31 @@ pub async fn advance_clock(s: &Server, seconds: i64) {
 /// Waits until instance `id` has at least `n` agent samples in the last
 /// hour (the metrics route's default window).
 pub async fn wait_for_samples(s: &Server, id: &str, n: usize) {
-    let c = s.admin();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    wait_samples(&s.admin(), id, &format!("{n} samples"), |x| x.len() >= n).await;
+}
+
+/// Polls instance `id`'s metrics API (last hour) until `pred` holds on
+/// its samples, and answers them; panics after 20 s naming `what`.
+pub async fn wait_samples(
+    c: &Client,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let m = c
             .get(&format!("/v1/instances/{id}/metrics"))
             .await
             .expect(200);
-        if m["samples"].as_array().unwrap().len() >= n {
-            return;
+        let samples = m["samples"].as_array().unwrap().clone();
+        if pred(&samples) {
+            return samples;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "never {n} samples: {m:#}"
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {m:#}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

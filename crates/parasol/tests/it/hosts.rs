@@ -931,22 +931,7 @@ async fn an_xid_in_the_hosts_kernel_log_fails_the_instance_and_replace_starts_ex
     );
 
     let tag = format!("parasol:replaces={id}");
-    let replacements = async || -> Vec<Value> {
-        let list = r.c.get("/v1/instances").await.expect(200);
-        list["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| {
-                i["tags"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t == tag.as_str())
-            })
-            .cloned()
-            .collect()
-    };
+    let replacements = async || r.c.tagged(&tag).await;
     let new = crate::thresholds::wait_for("the replacement", async || {
         replacements().await.into_iter().next()
     })

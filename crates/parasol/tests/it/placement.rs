@@ -417,20 +417,7 @@ async fn a_preempted_spot_instance_is_relaunched_with_the_same_requirements() {
     let tag = format!("parasol:relaunch-of={id}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let new_id = loop {
-        let list = c.get("/v1/instances").await.expect(200);
-        let found: Vec<Value> = list["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| {
-                i["tags"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t == tag.as_str())
-            })
-            .cloned()
-            .collect();
+        let found = c.tagged(&tag).await;
         if let Some(i) = found.first() {
             assert_eq!(found.len(), 1, "one replacement: {found:#?}");
             break i["id"].as_str().unwrap().to_string();

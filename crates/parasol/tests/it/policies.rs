@@ -729,21 +729,9 @@ async fn replace_starts_exactly_one_replacement_tagged_with_the_old_id() {
     let gone = r.status(&id).await;
     assert!(gone == "deleting" || gone == "deleted", "{gone}");
     let tag = format!("parasol:replaces={id}");
-    let list = r.c.get("/v1/instances").await.expect(200);
-    let replacements: Vec<&Value> = list["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| {
-            i["tags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t == tag.as_str())
-        })
-        .collect();
-    assert_eq!(replacements.len(), 1, "{list:#}");
-    let new = replacements[0];
+    let replacements = r.c.tagged(&tag).await;
+    assert_eq!(replacements.len(), 1, "{replacements:#?}");
+    let new = &replacements[0];
     assert_eq!(new["name"], "fragile");
     assert_eq!(new["shade_instance_type"], "A6000");
     assert_eq!(new["on_unhealthy"], "replace");

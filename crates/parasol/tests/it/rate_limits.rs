@@ -1,19 +1,14 @@
 //! Rate limits: a burst past the bucket gets 429 `rate_limited` with
 //! `Retry-After`, and /metrics counts it.
 
-use crate::harness::{Opts, Server};
+use crate::harness::{metric, Opts, Server};
 
-async fn limited_count(s: &Server, bucket: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let name = format!("parasol_http_rate_limited_total{{bucket=\"{bucket}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
+async fn limited_count(s: &Server, bucket: &str) -> f64 {
+    metric(
+        s,
+        &format!("parasol_http_rate_limited_total{{bucket=\"{bucket}\"}}"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -46,7 +41,7 @@ async fn a_key_past_its_burst_gets_429_with_retry_after() {
     // Another key has its own bucket.
     let other = s.new_account("other");
     s.client(&other).get("/v1/instances").await.expect(200);
-    assert!(limited_count(&s, "key").await >= 2);
+    assert!(limited_count(&s, "key").await >= 2.0);
 }
 
 #[tokio::test]
@@ -76,7 +71,7 @@ async fn a_key_guessing_loop_is_throttled_even_for_a_right_key_afterwards() {
         .get("/v1/instances")
         .await
         .expect_error(429, "rate_limited");
-    assert!(limited_count(&s, "failed_auth").await >= 21);
+    assert!(limited_count(&s, "failed_auth").await >= 21.0);
     // Unauthenticated routes stay open.
     s.admin().get("/healthz").await.expect(200);
 }

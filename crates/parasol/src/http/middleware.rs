@@ -25,6 +25,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use chrono::Datelike;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -270,31 +271,23 @@ fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     // the negative time; no server runs there).
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    // 1970-01-01 is day 719,163 of the common era.
+    let date = i32::try_from(secs / 86_400)
+        .ok()
+        .and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163))
+        .unwrap_or_default();
     let of_day = secs % 86_400;
     let _ = write!(
         buf,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        date.year(),
+        date.month(),
+        date.day(),
         of_day / 3600,
         of_day / 60 % 60,
         of_day % 60,
         since.subsec_micros()
     );
-}
-
-/// The Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -109,27 +109,22 @@ async fn run<I, O, K>(
         }
         waiting = later;
         let n = group.len();
-        match write(group).await {
+        let failed = match write(group).await {
             Ok(outcomes) if outcomes.len() == n => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone (a dropped request).
                     let _ = reply.send(Ok(outcome));
                 }
+                continue;
             }
-            Ok(outcomes) => {
-                let e = StoreError::Other(format!(
-                    "a group of {n} writes answered {} outcomes",
-                    outcomes.len()
-                ));
-                for reply in replies {
-                    let _ = reply.send(Err(copy(&e)));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(copy(&e)));
-                }
-            }
+            Ok(outcomes) => StoreError::Other(format!(
+                "a group of {n} writes answered {} outcomes",
+                outcomes.len()
+            )),
+            Err(e) => e,
+        };
+        for reply in replies {
+            let _ = reply.send(Err(copy(&failed)));
         }
     }
 }

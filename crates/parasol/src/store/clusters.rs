@@ -180,7 +180,6 @@ impl Store {
                             data["to"] = serde_json::json!(status);
                             let message = format!("cluster {name} went from {was} to {status}");
                             super::webhooks::insert_event(
-                                conn,
                                 Uuid::new_v4(),
                                 account,
                                 None,
@@ -188,8 +187,7 @@ impl Store {
                                 &message,
                                 &data,
                                 now_ms,
-                            )
-                            .await?;
+                            )?;
                         }
                         return Ok(Step::Commit(true));
                     }

@@ -262,7 +262,6 @@ impl Store {
                     budgets::adjust(conn, account, charge).await?;
                     for e in &events {
                         super::webhooks::insert_event(
-                            conn,
                             Uuid::new_v4(),
                             account,
                             Some(instance_id),
@@ -270,8 +269,7 @@ impl Store {
                             &e.message,
                             &e.data,
                             now_ms,
-                        )
-                        .await?;
+                        )?;
                     }
                     Ok(Step::Commit(true))
                 })
@@ -509,7 +507,6 @@ pub(super) async fn insert_instance_row(
     // stores it.
     let message = format!("instance {} created", i.name);
     super::webhooks::insert_event(
-        conn,
         Uuid::new_v4(),
         rec.account_id,
         Some(i.id),
@@ -518,7 +515,6 @@ pub(super) async fn insert_instance_row(
         &serde_json::to_value(i)?,
         i.created_at.timestamp_millis(),
     )
-    .await
 }
 
 impl InstanceRecord {

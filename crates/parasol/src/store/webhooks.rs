@@ -295,8 +295,7 @@ pub(super) fn transition_events(rec: &InstanceRecord, now_ms: i64) -> Vec<NewEve
 /// the job now running: kept aside and written by the job's batch just
 /// before its commit, if the job is kept (see [`insert_pending`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn insert_event(
-    _conn: &mut sqlx::AnyConnection,
+pub(super) fn insert_event(
     id: Uuid,
     account: Uuid,
     instance: Option<Uuid>,
@@ -384,15 +383,12 @@ pub(super) async fn insert_pending(
         // the delivery is claimed.
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
+                // wake_at and created_at are the same parameter.
                 let p = 5 * i;
                 format!(
-                    "(${}, ${}, ${}, ${}, '', 0, ${}, NULL, NULL, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 5
+                    "({}, '', 0, ${at}, NULL, NULL, ${at})",
+                    super::marks(p + 1, 4),
+                    at = p + 5
                 )
             })
             .collect();
@@ -471,9 +467,9 @@ impl Store {
     ) -> StoreResult<Uuid> {
         let id = Uuid::new_v4();
         let (kind, message) = (kind.to_string(), message.to_string());
-        self.write(move |conn| {
+        self.write(move |_conn| {
             Box::pin(async move {
-                insert_event(conn, id, account, instance, &kind, &message, &data, now_ms).await?;
+                insert_event(id, account, instance, &kind, &message, &data, now_ms)?;
                 Ok(Step::Commit(id))
             })
         })
@@ -897,7 +893,6 @@ impl Store {
                 }
                 if let Some((account, message, data)) = &event {
                     insert_event(
-                        conn,
                         Uuid::new_v4(),
                         *account,
                         None,
@@ -905,8 +900,7 @@ impl Store {
                         message,
                         data,
                         now_ms,
-                    )
-                    .await?;
+                    )?;
                 }
                 Ok(Step::Commit(true))
             })

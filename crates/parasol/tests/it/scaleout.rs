@@ -71,29 +71,27 @@ async fn three_replicas_drive_each_of_300_instances_exactly_once_even_when_one_i
     };
     let mut ids: BTreeSet<String> = create(0..150, clients.clone()).await.into_iter().collect();
 
-    // SIGKILL one replica while it is driving instances, then record what
-    // it held: those are the steps the others must take over.
+    // SIGKILL one replica while it is driving instances, and record what
+    // it held: those are the steps the others must take over. It is
+    // stopped (SIGSTOP) while its leases are read, so that it cannot
+    // release them between the reading and the kill.
     let deadline = Instant::now() + Duration::from_secs(10);
     let orphaned: Vec<String> = loop {
+        replicas[2].signal("STOP");
         let leases = reconciler(&clients[0]).await["leases"].clone();
-        let victims: Vec<String> = leases
+        let held: Vec<String> = leases
             .as_array()
             .unwrap()
             .iter()
             .filter(|l| l["owner"] == victim_id.as_str())
             .map(|l| l["instance_id"].as_str().unwrap().to_string())
             .collect();
-        if !victims.is_empty() || Instant::now() > deadline {
+        if !held.is_empty() || Instant::now() > deadline {
             replicas[2].kill();
-            let after = reconciler(&clients[0]).await["leases"].clone();
-            break after
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|l| l["owner"] == victim_id.as_str())
-                .map(|l| l["instance_id"].as_str().unwrap().to_string())
-                .collect();
+            break held;
         }
+        replicas[2].signal("CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!("killed replica held {} leases", orphaned.len());
     assert!(
